@@ -1,0 +1,67 @@
+# frugal: one Makefile. `make` builds ./frugal and build/libfrugal.a; `make test` runs the suite.
+# Options: DEBUG=1, SANITIZE=address|undefined, ARCH= (default -march=native), WERROR=1.
+CC      ?= cc
+ARCH    ?= -march=native
+OPT     ?= -O3
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Iinclude -Isrc $(ARCH)
+LDLIBS  := -lm
+
+ifeq ($(DEBUG),1)
+  OPT := -O0 -g
+endif
+ifneq ($(SANITIZE),)
+  OPT := -O1 -g -fno-omit-frame-pointer
+  CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+  LDFLAGS += -fsanitize=$(SANITIZE)
+  BUILD := build/$(SANITIZE)
+endif
+ifeq ($(WERROR),1)
+  CFLAGS += -Werror
+endif
+BUILD ?= build
+CFLAGS += $(OPT)
+
+# OpenMP: used when the compiler has it; everything also runs single-threaded without it.
+HAVE_OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
+ifeq ($(HAVE_OMP),1)
+  CFLAGS += -fopenmp
+  LDFLAGS += -fopenmp
+endif
+
+LIB_SRC  := $(wildcard src/*.c src/*/*.c)
+CLI_SRC  := $(wildcard cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BIN      := $(if $(SANITIZE),$(BUILD)/frugal,frugal)
+
+.PHONY: all test demo bench fuzz clean info
+all: info $(BIN) $(TESTS)
+
+info:
+	@echo "frugal: CC=$(CC) OpenMP=$(if $(HAVE_OMP),yes,no) ARCH=$(ARCH) build=$(BUILD)"
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libfrugal.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CLI_OBJ) $(BUILD)/libfrugal.a
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libfrugal.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
+
+test: $(BIN) $(TESTS)
+	@BUILD=$(BUILD) BIN=$(BIN) sh tests/run.sh
+
+demo: $(BIN)
+	./$(BIN) demo
+
+clean:
+	rm -rf build frugal

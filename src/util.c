@@ -1,0 +1,101 @@
+// util.c: see util.h.
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static _Thread_local char err_buf[1024];
+
+const char *fg_last_error(void) { return err_buf[0] ? err_buf : "unknown error"; }
+
+int fg_set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int fg_wrap_error(const char *fmt, ...) {
+    char old[sizeof err_buf], pre[512];
+    memcpy(old, err_buf, sizeof old);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    snprintf(err_buf, sizeof err_buf, "%s: %s", pre, old);
+    return -1;
+}
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void fg_rng_seed(fg_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t fg_rng_u64(fg_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t; s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float fg_rng_uniform(fg_rng *r) { return (float)(fg_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
+
+float fg_rng_normal(fg_rng *r) {
+    double u1 = ((fg_rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740993.0); // (0, 1]
+    double u2 = (fg_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+uint64_t fg_rng_below(fg_rng *r, uint64_t n) {
+    uint64_t lim = UINT64_MAX - UINT64_MAX % n, x;
+    do x = fg_rng_u64(r); while (x >= lim);
+    return x % n;
+}
+
+double fg_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+char *fg_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fg_set_error("cannot open '%s': %s", path, strerror(errno)); return NULL; }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *nb = realloc(buf, cap * 2 + 1);
+        if (!nb) { free(buf); buf = NULL; break; }
+        buf = nb; cap *= 2;
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (!buf) { fg_set_error("out of memory reading '%s'", path); return NULL; }
+    if (rerr) { free(buf); fg_set_error("read error on '%s'", path); return NULL; }
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+void *fg_calloc(size_t n, size_t size, const char *what) {
+    void *p = (n && size) ? calloc(n, size) : calloc(1, 1);
+    if (!p) fg_set_error("out of memory allocating %s (%zu x %zu bytes)", what, n, size);
+    return p;
+}
