@@ -87,6 +87,12 @@ static inline int fg_config_is_moe_layer(const fg_config *c, int l) {
            (c->moe_layer_freq <= 1 || l % c->moe_layer_freq == 0);
 }
 
+// ---- model ---------------------------------------------------------------------------------
+typedef struct fg_model fg_model;
+// Allocates a model for c (validated first; weights zeroed). Free with fg_model_free.
+fg_model *fg_model_create(const fg_config *c);
+void fg_model_free(fg_model *m);
+
 #ifdef __cplusplus
 }
 #endif

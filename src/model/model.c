@@ -1,0 +1,741 @@
+// model.c: parameter layout, forward and backward of the DeepSeek-style model (docs/model.md).
+//
+// The forward pass is a flat list: embedding, per layer {rmsnorm, attention (MLA or GQA),
+// residual, rmsnorm, FFN (dense SwiGLU or DeepSeekMoE), residual}, final rmsnorm, head, loss.
+// Backward walks the same list in reverse. Every activation needed by backward is saved in
+// fg_layer_acts; nothing is recomputed. fp32 throughout.
+#include "model/model.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- tensor table ----------------------------------------------------------------------------
+
+typedef struct {
+    fg_tensor *t;
+    int n, cap;
+    size_t total;
+} table_builder;
+
+static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#include <stdarg.h>
+static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt, ...) {
+    if (tb->n == tb->cap) {
+        tb->cap = tb->cap ? tb->cap * 2 : 64;
+        tb->t = realloc(tb->t, sizeof(fg_tensor) * tb->cap);
+        if (!tb->t) abort(); // table is small; failure here means the process is out of memory
+    }
+    fg_tensor *t = &tb->t[tb->n++];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->ndim = d1 > 0 ? 2 : 1;
+    t->shape[0] = d0;
+    t->shape[1] = d1 > 0 ? d1 : 0;
+    t->numel = (size_t)d0 * (d1 > 0 ? d1 : 1);
+    t->offset = tb->total;
+    t->flags = flags;
+    tb->total += t->numel;
+}
+
+// The table order is the memory order; fg_weights_bind walks the same sequence.
+fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
+    table_builder tb = {0};
+    int C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
+    int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
+    int Dh = c->head_dim, Hkv = c->num_key_value_heads;
+    int E = c->n_routed_experts, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
+    const int ND = FG_TENSOR_NO_DECAY;
+    tb_add(&tb, 0, V, C, "model.embed_tokens.weight");
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const char *p = "model.layers";
+        tb_add(&tb, ND, C, 0, "%s.%d.input_layernorm.weight", p, l);
+        if (c->attn_type == FG_ATTN_MLA) {
+            if (c->q_lora_rank > 0) {
+                tb_add(&tb, 0, c->q_lora_rank, C, "%s.%d.self_attn.q_a_proj.weight", p, l);
+                tb_add(&tb, ND, c->q_lora_rank, 0, "%s.%d.self_attn.q_a_layernorm.weight", p, l);
+                tb_add(&tb, 0, H * (Dn + Dr), c->q_lora_rank, "%s.%d.self_attn.q_b_proj.weight", p, l);
+            } else {
+                tb_add(&tb, 0, H * (Dn + Dr), C, "%s.%d.self_attn.q_proj.weight", p, l);
+            }
+            tb_add(&tb, 0, c->kv_lora_rank + Dr, C, "%s.%d.self_attn.kv_a_proj_with_mqa.weight", p, l);
+            tb_add(&tb, ND, c->kv_lora_rank, 0, "%s.%d.self_attn.kv_a_layernorm.weight", p, l);
+            tb_add(&tb, 0, H * (Dn + Dv), c->kv_lora_rank, "%s.%d.self_attn.kv_b_proj.weight", p, l);
+            tb_add(&tb, 0, C, H * Dv, "%s.%d.self_attn.o_proj.weight", p, l);
+        } else {
+            tb_add(&tb, 0, H * Dh, C, "%s.%d.self_attn.q_proj.weight", p, l);
+            if (c->attention_bias) tb_add(&tb, ND, H * Dh, 0, "%s.%d.self_attn.q_proj.bias", p, l);
+            tb_add(&tb, 0, Hkv * Dh, C, "%s.%d.self_attn.k_proj.weight", p, l);
+            if (c->attention_bias) tb_add(&tb, ND, Hkv * Dh, 0, "%s.%d.self_attn.k_proj.bias", p, l);
+            tb_add(&tb, 0, Hkv * Dh, C, "%s.%d.self_attn.v_proj.weight", p, l);
+            if (c->attention_bias) tb_add(&tb, ND, Hkv * Dh, 0, "%s.%d.self_attn.v_proj.bias", p, l);
+            tb_add(&tb, 0, C, H * Dh, "%s.%d.self_attn.o_proj.weight", p, l);
+        }
+        tb_add(&tb, ND, C, 0, "%s.%d.post_attention_layernorm.weight", p, l);
+        if (!fg_config_is_moe_layer(c, l)) {
+            tb_add(&tb, 0, c->intermediate_size, C, "%s.%d.mlp.gate_proj.weight", p, l);
+            tb_add(&tb, 0, C, c->intermediate_size, "%s.%d.mlp.down_proj.weight", p, l);
+            tb_add(&tb, 0, c->intermediate_size, C, "%s.%d.mlp.up_proj.weight", p, l);
+        } else {
+            tb_add(&tb, 0, E, C, "%s.%d.mlp.gate.weight", p, l);
+            if (c->topk_method == FG_TOPK_NOAUX_TC)
+                tb_add(&tb, FG_TENSOR_BUFFER | ND, E, 0, "%s.%d.mlp.gate.e_score_correction_bias", p, l);
+            // stacked: all gate_proj, then all down_proj, then all up_proj
+            for (int e = 0; e < E; e++) tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, e);
+            for (int e = 0; e < E; e++) tb_add(&tb, 0, C, Fe, "%s.%d.mlp.experts.%d.down_proj.weight", p, l, e);
+            for (int e = 0; e < E; e++) tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.up_proj.weight", p, l, e);
+            if (Fs > 0) {
+                tb_add(&tb, 0, Fs, C, "%s.%d.mlp.shared_experts.gate_proj.weight", p, l);
+                tb_add(&tb, 0, C, Fs, "%s.%d.mlp.shared_experts.down_proj.weight", p, l);
+                tb_add(&tb, 0, Fs, C, "%s.%d.mlp.shared_experts.up_proj.weight", p, l);
+            }
+        }
+    }
+    tb_add(&tb, ND, C, 0, "model.norm.weight");
+    if (!c->tie_word_embeddings) tb_add(&tb, 0, V, C, "lm_head.weight");
+    *n = tb.n;
+    *total = tb.total;
+    return tb.t;
+}
+
+void fg_weights_bind(fg_weights *w, const fg_config *c, float *base) {
+    int n;
+    size_t total;
+    fg_tensor *t = fg_tensor_table(c, &n, &total);
+    int i = 0;
+#define NEXT() (base + t[i++].offset)
+    w->embed = NEXT();
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        fg_layer_w *lw = &w->layers[l];
+        memset(lw, 0, sizeof *lw);
+        lw->attn_norm = NEXT();
+        if (c->attn_type == FG_ATTN_MLA) {
+            if (c->q_lora_rank > 0) { lw->wq_a = NEXT(); lw->q_norm = NEXT(); lw->wq_b = NEXT(); }
+            else lw->wq = NEXT();
+            lw->wkv_a = NEXT(); lw->kv_norm = NEXT(); lw->wkv_b = NEXT(); lw->wo = NEXT();
+        } else {
+            lw->wq = NEXT(); if (c->attention_bias) lw->bq = NEXT();
+            lw->wk = NEXT(); if (c->attention_bias) lw->bk = NEXT();
+            lw->wv = NEXT(); if (c->attention_bias) lw->bv = NEXT();
+            lw->wo = NEXT();
+        }
+        lw->ffn_norm = NEXT();
+        if (!fg_config_is_moe_layer(c, l)) {
+            lw->w1 = NEXT(); lw->w2 = NEXT(); lw->w3 = NEXT();
+        } else {
+            int E = c->n_routed_experts;
+            lw->gate = NEXT();
+            if (c->topk_method == FG_TOPK_NOAUX_TC) lw->gate_bias = NEXT();
+            lw->ew1 = NEXT(); i += E - 1;
+            lw->ew2 = NEXT(); i += E - 1;
+            lw->ew3 = NEXT(); i += E - 1;
+            if (c->n_shared_experts > 0) { lw->sw1 = NEXT(); lw->sw2 = NEXT(); lw->sw3 = NEXT(); }
+        }
+    }
+    w->final_norm = NEXT();
+    w->lm_head = c->tie_word_embeddings ? w->embed : NEXT();
+#undef NEXT
+    if (i != n) abort(); // table and binder disagree: a programming error
+    free(t);
+}
+
+const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+// ---- create / free ---------------------------------------------------------------------------
+
+fg_model *fg_model_create(const fg_config *c) {
+    if (fg_config_validate(c)) return NULL;
+    fg_model *m = calloc(1, sizeof *m);
+    if (!m) { fg_set_error("out of memory"); return NULL; }
+    m->cfg = *c;
+    m->tensors = fg_tensor_table(c, &m->n_tensors, &m->n_params);
+    m->params = fg_calloc(m->n_params, sizeof(float), "model weights");
+    m->w.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
+    m->g.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
+    m->expert_load = calloc((size_t)c->num_hidden_layers * FG_MAX(1, c->n_routed_experts), sizeof(int));
+    if (!m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
+    fg_weights_bind(&m->w, c, m->params);
+    int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
+    int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
+    if (rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
+                        c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
+                        c->rope_beta_slow)) { fg_model_free(m); return NULL; }
+    int Dk = c->attn_type == FG_ATTN_MLA ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
+    m->softmax_scale = 1.0f / sqrtf((float)Dk);
+    if (yarn && c->rope_mscale_all_dim > 0) {
+        float ms = 0.1f * c->rope_mscale_all_dim * logf(c->rope_factor) + 1.0f;
+        m->softmax_scale *= ms * ms;
+    }
+    return m;
+}
+
+static void free_acts(fg_model *m) {
+    free(m->acts_mem);
+    free(m->acts);
+    m->acts_mem = NULL; m->acts = NULL;
+    m->B = m->T = 0;
+}
+
+void fg_model_free(fg_model *m) {
+    if (!m) return;
+    free_acts(m);
+    free(m->tensors); free(m->params); free(m->grads);
+    free(m->w.layers); free(m->g.layers); free(m->expert_load);
+    rope_table_free(&m->rope);
+    free(m);
+}
+
+void fg_model_zero_grad(fg_model *m) {
+    if (m->grads) memset(m->grads, 0, sizeof(float) * m->n_params);
+}
+
+static int ensure_grads(fg_model *m) {
+    if (m->grads) return 0;
+    m->grads = fg_calloc(m->n_params, sizeof(float), "gradients");
+    if (!m->grads) return -1;
+    fg_weights_bind(&m->g, &m->cfg, m->grads);
+    return 0;
+}
+
+void fg_model_init_weights(fg_model *m, uint64_t seed) {
+    fg_rng r;
+    fg_rng_seed(&r, seed);
+    const fg_config *c = &m->cfg;
+    float out_scale = 1.0f / sqrtf(2.0f * c->num_hidden_layers);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        if (t->flags & FG_TENSOR_BUFFER) { memset(p, 0, sizeof(float) * t->numel); continue; }
+        if (t->ndim == 1) {
+            float v = strstr(t->name, ".bias") ? 0.0f : 1.0f;
+            for (size_t j = 0; j < t->numel; j++) p[j] = v;
+            continue;
+        }
+        float std = 0.02f;
+        if (strstr(t->name, "o_proj") || strstr(t->name, "down_proj")) std *= out_scale;
+        for (size_t j = 0; j < t->numel; j++) p[j] = std * fg_rng_normal(&r);
+    }
+}
+
+// ---- activations -----------------------------------------------------------------------------
+
+// Sizes every saved activation for (B, T). A two-pass carve: the first pass (base NULL) counts
+// bytes, the second assigns pointers.
+static size_t carve(fg_model *m, char *base, int B, int T) {
+    const fg_config *c = &m->cfg;
+    size_t N = (size_t)B * T, off = 0;
+    int C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
+    int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dh = c->head_dim;
+    int Hkv = c->num_key_value_heads, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe, Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
+    int mla = c->attn_type == FG_ATTN_MLA;
+#define TAKE(ptr, count, type) do { size_t bytes_ = ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63; \
+        (ptr) = base ? (type *)(base + off) : (ptr); off += bytes_; } while (0)
+    size_t max_layer = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        fg_layer_acts *a = base ? &m->acts[l] : &(fg_layer_acts){0};
+        size_t layer_start = off;
+        int moe = fg_config_is_moe_layer(c, l);
+        TAKE(a->x, N * C, float); TAKE(a->xn1, N * C, float); TAKE(a->rstd1, N, float);
+        if (mla) {
+            if (Rq > 0) { TAKE(a->qa, N * Rq, float); TAKE(a->qan, N * Rq, float); TAKE(a->qa_rstd, N, float); }
+            TAKE(a->q, N * H * (Dn + Dr), float);
+            TAKE(a->ckv_raw, N * Rkv, float); TAKE(a->ckv, N * Rkv, float); TAKE(a->kv_rstd, N, float);
+            TAKE(a->kvb, N * H * (Dn + Dv), float);
+            TAKE(a->k, N * H * (Dn + Dr), float);
+            TAKE(a->v, N * H * Dv, float);
+            TAKE(a->y, N * H * Dv, float);
+        } else {
+            TAKE(a->q, N * H * Dh, float); TAKE(a->k, N * Hkv * Dh, float); TAKE(a->v, N * Hkv * Dh, float);
+            TAKE(a->y, N * H * Dh, float);
+        }
+        TAKE(a->att, (size_t)B * H * T * T, float);
+        TAKE(a->x2, N * C, float); TAKE(a->xn2, N * C, float); TAKE(a->rstd2, N, float);
+        int F = moe ? Fs : c->intermediate_size;
+        if (F > 0) { TAKE(a->h1, N * F, float); TAKE(a->h3, N * F, float); TAKE(a->a, N * F, float); }
+        if (moe) {
+            TAKE(a->scores, N * E, float); TAKE(a->idx, N * K, int); TAKE(a->wts, N * K, float);
+            TAKE(a->slot_tok, N * K, int); TAKE(a->slot_of, N * K, int); TAKE(a->expert_off, E + 1, int);
+            TAKE(a->xe, N * K * C, float); TAKE(a->eh1, N * K * Fe, float); TAKE(a->eh3, N * K * Fe, float);
+            TAKE(a->ea, N * K * Fe, float); TAKE(a->ey, N * K * C, float);
+        }
+        max_layer = FG_MAX(max_layer, off - layer_start);
+    }
+    TAKE(m->xfin, N * C, float); TAKE(m->xf, N * C, float); TAKE(m->xf_rstd, N, float); TAKE(m->logits, N * V, float);
+    TAKE(m->inputs, N, int32_t); TAKE(m->targets, N, int32_t);
+    // Backward scratch: gradients of one layer's activations (at most as many floats as the
+    // layer saved, twice for safety) plus a few (N, C) residual-sized buffers.
+    m->scratch_floats = 2 * max_layer / sizeof(float) + 8 * N * (size_t)C + (size_t)K * N + 64;
+    float *scratch = NULL;
+    TAKE(scratch, m->scratch_floats, float);
+    if (base) m->scratch = scratch;
+#undef TAKE
+    return off;
+}
+
+int fg_model_ensure_acts(fg_model *m, int B, int T) {
+    if (m->B == B && m->T == T && m->acts) return 0;
+    if (T > m->cfg.max_position_embeddings)
+        return fg_set_error("sequence length %d exceeds max_position_embeddings %d", T, m->cfg.max_position_embeddings);
+    free_acts(m);
+    size_t bytes = carve(m, NULL, B, T);
+    m->acts = calloc(m->cfg.num_hidden_layers, sizeof(fg_layer_acts));
+    m->acts_mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    if (!m->acts || !m->acts_mem) {
+        free_acts(m);
+        return fg_set_error("out of memory: activations for batch %d x %d need %.1f MiB", B, T, bytes / 1048576.0);
+    }
+    carve(m, m->acts_mem, B, T);
+    m->B = B; m->T = T;
+    return 0;
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+
+// Adds src (N, C) into dst.
+static void add_into(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+static void mla_forward(fg_model *m, int l) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
+    int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dq = Dn + Dr;
+    int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
+    if (Rq > 0) {
+        matmul_forward(a->qa, a->xn1, w->wq_a, NULL, N, C, Rq);
+        rmsnorm_forward(a->qan, a->qa_rstd, a->qa, w->q_norm, N, Rq, c->rms_norm_eps);
+        matmul_forward(a->q, a->qan, w->wq_b, NULL, N, Rq, H * Dq);
+    } else {
+        matmul_forward(a->q, a->xn1, w->wq, NULL, N, C, H * Dq);
+    }
+    float *kva = m->scratch; // (N, Rkv+Dr), free during forward
+    matmul_forward(kva, a->xn1, w->wkv_a, NULL, N, C, Rkv + Dr);
+    for (int n = 0; n < N; n++) memcpy(a->ckv_raw + (size_t)n * Rkv, kva + (size_t)n * (Rkv + Dr), sizeof(float) * Rkv);
+    rmsnorm_forward(a->ckv, a->kv_rstd, a->ckv_raw, w->kv_norm, N, Rkv, c->rms_norm_eps);
+    matmul_forward(a->kvb, a->ckv, w->wkv_b, NULL, N, Rkv, H * (Dn + Dv));
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        int pos = n % T;
+        float *kpe = kva + (size_t)n * (Rkv + Dr) + Rkv;
+        rope_apply(kpe, &m->rope, pos, 0);
+        for (int h = 0; h < H; h++) {
+            float *k = a->k + ((size_t)n * H + h) * Dq;
+            const float *kvb = a->kvb + ((size_t)n * H + h) * (Dn + Dv);
+            memcpy(k, kvb, sizeof(float) * Dn);
+            memcpy(k + Dn, kpe, sizeof(float) * Dr);
+            memcpy(a->v + ((size_t)n * H + h) * Dv, kvb + Dn, sizeof(float) * Dv);
+            rope_apply(a->q + ((size_t)n * H + h) * Dq + Dn, &m->rope, pos, 0);
+        }
+    }
+    attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
+    matmul_forward(a->x2, a->y, w->wo, NULL, N, H * Dv, C);
+    add_into(a->x2, a->x, (size_t)N * C);
+}
+
+static void gqa_forward(fg_model *m, int l) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
+    int Hkv = c->num_key_value_heads, Dh = c->head_dim;
+    matmul_forward(a->q, a->xn1, w->wq, w->bq, N, C, H * Dh);
+    matmul_forward(a->k, a->xn1, w->wk, w->bk, N, C, Hkv * Dh);
+    matmul_forward(a->v, a->xn1, w->wv, w->bv, N, C, Hkv * Dh);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int h = 0; h < H; h++) rope_apply(a->q + ((size_t)n * H + h) * Dh, &m->rope, n % T, 0);
+        for (int h = 0; h < Hkv; h++) rope_apply(a->k + ((size_t)n * Hkv + h) * Dh, &m->rope, n % T, 0);
+    }
+    attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
+    matmul_forward(a->x2, a->y, w->wo, NULL, N, H * Dh, C);
+    add_into(a->x2, a->x, (size_t)N * C);
+}
+
+// SwiGLU FFN on xn (N, C): out (N, C) = w2(silu(w1 xn) * w3 xn), saving h1, h3, act.
+static void swiglu_ffn_forward(float *out, float *h1, float *h3, float *act, const float *xn,
+                               const float *w1, const float *w2, const float *w3, int N, int C, int F) {
+    matmul_forward(h1, xn, w1, NULL, N, C, F);
+    matmul_forward(h3, xn, w3, NULL, N, C, F);
+    swiglu_forward(act, h1, h3, N, F);
+    matmul_forward(out, act, w2, NULL, N, F, C);
+}
+
+static void swiglu_ffn_backward(float *dxn, float *dw1, float *dw2, float *dw3, float *tmp3F,
+                                const float *dout, const float *xn, const float *h1, const float *h3,
+                                const float *act, const float *w1, const float *w2, const float *w3,
+                                int N, int C, int F) {
+    float *dact = tmp3F, *dh1 = tmp3F + (size_t)N * F, *dh3 = tmp3F + 2 * (size_t)N * F;
+    memset(tmp3F, 0, sizeof(float) * 3 * (size_t)N * F);
+    matmul_backward(dact, dw2, NULL, dout, act, w2, N, F, C);
+    swiglu_backward(dh1, dh3, dact, h1, h3, N, F);
+    matmul_backward(dxn, dw1, NULL, dh1, xn, w1, N, C, F);
+    matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F);
+}
+
+// Picks the experts of one token. s: scores (E); bias: selection bias or NULL; idx (K) out.
+static void route_select(int *idx, const float *s, const float *bias, const fg_config *c, float *sel) {
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, G = c->n_group;
+    for (int e = 0; e < E; e++) sel[e] = s[e] + (bias ? bias[e] : 0.0f);
+    if (G > 1) {
+        int per = E / G;
+        float gs[64];
+        int keep[64];
+        for (int g = 0; g < G; g++) {
+            const float *x = sel + g * per;
+            if (c->topk_method == FG_TOPK_NOAUX_TC) { // sum of the top-2 in the group
+                float m1 = -INFINITY, m2 = -INFINITY;
+                for (int i = 0; i < per; i++) {
+                    if (x[i] > m1) { m2 = m1; m1 = x[i]; } else if (x[i] > m2) m2 = x[i];
+                }
+                gs[g] = per > 1 ? m1 + m2 : m1;
+            } else {
+                float m1 = -INFINITY;
+                for (int i = 0; i < per; i++) m1 = x[i] > m1 ? x[i] : m1;
+                gs[g] = m1;
+            }
+            keep[g] = 0;
+        }
+        for (int j = 0; j < c->topk_group; j++) {
+            int best = -1;
+            for (int g = 0; g < G; g++) if (!keep[g] && (best < 0 || gs[g] > gs[best])) best = g;
+            keep[best] = 1;
+        }
+        for (int g = 0; g < G; g++)
+            if (!keep[g]) for (int i = 0; i < per; i++) sel[g * per + i] = -INFINITY;
+    }
+    for (int k = 0; k < K; k++) { // K passes of argmax: K and E are small
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int j = 0; j < k; j++) taken |= idx[j] == e;
+            if (!taken && (best < 0 || sel[e] > sel[best])) best = e;
+        }
+        idx[k] = best;
+    }
+}
+
+static void moe_forward(fg_model *m, int l, float *out) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
+    int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
+    matmul_forward(a->scores, a->xn2, w->gate, NULL, N, C, E);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *s = a->scores + (size_t)n * E, sel[1024];
+        if (c->scoring_func == FG_SCORE_SOFTMAX) {
+            float mx = -INFINITY, sum = 0;
+            for (int e = 0; e < E; e++) mx = s[e] > mx ? s[e] : mx;
+            for (int e = 0; e < E; e++) { s[e] = expf(s[e] - mx); sum += s[e]; }
+            for (int e = 0; e < E; e++) s[e] /= sum;
+        } else {
+            for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-s[e]));
+        }
+        int *idx = a->idx + (size_t)n * K;
+        float *wt = a->wts + (size_t)n * K;
+        route_select(idx, s, w->gate_bias, c, sel);
+        float sum = 0;
+        for (int k = 0; k < K; k++) { wt[k] = s[idx[k]]; sum += wt[k]; }
+        for (int k = 0; k < K; k++)
+            wt[k] = (c->norm_topk_prob ? wt[k] / sum : wt[k]) * c->routed_scaling_factor;
+    }
+    // Group (token, choice) slots by expert, in token order.
+    int *load = m->expert_load + (size_t)l * E;
+    memset(load, 0, sizeof(int) * E);
+    for (int i = 0; i < N * K; i++) load[a->idx[i]]++;
+    a->expert_off[0] = 0;
+    for (int e = 0; e < E; e++) a->expert_off[e + 1] = a->expert_off[e] + load[e];
+    int *fill = (int *)m->scratch; // (E) cursors; scratch is free during forward
+    memcpy(fill, a->expert_off, sizeof(int) * E);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            int slot = fill[a->idx[n * K + k]]++;
+            a->slot_tok[slot] = n;
+            a->slot_of[n * K + k] = slot;
+        }
+#pragma omp parallel for schedule(static)
+    for (int s = 0; s < N * K; s++)
+        memcpy(a->xe + (size_t)s * C, a->xn2 + (size_t)a->slot_tok[s] * C, sizeof(float) * C);
+    for (int e = 0; e < E; e++) {
+        int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
+        if (!ne) continue;
+        swiglu_ffn_forward(a->ey + (size_t)o * C, a->eh1 + (size_t)o * Fe, a->eh3 + (size_t)o * Fe,
+                           a->ea + (size_t)o * Fe, a->xe + (size_t)o * C, w->ew1 + (size_t)e * Fe * C,
+                           w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C, ne, C, Fe);
+    }
+    if (Fs > 0) swiglu_ffn_forward(out, a->h1, a->h3, a->a, a->xn2, w->sw1, w->sw2, w->sw3, N, C, Fs);
+    else memset(out, 0, sizeof(float) * (size_t)N * C);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            const float *y = a->ey + (size_t)a->slot_of[n * K + k] * C;
+            float wt = a->wts[n * K + k];
+            float *o = out + (size_t)n * C;
+            for (int i = 0; i < C; i++) o[i] += wt * y[i];
+        }
+    // Sequence-wise balance loss: alpha * mean_b sum_i f_i P_i (docs/model.md).
+    if (m->balance_alpha > 0) {
+        double total = 0;
+        for (int b = 0; b < B; b++) {
+            for (int e = 0; e < E; e++) {
+                int cnt = 0;
+                double P = 0;
+                for (int t = 0; t < T; t++) {
+                    int n = b * T + t;
+                    const float *s = a->scores + (size_t)n * E;
+                    double S = 0;
+                    for (int j = 0; j < E; j++) S += s[j];
+                    P += s[e] / S;
+                    for (int k = 0; k < K; k++) cnt += a->idx[n * K + k] == e;
+                }
+                double f = (double)E / ((double)K * T) * cnt;
+                total += f * (P / T);
+            }
+        }
+        m->bal_loss += m->balance_alpha * total / B;
+    }
+}
+
+int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
+    const fg_config *c = &m->cfg;
+    if (fg_model_ensure_acts(m, B, T)) return -1;
+    int N = B * T, C = c->hidden_size, V = c->vocab_size;
+    for (int n = 0; n < N; n++)
+        if (inputs[n] < 0 || inputs[n] >= V)
+            return fg_set_error("token id %d at position %d is outside the vocabulary [0, %d)", inputs[n], n, V);
+    memcpy(m->inputs, inputs, sizeof(int32_t) * N);
+    if (targets) memcpy(m->targets, targets, sizeof(int32_t) * N);
+    for (int n = 0; n < N; n++)
+        memcpy(m->acts[0].x + (size_t)n * C, m->w.embed + (size_t)inputs[n] * C, sizeof(float) * C);
+    m->bal_loss = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        fg_layer_acts *a = &m->acts[l];
+        const fg_layer_w *w = &m->w.layers[l];
+        float *next = l + 1 < c->num_hidden_layers ? m->acts[l + 1].x : m->xfin;
+        rmsnorm_forward(a->xn1, a->rstd1, a->x, w->attn_norm, N, C, c->rms_norm_eps);
+        if (c->attn_type == FG_ATTN_MLA) mla_forward(m, l); else gqa_forward(m, l);
+        rmsnorm_forward(a->xn2, a->rstd2, a->x2, w->ffn_norm, N, C, c->rms_norm_eps);
+        if (fg_config_is_moe_layer(c, l)) moe_forward(m, l, next);
+        else swiglu_ffn_forward(next, a->h1, a->h3, a->a, a->xn2, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
+        add_into(next, a->x2, (size_t)N * C);
+    }
+    rmsnorm_forward(m->xf, m->xf_rstd, m->xfin, m->w.final_norm, N, C, c->rms_norm_eps);
+    matmul_forward(m->logits, m->xf, m->w.lm_head, NULL, N, C, V);
+    if (!targets) { m->n_counted = 0; return 0; }
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= V) return fg_set_error("target id %d at position %d is outside the vocabulary", targets[n], n);
+    m->ce_loss = crossentropy_forward(m->logits, m->logits, targets, N, V, &m->n_counted);
+    if (loss) *loss = (float)(m->ce_loss + m->bal_loss);
+    return 0;
+}
+
+// ---- backward --------------------------------------------------------------------------------
+
+// Bump allocator over m->scratch; every take is zeroed. Reset per layer.
+typedef struct { float *base; size_t used, cap; } bump;
+static float *take(bump *b, size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if (b->used + n > b->cap) abort(); // scratch sizing bug (see carve): programmer error
+    float *p = b->base + b->used;
+    b->used += n;
+    memset(p, 0, sizeof(float) * n);
+    return p;
+}
+
+static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    fg_layer_w *g = &m->g.layers[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
+    int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dq = Dn + Dr;
+    int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
+    float *dy = take(sc, (size_t)N * H * Dv);
+    matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dv, C);
+    float *dq = take(sc, (size_t)N * H * Dq), *dk = take(sc, (size_t)N * H * Dq), *dv = take(sc, (size_t)N * H * Dv);
+    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->att, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
+    float *dkvb = take(sc, (size_t)N * H * (Dn + Dv)), *dkva = take(sc, (size_t)N * (Rkv + Dr));
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *dkpe = dkva + (size_t)n * (Rkv + Dr) + Rkv;
+        for (int h = 0; h < H; h++) {
+            const float *dkh = dk + ((size_t)n * H + h) * Dq;
+            float *d = dkvb + ((size_t)n * H + h) * (Dn + Dv);
+            memcpy(d, dkh, sizeof(float) * Dn);
+            memcpy(d + Dn, dv + ((size_t)n * H + h) * Dv, sizeof(float) * Dv);
+            for (int i = 0; i < Dr; i++) dkpe[i] += dkh[Dn + i]; // k_pe is shared by all heads
+            rope_apply(dq + ((size_t)n * H + h) * Dq + Dn, &m->rope, n % T, 1);
+        }
+        rope_apply(dkpe, &m->rope, n % T, 1);
+    }
+    float *dckv = take(sc, (size_t)N * Rkv), *dckv_raw = take(sc, (size_t)N * Rkv);
+    matmul_backward(dckv, g->wkv_b, NULL, dkvb, a->ckv, w->wkv_b, N, Rkv, H * (Dn + Dv));
+    rmsnorm_backward(dckv_raw, g->kv_norm, dckv, a->ckv_raw, w->kv_norm, a->kv_rstd, N, Rkv);
+    for (int n = 0; n < N; n++) memcpy(dkva + (size_t)n * (Rkv + Dr), dckv_raw + (size_t)n * Rkv, sizeof(float) * Rkv);
+    float *dxn1 = take(sc, (size_t)N * C);
+    matmul_backward(dxn1, g->wkv_a, NULL, dkva, a->xn1, w->wkv_a, N, C, Rkv + Dr);
+    if (Rq > 0) {
+        float *dqan = take(sc, (size_t)N * Rq), *dqa = take(sc, (size_t)N * Rq);
+        matmul_backward(dqan, g->wq_b, NULL, dq, a->qan, w->wq_b, N, Rq, H * Dq);
+        rmsnorm_backward(dqa, g->q_norm, dqan, a->qa, w->q_norm, a->qa_rstd, N, Rq);
+        matmul_backward(dxn1, g->wq_a, NULL, dqa, a->xn1, w->wq_a, N, C, Rq);
+    } else {
+        matmul_backward(dxn1, g->wq, NULL, dq, a->xn1, w->wq, N, C, H * Dq);
+    }
+    rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
+}
+
+static void gqa_backward(fg_model *m, int l, float *dres, bump *sc) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    fg_layer_w *g = &m->g.layers[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
+    int Hkv = c->num_key_value_heads, Dh = c->head_dim;
+    float *dy = take(sc, (size_t)N * H * Dh);
+    matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dh, C);
+    float *dq = take(sc, (size_t)N * H * Dh), *dk = take(sc, (size_t)N * Hkv * Dh), *dv = take(sc, (size_t)N * Hkv * Dh);
+    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->att, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int h = 0; h < H; h++) rope_apply(dq + ((size_t)n * H + h) * Dh, &m->rope, n % T, 1);
+        for (int h = 0; h < Hkv; h++) rope_apply(dk + ((size_t)n * Hkv + h) * Dh, &m->rope, n % T, 1);
+    }
+    float *dxn1 = take(sc, (size_t)N * C);
+    matmul_backward(dxn1, g->wq, g->bq, dq, a->xn1, w->wq, N, C, H * Dh);
+    matmul_backward(dxn1, g->wk, g->bk, dk, a->xn1, w->wk, N, C, Hkv * Dh);
+    matmul_backward(dxn1, g->wv, g->bv, dv, a->xn1, w->wv, N, C, Hkv * Dh);
+    rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
+}
+
+static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, float grad_scale, bump *sc) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    fg_layer_w *g = &m->g.layers[l];
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
+    int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
+    if (Fs > 0)
+        swiglu_ffn_backward(dxn2, g->sw1, g->sw2, g->sw3, take(sc, 3 * (size_t)N * Fs), dout, a->xn2, a->h1,
+                            a->h3, a->a, w->sw1, w->sw2, w->sw3, N, C, Fs);
+    // Through the weighted sum: dey = w * dout, dwts = dout . ey.
+    float *dey = take(sc, (size_t)N * K * C), *dwts = take(sc, (size_t)N * K);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            int s = a->slot_of[n * K + k];
+            const float *d = dout + (size_t)n * C, *y = a->ey + (size_t)s * C;
+            float *de = dey + (size_t)s * C, wt = a->wts[n * K + k], dot = 0;
+            for (int i = 0; i < C; i++) { de[i] = wt * d[i]; dot += d[i] * y[i]; }
+            dwts[n * K + k] = dot;
+        }
+    float *dxe = take(sc, (size_t)N * K * C), *tmp = take(sc, 3 * (size_t)N * K * Fe);
+    for (int e = 0; e < E; e++) {
+        int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
+        if (!ne) continue;
+        swiglu_ffn_backward(dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
+                            g->ew3 + (size_t)e * Fe * C, tmp, dey + (size_t)o * C, a->xe + (size_t)o * C,
+                            a->eh1 + (size_t)o * Fe, a->eh3 + (size_t)o * Fe, a->ea + (size_t)o * Fe,
+                            w->ew1 + (size_t)e * Fe * C, w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C,
+                            ne, C, Fe);
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) add_into(dxn2 + (size_t)n * C, dxe + (size_t)a->slot_of[n * K + k] * C, C);
+    // Gate: d(scores) from the gathered weights (and their normalisation), plus the balance loss.
+    float *ds = take(sc, (size_t)N * E);
+    float bal_coef = m->balance_alpha * grad_scale / B;
+    float *fcount = take(sc, (size_t)B * E);
+    if (m->balance_alpha > 0)
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < K; k++) fcount[(n / T) * E + a->idx[n * K + k]] += 1.0f;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *s = a->scores + (size_t)n * E;
+        const int *idx = a->idx + (size_t)n * K;
+        float *d = ds + (size_t)n * E, rs = c->routed_scaling_factor;
+        const float *dw = dwts + (size_t)n * K;
+        if (c->norm_topk_prob) { // w_k = rs * s_k / S, S = sum_j s_j over the chosen
+            float S = 0, dot = 0;
+            for (int k = 0; k < K; k++) { S += s[idx[k]]; dot += dw[k] * s[idx[k]]; }
+            for (int k = 0; k < K; k++) d[idx[k]] += rs * (dw[k] / S - dot / (S * S));
+        } else {
+            for (int k = 0; k < K; k++) d[idx[k]] += rs * dw[k];
+        }
+        if (m->balance_alpha > 0) { // P_i = mean_t s_i / S_t;  dL/dP_i = coef * f_i
+            const float *f = fcount + (size_t)(n / T) * E;
+            float S = 0, dot = 0, fs = (float)E / ((float)K * T);
+            for (int e = 0; e < E; e++) S += s[e];
+            for (int e = 0; e < E; e++) dot += f[e] * fs * s[e];
+            for (int e = 0; e < E; e++)
+                d[e] += bal_coef / T * (f[e] * fs / S - dot / (S * S));
+        }
+        // through the activation, in place: d becomes d(logits)
+        if (c->scoring_func == FG_SCORE_SOFTMAX) {
+            float dot = 0;
+            for (int e = 0; e < E; e++) dot += d[e] * s[e];
+            for (int e = 0; e < E; e++) d[e] = s[e] * (d[e] - dot);
+        } else {
+            for (int e = 0; e < E; e++) d[e] *= s[e] * (1.0f - s[e]);
+        }
+    }
+    matmul_backward(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E);
+}
+
+int fg_model_backward(fg_model *m, float grad_scale) {
+    const fg_config *c = &m->cfg;
+    if (!m->acts || !m->n_counted) return fg_set_error("backward needs a forward with targets first");
+    if (ensure_grads(m)) return -1;
+    int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size;
+    bump sc = {m->scratch, 0, m->scratch_floats};
+    float *dres = take(&sc, (size_t)N * C);
+    size_t mark = sc.used;
+    float *dlogits = m->logits; // in place over the probabilities
+    crossentropy_backward(dlogits, m->logits, m->targets, N, V, grad_scale / m->n_counted);
+    float *dxf = take(&sc, (size_t)N * C);
+    matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V);
+    rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
+    m->n_counted = 0; // probabilities are consumed
+    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
+        fg_layer_acts *a = &m->acts[l];
+        const fg_layer_w *w = &m->w.layers[l];
+        fg_layer_w *g = &m->g.layers[l];
+        sc.used = mark;
+        float *dxn2 = take(&sc, (size_t)N * C);
+        if (fg_config_is_moe_layer(c, l)) moe_backward(m, l, dres, dxn2, grad_scale, &sc);
+        else swiglu_ffn_backward(dxn2, g->w1, g->w2, g->w3, take(&sc, 3 * (size_t)N * c->intermediate_size), dres,
+                                 a->xn2, a->h1, a->h3, a->a, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
+        rmsnorm_backward(dres, g->ffn_norm, dxn2, a->x2, w->ffn_norm, a->rstd2, N, C);
+        sc.used = mark;
+        if (c->attn_type == FG_ATTN_MLA) mla_backward(m, l, dres, &sc); else gqa_backward(m, l, dres, &sc);
+    }
+    for (int n = 0; n < N; n++) add_into(m->g.embed + (size_t)m->inputs[n] * C, dres + (size_t)n * C, C);
+    return 0;
+}
+
+void fg_model_update_routing_bias(fg_model *m, float gamma) {
+    const fg_config *c = &m->cfg;
+    if (gamma == 0 || c->topk_method != FG_TOPK_NOAUX_TC) return;
+    int E = c->n_routed_experts;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        float *bias = m->w.layers[l].gate_bias;
+        if (!bias) continue;
+        const int *load = m->expert_load + (size_t)l * E;
+        double mean = 0;
+        for (int e = 0; e < E; e++) mean += load[e];
+        mean /= E;
+        for (int e = 0; e < E; e++) bias[e] += load[e] > mean ? -gamma : load[e] < mean ? gamma : 0.0f;
+    }
+}

@@ -1,0 +1,127 @@
+// model.h: the model's three structs (config, weights, activations) and its two call lists
+// (forward, backward). Internal header: tests and the trainer use it; the CLI uses frugal.h.
+//
+// Weights live in ONE float allocation described by a tensor table (Hugging Face names, shapes,
+// offsets). Gradients use a second allocation with the same offsets, so every fg_weights pointer
+// has a twin in the gradient struct. Routed experts are stored stacked per layer, (E, Fe, C),
+// and the table lists each expert separately so names map 1:1 to DeepSeek checkpoints.
+#ifndef FG_MODEL_H
+#define FG_MODEL_H
+
+#include "frugal.h"
+#include "ops/ops.h"
+#include "util.h"
+
+typedef struct {
+    float *attn_norm;                  // (C)
+    // MLA
+    float *wq;                         // (H*(Dn+Dr), C)  when Rq == 0
+    float *wq_a, *q_norm, *wq_b;       // (Rq, C), (Rq), (H*(Dn+Dr), Rq)
+    float *wkv_a;                      // (Rkv+Dr, C)
+    float *kv_norm;                    // (Rkv)
+    float *wkv_b;                      // (H*(Dn+Dv), Rkv)
+    // GQA (wq is shared with MLA's no-compression query: (H*Dh, C))
+    float *bq, *wk, *bk, *wv, *bv;     // (H*Dh), (Hkv*Dh, C), (Hkv*Dh), (Hkv*Dh, C), (Hkv*Dh)
+    float *wo;                         // (C, H*Dv) or (C, H*Dh)
+    float *ffn_norm;                   // (C)
+    float *w1, *w2, *w3;               // dense: (F, C), (C, F), (F, C)
+    float *gate;                       // (E, C)
+    float *gate_bias;                  // (E) selection-only bias (noaux_tc); a buffer, not trained
+    float *ew1, *ew2, *ew3;            // (E, Fe, C), (E, C, Fe), (E, Fe, C)
+    float *sw1, *sw2, *sw3;            // shared: (Fs, C), (C, Fs), (Fs, C)
+} fg_layer_w;
+
+typedef struct {
+    float *embed;                      // (V, C)
+    float *final_norm;                 // (C)
+    float *lm_head;                    // (V, C); aliases embed when tied
+    fg_layer_w *layers;                // (L)
+} fg_weights;
+
+enum { FG_TENSOR_NO_DECAY = 1, FG_TENSOR_BUFFER = 2 }; // BUFFER: state, never trained (routing bias)
+
+typedef struct {
+    char name[96];                     // Hugging Face name
+    int ndim;
+    int shape[2];
+    size_t offset, numel;              // in floats, into the weight (and gradient) allocation
+    int flags;
+} fg_tensor;
+
+// Saved activations of one layer for a (B, T) batch; N = B*T.
+typedef struct {
+    float *x, *xn1, *rstd1;            // (N, C), (N, C), (N): layer input and attention norm
+    float *qa, *qan, *qa_rstd;         // MLA q compression: (N, Rq), (N, Rq), (N)
+    float *q;                          // (N, H*(Dn+Dr)) MLA or (N, H*Dh) GQA, rope applied
+    float *ckv_raw, *ckv, *kv_rstd;    // (N, Rkv) x2, (N)
+    float *kvb;                        // (N, H*(Dn+Dv))
+    float *k;                          // (N, H*(Dn+Dr)) MLA full keys, or (N, Hkv*Dh) GQA, roped
+    float *v;                          // (N, H*Dv) or (N, Hkv*Dh)
+    float *att;                        // (B, H, T, T)
+    float *y;                          // (N, H*Dv) attention output before wo
+    float *x2, *xn2, *rstd2;           // after attention: (N, C), (N, C), (N)
+    float *h1, *h3, *a;                // dense FFN (N, F), or shared expert (N, Fs)
+    // MoE
+    float *scores;                     // (N, E) softmax/sigmoid scores (no bias)
+    int *idx;                          // (N, K) chosen experts
+    float *wts;                        // (N, K) final routing weights
+    int *slot_tok;                     // (N*K) token of each slot, slots grouped by expert
+    int *slot_of;                      // (N*K) slot index of (token n, choice k) = slot_of[n*K+k]
+    int *expert_off;                   // (E+1) slot range per expert
+    float *xe, *eh1, *eh3, *ea, *ey;   // (N*K, C), (N*K, Fe) x3, (N*K, C)
+} fg_layer_acts;
+
+struct fg_model {
+    fg_config cfg;
+    int n_tensors;
+    fg_tensor *tensors;
+    size_t n_params;                   // floats in the weight allocation (trained + buffers)
+    float *params, *grads;             // grads allocated on first backward
+    fg_weights w, g;
+    rope_table rope;
+    float softmax_scale;
+    // activations for the current batch shape
+    int B, T;
+    fg_layer_acts *acts;
+    float *xfin, *xf, *xf_rstd;        // (N, C) last layer's output, (N, C) normed, (N)
+    float *logits;                     // (N, V); probabilities after a forward with targets
+    int32_t *inputs, *targets;         // (N) copies of the last batch
+    int n_counted;                     // targets counted by the last loss
+    float *scratch;                    // backward scratch (see model.c)
+    size_t scratch_floats;
+    void *acts_mem;
+    // training options read by forward/backward
+    float balance_alpha;               // sequence-wise balance loss weight (0 = off)
+    // last forward's statistics
+    double ce_loss, bal_loss;
+    int *expert_load;                  // (L, E) selections per expert in the last forward
+};
+
+// Builds the tensor table for cfg. Returns malloc'd array (caller frees), count in *n, total floats
+// in *total. Pure: no weights are allocated.
+fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total);
+// Points every field of w into base using the table's offsets.
+void fg_weights_bind(fg_weights *w, const fg_config *c, float *base);
+const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name);
+
+// Allocates activations for batch shape (B, T) if it differs from the current one.
+int fg_model_ensure_acts(fg_model *m, int B, int T);
+// Forward over inputs (B, T). With targets (B, T; < 0 ignored) returns the loss (CE + balance)
+// in *loss and keeps probabilities for backward; without targets keeps logits in m->logits.
+int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss);
+// Backward of the last forward (which had targets): gradients ACCUMULATE into m->grads, scaled by
+// grad_scale (1/accumulation steps). Allocates m->grads on first use.
+int fg_model_backward(fg_model *m, float grad_scale);
+void fg_model_zero_grad(fg_model *m);
+// Random initialisation (deterministic for a seed): matrices N(0, 0.02), output projections
+// scaled by 1/sqrt(2L), norms 1, biases and routing bias 0.
+void fg_model_init_weights(fg_model *m, uint64_t seed);
+// Aux-loss-free balancing: bias_e -= gamma*sign(load_e - mean) from the last forward's loads.
+void fg_model_update_routing_bias(fg_model *m, float gamma);
+
+// Loads every table tensor from a Hugging Face safetensors file (F32/BF16/F16 converted). Shapes
+// must match; missing tensors are an error that names the tensor; extra tensors are ignored.
+int fg_model_load_safetensors(fg_model *m, const char *path);
+int fg_model_save_safetensors(const fg_model *m, const char *path);
+
+#endif

@@ -1,0 +1,350 @@
+// ops.c: reference CPU operators (see ops.h for the contracts).
+//
+// The matmuls use GCC/Clang vector extensions (16 floats per vector) with 4x4 register blocking:
+// the compiler lowers them to AVX-512, AVX2 or SSE as the target allows, so this file stays
+// portable. Everything else is plain loops. Deliberately not here: packing, AMX, bf16 (the
+// CPU-speed work), flash-style attention (T stays small in training here).
+#include "ops/ops.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+#define VW 16
+
+static inline v16 vload(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+static inline v16 vbcast(float x) { return (v16){0} + x; }
+static inline float vsum(v16 v) {
+    float s = 0;
+    for (int i = 0; i < VW; i++) s += v[i];
+    return s;
+}
+
+// ---- matmul ----------------------------------------------------------------------------------
+
+// out[n, o] = dot(inp[n, :], w[o, :]) for a tile of up to 4 x 4 outputs.
+static void dot_tile(float *out, const float *inp, const float *w, const float *bias,
+                     int n0, int nn, int o0, int no, int IN, int OUT) {
+    if (nn == 4 && no == 4) {
+        v16 acc[4][4] = {{{0}}};
+        const float *a0 = inp + (size_t)n0 * IN, *b0 = w + (size_t)o0 * IN;
+        int i = 0;
+        for (; i + VW <= IN; i += VW) {
+            v16 a[4], b[4];
+            for (int r = 0; r < 4; r++) a[r] = vload(a0 + (size_t)r * IN + i);
+            for (int c = 0; c < 4; c++) b[c] = vload(b0 + (size_t)c * IN + i);
+            for (int r = 0; r < 4; r++)
+                for (int c = 0; c < 4; c++) acc[r][c] += a[r] * b[c];
+        }
+        for (int r = 0; r < 4; r++)
+            for (int c = 0; c < 4; c++) {
+                float s = vsum(acc[r][c]);
+                for (int j = i; j < IN; j++) s += a0[(size_t)r * IN + j] * b0[(size_t)c * IN + j];
+                out[(size_t)(n0 + r) * OUT + o0 + c] = s + (bias ? bias[o0 + c] : 0.0f);
+            }
+        return;
+    }
+    for (int r = 0; r < nn; r++)
+        for (int c = 0; c < no; c++) {
+            const float *a = inp + (size_t)(n0 + r) * IN, *b = w + (size_t)(o0 + c) * IN;
+            v16 acc = {0};
+            int i = 0;
+            for (; i + VW <= IN; i += VW) acc += vload(a + i) * vload(b + i);
+            float s = vsum(acc);
+            for (; i < IN; i++) s += a[i] * b[i];
+            out[(size_t)(n0 + r) * OUT + o0 + c] = s + (bias ? bias[o0 + c] : 0.0f);
+        }
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+    int nb = (N + 3) / 4, ob = (OUT + 3) / 4;
+    long tiles = (long)nb * ob;
+#pragma omp parallel for schedule(static) if (tiles * IN > 32768)
+    for (long t = 0; t < tiles; t++) {
+        int n0 = (int)(t / ob) * 4, o0 = (int)(t % ob) * 4;
+        dot_tile(out, inp, w, bias, n0, FG_MIN(4, N - n0), o0, FG_MIN(4, OUT - o0), IN, OUT);
+    }
+}
+
+// Y[m, i] += sum_r A[m*sam + r*sar] * X[r*ldx + i], rows m in [m0, m0+mm), columns [0, I).
+// The "axpy" form: the inner loop runs along contiguous rows of X and Y, no reductions.
+static void axpy_rows(float *Y, int ldy, const float *A, long sam, long sar, const float *X, int ldx,
+                      int m0, int mm, int R, int I) {
+    int i = 0;
+    for (; i + 4 * VW <= I; i += 4 * VW) {
+        for (int m = m0; m < m0 + mm; m += 4) {
+            int rows = FG_MIN(4, m0 + mm - m);
+            v16 acc[4][4];
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < 4; c++) acc[r][c] = vload(Y + (size_t)(m + r) * ldy + i + c * VW);
+            for (int k = 0; k < R; k++) {
+                const float *x = X + (size_t)k * ldx + i;
+                v16 xv[4] = {vload(x), vload(x + VW), vload(x + 2 * VW), vload(x + 3 * VW)};
+                for (int r = 0; r < rows; r++) {
+                    v16 a = vbcast(A[(m + r) * sam + k * sar]);
+                    for (int c = 0; c < 4; c++) acc[r][c] += a * xv[c];
+                }
+            }
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < 4; c++) vstore(Y + (size_t)(m + r) * ldy + i + c * VW, acc[r][c]);
+        }
+    }
+    if (i < I) {
+        for (int m = m0; m < m0 + mm; m++) {
+            float *y = Y + (size_t)m * ldy;
+            for (int k = 0; k < R; k++) {
+                float a = A[m * sam + k * sar];
+                if (a == 0.0f) continue;
+                const float *x = X + (size_t)k * ldx;
+                for (int j = i; j < I; j++) y[j] += a * x[j];
+            }
+        }
+    }
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int IN, int OUT) {
+    long work = (long)N * IN * OUT;
+    if (dinp) { // dinp[n, i] += sum_o dout[n, o] w[o, i]
+        int blocks = (N + 3) / 4;
+#pragma omp parallel for schedule(static) if (work > 32768)
+        for (int b = 0; b < blocks; b++)
+            axpy_rows(dinp, IN, dout, OUT, 1, w, IN, b * 4, FG_MIN(4, N - b * 4), OUT, IN);
+    }
+    if (dw) { // dw[o, i] += sum_n dout[n, o] inp[n, i]
+        int blocks = (OUT + 3) / 4;
+#pragma omp parallel for schedule(static) if (work > 32768)
+        for (int b = 0; b < blocks; b++)
+            axpy_rows(dw, IN, dout, 1, OUT, inp, IN, b * 4, FG_MIN(4, OUT - b * 4), N, IN);
+    }
+    if (dbias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OUT; o++) dbias[o] += dout[(size_t)n * OUT + o];
+}
+
+// ---- rmsnorm ---------------------------------------------------------------------------------
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+#pragma omp parallel for schedule(static) if ((long)N * C > 65536)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        double ss = 0;
+        for (int i = 0; i < C; i++) ss += (double)x[i] * x[i];
+        float r = (float)(1.0 / sqrt(ss / C + eps));
+        for (int i = 0; i < C; i++) y[i] = w[i] * (x[i] * r);
+        if (rstd) rstd[n] = r;
+    }
+}
+
+// y_i = w_i x_i r, r = (mean(x^2)+eps)^-1/2.  dx_j = r (w_j dy_j) - x_j r^3/C sum_i(w_i dy_i x_i).
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static) if ((long)N * C > 65536)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float r = rstd[n];
+        double dot = 0;
+        for (int i = 0; i < C; i++) dot += (double)w[i] * dy[i] * x[i];
+        float k = (float)(dot * r * r * r / C);
+        if (dinp) {
+            float *dx = dinp + (size_t)n * C;
+            for (int i = 0; i < C; i++) dx[i] += r * w[i] * dy[i] - k * x[i];
+        }
+    }
+    if (dw) // serial over rows so the sum order (and result) is independent of thread count
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float r = rstd[n];
+            for (int i = 0; i < C; i++) dw[i] += dy[i] * x[i] * r;
+        }
+}
+
+// ---- rope ------------------------------------------------------------------------------------
+
+// Frequencies as in DeepSeek's precompute_freqs_cis: base frequencies theta^(-2i/D); with YaRN,
+// dimensions between the correction range blend linearly from interpolated (freq / factor) to
+// original frequencies.
+static double yarn_corr_dim(double rot, int D, double base, int max_pos) {
+    return D * log(max_pos / (rot * 2 * M_PI)) / (2 * log(base));
+}
+
+int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
+                    int orig_max_pos, float beta_fast, float beta_slow) {
+    memset(r, 0, sizeof *r);
+    if (D <= 0 || D % 2) return fg_set_error("rope dimension must be even and > 0 (got %d)", D);
+    int half = D / 2;
+    r->D = D; r->T = T; r->interleave = interleave;
+    r->cos = malloc(sizeof(float) * (size_t)T * half);
+    r->sin = malloc(sizeof(float) * (size_t)T * half);
+    float *freq = malloc(sizeof(float) * half);
+    if (!r->cos || !r->sin || !freq) { free(freq); rope_table_free(r); return fg_set_error("out of memory for rope table"); }
+    for (int i = 0; i < half; i++) freq[i] = (float)(1.0 / pow((double)theta, (2.0 * i) / D));
+    if (yarn) {
+        double lo = floor(yarn_corr_dim(beta_fast, D, theta, orig_max_pos));
+        double hi = ceil(yarn_corr_dim(beta_slow, D, theta, orig_max_pos));
+        lo = FG_MAX(lo, 0); hi = FG_MIN(hi, D - 1);
+        if (lo == hi) hi += 0.001;
+        for (int i = 0; i < half; i++) {
+            double ramp = (i - lo) / (hi - lo);
+            ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+            double smooth = 1 - ramp;
+            freq[i] = (float)(freq[i] / factor * (1 - smooth) + freq[i] * smooth);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)t * freq[i]; // float product, as the reference's torch.outer
+            r->cos[(size_t)t * half + i] = (float)cos((double)a);
+            r->sin[(size_t)t * half + i] = (float)sin((double)a);
+        }
+    free(freq);
+    return 0;
+}
+
+void rope_table_free(rope_table *r) {
+    free(r->cos); free(r->sin);
+    r->cos = r->sin = NULL;
+}
+
+void rope_apply(float *x, const rope_table *r, int pos, int inverse) {
+    int half = r->D / 2;
+    const float *c = r->cos + (size_t)pos * half, *s = r->sin + (size_t)pos * half;
+    for (int i = 0; i < half; i++) {
+        int i0 = r->interleave ? 2 * i : i, i1 = r->interleave ? 2 * i + 1 : i + half;
+        float a = x[i0], b = x[i1], sn = inverse ? -s[i] : s[i];
+        x[i0] = a * c[i] - b * sn;
+        x[i1] = a * sn + b * c[i];
+    }
+}
+
+// ---- attention -------------------------------------------------------------------------------
+
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
+    int g = H / Hkv;
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int kh = h / g;
+            for (int t = 0; t < T; t++) {
+                const float *qt = q + ((size_t)b * T + t) * sq + (size_t)h * Dk;
+                float *p = att + (((size_t)b * H + h) * T + t) * T;
+                float mx = -INFINITY;
+                for (int u = 0; u <= t; u++) {
+                    const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
+                    float s = 0;
+                    for (int i = 0; i < Dk; i++) s += qt[i] * ku[i];
+                    s *= scale;
+                    p[u] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0;
+                for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+                float inv = 1.0f / sum;
+                float *o = out + (((size_t)b * T + t) * H + h) * Dv;
+                for (int i = 0; i < Dv; i++) o[i] = 0;
+                for (int u = 0; u <= t; u++) {
+                    p[u] *= inv;
+                    const float *vu = v + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
+                    for (int i = 0; i < Dv; i++) o[i] += p[u] * vu[i];
+                }
+            }
+        }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, const float *att,
+                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
+    int g = H / Hkv;
+    // Parallel over (b, kv head): every write to dk/dv of that kv head stays in one thread.
+#pragma omp parallel
+    {
+        float *dp = malloc(sizeof(float) * (size_t)T);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int kh = 0; kh < Hkv; kh++)
+                for (int h = kh * g; h < (kh + 1) * g; h++)
+                    for (int t = 0; t < T; t++) {
+                        const float *p = att + (((size_t)b * H + h) * T + t) * T;
+                        const float *dot = dout + (((size_t)b * T + t) * H + h) * Dv;
+                        const float *qt = q + ((size_t)b * T + t) * sq + (size_t)h * Dk;
+                        float *dqt = dq + ((size_t)b * T + t) * sq + (size_t)h * Dk;
+                        float sum = 0;
+                        for (int u = 0; u <= t; u++) {
+                            const float *vu = v + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
+                            float *dvu = dv + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
+                            float d = 0;
+                            for (int i = 0; i < Dv; i++) { d += dot[i] * vu[i]; dvu[i] += p[u] * dot[i]; }
+                            dp[u] = d;
+                            sum += p[u] * d;
+                        }
+                        for (int u = 0; u <= t; u++) {
+                            float ds = p[u] * (dp[u] - sum) * scale;
+                            const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
+                            float *dku = dk + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
+                            for (int i = 0; i < Dk; i++) { dqt[i] += ds * ku[i]; dku[i] += ds * qt[i]; }
+                        }
+                    }
+        free(dp);
+    }
+}
+
+// ---- swiglu ----------------------------------------------------------------------------------
+
+void swiglu_forward(float *out, const float *h1, const float *h3, int N, int F) {
+    size_t n = (size_t)N * F;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float a = h1[i];
+        out[i] = a / (1.0f + expf(-a)) * h3[i];
+    }
+}
+
+void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, int N, int F) {
+    size_t n = (size_t)N * F;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        float a = h1[i], sg = 1.0f / (1.0f + expf(-a)), silu = a * sg;
+        dh3[i] += dout[i] * silu;
+        dh1[i] += dout[i] * h3[i] * sg * (1.0f + a * (1.0f - sg));
+    }
+}
+
+// ---- cross-entropy ---------------------------------------------------------------------------
+
+double crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *count) {
+    double total = 0;
+    int cnt = 0;
+#pragma omp parallel for schedule(static) reduction(+ : total, cnt)
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (size_t)n * V;
+        float *p = probs + (size_t)n * V;
+        float mx = -INFINITY;
+        for (int i = 0; i < V; i++) mx = x[i] > mx ? x[i] : mx;
+        double sum = 0;
+        for (int i = 0; i < V; i++) sum += exp((double)x[i] - mx);
+        int tg = targets ? targets[n] : -1;
+        if (tg >= 0) { total += log(sum) - ((double)x[tg] - mx); cnt++; }
+        float inv = (float)(1.0 / sum);
+        for (int i = 0; i < V; i++) p[i] = expf(x[i] - mx) * inv;
+    }
+    if (count) *count = cnt;
+    return cnt ? total / cnt : 0.0;
+}
+
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, float scale) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *d = dlogits + (size_t)n * V;
+        const float *p = probs + (size_t)n * V;
+        int tg = targets[n];
+        if (tg < 0) { memset(d, 0, sizeof(float) * V); continue; }
+        for (int i = 0; i < V; i++) d[i] = scale * p[i];
+        d[tg] -= scale;
+    }
+}

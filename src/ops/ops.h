@@ -1,0 +1,63 @@
+// ops.h: the reference CPU operators of frugal, forward and backward, in fp32 with OpenMP.
+//
+// These are the specification that faster kernels are tested against. Conventions:
+// - Signatures list outputs first, then inputs, then weights, then sizes.
+// - Weights are stored (OUT, IN) like torch.nn.Linear: out = inp @ w^T (+ bias).
+// - Backward functions ACCUMULATE (+=) into every gradient they are given (parameter and input
+//   gradients alike), so callers zero buffers once and branches can add their contributions.
+//   A NULL gradient pointer means "not needed".
+// - N is a number of rows (tokens), C a row width. Shapes use the alphabet of docs/model.md.
+#ifndef FG_OPS_H
+#define FG_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// out (N, OUT) = inp (N, IN) @ w^T (OUT, IN) + bias (OUT) [bias may be NULL]. Overwrites out.
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
+// dinp (N, IN) += dout @ w; dw (OUT, IN) += dout^T @ inp; dbias (OUT) += column sums of dout.
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                     const float *w, int N, int IN, int OUT);
+
+// out (N, C) = w * inp / sqrt(mean(inp^2) + eps); rstd (N) saved for backward.
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+// dinp += , dw += . inp/rstd as saved by forward.
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                      const float *rstd, int N, int C);
+
+// RoPE tables for positions [0, T): cos/sin (T, D/2). freq[i] from rope_theta and (optionally)
+// YaRN, see rope_freqs in ops.c and docs/model.md.
+typedef struct {
+    int D;            // rotated width (Dr for MLA, Dh for GQA), even
+    int T;            // positions available
+    int interleave;   // 1: pairs (2i, 2i+1); 0: pairs (i, i + D/2)
+    float *cos, *sin; // (T, D/2), owned
+} rope_table;
+int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
+                    int orig_max_pos, float beta_fast, float beta_slow);
+void rope_table_free(rope_table *r);
+// Rotates x (D floats) in place for position pos; inverse=1 applies the transpose (for backward).
+void rope_apply(float *x, const rope_table *r, int pos, int inverse);
+
+// Causal softmax attention. q (B, T, H, Dk) row stride sq per token, k (B, T, Hkv, Dk) stride sk,
+// v (B, T, Hkv, Dv) stride sv; head h reads kv head h / (H / Hkv). out (B, T, H, Dv) contiguous,
+// att (B, H, T, T) saved probabilities (upper triangle left untouched).
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                       int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
+// dq, dk, dv accumulate, with the same strides as q, k, v. scratch: (threads * T) floats.
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, const float *att,
+                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
+
+// out (N, F) = silu(h1) * h3.
+void swiglu_forward(float *out, const float *h1, const float *h3, int N, int F);
+// dh1 +=, dh3 +=.
+void swiglu_backward(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, int N, int F);
+
+// Cross-entropy over N rows of V logits; targets < 0 are ignored. Writes probs (N, V) (may alias
+// logits) and returns the mean loss over counted rows; *count = rows counted.
+double crossentropy_forward(float *probs, const float *logits, const int32_t *targets, int N, int V, int *count);
+// dlogits (N, V) = scale * (probs - onehot(target)) for counted rows, 0 for ignored. Overwrites.
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *targets, int N, int V, float scale);
+
+#endif

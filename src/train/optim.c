@@ -1,0 +1,74 @@
+// optim.c: see optim.h.
+#include "train/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int fg_adamw_init(fg_adamw *o, size_t n) {
+    memset(o, 0, sizeof *o);
+    o->m = fg_calloc(n, sizeof(float), "AdamW first moments");
+    o->v = fg_calloc(n, sizeof(float), "AdamW second moments");
+    if (!o->m || !o->v) { fg_adamw_free(o); return -1; }
+    o->n = n;
+    return 0;
+}
+
+void fg_adamw_free(fg_adamw *o) {
+    free(o->m); free(o->v);
+    o->m = o->v = NULL;
+}
+
+void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *p) {
+    o->t++;
+    float bc1 = 1.0f - powf(p->beta1, (float)o->t), bc2 = 1.0f - powf(p->beta2, (float)o->t);
+    float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        if (t->flags & FG_TENSOR_BUFFER) continue;
+        float decay = (t->flags & FG_TENSOR_NO_DECAY) ? 1.0f : 1.0f - lr * p->weight_decay;
+        float *w = m->params + t->offset, *g = m->grads + t->offset;
+        float *mm = o->m + t->offset, *vv = o->v + t->offset;
+#pragma omp parallel for schedule(static) if (t->numel > 65536)
+        for (size_t j = 0; j < t->numel; j++) {
+            w[j] *= decay;
+            mm[j] = p->beta1 * mm[j] + (1.0f - p->beta1) * g[j];
+            vv[j] = p->beta2 * vv[j] + (1.0f - p->beta2) * g[j] * g[j];
+            w[j] -= step * mm[j] / (sqrtf(vv[j]) / bc2_sqrt + p->eps);
+        }
+    }
+}
+
+float fg_grad_clip(fg_model *m, float clip) {
+    double ss = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        if (t->flags & FG_TENSOR_BUFFER) continue;
+        const float *g = m->grads + t->offset;
+        for (size_t j = 0; j < t->numel; j++) ss += (double)g[j] * g[j];
+    }
+    float norm = (float)sqrt(ss);
+    if (clip > 0 && norm > clip) {
+        float s = clip / norm;
+        for (int i = 0; i < m->n_tensors; i++) {
+            const fg_tensor *t = &m->tensors[i];
+            if (t->flags & FG_TENSOR_BUFFER) continue;
+            float *g = m->grads + t->offset;
+            for (size_t j = 0; j < t->numel; j++) g[j] *= s;
+        }
+    }
+    return norm;
+}
+
+float fg_lr_at(int sched, int64_t step, int64_t total, int64_t warmup, float lr, float min_lr, float decay_frac) {
+    if (step < warmup) return lr * (float)(step + 1) / (float)warmup;
+    if (sched == FG_SCHED_CONSTANT || total <= warmup) return lr;
+    if (sched == FG_SCHED_WSD) {
+        int64_t decay = (int64_t)(decay_frac * total), start = total - decay;
+        if (step < start || decay <= 0) return lr;
+        float frac = (float)(step - start) / (float)decay;
+        return lr + (min_lr - lr) * frac;
+    }
+    float frac = (float)(step - warmup) / (float)(total - warmup);
+    return min_lr + 0.5f * (lr - min_lr) * (1.0f + cosf((float)M_PI * frac));
+}
