@@ -105,7 +105,7 @@ static int check_case(const char *dir, int verbose) {
     int64_t nsteps = 0;
     float *traj = read_all(&ex, "adamw_losses", &nsteps);
     fg_adamw opt;
-    fg_adamw_init(&opt, m->n_params);
+    fg_adamw_init(&opt, m->n_params, m->n_tensors);
     fg_adamw_opts ao = {tr.beta1, tr.beta2, tr.eps, tr.weight_decay};
     double e_traj = 0;
     for (int s = 0; s < nsteps; s++) {

@@ -17,6 +17,7 @@ typedef struct {
     fg_tensor *t;
     int n, cap;
     size_t total;
+    int layer, expert; // stamped on each added tensor
 } table_builder;
 
 static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -39,12 +40,15 @@ static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt
     t->numel = (size_t)d0 * (d1 > 0 ? d1 : 1);
     t->offset = tb->total;
     t->flags = flags;
+    t->layer = tb->layer;
+    t->expert = tb->expert;
     tb->total += t->numel;
 }
 
 // The table order is the memory order; fg_weights_bind walks the same sequence.
 fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
     table_builder tb = {0};
+    tb.layer = tb.expert = -1;
     int C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
     int Dh = c->head_dim, Hkv = c->num_key_value_heads;
@@ -53,6 +57,7 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
     tb_add(&tb, 0, V, C, "model.embed_tokens.weight");
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const char *p = "model.layers";
+        tb.layer = l;
         tb_add(&tb, ND, C, 0, "%s.%d.input_layernorm.weight", p, l);
         if (c->attn_type == FG_ATTN_MLA) {
             if (c->q_lora_rank > 0) {
@@ -85,9 +90,13 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
             if (c->topk_method == FG_TOPK_NOAUX_TC)
                 tb_add(&tb, FG_TENSOR_BUFFER | ND, E, 0, "%s.%d.mlp.gate.e_score_correction_bias", p, l);
             // stacked: all gate_proj, then all down_proj, then all up_proj
-            for (int e = 0; e < E; e++) tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, e);
-            for (int e = 0; e < E; e++) tb_add(&tb, 0, C, Fe, "%s.%d.mlp.experts.%d.down_proj.weight", p, l, e);
-            for (int e = 0; e < E; e++) tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.up_proj.weight", p, l, e);
+            for (tb.expert = 0; tb.expert < E; tb.expert++)
+                tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, tb.expert);
+            for (tb.expert = 0; tb.expert < E; tb.expert++)
+                tb_add(&tb, 0, C, Fe, "%s.%d.mlp.experts.%d.down_proj.weight", p, l, tb.expert);
+            for (tb.expert = 0; tb.expert < E; tb.expert++)
+                tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.up_proj.weight", p, l, tb.expert);
+            tb.expert = -1;
             if (Fs > 0) {
                 tb_add(&tb, 0, Fs, C, "%s.%d.mlp.shared_experts.gate_proj.weight", p, l);
                 tb_add(&tb, 0, C, Fs, "%s.%d.mlp.shared_experts.down_proj.weight", p, l);
@@ -95,6 +104,7 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
             }
         }
     }
+    tb.layer = -1;
     tb_add(&tb, ND, C, 0, "model.norm.weight");
     if (!c->tie_word_embeddings) tb_add(&tb, 0, V, C, "lm_head.weight");
     *n = tb.n;
@@ -161,7 +171,8 @@ fg_model *fg_model_create(const fg_config *c) {
     m->w.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
     m->g.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
     m->expert_load = calloc((size_t)c->num_hidden_layers * FG_MAX(1, c->n_routed_experts), sizeof(int));
-    if (!m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
+    m->touched = calloc(m->n_tensors, 1);
+    if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
     fg_weights_bind(&m->w, c, m->params);
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
@@ -188,7 +199,7 @@ void fg_model_free(fg_model *m) {
     if (!m) return;
     free_acts(m);
     free(m->tensors); free(m->params); free(m->grads);
-    free(m->w.layers); free(m->g.layers); free(m->expert_load);
+    free(m->w.layers); free(m->g.layers); free(m->expert_load); free(m->touched);
     rope_table_free(&m->rope);
     free(m);
 }
@@ -722,6 +733,10 @@ int fg_model_backward(fg_model *m, float grad_scale) {
         if (c->attn_type == FG_ATTN_MLA) mla_backward(m, l, dres, &sc); else gqa_backward(m, l, dres, &sc);
     }
     for (int n = 0; n < N; n++) add_into(m->g.embed + (size_t)m->inputs[n] * C, dres + (size_t)n * C, C);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        m->touched[i] |= t->expert < 0 || m->expert_load[(size_t)t->layer * c->n_routed_experts + t->expert] > 0;
+    }
     return 0;
 }
 

@@ -46,6 +46,7 @@ typedef struct {
     int shape[2];
     size_t offset, numel;              // in floats, into the weight (and gradient) allocation
     int flags;
+    int layer, expert;                 // expert >= 0 for a routed expert's matrix, else -1
 } fg_tensor;
 
 // Saved activations of one layer for a (B, T) batch; N = B*T.
@@ -77,6 +78,11 @@ struct fg_model {
     fg_tensor *tensors;
     size_t n_params;                   // floats in the weight allocation (trained + buffers)
     float *params, *grads;             // grads allocated on first backward
+    // touched[i]: tensor i has received a gradient at least once (sticky; saved in checkpoints).
+    // A routed expert that no token has chosen yet has no gradient and the optimizer skips it,
+    // step count included, as PyTorch does with grad=None; once chosen, zero gradients count.
+    // This is what the oracle's AdamW trajectories require.
+    unsigned char *touched;
     fg_weights w, g;
     rope_table rope;
     float softmax_scale;

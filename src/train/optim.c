@@ -5,27 +5,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-int fg_adamw_init(fg_adamw *o, size_t n) {
+int fg_adamw_init(fg_adamw *o, size_t n, int n_tensors) {
     memset(o, 0, sizeof *o);
+    o->t = fg_calloc(n_tensors, sizeof(int64_t), "AdamW step counts");
+    o->n_tensors = n_tensors;
     o->m = fg_calloc(n, sizeof(float), "AdamW first moments");
     o->v = fg_calloc(n, sizeof(float), "AdamW second moments");
-    if (!o->m || !o->v) { fg_adamw_free(o); return -1; }
+    if (!o->m || !o->v || !o->t) { fg_adamw_free(o); return -1; }
     o->n = n;
     return 0;
 }
 
 void fg_adamw_free(fg_adamw *o) {
-    free(o->m); free(o->v);
+    free(o->m); free(o->v); free(o->t);
     o->m = o->v = NULL;
+    o->t = NULL;
 }
 
 void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *p) {
-    o->t++;
-    float bc1 = 1.0f - powf(p->beta1, (float)o->t), bc2 = 1.0f - powf(p->beta2, (float)o->t);
-    float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];
-        if (t->flags & FG_TENSOR_BUFFER) continue;
+        if ((t->flags & FG_TENSOR_BUFFER) || !m->touched[i]) continue;
+        int64_t k = ++o->t[i];
+        float bc1 = 1.0f - powf(p->beta1, (float)k), bc2 = 1.0f - powf(p->beta2, (float)k);
+        float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
         float decay = (t->flags & FG_TENSOR_NO_DECAY) ? 1.0f : 1.0f - lr * p->weight_decay;
         float *w = m->params + t->offset, *g = m->grads + t->offset;
         float *mm = o->m + t->offset, *vv = o->v + t->offset;

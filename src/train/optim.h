@@ -13,12 +13,14 @@ typedef struct {
 typedef struct {
     float *m, *v;   // (n_params) moments, owned
     size_t n;
-    int64_t t;      // steps taken
+    int64_t *t;     // (n_tensors) steps taken per tensor: an untouched expert keeps its count
+    int n_tensors;
 } fg_adamw;
 
-int fg_adamw_init(fg_adamw *o, size_t n_params);
+int fg_adamw_init(fg_adamw *o, size_t n_params, int n_tensors);
 void fg_adamw_free(fg_adamw *o);
 // One AdamW step with learning rate lr over every trained tensor of m (torch.optim.AdamW math).
+// Tensors that never received a gradient (m->touched) are skipped entirely, as torch does.
 void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *opts);
 // Global L2 norm of all trained gradients; if clip > 0 and norm > clip, scales them by clip/norm.
 // Returns the norm before clipping.
