@@ -21,13 +21,21 @@ int fg_set_error(const char *fmt, ...) {
 }
 
 int fg_wrap_error(const char *fmt, ...) {
-    char old[sizeof err_buf], pre[512];
+    char old[sizeof err_buf], pre[256];
     memcpy(old, err_buf, sizeof old);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    snprintf(err_buf, sizeof err_buf, "%s: %s", pre, old);
+    size_t n = strlen(pre);
+    if (n + 2 < sizeof err_buf) {
+        memcpy(err_buf, pre, n);
+        memcpy(err_buf + n, ": ", 2);
+        size_t rest = sizeof err_buf - n - 3;
+        size_t olen = strnlen(old, rest);
+        memcpy(err_buf + n + 2, old, olen);
+        err_buf[n + 2 + olen] = 0;
+    }
     return -1;
 }
 
