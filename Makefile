@@ -65,3 +65,30 @@ demo: $(BIN)
 
 clean:
 	rm -rf build frugal
+
+# ---- fuzz ----------------------------------------------------------------------------------
+# libFuzzer targets for the parsers of untrusted bytes (fuzz/README.md). Needs clang with
+# libFuzzer (Debian: apt-get install libclang-rt-14-dev). `make fuzz FUZZ_SECONDS=10` builds every
+# fuzz/fuzz_<t>.c into build/fuzz/ and runs each for FUZZ_SECONDS on fuzz/seeds/<t>/, keeping what
+# it finds in fuzz/corpus-<t>/ (git-ignored) and crash reproducers in build/fuzz/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_LIB     := src/util.c src/formats/json.c src/formats/safetensors.c
+FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard include/*.h src/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB) -o $@ -lm
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p fuzz/corpus-$$t; \
+	    dict=; [ -f fuzz/$$t.dict ] && dict=-dict=fuzz/$$t.dict; \
+	    echo "fuzz: $$t for $(FUZZ_SECONDS) s (log: build/fuzz/$$t.log)"; \
+	    if ./build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/$$t- $$dict fuzz/corpus-$$t fuzz/seeds/$$t >build/fuzz/$$t.log 2>&1; \
+	    then grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' build/fuzz/$$t.log | sed 's/^/    /'; \
+	    else tail -n 40 build/fuzz/$$t.log; echo "fuzz: $$t FAILED"; exit 1; fi; \
+	done
