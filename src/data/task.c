@@ -111,12 +111,16 @@ void fg_task_sample(fg_rng *r, int heldout, fg_task_problem *p) {
 }
 
 void fg_task_batch(fg_rng *r, int32_t *inputs, int32_t *targets, int B, int T) {
+    fg_task_batch_split(r, 0, inputs, targets, B, T);
+}
+
+void fg_task_batch_split(fg_rng *r, int heldout, int32_t *inputs, int32_t *targets, int B, int T) {
     assert(B >= 1 && T >= 1);
     for (int b = 0; b < B; b++) {
         fg_task_problem p;
         int32_t ids[FG_TASK_MAX_TOKENS];
         int pl;
-        fg_task_sample(r, 0, &p);
+        fg_task_sample(r, heldout, &p);
         int n = fg_task_render(&p, ids, &pl);
         int32_t *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
         for (int t = 0; t < T; t++) {

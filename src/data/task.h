@@ -50,6 +50,8 @@ void fg_task_sample(fg_rng *r, int heldout, fg_task_problem *p);
 // the EOS position on: the loss covers <think>, trace, </think>, answer and EOS. (With a
 // smaller T an example is cut at T inputs; avoid that.)
 void fg_task_batch(fg_rng *r, int32_t *inputs, int32_t *targets, int B, int T);
+// The same from either split (heldout 1: validation batches; never mixes the splits).
+void fg_task_batch_split(fg_rng *r, int heldout, int32_t *inputs, int32_t *targets, int B, int T);
 
 // gen[0..n): ids generated after the prompt. Finds the first </think> and compares the 6 ids
 // after it with the true answer; returns 1 on an exact match, 0 otherwise (also when there is

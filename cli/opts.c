@@ -1,0 +1,110 @@
+// opts.c: see opts.h.
+#include "cli/opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void show_default(const cli_opt *o, char *buf, size_t cap) {
+    switch (o->type) {
+    case OPT_INT: snprintf(buf, cap, "%d", *(int *)o->dst); break;
+    case OPT_I64: snprintf(buf, cap, "%lld", (long long)*(int64_t *)o->dst); break;
+    case OPT_U64: snprintf(buf, cap, "%llu", (unsigned long long)*(uint64_t *)o->dst); break;
+    case OPT_FLOAT: snprintf(buf, cap, "%g", *(float *)o->dst); break;
+    case OPT_DOUBLE: snprintf(buf, cap, "%g", *(double *)o->dst); break;
+    case OPT_STR: snprintf(buf, cap, "%s", *(const char **)o->dst ? *(const char **)o->dst : "(none)"); break;
+    case OPT_FLAG: snprintf(buf, cap, "%s", *(int *)o->dst ? "on" : "off"); break;
+    }
+}
+
+void cli_usage(const char *cmd, const char *usage, const cli_opt *opts) {
+    printf("usage: frugal %s %s\n\noptions (default in brackets):\n", cmd, usage);
+    for (const cli_opt *o = opts; o->name; o++) {
+        char def[256], left[64];
+        show_default(o, def, sizeof def);
+        snprintf(left, sizeof left, "--%s%s", o->name, o->type == OPT_FLAG ? "" : " X");
+        printf("  %-22s %s [%s]\n", left, o->help, def);
+    }
+}
+
+int cli_fail(const char *cmd, const char *what, const char *hint) {
+    fprintf(stderr, "frugal %s: %s%s%s\n", cmd, what, hint ? " (hint: " : "", hint ? hint : "");
+    if (hint) fprintf(stderr, "%s", "");
+    return 1;
+}
+
+static int parse_value(const char *cmd, const cli_opt *o, const char *v) {
+    char *end;
+    errno = 0;
+    char msg[300];
+    switch (o->type) {
+    case OPT_INT: case OPT_I64: case OPT_U64: {
+        long long x = strtoll(v, &end, 10);
+        if (errno || *end || end == v || (o->type == OPT_INT && (x > 2147483647LL || x < -2147483647LL)) ||
+            (o->type == OPT_U64 && x < 0))
+            goto bad;
+        if (o->type == OPT_INT) *(int *)o->dst = (int)x;
+        else if (o->type == OPT_I64) *(int64_t *)o->dst = x;
+        else *(uint64_t *)o->dst = (uint64_t)x;
+        return 0;
+    }
+    case OPT_FLOAT: case OPT_DOUBLE: {
+        double x = strtod(v, &end);
+        if (errno || *end || end == v || !isfinite(x)) goto bad;
+        if (o->type == OPT_FLOAT) *(float *)o->dst = (float)x; else *(double *)o->dst = x;
+        return 0;
+    }
+    case OPT_STR: *(const char **)o->dst = v; return 0;
+    }
+bad:
+    snprintf(msg, sizeof msg, "--%s expects %s, got '%s'", o->name,
+             o->type == OPT_FLOAT || o->type == OPT_DOUBLE ? "a number" : "an integer", v);
+    cli_fail(cmd, msg, "see frugal help for the option list");
+    return -1;
+}
+
+int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc, char **argv,
+              const char **positional, int max_pos, int *n_pos) {
+    int np = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { cli_usage(cmd, usage, opts); return 1; }
+        if (strncmp(a, "--", 2) || !a[2]) {
+            if (np >= max_pos) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "unexpected argument '%s'", a);
+                return cli_fail(cmd, msg, "options start with --; see frugal help"), -1;
+            }
+            positional[np++] = a;
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = NULL;
+        for (const cli_opt *p = opts; p->name; p++)
+            if (strlen(p->name) == nl && !strncmp(p->name, name, nl)) o = p;
+        if (!o) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "unknown option '--%.*s'", (int)nl, name);
+            char hint[64];
+            snprintf(hint, sizeof hint, "frugal help %s lists every option", cmd);
+            return cli_fail(cmd, msg, hint), -1;
+        }
+        if (o->type == OPT_FLAG) {
+            if (eq) { *(int *)o->dst = strcmp(eq + 1, "0") && strcmp(eq + 1, "false") && strcmp(eq + 1, "off"); }
+            else *(int *)o->dst = 1;
+            continue;
+        }
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "--%s needs a value", o->name);
+            return cli_fail(cmd, msg, NULL), -1;
+        }
+        if (parse_value(cmd, o, v)) return -1;
+    }
+    if (n_pos) *n_pos = np;
+    return 0;
+}

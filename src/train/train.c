@@ -1,0 +1,204 @@
+// train.c: the training loop: batches (built-in task or file data), forward/backward with
+// gradient accumulation, clipping, AdamW on a schedule, aux-loss-free bias updates, a JSON line
+// per step, validation at intervals, atomic checkpoints.
+//
+// Reproducibility: every random draw comes from the two RNGs in fg_train_state and the kernels
+// are deterministic, so a run resumed from a checkpoint continues bit-exactly.
+#include "train/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/data.h"
+#include "data/task.h"
+#include "formats/checkpoint.h"
+
+void fg_train_opts_default(fg_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->val_fraction = 0.05;
+    o->batch = 16; o->seq = 128; o->accum = 1;
+    o->steps = 1000;
+    o->lr = 1e-3f; o->min_lr = 1e-4f; o->decay_frac = 0.2f; o->warmup = 50;
+    o->sched = FG_SCHED_COSINE;
+    o->weight_decay = 0.1f; o->beta1 = 0.9f; o->beta2 = 0.95f; o->eps = 1e-8f; o->clip = 1.0f;
+    o->balance_alpha = 0.0f; o->bias_gamma = 0.001f;
+    o->seed = 1337;
+    o->eval_every = 100; o->eval_batches = 8;
+    o->save_every = 500;
+    o->out_dir = "runs/default";
+    o->progress = 1;
+}
+
+int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *out) {
+    int n = 0, E = c->n_routed_experts;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        if (!fg_config_is_moe_layer(c, l)) continue;
+        const int *x = load + (size_t)l * E;
+        fg_load_stats *s = &out[n++];
+        s->layer = l; s->min = x[0]; s->max = x[0];
+        double mean = 0, var = 0;
+        for (int e = 0; e < E; e++) { s->min = FG_MIN(s->min, x[e]); s->max = FG_MAX(s->max, x[e]); mean += x[e]; }
+        mean /= E;
+        for (int e = 0; e < E; e++) var += (x[e] - mean) * (x[e] - mean);
+        s->cv = mean > 0 ? sqrt(var / E) / mean : 0;
+    }
+    return n;
+}
+
+// Validation batch i (deterministic): held-out task problems, or the i-th windows of val data.
+static void val_batch(const fg_train_opts *o, const fg_dataset *ds, int i, int32_t *in, int32_t *tg) {
+    if (!ds) {
+        fg_rng r;
+        fg_rng_seed(&r, 0x5eed0000u + (uint64_t)i);
+        fg_task_batch_split(&r, 1, in, tg, o->batch, o->seq);
+    } else {
+        const fg_token_stream *s = ds->val.n_tokens > (size_t)o->seq ? &ds->val : &ds->train;
+        fg_stream_window(s, (size_t)i, in, tg, o->batch, o->seq);
+    }
+}
+
+int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, double *loss, double *bpb) {
+    const fg_dataset *ds = dataset;
+    int N = o->batch * o->seq;
+    int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
+    if (!in || !tg) { free(in); free(tg); return fg_set_error("out of memory"); }
+    double nats = 0;
+    long count = 0, bytes = 0;
+    int rc = 0;
+    for (int i = 0; i < o->eval_batches && !rc; i++) {
+        val_batch(o, ds, i, in, tg);
+        rc = fg_model_forward(m, in, tg, o->batch, o->seq, NULL);
+        nats += m->ce_loss * m->n_counted;
+        count += m->n_counted;
+        for (int n = 0; n < N; n++) bytes += tg[n] >= 0 && tg[n] < 256;
+    }
+    m->n_counted = 0; // no backward after an eval forward
+    free(in); free(tg);
+    if (rc) return -1;
+    *loss = count ? nats / count : 0;
+    *bpb = bytes ? nats / log(2.0) / bytes : 0;
+    return 0;
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    if (mkdir(tmp, 0755) && errno != EEXIST)
+        return fg_set_error("cannot create output directory '%s': %s", dir, strerror(errno));
+    return 0;
+}
+
+static void progress_bar(int64_t step, int64_t total, float loss, float lr, double tps, double eta) {
+    int width = 30, fill = (int)(width * (double)step / (double)total);
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[width] = 0;
+    fprintf(stderr, "\r  step %lld/%lld [%s] loss %.4f lr %.2e %.1fk tok/s eta %dm%02ds ", (long long)step,
+            (long long)total, bar, loss, lr, tps / 1000, (int)(eta / 60), (int)eta % 60);
+    fflush(stderr);
+}
+
+int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o) {
+    const fg_config *c = &m->cfg;
+    int B = o->batch, T = o->seq, N = B * T, L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    if (B < 1 || T < 2) return fg_set_error("batch must be >= 1 and seq >= 2 (got %d, %d)", B, T);
+    if (T > c->max_position_embeddings)
+        return fg_set_error("seq %d exceeds the model's max_position_embeddings %d (hint: --seq %d)", T,
+                            c->max_position_embeddings, c->max_position_embeddings);
+    if (!o->n_data && T < FG_TASK_LONGEST - 1)
+        return fg_set_error("the built-in task needs --seq >= %d (got %d)", FG_TASK_LONGEST - 1, T);
+    if (!o->n_data && c->vocab_size < FG_BYTE_VOCAB)
+        return fg_set_error("the byte tokenizer needs vocab_size >= %d (got %d)", FG_BYTE_VOCAB, c->vocab_size);
+    if (mkdir_p(o->out_dir)) return -1;
+    fg_dataset ds_mem, *ds = NULL;
+    if (o->n_data) {
+        if (fg_dataset_load(&ds_mem, o->data, o->n_data, o->val_fraction)) return -1;
+        ds = &ds_mem;
+        if (ds->train.n_tokens < 2) { fg_dataset_free(ds); return fg_set_error("training data has fewer than 2 tokens"); }
+    }
+    char path_ckpt[1100], path_log[1100];
+    snprintf(path_ckpt, sizeof path_ckpt, "%s/ckpt.fgck", o->out_dir);
+    snprintf(path_log, sizeof path_log, "%s/log.jsonl", o->out_dir);
+    FILE *log = fopen(path_log, st->step > 0 ? "a" : "w");
+    if (!log) { if (ds) fg_dataset_free(ds); return fg_set_error("cannot write log '%s': %s", path_log, strerror(errno)); }
+    int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
+    int *load = calloc((size_t)L * E, sizeof(int));
+    fg_load_stats *ls = calloc(L, sizeof *ls);
+    fg_sampler sp;
+    if (ds) { fg_sampler_init(&sp, &ds->train, 0); sp.rng = st->data_rng; sp.batches_drawn = st->batches_drawn; }
+    int rc = (in && tg && load && ls) ? 0 : fg_set_error("out of memory");
+    m->balance_alpha = o->balance_alpha;
+    fg_adamw_opts ao = {o->beta1, o->beta2, o->eps, o->weight_decay};
+    int tty = o->progress && isatty(2);
+    int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
+    double t_start = fg_now(), t_tokens = 0;
+    int64_t first = st->step;
+    while (!rc && st->step < end) {
+        double t0 = fg_now();
+        float lr = fg_lr_at(o->sched, st->step, o->steps, o->warmup, o->lr, o->min_lr, o->decay_frac);
+        fg_model_zero_grad(m);
+        memset(load, 0, sizeof(int) * (size_t)L * E);
+        double loss = 0, ce = 0, bal = 0;
+        for (int a = 0; a < o->accum && !rc; a++) {
+            if (ds) fg_sampler_next(&sp, in, tg, B, T);
+            else fg_task_batch(&st->rng, in, tg, B, T);
+            float l;
+            rc = fg_model_forward(m, in, tg, B, T, &l);
+            if (!rc) rc = fg_model_backward(m, 1.0f / o->accum);
+            loss += l / o->accum; ce += m->ce_loss / o->accum; bal += m->bal_loss / o->accum;
+            for (int i = 0; i < L * E; i++) load[i] += m->expert_load[i];
+            st->tokens_seen += N;
+        }
+        if (rc) break;
+        if (!isfinite(loss)) { rc = fg_set_error("loss became %f at step %lld (hint: lower --lr)", loss, (long long)st->step); break; }
+        float gnorm = fg_grad_clip(m, o->clip);
+        fg_adamw_step(opt, m, lr, &ao);
+        memcpy(m->expert_load, load, sizeof(int) * (size_t)L * E);
+        fg_model_update_routing_bias(m, o->bias_gamma);
+        st->step++;
+        if (ds) { st->data_rng = sp.rng; st->batches_drawn = sp.batches_drawn; }
+        double dt = fg_now() - t0;
+        t_tokens += (double)N * o->accum;
+        double tps = (double)N * o->accum / dt;
+        fprintf(log, "{\"step\":%lld,\"loss\":%.6f,\"ce\":%.6f,\"bal\":%.6g,\"lr\":%.6g,\"grad_norm\":%.5g,"
+                     "\"tok_per_s\":%.1f,\"tokens\":%lld,\"expert_load\":[",
+                (long long)st->step, loss, ce, bal, lr, gnorm, tps, (long long)st->tokens_seen);
+        int nl = c->n_routed_experts ? fg_load_stats_compute(c, load, ls) : 0;
+        for (int i = 0; i < nl; i++)
+            fprintf(log, "%s{\"layer\":%d,\"min\":%d,\"max\":%d,\"cv\":%.4f}", i ? "," : "", ls[i].layer, ls[i].min,
+                    ls[i].max, ls[i].cv);
+        fprintf(log, "]}\n");
+        double elapsed = fg_now() - t_start;
+        if (tty) progress_bar(st->step, o->steps, (float)loss, lr, t_tokens / elapsed,
+                              elapsed / (double)(st->step - first) * (double)(end - st->step));
+        int last = st->step == end;
+        if ((o->eval_every > 0 && st->step % o->eval_every == 0) || last) {
+            double vl, bpb;
+            rc = fg_train_eval(m, o, ds, &vl, &bpb);
+            if (rc) break;
+            fprintf(log, "{\"step\":%lld,\"val_loss\":%.6f,\"val_bpb\":%.5f}\n", (long long)st->step, vl, bpb);
+            if (!o->quiet) {
+                if (tty) fprintf(stderr, "\r%*s\r", 110, "");
+                printf("step %6lld  loss %.4f  val %.4f  bpb %.4f  lr %.2e  %.1fk tok/s", (long long)st->step, loss,
+                       vl, bpb, lr, t_tokens / elapsed / 1000);
+                for (int i = 0; i < nl && i < 4; i++) printf("  L%d cv %.2f", ls[i].layer, ls[i].cv);
+                printf("\n");
+                fflush(stdout);
+            }
+        }
+        fflush(log);
+        if ((o->save_every > 0 && st->step % o->save_every == 0) || last)
+            rc = fg_ckpt_save(path_ckpt, m, opt, st);
+    }
+    if (tty) fprintf(stderr, "\n");
+    fclose(log);
+    free(in); free(tg); free(load); free(ls);
+    if (ds) fg_dataset_free(ds);
+    return rc;
+}
