@@ -11,5 +11,17 @@ typedef struct {
 
 const fg_command *cli_commands(int *n);
 int cmd_help(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+
+// Shared helpers (cmd_train.c, cmd_eval.c, main.c).
+struct fg_model;
+int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
+struct fg_model *cli_open_ckpt(const char *cmd, const char *path); // prints the error itself
+int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, double *accuracy);
+void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
 
 #endif

@@ -4,8 +4,16 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 static const fg_command COMMANDS[] = {
+    {"demo", "train + evaluate an MLA + MoE model on the built-in task (make demo)", cmd_demo},
+    {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
+    {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
+    {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
+    {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"help", "show commands, or every option of one command", cmd_help},
 };
 
@@ -30,6 +38,14 @@ int cmd_help(int argc, char **argv) {
     for (int i = 0; i < n; i++) printf("  %-10s %s\n", cmds[i].name, cmds[i].summary);
     printf("\n`frugal help <command>` lists every option of a command with its default.\n");
     return 0;
+}
+
+void cli_set_threads(int threads) {
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
 }
 
 int main(int argc, char **argv) {

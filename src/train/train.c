@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/bytetok.h"
 #include "data/data.h"
 #include "data/task.h"
 #include "formats/checkpoint.h"

@@ -16,8 +16,6 @@ typedef struct {
     char *train_json;        // the training options as JSON text (informational); malloc'd or NULL
 } fg_train_state;
 
-#endif
-
 // Training options (CLI flags map 1:1; defaults from fg_train_opts_default).
 typedef struct {
     const char *const *data; int n_data;   // text/JSONL files; none = the built-in task
@@ -48,3 +46,5 @@ int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, doub
 // Per-layer routed-expert load statistics over a (L, E) count array.
 typedef struct { int layer; int min, max; double cv; } fg_load_stats;
 int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *out);
+
+#endif

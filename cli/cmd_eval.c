@@ -1,0 +1,176 @@
+// cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems), `frugal demo`
+// (train + eval + examples on the built-in task) and `frugal config` (show a config and its size).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "data/bytetok.h"
+#include "data/task.h"
+#include "infer/generate.h"
+#include "train/train.h"
+
+// Decodes ids to printable text (specials by name) into buf.
+static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
+    size_t k = 0;
+    for (int i = 0; i < n && k + FG_BYTETOK_MAX_PIECE + 1 < cap; i++) {
+        char piece[FG_BYTETOK_MAX_PIECE + 1];
+        size_t len = fg_bytetok_decode(ids[i], piece);
+        if (ids[i] == FG_TOK_EOS) break;
+        memcpy(buf + k, piece, len);
+        k += len;
+    }
+    buf[k] = 0;
+}
+
+// Greedy-decodes n held-out problems (drawn with seed) and returns the exact-match accuracy.
+// Prints the first `show` solutions.
+int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, double *accuracy) {
+    int max_T = FG_MIN(m->cfg.max_position_embeddings, FG_TASK_MAX_TOKENS);
+    fg_infer *s = fg_infer_create(m, max_T);
+    if (!s) return -1;
+    fg_rng r;
+    fg_rng_seed(&r, seed);
+    int32_t stop = FG_TOK_EOS;
+    fg_sample_opts so = {.temperature = 0, .top_p = 1, .max_new_tokens = FG_TASK_LONGEST, .stop_ids = &stop, .n_stop = 1};
+    int correct = 0;
+    for (int i = 0; i < n; i++) {
+        fg_task_problem p;
+        fg_task_sample(&r, 1, &p);
+        int32_t ids[FG_TASK_MAX_TOKENS], gen[FG_TASK_MAX_TOKENS];
+        int pl;
+        fg_task_render(&p, ids, &pl);
+        fg_infer_reset(s);
+        int cap = FG_MIN(FG_TASK_LONGEST, max_T - pl);
+        so.max_new_tokens = cap;
+        int ng = fg_generate(s, ids, pl, &so, gen, FG_TASK_MAX_TOKENS, NULL, NULL);
+        if (ng < 0) { fg_infer_free(s); return -1; }
+        int ok = fg_task_check(&p, gen, ng);
+        correct += ok;
+        if (i < show) {
+            char text[512];
+            ids_to_text(gen, ng, text, sizeof text);
+            printf("  %04d%c%04d= %s   [%s, true answer %ld]\n", p.a, p.op, p.b, text, ok ? "correct" : "WRONG",
+                   fg_task_answer(&p));
+        }
+    }
+    fg_infer_free(s);
+    *accuracy = n ? (double)correct / n : 0;
+    return 0;
+}
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL;
+    int n = 500, show = 5, threads = 0;
+    uint64_t seed = 2024;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint to evaluate (required)"},
+        {"n", OPT_INT, &n, "held-out problems to solve"},
+        {"show", OPT_INT, &show, "print this many solutions"},
+        {"seed", OPT_U64, &seed, "which held-out problems"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int r = cli_parse("eval", "--ckpt PATH [options]", opts, argc, argv, NULL, 0, NULL);
+    if (r) return r < 0 ? 1 : 0;
+    cli_set_threads(threads);
+    if (!ckpt) return cli_fail("eval", "--ckpt is required", "frugal eval --ckpt runs/demo/ckpt.fgck");
+    if (n < 1) return cli_fail("eval", "--n must be >= 1", NULL);
+    fg_model *m = cli_open_ckpt("eval", ckpt);
+    if (!m) return 1;
+    double acc;
+    double t0 = fg_now();
+    int rc = cli_task_eval(m, n, seed, show, &acc);
+    if (rc) cli_fail("eval", fg_last_error(), NULL);
+    else printf("held-out exact match: %.1f%% (%d problems, %.1f s)\n", 100 * acc, n, fg_now() - t0);
+    fg_model_free(m);
+    return rc ? 1 : 0;
+}
+
+// The demo's schedule: tuned so the demo preset passes 90% held-out exact match in well under
+// 10 minutes on 2 cores (docs/task.md has the measurements).
+static void demo_train_opts(fg_train_opts *o) {
+    fg_train_opts_default(o);
+    o->batch = 32; o->seq = FG_TASK_LONGEST;
+    o->steps = 1500; o->warmup = 100;
+    o->lr = 3e-3f; o->min_lr = 1e-4f; o->sched = FG_SCHED_COSINE;
+    o->weight_decay = 0.1f; o->clip = 1.0f; o->bias_gamma = 0.001f;
+    o->eval_every = 250; o->eval_batches = 4; o->save_every = 0;
+}
+
+int cmd_demo(int argc, char **argv) {
+    const char *out = "runs/demo";
+    int64_t steps = 0;
+    int n = 500, threads = 0;
+    cli_opt opts[] = {
+        {"out", OPT_STR, &out, "where the checkpoint and log go"},
+        {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)"},
+        {"n", OPT_INT, &n, "held-out problems to evaluate"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int r = cli_parse("demo", "[options]", opts, argc, argv, NULL, 0, NULL);
+    if (r) return r < 0 ? 1 : 0;
+    cli_set_threads(threads);
+    fg_config c;
+    fg_config_preset(&c, "demo");
+    fg_train_opts o;
+    demo_train_opts(&o);
+    o.out_dir = out;
+    if (steps > 0) o.steps = steps;
+    int64_t total, active;
+    fg_config_param_counts(&c, &total, &active);
+    printf("frugal demo: training an MLA + DeepSeekMoE model (%.2fM parameters, %.2fM active per token,\n"
+           "%d routed experts top-%d + %d shared, sigmoid routing with aux-loss-free balancing) on the built-in\n"
+           "task: 4-digit addition and subtraction with a digit-by-digit carry/borrow trace in <think>.\n\n",
+           total / 1e6, active / 1e6, c.n_routed_experts, c.num_experts_per_tok, c.n_shared_experts);
+    double t0 = fg_now();
+    fg_model *m = fg_model_create(&c);
+    fg_adamw opt;
+    fg_train_state st;
+    memset(&st, 0, sizeof st);
+    if (!m || fg_adamw_init(&opt, m->n_params, m->n_tensors)) return cli_fail("demo", fg_last_error(), NULL);
+    fg_model_init_weights(m, o.seed);
+    fg_rng_seed(&st.rng, o.seed ^ 0x7461736bull);
+    fg_rng_seed(&st.data_rng, o.seed ^ 0x64617461ull);
+    strcpy(st.tokenizer, "byte");
+    int rc = fg_train(m, &opt, &st, &o);
+    if (rc) { fg_model_free(m); fg_adamw_free(&opt); return cli_fail("demo", fg_last_error(), NULL); }
+    double t_train = fg_now() - t0;
+    printf("\ntrained %lld steps (%.2fM tokens) in %.0f s\n\nsolutions to held-out problems (greedy decoding):\n",
+           (long long)st.step, st.tokens_seen / 1e6, t_train);
+    double acc;
+    double t1 = fg_now();
+    rc = cli_task_eval(m, n, 2024, 6, &acc);
+    if (rc) cli_fail("demo", fg_last_error(), NULL);
+    else {
+        printf("\nheld-out exact match: %.1f%% on %d problems never seen in training (eval %.0f s, total %.0f s)\n",
+               100 * acc, n, fg_now() - t1, fg_now() - t0);
+        printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\n", out, out);
+        printf("try:        ./frugal generate --ckpt %s/ckpt.fgck --prompt '1234+0567=' --temperature 0\n", out);
+    }
+    fg_adamw_free(&opt);
+    fg_model_free(m);
+    return rc ? 1 : 0;
+}
+
+int cmd_config(int argc, char **argv) {
+    const char *config = "demo";
+    cli_opt opts[] = {
+        {"config", OPT_STR, &config, "preset (tiny, demo, bench-moe) or config.json path"},
+        {NULL, 0, NULL, NULL},
+    };
+    int r = cli_parse("config", "[--config NAME|PATH]", opts, argc, argv, NULL, 0, NULL);
+    if (r) return r < 0 ? 1 : 0;
+    fg_config c;
+    if (cli_load_config(&c, config)) return cli_fail("config", fg_last_error(), NULL);
+    char *json = fg_config_to_json(&c);
+    int64_t total, active;
+    fg_config_param_counts(&c, &total, &active);
+    printf("%s", json);
+    printf("parameters: %lld total, %lld active per token (%.1fM / %.1fM)\n", (long long)total, (long long)active,
+           total / 1e6, active / 1e6);
+    free(json);
+    return 0;
+}

@@ -1,0 +1,66 @@
+// cmd_generate.c: `frugal generate`: sample text from a checkpoint with a KV cache.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "data/bytetok.h"
+#include "infer/generate.h"
+
+static void print_token(int32_t id, void *ctx) {
+    (void)ctx;
+    char buf[FG_BYTETOK_MAX_PIECE + 1];
+    size_t n = fg_bytetok_decode(id, buf);
+    fwrite(buf, 1, n, stdout);
+    fflush(stdout);
+}
+
+int cmd_generate(int argc, char **argv) {
+    const char *ckpt = NULL, *prompt = "";
+    fg_sample_opts so = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 1, .max_new_tokens = 200};
+    int threads = 0, no_bos = 0;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint to sample from (required)"},
+        {"prompt", OPT_STR, &prompt, "prompt text; <think>, </think>, <|bos|>, <|eos|> are special tokens"},
+        {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum new tokens"},
+        {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
+        {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
+        {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)"},
+        {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
+        {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int r = cli_parse("generate", "--ckpt PATH [--prompt TEXT] [options]", opts, argc, argv, NULL, 0, NULL);
+    if (r) return r < 0 ? 1 : 0;
+    cli_set_threads(threads);
+    if (!ckpt) return cli_fail("generate", "--ckpt is required", "frugal generate --ckpt runs/demo/ckpt.fgck --prompt '0123+4567='");
+    if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.max_new_tokens < 0)
+        return cli_fail("generate", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, --max-tokens >= 0");
+    fg_model *m = cli_open_ckpt("generate", ckpt);
+    if (!m) return 1;
+    size_t plen = strlen(prompt);
+    int32_t *ids = malloc(sizeof(int32_t) * (plen + 2));
+    int n = 0;
+    if (!no_bos) ids[n++] = FG_TOK_BOS;
+    n += (int)fg_bytetok_encode(prompt, plen, 1, ids + n, plen + 1);
+    int max_T = m->cfg.max_position_embeddings;
+    if (n >= max_T) { free(ids); fg_model_free(m); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
+    if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
+    int32_t stop = FG_TOK_EOS;
+    so.stop_ids = &stop; so.n_stop = 1;
+    fg_infer *s = fg_infer_create(m, max_T);
+    int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
+    int rc = 0;
+    if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);
+    else {
+        fwrite(prompt, 1, plen, stdout);
+        if (fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, print_token, NULL) < 0) rc = cli_fail("generate", fg_last_error(), NULL);
+        printf("\n");
+    }
+    fg_infer_free(s);
+    free(out); free(ids);
+    fg_model_free(m);
+    return rc;
+}

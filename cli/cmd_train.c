@@ -1,0 +1,137 @@
+// cmd_train.c: `frugal train`: pretrain or fine-tune from text/JSONL files or the built-in task.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+#include "formats/checkpoint.h"
+#include "train/train.h"
+
+static void warn_cb(const char *msg) { fprintf(stderr, "frugal: warning: %s\n", msg); }
+
+int cli_load_config(fg_config *c, const char *spec) {
+    if (strchr(spec, '/') || strstr(spec, ".json")) return fg_config_load(c, spec, warn_cb);
+    return fg_config_preset(c, spec);
+}
+
+// Opens a checkpoint for inference (no optimizer state). Prints the error; NULL on failure.
+fg_model *cli_open_ckpt(const char *cmd, const char *path) {
+    fg_model *m = fg_ckpt_load(path, NULL, NULL);
+    if (!m) cli_fail(cmd, fg_last_error(), "pass a checkpoint written by frugal train (for example runs/demo/ckpt.fgck)");
+    return m;
+}
+
+static const char *sched_name(int s) { return s == FG_SCHED_WSD ? "wsd" : s == FG_SCHED_CONSTANT ? "constant" : "cosine"; }
+
+int cmd_train(int argc, char **argv) {
+    fg_train_opts o;
+    fg_train_opts_default(&o);
+    const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine";
+    int quiet = 0, no_progress = 0, threads = 0;
+    o.seq = 70; o.batch = 32;
+    cli_opt opts[] = {
+        {"config", OPT_STR, &config, "model: preset (tiny, demo, bench-moe) or config.json path"},
+        {"out", OPT_STR, &o.out_dir, "output directory for ckpt.fgck and log.jsonl"},
+        {"resume", OPT_STR, &resume, "continue a run from its checkpoint (bit-exact)"},
+        {"init", OPT_STR, &init, "start from a checkpoint's weights with a fresh optimizer (fine-tuning)"},
+        {"steps", OPT_I64, &o.steps, "total optimizer steps of the schedule"},
+        {"stop-after", OPT_I64, &o.stop_after, "stop this run after N steps (0 = at the end)"},
+        {"batch", OPT_INT, &o.batch, "sequences per micro-batch"},
+        {"seq", OPT_INT, &o.seq, "tokens per sequence"},
+        {"accum", OPT_INT, &o.accum, "micro-batches accumulated per step"},
+        {"lr", OPT_FLOAT, &o.lr, "peak learning rate"},
+        {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate"},
+        {"warmup", OPT_I64, &o.warmup, "linear warmup steps"},
+        {"schedule", OPT_STR, &sched, "cosine, wsd (warmup-stable-decay) or constant"},
+        {"decay-frac", OPT_FLOAT, &o.decay_frac, "wsd: fraction of steps in the final decay"},
+        {"weight-decay", OPT_FLOAT, &o.weight_decay, "AdamW decoupled weight decay (not on norms, biases, routing bias)"},
+        {"beta1", OPT_FLOAT, &o.beta1, "AdamW beta1"},
+        {"beta2", OPT_FLOAT, &o.beta2, "AdamW beta2"},
+        {"eps", OPT_FLOAT, &o.eps, "AdamW epsilon"},
+        {"clip", OPT_FLOAT, &o.clip, "clip the global gradient norm to this (0 = off)"},
+        {"balance-alpha", OPT_FLOAT, &o.balance_alpha, "sequence-wise balance loss weight (0 = off)"},
+        {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (0 = off)"},
+        {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
+        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation"},
+        {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps"},
+        {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation"},
+        {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
+        {"no-progress", OPT_FLAG, &no_progress, "no progress bar"},
+        {NULL, 0, NULL, NULL},
+    };
+    const char *files[256];
+    int nf = 0;
+    int r = cli_parse("train", "[options] [DATA_FILES...]  (no files: the built-in arithmetic task)", opts, argc,
+                      argv, files, 256, &nf);
+    if (r) return r < 0 ? 1 : 0;
+    cli_set_threads(threads);
+    o.data = files; o.n_data = nf; o.quiet = quiet; o.progress = !no_progress;
+    if (!strcmp(sched, "cosine")) o.sched = FG_SCHED_COSINE;
+    else if (!strcmp(sched, "wsd")) o.sched = FG_SCHED_WSD;
+    else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;
+    else return cli_fail("train", "--schedule must be cosine, wsd or constant", NULL);
+    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || o.seq < 2 || o.warmup < 0)
+        return cli_fail("train", "--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
+    if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
+
+    fg_model *m = NULL;
+    fg_adamw opt = {0};
+    fg_train_state st;
+    memset(&st, 0, sizeof st);
+    int explicit_config = 0;
+    for (int i = 1; i < argc; i++) explicit_config |= !strncmp(argv[i], "--config", 8);
+    if (resume) {
+        m = fg_ckpt_load(resume, &opt, &st);
+        if (!m) return cli_fail("train", fg_last_error(), "--resume takes a checkpoint written by frugal train");
+        if (explicit_config) {
+            fg_config c;
+            if (cli_load_config(&c, config)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
+            char *a = fg_config_to_json(&c), *b = fg_config_to_json(&m->cfg);
+            int same = a && b && !strcmp(a, b);
+            free(a); free(b);
+            if (!same) {
+                fg_model_free(m);
+                return cli_fail("train", "--config differs from the checkpoint's config", "drop --config when resuming");
+            }
+        }
+        if (!opt.m) fg_adamw_init(&opt, m->n_params, m->n_tensors);
+        printf("resuming %s at step %lld\n", resume, (long long)st.step);
+    } else {
+        if (init) {
+            m = fg_ckpt_load(init, NULL, NULL);
+            if (!m) return cli_fail("train", fg_last_error(), "--init takes a checkpoint written by frugal train");
+        } else {
+            fg_config c;
+            if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, bench-moe");
+            m = fg_model_create(&c);
+            if (!m) return cli_fail("train", fg_last_error(), NULL);
+            fg_model_init_weights(m, o.seed);
+        }
+        if (fg_adamw_init(&opt, m->n_params, m->n_tensors)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
+        fg_rng_seed(&st.rng, o.seed ^ 0x7461736bull);
+        fg_rng_seed(&st.data_rng, o.seed ^ 0x64617461ull);
+        strcpy(st.tokenizer, "byte");
+    }
+    char tj[512];
+    snprintf(tj, sizeof tj, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%g,\"min_lr\":%g,\"warmup\":%lld,"
+             "\"schedule\":\"%s\",\"weight_decay\":%g,\"clip\":%g,\"balance_alpha\":%g,\"bias_gamma\":%g,\"seed\":%llu}",
+             o.batch, o.seq, o.accum, (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup, sched_name(o.sched),
+             o.weight_decay, o.clip, o.balance_alpha, o.bias_gamma, (unsigned long long)o.seed);
+    free(st.train_json);
+    st.train_json = strdup(tj);
+    int64_t total, active;
+    fg_config_param_counts(&m->cfg, &total, &active);
+    printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
+           m->cfg.attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
+           m->cfg.num_hidden_layers, nf ? "files" : "built-in arithmetic task");
+    int rc = fg_train(m, &opt, &st, &o);
+    if (rc) cli_fail("train", fg_last_error(), NULL);
+    else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
+    free(st.train_json);
+    fg_adamw_free(&opt);
+    fg_model_free(m);
+    return rc ? 1 : 0;
+}
