@@ -5,6 +5,7 @@
 // Backward walks the same list in reverse. Every activation needed by backward is saved in
 // fg_layer_acts; nothing is recomputed. fp32 throughout.
 #include "model/model.h"
+#include "model/route.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -394,48 +395,6 @@ static void swiglu_ffn_backward(float *dxn, float *dw1, float *dw2, float *dw3, 
     matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F);
 }
 
-// Picks the experts of one token. s: scores (E); bias: selection bias or NULL; idx (K) out.
-static void route_select(int *idx, const float *s, const float *bias, const fg_config *c, float *sel) {
-    int E = c->n_routed_experts, K = c->num_experts_per_tok, G = c->n_group;
-    for (int e = 0; e < E; e++) sel[e] = s[e] + (bias ? bias[e] : 0.0f);
-    if (G > 1) {
-        int per = E / G;
-        float gs[64];
-        int keep[64];
-        for (int g = 0; g < G; g++) {
-            const float *x = sel + g * per;
-            if (c->topk_method == FG_TOPK_NOAUX_TC) { // sum of the top-2 in the group
-                float m1 = -INFINITY, m2 = -INFINITY;
-                for (int i = 0; i < per; i++) {
-                    if (x[i] > m1) { m2 = m1; m1 = x[i]; } else if (x[i] > m2) m2 = x[i];
-                }
-                gs[g] = per > 1 ? m1 + m2 : m1;
-            } else {
-                float m1 = -INFINITY;
-                for (int i = 0; i < per; i++) m1 = x[i] > m1 ? x[i] : m1;
-                gs[g] = m1;
-            }
-            keep[g] = 0;
-        }
-        for (int j = 0; j < c->topk_group; j++) {
-            int best = -1;
-            for (int g = 0; g < G; g++) if (!keep[g] && (best < 0 || gs[g] > gs[best])) best = g;
-            keep[best] = 1;
-        }
-        for (int g = 0; g < G; g++)
-            if (!keep[g]) for (int i = 0; i < per; i++) sel[g * per + i] = -INFINITY;
-    }
-    for (int k = 0; k < K; k++) { // K passes of argmax: K and E are small
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int taken = 0;
-            for (int j = 0; j < k; j++) taken |= idx[j] == e;
-            if (!taken && (best < 0 || sel[e] > sel[best])) best = e;
-        }
-        idx[k] = best;
-    }
-}
-
 static void moe_forward(fg_model *m, int l, float *out) {
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
@@ -444,24 +403,8 @@ static void moe_forward(fg_model *m, int l, float *out) {
     int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
     matmul_forward(a->scores, a->xn2, w->gate, NULL, N, C, E);
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *s = a->scores + (size_t)n * E, sel[1024];
-        if (c->scoring_func == FG_SCORE_SOFTMAX) {
-            float mx = -INFINITY, sum = 0;
-            for (int e = 0; e < E; e++) mx = s[e] > mx ? s[e] : mx;
-            for (int e = 0; e < E; e++) { s[e] = expf(s[e] - mx); sum += s[e]; }
-            for (int e = 0; e < E; e++) s[e] /= sum;
-        } else {
-            for (int e = 0; e < E; e++) s[e] = 1.0f / (1.0f + expf(-s[e]));
-        }
-        int *idx = a->idx + (size_t)n * K;
-        float *wt = a->wts + (size_t)n * K;
-        route_select(idx, s, w->gate_bias, c, sel);
-        float sum = 0;
-        for (int k = 0; k < K; k++) { wt[k] = s[idx[k]]; sum += wt[k]; }
-        for (int k = 0; k < K; k++)
-            wt[k] = (c->norm_topk_prob ? wt[k] / sum : wt[k]) * c->routed_scaling_factor;
-    }
+    for (int n = 0; n < N; n++)
+        fg_moe_route(a->idx + (size_t)n * K, a->wts + (size_t)n * K, a->scores + (size_t)n * E, w->gate_bias, c);
     // Group (token, choice) slots by expert, in token order.
     int *load = m->expert_load + (size_t)l * E;
     memset(load, 0, sizeof(int) * E);

@@ -1,0 +1,478 @@
+// generate.c: KV-cache decoding, sampling and the generation loop (contracts in generate.h).
+//
+// The forward here is the training forward (model.c) restricted to new tokens: the same ops in the
+// same order (matmul_forward, rmsnorm_forward, rope_apply, swiglu_forward, fg_moe_route), so the
+// logits match fg_model_forward's at every position to rounding. What differs: keys and values of
+// past positions come from the cache instead of being recomputed, only the last token's logits
+// are computed, and MoE runs only the chosen experts. Nothing is saved for backward.
+//
+// Invariants: cache rows [0, pos) of every layer hold the keys/values of the tokens fed so far;
+// a failed feed changes nothing; feed never allocates (all memory is carved at create).
+#include "infer/generate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/route.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#else
+#define THREAD_ID() 0
+#endif
+
+#define INFER_CHUNK 64 // tokens per batched pass; bounds the scratch for long prompts
+
+// Cache kinds. KV_FULL: per-head keys and values (this file). A latent kind (c_kv and k_pe only,
+// absorbed attention) will add its own row widths and attention routine; the arena, the position
+// bookkeeping and everything outside the attention block stay as they are.
+enum { KV_FULL = 0 };
+
+struct fg_infer {
+    const fg_model *m;
+    int kind;                   // KV_FULL
+    int max_T, pos;
+    int kw, vw;                 // floats per cached position and layer: keys, values
+    float *kv;                  // cache arena: layer l = keys (max_T, kw) then values (max_T, vw)
+    size_t kv_floats;
+    int chunk, nthreads;        // scratch sized for `chunk` tokens and `nthreads` attention rows
+    void *mem;                  // scratch arena, carved below
+    float *x, *xn, *x2, *xn2;   // (n, C) residual stream, normed input, after attention, normed
+    float *qa, *qan;            // (n, Rq) MLA q compression
+    float *q;                   // (n, H*(Dn+Dr)) MLA or (n, H*Dh) GQA, roped
+    float *kva, *ckv, *kvb;     // MLA (n, Rkv+Dr), (n, Rkv) normed latent, (n, H*(Dn+Dv))
+    float *y;                   // (n, H*Dv) or (n, H*Dh) attention output before wo
+    float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
+    float *scores, *wts;        // (n, E), (n, K)
+    int *idx;                   // (n, K)
+    int *slot_tok, *slot_of;    // (n*K) token of each slot (slots grouped by expert), slot of (i, k)
+    int *expert_off, *fill;     // (E+1) slot range per expert, (E) cursors
+    float *xe, *eh1, *eh3, *ea, *ey; // (n*K, C), (n*K, Fe) x3, (n*K, C)
+    float *probs;               // (nthreads, max_T) one attention row per thread
+    float *logits;              // (V) of the last token fed
+    float *sample_scratch;      // (2V) for fg_generate's fg_sample calls
+};
+
+static float *cache_k(const fg_infer *s, int l) { return s->kv + (size_t)l * s->max_T * (s->kw + s->vw); }
+static float *cache_v(const fg_infer *s, int l) { return cache_k(s, l) + (size_t)s->max_T * s->kw; }
+
+// ---- create / free ---------------------------------------------------------------------------
+
+// Two-pass carve of the scratch arena (base NULL: count bytes only), as model.c's carve.
+static size_t carve(fg_infer *s, char *base) {
+    const fg_config *c = &s->m->cfg;
+    size_t n = (size_t)s->chunk, off = 0;
+    int C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
+    int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dh = c->head_dim;
+    int E = c->n_routed_experts, K = c->num_experts_per_tok, Fe = c->moe_intermediate_size;
+    int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank, F = 0, moe = 0;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        int is_moe = fg_config_is_moe_layer(c, l);
+        moe |= is_moe;
+        F = FG_MAX(F, is_moe ? c->n_shared_experts * Fe : c->intermediate_size);
+    }
+#define TAKE(ptr, count, type) do { size_t bytes_ = ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63; \
+        (ptr) = base ? (type *)(base + off) : (ptr); off += bytes_; } while (0)
+    TAKE(s->x, n * C, float); TAKE(s->xn, n * C, float); TAKE(s->x2, n * C, float); TAKE(s->xn2, n * C, float);
+    if (c->attn_type == FG_ATTN_MLA) {
+        if (Rq > 0) { TAKE(s->qa, n * Rq, float); TAKE(s->qan, n * Rq, float); }
+        TAKE(s->q, n * H * (Dn + Dr), float);
+        TAKE(s->kva, n * (Rkv + Dr), float); TAKE(s->ckv, n * Rkv, float);
+        TAKE(s->kvb, n * H * (Dn + Dv), float);
+        TAKE(s->y, n * H * Dv, float);
+    } else {
+        TAKE(s->q, n * H * Dh, float);
+        TAKE(s->y, n * H * Dh, float);
+    }
+    if (F > 0) { TAKE(s->h1, n * F, float); TAKE(s->h3, n * F, float); TAKE(s->act, n * F, float); }
+    if (moe) {
+        TAKE(s->scores, n * E, float); TAKE(s->wts, n * K, float); TAKE(s->idx, n * K, int);
+        TAKE(s->slot_tok, n * K, int); TAKE(s->slot_of, n * K, int);
+        TAKE(s->expert_off, E + 1, int); TAKE(s->fill, E, int);
+        TAKE(s->xe, n * K * C, float); TAKE(s->eh1, n * K * Fe, float); TAKE(s->eh3, n * K * Fe, float);
+        TAKE(s->ea, n * K * Fe, float); TAKE(s->ey, n * K * C, float);
+    }
+    TAKE(s->probs, (size_t)s->nthreads * s->max_T, float);
+    TAKE(s->logits, V, float);
+    TAKE(s->sample_scratch, 2 * (size_t)V, float);
+#undef TAKE
+    return off;
+}
+
+fg_infer *fg_infer_create(const fg_model *m, int max_T) {
+    if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
+    const fg_config *c = &m->cfg;
+    if (max_T < 1 || max_T > c->max_position_embeddings) {
+        fg_set_error("decoding session: max_T must be in [1, max_position_embeddings=%d] (got %d)",
+                     c->max_position_embeddings, max_T);
+        return NULL;
+    }
+    fg_infer *s = calloc(1, sizeof *s);
+    if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
+    s->m = m;
+    s->kind = KV_FULL;
+    s->max_T = max_T;
+    s->chunk = FG_MIN(max_T, INFER_CHUNK);
+#ifdef _OPENMP
+    s->nthreads = omp_get_max_threads();
+#else
+    s->nthreads = 1;
+#endif
+    int H = c->num_attention_heads;
+    if (c->attn_type == FG_ATTN_MLA) {
+        s->kw = H * (c->qk_nope_head_dim + c->qk_rope_head_dim);
+        s->vw = H * c->v_head_dim;
+    } else {
+        s->kw = s->vw = c->num_key_value_heads * c->head_dim;
+    }
+    s->kv_floats = (size_t)c->num_hidden_layers * max_T * (s->kw + s->vw);
+    s->kv = fg_calloc(s->kv_floats, sizeof(float), "KV cache");
+    size_t bytes = carve(s, NULL);
+    s->mem = aligned_alloc(64, bytes);
+    if (!s->mem && s->kv) fg_set_error("out of memory: decoding scratch needs %.1f MiB", bytes / 1048576.0);
+    if (!s->kv || !s->mem) { fg_infer_free(s); return NULL; }
+    carve(s, s->mem);
+    return s;
+}
+
+void fg_infer_free(fg_infer *s) {
+    if (!s) return;
+    free(s->kv);
+    free(s->mem);
+    free(s);
+}
+
+void fg_infer_reset(fg_infer *s) { s->pos = 0; }
+int fg_infer_pos(const fg_infer *s) { return s->pos; }
+size_t fg_infer_cache_bytes(const fg_infer *s) { return s->kv_floats * sizeof(float); }
+
+// ---- forward over a chunk --------------------------------------------------------------------
+
+static void add_into(float *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+// y (n, H, Dv) = softmax attention of the n queries at positions p0 .. p0+n-1 over cached
+// positions [0, p0+i] (causal; the chunk's own rows are already in the cache). q: row stride sq,
+// head h at h*Dk. kc: keys, row stride kw, kv head at kh*Dk; vc: values, stride vw, head at kh*Dv;
+// head h reads kv head h / (H / Hkv). The arithmetic follows attention_forward (ops.c) exactly.
+static void cache_attention(fg_infer *s, float *y, const float *q, int sq, const float *kc, const float *vc,
+                            int n, int p0, int H, int Hkv, int Dk, int Dv, float scale) {
+    int g = H / Hkv, kw = s->kw, vw = s->vw;
+    long work = (long)n * H * (p0 + n) * (Dk + Dv);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
+    for (int r = 0; r < n * H; r++) {
+        int i = r / H, h = r % H, kh = h / g, t = p0 + i;
+        const float *qt = q + (size_t)i * sq + (size_t)h * Dk;
+        float *p = s->probs + (size_t)THREAD_ID() * s->max_T;
+        float mx = -INFINITY;
+        for (int u = 0; u <= t; u++) {
+            const float *ku = kc + (size_t)u * kw + (size_t)kh * Dk;
+            float sc = 0;
+            for (int j = 0; j < Dk; j++) sc += qt[j] * ku[j];
+            sc *= scale;
+            p[u] = sc;
+            if (sc > mx) mx = sc;
+        }
+        float sum = 0;
+        for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+        float inv = 1.0f / sum;
+        float *o = y + ((size_t)i * H + h) * Dv;
+        for (int j = 0; j < Dv; j++) o[j] = 0;
+        for (int u = 0; u <= t; u++) {
+            float pu = p[u] * inv;
+            const float *vu = vc + (size_t)u * vw + (size_t)kh * Dv;
+            for (int j = 0; j < Dv; j++) o[j] += pu * vu[j];
+        }
+    }
+}
+
+// MLA on s->xn (n, C) at positions p0..: appends full per-head keys/values of layer l to the
+// cache, then s->x2 = x + wo(attention).
+static void mla_chunk(fg_infer *s, int l, int n, int p0) {
+    const fg_model *m = s->m;
+    const fg_config *c = &m->cfg;
+    const fg_layer_w *w = &m->w.layers[l];
+    int C = c->hidden_size, H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim;
+    int Dv = c->v_head_dim, Dq = Dn + Dr, Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
+    float eps = c->rms_norm_eps;
+    if (Rq > 0) {
+        matmul_forward(s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
+        rmsnorm_forward(s->qan, NULL, s->qa, w->q_norm, n, Rq, eps);
+        matmul_forward(s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
+    } else {
+        matmul_forward(s->q, s->xn, w->wq, NULL, n, C, H * Dq);
+    }
+    matmul_forward(s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
+    for (int i = 0; i < n; i++) // c_kv is the first Rkv of each (Rkv+Dr) row
+        rmsnorm_forward(s->ckv + (size_t)i * Rkv, NULL, s->kva + (size_t)i * (Rkv + Dr), w->kv_norm, 1, Rkv, eps);
+    matmul_forward(s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
+    float *kc = cache_k(s, l), *vc = cache_v(s, l);
+#pragma omp parallel for schedule(static) if ((long)n * H * (Dq + Dv) > 65536)
+    for (int i = 0; i < n; i++) {
+        int pos = p0 + i;
+        float *kpe = s->kva + (size_t)i * (Rkv + Dr) + Rkv;
+        rope_apply(kpe, &m->rope, pos, 0);
+        for (int h = 0; h < H; h++) {
+            float *k = kc + (size_t)pos * s->kw + (size_t)h * Dq;
+            const float *kvb = s->kvb + ((size_t)i * H + h) * (Dn + Dv);
+            memcpy(k, kvb, sizeof(float) * Dn);
+            memcpy(k + Dn, kpe, sizeof(float) * Dr); // k_pe is shared by all heads
+            memcpy(vc + (size_t)pos * s->vw + (size_t)h * Dv, kvb + Dn, sizeof(float) * Dv);
+            rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, &m->rope, pos, 0);
+        }
+    }
+    cache_attention(s, s->y, s->q, H * Dq, kc, vc, n, p0, H, H, Dq, Dv, m->softmax_scale);
+    matmul_forward(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+    add_into(s->x2, s->x, (size_t)n * C);
+}
+
+// GQA on s->xn: keys and values are projected straight into the cache rows p0..p0+n-1.
+static void gqa_chunk(fg_infer *s, int l, int n, int p0) {
+    const fg_model *m = s->m;
+    const fg_config *c = &m->cfg;
+    const fg_layer_w *w = &m->w.layers[l];
+    int C = c->hidden_size, H = c->num_attention_heads, Hkv = c->num_key_value_heads, Dh = c->head_dim;
+    float *kc = cache_k(s, l), *vc = cache_v(s, l);
+    float *knew = kc + (size_t)p0 * s->kw, *vnew = vc + (size_t)p0 * s->vw;
+    matmul_forward(s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
+    matmul_forward(knew, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
+    matmul_forward(vnew, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
+#pragma omp parallel for schedule(static) if ((long)n * H * Dh > 65536)
+    for (int i = 0; i < n; i++) {
+        for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dh, &m->rope, p0 + i, 0);
+        for (int h = 0; h < Hkv; h++) rope_apply(knew + ((size_t)i * Hkv + h) * Dh, &m->rope, p0 + i, 0);
+    }
+    cache_attention(s, s->y, s->q, H * Dh, kc, vc, n, p0, H, Hkv, Dh, Dh, m->softmax_scale);
+    matmul_forward(s->x2, s->y, w->wo, NULL, n, H * Dh, C);
+    add_into(s->x2, s->x, (size_t)n * C);
+}
+
+// out (n, C) = w2(silu(w1 xn) * w3 xn), using s->h1/h3/act as (n, F) scratch.
+static void swiglu_ffn(fg_infer *s, float *out, const float *xn, const float *w1, const float *w2,
+                       const float *w3, int n, int C, int F) {
+    matmul_forward(s->h1, xn, w1, NULL, n, C, F);
+    matmul_forward(s->h3, xn, w3, NULL, n, C, F);
+    swiglu_forward(s->act, s->h1, s->h3, n, F);
+    matmul_forward(out, s->act, w2, NULL, n, F, C);
+}
+
+// out (n, C) = DeepSeekMoE(s->xn2): routes each token as training does, then runs only the
+// experts that some token of the chunk picked, each over its tokens as one batch.
+static void moe_chunk(fg_infer *s, int l, float *out, int n) {
+    const fg_config *c = &s->m->cfg;
+    const fg_layer_w *w = &s->m->w.layers[l];
+    int C = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
+    matmul_forward(s->scores, s->xn2, w->gate, NULL, n, C, E);
+#pragma omp parallel for schedule(static) if (n >= 16)
+    for (int i = 0; i < n; i++)
+        fg_moe_route(s->idx + (size_t)i * K, s->wts + (size_t)i * K, s->scores + (size_t)i * E, w->gate_bias, c);
+    // Group (token, choice) slots by expert, in token order (counting sort).
+    memset(s->fill, 0, sizeof(int) * E);
+    for (int j = 0; j < n * K; j++) s->fill[s->idx[j]]++;
+    s->expert_off[0] = 0;
+    for (int e = 0; e < E; e++) s->expert_off[e + 1] = s->expert_off[e] + s->fill[e];
+    memcpy(s->fill, s->expert_off, sizeof(int) * E);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < K; k++) {
+            int slot = s->fill[s->idx[i * K + k]]++;
+            s->slot_tok[slot] = i;
+            s->slot_of[i * K + k] = slot;
+        }
+    for (int j = 0; j < n * K; j++)
+        memcpy(s->xe + (size_t)j * C, s->xn2 + (size_t)s->slot_tok[j] * C, sizeof(float) * C);
+    for (int e = 0; e < E; e++) {
+        int o = s->expert_off[e], ne = s->expert_off[e + 1] - o;
+        if (!ne) continue; // an expert no token picked is never read
+        float *h1 = s->eh1 + (size_t)o * Fe, *h3 = s->eh3 + (size_t)o * Fe, *a = s->ea + (size_t)o * Fe;
+        const float *xe = s->xe + (size_t)o * C;
+        matmul_forward(h1, xe, w->ew1 + (size_t)e * Fe * C, NULL, ne, C, Fe);
+        matmul_forward(h3, xe, w->ew3 + (size_t)e * Fe * C, NULL, ne, C, Fe);
+        swiglu_forward(a, h1, h3, ne, Fe);
+        matmul_forward(s->ey + (size_t)o * C, a, w->ew2 + (size_t)e * C * Fe, NULL, ne, Fe, C);
+    }
+    if (Fs > 0) swiglu_ffn(s, out, s->xn2, w->sw1, w->sw2, w->sw3, n, C, Fs);
+    else memset(out, 0, sizeof(float) * (size_t)n * C);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < K; k++) {
+            const float *y = s->ey + (size_t)s->slot_of[i * K + k] * C;
+            float wt = s->wts[i * K + k], *o = out + (size_t)i * C;
+            for (int j = 0; j < C; j++) o[j] += wt * y[j];
+        }
+}
+
+// Runs n <= s->chunk tokens (ids already checked) at positions pos..pos+n-1 through every layer,
+// appending to the cache; with want_logits, writes the last token's logits to s->logits.
+static void forward_chunk(fg_infer *s, const int32_t *tokens, int n, int want_logits) {
+    const fg_model *m = s->m;
+    const fg_config *c = &m->cfg;
+    int C = c->hidden_size, p0 = s->pos;
+    float eps = c->rms_norm_eps;
+    for (int i = 0; i < n; i++)
+        memcpy(s->x + (size_t)i * C, m->w.embed + (size_t)tokens[i] * C, sizeof(float) * C);
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const fg_layer_w *w = &m->w.layers[l];
+        rmsnorm_forward(s->xn, NULL, s->x, w->attn_norm, n, C, eps);
+        if (c->attn_type == FG_ATTN_MLA) mla_chunk(s, l, n, p0);
+        else gqa_chunk(s, l, n, p0);
+        rmsnorm_forward(s->xn2, NULL, s->x2, w->ffn_norm, n, C, eps);
+        // the FFN writes the next layer's input over x (no longer needed), then adds the residual
+        if (fg_config_is_moe_layer(c, l)) moe_chunk(s, l, s->x, n);
+        else swiglu_ffn(s, s->x, s->xn2, w->w1, w->w2, w->w3, n, C, c->intermediate_size);
+        add_into(s->x, s->x2, (size_t)n * C);
+    }
+    s->pos = p0 + n;
+    if (!want_logits) return;
+    rmsnorm_forward(s->xn, NULL, s->x + (size_t)(n - 1) * C, m->w.final_norm, 1, C, eps);
+    matmul_forward(s->logits, s->xn, m->w.lm_head, NULL, 1, C, c->vocab_size);
+}
+
+const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n) {
+    if (!s || !tokens || n < 1) {
+        fg_set_error("fg_infer_feed: need a session and n >= 1 tokens (got n=%d)", n);
+        return NULL;
+    }
+    int V = s->m->cfg.vocab_size;
+    if (n > s->max_T - s->pos) {
+        fg_set_error("feeding %d token(s) at position %d overflows the KV cache of %d positions "
+                     "(hint: fg_infer_reset, or create the session with a larger max_T)", n, s->pos, s->max_T);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= V) {
+            fg_set_error("token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, V);
+            return NULL;
+        }
+    for (int done = 0; done < n;) {
+        int k = FG_MIN(s->chunk, n - done);
+        forward_chunk(s, tokens + done, k, done + k == n);
+        done += k;
+    }
+    return s->logits;
+}
+
+// ---- sampling --------------------------------------------------------------------------------
+
+static int check_opts(const fg_sample_opts *o, int V) {
+    if (!o) return fg_set_error("sampling: no options");
+    if (!(o->temperature >= 0) || isinf(o->temperature))
+        return fg_set_error("sampling: temperature must be 0 (greedy) or a finite value > 0 (got %g)", o->temperature);
+    if (o->top_k < 0) return fg_set_error("sampling: top_k must be >= 0 (0 = all), got %d", o->top_k);
+    if (!(o->top_p >= 0 && o->top_p <= 1))
+        return fg_set_error("sampling: top_p must be in [0, 1] (1 = all), got %g", o->top_p);
+    if (V < 1 || V > (1 << 24)) return fg_set_error("sampling: vocabulary size must be in [1, 2^24] (got %d)", V);
+    return 0;
+}
+
+static int32_t argmax(const float *x, int V) {
+    int32_t best = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[best]) best = i; // strict: the lowest id wins ties
+    return best;
+}
+
+// Candidate order: more probable first, the lower id on ties. Ids are stored as floats in the
+// caller's scratch (exact: V <= 2^24), so the scratch can stay a plain float array.
+static inline int better(const float *p, int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); }
+
+// Heap over h[0..n) with the WORST candidate at the root; restores the property below i.
+static void sift_down(float *h, int n, int i, const float *p) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, w = i;
+        if (l < n && better(p, (int)h[w], (int)h[l])) w = l;
+        if (r < n && better(p, (int)h[w], (int)h[r])) w = r;
+        if (w == i) return;
+        float t = h[i]; h[i] = h[w]; h[w] = t;
+        i = w;
+    }
+}
+
+// Keeps the k best of the nc candidate ids in h and sorts them best first. O(nc log k).
+static void top_k_sorted(float *h, int nc, int k, const float *p) {
+    for (int i = k / 2 - 1; i >= 0; i--) sift_down(h, k, i, p);
+    for (int j = k; j < nc; j++)
+        if (better(p, (int)h[j], (int)h[0])) { h[0] = h[j]; sift_down(h, k, 0, p); }
+    for (int end = k - 1; end > 0; end--) { // the worst goes last
+        float t = h[0]; h[0] = h[end]; h[end] = t;
+        sift_down(h, end, 0, p);
+    }
+}
+
+int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *rng, float *scratch) {
+    if (check_opts(o, V)) return -1;
+    if (!logits) return fg_set_error("sampling: no logits");
+    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
+    if (!rng || !scratch) return fg_set_error("sampling: needs an rng and 2*V floats of scratch");
+    // p: unnormalised probabilities exp((logit - max) / temperature); every total below is summed
+    // in the same order as the draw's running sum, so a draw r = u * total (u < 1) always lands.
+    float *p = scratch, *h = scratch + V;
+    float mx = logits[argmax(logits, V)], inv_t = 1.0f / o->temperature;
+    double sum = 0;
+    for (int i = 0; i < V; i++) { p[i] = expf((logits[i] - mx) * inv_t); sum += p[i]; }
+    double u = fg_rng_uniform(rng);
+    if (o->top_k == 0 && o->top_p >= 1) { // the full distribution, in id order: no sort needed
+        double r = u * sum, cum = 0;
+        for (int i = 0; i < V; i++) { cum += p[i]; if (r < cum) return i; }
+        return argmax(logits, V); // unreachable but for rounding
+    }
+    int nc = 0;
+    if (o->top_k == 0 && V > 1) {
+        // Nucleus only: ids with p < (1-top_p)/(V-1) of the total can't be in it (together they
+        // hold less than 1-top_p), so only the others need sorting. The 0.999 absorbs rounding;
+        // a lower cut only keeps more. If none pass, keep all.
+        float cut = (float)(0.999 * (1.0 - o->top_p) / (V - 1) * sum);
+        for (int i = 0; i < V; i++) if (p[i] >= cut) h[nc++] = (float)i;
+    }
+    if (nc == 0) { for (int i = 0; i < V; i++) h[i] = (float)i; nc = V; }
+    int k = o->top_k > 0 ? FG_MIN(o->top_k, nc) : nc;
+    top_k_sorted(h, nc, k, p);
+    double mass = 0;
+    for (int j = 0; j < k; j++) mass += p[(int)h[j]];
+    int keep = k;
+    double kept = mass;
+    if (o->top_p < 1) { // smallest best-first prefix holding >= top_p of the kept mass
+        double cum = 0;
+        for (int j = 0; j < k; j++) {
+            cum += p[(int)h[j]];
+            if (cum >= o->top_p * mass) { keep = j + 1; kept = cum; break; }
+        }
+    }
+    double r = u * kept, cum = 0;
+    for (int j = 0; j < keep; j++) { cum += p[(int)h[j]]; if (r < cum) return (int32_t)h[j]; }
+    return (int32_t)h[0];
+}
+
+// ---- generation ------------------------------------------------------------------------------
+
+int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
+                int cap, void (*on_token)(int32_t id, void *ctx), void *ctx) {
+    if (!s) return fg_set_error("generate: no session");
+    int V = s->m->cfg.vocab_size;
+    if (check_opts(o, V)) return -1;
+    if (!prompt || n_prompt < 1) return fg_set_error("generate: the prompt needs at least one token (got %d)", n_prompt);
+    if (o->max_new_tokens < 0) return fg_set_error("generate: max_new_tokens must be >= 0 (got %d)", o->max_new_tokens);
+    if (cap < 0) return fg_set_error("generate: cap must be >= 0 (got %d)", cap);
+    if (o->n_stop < 0 || (o->n_stop > 0 && !o->stop_ids)) return fg_set_error("generate: bad stop list (n_stop=%d)", o->n_stop);
+    int limit = FG_MIN(o->max_new_tokens, cap);
+    if (limit > 0 && !out) return fg_set_error("generate: no output buffer");
+    fg_rng rng;
+    fg_rng_seed(&rng, o->seed);
+    const float *logits = fg_infer_feed(s, prompt, n_prompt);
+    if (!logits) return -1;
+    int n = 0;
+    while (n < limit) {
+        int32_t t = fg_sample(logits, V, o, &rng, s->sample_scratch);
+        if (t < 0) return -1;
+        out[n++] = t;
+        if (on_token) on_token(t, ctx);
+        int stop = 0;
+        for (int j = 0; j < o->n_stop; j++) stop |= o->stop_ids[j] == t;
+        if (stop || n == limit || s->pos == s->max_T) break;
+        logits = fg_infer_feed(s, &t, 1);
+        if (!logits) return -1;
+    }
+    return n;
+}
