@@ -99,6 +99,8 @@ int fg_config_validate(const fg_config *c) {
         if (c->n_shared_experts < 0) BAD("config: n_shared_experts must be >= 0 (got %d)", c->n_shared_experts);
         if (c->num_experts_per_tok < 1 || c->num_experts_per_tok > E)
             BAD("config: num_experts_per_tok must be in [1, n_routed_experts=%d] (got %d)", E, c->num_experts_per_tok);
+        if (c->topk_method == FG_TOPK_GREEDY && c->n_group > 1)
+            BAD("config: topk_method \"greedy\" needs n_group 1 (got %d; hint: use group_limited_greedy)", c->n_group);
         if (c->n_group < 1 || c->n_group > 64 || E % c->n_group)
             BAD("config: n_group must divide n_routed_experts=%d and be in [1, 64] (got %d)", E, c->n_group);
         if (c->topk_group < 1 || c->topk_group > c->n_group)
@@ -106,8 +108,6 @@ int fg_config_validate(const fg_config *c) {
         if (c->num_experts_per_tok > c->topk_group * (E / c->n_group))
             BAD("config: num_experts_per_tok=%d exceeds the experts in topk_group=%d groups (%d)",
                 c->num_experts_per_tok, c->topk_group, c->topk_group * (E / c->n_group));
-        if (c->topk_method == FG_TOPK_GREEDY && c->n_group > 1)
-            BAD("config: topk_method \"greedy\" needs n_group 1 (got %d; hint: use group_limited_greedy)", c->n_group);
         if (!(c->routed_scaling_factor > 0)) BAD("config: routed_scaling_factor must be > 0 (got %g)", c->routed_scaling_factor);
     }
     if (c->rope_yarn) {
