@@ -1,0 +1,60 @@
+#!/bin/sh
+# cli_bad_input.sh: every kind of bad input gets a one-line error naming the problem, a non-zero
+# exit code below 128 (no crash), and leaves existing files intact.
+BIN=${BIN:-./frugal}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fails=0
+# expect_fail "description" "substring expected in stderr" command...
+expect_fail() {
+    desc=$1; want=$2; shift 2
+    "$@" >"$T/out" 2>"$T/err"; rc=$?
+    if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then echo "FAIL: $desc: exit $rc"; fails=$((fails+1)); return; fi
+    if ! grep -q -- "$want" "$T/err"; then echo "FAIL: $desc: stderr lacks '$want':"; cat "$T/err"; fails=$((fails+1)); return; fi
+    lines=$(wc -l <"$T/err")
+    if [ "$lines" -ne 1 ]; then echo "FAIL: $desc: $lines lines of error (want 1):"; cat "$T/err"; fails=$((fails+1)); fi
+}
+
+expect_fail "unknown command" "unknown command" $BIN frobnicate
+expect_fail "unknown option" "unknown option '--bogus'" $BIN train --bogus 1
+expect_fail "bad number" "--lr expects a number" $BIN train --lr fast
+expect_fail "unknown preset" "unknown preset 'huge'" $BIN train --config huge
+printf '{"vocab_size": 300, "hidden_size": ' >"$T/trunc.json"
+expect_fail "malformed config json" "trunc.json:1:" $BIN train --config "$T/trunc.json"
+printf '{"vocab_size":300,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":2,"kv_lora_rank":16,"qk_nope_head_dim":8,"qk_rope_head_dim":4,"v_head_dim":8,"intermediate_size":64,"moe_intermediate_size":16,"n_routed_experts":8,"num_experts_per_tok":9,"max_position_embeddings":64}' >"$T/incons.json"
+expect_fail "inconsistent config" "num_experts_per_tok" $BIN train --config "$T/incons.json"
+printf '{"vocab_size":2000000,"hidden_size":16384,"num_hidden_layers":2,"num_attention_heads":2,"kv_lora_rank":16,"qk_nope_head_dim":8,"qk_rope_head_dim":4,"v_head_dim":8,"intermediate_size":64,"max_position_embeddings":64}' >"$T/huge.json"
+expect_fail "config too big for memory" "GiB" $BIN train --config "$T/huge.json"
+expect_fail "missing data file" "cannot open" $BIN train --config tiny --steps 1 --out "$T/r" "$T/nope.txt"
+: >"$T/empty.txt"
+expect_fail "empty data file" "empty" $BIN train --config tiny --steps 1 --out "$T/r" "$T/empty.txt"
+printf 'hello \377\376 world\n' >"$T/bad.txt"
+expect_fail "invalid utf-8" "UTF-8" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.txt"
+printf '{"text": "ok"}\n{"txt": "x"}\n' >"$T/bad.jsonl"
+expect_fail "jsonl without text" "bad.jsonl:2" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.jsonl"
+expect_fail "seq beyond context" "max_position_embeddings" $BIN train --config tiny --seq 100 --steps 1 --out "$T/r"
+
+# checkpoints: make a real one, then damage copies of it
+printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 1 200) >"$T/text.txt"
+if ! $BIN train --config tiny --steps 2 --batch 2 --seq 32 --eval-every 0 --no-progress --quiet --out "$T/run" "$T/text.txt" >/dev/null 2>"$T/err"; then
+    echo "FAIL: could not train a tiny model:"; cat "$T/err"; exit 1
+fi
+ck="$T/run/ckpt.fgck"
+size=$(wc -c <"$ck")
+head -c $((size / 2)) "$ck" >"$T/trunc.fgck"
+expect_fail "truncated checkpoint" "trunc.fgck" $BIN generate --ckpt "$T/trunc.fgck"
+cp "$ck" "$T/corrupt.fgck"
+printf '\125\125\125\125' | dd of="$T/corrupt.fgck" bs=1 seek=$((size - 200)) conv=notrunc 2>/dev/null
+expect_fail "corrupted checkpoint" "corrupt.fgck" $BIN generate --ckpt "$T/corrupt.fgck"
+cp "$ck" "$T/version.fgck"
+printf '\007' | dd of="$T/version.fgck" bs=1 seek=8 conv=notrunc 2>/dev/null
+expect_fail "wrong version checkpoint" "version" $BIN generate --ckpt "$T/version.fgck"
+printf 'not a checkpoint at all' >"$T/junk.fgck"
+expect_fail "not a checkpoint" "junk.fgck" $BIN eval --ckpt "$T/junk.fgck"
+expect_fail "checkpoint from a different config" "differs" $BIN train --resume "$ck" --config demo --out "$T/run2"
+cp "$ck" "$T/before.fgck"
+expect_fail "resume with bad data keeps the checkpoint" "cannot open" $BIN train --resume "$ck" --steps 4 --out "$T/run" "$T/nope.txt"
+cmp -s "$ck" "$T/before.fgck" || { echo "FAIL: checkpoint changed after a failed run"; fails=$((fails+1)); }
+
+[ $fails -eq 0 ] && echo "all bad-input cases handled" && exit 0
+exit 1
