@@ -3,6 +3,7 @@
 // Validation runs before any allocation and names the offending field. Parsing accepts the field
 // names of DeepSeek-V2/V3 and Qwen2/Llama config.json files plus frugal's own "attention_type",
 // "rope_interleave" and "head_dim"; unknown fields are reported through a warning callback.
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,17 @@ int fg_config_validate(const fg_config *c) {
             BAD("config: rope_scaling.beta_fast and beta_slow must be > 0");
         if (c->rope_mscale_all_dim < 0) BAD("config: rope_scaling.mscale_all_dim must be >= 0");
     }
+    // Every size field bounded, whatever the architecture uses, so parameter counts (int64) and
+    // the tensor table's int products cannot overflow on hostile input (config.json, checkpoints).
+    const struct { const char *name; int v; } dims[] = {
+        {"intermediate_size", c->intermediate_size}, {"moe_intermediate_size", c->moe_intermediate_size},
+        {"q_lora_rank", c->q_lora_rank}, {"kv_lora_rank", c->kv_lora_rank}, {"qk_nope_head_dim", c->qk_nope_head_dim},
+        {"qk_rope_head_dim", c->qk_rope_head_dim}, {"v_head_dim", c->v_head_dim}, {"head_dim", c->head_dim},
+        {"num_key_value_heads", c->num_key_value_heads}, {"n_shared_experts", c->n_shared_experts},
+    };
+    for (size_t i = 0; i < sizeof dims / sizeof *dims; i++)
+        if (dims[i].v < 0 || dims[i].v > (1 << 18)) BAD("config: %s must be in [0, 262144] (got %d)", dims[i].name, dims[i].v);
+    if (c->n_shared_experts > 1024) BAD("config: n_shared_experts must be in [0, 1024] (got %d)", c->n_shared_experts);
     int64_t total, active;
     fg_config_param_counts(c, &total, &active);
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
@@ -169,6 +181,7 @@ static int get_int(const fg_json *v, const char *key, int *out, const char *wher
 }
 static int get_float(const fg_json *v, const char *key, float *out, const char *where) {
     if (v->type != FG_JSON_NUMBER) return fg_set_error("%s:%d: field '%s' must be a number", where, v->line, key);
+    if (fabs(v->num) > FLT_MAX) return fg_set_error("%s:%d: field '%s' is out of the float range", where, v->line, key);
     *out = (float)v->num;
     return 0;
 }
