@@ -31,8 +31,8 @@ expect_fail "empty data file" "empty" $BIN train --config tiny --steps 1 --out "
 printf 'hello \377\376 world\n' >"$T/bad.txt"
 expect_fail "invalid utf-8" "UTF-8" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.txt"
 printf '{"text": "ok"}\n{"txt": "x"}\n' >"$T/bad.jsonl"
-expect_fail "jsonl without text" "bad.jsonl:2" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.jsonl"
-expect_fail "seq beyond context" "max_position_embeddings" $BIN train --config tiny --seq 100 --steps 1 --out "$T/r"
+expect_fail "jsonl without text" "line 2" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.jsonl"
+expect_fail "seq beyond context" "max_position_embeddings" $BIN train --config tiny --seq 200 --steps 1 --out "$T/r"
 
 # checkpoints: make a real one, then damage copies of it
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 1 200) >"$T/text.txt"
@@ -43,8 +43,8 @@ ck="$T/run/ckpt.fgck"
 size=$(wc -c <"$ck")
 head -c $((size / 2)) "$ck" >"$T/trunc.fgck"
 expect_fail "truncated checkpoint" "trunc.fgck" $BIN generate --ckpt "$T/trunc.fgck"
-cp "$ck" "$T/corrupt.fgck"
-printf '\125\125\125\125' | dd of="$T/corrupt.fgck" bs=1 seek=$((size - 200)) conv=notrunc 2>/dev/null
+cp "$ck" "$T/corrupt.fgck"  # byte 6000 lies in the weights section of a tiny checkpoint
+printf '\125\125\125\125' | dd of="$T/corrupt.fgck" bs=1 seek=6000 conv=notrunc 2>/dev/null
 expect_fail "corrupted checkpoint" "corrupt.fgck" $BIN generate --ckpt "$T/corrupt.fgck"
 cp "$ck" "$T/version.fgck"
 printf '\007' | dd of="$T/version.fgck" bs=1 seek=8 conv=notrunc 2>/dev/null

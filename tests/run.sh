@@ -15,7 +15,8 @@ done
 for t in tests/cli_*.sh; do
     [ -f "$t" ] || continue
     name=$(basename "$t")
-    out=$(BIN="${BIN:-./frugal}" sh "$t" 2>&1); rc=$?
+    bin=${BIN:-frugal}; case $bin in */*) ;; *) bin=./$bin;; esac
+    out=$(BIN="$bin" sh "$t" 2>&1); rc=$?
     if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "PASS $name"
     elif [ $rc -eq 77 ]; then skip=$((skip+1)); echo "SKIP $name: $(printf '%s\n' "$out" | grep -m1 SKIP | sed 's/^SKIP: //')"
     else fail=$((fail+1)); failed="$failed $name"; echo "FAIL $name (exit $rc)"; printf '%s\n' "$out" | tail -n 30 | sed 's/^/    /'

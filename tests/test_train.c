@@ -21,7 +21,7 @@ static void fresh(fg_model **m, fg_adamw *opt, fg_train_state *st, uint64_t seed
 
 static void base_opts(fg_train_opts *o, const char *dir) {
     fg_train_opts_default(o);
-    o->batch = 4; o->seq = 64; o->steps = 20; o->warmup = 3; o->lr = 3e-3f; o->eval_every = 5; o->eval_batches = 1;
+    o->batch = 4; o->seq = 70; o->steps = 20; o->warmup = 3; o->lr = 3e-3f; o->eval_every = 5; o->eval_batches = 1;
     o->save_every = 0; o->out_dir = dir; o->progress = 0; o->quiet = 1; o->balance_alpha = 0.01f;
 }
 

@@ -39,7 +39,7 @@ int fg_config_preset(fg_config *c, const char *name) {
         c->qk_nope_head_dim = 8; c->qk_rope_head_dim = 4; c->v_head_dim = 8;
         c->n_routed_experts = 8; c->n_shared_experts = 1; c->num_experts_per_tok = 2;
         c->scoring_func = FG_SCORE_SIGMOID; c->topk_method = FG_TOPK_NOAUX_TC; c->n_group = 2; c->topk_group = 1;
-        c->norm_topk_prob = 1; c->routed_scaling_factor = 1.0f; c->max_position_embeddings = 64;
+        c->norm_topk_prob = 1; c->routed_scaling_factor = 1.0f; c->max_position_embeddings = 128;
     } else if (!strcmp(name, "demo")) { // the built-in task (docs/task.md): small and fast on 2 cores
         c->vocab_size = 264; c->hidden_size = 128; c->num_hidden_layers = 4; c->first_k_dense_replace = 1;
         c->intermediate_size = 384; c->moe_intermediate_size = 128; c->num_attention_heads = 4;
