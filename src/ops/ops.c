@@ -24,6 +24,25 @@ static inline float vsum(v16 v) {
     return s;
 }
 
+// dot(a, b) over n floats: two vector accumulators and a scalar tail.
+static inline float dotf(const float *a, const float *b, int n) {
+    v16 s0 = {0}, s1 = {0};
+    int i = 0;
+    for (; i + 2 * VW <= n; i += 2 * VW) { s0 += vload(a + i) * vload(b + i); s1 += vload(a + i + VW) * vload(b + i + VW); }
+    for (; i + VW <= n; i += VW) s0 += vload(a + i) * vload(b + i);
+    float s = vsum(s0 + s1);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// y += a * x over n floats.
+static inline void axpyf(float *y, float a, const float *x, int n) {
+    v16 av = vbcast(a);
+    int i = 0;
+    for (; i + VW <= n; i += VW) vstore(y + i, vload(y + i) + av * vload(x + i));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
 // ---- matmul ----------------------------------------------------------------------------------
 
 // out[n, o] = dot(inp[n, :], w[o, :]) for a tile of up to 4 x 4 outputs.
@@ -60,7 +79,29 @@ static void dot_tile(float *out, const float *inp, const float *w, const float *
         }
 }
 
+static void axpy_rows(float *Y, int ldy, const float *A, long sam, long sar, const float *X, int ldx,
+                      int m0, int mm, int R, int I);
+
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+    // Many rows: transpose w once (OUT*IN copies, amortised over N rows) and run the same
+    // register-blocked axpy kernel as backward; it avoids the horizontal sums of the dot form.
+    float *wt = N >= 32 ? malloc(sizeof(float) * (size_t)IN * OUT) : NULL;
+    if (wt) {
+        for (int o = 0; o < OUT; o++)
+            for (int i = 0; i < IN; i++) wt[(size_t)i * OUT + o] = w[(size_t)o * IN + i];
+        int blocks = (N + 3) / 4;
+#pragma omp parallel for schedule(static) if ((long)N * IN * OUT > 32768)
+        for (int b = 0; b < blocks; b++) {
+            int n0 = b * 4, nn = FG_MIN(4, N - n0);
+            for (int n = n0; n < n0 + nn; n++) {
+                float *y = out + (size_t)n * OUT;
+                if (bias) memcpy(y, bias, sizeof(float) * OUT); else memset(y, 0, sizeof(float) * OUT);
+            }
+            axpy_rows(out, OUT, inp, IN, 1, wt, OUT, n0, nn, IN, OUT);
+        }
+        free(wt);
+        return;
+    }
     int nb = (N + 3) / 4, ob = (OUT + 3) / 4;
     long tiles = (long)nb * ob;
 #pragma omp parallel for schedule(static) if (tiles * IN > 32768)
@@ -237,9 +278,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 float mx = -INFINITY;
                 for (int u = 0; u <= t; u++) {
                     const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                    float s = 0;
-                    for (int i = 0; i < Dk; i++) s += qt[i] * ku[i];
-                    s *= scale;
+                    float s = dotf(qt, ku, Dk) * scale;
                     p[u] = s;
                     if (s > mx) mx = s;
                 }
@@ -250,8 +289,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 for (int i = 0; i < Dv; i++) o[i] = 0;
                 for (int u = 0; u <= t; u++) {
                     p[u] *= inv;
-                    const float *vu = v + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
-                    for (int i = 0; i < Dv; i++) o[i] += p[u] * vu[i];
+                    axpyf(o, p[u], v + ((size_t)b * T + u) * sv + (size_t)kh * Dv, Dv);
                 }
             }
         }
@@ -278,8 +316,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         for (int u = 0; u <= t; u++) {
                             const float *vu = v + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
                             float *dvu = dv + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
-                            float d = 0;
-                            for (int i = 0; i < Dv; i++) { d += dot[i] * vu[i]; dvu[i] += p[u] * dot[i]; }
+                            float d = dotf(dot, vu, Dv);
+                            axpyf(dvu, p[u], dot, Dv);
                             dp[u] = d;
                             sum += p[u] * d;
                         }
@@ -287,7 +325,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                             float ds = p[u] * (dp[u] - sum) * scale;
                             const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
                             float *dku = dk + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                            for (int i = 0; i < Dk; i++) { dqt[i] += ds * ku[i]; dku[i] += ds * qt[i]; }
+                            axpyf(dqt, ds, ku, Dk);
+                            axpyf(dku, ds, qt, Dk);
                         }
                     }
         free(dp);
