@@ -46,6 +46,11 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# The CLI sees only the public header: it is compiled without -Isrc.
+$(BUILD)/cli/%.o: cli/%.c include/frugal.h $(wildcard cli/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Isrc,$(CFLAGS)) -c $< -o $@
+
 $(BUILD)/libfrugal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^

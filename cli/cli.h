@@ -4,6 +4,8 @@
 
 #include "frugal.h"
 
+#define CLI_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 typedef struct {
     const char *name, *summary;
     int (*run)(int argc, char **argv); // argv[0] is the command name; returns the exit code

@@ -6,10 +6,6 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
-#include "data/bytetok.h"
-#include "data/task.h"
-#include "infer/generate.h"
-#include "train/train.h"
 
 // Decodes ids to printable text (specials by name) into buf.
 static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
@@ -27,7 +23,7 @@ static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
 // Greedy-decodes n held-out problems (drawn with seed) and returns the exact-match accuracy.
 // Prints the first `show` solutions.
 int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, double *accuracy) {
-    int max_T = FG_MIN(m->cfg.max_position_embeddings, FG_TASK_MAX_TOKENS);
+    int max_T = CLI_MIN(fg_model_config(m)->max_position_embeddings, FG_TASK_MAX_TOKENS);
     fg_infer *s = fg_infer_create(m, max_T);
     if (!s) return -1;
     fg_rng r;
@@ -42,7 +38,7 @@ int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, double *accuracy)
         int pl;
         fg_task_render(&p, ids, &pl);
         fg_infer_reset(s);
-        int cap = FG_MIN(FG_TASK_LONGEST, max_T - pl);
+        int cap = CLI_MIN(FG_TASK_LONGEST, max_T - pl);
         so.max_new_tokens = cap;
         int ng = fg_generate(s, ids, pl, &so, gen, FG_TASK_MAX_TOKENS, NULL, NULL);
         if (ng < 0) { fg_infer_free(s); return -1; }
@@ -129,12 +125,9 @@ int cmd_demo(int argc, char **argv) {
     fg_model *m = fg_model_create(&c);
     fg_adamw opt;
     fg_train_state st;
-    memset(&st, 0, sizeof st);
-    if (!m || fg_adamw_init(&opt, m->n_params, m->n_tensors)) return cli_fail("demo", fg_last_error(), NULL);
+    fg_train_state_init(&st, o.seed);
+    if (!m || fg_adamw_init_for(&opt, m)) return cli_fail("demo", fg_last_error(), NULL);
     fg_model_init_weights(m, o.seed);
-    fg_rng_seed(&st.rng, o.seed ^ 0x7461736bull);
-    fg_rng_seed(&st.data_rng, o.seed ^ 0x64617461ull);
-    strcpy(st.tokenizer, "byte");
     int rc = fg_train(m, &opt, &st, &o);
     if (rc) { fg_model_free(m); fg_adamw_free(&opt); return cli_fail("demo", fg_last_error(), NULL); }
     double t_train = fg_now() - t0;
@@ -150,6 +143,7 @@ int cmd_demo(int argc, char **argv) {
         printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\n", out, out);
         printf("try:        ./frugal generate --ckpt %s/ckpt.fgck --prompt '1234+0567=' --temperature 0\n", out);
     }
+    fg_train_state_free(&st);
     fg_adamw_free(&opt);
     fg_model_free(m);
     return rc ? 1 : 0;

@@ -5,8 +5,6 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
-#include "data/bytetok.h"
-#include "infer/generate.h"
 
 static void print_token(int32_t id, void *ctx) {
     (void)ctx;
@@ -45,7 +43,7 @@ int cmd_generate(int argc, char **argv) {
     int n = 0;
     if (!no_bos) ids[n++] = FG_TOK_BOS;
     n += (int)fg_bytetok_encode(prompt, plen, 1, ids + n, plen + 1);
-    int max_T = m->cfg.max_position_embeddings;
+    int max_T = fg_model_config(m)->max_position_embeddings;
     if (n >= max_T) { free(ids); fg_model_free(m); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
     int32_t stop = FG_TOK_EOS;

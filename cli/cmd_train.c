@@ -5,8 +5,6 @@
 
 #include "cli/cli.h"
 #include "cli/opts.h"
-#include "formats/checkpoint.h"
-#include "train/train.h"
 
 static void warn_cb(const char *msg) { fprintf(stderr, "frugal: warning: %s\n", msg); }
 
@@ -89,7 +87,7 @@ int cmd_train(int argc, char **argv) {
         if (explicit_config) {
             fg_config c;
             if (cli_load_config(&c, config)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
-            char *a = fg_config_to_json(&c), *b = fg_config_to_json(&m->cfg);
+            char *a = fg_config_to_json(&c), *b = fg_config_to_json(fg_model_config(m));
             int same = a && b && !strcmp(a, b);
             free(a); free(b);
             if (!same) {
@@ -97,7 +95,7 @@ int cmd_train(int argc, char **argv) {
                 return cli_fail("train", "--config differs from the checkpoint's config", "drop --config when resuming");
             }
         }
-        if (!opt.m) fg_adamw_init(&opt, m->n_params, m->n_tensors);
+        if (!opt.m) fg_adamw_init_for(&opt, m);
         printf("resuming %s at step %lld\n", resume, (long long)st.step);
     } else {
         if (init) {
@@ -110,10 +108,8 @@ int cmd_train(int argc, char **argv) {
             if (!m) return cli_fail("train", fg_last_error(), NULL);
             fg_model_init_weights(m, o.seed);
         }
-        if (fg_adamw_init(&opt, m->n_params, m->n_tensors)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
-        fg_rng_seed(&st.rng, o.seed ^ 0x7461736bull);
-        fg_rng_seed(&st.data_rng, o.seed ^ 0x64617461ull);
-        strcpy(st.tokenizer, "byte");
+        if (fg_adamw_init_for(&opt, m)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
+        fg_train_state_init(&st, o.seed);
     }
     char tj[512];
     snprintf(tj, sizeof tj, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%g,\"min_lr\":%g,\"warmup\":%lld,"
@@ -123,14 +119,14 @@ int cmd_train(int argc, char **argv) {
     free(st.train_json);
     st.train_json = strdup(tj);
     int64_t total, active;
-    fg_config_param_counts(&m->cfg, &total, &active);
+    fg_config_param_counts(fg_model_config(m), &total, &active);
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
-           m->cfg.attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
-           m->cfg.num_hidden_layers, nf ? "files" : "built-in arithmetic task");
+           fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
+           fg_model_config(m)->num_hidden_layers, nf ? "files" : "built-in arithmetic task");
     int rc = fg_train(m, &opt, &st, &o);
     if (rc) cli_fail("train", fg_last_error(), NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
-    free(st.train_json);
+    fg_train_state_free(&st);
     fg_adamw_free(&opt);
     fg_model_free(m);
     return rc ? 1 : 0;

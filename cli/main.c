@@ -1,5 +1,5 @@
 // main.c: the frugal command line. One dispatch table; each command lives in cli/<command>.c
-// and sees only include/frugal.h plus the internal headers it documents.
+// and sees only the public header include/frugal.h.
 #include <stdio.h>
 #include <string.h>
 

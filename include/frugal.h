@@ -24,6 +24,7 @@ extern "C" {
 #define FG_VERSION "0.1.0"
 
 const char *fg_last_error(void);
+double fg_now(void); // monotonic seconds
 
 // ---- config --------------------------------------------------------------------------------
 enum { FG_ATTN_MLA = 0, FG_ATTN_GQA = 1 };
@@ -92,6 +93,261 @@ typedef struct fg_model fg_model;
 // Allocates a model for c (validated first; weights zeroed). Free with fg_model_free.
 fg_model *fg_model_create(const fg_config *c);
 void fg_model_free(fg_model *m);
+const fg_config *fg_model_config(const fg_model *m);
+// Random initialisation (deterministic for a seed): matrices N(0, 0.02), output projections
+// scaled by 1/sqrt(2L), norms 1, biases and routing bias 0.
+void fg_model_init_weights(fg_model *m, uint64_t seed);
+// Loads every table tensor from a Hugging Face safetensors file (F32/BF16/F16 converted). Shapes
+// must match; missing tensors are an error that names the tensor; extra tensors are ignored.
+int fg_model_load_safetensors(fg_model *m, const char *path);
+int fg_model_save_safetensors(const fg_model *m, const char *path);
+
+// ---- RNG -----------------------------------------------------------------------------------
+// splitmix64-seeded xoshiro256**; the full state is 4 words so checkpoints can store it.
+typedef struct { uint64_t s[4]; } fg_rng;
+void fg_rng_seed(fg_rng *r, uint64_t seed);
+uint64_t fg_rng_u64(fg_rng *r);
+float fg_rng_uniform(fg_rng *r);          // [0, 1)
+float fg_rng_normal(fg_rng *r);           // N(0, 1), Box-Muller
+uint64_t fg_rng_below(fg_rng *r, uint64_t n); // [0, n), unbiased
+
+// ---- byte-level tokenizer (src/data/bytetok.c) ----------------------------------------------
+enum {
+    FG_TOK_BOS = 256,       // "<|bos|>": starts every document / task example
+    FG_TOK_EOS = 257,       // "<|eos|>": ends it
+    FG_TOK_PAD = 258,       // "<|pad|>": filler input; its targets are -1 (ignored)
+    FG_TOK_THINK = 259,     // "<think>": opens a reasoning trace
+    FG_TOK_END_THINK = 260, // "</think>": closes it; the answer follows
+    FG_BYTE_VOCAB = 261,
+};
+
+// Longest decoded form of any id, including the NUL that fg_bytetok_decode appends.
+#define FG_BYTETOK_MAX_PIECE 16
+
+// Encodes text[0..len) into out (capacity cap). Returns the number of ids the whole text needs,
+// which may exceed cap: then only the first cap were written (call again with a bigger buffer).
+// parse_special: nonzero maps each exact special string ("<think>", ...) to its id, scanning
+// left to right; zero treats every byte as a byte (use this for untrusted training text).
+// out may be NULL when cap == 0 (a pure length query).
+size_t fg_bytetok_encode(const char *text, size_t len, int parse_special, int32_t *out, size_t cap);
+
+// Writes the bytes of token id to buf and a NUL after them (buf needs FG_BYTETOK_MAX_PIECE
+// bytes); returns the number of bytes, NUL not counted. An invalid id writes "" and returns 0.
+// Byte ids decode to exactly one byte (which may itself be 0), so concatenating the pieces of
+// an encoding with parse_special == 0 gives back the input byte for byte.
+size_t fg_bytetok_decode(int32_t id, char *buf);
+
+// The text of a special id ("<think>"), or NULL when id is not special.
+const char *fg_bytetok_special_name(int32_t id);
+
+// ---- the built-in arithmetic task (src/data/task.c, docs/task.md) ---------------------------
+#define FG_TASK_MAX_TOKENS 96  // capacity callers give fg_task_render
+#define FG_TASK_LONGEST 70     // tokens in the longest example (subtraction); batch T must be >= this
+#define FG_TASK_PROMPT_LEN 11  // BOS + "AAAA" + op + "BBBB" + "="
+#define FG_TASK_ANSWER_LEN 6   // sign + 5 digits
+
+typedef struct { int a, b; char op; } fg_task_problem; // a, b in [0, 9999]; op '+' or '-'
+
+// Renders the full example into out (capacity FG_TASK_MAX_TOKENS): prompt, <think>, trace,
+// </think>, answer, EOS. Returns the token count and sets *prompt_len (may be NULL) to the
+// number of prompt tokens (FG_TASK_PROMPT_LEN); returns -1 with an error for an invalid problem.
+int fg_task_render(const fg_task_problem *p, int32_t *out, int *prompt_len);
+
+// The same example as text, special ids written by name ("<|bos|>0123+4567=<think>..."),
+// NUL-terminated. Returns its length, or -1 with an error if the problem is invalid or cap is
+// too small (256 is always enough).
+int fg_task_render_text(const fg_task_problem *p, char *buf, size_t cap);
+
+// 1 if the problem belongs to the held-out split (~10% of all problems), else 0. Pure function.
+int fg_task_is_heldout(const fg_task_problem *p);
+
+// Draws a problem uniformly from one split (heldout 0: training, 1: held-out): op uniform,
+// a and b uniform in [0, 9999], redrawn until the split matches. Consumes a variable number of
+// rng draws (about 1.1 for training, 10 for held-out).
+void fg_task_sample(fg_rng *r, int heldout, fg_task_problem *p);
+
+// Training batch of B fresh training-split problems. inputs, targets: (B, T), T >= FG_TASK_LONGEST.
+// Row b holds one example from position 0, inputs padded with FG_TOK_PAD. targets[t] = the
+// token at t+1, except -1 where that token is part of the prompt (t+1 < prompt_len) and from
+// the EOS position on: the loss covers <think>, trace, </think>, answer and EOS. (With a
+// smaller T an example is cut at T inputs; avoid that.)
+void fg_task_batch(fg_rng *r, int32_t *inputs, int32_t *targets, int B, int T);
+// The same from either split (heldout 1: validation batches; never mixes the splits).
+void fg_task_batch_split(fg_rng *r, int heldout, int32_t *inputs, int32_t *targets, int B, int T);
+
+// gen[0..n): ids generated after the prompt. Finds the first </think> and compares the 6 ids
+// after it with the true answer; returns 1 on an exact match, 0 otherwise (also when there is
+// no </think> or fewer than 6 ids follow it). What follows the answer is not checked.
+int fg_task_check(const fg_task_problem *p, const int32_t *gen, int n);
+
+// The integer result, a + b or a - b.
+long fg_task_answer(const fg_task_problem *p);
+
+// ---- optimizer (src/train/optim.c) -----------------------------------------------------------
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+} fg_adamw_opts;
+
+typedef struct {
+    float *m, *v;   // (n_params) moments, owned
+    size_t n;
+    int64_t *t;     // (n_tensors) steps taken per tensor: an untouched expert keeps its count
+    int n_tensors;
+} fg_adamw;
+
+int fg_adamw_init(fg_adamw *o, size_t n_params, int n_tensors);
+int fg_adamw_init_for(fg_adamw *o, const fg_model *m); // sized for m's tensors
+void fg_adamw_free(fg_adamw *o);
+// One AdamW step with learning rate lr over every trained tensor of m (torch.optim.AdamW math).
+// Tensors that never received a gradient (m->touched) are skipped entirely, as torch does.
+void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *opts);
+// Global L2 norm of all trained gradients; if clip > 0 and norm > clip, scales them by clip/norm.
+// Returns the norm before clipping.
+float fg_grad_clip(fg_model *m, float clip);
+
+enum { FG_SCHED_COSINE = 0, FG_SCHED_WSD = 1, FG_SCHED_CONSTANT = 2 };
+// Learning rate at step (0-based) of total: linear warmup to lr over `warmup` steps, then cosine to
+// min_lr, or (WSD) stable at lr until the last decay_frac of the steps, then linear to min_lr.
+float fg_lr_at(int sched, int64_t step, int64_t total, int64_t warmup, float lr, float min_lr, float decay_frac);
+
+// ---- training (src/train/train.c) -----------------------------------------------------------
+// Everything besides weights and optimizer moments that a bit-exact resume needs.
+typedef struct {
+    int64_t step;            // optimizer steps completed
+    int64_t tokens_seen;     // tokens consumed by training (inputs, all positions)
+    fg_rng rng;              // trainer RNG (built-in task batches)
+    fg_rng data_rng;         // data sampler RNG (file data)
+    uint64_t batches_drawn;  // batches drawn from the sampler
+    char tokenizer[32];      // "byte" (the byte-level stand-in) until BPE lands
+    char *train_json;        // the training options as JSON text (informational); malloc'd or NULL
+} fg_train_state;
+
+// A fresh state for a run with this seed (RNG streams derived from it, byte tokenizer).
+void fg_train_state_init(fg_train_state *st, uint64_t seed);
+void fg_train_state_free(fg_train_state *st); // frees train_json
+
+// Training options (CLI flags map 1:1; defaults from fg_train_opts_default).
+typedef struct {
+    const char *const *data; int n_data;   // text/JSONL files; none = the built-in task
+    double val_fraction;                   // of file data held out for validation
+    int batch, seq, accum;                 // micro-batch B x T, accumulated accum times per step
+    int64_t steps;                         // total optimizer steps of the schedule
+    int64_t stop_after;                    // stop this run after this many steps (0 = run to the end)
+    float lr, min_lr, decay_frac;          // peak, floor, WSD decay fraction
+    int64_t warmup;
+    int sched;                             // FG_SCHED_*
+    float weight_decay, beta1, beta2, eps, clip;
+    float balance_alpha;                   // sequence-wise balance loss (0 = off)
+    float bias_gamma;                      // aux-loss-free bias update speed (0 = off)
+    uint64_t seed;
+    int eval_every, eval_batches;          // validation loss / bits-per-byte every N steps
+    int save_every;                        // checkpoint every N steps (and always at the end)
+    const char *out_dir;                   // ckpt.fgck and log.jsonl go here
+    int progress;                          // progress bar on stderr
+    int quiet;                             // no per-eval lines on stdout
+} fg_train_opts;
+
+void fg_train_opts_default(fg_train_opts *o);
+// Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
+// (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir. Returns 0 or -1.
+int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o);
+// Validation: mean loss and bits per byte over o->eval_batches batches of held-out data.
+int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, double *loss, double *bpb);
+// Per-layer routed-expert load statistics over a (L, E) count array.
+typedef struct { int layer; int min, max; double cv; } fg_load_stats;
+int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *out);
+
+// ---- checkpoints (src/formats/checkpoint.c; layout in docs/formats.md) ----------------------
+#define FG_CKPT_MAGIC "FRUGALCK"
+#define FG_CKPT_VERSION 1
+enum { FG_CKPT_HAS_META = 1, FG_CKPT_HAS_ADAM = 2 }; // header flags
+
+// Saves atomically: writes <path>.tmp, fflush + fsync, renames it over path, fsyncs the directory.
+// A crash at any point leaves either the old file or the new one, never a mix (a stale <path>.tmp
+// may remain after a crash; the next save overwrites it). opt may be NULL (no 'ADAM' section); if
+// given, its sizes must match m. st may be NULL (no 'META' section); st->step and st->tokens_seen
+// must be >= 0. Two processes saving to the same path at once is not supported.
+int fg_ckpt_save(const char *path, const fg_model *m, const fg_adamw *opt, const fg_train_state *st);
+
+// Loads a checkpoint: creates the model from the stored config (caller frees with fg_model_free)
+// and fills its weights and touched flags.
+// opt: if NULL, optimizer state is not read. Otherwise *opt is an output (its old contents are
+//   ignored, not freed): if the file has an 'ADAM' section it is initialised with fg_adamw_init and
+//   filled (caller frees with fg_adamw_free); if not, *opt is zeroed (opt->m == NULL tells).
+// st: if NULL, train state is not read. Otherwise the file must have a 'META' section (error if
+//   not) and *st is overwritten; st->train_json is malloc'd (or NULL), caller frees.
+// Returns NULL on any error, with fg_last_error naming the file and the problem; nothing leaks and
+// *opt / *st are then zeroed.
+fg_model *fg_ckpt_load(const char *path, fg_adamw *opt, fg_train_state *st);
+// The same from a buffer (for fuzzing and tests); `where` names it in errors. buf is only read.
+fg_model *fg_ckpt_load_mem(const uint8_t *buf, size_t len, const char *where, fg_adamw *opt, fg_train_state *st);
+
+// Reads just the config: checks the header and every section header (so a truncated file is
+// reported), then reads, CRC-checks and parses 'CONF'. No tensor data is read.
+int fg_ckpt_read_config(const char *path, fg_config *c);
+
+// Loads into an EXISTING model whose config must match the file's (resume into a model built from
+// a config). The configs are compared after a JSON round trip of both, so fields that do not
+// change the math (rope_* without yarn) do not count; the error names the first differing field:
+// "ckpt.bin: checkpoint config differs from the model's: hidden_size 64 vs 128" (file's value
+// first). opt: NULL, or zeroed (then it is initialised as in fg_ckpt_load), or already initialised
+// by fg_adamw_init with this model's sizes; left unchanged if the file has no 'ADAM' section.
+// st: as in fg_ckpt_load (*st is overwritten; an old train_json is not freed).
+// Everything, every CRC included, is validated before m, *opt or *st change, so a corrupt file
+// leaves them as they were. (Only an I/O error, or the file changing while it is read, can fail
+// after copying began; m's weights are then unspecified.)
+int fg_ckpt_load_into(const char *path, fg_model *m, fg_adamw *opt, fg_train_state *st);
+
+// ---- generation with a KV cache (src/infer/generate.c) -------------------------------------
+typedef struct fg_infer fg_infer;
+
+// Creates a decoding session for m with room for max_T positions, 1 <= max_T <=
+// max_position_embeddings. m must outlive the session. Returns NULL with an error on a bad
+// max_T or out of memory. Caller frees with fg_infer_free.
+fg_infer *fg_infer_create(const fg_model *m, int max_T);
+void fg_infer_free(fg_infer *s);                   // NULL is fine
+void fg_infer_reset(fg_infer *s);                  // empties the cache (position 0)
+int fg_infer_pos(const fg_infer *s);               // tokens in the cache
+// Feeds n >= 1 tokens at positions pos .. pos+n-1: one batched (matrix-matrix) pass over the chunk,
+// causal within it and attending to everything cached (long feeds run as consecutive batches of
+// up to 64 tokens, same result). Appends their keys and values to the cache and returns the
+// logits (V) of the LAST token; the pointer is owned by the session and valid until the next
+// feed, reset or free. Returns NULL with an error, leaving the session unchanged, when the cache
+// would overflow or a token id is outside [0, V). Per-token work at decode is matrix-vector; MoE
+// layers run only the experts their router picks (same routing code as training).
+const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n);
+// Bytes held by the KV cache: L * max_T * (keys + values) * sizeof(float), with keys + values =
+// H*(Dn+Dr) + H*Dv for MLA and 2*Hkv*Dh for GQA.
+size_t fg_infer_cache_bytes(const fg_infer *s);
+
+typedef struct {
+    float temperature;      // 0 = greedy; otherwise > 0 and finite
+    int top_k;              // keep the k most probable (0 = all)
+    float top_p;            // then the smallest prefix with probability >= top_p, in [0, 1] (1 = all)
+    uint64_t seed;          // fg_generate seeds its rng from this
+    int max_new_tokens;     // >= 0
+    const int32_t *stop_ids;
+    int n_stop;
+} fg_sample_opts;
+
+// Picks one token from logits (V). temperature 0 is greedy: argmax, lowest id on ties (top_k 1
+// is the same at any temperature). Otherwise p = softmax(logits / temperature); keep the top_k
+// most probable (ties to the lower id); then, measured on those kept and renormalised (the
+// Hugging Face order), the smallest most-probable prefix whose probability >= top_p; renormalise
+// and draw one with rng (one fg_rng_uniform per draw; greedy and top_k 1 draw nothing).
+// scratch: 2*V floats (unused when greedy).
+// Returns the id, or -1 with an error for bad options (temperature < 0 or not finite, top_k < 0,
+// top_p outside [0, 1], V outside [1, 2^24]).
+int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *rng, float *scratch);
+
+// Feeds the prompt (n_prompt >= 1), then samples up to min(max_new_tokens, cap) tokens into out,
+// feeding each one back before sampling the next; stops after a stop id (included in out) and
+// when the cache is full (fg_infer_pos == max_T). Calls on_token (may be NULL) with each token as
+// soon as it is sampled. The last generated token is NOT fed: on return the cache holds the prompt
+// and out[0 .. n-2]; to continue, start the next prompt with out[n-1]. Deterministic for o->seed.
+// Returns the number generated, or -1 with an error (bad options, overflow, bad prompt id).
+int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
+                int cap, void (*on_token)(int32_t id, void *ctx), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -16,17 +16,8 @@ int fg_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Prefix the current error with more context ("loading ckpt.bin: <old reason>"); returns -1.
 int fg_wrap_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-// ---- RNG -----------------------------------------------------------------------------------
-// splitmix64-seeded xoshiro256**; the full state is 4 words so checkpoints can store it.
-typedef struct { uint64_t s[4]; } fg_rng;
-void fg_rng_seed(fg_rng *r, uint64_t seed);
-uint64_t fg_rng_u64(fg_rng *r);
-float fg_rng_uniform(fg_rng *r);          // [0, 1)
-float fg_rng_normal(fg_rng *r);           // N(0, 1), Box-Muller
-uint64_t fg_rng_below(fg_rng *r, uint64_t n); // [0, n), unbiased
 
 // ---- misc ----------------------------------------------------------------------------------
-double fg_now(void);                      // monotonic seconds
 // Reads a whole file; returns malloc'd buffer (caller frees) NUL-terminated, *len = size.
 // On failure returns NULL with fg_last_error set ("cannot open 'p': No such file").
 char *fg_read_file(const char *path, size_t *len);

@@ -58,45 +58,6 @@
 #include "train/optim.h"
 #include "train/train.h"
 
-#define FG_CKPT_MAGIC "FRUGALCK"
-#define FG_CKPT_VERSION 1
-enum { FG_CKPT_HAS_META = 1, FG_CKPT_HAS_ADAM = 2 }; // header flags
-
-// Saves atomically: writes <path>.tmp, fflush + fsync, renames it over path, fsyncs the directory.
-// A crash at any point leaves either the old file or the new one, never a mix (a stale <path>.tmp
-// may remain after a crash; the next save overwrites it). opt may be NULL (no 'ADAM' section); if
-// given, its sizes must match m. st may be NULL (no 'META' section); st->step and st->tokens_seen
-// must be >= 0. Two processes saving to the same path at once is not supported.
-int fg_ckpt_save(const char *path, const fg_model *m, const fg_adamw *opt, const fg_train_state *st);
-
-// Loads a checkpoint: creates the model from the stored config (caller frees with fg_model_free)
-// and fills its weights and touched flags.
-// opt: if NULL, optimizer state is not read. Otherwise *opt is an output (its old contents are
-//   ignored, not freed): if the file has an 'ADAM' section it is initialised with fg_adamw_init and
-//   filled (caller frees with fg_adamw_free); if not, *opt is zeroed (opt->m == NULL tells).
-// st: if NULL, train state is not read. Otherwise the file must have a 'META' section (error if
-//   not) and *st is overwritten; st->train_json is malloc'd (or NULL), caller frees.
-// Returns NULL on any error, with fg_last_error naming the file and the problem; nothing leaks and
-// *opt / *st are then zeroed.
-fg_model *fg_ckpt_load(const char *path, fg_adamw *opt, fg_train_state *st);
-// The same from a buffer (for fuzzing and tests); `where` names it in errors. buf is only read.
-fg_model *fg_ckpt_load_mem(const uint8_t *buf, size_t len, const char *where, fg_adamw *opt, fg_train_state *st);
-
-// Reads just the config: checks the header and every section header (so a truncated file is
-// reported), then reads, CRC-checks and parses 'CONF'. No tensor data is read.
-int fg_ckpt_read_config(const char *path, fg_config *c);
-
-// Loads into an EXISTING model whose config must match the file's (resume into a model built from
-// a config). The configs are compared after a JSON round trip of both, so fields that do not
-// change the math (rope_* without yarn) do not count; the error names the first differing field:
-// "ckpt.bin: checkpoint config differs from the model's: hidden_size 64 vs 128" (file's value
-// first). opt: NULL, or zeroed (then it is initialised as in fg_ckpt_load), or already initialised
-// by fg_adamw_init with this model's sizes; left unchanged if the file has no 'ADAM' section.
-// st: as in fg_ckpt_load (*st is overwritten; an old train_json is not freed).
-// Everything, every CRC included, is validated before m, *opt or *st change, so a corrupt file
-// leaves them as they were. (Only an I/O error, or the file changing while it is read, can fail
-// after copying began; m's weights are then unspecified.)
-int fg_ckpt_load_into(const char *path, fg_model *m, fg_adamw *opt, fg_train_state *st);
 
 // CRC-32 (IEEE, reflected, as zlib): fg_crc32(0, p, n) for a whole buffer; pass the previous
 // result to continue over a following buffer. fg_crc32(0, "123456789", 9) == 0xCBF43926.

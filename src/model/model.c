@@ -205,6 +205,8 @@ void fg_model_free(fg_model *m) {
     free(m);
 }
 
+const fg_config *fg_model_config(const fg_model *m) { return &m->cfg; }
+
 void fg_model_zero_grad(fg_model *m) {
     if (m->grads) memset(m->grads, 0, sizeof(float) * m->n_params);
 }

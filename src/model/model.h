@@ -119,15 +119,8 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
 // grad_scale (1/accumulation steps). Allocates m->grads on first use.
 int fg_model_backward(fg_model *m, float grad_scale);
 void fg_model_zero_grad(fg_model *m);
-// Random initialisation (deterministic for a seed): matrices N(0, 0.02), output projections
-// scaled by 1/sqrt(2L), norms 1, biases and routing bias 0.
-void fg_model_init_weights(fg_model *m, uint64_t seed);
 // Aux-loss-free balancing: bias_e -= gamma*sign(load_e - mean) from the last forward's loads.
 void fg_model_update_routing_bias(fg_model *m, float gamma);
 
-// Loads every table tensor from a Hugging Face safetensors file (F32/BF16/F16 converted). Shapes
-// must match; missing tensors are an error that names the tensor; extra tensors are ignored.
-int fg_model_load_safetensors(fg_model *m, const char *path);
-int fg_model_save_safetensors(const fg_model *m, const char *path);
 
 #endif

@@ -16,6 +16,8 @@ int fg_adamw_init(fg_adamw *o, size_t n, int n_tensors) {
     return 0;
 }
 
+int fg_adamw_init_for(fg_adamw *o, const fg_model *m) { return fg_adamw_init(o, m->n_params, m->n_tensors); }
+
 void fg_adamw_free(fg_adamw *o) {
     free(o->m); free(o->v); free(o->t);
     o->m = o->v = NULL;

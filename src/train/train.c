@@ -34,6 +34,18 @@ void fg_train_opts_default(fg_train_opts *o) {
     o->progress = 1;
 }
 
+void fg_train_state_init(fg_train_state *st, uint64_t seed) {
+    memset(st, 0, sizeof *st);
+    fg_rng_seed(&st->rng, seed ^ 0x7461736bull);      // "task"
+    fg_rng_seed(&st->data_rng, seed ^ 0x64617461ull); // "data"
+    strcpy(st->tokenizer, "byte");
+}
+
+void fg_train_state_free(fg_train_state *st) {
+    free(st->train_json);
+    st->train_json = NULL;
+}
+
 int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *out) {
     int n = 0, E = c->n_routed_experts;
     for (int l = 0; l < c->num_hidden_layers; l++) {
