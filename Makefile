@@ -78,9 +78,9 @@ clean:
 # it finds in fuzz/corpus-<t>/ (git-ignored) and crash reproducers in build/fuzz/.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc \
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_LIB     := src/util.c src/formats/json.c src/formats/safetensors.c
+FUZZ_LIB     := $(LIB_SRC)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard include/*.h src/*.h src/*/*.h)

@@ -89,7 +89,7 @@ int cmd_eval(int argc, char **argv) {
 static void demo_train_opts(fg_train_opts *o) {
     fg_train_opts_default(o);
     o->batch = 32; o->seq = FG_TASK_LONGEST;
-    o->steps = 1500; o->warmup = 100;
+    o->steps = 2200; o->warmup = 100;
     o->lr = 3e-3f; o->min_lr = 1e-4f; o->sched = FG_SCHED_COSINE;
     o->weight_decay = 0.1f; o->clip = 1.0f; o->bias_gamma = 0.001f;
     o->eval_every = 250; o->eval_batches = 4; o->save_every = 0;

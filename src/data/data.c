@@ -172,6 +172,8 @@ static int is_jsonl(const char *path) {
     return n >= 6 && strcasecmp(path + n - 6, ".jsonl") == 0;
 }
 
+static int load_buffer(doc_arena *a, const char *path, const char *buf, size_t len);
+
 static int load_file(doc_arena *a, const char *path) {
     size_t len = 0;
     char *buf = fg_read_file(path, &len);
@@ -181,6 +183,13 @@ static int load_file(doc_arena *a, const char *path) {
         return fg_set_error("%s; hint: check the path (data files are UTF-8 text, or .jsonl with a "
                             "\"text\" field per line)", why);
     }
+    int rc = load_buffer(a, path, buf, len);
+    free(buf);
+    return rc;
+}
+
+// Adds the documents of one file's bytes; `path` names it (and picks JSONL by its extension).
+static int load_buffer(doc_arena *a, const char *path, const char *buf, size_t len) {
     int rc = 0;
     size_t bad;
     if (len == 0)
@@ -196,7 +205,6 @@ static int load_file(doc_arena *a, const char *path) {
         else
             rc = arena_add(a, buf + skip, len - skip);
     }
-    free(buf);
     return rc;
 }
 
@@ -305,6 +313,20 @@ int fg_dataset_load(fg_dataset *ds, const char *const *paths, int n_paths, doubl
         return fg_set_error("no data: %d file(s) hold no non-empty document (every \"text\" is \"\"); "
                             "hint: check the files' contents", n_paths);
     }
+    assign_split(&a, val_fraction);
+    int rc = build_streams(ds, &a, val_fraction);
+    arena_free(&a);
+    if (rc) fg_dataset_free(ds);
+    return rc;
+}
+
+int fg_dataset_load_mem(fg_dataset *ds, const char *buf, size_t len, const char *name, double val_fraction) {
+    memset(ds, 0, sizeof *ds);
+    if (!(val_fraction >= 0 && val_fraction <= 0.5))
+        return fg_set_error("val_fraction must be in [0, 0.5] (got %g)", val_fraction);
+    doc_arena a = { 0 };
+    if (load_buffer(&a, name, buf, len)) { arena_free(&a); return -1; }
+    if (a.n_docs == 0) { arena_free(&a); return fg_set_error("no data: '%s' holds no non-empty document", name); }
     assign_split(&a, val_fraction);
     int rc = build_streams(ds, &a, val_fraction);
     arena_free(&a);

@@ -45,6 +45,9 @@ int fg_utf8_validate(const char *s, size_t len, size_t *bad_offset);
 // Returns 0, or -1 with a one-line error naming the file, its line / byte offset and a hint;
 // on error *ds is left empty (fg_dataset_free on it is harmless). Free with fg_dataset_free.
 int fg_dataset_load(fg_dataset *ds, const char *const *paths, int n_paths, double val_fraction);
+// The same from bytes already in memory (tests, fuzzing); `name` plays the file's role (a name
+// ending in .jsonl is parsed as JSONL).
+int fg_dataset_load_mem(fg_dataset *ds, const char *buf, size_t len, const char *name, double val_fraction);
 void fg_dataset_free(fg_dataset *ds);
 
 // ---- batches -------------------------------------------------------------------------------
