@@ -86,12 +86,15 @@ int cmd_train(int argc, char **argv) {
         if (!m) return cli_fail("train", fg_last_error(), "--resume takes a checkpoint written by frugal train");
         if (explicit_config) {
             fg_config c;
-            if (cli_load_config(&c, config)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
+            if (cli_load_config(&c, config)) {
+                fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st);
+                return cli_fail("train", fg_last_error(), NULL);
+            }
             char *a = fg_config_to_json(&c), *b = fg_config_to_json(fg_model_config(m));
             int same = a && b && !strcmp(a, b);
             free(a); free(b);
             if (!same) {
-                fg_model_free(m);
+                fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st);
                 return cli_fail("train", "--config differs from the checkpoint's config", "drop --config when resuming");
             }
         }

@@ -136,6 +136,8 @@ int main(void) {
         CHECK(fg_load_stats_compute(&c, load, ls) == 1);
         CHECK(ls[0].layer == 1 && ls[0].min == 2 && ls[0].max == 8 && fabs(ls[0].cv - sqrt(5.0) / 5.0) < 1e-9);
     }
+    fg_adamw_free(&oa);
+    fg_model_free(ma);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir_a, dir_b);
     CHECK(system(cmd) == 0);
