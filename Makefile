@@ -34,7 +34,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-BIN      := $(if $(SANITIZE),$(BUILD)/frugal,frugal)
+BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
 .PHONY: all test demo bench fuzz clean info
 all: info $(BIN) $(TESTS)
