@@ -68,6 +68,15 @@ test: $(BIN) $(TESTS)
 demo: $(BIN)
 	./$(BIN) demo
 
+# Throughput benchmark with a same-run PyTorch peer and the measured machine peak (bench/).
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libfrugal.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
+
+bench: $(BUILD)/bench/bench_train
+	@mkdir -p build/bench
+	./$(BUILD)/bench/bench_train
+
 clean:
 	rm -rf build frugal
 

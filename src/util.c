@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static _Thread_local char err_buf[1024];
 
@@ -106,4 +107,9 @@ void *fg_calloc(size_t n, size_t size, const char *what) {
     void *p = (n && size) ? calloc(n, size) : calloc(1, 1);
     if (!p) fg_set_error("out of memory allocating %s (%zu x %zu bytes)", what, n, size);
     return p;
+}
+
+double fg_phys_mem_bytes(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && psz > 0 ? (double)pages * psz : 0;
 }

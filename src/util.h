@@ -24,6 +24,9 @@ char *fg_read_file(const char *path, size_t *len);
 // Calloc that records an error with the size instead of returning silently.
 void *fg_calloc(size_t n, size_t size, const char *what);
 
+// Physical memory of this machine in bytes (0 if unknown): the budget for up-front size checks.
+double fg_phys_mem_bytes(void);
+
 #define FG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FG_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -32,7 +32,14 @@ printf 'hello \377\376 world\n' >"$T/bad.txt"
 expect_fail "invalid utf-8" "UTF-8" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.txt"
 printf '{"text": "ok"}\n{"txt": "x"}\n' >"$T/bad.jsonl"
 expect_fail "jsonl without text" "line 2" $BIN train --config tiny --steps 1 --out "$T/r" "$T/bad.jsonl"
+expect_fail "batch too big for memory" "GiB" $BIN train --config demo --batch 2000000 --steps 1 --out "$T/r"
 expect_fail "seq beyond context" "max_position_embeddings" $BIN train --config tiny --seq 200 --steps 1 --out "$T/r"
+
+# unknown config fields are warned about, not fatal
+printf '{"vocab_size":300,"hidden_size":32,"num_hidden_layers":2,"num_attention_heads":2,"kv_lora_rank":16,"qk_nope_head_dim":8,"qk_rope_head_dim":4,"v_head_dim":8,"intermediate_size":64,"max_position_embeddings":64,"frobnicate":1}' >"$T/unk.json"
+if ! $BIN config --config "$T/unk.json" >/dev/null 2>"$T/err" || ! grep -q "warning: .*unknown field 'frobnicate'" "$T/err"; then
+    echo "FAIL: unknown config field not warned:"; cat "$T/err"; fails=$((fails+1))
+fi
 
 # checkpoints: make a real one, then damage copies of it
 printf 'The quick brown fox jumps over the lazy dog. %.0s' $(seq 1 200) >"$T/text.txt"

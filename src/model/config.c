@@ -132,8 +132,7 @@ int fg_config_validate(const fg_config *c) {
     if (c->n_shared_experts > 1024) BAD("config: n_shared_experts must be in [0, 1024] (got %d)", c->n_shared_experts);
     int64_t total, active;
     fg_config_param_counts(c, &total, &active);
-    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
-    double mem = pages > 0 && psz > 0 ? (double)pages * psz : 0;
+    double mem = fg_phys_mem_bytes();
     if (total > ((int64_t)1 << 40)) BAD("config: %lld parameters is beyond what frugal supports", (long long)total);
     if (mem > 0 && total * 4.0 > mem)
         BAD("config: the fp32 weights alone need %.1f GiB but this machine has %.1f GiB of memory (hint: a smaller config)",

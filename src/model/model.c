@@ -295,12 +295,19 @@ static size_t carve(fg_model *m, char *base, int B, int T) {
     return off;
 }
 
+size_t fg_model_acts_bytes(fg_model *m, int B, int T) { return carve(m, NULL, B, T); }
+
 int fg_model_ensure_acts(fg_model *m, int B, int T) {
     if (m->B == B && m->T == T && m->acts) return 0;
+    if (B < 1 || T < 1) return fg_set_error("batch and sequence length must be >= 1 (got %d x %d)", B, T);
     if (T > m->cfg.max_position_embeddings)
         return fg_set_error("sequence length %d exceeds max_position_embeddings %d", T, m->cfg.max_position_embeddings);
-    free_acts(m);
     size_t bytes = carve(m, NULL, B, T);
+    double mem = fg_phys_mem_bytes();
+    if (mem > 0 && bytes > 0.9 * mem)
+        return fg_set_error("activations for batch %d x %d need %.1f GiB but this machine has %.1f GiB "
+                            "(hint: lower --batch or --seq)", B, T, bytes / 1073741824.0, mem / 1073741824.0);
+    free_acts(m);
     m->acts = calloc(m->cfg.num_hidden_layers, sizeof(fg_layer_acts));
     m->acts_mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!m->acts || !m->acts_mem) {

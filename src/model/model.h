@@ -110,7 +110,10 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total);
 void fg_weights_bind(fg_weights *w, const fg_config *c, float *base);
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name);
 
-// Allocates activations for batch shape (B, T) if it differs from the current one.
+// Bytes of saved activations (and backward scratch) for batch shape (B, T).
+size_t fg_model_acts_bytes(fg_model *m, int B, int T);
+// Allocates activations for batch shape (B, T) if it differs from the current one; refuses up
+// front (with the numbers) when they cannot fit in this machine's memory.
 int fg_model_ensure_acts(fg_model *m, int B, int T);
 // Forward over inputs (B, T). With targets (B, T; < 0 ignored) returns the loss (CE + balance)
 // in *loss and keeps probabilities for backward; without targets keeps logits in m->logits.

@@ -128,6 +128,12 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         return fg_set_error("the built-in task needs --seq >= %d (got %d)", FG_TASK_LONGEST - 1, T);
     if (!o->n_data && c->vocab_size < FG_BYTE_VOCAB)
         return fg_set_error("the byte tokenizer needs vocab_size >= %d (got %d)", FG_BYTE_VOCAB, c->vocab_size);
+    // Everything training holds at once: weights, gradients, two AdamW moments, activations.
+    double need = 16.0 * m->n_params + (double)fg_model_acts_bytes(m, B, T), mem = fg_phys_mem_bytes();
+    if (mem > 0 && need > 0.9 * mem)
+        return fg_set_error("training needs %.1f GiB (weights, gradients, AdamW state and activations for batch %d x %d) "
+                            "but this machine has %.1f GiB (hint: lower --batch or --seq, or use a smaller config)",
+                            need / 1073741824.0, B, T, mem / 1073741824.0);
     if (mkdir_p(o->out_dir)) return -1;
     fg_dataset ds_mem, *ds = NULL;
     if (o->n_data) {

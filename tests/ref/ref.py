@@ -886,6 +886,36 @@ def cmd_selfcheck(args):
     return 0 if ok else 1
 
 
+def cmd_bench(args):
+    """Times one training step (forward, backward, AdamW update) of this reference in PyTorch eager
+    mode, as the peer for `make bench`. Prints one JSON line."""
+    import time
+    with open(args.config) as f:
+        cfg = Cfg(json.load(f))
+    rng = np.random.default_rng(0)
+    names = [n for n, _, _ in param_specs(cfg)]
+    w = random_weights(cfg, rng)
+    P = to_torch({n: w[n] for n in names if not is_route_bias(n)}, torch.float32, grad=True)
+    rb = to_torch({n: w[n] for n in names if is_route_bias(n)}, torch.float32)
+    ids_np, tg_np = random_batch(cfg, rng, args.batch, args.seq, False)
+    ids = torch.tensor(ids_np, dtype=torch.long)
+    tg = torch.tensor(tg_np, dtype=torch.long)
+    opt = torch.optim.AdamW(list(P.values()), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    times = []
+    for step in range(args.steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=False)
+        loss, _, _ = total_loss(cfg, P, rb, ids, tg, 0.0)
+        loss.backward()
+        opt.step()
+        if step:  # the first step warms up
+            times.append(time.perf_counter() - t0)
+    sec = min(times)
+    print(json.dumps({"sec_per_step": sec, "tok_per_s": args.batch * args.seq / sec,
+                      "threads": torch.get_num_threads(), "torch": torch.__version__}))
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="frugal PyTorch reference (see module docstring)")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -910,6 +940,12 @@ def main(argv=None):
     a.add_argument("dirs", nargs="+")
     a.add_argument("-v", "--verbose", action="store_true")
     a.set_defaults(fn=cmd_selfcheck)
+    a = sub.add_parser("bench", help="time a training step (the peer of make bench)")
+    a.add_argument("--config", required=True)
+    a.add_argument("--batch", type=int, default=8)
+    a.add_argument("--seq", type=int, default=128)
+    a.add_argument("--steps", type=int, default=2)
+    a.set_defaults(fn=cmd_bench)
     args = ap.parse_args(argv)
     return args.fn(args)
 
