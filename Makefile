@@ -75,7 +75,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libfrugal.a
 
 bench: $(BUILD)/bench/bench_train
 	@mkdir -p build/bench
-	./$(BUILD)/bench/bench_train
+	./$(BUILD)/bench/bench_train $(BENCH_ARGS)
 
 clean:
 	rm -rf build frugal
