@@ -7,6 +7,7 @@
 #include "model/model.h"
 #include "model/route.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -19,15 +20,19 @@ typedef struct {
     int n, cap;
     size_t total;
     int layer, expert; // stamped on each added tensor
+    int failed;        // out of memory: the builder stops and fg_tensor_table returns NULL
 } table_builder;
 
 static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 #include <stdarg.h>
 static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt, ...) {
+    if (tb->failed) return;
     if (tb->n == tb->cap) {
-        tb->cap = tb->cap ? tb->cap * 2 : 64;
-        tb->t = realloc(tb->t, sizeof(fg_tensor) * tb->cap);
-        if (!tb->t) abort(); // table is small; failure here means the process is out of memory
+        int cap = tb->cap ? tb->cap * 2 : 64;
+        fg_tensor *t = realloc(tb->t, sizeof(fg_tensor) * cap);
+        if (!t) { tb->failed = 1; return; }
+        tb->t = t;
+        tb->cap = cap;
     }
     fg_tensor *t = &tb->t[tb->n++];
     memset(t, 0, sizeof *t);
@@ -108,15 +113,17 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
     tb.layer = -1;
     tb_add(&tb, ND, C, 0, "model.norm.weight");
     if (!c->tie_word_embeddings) tb_add(&tb, 0, V, C, "lm_head.weight");
+    if (tb.failed) { free(tb.t); fg_set_error("out of memory building the tensor table"); return NULL; }
     *n = tb.n;
     *total = tb.total;
     return tb.t;
 }
 
-void fg_weights_bind(fg_weights *w, const fg_config *c, float *base) {
+int fg_weights_bind(fg_weights *w, const fg_config *c, float *base) {
     int n;
     size_t total;
     fg_tensor *t = fg_tensor_table(c, &n, &total);
+    if (!t) return -1;
     int i = 0;
 #define NEXT() (base + t[i++].offset)
     w->embed = NEXT();
@@ -150,8 +157,9 @@ void fg_weights_bind(fg_weights *w, const fg_config *c, float *base) {
     w->final_norm = NEXT();
     w->lm_head = c->tie_word_embeddings ? w->embed : NEXT();
 #undef NEXT
-    if (i != n) abort(); // table and binder disagree: a programming error
+    assert(i == n && "tensor table and binder disagree");
     free(t);
+    return 0;
 }
 
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name) {
@@ -168,13 +176,14 @@ fg_model *fg_model_create(const fg_config *c) {
     if (!m) { fg_set_error("out of memory"); return NULL; }
     m->cfg = *c;
     m->tensors = fg_tensor_table(c, &m->n_tensors, &m->n_params);
+    if (!m->tensors) { fg_model_free(m); return NULL; }
     m->params = fg_calloc(m->n_params, sizeof(float), "model weights");
     m->w.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
     m->g.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
     m->expert_load = calloc((size_t)c->num_hidden_layers * FG_MAX(1, c->n_routed_experts), sizeof(int));
     m->touched = calloc(m->n_tensors, 1);
     if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
-    fg_weights_bind(&m->w, c, m->params);
+    if (fg_weights_bind(&m->w, c, m->params)) { fg_model_free(m); return NULL; }
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
     if (rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
@@ -215,7 +224,7 @@ static int ensure_grads(fg_model *m) {
     if (m->grads) return 0;
     m->grads = fg_calloc(m->n_params, sizeof(float), "gradients");
     if (!m->grads) return -1;
-    fg_weights_bind(&m->g, &m->cfg, m->grads);
+    if (fg_weights_bind(&m->g, &m->cfg, m->grads)) { free(m->grads); m->grads = NULL; return -1; }
     return 0;
 }
 
@@ -510,7 +519,7 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
 typedef struct { float *base; size_t used, cap; } bump;
 static float *take(bump *b, size_t n) {
     n = (n + 15) & ~(size_t)15;
-    if (b->used + n > b->cap) abort(); // scratch sizing bug (see carve): programmer error
+    assert(b->used + n <= b->cap && "backward scratch too small (see carve)");
     float *p = b->base + b->used;
     b->used += n;
     memset(p, 0, sizeof(float) * n);

@@ -107,7 +107,7 @@ struct fg_model {
 // in *total. Pure: no weights are allocated.
 fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total);
 // Points every field of w into base using the table's offsets.
-void fg_weights_bind(fg_weights *w, const fg_config *c, float *base);
+int fg_weights_bind(fg_weights *w, const fg_config *c, float *base); // -1 when out of memory
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name);
 
 // Bytes of saved activations (and backward scratch) for batch shape (B, T).
