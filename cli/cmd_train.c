@@ -27,7 +27,7 @@ int cmd_train(int argc, char **argv) {
     fg_train_opts_default(&o);
     const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine";
     int quiet = 0, no_progress = 0, threads = 0;
-    o.seq = 70; o.batch = 32;
+    o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model: preset (tiny, demo, bench-moe) or config.json path"},
         {"out", OPT_STR, &o.out_dir, "output directory for ckpt.fgck and log.jsonl"},
@@ -36,7 +36,7 @@ int cmd_train(int argc, char **argv) {
         {"steps", OPT_I64, &o.steps, "total optimizer steps of the schedule"},
         {"stop-after", OPT_I64, &o.stop_after, "stop this run after N steps (0 = at the end)"},
         {"batch", OPT_INT, &o.batch, "sequences per micro-batch"},
-        {"seq", OPT_INT, &o.seq, "tokens per sequence"},
+        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for the task, else min(128, context))"},
         {"accum", OPT_INT, &o.accum, "micro-batches accumulated per step"},
         {"lr", OPT_FLOAT, &o.lr, "peak learning rate"},
         {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate"},
@@ -71,7 +71,8 @@ int cmd_train(int argc, char **argv) {
     else if (!strcmp(sched, "wsd")) o.sched = FG_SCHED_WSD;
     else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;
     else return cli_fail("train", "--schedule must be cosine, wsd or constant", NULL);
-    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || o.seq < 2 || o.warmup < 0)
+    int auto_seq = o.seq == 0;
+    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || (o.seq < 2 && !auto_seq) || o.warmup < 0)
         return cli_fail("train", "--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
 
@@ -114,6 +115,7 @@ int cmd_train(int argc, char **argv) {
         if (fg_adamw_init_for(&opt, m)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
         fg_train_state_init(&st, o.seed);
     }
+    if (auto_seq) o.seq = nf ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings) : FG_TASK_LONGEST;
     char tj[512];
     snprintf(tj, sizeof tj, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%g,\"min_lr\":%g,\"warmup\":%lld,"
              "\"schedule\":\"%s\",\"weight_decay\":%g,\"clip\":%g,\"balance_alpha\":%g,\"bias_gamma\":%g,\"seed\":%llu}",

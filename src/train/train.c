@@ -121,6 +121,9 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     const fg_config *c = &m->cfg;
     int B = o->batch, T = o->seq, N = B * T, L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
     if (B < 1 || T < 2) return fg_set_error("batch must be >= 1 and seq >= 2 (got %d, %d)", B, T);
+    if (st->step >= o->steps)
+        return fg_set_error("the run is already at step %lld of %lld: nothing to train (hint: raise --steps)",
+                            (long long)st->step, (long long)o->steps);
     if (T > c->max_position_embeddings)
         return fg_set_error("seq %d exceeds the model's max_position_embeddings %d (hint: --seq %d)", T,
                             c->max_position_embeddings, c->max_position_embeddings);
