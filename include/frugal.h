@@ -305,6 +305,11 @@ typedef struct fg_infer fg_infer;
 // max_position_embeddings. m must outlive the session. Returns NULL with an error on a bad
 // max_T or out of memory. Caller frees with fg_infer_free.
 fg_infer *fg_infer_create(const fg_model *m, int max_T);
+// Cache kinds: FG_KV_LATENT (MLA's default: (Rkv + Dr) floats per position and layer, absorbed
+// attention) or FG_KV_FULL (per-head keys and values; GQA's only kind).
+enum { FG_KV_FULL = 0, FG_KV_LATENT = 1 };
+fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind);
+int fg_infer_cache_kind(const fg_infer *s);
 void fg_infer_free(fg_infer *s);                   // NULL is fine
 void fg_infer_reset(fg_infer *s);                  // empties the cache (position 0)
 int fg_infer_pos(const fg_infer *s);               // tokens in the cache

@@ -54,7 +54,10 @@ static float *reference_logits(fg_model *m, const int32_t *tok, int T) {
     return ref;
 }
 
-static size_t expected_cache_bytes(const fg_config *c, int max_T) {
+// The cache formula: latent (Rkv + Dr) per position and layer; full: per-head keys and values.
+static size_t expected_cache_bytes(const fg_config *c, int max_T, int kind) {
+    if (kind == FG_KV_LATENT)
+        return (size_t)c->num_hidden_layers * max_T * (c->kv_lora_rank + c->qk_rope_head_dim) * sizeof(float);
     size_t per = c->attn_type == FG_ATTN_MLA
         ? (size_t)c->num_attention_heads * (c->qk_nope_head_dim + c->qk_rope_head_dim + c->v_head_dim)
         : 2 * (size_t)c->num_key_value_heads * c->head_dim;
@@ -62,16 +65,17 @@ static size_t expected_cache_bytes(const fg_config *c, int max_T) {
 }
 
 // Token by token, in uneven chunks, and all at once: every fed prefix's last logits match.
-static void check_decode(const char *name, const fg_config *c, int T) {
+static void check_decode(const char *name, const fg_config *c, int T, int kind) {
     fg_model *m = make_model(c, 42);
     int V = c->vocab_size;
     int32_t *tok = malloc(sizeof(int32_t) * T);
     random_tokens(tok, T, V, 7);
     float *ref = reference_logits(m, tok, T);
-    fg_infer *s = fg_infer_create(m, T);
+    fg_infer *s = fg_infer_create_kind(m, T, kind);
     CHECK_MSG(s != NULL, "%s: %s", name, fg_last_error());
     if (!s) { free(tok); free(ref); fg_model_free(m); return; }
-    CHECK(fg_infer_cache_bytes(s) == expected_cache_bytes(c, T));
+    CHECK(fg_infer_cache_kind(s) == kind);
+    CHECK(fg_infer_cache_bytes(s) == expected_cache_bytes(c, T, kind));
     double worst = 0;
     for (int t = 0; t < T; t++) {
         const float *lg = fg_infer_feed(s, &tok[t], 1);
@@ -377,9 +381,35 @@ int main(void) {
     gqa.n_routed_experts = 0; gqa.n_shared_experts = 0; gqa.first_k_dense_replace = 0;
     gqa.max_position_embeddings = 160;
 
-    check_decode("tiny (MLA q-LoRA, MoE sigmoid noaux_tc)", &tiny, 40);
-    check_decode("MLA no q-LoRA, MoE softmax greedy", &mla2, 40);
-    check_decode("GQA 2/1 heads, biases, rotate-half, dense", &gqa, 150);
+    // MLA: the absorbed latent cache and the expanded per-head cache both match training's logits
+    // (so they match each other within 2e-5).
+    check_decode("tiny (MLA q-LoRA, MoE sigmoid noaux_tc) latent", &tiny, 40, FG_KV_LATENT);
+    check_decode("tiny (MLA q-LoRA, MoE sigmoid noaux_tc) full", &tiny, 40, FG_KV_FULL);
+    check_decode("MLA no q-LoRA, MoE softmax greedy latent", &mla2, 40, FG_KV_LATENT);
+    check_decode("MLA no q-LoRA, MoE softmax greedy full", &mla2, 40, FG_KV_FULL);
+    check_decode("GQA 2/1 heads, biases, rotate-half, dense", &gqa, 150, FG_KV_FULL);
+    {   // the default kind, and the latent cache's size on bench-moe against the expanded one
+        fg_config bm;
+        fg_config_preset(&bm, "bench-moe");
+        fg_model *mm = fg_model_create(&bm);
+        fg_infer *lat = fg_infer_create(mm, 64), *full = fg_infer_create_kind(mm, 64, FG_KV_FULL);
+        CHECK(lat && full && fg_infer_cache_kind(lat) == FG_KV_LATENT);
+        if (lat && full) {
+            double ratio = (double)fg_infer_cache_bytes(full) / fg_infer_cache_bytes(lat);
+            printf("bench-moe KV cache per token: latent %zu bytes, expanded %zu bytes (%.1fx smaller)\n",
+                   fg_infer_cache_bytes(lat) / 64, fg_infer_cache_bytes(full) / 64, ratio);
+            CHECK(fg_infer_cache_bytes(lat) == (size_t)8 * 64 * (128 + 32) * sizeof(float));
+            CHECK(ratio >= 8.0);
+        }
+        fg_infer_free(lat); fg_infer_free(full);
+        fg_model_free(mm);
+        CHECK(fg_infer_create_kind(NULL, 4, FG_KV_FULL) == NULL);
+    }
+    {   // GQA has no latent form
+        fg_model *gm = fg_model_create(&gqa);
+        CHECK(fg_infer_create_kind(gm, 8, FG_KV_LATENT) == NULL && strstr(fg_last_error(), "MLA"));
+        fg_model_free(gm);
+    }
     check_errors(&tiny);
     check_errors(&gqa);
     check_sampling();

@@ -25,16 +25,16 @@
 
 #define INFER_CHUNK 64 // tokens per batched pass; bounds the scratch for long prompts
 
-// Cache kinds. KV_FULL: per-head keys and values (this file). A latent kind (c_kv and k_pe only,
-// absorbed attention) will add its own row widths and attention routine; the arena, the position
-// bookkeeping and everything outside the attention block stay as they are.
-enum { KV_FULL = 0 };
+// Cache kinds (FG_KV_* in frugal.h). FG_KV_FULL: per-head keys and values. FG_KV_LATENT (MLA's
+// default): only the normalised latent c_kv and the roped k_pe, (Rkv + Dr) floats per position
+// and layer; attention runs in the absorbed form (docs/model.md): the key half of wkv_b is folded
+// into the query and the value half applied after the weighted sum of latents.
 
 struct fg_infer {
     const fg_model *m;
-    int kind;                   // KV_FULL
+    int kind;                   // FG_KV_FULL | FG_KV_LATENT
     int max_T, pos;
-    int kw, vw;                 // floats per cached position and layer: keys, values
+    int kw, vw;                 // floats per cached position and layer: keys, values (latent: Rkv+Dr, 0)
     float *kv;                  // cache arena: layer l = keys (max_T, kw) then values (max_T, vw)
     size_t kv_floats;
     int chunk, nthreads;        // scratch sized for `chunk` tokens and `nthreads` attention rows
@@ -44,6 +44,8 @@ struct fg_infer {
     float *q;                   // (n, H*(Dn+Dr)) MLA or (n, H*Dh) GQA, roped
     float *kva, *ckv, *kvb;     // MLA (n, Rkv+Dr), (n, Rkv) normed latent, (n, H*(Dn+Dv))
     float *y;                   // (n, H*Dv) or (n, H*Dh) attention output before wo
+    float *qlat;                // latent: (n, H, Rkv) queries folded through wkv_b's key half
+    float *olat;                // latent: (nthreads, Rkv) weighted sum of cached latents
     float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
     float *scores, *wts;        // (n, E), (n, K)
     int *idx;                   // (n, K)
@@ -82,6 +84,7 @@ static size_t carve(fg_infer *s, char *base) {
         TAKE(s->kva, n * (Rkv + Dr), float); TAKE(s->ckv, n * Rkv, float);
         TAKE(s->kvb, n * H * (Dn + Dv), float);
         TAKE(s->y, n * H * Dv, float);
+        if (s->kind == FG_KV_LATENT) { TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, (size_t)s->nthreads * Rkv, float); }
     } else {
         TAKE(s->q, n * H * Dh, float);
         TAKE(s->y, n * H * Dh, float);
@@ -103,6 +106,15 @@ static size_t carve(fg_infer *s, char *base) {
 
 fg_infer *fg_infer_create(const fg_model *m, int max_T) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
+    return fg_infer_create_kind(m, max_T, m->cfg.attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL);
+}
+
+fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
+    if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
+    if (kind != FG_KV_FULL && !(kind == FG_KV_LATENT && m->cfg.attn_type == FG_ATTN_MLA)) {
+        fg_set_error("decoding session: cache kind %d is not available for this model (the latent cache needs MLA)", kind);
+        return NULL;
+    }
     const fg_config *c = &m->cfg;
     if (max_T < 1 || max_T > c->max_position_embeddings) {
         fg_set_error("decoding session: max_T must be in [1, max_position_embeddings=%d] (got %d)",
@@ -112,7 +124,7 @@ fg_infer *fg_infer_create(const fg_model *m, int max_T) {
     fg_infer *s = calloc(1, sizeof *s);
     if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
     s->m = m;
-    s->kind = KV_FULL;
+    s->kind = kind;
     s->max_T = max_T;
     s->chunk = FG_MIN(max_T, INFER_CHUNK);
 #ifdef _OPENMP
@@ -121,7 +133,10 @@ fg_infer *fg_infer_create(const fg_model *m, int max_T) {
     s->nthreads = 1;
 #endif
     int H = c->num_attention_heads;
-    if (c->attn_type == FG_ATTN_MLA) {
+    if (kind == FG_KV_LATENT) {
+        s->kw = c->kv_lora_rank + c->qk_rope_head_dim;
+        s->vw = 0;
+    } else if (c->attn_type == FG_ATTN_MLA) {
         s->kw = H * (c->qk_nope_head_dim + c->qk_rope_head_dim);
         s->vw = H * c->v_head_dim;
     } else {
@@ -146,6 +161,7 @@ void fg_infer_free(fg_infer *s) {
 
 void fg_infer_reset(fg_infer *s) { s->pos = 0; }
 int fg_infer_pos(const fg_infer *s) { return s->pos; }
+int fg_infer_cache_kind(const fg_infer *s) { return s->kind; }
 size_t fg_infer_cache_bytes(const fg_infer *s) { return s->kv_floats * sizeof(float); }
 
 // ---- forward over a chunk --------------------------------------------------------------------
@@ -189,8 +205,61 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, const
     }
 }
 
-// MLA on s->xn (n, C) at positions p0..: appends full per-head keys/values of layer l to the
-// cache, then s->x2 = x + wo(attention).
+// Absorbed MLA attention over the latent cache of layer l for the n queries at p0... The cache
+// row of position u is [c_kv(u) (Rkv) | k_pe(u) (Dr)], shared by every head (multi-query form).
+// For query head h: q_lat = W_UK_h^T q_nope (Rkv), score(u) = (q_lat . c_kv(u) + q_pe . k_pe(u))
+// * scale, o_lat = sum_u p(u) c_kv(u), y_h = W_UV_h o_lat. W_UK_h / W_UV_h are the Dn key rows and
+// Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv).
+static void latent_attention(fg_infer *s, int l, int n, int p0) {
+    const fg_model *m = s->m;
+    const fg_config *c = &m->cfg;
+    const float *wkv_b = m->w.layers[l].wkv_b, *cache = cache_k(s, l);
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
+    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
+    float scale = m->softmax_scale;
+    long work = (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
+    for (int r = 0; r < n * H; r++) {
+        int i = r / H, h = r % H, t = p0 + i;
+        const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b + (size_t)h * (Dn + Dv) * Rkv;
+        float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)THREAD_ID() * Rkv;
+        float *p = s->probs + (size_t)THREAD_ID() * s->max_T;
+        for (int j = 0; j < Rkv; j++) ql[j] = 0;
+        for (int d = 0; d < Dn; d++) { // q_lat += q_nope[d] * W_UK_h[d, :]
+            const float *row = wh + (size_t)d * Rkv;
+            for (int j = 0; j < Rkv; j++) ql[j] += q[d] * row[j];
+        }
+        float mx = -INFINITY;
+        for (int u = 0; u <= t; u++) {
+            const float *cu = cache + (size_t)u * kw;
+            float sc = 0;
+            for (int j = 0; j < Rkv; j++) sc += ql[j] * cu[j];
+            for (int j = 0; j < Dr; j++) sc += q[Dn + j] * cu[Rkv + j];
+            sc *= scale;
+            p[u] = sc;
+            if (sc > mx) mx = sc;
+        }
+        float sum = 0;
+        for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < Rkv; j++) ol[j] = 0;
+        for (int u = 0; u <= t; u++) {
+            float pu = p[u] * inv;
+            const float *cu = cache + (size_t)u * kw;
+            for (int j = 0; j < Rkv; j++) ol[j] += pu * cu[j];
+        }
+        float *o = s->y + ((size_t)i * H + h) * Dv;
+        for (int d = 0; d < Dv; d++) { // y_h[d] = W_UV_h[d, :] . o_lat
+            const float *row = wh + (size_t)(Dn + d) * Rkv;
+            float acc = 0;
+            for (int j = 0; j < Rkv; j++) acc += row[j] * ol[j];
+            o[d] = acc;
+        }
+    }
+}
+
+// MLA on s->xn (n, C) at positions p0..: appends layer l's cache rows (full per-head keys and
+// values, or the latent form), then s->x2 = x + wo(attention).
 static void mla_chunk(fg_infer *s, int l, int n, int p0) {
     const fg_model *m = s->m;
     const fg_config *c = &m->cfg;
@@ -208,6 +277,21 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
     matmul_forward(s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
     for (int i = 0; i < n; i++) // c_kv is the first Rkv of each (Rkv+Dr) row
         rmsnorm_forward(s->ckv + (size_t)i * Rkv, NULL, s->kva + (size_t)i * (Rkv + Dr), w->kv_norm, 1, Rkv, eps);
+    if (s->kind == FG_KV_LATENT) {
+        float *cache = cache_k(s, l);
+        for (int i = 0; i < n; i++) {
+            int pos = p0 + i;
+            float *row = cache + (size_t)pos * s->kw;
+            memcpy(row, s->ckv + (size_t)i * Rkv, sizeof(float) * Rkv);
+            memcpy(row + Rkv, s->kva + (size_t)i * (Rkv + Dr) + Rkv, sizeof(float) * Dr);
+            rope_apply(row + Rkv, &m->rope, pos, 0);
+            for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, &m->rope, pos, 0);
+        }
+        latent_attention(s, l, n, p0);
+        matmul_forward(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+        add_into(s->x2, s->x, (size_t)n * C);
+        return;
+    }
     matmul_forward(s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
     float *kc = cache_k(s, l), *vc = cache_v(s, l);
 #pragma omp parallel for schedule(static) if ((long)n * H * (Dq + Dv) > 65536)
