@@ -6,17 +6,27 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 
-static void print_token(int32_t id, void *ctx) {
-    (void)ctx;
+// Streams each token's text; stops once the text generated so far ends with the stop string.
+typedef struct { const char *stop; size_t stop_len; char tail[512]; size_t n; } stream_ctx;
+
+static int print_token(int32_t id, void *ctx) {
+    stream_ctx *sc = ctx;
     char buf[FG_BYTETOK_MAX_PIECE + 1];
     size_t n = fg_bytetok_decode(id, buf);
     fwrite(buf, 1, n, stdout);
     fflush(stdout);
+    if (!sc->stop_len) return 0;
+    for (size_t i = 0; i < n; i++) { // keep the last bytes, enough to hold the stop string
+        if (sc->n == sizeof sc->tail) { memmove(sc->tail, sc->tail + 256, sc->n - 256); sc->n -= 256; }
+        sc->tail[sc->n++] = buf[i];
+    }
+    return sc->n >= sc->stop_len && !memcmp(sc->tail + sc->n - sc->stop_len, sc->stop, sc->stop_len);
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = "";
-    fg_sample_opts so = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 1, .max_new_tokens = 200};
+    const char *ckpt = NULL, *prompt = "", *stop_str = NULL;
+    fg_sample_opts so = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 1, .max_new_tokens = 200,
+                         .min_p = 0.0f, .repetition_penalty = 1.0f};
     int threads = 0, no_bos = 0;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint to sample from (required)"},
@@ -25,6 +35,9 @@ int cmd_generate(int argc, char **argv) {
         {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
         {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
         {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)"},
+        {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability (0 = off)"},
+        {"repeat-penalty", OPT_FLOAT, &so.repetition_penalty, "penalise ids already in the context (1 = off)"},
+        {"stop", OPT_STR, &stop_str, "stop once the output ends with this text (<|eos|> always stops)"},
         {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
         {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
@@ -34,8 +47,12 @@ int cmd_generate(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("generate", "--ckpt is required", "frugal generate --ckpt runs/demo/ckpt.fgck --prompt '0123+4567='");
-    if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.max_new_tokens < 0)
-        return cli_fail("generate", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, --max-tokens >= 0");
+    if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.max_new_tokens < 0 ||
+        so.min_p < 0 || so.min_p > 1 || so.repetition_penalty <= 0)
+        return cli_fail("generate", "bad sampling option",
+                        "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --repeat-penalty > 0, --max-tokens >= 0");
+    if (stop_str && (!*stop_str || strlen(stop_str) > 256))
+        return cli_fail("generate", "--stop must be 1 to 256 bytes", NULL);
     fg_model *m = cli_open_ckpt("generate", ckpt);
     if (!m) return 1;
     size_t plen = strlen(prompt);
@@ -54,7 +71,9 @@ int cmd_generate(int argc, char **argv) {
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);
     else {
         fwrite(prompt, 1, plen, stdout);
-        if (fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, print_token, NULL) < 0) rc = cli_fail("generate", fg_last_error(), NULL);
+        stream_ctx sc = {.stop = stop_str, .stop_len = stop_str ? strlen(stop_str) : 0};
+        if (fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, print_token, &sc) < 0)
+            rc = cli_fail("generate", fg_last_error(), NULL);
         printf("\n");
     }
     fg_infer_free(s);

@@ -321,8 +321,9 @@ int fg_infer_pos(const fg_infer *s);               // tokens in the cache
 // would overflow or a token id is outside [0, V). Per-token work at decode is matrix-vector; MoE
 // layers run only the experts their router picks (same routing code as training).
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n);
-// Bytes held by the KV cache: L * max_T * (keys + values) * sizeof(float), with keys + values =
-// H*(Dn+Dr) + H*Dv for MLA and 2*Hkv*Dh for GQA.
+// Bytes held by the KV cache: L * max_T * floats per position * sizeof(float), with floats per
+// position = Rkv + Dr for the MLA latent cache, H*(Dn+Dr) + H*Dv for MLA's expanded cache and
+// 2*Hkv*Dh for GQA.
 size_t fg_infer_cache_bytes(const fg_infer *s);
 
 typedef struct {
@@ -333,26 +334,32 @@ typedef struct {
     int max_new_tokens;     // >= 0
     const int32_t *stop_ids;
     int n_stop;
+    float min_p;            // then drop tokens below min_p * (probability of the best); 0 = off
+    float repetition_penalty; // fg_generate: logits of ids already in the context are divided by
+                            // it when positive, multiplied when negative (CTRL); 0 or 1 = off
 } fg_sample_opts;
 
 // Picks one token from logits (V). temperature 0 is greedy: argmax, lowest id on ties (top_k 1
 // is the same at any temperature). Otherwise p = softmax(logits / temperature); keep the top_k
 // most probable (ties to the lower id); then, measured on those kept and renormalised (the
 // Hugging Face order), the smallest most-probable prefix whose probability >= top_p; renormalise
-// and draw one with rng (one fg_rng_uniform per draw; greedy and top_k 1 draw nothing).
+// and draw one with rng (one fg_rng_uniform per draw; greedy and top_k 1 draw nothing). min_p
+// then keeps only the candidates whose probability is at least min_p times the best one's.
 // scratch: 2*V floats (unused when greedy).
 // Returns the id, or -1 with an error for bad options (temperature < 0 or not finite, top_k < 0,
-// top_p outside [0, 1], V outside [1, 2^24]).
+// top_p or min_p outside [0, 1], V outside [1, 2^24]).
 int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *rng, float *scratch);
 
 // Feeds the prompt (n_prompt >= 1), then samples up to min(max_new_tokens, cap) tokens into out,
 // feeding each one back before sampling the next; stops after a stop id (included in out) and
 // when the cache is full (fg_infer_pos == max_T). Calls on_token (may be NULL) with each token as
-// soon as it is sampled. The last generated token is NOT fed: on return the cache holds the prompt
+// soon as it is sampled (for streaming); a nonzero return stops generation after that token (how
+// callers implement stop strings). The repetition penalty covers the prompt and every generated
+// token. The last generated token is NOT fed: on return the cache holds the prompt
 // and out[0 .. n-2]; to continue, start the next prompt with out[n-1]. Deterministic for o->seed.
 // Returns the number generated, or -1 with an error (bad options, overflow, bad prompt id).
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
-                int cap, void (*on_token)(int32_t id, void *ctx), void *ctx);
+                int cap, int (*on_token)(int32_t id, void *ctx), void *ctx);
 
 #ifdef __cplusplus
 }

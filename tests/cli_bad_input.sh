@@ -59,6 +59,12 @@ expect_fail "wrong version checkpoint" "version" $BIN generate --ckpt "$T/versio
 printf 'not a checkpoint at all' >"$T/junk.fgck"
 expect_fail "not a checkpoint" "junk.fgck" $BIN eval --ckpt "$T/junk.fgck"
 expect_fail "checkpoint from a different config" "differs" $BIN train --resume "$ck" --config demo --out "$T/run2"
+expect_fail "negative temperature" "bad sampling option" $BIN generate --ckpt "$ck" --temperature -1
+expect_fail "top-p outside (0, 1]" "bad sampling option" $BIN generate --ckpt "$ck" --top-p 1.5
+expect_fail "min-p outside [0, 1]" "bad sampling option" $BIN generate --ckpt "$ck" --min-p 2
+long=$(printf 'x%.0s' $(seq 1 300))
+expect_fail "prompt longer than the context" "longer than the model's context" $BIN generate --ckpt "$ck" --prompt "$long"
+expect_fail "generate without a checkpoint" "--ckpt is required" $BIN generate --prompt hi
 cp "$ck" "$T/before.fgck"
 expect_fail "resume with bad data keeps the checkpoint" "cannot open" $BIN train --resume "$ck" --steps 4 --out "$T/run" "$T/nope.txt"
 cmp -s "$ck" "$T/before.fgck" || { echo "FAIL: checkpoint changed after a failed run"; fails=$((fails+1)); }

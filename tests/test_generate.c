@@ -277,10 +277,11 @@ static void check_sampling(void) {
 // ---- generation ------------------------------------------------------------------------------
 
 typedef struct { int32_t ids[64]; int n; } collected;
-static void collect(int32_t id, void *ctx) {
+static int collect(int32_t id, void *ctx) {
     collected *c = ctx;
     if (c->n < 64) c->ids[c->n] = id;
     c->n++;
+    return 0;
 }
 
 static void check_generate(const fg_config *c) {
@@ -415,5 +416,49 @@ int main(void) {
     check_sampling();
     check_generate(&tiny);
     check_generate(&gqa);
+    {   // min_p: keep only ids with p >= min_p * p_best; frequencies renormalise over the kept ones
+        float lg[4];
+        const double pr[4] = {0.5, 0.3, 0.15, 0.05};
+        for (int i = 0; i < 4; i++) lg[i] = (float)log(pr[i]);
+        float scratch[8];
+        for (int variant = 0; variant < 2; variant++) {
+            fg_sample_opts so = {.temperature = 1.0f, .top_k = variant ? 3 : 0, .top_p = 1.0f, .min_p = 0.4f};
+            fg_rng r;
+            fg_rng_seed(&r, 5);
+            int cnt[4] = {0};
+            for (int d = 0; d < 20000; d++) { int32_t t = fg_sample(lg, 4, &so, &r, scratch); CHECK(t >= 0 && t < 4); if (t >= 0 && t < 4) cnt[t]++; }
+            CHECK_MSG(cnt[2] == 0 && cnt[3] == 0, "min_p kept ids below the floor (%d, %d)", cnt[2], cnt[3]);
+            CHECK_MSG(fabs(cnt[0] / 20000.0 - 0.625) < 0.02, "min_p renormalised frequency %g", cnt[0] / 20000.0);
+        }
+        fg_sample_opts bad = {.temperature = 1.0f, .top_p = 1.0f, .min_p = 1.5f};
+        CHECK(fg_sample(lg, 4, &bad, NULL, scratch) == -1 && strstr(fg_last_error(), "min_p"));
+        bad.min_p = 0; bad.repetition_penalty = -1;
+        CHECK(fg_sample(lg, 4, &bad, NULL, scratch) == -1 && strstr(fg_last_error(), "repetition_penalty"));
+    }
+    {   // repetition penalty: a huge penalty makes greedy decoding avoid every id already seen
+        fg_config c;
+        fg_config_preset(&c, "tiny");
+        fg_model *m = make_model(&c, 21);
+        fg_infer *s = fg_infer_create(m, 64);
+        int32_t prompt[8], out[24];
+        random_tokens(prompt, 8, c.vocab_size, 3);
+        fg_sample_opts so = {.temperature = 0, .top_p = 1.0f, .max_new_tokens = 24, .repetition_penalty = 1e6f};
+        int n = fg_generate(s, prompt, 8, &so, out, 24, NULL, NULL);
+        CHECK(n == 24);
+        int repeats = 0;
+        for (int i = 0; i < n; i++) {
+            for (int j = 0; j < 8; j++) repeats += out[i] == prompt[j];
+            for (int j = 0; j < i; j++) repeats += out[i] == out[j];
+        }
+        CHECK_MSG(repeats == 0, "%d repeated ids under a huge repetition penalty", repeats);
+        so.repetition_penalty = 1.0f; // off: plain greedy repeats on this random model
+        fg_infer_reset(s);
+        int n2 = fg_generate(s, prompt, 8, &so, out, 24, NULL, NULL);
+        int rep2 = 0;
+        for (int i = 0; i < n2; i++) for (int j = 0; j < i; j++) rep2 += out[i] == out[j];
+        CHECK_MSG(rep2 > 0, "expected greedy without a penalty to repeat on a random model");
+        fg_infer_free(s);
+        fg_model_free(m);
+    }
     return TEST_DONE();
 }

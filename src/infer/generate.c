@@ -447,6 +447,10 @@ static int check_opts(const fg_sample_opts *o, int V) {
     if (o->top_k < 0) return fg_set_error("sampling: top_k must be >= 0 (0 = all), got %d", o->top_k);
     if (!(o->top_p >= 0 && o->top_p <= 1))
         return fg_set_error("sampling: top_p must be in [0, 1] (1 = all), got %g", o->top_p);
+    if (!(o->min_p >= 0 && o->min_p <= 1))
+        return fg_set_error("sampling: min_p must be in [0, 1] (0 = off), got %g", o->min_p);
+    if (!(o->repetition_penalty >= 0) || isinf(o->repetition_penalty))
+        return fg_set_error("sampling: repetition_penalty must be >= 0 and finite (0 or 1 = off), got %g", o->repetition_penalty);
     if (V < 1 || V > (1 << 24)) return fg_set_error("sampling: vocabulary size must be in [1, 2^24] (got %d)", V);
     return 0;
 }
@@ -498,8 +502,15 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
     for (int i = 0; i < V; i++) { p[i] = expf((logits[i] - mx) * inv_t); sum += p[i]; }
     double u = fg_rng_uniform(rng);
     if (o->top_k == 0 && o->top_p >= 1) { // the full distribution, in id order: no sort needed
-        double r = u * sum, cum = 0;
-        for (int i = 0; i < V; i++) { cum += p[i]; if (r < cum) return i; }
+        float floor_p = o->min_p; // p of the best id is exactly 1 (exp(0))
+        double total = sum;
+        if (floor_p > 0) { total = 0; for (int i = 0; i < V; i++) if (p[i] >= floor_p) total += p[i]; }
+        double r = u * total, cum = 0;
+        for (int i = 0; i < V; i++) {
+            if (p[i] < floor_p) continue;
+            cum += p[i];
+            if (r < cum) return i;
+        }
         return argmax(logits, V); // unreachable but for rounding
     }
     int nc = 0;
@@ -524,6 +535,12 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
             if (cum >= o->top_p * mass) { keep = j + 1; kept = cum; break; }
         }
     }
+    if (o->min_p > 0) { // candidates are sorted best first: cut where p falls below min_p * best
+        float floor_p = o->min_p * p[(int)h[0]];
+        while (keep > 1 && p[(int)h[keep - 1]] < floor_p) keep--;
+        kept = 0;
+        for (int j = 0; j < keep; j++) kept += p[(int)h[j]];
+    }
     double r = u * kept, cum = 0;
     for (int j = 0; j < keep; j++) { cum += p[(int)h[j]]; if (r < cum) return (int32_t)h[j]; }
     return (int32_t)h[0];
@@ -532,7 +549,7 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
 // ---- generation ------------------------------------------------------------------------------
 
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
-                int cap, void (*on_token)(int32_t id, void *ctx), void *ctx) {
+                int cap, int (*on_token)(int32_t id, void *ctx), void *ctx) {
     if (!s) return fg_set_error("generate: no session");
     int V = s->m->cfg.vocab_size;
     if (check_opts(o, V)) return -1;
@@ -544,19 +561,34 @@ int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sampl
     if (limit > 0 && !out) return fg_set_error("generate: no output buffer");
     fg_rng rng;
     fg_rng_seed(&rng, o->seed);
+    for (int i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return fg_set_error("generate: prompt token %d at index %d is outside the vocabulary [0, %d)", prompt[i], i, V);
+    // Repetition penalty: a copy of the logits with every id seen so far penalised.
+    int penalize = o->repetition_penalty > 0 && o->repetition_penalty != 1;
+    float *pen = penalize ? malloc(sizeof(float) * V) : NULL;
+    unsigned char *seen = penalize ? calloc(V, 1) : NULL;
+    if (penalize && (!pen || !seen)) { free(pen); free(seen); return fg_set_error("out of memory"); }
+    for (int i = 0; penalize && i < n_prompt; i++) seen[prompt[i]] = 1;
     const float *logits = fg_infer_feed(s, prompt, n_prompt);
-    if (!logits) return -1;
-    int n = 0;
-    while (n < limit) {
-        int32_t t = fg_sample(logits, V, o, &rng, s->sample_scratch);
-        if (t < 0) return -1;
+    int n = 0, rc = logits ? 0 : -1;
+    while (!rc && n < limit) {
+        const float *lg = logits;
+        if (penalize) {
+            for (int i = 0; i < V; i++)
+                pen[i] = !seen[i] ? logits[i] : logits[i] > 0 ? logits[i] / o->repetition_penalty : logits[i] * o->repetition_penalty;
+            lg = pen;
+        }
+        int32_t t = fg_sample(lg, V, o, &rng, s->sample_scratch);
+        if (t < 0) { rc = -1; break; }
         out[n++] = t;
-        if (on_token) on_token(t, ctx);
-        int stop = 0;
+        if (penalize) seen[t] = 1;
+        int stop = on_token ? on_token(t, ctx) != 0 : 0;
         for (int j = 0; j < o->n_stop; j++) stop |= o->stop_ids[j] == t;
         if (stop || n == limit || s->pos == s->max_T) break;
         logits = fg_infer_feed(s, &t, 1);
-        if (!logits) return -1;
+        if (!logits) rc = -1;
     }
-    return n;
+    free(pen); free(seen);
+    return rc ? -1 : n;
 }
