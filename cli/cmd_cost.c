@@ -168,6 +168,8 @@ int cmd_cost(int argc, char **argv) {
                i == FG_COMP_HEAD && c.tie_word_embeddings ? "   (tied to the embedding)" : "");
     }
     printf("  %-28s %9s %9s   (MTP excluded; embedding counted)\n", "total", SIB(cm.total), SIB(cm.total_active));
+    printf("  %-28s %9s %9s   (the DeepSeek model cards' convention for activated)\n", "active without the embedding", "",
+           SIB(cm.total_active - cm.params[FG_COMP_EMBED]));
     if (mtp) {
         printf("  %-28s %9s %9s   (as stored in the HF checkpoint, with its own embedding and head copies;\n"
                "  %-28s %9s             %s unique; checkpoint total %s)\n", "MTP module", SIB(cm.params[FG_COMP_MTP]),

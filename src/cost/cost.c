@@ -227,7 +227,7 @@ static int cost_preset(fg_config *c, int *mtp, const char *name) {
         return 0;
     }
     if (!strcmp(name, "llama3-8b") || !strcmp(name, "llama3-405b")) {
-        int big = name[6] == '4';
+        int big = name[7] == '4';
         c->attn_type = FG_ATTN_GQA; c->rope_interleave = 0;
         c->vocab_size = 128256;
         c->hidden_size = big ? 16384 : 4096;
