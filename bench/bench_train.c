@@ -17,39 +17,13 @@
 #include <omp.h>
 #endif
 
+#include "cost/cost.h"
 #include "data/task.h"
 #include "model/model.h"
 #include "train/optim.h"
 
-typedef float v16 __attribute__((vector_size(64)));
-
-// fp32 peak: 12 independent FMA chains per thread (enough to cover FMA latency), all threads.
-static double measure_peak_gflops(void) {
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        long iters = 20000000;
-        double t0 = fg_now();
-        float sink = 0;
-#pragma omp parallel reduction(+ : sink)
-        {
-            v16 a[12], x = {0}, y = {0};
-            for (int i = 0; i < 16; i++) { x[i] = 1.0f + 1e-7f * i; y[i] = 1e-8f; }
-            for (int j = 0; j < 12; j++) a[j] = x * (float)(j + 1) * 1e-3f;
-            for (long it = 0; it < iters; it++)
-                for (int j = 0; j < 12; j++) a[j] = a[j] * x + y;
-            for (int j = 0; j < 12; j++) sink += a[j][0];
-        }
-        double dt = fg_now() - t0;
-        int threads = 1;
-#ifdef _OPENMP
-        threads = omp_get_max_threads();
-#endif
-        double g = 2.0 * 16 * 12 * iters * threads / dt / 1e9;
-        if (g > best) best = g;
-        if (sink == 12345.0f) printf(" ");
-    }
-    return best;
-}
+// fp32 peak: the library's FMA microbenchmark (src/cost/peaks.c), measured in this run.
+static double measure_peak_gflops(void) { return fg_peak_fp32_measure(0.5); }
 
 static double flops_per_token(const fg_config *c, int T) {
     int64_t total, active;

@@ -14,6 +14,7 @@ static const fg_command COMMANDS[] = {
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
+    {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
     {"help", "show commands, or every option of one command", cmd_help},
 };
 

@@ -361,6 +361,129 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
                 int cap, int (*on_token)(int32_t id, void *ctx), void *ctx);
 
+// ---- cost (src/cost/, docs/cost.md) ---------------------------------------------------------
+// What a model and a run cost: parameters, FLOPs, memory, hardware time, money and energy,
+// analytic (fg_cost_model_compute) and measured (the ledger every training run writes).
+//
+// FLOP convention (stated in every report): a multiply-add is 2 FLOPs. Forward FLOPs per token =
+// 2 * (matmul weights the token multiplies: active experts only, router and output head included,
+// the embedding lookup, norms and biases not) + attention scores and values
+// 2 * L * H * (Dqk + Dv) * (T+1)/2 for a causal window of T (the average context of a token).
+// Training = 3 * forward (backward is twice the forward). The MTP module is reported apart.
+
+// SI numbers: "14.8T", "250G", "37B" (B = G), "1.5K", "2e9", plain "4096". K M G/B T P E = 1e3..1e18.
+// Returns 0 and *out, or -1 with "'14.8X' is not a number (...)" as the error.
+int fg_si_parse(const char *s, double *out);
+// Writes v with an SI suffix and 4 significant digits ("671.0B", "250.5G", "2.664M", "980") into
+// buf and returns buf. billions: 1 writes B for 1e9 (counts of parameters), 0 writes G.
+char *fg_si_format(char *buf, size_t cap, double v, int billions);
+
+enum { FG_PREC_FP32 = 0, FG_PREC_BF16 = 1, FG_PREC_FP8 = 2 };
+// "fp32" | "bf16" | "fp8" -> FG_PREC_*, or -1 with an error.
+int fg_precision_parse(const char *s);
+
+// One accelerator: dense (no sparsity) peaks, memory, power and a default rental price.
+typedef struct {
+    char name[32];
+    double bf16_tflops;  // dense BF16 tensor peak
+    double fp8_tflops;   // dense FP8 peak; 0 = no FP8 support
+    double fp32_tflops;  // non-tensor FP32 peak (0 = unknown)
+    double mem_gb, bw_tbs, watts, price_hr;
+    char source[256];
+} fg_accel;
+int fg_accel_count(void);
+const fg_accel *fg_accel_get(int i);
+// Case-insensitive lookup ("h800", "H100-SXM"); NULL with an error that lists the known names.
+const fg_accel *fg_accel_find(const char *name);
+// Adds or overrides entries from a JSON file: {"accelerators": [{"name": ..., "bf16_tflops": ...,
+// ...}]} or a bare array; missing fields of an existing entry keep their value; a new entry needs
+// name and bf16_tflops. Process-wide table; not thread-safe against concurrent lookups.
+int fg_accel_load(const char *path);
+// Peak FLOP/s of a for a precision (TFLOP/s * 1e12); 0 when a lacks it (FP8 on A100).
+double fg_accel_peak(const fg_accel *a, int precision);
+
+// Resolves a model for costing: a cost preset (deepseek-v3, deepseek-v2, deepseek-v2-lite,
+// llama3-405b, llama3-8b), a frugal preset (tiny, demo, bench-moe) or a config.json path. Unlike
+// fg_config_load it does not refuse configs too big for this machine. *mtp_layers gets
+// num_nextn_predict_layers (0 when absent). Errors list the known presets.
+int fg_cost_config(fg_config *c, int *mtp_layers, const char *spec, void (*warn)(const char *msg));
+
+// Published training figures of a preset (NULL when there are none).
+typedef struct {
+    const char *preset, *accel;     // accel: fg_accel name
+    double tokens;                  // pre-training tokens
+    double hours;                   // pre-training accelerator-hours
+    double extra_hours[2];          // later stages (0 = none)
+    const char *extra_names[2];
+    double price_hr;                // $ per accelerator-hour the publisher assumed (0 = none)
+    int devices;                    // cluster size
+    const char *source;
+} fg_cost_published;
+const fg_cost_published *fg_cost_published_find(const char *preset);
+
+enum { FG_COMP_EMBED, FG_COMP_ATTN, FG_COMP_SDPA, FG_COMP_DENSE_FFN, FG_COMP_ROUTED, FG_COMP_SHARED,
+       FG_COMP_ROUTER, FG_COMP_NORM, FG_COMP_HEAD, FG_COMP_MTP, FG_COMP_N };
+const char *fg_cost_component_name(int comp); // "attention projections", ...
+
+typedef struct {
+    int mtp_layers;        // MTP modules (V3: 1); reported apart, not in the totals
+    int context;           // T of the attention term (causal: average window (T+1)/2)
+    int batch, seq;        // per-device micro-batch for activation memory
+    int precision;         // FG_PREC_*
+    int devices;           // weights, gradients and optimizer states sharded over them (ZeRO-3)
+} fg_cost_opts;
+
+typedef struct {
+    double params[FG_COMP_N];  // per component (SDPA has none; MTP as stored in HF checkpoints,
+                               // i.e. with its own copies of the embedding and output head)
+    double active[FG_COMP_N];  // activated per token (experts K of E)
+    double total, total_active;     // main model: every component but MTP
+    double mtp_unique;              // MTP parameters not shared with the main model
+    double fwd[FG_COMP_N];          // forward FLOPs per token at opts.context
+    double fwd_per_token, train_per_token; // main model (MTP excluded); train = 3 * forward
+    double kv_bytes_per_token;      // what is cached: MLA L*(Rkv+Dr), GQA L*2*Hkv*Dh elements
+    double kv_mha_bytes_per_token;  // the equivalent full multi-head cache L*H*(Dqk+Dv)
+    double mem_weights, mem_grads, mem_optim;  // training bytes per device
+    double mem_acts, mem_acts_recompute;       // activations without / with full recomputation
+} fg_cost_model;
+
+// Fills r for c. Returns -1 with an error for bad options (context, batch, seq, devices < 1).
+int fg_cost_model_compute(fg_cost_model *r, const fg_config *c, const fg_cost_opts *o);
+
+// This machine's measured peaks (src/cost/peaks.c), cached per CPU model and thread count in
+// $FRUGAL_CACHE_DIR/peaks.json (default ~/.cache/frugal/peaks.json).
+typedef struct {
+    char cpu[128];
+    int threads;
+    double fp32_gflops;     // FMA on every thread
+    double bf16_gflops;     // AVX512-BF16 dot products (0: not present)
+    double amx_gflops;      // AMX tiles: not measured by frugal yet (always 0; amx_present says if the CPU has them)
+    int amx_present;
+    double mem_gbs;         // streaming read bandwidth over a buffer far beyond the caches
+    int cached;             // 1: read from the cache file
+} fg_peaks;
+// Reads the cache, or measures (about a second) and writes it. remeasure: ignore the cache.
+int fg_peaks_get(fg_peaks *p, int remeasure);
+
+// The measured ledger a training run writes beside its checkpoint (OUT/ledger.json, docs/cost.md).
+typedef struct {
+    double tokens, steps;
+    double train_flops, eval_flops, teacher_flops; // model FLOPs (formula above); teacher: distill
+    double flops_per_token;                         // training, at the run's seq
+    double wall_s, cpu_s;                           // summed over every segment of a resumed run
+    double mfu;                                     // (train + eval FLOPs) / (wall_s * fp32 peak)
+    double fp32_gflops;                             // the peak used
+    double best_val_loss;                           // NAN when no validation ran
+    double best_val_step;
+    double task_accuracy;                           // NAN until `frugal eval` records one
+    double params_total, params_active;
+    int seq, segments;
+} fg_ledger_info;
+int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
+// First validation loss <= target in run_dir/log.jsonl: returns 1 and the tokens and step trained
+// by then, 0 when never reached, -1 on error.
+int fg_ledger_reach(const char *run_dir, double target_loss, double *tokens, double *step);
+
 #ifdef __cplusplus
 }
 #endif

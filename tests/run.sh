@@ -2,6 +2,10 @@
 # Runs every test program, then the shell-level CLI tests. Prints one line per test and a summary.
 # Exit codes from a test: 0 pass, 77 skip (its first output line says why), other = fail.
 BUILD=${BUILD:-build}
+# Training runs measure this machine's peaks for their ledger: cache them in a scratch directory,
+# never in the user's ~/.cache (measured once per suite run).
+FRUGAL_CACHE_DIR=$(mktemp -d); export FRUGAL_CACHE_DIR
+trap 'rm -rf "$FRUGAL_CACHE_DIR"' EXIT
 pass=0; fail=0; skip=0; failed=""
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue

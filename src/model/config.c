@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "formats/json.h"
+#include "model/model.h"
 #include "util.h"
 
 static void config_defaults(fg_config *c) {
@@ -66,6 +67,17 @@ int fg_config_preset(fg_config *c, const char *name) {
 #define BAD(...) return fg_set_error(__VA_ARGS__)
 
 int fg_config_validate(const fg_config *c) {
+    if (fg_config_validate_shape(c)) return -1;
+    int64_t total, active;
+    fg_config_param_counts(c, &total, &active);
+    double mem = fg_phys_mem_bytes();
+    if (mem > 0 && total * 4.0 > mem)
+        BAD("config: the fp32 weights alone need %.1f GiB but this machine has %.1f GiB of memory (hint: a smaller config)",
+            total * 4.0 / 1073741824.0, mem / 1073741824.0);
+    return 0;
+}
+
+int fg_config_validate_shape(const fg_config *c) {
     if (c->vocab_size < 2 || c->vocab_size > (1 << 24)) BAD("config: vocab_size must be in [2, 16777216] (got %d)", c->vocab_size);
     if (c->hidden_size < 1 || c->hidden_size > 65536) BAD("config: hidden_size must be in [1, 65536] (got %d)", c->hidden_size);
     if (c->num_hidden_layers < 1 || c->num_hidden_layers > 1024) BAD("config: num_hidden_layers must be in [1, 1024] (got %d)", c->num_hidden_layers);
@@ -132,11 +144,7 @@ int fg_config_validate(const fg_config *c) {
     if (c->n_shared_experts > 1024) BAD("config: n_shared_experts must be in [0, 1024] (got %d)", c->n_shared_experts);
     int64_t total, active;
     fg_config_param_counts(c, &total, &active);
-    double mem = fg_phys_mem_bytes();
     if (total > ((int64_t)1 << 40)) BAD("config: %lld parameters is beyond what frugal supports", (long long)total);
-    if (mem > 0 && total * 4.0 > mem)
-        BAD("config: the fp32 weights alone need %.1f GiB but this machine has %.1f GiB of memory (hint: a smaller config)",
-            total * 4.0 / 1073741824.0, mem / 1073741824.0);
     return 0;
 }
 
@@ -222,6 +230,11 @@ static const char *const IGNORED[] = {
 };
 
 int fg_config_from_json(fg_config *c, const char *json, size_t len, const char *where, void (*warn)(const char *)) {
+    return fg_config_from_json_ex(c, json, len, where, warn, 1);
+}
+
+int fg_config_from_json_ex(fg_config *c, const char *json, size_t len, const char *where, void (*warn)(const char *),
+                           int check_memory) {
     config_defaults(c);
     fg_json *root = fg_json_parse(json, len, where);
     if (!root) return -1;
@@ -302,7 +315,7 @@ int fg_config_from_json(fg_config *c, const char *json, size_t len, const char *
     if (!have_hd && c->num_attention_heads > 0) c->head_dim = c->hidden_size / c->num_attention_heads;
     if (c->vocab_size == 0) { fg_set_error("%s: missing required field 'vocab_size'", where); goto done; }
     if (c->hidden_size == 0) { fg_set_error("%s: missing required field 'hidden_size'", where); goto done; }
-    if (fg_config_validate(c)) { fg_wrap_error("%s", where); goto done; }
+    if (check_memory ? fg_config_validate(c) : fg_config_validate_shape(c)) { fg_wrap_error("%s", where); goto done; }
     rc = 0;
 done:
     fg_json_free(root);

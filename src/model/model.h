@@ -103,6 +103,12 @@ struct fg_model {
     int *expert_load;                  // (L, E) selections per expert in the last forward
 };
 
+// Config parsing and validation without the check that fp32 weights fit this machine's memory
+// (for costing models far bigger than it): fg_config_from_json / fg_config_validate less that.
+int fg_config_from_json_ex(fg_config *c, const char *json, size_t len, const char *where,
+                           void (*warn)(const char *msg), int check_memory);
+int fg_config_validate_shape(const fg_config *c);
+
 // Builds the tensor table for cfg. Returns malloc'd array (caller frees), count in *n, total floats
 // in *total. Pure: no weights are allocated.
 fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total);

@@ -82,7 +82,11 @@ static void dot_tile(float *out, const float *inp, const float *w, const float *
 static void axpy_rows(float *Y, int ldy, const float *A, long sam, long sar, const float *X, int ldx,
                       int m0, int mm, int R, int I);
 
+int fg_ops_count_macs = 0;
+int64_t fg_ops_macs = 0;
+
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+    if (fg_ops_count_macs) __atomic_fetch_add(&fg_ops_macs, (int64_t)N * IN * OUT, __ATOMIC_RELAXED);
     // Many rows: transpose w once (OUT*IN copies, amortised over N rows) and run the same
     // register-blocked axpy kernel as backward; it avoids the horizontal sums of the dot form.
     float *wt = N >= 32 ? malloc(sizeof(float) * (size_t)IN * OUT) : NULL;
@@ -268,6 +272,9 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse) {
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
     int g = H / Hkv;
+    // q.k over the causal window, then p @ v: T(T+1)/2 pairs per (b, h).
+    if (fg_ops_count_macs)
+        __atomic_fetch_add(&fg_ops_macs, (int64_t)B * H * T * (T + 1) / 2 * (Dk + Dv), __ATOMIC_RELAXED);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {

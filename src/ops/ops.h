@@ -13,6 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Multiply-add counting (tests/test_cost.c checks the analytic FLOP formulas of src/cost against
+// it): while fg_ops_count_macs is nonzero, matmul_forward and attention_forward add the
+// multiply-adds they perform to fg_ops_macs (atomically). Off by default: one branch per call.
+extern int fg_ops_count_macs;
+extern int64_t fg_ops_macs;
+
 // out (N, OUT) = inp (N, IN) @ w^T (OUT, IN) + bias (OUT) [bias may be NULL]. Overwrites out.
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
 // dinp (N, IN) += dout @ w; dw (OUT, IN) += dout^T @ inp; dbias (OUT) += column sums of dout.

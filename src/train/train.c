@@ -16,6 +16,7 @@
 #include "data/bytetok.h"
 #include "data/data.h"
 #include "data/task.h"
+#include "cost/cost.h"
 #include "formats/checkpoint.h"
 
 void fg_train_opts_default(fg_train_opts *o) {
@@ -138,6 +139,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
                             "but this machine has %.1f GiB (hint: lower --batch or --seq, or use a smaller config)",
                             need / 1073741824.0, B, T, mem / 1073741824.0);
     if (mkdir_p(o->out_dir)) return -1;
+    fg_ledger ledger; // OUT/ledger.json: what this run cost (src/cost/ledger.c)
+    fg_ledger_begin(&ledger, o->out_dir, st->step > 0);
     fg_dataset ds_mem, *ds = NULL;
     if (o->n_data) {
         if (fg_dataset_load(&ds_mem, o->data, o->n_data, o->val_fraction)) return -1;
@@ -216,7 +219,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         }
         fflush(log);
         if ((o->save_every > 0 && st->step % o->save_every == 0) || last)
-            rc = fg_ckpt_save(path_ckpt, m, opt, st);
+            rc = fg_ckpt_save(path_ckpt, m, opt, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
     }
     if (tty) fprintf(stderr, "\n");
     fclose(log);

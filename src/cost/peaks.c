@@ -1,0 +1,240 @@
+// peaks.c: this machine's measured peaks (fp32 FMA, bf16 dot products, memory bandwidth), cached
+// per CPU model string and thread count in a small JSON file.
+//
+// What it deliberately does not do: AMX. The CPUs frugal was developed on have no AMX, and a tile
+// kernel that cannot be tested here is not shipped; the AMX bit is reported (amx_present) and
+// amx_gflops stays 0. BF16 is measured with AVX512-BF16 (vdpbf16ps) when CPUID and the OS's saved
+// register state (XCR0) both say it works; otherwise bf16_gflops is 0.
+// Invariants: every loop keeps its result live (a sink) so the compiler cannot drop it; the cache
+// is written atomically (tmp + rename) and a corrupt or foreign cache is ignored, never fatal.
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+#include "cost/cost.h"
+#include "formats/json.h"
+#include "util.h"
+
+typedef float v16 __attribute__((vector_size(64)));
+
+static int n_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// fp32 peak: 12 independent FMA chains of 16 lanes per thread (enough to cover FMA latency).
+double fg_peak_fp32_measure(double seconds) {
+    double best = 0;
+    long iters = 2000000;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = fg_now();
+        float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+        {
+            v16 a[12], x = {0}, y = {0};
+            for (int i = 0; i < 16; i++) { x[i] = 1.0f + 1e-7f * i; y[i] = 1e-8f; }
+            for (int j = 0; j < 12; j++) a[j] = x * (float)(j + 1) * 1e-3f;
+            for (long it = 0; it < iters; it++)
+                for (int j = 0; j < 12; j++) a[j] = a[j] * x + y;
+            for (int j = 0; j < 12; j++) sink += a[j][0];
+        }
+        double dt = fg_now() - t0;
+        double g = 2.0 * 16 * 12 * (double)iters * n_threads() / dt / 1e9;
+        if (g > best) best = g;
+        if (sink == 12345.0f) fputc(' ', stderr);
+        if (dt < seconds / 3) iters *= 2, rep--; // too short to time: grow first
+        if (iters > ((long)1 << 40)) break;
+    }
+    return best;
+}
+
+#if defined(__x86_64__)
+static int cpu_has_bf16(int *amx) {
+    unsigned a, b, c, d;
+    *amx = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    *amx = (d >> 24) & 1 && (d >> 22) & 1; // AMX-TILE and AMX-BF16
+    int avx512f = (b >> 16) & 1;
+    if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0; // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6) != 0xE6) return 0; // XMM, YMM, opmask, ZMM state enabled by the OS
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 0;
+    return avx512f && ((a >> 5) & 1); // AVX512_BF16
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static double bf16_measure(double seconds) {
+    double best = 0;
+    long iters = 1000000;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = fg_now();
+        float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+        {
+            __m512 acc[12];
+            __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380); // 1.0, ~6e-8
+            for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps((float)j);
+            for (long it = 0; it < iters; it++)
+                for (int j = 0; j < 12; j++) acc[j] = _mm512_dpbf16_ps(acc[j], x, y);
+            for (int j = 0; j < 12; j++) sink += _mm512_reduce_add_ps(acc[j]);
+        }
+        double dt = fg_now() - t0;
+        // One vdpbf16ps: 16 lanes x 2 bf16 products accumulated = 32 multiply-adds = 64 FLOPs.
+        double g = 64.0 * 12 * (double)iters * n_threads() / dt / 1e9;
+        if (g > best) best = g;
+        if (sink == 12345.0f) fputc(' ', stderr);
+        if (dt < seconds / 3) iters *= 2, rep--;
+        if (iters > ((long)1 << 40)) break;
+    }
+    return best;
+}
+#endif
+
+// Streaming read bandwidth: sum a buffer of `mb` MiB (far beyond the last-level cache) on every
+// thread; best of 3 after one pass that faults the pages in.
+double fg_peak_mem_measure(int mb) {
+    size_t n = (size_t)mb * 1048576 / sizeof(float);
+    float *buf = malloc(n * sizeof(float));
+    if (!buf) return 0;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    double best = 0, sink = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = fg_now(), s = 0;
+#pragma omp parallel for schedule(static) reduction(+ : s)
+        for (size_t i = 0; i < n; i += 16) {
+            v16 v;
+            memcpy(&v, buf + i, sizeof v); // n is a multiple of 16
+            float t = 0;
+            for (int j = 0; j < 16; j++) t += v[j];
+            s += t;
+        }
+        double dt = fg_now() - t0, g = (double)n * sizeof(float) / dt / 1e9;
+        if (g > best) best = g;
+        sink += s;
+    }
+    if (sink == 1.5) fputc(' ', stderr);
+    free(buf);
+    return best;
+}
+
+static void cpu_name(char *out, size_t cap) {
+    snprintf(out, cap, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *p = strchr(line, ':');
+            if (!p) break;
+            p++;
+            while (*p == ' ' || *p == '\t') p++;
+            p[strcspn(p, "\n")] = 0;
+            for (char *q = p; *q; q++)
+                if (*q == '"' || *q == '\\' || (unsigned char)*q < 32) *q = ' ';
+            snprintf(out, cap, "%s", p);
+            break;
+        }
+    fclose(f);
+}
+
+static int cache_path(char *out, size_t cap, char *dir, size_t dcap) {
+    const char *d = getenv("FRUGAL_CACHE_DIR");
+    if (d && *d) snprintf(dir, dcap, "%s", d);
+    else {
+        const char *home = getenv("HOME");
+        if (!home || !*home) return -1;
+        snprintf(dir, dcap, "%s/.cache/frugal", home);
+    }
+    snprintf(out, cap, "%s/peaks.json", dir);
+    return 0;
+}
+
+static void mkdirs(const char *dir) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    mkdir(tmp, 0755);
+}
+
+static double num(const fg_json *o, const char *k) {
+    const fg_json *v = fg_json_get(o, k);
+    return v && v->type == FG_JSON_NUMBER ? v->num : -1;
+}
+
+// Reads the entry for (cpu, threads) from the cache: 1 found, 0 not. Other entries go to keep
+// (the text to write back) so machines sharing a home directory keep their own numbers.
+static int cache_read(const char *path, fg_peaks *p, char *keep, size_t cap) {
+    keep[0] = 0;
+    size_t len;
+    char *text = fg_read_file(path, &len);
+    if (!text) return 0;
+    fg_json *root = fg_json_parse(text, len, path);
+    free(text);
+    const fg_json *m = root ? fg_json_get(root, "machines") : NULL;
+    const fg_json *mg = root ? fg_json_get(root, "magic") : NULL;
+    int found = 0;
+    if (m && m->type == FG_JSON_ARRAY && mg && mg->type == FG_JSON_STRING && !strcmp(mg->str, "frugal-peaks"))
+        for (const fg_json *e = m->child; e; e = e->next) {
+            const fg_json *cpu = fg_json_get(e, "cpu");
+            if (!cpu || cpu->type != FG_JSON_STRING) continue;
+            double fp32 = num(e, "fp32_gflops"), bf16 = num(e, "bf16_gflops"), mem = num(e, "mem_gbs");
+            double thr = num(e, "threads"), amx = num(e, "amx_present");
+            if (!(fp32 > 0) || bf16 < 0 || !(mem > 0) || thr < 1 || amx < 0) continue;
+            if (!strcmp(cpu->str, p->cpu) && (int)thr == p->threads) {
+                p->fp32_gflops = fp32; p->bf16_gflops = bf16; p->mem_gbs = mem; p->amx_present = amx > 0;
+                found = 1;
+            } else {
+                size_t l = strlen(keep);
+                snprintf(keep + l, cap - l, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, "
+                         "\"amx_present\": %d, \"mem_gbs\": %.6g},\n", cpu->str, (int)thr, fp32, bf16, amx > 0, mem);
+            }
+        }
+    fg_json_free(root);
+    return found;
+}
+
+int fg_peaks_get(fg_peaks *p, int remeasure) {
+    memset(p, 0, sizeof *p);
+    cpu_name(p->cpu, sizeof p->cpu);
+    p->threads = n_threads();
+    char path[1100], dir[1024], keep[8192];
+    int have_path = !cache_path(path, sizeof path, dir, sizeof dir);
+    keep[0] = 0;
+    if (have_path && cache_read(path, p, keep, sizeof keep) && !remeasure) { p->cached = 1; return 0; }
+    p->fp32_gflops = fg_peak_fp32_measure(0.3);
+#if defined(__x86_64__)
+    int amx = 0;
+    if (cpu_has_bf16(&amx)) p->bf16_gflops = bf16_measure(0.3);
+    p->amx_present = amx;
+#endif
+    p->mem_gbs = fg_peak_mem_measure(256);
+    if (!(p->fp32_gflops > 0) || !(p->mem_gbs > 0)) return fg_set_error("peaks: measurement failed (out of memory?)");
+    if (!have_path) return 0;
+    mkdirs(dir);
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return 0; // a read-only home is not an error: the numbers are just not cached
+    fprintf(f, "{\n  \"magic\": \"frugal-peaks\",\n  \"version\": 1,\n  \"machines\": [\n%s", keep);
+    fprintf(f, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, \"amx_present\": %d, "
+            "\"mem_gbs\": %.6g}\n  ]\n}\n", p->cpu, p->threads, p->fp32_gflops, p->bf16_gflops, p->amx_present, p->mem_gbs);
+    int bad = fclose(f) != 0;
+    if (bad || rename(tmp, path)) unlink(tmp);
+    return 0;
+}
