@@ -79,7 +79,22 @@ int cmd_eval(int argc, char **argv) {
     double t0 = fg_now();
     int rc = cli_task_eval(m, n, seed, show, &acc);
     if (rc) cli_fail("eval", fg_last_error(), NULL);
-    else printf("held-out exact match: %.1f%% (%d problems, %.1f s)\n", 100 * acc, n, fg_now() - t0);
+    else {
+        printf("held-out exact match: %.1f%% (%d problems, %.1f s)\n", 100 * acc, n, fg_now() - t0);
+        // A run directory's ledger gets the accuracy (cost-to-quality reports read it).
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s", ckpt);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0; else strcpy(dir, ".");
+        char lpath[1100];
+        snprintf(lpath, sizeof lpath, "%s/ledger.json", dir);
+        FILE *lf = fopen(lpath, "r");
+        if (lf) {
+            fclose(lf);
+            if (fg_ledger_record_accuracy(dir, fg_model_config(m), acc))
+                fprintf(stderr, "frugal eval: warning: could not update %s: %s\n", lpath, fg_last_error());
+        }
+    }
     fg_model_free(m);
     return rc ? 1 : 0;
 }
@@ -140,7 +155,12 @@ int cmd_demo(int argc, char **argv) {
     else {
         printf("\nheld-out exact match: %.1f%% on %d problems never seen in training (eval %.0f s, total %.0f s)\n",
                100 * acc, n, fg_now() - t1, fg_now() - t0);
-        printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\n", out, out);
+        if (fg_ledger_record_accuracy(out, &c, acc)) fprintf(stderr, "frugal demo: warning: ledger: %s\n", fg_last_error());
+        fg_ledger_info li;
+        if (!fg_ledger_read(out, &li))
+            printf("cost: %.3g training FLOPs, %.0f s wall, MFU %.1f%% of this machine's fp32 peak\n", li.train_flops,
+                   li.wall_s, 100 * li.mfu);
+        printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\nledger:     %s/ledger.json\n", out, out, out);
         printf("try:        ./frugal generate --ckpt %s/ckpt.fgck --prompt '1234+0567=' --temperature 0\n", out);
     }
     fg_train_state_free(&st);

@@ -480,6 +480,8 @@ typedef struct {
     int seq, segments;
 } fg_ledger_info;
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
+// Records a held-out task accuracy in run_dir/ledger.json (which must exist), rewriting it atomically.
+int fg_ledger_record_accuracy(const char *run_dir, const fg_config *c, double accuracy);
 // First validation loss <= target in run_dir/log.jsonl: returns 1 and the tokens and step trained
 // by then, 0 when never reached, -1 on error.
 int fg_ledger_reach(const char *run_dir, double target_loss, double *tokens, double *step);

@@ -6,7 +6,7 @@
 // OUT/log.jsonl, which the trainer has flushed before each checkpoint) and projections onto
 // every accelerator at FG_LEDGER_MFU.
 // What it deliberately does not do: task accuracy (the trainer does not measure it; the field is
-// null until `frugal eval` records one) and the teacher's share (there is no distill command yet;
+// null until `frugal eval` or `frugal demo` records one with fg_ledger_record_accuracy) and the teacher's share (there is no distill command yet;
 // the field is 0). Invariant: tokens and FLOPs derive from the checkpoint's tokens_seen, so a
 // resumed run can never double count them; only time is carried over from the old ledger.
 #include <errno.h>
@@ -192,4 +192,13 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     li.wall_s = lg->base_wall + (fg_now() - lg->t0);
     li.cpu_s = lg->base_cpu + (fg_cpu_seconds() - lg->cpu0);
     return fg_ledger_write(lg->dir, &li, c, &pk, lg->base_segments < 0);
+}
+
+int fg_ledger_record_accuracy(const char *run_dir, const fg_config *c, double accuracy) {
+    fg_ledger_info li;
+    if (fg_ledger_read(run_dir, &li)) return -1;
+    fg_peaks pk;
+    if (fg_peaks_get(&pk, 0)) memset(&pk, 0, sizeof pk);
+    li.task_accuracy = accuracy;
+    return fg_ledger_write(run_dir, &li, c, &pk, 0);
 }
