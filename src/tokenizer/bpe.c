@@ -76,7 +76,7 @@ fg_tokenizer *fg_tok_new(int32_t n_vocab, const char *where) {
 
 void fg_tokenizer_free(fg_tokenizer *t) {
     if (!t) return;
-    for (int32_t i = 0; t->tok && i < t->n_vocab; i++) { free(t->tok[i]); if (t->dec && t->dec[i] != t->tok[i]) free(t->dec[i]); }
+    for (int32_t i = 0; t->tok && i < t->n_vocab; i++) { free(t->tok[i]); if (t->dec) free(t->dec[i]); }
     free(t->tok); free(t->tok_len); free(t->dec); free(t->dec_len); free(t->is_added);
     free(t->vh); free(t->mh); free(t->trie); free(t->where);
     fg_pretok_free(t->pre);
@@ -186,9 +186,8 @@ int fg_tok_add_merge(fg_tokenizer *t, const char *a, size_t alen, const char *b,
 int fg_tok_add_added(fg_tokenizer *t, int32_t id, const char *s, size_t len, int special) {
     if (len == 0) return fg_set_error("%s: added token %d has empty content", t->where, id);
     if (fg_tok_set_token(t, id, s, len)) return -1;
-    // Added tokens decode to their content, never through the byte-level alphabet.
-    if (t->dec[id] != t->tok[id]) free(t->dec[id]);
-    t->dec[id] = t->tok[id]; t->dec_len[id] = t->tok_len[id];
+    // Like Hugging Face, added tokens decode through the byte-level alphabet too when every
+    // character of theirs is in it ("õ" in DeepSeek-Coder is byte 0xF5), else to their content.
     t->is_added[id] = 1;
     int32_t node = 0;
     for (size_t i = 0; i < len; i++) {
