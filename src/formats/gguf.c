@@ -99,7 +99,9 @@ fg_gguf *fg_gguf_parse(const uint8_t *buf, size_t len, const char *where) {
         uint32_t t;
         if (rd_str(&c, &kv->key, "metadata key") || rd_u32(&c, &t, "metadata value type")) goto fail;
         char key[128];
-        snprintf(key, sizeof key, "%.*s", (int)FG_MIN(kv->key.len, 100), kv->key.s);
+        size_t o = 0;
+        for (size_t k = 0; k < kv->key.len && o < 100; k++) { char ch = kv->key.s[k]; key[o++] = (unsigned char)ch < 32 || ch == 127 ? '?' : ch; }
+        key[o] = 0;
         if (t >= FG_GGUF_NTYPES) {
             fg_set_error("%s: GGUF key '%s' (#%zu): unknown value type %u", where, key, i, t);
             goto fail;
@@ -190,7 +192,7 @@ int64_t fg_gguf_int_at(const fg_gguf_kv *kv, uint64_t i) {
 
 fg_gguf_str *fg_gguf_str_array(const fg_gguf *g, const fg_gguf_kv *kv) {
     if (kv->type != FG_GGUF_ARRAY || kv->elem_type != FG_GGUF_STRING) {
-        fg_set_error("%s: GGUF key '%.*s' must be an array of strings", g->where, (int)FG_MIN(kv->key.len, 100), kv->key.s);
+        fg_set_error("%s: GGUF key #%zu must be an array of strings", g->where, (size_t)(kv - g->kv));
         return NULL;
     }
     fg_gguf_str *a = fg_calloc(kv->n ? (size_t)kv->n : 1, sizeof *a, "GGUF string array");

@@ -117,8 +117,11 @@ int fg_tok_set_token(fg_tokenizer *t, int32_t id, const char *s, size_t len) {
     if (len > 0xFFFFFF) return fg_set_error("%s: token %d is longer than 16 MB", t->where, id);
     if (t->tok[id]) {
         if (t->tok_len[id] == len && !memcmp(t->tok[id], s, len)) return 0; // added token repeated in the vocab
-        return fg_set_error("%s: token id %d is used twice (\"%.*s\" and \"%.*s\")", t->where, id,
-                            (int)FG_MIN(t->tok_len[id], 60), t->tok[id], (int)FG_MIN(len, 60), s);
+    {
+        char q1[80], q2[80];
+        return fg_set_error("%s: token id %d is used twice (\"%s\" and \"%s\")", t->where, id,
+                            fg_quote(q1, sizeof q1, t->tok[id], t->tok_len[id]), fg_quote(q2, sizeof q2, s, len));
+    }
     }
     char *c = malloc(len + 1);
     if (!c) return fg_set_error("%s: out of memory", t->where);
@@ -161,18 +164,18 @@ static inline const merge_slot *merge_find(const fg_tokenizer *t, int32_t a, int
 
 int fg_tok_add_merge(fg_tokenizer *t, const char *a, size_t alen, const char *b, size_t blen, int32_t rank) {
     int32_t ia = vocab_find(t, a, alen), ib = vocab_find(t, b, blen);
+    char qa[80], qb[80];
     if (ia < 0 || ib < 0)
-        return fg_set_error("%s: merge %d (\"%.*s\" \"%.*s\"): token \"%.*s\" is not in the vocabulary", t->where, rank,
-                            (int)FG_MIN(alen, 60), a, (int)FG_MIN(blen, 60), b,
-                            (int)FG_MIN(ia < 0 ? alen : blen, 60), ia < 0 ? a : b);
+        return fg_set_error("%s: merge %d (\"%s\" \"%s\"): token \"%s\" is not in the vocabulary", t->where, rank,
+                            fg_quote(qa, sizeof qa, a, alen), fg_quote(qb, sizeof qb, b, blen), ia < 0 ? qa : qb);
     char buf[512], *cat = alen + blen <= sizeof buf ? buf : malloc(alen + blen);
     if (!cat) return fg_set_error("%s: out of memory", t->where);
     memcpy(cat, a, alen); memcpy(cat + alen, b, blen);
     int32_t im = vocab_find(t, cat, alen + blen);
     if (cat != buf) free(cat);
     if (im < 0)
-        return fg_set_error("%s: merge %d (\"%.*s\" \"%.*s\"): the merged token is not in the vocabulary", t->where, rank,
-                            (int)FG_MIN(alen, 60), a, (int)FG_MIN(blen, 60), b);
+        return fg_set_error("%s: merge %d (\"%s\" \"%s\"): the merged token is not in the vocabulary", t->where, rank,
+                            fg_quote(qa, sizeof qa, a, alen), fg_quote(qb, sizeof qb, b, blen));
     if (!t->mh || (t->n_merges + 1) * 2 > t->mh_mask + 1)
         if (merge_grow(t)) return -1;
     uint64_t k = pair_key(ia, ib);

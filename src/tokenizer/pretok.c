@@ -5,6 +5,7 @@
 #include "tokenizer/unicode.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,24 @@ void fg_pretok_free(fg_pretok *p) {
 }
 
 int fg_pretok_nsteps(const fg_pretok *p) { return p->n; }
+
+const char *fg_quote(char *out, size_t cap, const char *s, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[5];
+        if (c == '\r') strcpy(tmp, "\\r");
+        else if (c == '\n') strcpy(tmp, "\\n");
+        else if (c == '\t') strcpy(tmp, "\\t");
+        else if (c < 32 || c == 127) snprintf(tmp, sizeof tmp, "\\x%02x", c);
+        else { tmp[0] = (char)c; tmp[1] = 0; }
+        size_t l = strlen(tmp);
+        if (o + l + 4 > cap) { memcpy(out + o, "...", 3); o += 3; break; }
+        memcpy(out + o, tmp, l); o += l;
+    }
+    out[o] = 0;
+    return out;
+}
 
 static step *push_step(fg_pretok *p) {
     if (p->n == p->cap) {
@@ -257,8 +276,9 @@ int fg_pretok_add_split(fg_pretok *p, const char *pat, size_t len) {
     if (parse_simple(pat, len, s)) {
         free(s->atom.ranges); free(s->atom.bmp);
         p->n--;
-        return fg_set_error("unsupported pre-tokenizer regex \"%.*s\" (docs/tokenizer.md lists the supported forms)",
-                            (int)FG_MIN(len, 200), pat);
+        char q[256];
+        return fg_set_error("unsupported pre-tokenizer regex \"%s\" (docs/tokenizer.md lists the supported forms)",
+                            fg_quote(q, sizeof q, pat, len));
     }
     return 0;
 }
@@ -301,8 +321,9 @@ int fg_pretok_add_named(fg_pretok *p, const char *name) {
                 if (fg_pretok_add_split(p, *s, strlen(*s))) return -1;
             return 0;
         }
+    char q[80];
     return fg_set_error("unknown pre-tokenizer \"%s\" (supported: deepseek-llm, deepseek-coder, deepseek-v3, "
-                        "qwen2, llama-bpe, gpt2)", name);
+                        "qwen2, llama-bpe, gpt2)", fg_quote(q, sizeof q, name, strlen(name)));
 }
 
 // ---- matching ------------------------------------------------------------------------------

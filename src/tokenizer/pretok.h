@@ -35,6 +35,9 @@ int fg_pretok_add_gpt2(fg_pretok *p);
 // "deepseek-v3", "qwen2", "llama-bpe", "gpt2"); -1 with an error naming it if unknown.
 int fg_pretok_add_named(fg_pretok *p, const char *name);
 int fg_pretok_nsteps(const fg_pretok *p);
+// Copies s[0..n) into out (capacity cap >= 8) for an error message: control characters become
+// \r, \n, \t or \xHH so that the message stays on one line; cut with "..." past cap. Returns out.
+const char *fg_quote(char *out, size_t cap, const char *s, size_t n);
 
 // Callback per piece: text[start..end) in bytes. Returns 0 to go on, nonzero to stop.
 typedef int (*fg_pretok_fn)(void *ctx, size_t start, size_t end);

@@ -7,8 +7,13 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+// A JSON string value quoted for a one-line error (static buffer per call site is not
+// thread-safe, so callers pass their own).
+#define QS(buf, v) ((v) && (v)->type == FG_JSON_STRING ? fg_quote(buf, sizeof buf, (v)->str, (v)->len) : "?")
 
 static int json_id(const fg_json *v, int32_t *out) {
     if (!v || v->type != FG_JSON_NUMBER || !(v->num >= 0) || v->num > 2147483647.0 || v->num != floor(v->num)) return -1;
@@ -35,9 +40,10 @@ static int add_pretok(fg_pretok *p, const fg_json *pt, const char *where, int de
         const fg_json *rx = pat ? fg_json_get(pat, "Regex") : NULL;
         if (!rx || rx->type != FG_JSON_STRING)
             return fg_set_error("%s:%d: pre_tokenizer Split: only {\"Regex\": ...} patterns are supported", where, pt->line);
+        char q[80];
         if (!json_is(beh, "Isolated"))
             return fg_set_error("%s:%d: pre_tokenizer Split: behavior \"%s\" is not supported (only \"Isolated\")", where,
-                                pt->line, beh && beh->type == FG_JSON_STRING ? beh->str : "?");
+                                pt->line, QS(q, beh));
         if (json_true(pt, "invert")) return fg_set_error("%s:%d: pre_tokenizer Split: invert=true is not supported", where, pt->line);
         if (fg_pretok_add_split(p, rx->str, rx->len)) return fg_wrap_error("%s:%d", where, rx->line);
         return 0;
@@ -50,8 +56,9 @@ static int add_pretok(fg_pretok *p, const fg_json *pt, const char *where, int de
         return 0;
     }
     if (!strcmp(ty->str, "Digits")) return fg_pretok_add_digits(p, json_true(pt, "individual_digits"));
+    char q[80];
     return fg_set_error("%s:%d: unknown pre_tokenizer type \"%s\" (supported: Sequence, Split, ByteLevel, Digits)",
-                        where, ty->line, ty->str);
+                        where, ty->line, QS(q, ty));
 }
 
 static fg_tokenizer *from_json_tree(const fg_json *root, const char *where) {
@@ -60,8 +67,9 @@ static fg_tokenizer *from_json_tree(const fg_json *root, const char *where) {
     if (!model || model->type != FG_JSON_OBJECT) { fg_set_error("%s: missing \"model\" object", where); return NULL; }
     const fg_json *mt = fg_json_get(model, "type");
     if (mt && !json_is(mt, "BPE")) {
+        char q[80];
         fg_set_error("%s:%d: model type \"%s\" is not supported (only \"BPE\")", where, mt->line,
-                     mt->type == FG_JSON_STRING ? mt->str : fg_json_type_name(mt->type));
+                     mt->type == FG_JSON_STRING ? QS(q, mt) : fg_json_type_name(mt->type));
         return NULL;
     }
     static const char *unsupported[] = {"continuing_subword_prefix", "end_of_word_suffix", "dropout"};
@@ -82,22 +90,23 @@ static fg_tokenizer *from_json_tree(const fg_json *root, const char *where) {
     if (norm && norm->type != FG_JSON_NULL) {
         const fg_json *nt = fg_json_get(norm, "type"), *nl = fg_json_get(norm, "normalizers");
         if (!json_is(nt, "Sequence") || !nl || nl->type != FG_JSON_ARRAY || nl->n != 0) {
-            fg_set_error("%s:%d: normalizer \"%s\" is not supported (only none or an empty Sequence)", where, norm->line,
-                         nt && nt->type == FG_JSON_STRING ? nt->str : "?");
+            char q[80];
+            fg_set_error("%s:%d: normalizer \"%s\" is not supported (only none or an empty Sequence)", where, norm->line, QS(q, nt));
             return NULL;
         }
     }
     const fg_json *dec = fg_json_get(root, "decoder");
     if (dec && dec->type != FG_JSON_NULL && !json_is(fg_json_get(dec, "type"), "ByteLevel")) {
         const fg_json *dt = fg_json_get(dec, "type");
-        fg_set_error("%s:%d: decoder \"%s\" is not supported (only ByteLevel)", where, dec->line,
-                     dt && dt->type == FG_JSON_STRING ? dt->str : "?");
+        char q[80];
+        fg_set_error("%s:%d: decoder \"%s\" is not supported (only ByteLevel)", where, dec->line, QS(q, dt));
         return NULL;
     }
     // Vocabulary size: largest id + 1 over vocab and added tokens.
     int32_t maxid = -1, id;
     for (const fg_json *v = vocab->child; v; v = v->next) {
-        if (json_id(v, &id)) { fg_set_error("%s:%d: model.vocab[\"%.60s\"]: id must be an integer in [0, 2^31)", where, v->line, v->key); return NULL; }
+        char q[80];
+        if (json_id(v, &id)) { fg_set_error("%s:%d: model.vocab[\"%s\"]: id must be an integer in [0, 2^31)", where, v->line, fg_quote(q, sizeof q, v->key, v->key_len)); return NULL; }
         if (id > maxid) maxid = id;
     }
     for (const fg_json *a = added && added->type == FG_JSON_ARRAY ? added->child : NULL; a; a = a->next) {
@@ -117,7 +126,7 @@ static fg_tokenizer *from_json_tree(const fg_json *root, const char *where) {
         if (!c || c->type != FG_JSON_STRING) { fg_set_error("%s:%d: added_tokens: \"content\" must be a string", where, a->line); goto fail; }
         static const char *flags[] = {"lstrip", "rstrip", "single_word"};
         for (int k = 0; k < 3; k++)
-            if (json_true(a, flags[k])) { fg_set_error("%s:%d: added token \"%.60s\": %s=true is not supported", where, a->line, c->str, flags[k]); goto fail; }
+            if (json_true(a, flags[k])) { char q[80]; fg_set_error("%s:%d: added token \"%s\": %s=true is not supported", where, a->line, QS(q, c), flags[k]); goto fail; }
         json_id(fg_json_get(a, "id"), &id);
         if (fg_tok_add_added(t, id, c->str, c->len, json_true(a, "special"))) goto fail;
     }
@@ -126,7 +135,8 @@ static fg_tokenizer *from_json_tree(const fg_json *root, const char *where) {
         if (m->type == FG_JSON_STRING) {
             const char *sp = memchr(m->str, ' ', m->len);
             if (!sp || memchr(sp + 1, ' ', m->len - (size_t)(sp + 1 - m->str))) {
-                fg_set_error("%s:%d: merge %d \"%.60s\" must be two tokens separated by one space", where, m->line, rank, m->str);
+                char q[80];
+                fg_set_error("%s:%d: merge %d \"%s\" must be two tokens separated by one space", where, m->line, rank, QS(q, m));
                 goto fail;
             }
             if (fg_tok_add_merge(t, m->str, (size_t)(sp - m->str), sp + 1, m->len - (size_t)(sp + 1 - m->str), rank)) goto fail;
@@ -164,7 +174,8 @@ fg_tokenizer *fg_tok_from_gguf(const char *data, size_t len, const char *where) 
     fg_gguf_str model, pre;
     if (fg_gguf_get_str(g, "tokenizer.ggml.model", &model)) goto done;
     if (model.len != 4 || memcmp(model.s, "gpt2", 4)) {
-        fg_set_error("%s: tokenizer.ggml.model \"%.*s\" is not supported (only \"gpt2\", byte-level BPE)", where, (int)FG_MIN(model.len, 60), model.s);
+        char q[80];
+        fg_set_error("%s: tokenizer.ggml.model \"%s\" is not supported (only \"gpt2\", byte-level BPE)", where, fg_quote(q, sizeof q, model.s, model.len));
         goto done;
     }
     const fg_gguf_kv *kt = fg_gguf_find(g, "tokenizer.ggml.tokens"), *km = fg_gguf_find(g, "tokenizer.ggml.merges");
