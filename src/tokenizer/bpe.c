@@ -249,6 +249,10 @@ size_t fg_tokenizer_decode(const fg_tokenizer *t, int32_t id, char *buf, size_t 
 
 // ---- encoding ------------------------------------------------------------------------------
 typedef struct { int32_t rank, left; } cand; // heap entry: merge candidate (left symbol, its right)
+// Per-call cache of short pieces (words repeat: "the", " of"): direct-mapped, keyed by the bytes.
+#define CACHE_BYTES 22
+#define CACHE_SLOTS 4096
+typedef struct { uint32_t hash; uint8_t len, nids; char bytes[CACHE_BYTES]; int32_t ids[CACHE_BYTES]; } cache_slot;
 typedef struct {
     const fg_tokenizer *t;
     const char *text;
@@ -257,10 +261,16 @@ typedef struct {
     int32_t *id, *prev, *next; size_t sym_cap;
     cand *heap; size_t heap_cap, heap_n;
     char *spell; size_t spell_cap;
+    cache_slot *cache;   // CACHE_SLOTS entries, or NULL for short texts
+    int32_t *rec; int nrec; // while filling a cache slot: where put() also records
     int oom;
 } enc;
 
-static inline void put(enc *e, int32_t id) { if (e->n < e->cap) e->out[e->n] = id; e->n++; }
+static inline void put(enc *e, int32_t id) {
+    if (e->n < e->cap) e->out[e->n] = id;
+    e->n++;
+    if (e->rec) e->rec[e->nrec++] = id;
+}
 
 static inline int cand_less(cand a, cand b) { return a.rank < b.rank || (a.rank == b.rank && a.left < b.left); }
 static void heap_push(enc *e, cand c) {
@@ -345,7 +355,24 @@ static void bpe_piece(enc *e, const unsigned char *s, size_t n) {
 
 static int piece_cb(void *ctx, size_t a, size_t b) {
     enc *e = ctx;
-    bpe_piece(e, (const unsigned char *)e->text + a, b - a);
+    const char *s = e->text + a;
+    size_t n = b - a;
+    if (!e->cache || n > CACHE_BYTES || n < 2) {
+        bpe_piece(e, (const unsigned char *)s, n);
+        return e->oom;
+    }
+    uint64_t h = hash_bytes(s, n);
+    cache_slot *c = &e->cache[h & (CACHE_SLOTS - 1)];
+    if (c->len == n && c->hash == (uint32_t)h && !memcmp(c->bytes, s, n)) {
+        for (int k = 0; k < c->nids; k++) put(e, c->ids[k]);
+        return 0;
+    }
+    c->len = 0; // invalid while being refilled
+    e->rec = c->ids; e->nrec = 0;
+    bpe_piece(e, (const unsigned char *)s, n); // at most n ids: each covers >= 1 byte
+    e->rec = NULL;
+    c->hash = (uint32_t)h; c->len = (uint8_t)n; c->nids = (uint8_t)e->nrec;
+    memcpy(c->bytes, s, n);
     return e->oom;
 }
 
@@ -361,6 +388,7 @@ static int encode_text(enc *e, size_t a, size_t b) {
 size_t fg_tokenizer_encode(const fg_tokenizer *t, const char *text, size_t len, int parse_special,
                            int32_t *out, size_t cap) {
     enc e = {.t = t, .text = text, .out = out, .cap = cap};
+    if (len >= 4096) e.cache = calloc(CACHE_SLOTS, sizeof *e.cache); // without it (no memory) it is only slower
     size_t seg = 0;
     int rc = 0;
     if (parse_special && t->trie[0].child >= 0) {
@@ -380,7 +408,7 @@ size_t fg_tokenizer_encode(const fg_tokenizer *t, const char *text, size_t len, 
         }
     }
     if (!rc) rc = encode_text(&e, seg, len);
-    free(e.id); free(e.prev); free(e.next); free(e.heap); free(e.spell);
+    free(e.id); free(e.prev); free(e.next); free(e.heap); free(e.spell); free(e.cache);
     if (rc || e.oom) { fg_set_error("tokenizer: out of memory while encoding %zu bytes", len); return SIZE_MAX; }
     return e.n;
 }
