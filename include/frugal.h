@@ -140,6 +140,48 @@ size_t fg_bytetok_decode(int32_t id, char *buf);
 // The text of a special id ("<think>"), or NULL when id is not special.
 const char *fg_bytetok_special_name(int32_t id);
 
+// ---- BPE tokenizer (src/tokenizer/, docs/tokenizer.md) ---------------------------------------
+// Byte-level BPE as in Hugging Face tokenizers: DeepSeek-V3/R1, DeepSeek-LLM/V2, DeepSeek-Coder,
+// Qwen2 vocabularies, loaded from a tokenizer.json or from the tokenizer metadata of a GGUF file.
+// Encoding matches the Hugging Face reference token for token (docs/tokenizer.md says how this is
+// checked); every byte string, valid UTF-8 or not, encodes and decodes back exactly.
+// A loaded tokenizer is read-only: one may be shared by many threads.
+typedef struct fg_tokenizer fg_tokenizer;
+
+// Loads path: a GGUF file (by its magic) or a tokenizer.json. NULL with a one-line error naming
+// the file and the field (an unknown pre-tokenizer or regex is quoted). Free with fg_tokenizer_free.
+fg_tokenizer *fg_tokenizer_load(const char *path);
+// The same from memory (text or GGUF bytes); `where` names the source in errors.
+fg_tokenizer *fg_tokenizer_load_mem(const char *data, size_t len, const char *where);
+void fg_tokenizer_free(fg_tokenizer *t);
+// Largest id + 1 (ids without a token decode to "").
+int32_t fg_tokenizer_vocab_size(const fg_tokenizer *t);
+// Id of a token given by its text: an added/special token's content ("<｜User｜>") or a vocabulary
+// entry in its byte-level spelling ("Ġthe"). -1 if there is none.
+int32_t fg_tokenizer_token_id(const fg_tokenizer *t, const char *text);
+// Like fg_bytetok_encode: encodes text[0..len) into out (capacity cap) and returns the number of
+// ids the whole text needs (only the first cap are written; out may be NULL when cap == 0).
+// parse_special: nonzero splits out added tokens (leftmost-longest) before pre-tokenization, as
+// Hugging Face does; zero treats all text as text (use this for untrusted training data).
+// No BOS is added. Returns SIZE_MAX with an error only when memory runs out.
+size_t fg_tokenizer_encode(const fg_tokenizer *t, const char *text, size_t len, int parse_special,
+                           int32_t *out, size_t cap);
+// Writes up to cap bytes of id's text to buf (no NUL) and returns its full length (may exceed
+// cap). Concatenating the pieces of an encoding gives back the input exactly. Invalid id: 0.
+size_t fg_tokenizer_decode(const fg_tokenizer *t, int32_t id, char *buf, size_t cap);
+
+// Chat layouts. DEEPSEEK_V3: <｜begin▁of▁sentence｜>{system prompts joined by "\n\n"} then
+// <｜User｜>{user} / <｜Assistant｜>{assistant}<｜end▁of▁sentence｜> / tool outputs, exactly as the
+// chat_template of DeepSeek-V3's tokenizer_config.json. DEEPSEEK_R1: the same, but an
+// assistant message keeps only the text after its last "</think>" and the generation prompt is
+// "<｜Assistant｜><think>\n". FRUGAL: frugal's own layout (docs/tokenizer.md).
+enum { FG_CHAT_DEEPSEEK_V3, FG_CHAT_DEEPSEEK_R1, FG_CHAT_FRUGAL };
+typedef struct { const char *role; const char *content; } fg_chat_msg; // role: system|user|assistant|tool
+// Renders n messages into buf (capacity cap, NUL-terminated when it fits) and returns the length
+// of the whole rendering (excluding the NUL; may exceed cap). add_generation_prompt appends the
+// assistant opener. SIZE_MAX with an error for an unknown role or style or a NULL content.
+size_t fg_chat_render(int style, const fg_chat_msg *msgs, int n, int add_generation_prompt, char *buf, size_t cap);
+
 // ---- the built-in arithmetic task (src/data/task.c, docs/task.md) ---------------------------
 #define FG_TASK_MAX_TOKENS 96  // capacity callers give fg_task_render
 #define FG_TASK_LONGEST 70     // tokens in the longest example (subtraction); batch T must be >= this
