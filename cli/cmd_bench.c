@@ -1,0 +1,152 @@
+// cmd_bench.c: `frugal bench`: inference speed of a model (random weights from a config, or a
+// checkpoint): prefill tokens/s at several prompt lengths, decode tokens/s at several contexts,
+// KV cache bytes per token, and the memory bandwidth decode achieves against this machine's
+// measured streaming bandwidth. Benchmarks live here and in bench/, never in the unit tests.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+
+#define BENCH_MAX 4 // lengths per list
+
+static int parse_list(const char *s, int *out) {
+    int n = 0;
+    while (*s && n < BENCH_MAX) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > 1 << 20) return -1;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') return -1;
+    }
+    return *s ? -1 : n;
+}
+
+// Seconds to feed n tokens in one call (prefill), after reset.
+static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
+    fg_infer_reset(s);
+    double t0 = fg_now();
+    if (!fg_infer_feed(s, tok, n)) return -1;
+    return fg_now() - t0;
+}
+
+int cmd_bench(int argc, char **argv) {
+    const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096";
+    int json = 0, threads = 0, decode_tokens = 32, kind_full = 0;
+    cli_opt opts[] = {
+        {"config", OPT_STR, &config, "model with random weights: preset or config.json"},
+        {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint instead of --config"},
+        {"prefill", OPT_STR, &prefill_s, "prompt lengths for prefill tokens/s (comma-separated)"},
+        {"decode", OPT_STR, &decode_s, "contexts for decode tokens/s (comma-separated)"},
+        {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement"},
+        {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
+        {"json", OPT_FLAG, &json, "print JSON instead of a table"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int r = cli_parse("bench", "[--config NAME|PATH | --ckpt PATH] [options]", opts, argc, argv, NULL, 0, NULL);
+    if (r) return r < 0 ? 1 : 0;
+    cli_set_threads(threads);
+    int pre[BENCH_MAX], dec[BENCH_MAX];
+    int npre = parse_list(prefill_s, pre), ndec = parse_list(decode_s, dec);
+    if (npre < 1 || ndec < 1) return cli_fail("bench", "--prefill and --decode take up to 4 comma-separated lengths", "e.g. --prefill 128,512");
+    if (decode_tokens < 1) return cli_fail("bench", "--decode-tokens must be >= 1", NULL);
+    int need = 0;
+    for (int i = 0; i < npre; i++) need = pre[i] > need ? pre[i] : need;
+    for (int i = 0; i < ndec; i++) need = dec[i] + decode_tokens > need ? dec[i] + decode_tokens : need;
+    fg_model *m = NULL;
+    fg_config c;
+    if (ckpt) {
+        m = cli_open_ckpt("bench", ckpt);
+        if (!m) return 1;
+        c = *fg_model_config(m);
+        if (need > c.max_position_embeddings) {
+            fg_model_free(m);
+            return cli_fail("bench", "a length exceeds the checkpoint's max_position_embeddings", "lower --prefill/--decode");
+        }
+    } else {
+        if (cli_load_config(&c, config)) return cli_fail("bench", fg_last_error(), NULL);
+        // Random weights: the context may be stretched past the preset's training length (RoPE
+        // tables only; the weights and per-token work are the same model).
+        if (need > c.max_position_embeddings) c.max_position_embeddings = need;
+        m = fg_model_create(&c);
+        if (!m) return cli_fail("bench", fg_last_error(), NULL);
+        fg_model_init_weights(m, 1);
+    }
+    int kind = c.attn_type == FG_ATTN_MLA && !kind_full ? FG_KV_LATENT : FG_KV_FULL;
+    fg_infer *s = fg_infer_create_kind(m, need, kind);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)need);
+    if (!s || !tok) { free(tok); fg_infer_free(s); fg_model_free(m); return cli_fail("bench", fg_last_error(), NULL); }
+    fg_rng rng;
+    fg_rng_seed(&rng, 7);
+    for (int i = 0; i < need; i++) tok[i] = (int32_t)fg_rng_below(&rng, (uint64_t)c.vocab_size);
+    fg_peaks pk;
+    if (fg_peaks_get(&pk, 0)) memset(&pk, 0, sizeof pk);
+    int64_t total, active;
+    fg_config_param_counts(&c, &total, &active);
+    // Bytes a decode step reads: every active weight once (the embedding only one row) in fp32.
+    double wbytes = 4.0 * ((double)active - (c.tie_word_embeddings ? 0 : (double)c.vocab_size * c.hidden_size) + c.hidden_size);
+    double kv_tok = (double)fg_infer_cache_bytes(s) / need;
+    double pre_tps[BENCH_MAX], dec_tps[BENCH_MAX], dec_bw[BENCH_MAX];
+    int rc = 0;
+    for (int i = 0; i < npre && !rc; i++) {
+        time_prefill(s, tok, pre[i] < 8 ? pre[i] : 8); // warm up
+        double best = 1e30;
+        for (int rep = 0; rep < 2; rep++) {
+            double t = pre[i] ? time_prefill(s, tok, pre[i]) : 0;
+            if (t < 0) { rc = 1; break; }
+            best = t < best ? t : best;
+        }
+        pre_tps[i] = pre[i] && best > 0 ? pre[i] / best : 0;
+    }
+    for (int i = 0; i < ndec && !rc; i++) {
+        fg_infer_reset(s);
+        if (dec[i] > 0 && !fg_infer_feed(s, tok, dec[i])) { rc = 1; break; }
+        double t0 = fg_now();
+        for (int k = 0; k < decode_tokens; k++)
+            if (!fg_infer_feed(s, &tok[dec[i] + k], 1)) { rc = 1; break; }
+        double dt = fg_now() - t0;
+        dec_tps[i] = decode_tokens / dt;
+        double avg_ctx = dec[i] + decode_tokens / 2.0;
+        dec_bw[i] = (wbytes + kv_tok * avg_ctx) * dec_tps[i] / 1e9;
+    }
+    if (rc) {
+        free(tok); fg_infer_free(s); fg_model_free(m);
+        return cli_fail("bench", fg_last_error(), NULL);
+    }
+    const char *name = ckpt ? ckpt : config;
+    double expanded = c.attn_type == FG_ATTN_MLA
+        ? 4.0 * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
+    if (json) {
+        printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
+               "\"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
+               "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"prefill\": [",
+               name, (long long)total, (long long)active, pk.threads, kind == FG_KV_LATENT ? "latent" : "full", kv_tok,
+               expanded, wbytes, pk.mem_gbs);
+        for (int i = 0; i < npre; i++) printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f}", i ? ", " : "", pre[i], pre_tps[i]);
+        printf("], \"decode\": [");
+        for (int i = 0; i < ndec; i++)
+            printf("%s{\"context\": %d, \"tok_per_s\": %.2f, \"gb_per_s\": %.3f, \"fraction_of_bandwidth\": %.4f}", i ? ", " : "",
+                   dec[i], dec_tps[i], dec_bw[i], pk.mem_gbs > 0 ? dec_bw[i] / pk.mem_gbs : 0);
+        printf("]}\n");
+    } else {
+        printf("frugal bench: %s, %.1fM parameters (%.1fM active), fp32 weights, %d threads\n", name, total / 1e6,
+               active / 1e6, pk.threads);
+        printf("KV cache (%s): %.0f bytes per token", kind == FG_KV_LATENT ? "MLA latent" : "full", kv_tok);
+        if (kind == FG_KV_LATENT) printf(" (expanded multi-head cache: %.0f, %.1fx larger)", expanded, expanded / kv_tok);
+        printf("\nmachine: streaming read bandwidth %.1f GB/s (measured by frugal)\n\n", pk.mem_gbs);
+        printf("  %-24s %12s\n", "prefill", "tokens/s");
+        for (int i = 0; i < npre; i++) printf("  prompt %-17d %12.1f\n", pre[i], pre_tps[i]);
+        printf("\n  %-24s %12s %12s %14s\n", "decode", "tokens/s", "GB/s read", "of bandwidth");
+        for (int i = 0; i < ndec; i++)
+            printf("  context %-16d %12.1f %12.2f %13.1f%%\n", dec[i], dec_tps[i], dec_bw[i],
+                   pk.mem_gbs > 0 ? 100 * dec_bw[i] / pk.mem_gbs : 0);
+        printf("\n(bytes read per decode token = active weights in fp32 (%.1f MB) + KV cache up to the context)\n", wbytes / 1e6);
+    }
+    free(tok);
+    fg_infer_free(s);
+    fg_model_free(m);
+    return 0;
+}
