@@ -20,6 +20,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_cost(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;

@@ -13,6 +13,7 @@ static const fg_command COMMANDS[] = {
     {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
+    {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},
     {"bench", "inference speed: prefill and decode tokens/s, KV bytes per token, bandwidth", cmd_bench},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},

@@ -1,0 +1,125 @@
+// cmd_chat.c: `frugal chat`: an interactive terminal chat with a checkpoint. Turns are rendered in
+// the model's chat layout (frugal's own for byte-level models, docs/tokenizer.md) and fed
+// incrementally: the KV cache keeps the whole conversation, so a new turn costs only its own
+// tokens. Tokens stream as they are sampled; a <think> block is shown dimmed on a terminal.
+// Commands: /reset (forget the conversation), /exit (or end of input).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+
+typedef struct {
+    int tty, in_think;
+    size_t shown;
+} chat_view;
+
+static int show_token(int32_t id, void *ctx) {
+    chat_view *v = ctx;
+    if (id == FG_TOK_EOS) return 0; // the end of the reply: not printed
+    if (id == FG_TOK_THINK) { v->in_think = 1; if (v->tty) fputs("\033[2m", stdout); }
+    char buf[FG_BYTETOK_MAX_PIECE + 1];
+    size_t n = fg_bytetok_decode(id, buf);
+    fwrite(buf, 1, n, stdout);
+    if (id == FG_TOK_END_THINK) { v->in_think = 0; if (v->tty) fputs("\033[0m", stdout); }
+    v->shown += n;
+    fflush(stdout);
+    return 0;
+}
+
+// Encodes a rendered piece of the conversation (special strings become their ids).
+static int32_t *encode(const char *text, int *n) {
+    size_t len = strlen(text), need = fg_bytetok_encode(text, len, 1, NULL, 0);
+    int32_t *ids = malloc(sizeof(int32_t) * (need + 1));
+    if (ids) fg_bytetok_encode(text, len, 1, ids, need);
+    *n = (int)need;
+    return ids;
+}
+
+int cmd_chat(int argc, char **argv) {
+    const char *ckpt = NULL, *system = NULL;
+    fg_sample_opts so = {.temperature = 0.7f, .top_p = 0.95f, .seed = 1, .max_new_tokens = 512, .repetition_penalty = 1.0f};
+    int threads = 0;
+    cli_opt opts[] = {
+        {"ckpt", OPT_STR, &ckpt, "checkpoint to chat with (required)"},
+        {"system", OPT_STR, &system, "system prompt"},
+        {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
+        {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
+        {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)"},
+        {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability"},
+        {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum tokens per reply"},
+        {"seed", OPT_U64, &so.seed, "sampling seed"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {NULL, 0, NULL, NULL},
+    };
+    int r = cli_parse("chat", "--ckpt PATH [options]   (then type; /reset, /exit)", opts, argc, argv, NULL, 0, NULL);
+    if (r) return r < 0 ? 1 : 0;
+    cli_set_threads(threads);
+    if (!ckpt) return cli_fail("chat", "--ckpt is required", "frugal chat --ckpt runs/demo/ckpt.fgck");
+    if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.min_p < 0 || so.min_p > 1 || so.max_new_tokens < 1)
+        return cli_fail("chat", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --max-tokens >= 1");
+    fg_model *m = cli_open_ckpt("chat", ckpt);
+    if (!m) return 1;
+    int max_T = fg_model_config(m)->max_position_embeddings;
+    fg_infer *s = fg_infer_create(m, max_T);
+    int32_t *out = malloc(sizeof(int32_t) * (size_t)(so.max_new_tokens + 1));
+    if (!s || !out) { free(out); fg_infer_free(s); fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
+    int32_t stop = FG_TOK_EOS;
+    so.stop_ids = &stop; so.n_stop = 1;
+    int max_reply = so.max_new_tokens;
+    chat_view view = {.tty = isatty(1)};
+    int32_t pending[2]; // tokens the cache still needs before the next turn: the reply's last
+    int npend = 0;      // token (fg_generate does not feed it) and, for a cut reply, its <|eos|>
+    int turn = 0, rc = 0;
+    char line[8192];
+    if (view.tty) printf("frugal chat: %s (context %d tokens). /reset forgets, /exit quits.\n", ckpt, max_T);
+    for (;;) {
+        if (view.tty) { printf("\n> "); fflush(stdout); }
+        if (!fgets(line, sizeof line, stdin)) break;
+        line[strcspn(line, "\r\n")] = 0;
+        if (!strcmp(line, "/exit")) break;
+        if (!strcmp(line, "/reset")) { fg_infer_reset(s); turn = 0; npend = 0; printf("(conversation reset)\n"); continue; }
+        if (!line[0]) continue;
+        // The new turn, rendered in frugal's layout: the opening (first turn) and the user message,
+        // then the assistant opener; the previous reply's <|eos|> is the pending token.
+        size_t cap = strlen(line) + (system ? strlen(system) : 0) + 128;
+        char *text = malloc(cap);
+        snprintf(text, cap, "%s%s%s%s<|user|>%s<|eos|>\n<|assistant|>", turn == 0 ? "<|bos|>" : "\n",
+                 turn == 0 && system ? "<|system|>" : "", turn == 0 && system ? system : "",
+                 turn == 0 && system ? "<|eos|>\n" : "", line);
+        int n;
+        int32_t *ids = encode(text, &n);
+        free(text);
+        int32_t *feed = malloc(sizeof(int32_t) * (size_t)(n + 2));
+        int nf = 0;
+        for (int i = 0; i < npend; i++) feed[nf++] = pending[i];
+        memcpy(feed + nf, ids, sizeof(int32_t) * n);
+        nf += n;
+        free(ids);
+        if (fg_infer_pos(s) + nf + 1 >= max_T) {
+            printf("(context full: %d of %d tokens used; /reset to start a new conversation)\n", fg_infer_pos(s), max_T);
+            free(feed);
+            continue;
+        }
+        so.max_new_tokens = CLI_MIN(max_reply, max_T - fg_infer_pos(s) - nf);
+        view.in_think = 0;
+        int ng = fg_generate(s, feed, nf, &so, out, so.max_new_tokens + 1, show_token, &view);
+        free(feed);
+        if (view.in_think && view.tty) fputs("\033[0m", stdout);
+        printf("\n");
+        if (ng < 0) { rc = cli_fail("chat", fg_last_error(), NULL); break; }
+        npend = 0;
+        if (ng > 0) pending[npend++] = out[ng - 1];
+        if (ng == 0 || out[ng - 1] != FG_TOK_EOS) { // cut by --max-tokens or the context: close it
+            pending[npend++] = FG_TOK_EOS;
+            printf("(reply cut at %d tokens)\n", ng);
+        }
+        turn++;
+    }
+    free(out);
+    fg_infer_free(s);
+    fg_model_free(m);
+    return rc;
+}
