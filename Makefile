@@ -3,7 +3,7 @@
 CC      ?= cc
 ARCH    ?= -march=native
 OPT     ?= -O3
-CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Iinclude -Isrc -I. $(ARCH)
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-psabi -Iinclude -Isrc -I. $(ARCH)
 LDLIBS  := -lm
 
 ifeq ($(DEBUG),1)

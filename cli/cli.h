@@ -26,7 +26,7 @@ int cmd_chat(int argc, char **argv);
 struct fg_model;
 int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
 struct fg_model *cli_open_ckpt(const char *cmd, const char *path); // prints the error itself
-int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, double *accuracy);
+int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy);
 void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
 
 #endif

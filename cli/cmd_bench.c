@@ -33,7 +33,7 @@ static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096";
+    const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096", *weights_s = "f32";
     int json = 0, threads = 0, decode_tokens = 32, kind_full = 0;
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model with random weights: preset or config.json"},
@@ -43,12 +43,15 @@ int cmd_bench(int argc, char **argv) {
         {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement"},
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
+        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0 (converted at load)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
     int r = cli_parse("bench", "[--config NAME|PATH | --ckpt PATH] [options]", opts, argc, argv, NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
+    int weights = fg_weights_type_parse(weights_s);
+    if (weights < 0) return cli_fail("bench", fg_last_error(), NULL);
     int pre[BENCH_MAX], dec[BENCH_MAX];
     int npre = parse_list(prefill_s, pre), ndec = parse_list(decode_s, dec);
     if (npre < 1 || ndec < 1) return cli_fail("bench", "--prefill and --decode take up to 4 comma-separated lengths", "e.g. --prefill 128,512");
@@ -76,7 +79,7 @@ int cmd_bench(int argc, char **argv) {
         fg_model_init_weights(m, 1);
     }
     int kind = c.attn_type == FG_ATTN_MLA && !kind_full ? FG_KV_LATENT : FG_KV_FULL;
-    fg_infer *s = fg_infer_create_kind(m, need, kind);
+    fg_infer *s = fg_infer_create_ex(m, need, kind, weights);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)need);
     if (!s || !tok) { free(tok); fg_infer_free(s); fg_model_free(m); return cli_fail("bench", fg_last_error(), NULL); }
     fg_rng rng;
@@ -86,8 +89,9 @@ int cmd_bench(int argc, char **argv) {
     if (fg_peaks_get(&pk, 0)) memset(&pk, 0, sizeof pk);
     int64_t total, active;
     fg_config_param_counts(&c, &total, &active);
-    // Bytes a decode step reads: every active weight once (the embedding only one row) in fp32.
-    double wbytes = 4.0 * ((double)active - (c.tie_word_embeddings ? 0 : (double)c.vocab_size * c.hidden_size) + c.hidden_size);
+    // Bytes a decode step reads: every active weight once in the session's format (routed experts
+    // only K of E; the embedding only one row).
+    double wbytes = fg_infer_decode_weight_bytes(s) + 4.0 * c.hidden_size; // + the embedding row
     double kv_tok = (double)fg_infer_cache_bytes(s) / need;
     double pre_tps[BENCH_MAX], dec_tps[BENCH_MAX], dec_bw[BENCH_MAX];
     int rc = 0;
@@ -121,9 +125,9 @@ int cmd_bench(int argc, char **argv) {
         ? 4.0 * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
-               "\"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
+               "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
                "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"prefill\": [",
-               name, (long long)total, (long long)active, pk.threads, kind == FG_KV_LATENT ? "latent" : "full", kv_tok,
+               name, (long long)total, (long long)active, pk.threads, weights_s, kind == FG_KV_LATENT ? "latent" : "full", kv_tok,
                expanded, wbytes, pk.mem_gbs);
         for (int i = 0; i < npre; i++) printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f}", i ? ", " : "", pre[i], pre_tps[i]);
         printf("], \"decode\": [");
@@ -132,8 +136,8 @@ int cmd_bench(int argc, char **argv) {
                    dec[i], dec_tps[i], dec_bw[i], pk.mem_gbs > 0 ? dec_bw[i] / pk.mem_gbs : 0);
         printf("]}\n");
     } else {
-        printf("frugal bench: %s, %.1fM parameters (%.1fM active), fp32 weights, %d threads\n", name, total / 1e6,
-               active / 1e6, pk.threads);
+        printf("frugal bench: %s, %.1fM parameters (%.1fM active), %s weights, %d threads\n", name, total / 1e6,
+               active / 1e6, weights_s, pk.threads);
         printf("KV cache (%s): %.0f bytes per token", kind == FG_KV_LATENT ? "MLA latent" : "full", kv_tok);
         if (kind == FG_KV_LATENT) printf(" (expanded multi-head cache: %.0f, %.1fx larger)", expanded, expanded / kv_tok);
         printf("\nmachine: streaming read bandwidth %.1f GB/s (measured by frugal)\n\n", pk.mem_gbs);
@@ -143,7 +147,7 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < ndec; i++)
             printf("  context %-16d %12.1f %12.2f %13.1f%%\n", dec[i], dec_tps[i], dec_bw[i],
                    pk.mem_gbs > 0 ? 100 * dec_bw[i] / pk.mem_gbs : 0);
-        printf("\n(bytes read per decode token = active weights in fp32 (%.1f MB) + KV cache up to the context)\n", wbytes / 1e6);
+        printf("\n(bytes read per decode token = active weights as stored (%.1f MB) + KV cache up to the context)\n", wbytes / 1e6);
     }
     free(tok);
     fg_infer_free(s);

@@ -39,7 +39,7 @@ static int32_t *encode(const char *text, int *n) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *ckpt = NULL, *system = NULL;
+    const char *ckpt = NULL, *system = NULL, *weights_s = "f32";
     fg_sample_opts so = {.temperature = 0.7f, .top_p = 0.95f, .seed = 1, .max_new_tokens = 512, .repetition_penalty = 1.0f};
     int threads = 0;
     cli_opt opts[] = {
@@ -51,6 +51,7 @@ int cmd_chat(int argc, char **argv) {
         {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability"},
         {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum tokens per reply"},
         {"seed", OPT_U64, &so.seed, "sampling seed"},
+        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0 (converted at load)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -60,10 +61,12 @@ int cmd_chat(int argc, char **argv) {
     if (!ckpt) return cli_fail("chat", "--ckpt is required", "frugal chat --ckpt runs/demo/ckpt.fgck");
     if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.min_p < 0 || so.min_p > 1 || so.max_new_tokens < 1)
         return cli_fail("chat", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --max-tokens >= 1");
+    int weights = fg_weights_type_parse(weights_s);
+    if (weights < 0) return cli_fail("chat", fg_last_error(), NULL);
     fg_model *m = cli_open_ckpt("chat", ckpt);
     if (!m) return 1;
     int max_T = fg_model_config(m)->max_position_embeddings;
-    fg_infer *s = fg_infer_create(m, max_T);
+    fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(so.max_new_tokens + 1));
     if (!s || !out) { free(out); fg_infer_free(s); fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
     int32_t stop = FG_TOK_EOS;

@@ -22,9 +22,9 @@ static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
 
 // Greedy-decodes n held-out problems (drawn with seed) and returns the exact-match accuracy.
 // Prints the first `show` solutions.
-int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, double *accuracy) {
+int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy) {
     int max_T = CLI_MIN(fg_model_config(m)->max_position_embeddings, FG_TASK_MAX_TOKENS);
-    fg_infer *s = fg_infer_create(m, max_T);
+    fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
     if (!s) return -1;
     fg_rng r;
     fg_rng_seed(&r, seed);
@@ -57,7 +57,7 @@ int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, double *accuracy)
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL;
+    const char *ckpt = NULL, *weights_s = "f32";
     int n = 500, show = 5, threads = 0;
     uint64_t seed = 2024;
     cli_opt opts[] = {
@@ -65,6 +65,7 @@ int cmd_eval(int argc, char **argv) {
         {"n", OPT_INT, &n, "held-out problems to solve"},
         {"show", OPT_INT, &show, "print this many solutions"},
         {"seed", OPT_U64, &seed, "which held-out problems"},
+        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -73,11 +74,13 @@ int cmd_eval(int argc, char **argv) {
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("eval", "--ckpt is required", "frugal eval --ckpt runs/demo/ckpt.fgck");
     if (n < 1) return cli_fail("eval", "--n must be >= 1", NULL);
+    int weights = fg_weights_type_parse(weights_s);
+    if (weights < 0) return cli_fail("eval", fg_last_error(), NULL);
     fg_model *m = cli_open_ckpt("eval", ckpt);
     if (!m) return 1;
     double acc;
     double t0 = fg_now();
-    int rc = cli_task_eval(m, n, seed, show, &acc);
+    int rc = cli_task_eval(m, n, seed, show, weights, &acc);
     if (rc) cli_fail("eval", fg_last_error(), NULL);
     else {
         printf("held-out exact match: %.1f%% (%d problems, %.1f s)\n", 100 * acc, n, fg_now() - t0);
@@ -91,7 +94,7 @@ int cmd_eval(int argc, char **argv) {
         FILE *lf = fopen(lpath, "r");
         if (lf) {
             fclose(lf);
-            if (fg_ledger_record_accuracy(dir, fg_model_config(m), acc))
+            if (weights == FG_WEIGHTS_F32 && fg_ledger_record_accuracy(dir, fg_model_config(m), acc))
                 fprintf(stderr, "frugal eval: warning: could not update %s: %s\n", lpath, fg_last_error());
         }
     }
@@ -150,7 +153,7 @@ int cmd_demo(int argc, char **argv) {
            (long long)st.step, st.tokens_seen / 1e6, t_train);
     double acc;
     double t1 = fg_now();
-    rc = cli_task_eval(m, n, 2024, 6, &acc);
+    rc = cli_task_eval(m, n, 2024, 6, FG_WEIGHTS_F32, &acc);
     if (rc) cli_fail("demo", fg_last_error(), NULL);
     else {
         printf("\nheld-out exact match: %.1f%% on %d problems never seen in training (eval %.0f s, total %.0f s)\n",

@@ -24,7 +24,7 @@ static int print_token(int32_t id, void *ctx) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = "", *stop_str = NULL;
+    const char *ckpt = NULL, *prompt = "", *stop_str = NULL, *weights_s = "f32";
     fg_sample_opts so = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 1, .max_new_tokens = 200,
                          .min_p = 0.0f, .repetition_penalty = 1.0f};
     int threads = 0, no_bos = 0;
@@ -40,6 +40,7 @@ int cmd_generate(int argc, char **argv) {
         {"stop", OPT_STR, &stop_str, "stop once the output ends with this text (<|eos|> always stops)"},
         {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
         {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
+        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0 (converted at load)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -53,6 +54,8 @@ int cmd_generate(int argc, char **argv) {
                         "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --repeat-penalty > 0, --max-tokens >= 0");
     if (stop_str && (!*stop_str || strlen(stop_str) > 256))
         return cli_fail("generate", "--stop must be 1 to 256 bytes", NULL);
+    int weights = fg_weights_type_parse(weights_s);
+    if (weights < 0) return cli_fail("generate", fg_last_error(), NULL);
     fg_model *m = cli_open_ckpt("generate", ckpt);
     if (!m) return 1;
     size_t plen = strlen(prompt);
@@ -65,7 +68,7 @@ int cmd_generate(int argc, char **argv) {
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
     int32_t stop = FG_TOK_EOS;
     so.stop_ids = &stop; so.n_stop = 1;
-    fg_infer *s = fg_infer_create(m, max_T);
+    fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
     int rc = 0;
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);

@@ -18,6 +18,12 @@ if command -v python3 >/dev/null 2>&1; then
 fi
 $BIN bench --config tiny --prefill 8 --decode 0 --decode-tokens 2 --full-cache --json >"$T/full" 2>&1
 grep -q '"kv_bytes_per_token": 320,' "$T/full" || { echo "FAIL: full cache bytes: L*H*(Dn+Dr+Dv)*4 = 2*2*20*4"; cat "$T/full"; fails=$((fails+1)); }
+for w in bf16 q8_0; do
+    $BIN bench --config tiny --prefill 8 --decode 0 --decode-tokens 2 --weights $w --json >"$T/w" 2>&1
+    grep -q "\"weights\": \"$w\"" "$T/w" || { echo "FAIL: --weights $w:"; cat "$T/w"; fails=$((fails+1)); }
+done
+if $BIN bench --config tiny --weights q4 >/dev/null 2>"$T/err"; then echo "FAIL: --weights q4 accepted"; fails=$((fails+1)); fi
+grep -q "unknown weight type 'q4'" "$T/err" || { echo "FAIL: bad --weights message"; cat "$T/err"; fails=$((fails+1)); }
 if $BIN bench --config tiny --prefill abc >/dev/null 2>"$T/err"; then echo "FAIL: bad --prefill accepted"; fails=$((fails+1)); fi
 [ "$(wc -l <"$T/err")" -eq 1 ] || { echo "FAIL: bad --prefill error is not one line"; fails=$((fails+1)); }
 [ $fails -eq 0 ] && echo "bench ok"

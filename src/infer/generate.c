@@ -9,6 +9,7 @@
 // Invariants: cache rows [0, pos) of every layer hold the keys/values of the tokens fed so far;
 // a failed feed changes nothing; feed never allocates (all memory is carved at create).
 #include "infer/generate.h"
+#include "infer/quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@
 
 struct fg_infer {
     const fg_model *m;
+    fg_qweights *qw;            // converted matrices (bf16 / Q8_0), or NULL for the fp32 weights
+    int weights;                // FG_WEIGHTS_*
     int kind;                   // FG_KV_FULL | FG_KV_LATENT
     int max_T, pos;
     int kw, vw;                 // floats per cached position and layer: keys, values (latent: Rkv+Dr, 0)
@@ -56,6 +59,15 @@ struct fg_infer {
     float *logits;              // (V) of the last token fed
     float *sample_scratch;      // (2V) for fg_generate's fg_sample calls
 };
+
+// Every matrix product of the session goes through here: the converted rows when the session
+// has them, the model's fp32 weights otherwise.
+static void wmatmul(fg_infer *s, float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+    int type;
+    const uint8_t *q = s->qw ? fg_qweights_find(s->qw, w, &type) : NULL;
+    if (q) fg_qmatmul_forward(out, inp, q, type, bias, N, IN, OUT);
+    else matmul_forward(out, inp, w, bias, N, IN, OUT);
+}
 
 static float *cache_k(const fg_infer *s, int l) { return s->kv + (size_t)l * s->max_T * (s->kw + s->vw); }
 static float *cache_v(const fg_infer *s, int l) { return cache_k(s, l) + (size_t)s->max_T * s->kw; }
@@ -110,7 +122,15 @@ fg_infer *fg_infer_create(const fg_model *m, int max_T) {
 }
 
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
+    return fg_infer_create_ex(m, max_T, kind, FG_WEIGHTS_F32);
+}
+
+fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
+    if (weights != FG_WEIGHTS_F32 && weights != FG_WEIGHTS_BF16 && weights != FG_WEIGHTS_Q8_0) {
+        fg_set_error("decoding session: unknown weight type %d", weights);
+        return NULL;
+    }
     if (kind != FG_KV_FULL && !(kind == FG_KV_LATENT && m->cfg.attn_type == FG_ATTN_MLA)) {
         fg_set_error("decoding session: cache kind %d is not available for this model (the latent cache needs MLA)", kind);
         return NULL;
@@ -125,6 +145,8 @@ fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
     if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
     s->m = m;
     s->kind = kind;
+    s->weights = weights;
+    if (weights != FG_WEIGHTS_F32 && !(s->qw = fg_qweights_create(m, weights))) { free(s); return NULL; }
     s->max_T = max_T;
     s->chunk = FG_MIN(max_T, INFER_CHUNK);
 #ifdef _OPENMP
@@ -154,6 +176,7 @@ fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
 
 void fg_infer_free(fg_infer *s) {
     if (!s) return;
+    fg_qweights_free(s->qw);
     free(s->kv);
     free(s->mem);
     free(s);
@@ -162,6 +185,27 @@ void fg_infer_free(fg_infer *s) {
 void fg_infer_reset(fg_infer *s) { s->pos = 0; }
 int fg_infer_pos(const fg_infer *s) { return s->pos; }
 int fg_infer_cache_kind(const fg_infer *s) { return s->kind; }
+
+static double infer_weight_bytes(const fg_infer *s, int per_token);
+size_t fg_infer_weight_bytes(const fg_infer *s) { return (size_t)infer_weight_bytes(s, 0); }
+double fg_infer_decode_weight_bytes(const fg_infer *s) { return infer_weight_bytes(s, 1); }
+
+// Bytes of the matrices the session multiplies with; per_token: a decode step's share, where a
+// routed expert counts K/E (the router picks K of E per token).
+static double infer_weight_bytes(const fg_infer *s, int per_token) {
+    const fg_model *m = s->m;
+    double bytes = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        if (t->ndim != 2 || (!strcmp(t->name, "model.embed_tokens.weight") && !m->cfg.tie_word_embeddings)) continue;
+        int type;
+        const uint8_t *q = s->qw ? fg_qweights_find(s->qw, m->params + t->offset, &type) : NULL;
+        double b = q ? (double)t->shape[0] * fg_qrow_bytes(type, t->shape[1]) : (double)t->numel * sizeof(float);
+        if (per_token && t->expert >= 0) b *= (double)m->cfg.num_experts_per_tok / m->cfg.n_routed_experts;
+        bytes += b;
+    }
+    return bytes;
+}
 size_t fg_infer_cache_bytes(const fg_infer *s) { return s->kv_floats * sizeof(float); }
 
 // ---- forward over a chunk --------------------------------------------------------------------
@@ -268,13 +312,13 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
     int Dv = c->v_head_dim, Dq = Dn + Dr, Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
     float eps = c->rms_norm_eps;
     if (Rq > 0) {
-        matmul_forward(s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
+        wmatmul(s, s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
         rmsnorm_forward(s->qan, NULL, s->qa, w->q_norm, n, Rq, eps);
-        matmul_forward(s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
+        wmatmul(s, s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
     } else {
-        matmul_forward(s->q, s->xn, w->wq, NULL, n, C, H * Dq);
+        wmatmul(s, s->q, s->xn, w->wq, NULL, n, C, H * Dq);
     }
-    matmul_forward(s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
+    wmatmul(s, s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
     for (int i = 0; i < n; i++) // c_kv is the first Rkv of each (Rkv+Dr) row
         rmsnorm_forward(s->ckv + (size_t)i * Rkv, NULL, s->kva + (size_t)i * (Rkv + Dr), w->kv_norm, 1, Rkv, eps);
     if (s->kind == FG_KV_LATENT) {
@@ -288,11 +332,11 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
             for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, &m->rope, pos, 0);
         }
         latent_attention(s, l, n, p0);
-        matmul_forward(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+        wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dv, C);
         add_into(s->x2, s->x, (size_t)n * C);
         return;
     }
-    matmul_forward(s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
+    wmatmul(s, s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
     float *kc = cache_k(s, l), *vc = cache_v(s, l);
 #pragma omp parallel for schedule(static) if ((long)n * H * (Dq + Dv) > 65536)
     for (int i = 0; i < n; i++) {
@@ -309,7 +353,7 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
         }
     }
     cache_attention(s, s->y, s->q, H * Dq, kc, vc, n, p0, H, H, Dq, Dv, m->softmax_scale);
-    matmul_forward(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+    wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dv, C);
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
@@ -321,26 +365,26 @@ static void gqa_chunk(fg_infer *s, int l, int n, int p0) {
     int C = c->hidden_size, H = c->num_attention_heads, Hkv = c->num_key_value_heads, Dh = c->head_dim;
     float *kc = cache_k(s, l), *vc = cache_v(s, l);
     float *knew = kc + (size_t)p0 * s->kw, *vnew = vc + (size_t)p0 * s->vw;
-    matmul_forward(s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
-    matmul_forward(knew, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
-    matmul_forward(vnew, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
+    wmatmul(s, s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
+    wmatmul(s, knew, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
+    wmatmul(s, vnew, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
 #pragma omp parallel for schedule(static) if ((long)n * H * Dh > 65536)
     for (int i = 0; i < n; i++) {
         for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dh, &m->rope, p0 + i, 0);
         for (int h = 0; h < Hkv; h++) rope_apply(knew + ((size_t)i * Hkv + h) * Dh, &m->rope, p0 + i, 0);
     }
     cache_attention(s, s->y, s->q, H * Dh, kc, vc, n, p0, H, Hkv, Dh, Dh, m->softmax_scale);
-    matmul_forward(s->x2, s->y, w->wo, NULL, n, H * Dh, C);
+    wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dh, C);
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
 // out (n, C) = w2(silu(w1 xn) * w3 xn), using s->h1/h3/act as (n, F) scratch.
 static void swiglu_ffn(fg_infer *s, float *out, const float *xn, const float *w1, const float *w2,
                        const float *w3, int n, int C, int F) {
-    matmul_forward(s->h1, xn, w1, NULL, n, C, F);
-    matmul_forward(s->h3, xn, w3, NULL, n, C, F);
+    wmatmul(s, s->h1, xn, w1, NULL, n, C, F);
+    wmatmul(s, s->h3, xn, w3, NULL, n, C, F);
     swiglu_forward(s->act, s->h1, s->h3, n, F);
-    matmul_forward(out, s->act, w2, NULL, n, F, C);
+    wmatmul(s, out, s->act, w2, NULL, n, F, C);
 }
 
 // out (n, C) = DeepSeekMoE(s->xn2): routes each token as training does, then runs only the
@@ -350,7 +394,7 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
     const fg_layer_w *w = &s->m->w.layers[l];
     int C = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
     int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    matmul_forward(s->scores, s->xn2, w->gate, NULL, n, C, E);
+    wmatmul(s, s->scores, s->xn2, w->gate, NULL, n, C, E);
 #pragma omp parallel for schedule(static) if (n >= 16)
     for (int i = 0; i < n; i++)
         fg_moe_route(s->idx + (size_t)i * K, s->wts + (size_t)i * K, s->scores + (size_t)i * E, w->gate_bias, c);
@@ -373,10 +417,10 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
         if (!ne) continue; // an expert no token picked is never read
         float *h1 = s->eh1 + (size_t)o * Fe, *h3 = s->eh3 + (size_t)o * Fe, *a = s->ea + (size_t)o * Fe;
         const float *xe = s->xe + (size_t)o * C;
-        matmul_forward(h1, xe, w->ew1 + (size_t)e * Fe * C, NULL, ne, C, Fe);
-        matmul_forward(h3, xe, w->ew3 + (size_t)e * Fe * C, NULL, ne, C, Fe);
+        wmatmul(s, h1, xe, w->ew1 + (size_t)e * Fe * C, NULL, ne, C, Fe);
+        wmatmul(s, h3, xe, w->ew3 + (size_t)e * Fe * C, NULL, ne, C, Fe);
         swiglu_forward(a, h1, h3, ne, Fe);
-        matmul_forward(s->ey + (size_t)o * C, a, w->ew2 + (size_t)e * C * Fe, NULL, ne, Fe, C);
+        wmatmul(s, s->ey + (size_t)o * C, a, w->ew2 + (size_t)e * C * Fe, NULL, ne, Fe, C);
     }
     if (Fs > 0) swiglu_ffn(s, out, s->xn2, w->sw1, w->sw2, w->sw3, n, C, Fs);
     else memset(out, 0, sizeof(float) * (size_t)n * C);
@@ -411,7 +455,7 @@ static void forward_chunk(fg_infer *s, const int32_t *tokens, int n, int want_lo
     s->pos = p0 + n;
     if (!want_logits) return;
     rmsnorm_forward(s->xn, NULL, s->x + (size_t)(n - 1) * C, m->w.final_norm, 1, C, eps);
-    matmul_forward(s->logits, s->xn, m->w.lm_head, NULL, 1, C, c->vocab_size);
+    wmatmul(s, s->logits, s->xn, m->w.lm_head, NULL, 1, C, c->vocab_size);
 }
 
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n) {
