@@ -260,13 +260,17 @@ typedef struct {
     fg_rng rng;              // trainer RNG (built-in task batches)
     fg_rng data_rng;         // data sampler RNG (file data)
     uint64_t batches_drawn;  // batches drawn from the sampler
-    char tokenizer[32];      // "byte" (the byte-level stand-in) until BPE lands
+    char tokenizer[32];      // "byte" (the byte-level ids of fg_bytetok_*) or "bpe" (tokenizer_data)
+    char *tokenizer_data;    // "bpe": the tokenizer file's bytes (tokenizer.json or GGUF), saved in the
+    size_t tokenizer_len;    //   checkpoint's 'TOKN' section; malloc'd, freed by fg_train_state_free
+    uint64_t stream[4];      // shard stream position: epoch (0 = not started), epoch seed, shard
+                             //   cursor, window cursor (fg_train with o->shards; docs/formats.md)
     char *train_json;        // the training options as JSON text (informational); malloc'd or NULL
 } fg_train_state;
 
 // A fresh state for a run with this seed (RNG streams derived from it, byte tokenizer).
 void fg_train_state_init(fg_train_state *st, uint64_t seed);
-void fg_train_state_free(fg_train_state *st); // frees train_json
+void fg_train_state_free(fg_train_state *st); // frees train_json and tokenizer_data
 
 // Training options (CLI flags map 1:1; defaults from fg_train_opts_default).
 typedef struct {
@@ -339,6 +343,12 @@ int fg_ckpt_read_config(const char *path, fg_config *c);
 // leaves them as they were. (Only an I/O error, or the file changing while it is read, can fail
 // after copying began; m's weights are then unspecified.)
 int fg_ckpt_load_into(const char *path, fg_model *m, fg_adamw *opt, fg_train_state *st);
+
+// The tokenizer a checkpoint carries ('TOKN' section, written when the run used a BPE tokenizer):
+// returns 0 with *tok set (caller frees with fg_tokenizer_free), or 0 with *tok = NULL for a
+// byte-level checkpoint (no such section: encode and decode with fg_bytetok_*); -1 with an error
+// when the file is unreadable or corrupted.
+int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok);
 
 // ---- generation with a KV cache (src/infer/generate.c) -------------------------------------
 typedef struct fg_infer fg_infer;

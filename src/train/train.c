@@ -44,7 +44,10 @@ void fg_train_state_init(fg_train_state *st, uint64_t seed) {
 
 void fg_train_state_free(fg_train_state *st) {
     free(st->train_json);
+    free(st->tokenizer_data);
     st->train_json = NULL;
+    st->tokenizer_data = NULL;
+    st->tokenizer_len = 0;
 }
 
 int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *out) {
