@@ -182,6 +182,28 @@ typedef struct { const char *role; const char *content; } fg_chat_msg; // role: 
 // assistant opener. SIZE_MAX with an error for an unknown role or style or a NULL content.
 size_t fg_chat_render(int style, const fg_chat_msg *msgs, int n, int add_generation_prompt, char *buf, size_t cap);
 
+// ---- token shards (src/data/shard.c; layout in docs/formats.md "Token shards") ----------------
+// fg_data_prepare turns text files, JSONL pretraining data ({"text": ...}) or, with sft, chat
+// JSONL ({"conversations": [{"role": ..., "content": ...}]}) into token shards plus manifest.json
+// in out_dir. Documents are BOS + text + EOS (special strings in the text are not parsed);
+// conversations are rendered with fg_chat_render (DeepSeek-V3 layout with a BPE tokenizer,
+// FG_CHAT_FRUGAL with bytes) and carry a loss mask that trains only the assistant's tokens.
+typedef struct {
+    const char *tokenizer;        // tokenizer.json or GGUF path; NULL = byte-level ids
+    int sft;                      // inputs are chat JSONL; shards get a loss mask
+    int64_t shard_tokens;         // a shard is closed once it holds this many tokens (whole documents)
+    double val_fraction;          // documents (by a hash of their content) into val shards, [0, 0.5]
+    const char *out_dir;          // created if missing
+    void (*warn)(const char *msg); // called for the first 20 skipped JSONL lines (may be NULL)
+} fg_prepare_opts;
+typedef struct {
+    uint64_t documents, val_documents, tokens, train_shards, val_shards;
+    uint64_t skipped_lines;       // JSONL lines that were not JSON or missed the field: skipped, counted
+} fg_prepare_report;
+// Returns 0, or -1 with an error naming the file (an empty file, invalid UTF-8 in a text file,
+// no usable document at all, an unreadable tokenizer or one without DeepSeek's BOS/EOS tokens).
+int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_files, fg_prepare_report *r);
+
 // ---- the built-in arithmetic task (src/data/task.c, docs/task.md) ---------------------------
 #define FG_TASK_MAX_TOKENS 96  // capacity callers give fg_task_render
 #define FG_TASK_LONGEST 70     // tokens in the longest example (subtraction); batch T must be >= this
