@@ -13,6 +13,7 @@ static const fg_command COMMANDS[] = {
     {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
+    {"data", "prepare token shards from text/JSONL/chat files (prepare), or refine a corpus (refine)", cmd_data},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
     {"help", "show commands, or every option of one command", cmd_help},

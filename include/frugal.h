@@ -297,6 +297,9 @@ void fg_train_state_free(fg_train_state *st); // frees train_json and tokenizer_
 // Training options (CLI flags map 1:1; defaults from fg_train_opts_default).
 typedef struct {
     const char *const *data; int n_data;   // text/JSONL files; none = the built-in task
+    const char *tokenizer;                 // with data files: encode them with this BPE tokenizer (NULL: bytes,
+                                           //   or the checkpoint's tokenizer on resume); embedded in checkpoints
+    const char *shards;                    // a directory from fg_data_prepare: stream its shards instead
     double val_fraction;                   // of file data held out for validation
     int batch, seq, accum;                 // micro-batch B x T, accumulated accum times per step
     int64_t steps;                         // total optimizer steps of the schedule
@@ -319,7 +322,9 @@ void fg_train_opts_default(fg_train_opts *o);
 // Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
 // (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir. Returns 0 or -1.
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o);
-// Validation: mean loss and bits per byte over o->eval_batches batches of held-out data.
+// Validation: mean loss and bits per byte over o->eval_batches batches of held-out data (dataset:
+// an internal fg_dataset of byte-level ids, or NULL for the built-in task; fg_train itself also
+// evaluates shards and BPE data, where bits per byte count the UTF-8 bytes of each target's text).
 int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, double *loss, double *bpb);
 // Per-layer routed-expert load statistics over a (L, E) count array.
 typedef struct { int layer; int min, max; double cv; } fg_load_stats;
