@@ -77,6 +77,14 @@ int cmd_eval(int argc, char **argv) {
     int weights = fg_weights_type_parse(weights_s);
     if (weights < 0) return cli_fail("eval", fg_last_error(), NULL);
     fg_model *m = cli_open_ckpt("eval", ckpt);
+    fg_tokenizer *tok = NULL;
+    if (m && fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("eval", fg_last_error(), NULL); }
+    if (tok) { // the task's prompts and answers are byte-level ids
+        fg_tokenizer_free(tok);
+        fg_model_free(m);
+        return cli_fail("eval", "this checkpoint uses a BPE tokenizer; the held-out arithmetic task is byte-level",
+                        "evaluate a checkpoint trained on the built-in task; for text runs read val_loss / val_bpb in log.jsonl");
+    }
     if (!m) return 1;
     double acc;
     double t0 = fg_now();

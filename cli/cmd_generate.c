@@ -7,20 +7,27 @@
 #include "cli/opts.h"
 
 // Streams each token's text; stops once the text generated so far ends with the stop string.
-typedef struct { const char *stop; size_t stop_len; char tail[512]; size_t n; } stream_ctx;
+// tok: the checkpoint's BPE tokenizer, or NULL for byte-level ids.
+typedef struct { const char *stop; size_t stop_len; char tail[512]; size_t n; const fg_tokenizer *tok; } stream_ctx;
 
 static int print_token(int32_t id, void *ctx) {
     stream_ctx *sc = ctx;
-    char buf[FG_BYTETOK_MAX_PIECE + 1];
-    size_t n = fg_bytetok_decode(id, buf);
+    char small[FG_BYTETOK_MAX_PIECE + 256], *buf = small;
+    size_t n = sc->tok ? fg_tokenizer_decode(sc->tok, id, small, sizeof small) : fg_bytetok_decode(id, small);
+    if (n > sizeof small) { // a long BPE piece (rare): decode it whole
+        if (!(buf = malloc(n))) return 1;
+        fg_tokenizer_decode(sc->tok, id, buf, n);
+    }
     fwrite(buf, 1, n, stdout);
     fflush(stdout);
-    if (!sc->stop_len) return 0;
-    for (size_t i = 0; i < n; i++) { // keep the last bytes, enough to hold the stop string
+    int hit = 0;
+    for (size_t i = 0; i < n && sc->stop_len; i++) { // keep the last bytes, enough to hold the stop string
         if (sc->n == sizeof sc->tail) { memmove(sc->tail, sc->tail + 256, sc->n - 256); sc->n -= 256; }
         sc->tail[sc->n++] = buf[i];
+        hit |= sc->n >= sc->stop_len && !memcmp(sc->tail + sc->n - sc->stop_len, sc->stop, sc->stop_len);
     }
-    return sc->n >= sc->stop_len && !memcmp(sc->tail + sc->n - sc->stop_len, sc->stop, sc->stop_len);
+    if (buf != small) free(buf);
+    return hit;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -30,7 +37,7 @@ int cmd_generate(int argc, char **argv) {
     int threads = 0, no_bos = 0;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint to sample from (required)"},
-        {"prompt", OPT_STR, &prompt, "prompt text; <think>, </think>, <|bos|>, <|eos|> are special tokens"},
+        {"prompt", OPT_STR, &prompt, "prompt text; special tokens are parsed (<think>, <|eos|>; with a BPE checkpoint its own, e.g. <｜User｜>)"},
         {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum new tokens"},
         {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
         {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
@@ -58,15 +65,23 @@ int cmd_generate(int argc, char **argv) {
     if (weights < 0) return cli_fail("generate", fg_last_error(), NULL);
     fg_model *m = cli_open_ckpt("generate", ckpt);
     if (!m) return 1;
+    fg_tokenizer *tok = NULL;
+    if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("generate", fg_last_error(), NULL); }
+    int32_t bos = FG_TOK_BOS, stop = FG_TOK_EOS;
+    if (tok) { // the run's BPE tokenizer: DeepSeek's document markers
+        bos = fg_tokenizer_token_id(tok, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+        stop = fg_tokenizer_token_id(tok, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+    }
     size_t plen = strlen(prompt);
-    int32_t *ids = malloc(sizeof(int32_t) * (plen + 2));
+    size_t need = tok ? fg_tokenizer_encode(tok, prompt, plen, 1, NULL, 0) : plen;
+    int32_t *ids = need == SIZE_MAX ? NULL : malloc(sizeof(int32_t) * (need + 2));
+    if (!ids) { fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("generate", "out of memory encoding the prompt", NULL); }
     int n = 0;
-    if (!no_bos) ids[n++] = FG_TOK_BOS;
-    n += (int)fg_bytetok_encode(prompt, plen, 1, ids + n, plen + 1);
+    if (!no_bos) ids[n++] = bos;
+    n += (int)(tok ? fg_tokenizer_encode(tok, prompt, plen, 1, ids + n, need) : fg_bytetok_encode(prompt, plen, 1, ids + n, plen + 1));
     int max_T = fg_model_config(m)->max_position_embeddings;
-    if (n >= max_T) { free(ids); fg_model_free(m); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
+    if (n >= max_T) { free(ids); fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
-    int32_t stop = FG_TOK_EOS;
     so.stop_ids = &stop; so.n_stop = 1;
     fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
@@ -74,13 +89,14 @@ int cmd_generate(int argc, char **argv) {
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);
     else {
         fwrite(prompt, 1, plen, stdout);
-        stream_ctx sc = {.stop = stop_str, .stop_len = stop_str ? strlen(stop_str) : 0};
+        stream_ctx sc = {.stop = stop_str, .stop_len = stop_str ? strlen(stop_str) : 0, .tok = tok};
         if (fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, print_token, &sc) < 0)
             rc = cli_fail("generate", fg_last_error(), NULL);
         printf("\n");
     }
     fg_infer_free(s);
     free(out); free(ids);
+    fg_tokenizer_free(tok);
     fg_model_free(m);
     return rc;
 }

@@ -51,6 +51,8 @@ int cmd_train(int argc, char **argv) {
         {"balance-alpha", OPT_FLOAT, &o.balance_alpha, "sequence-wise balance loss weight (0 = off)"},
         {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (0 = off)"},
         {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
+        {"tokenizer", OPT_STR, &o.tokenizer, "encode the data files with this BPE tokenizer.json / GGUF (stored in the checkpoint)"},
+        {"shards", OPT_STR, &o.shards, "train from a directory written by frugal data prepare"},
         {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation"},
         {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps"},
         {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation"},
@@ -74,6 +76,8 @@ int cmd_train(int argc, char **argv) {
     int auto_seq = o.seq == 0;
     if (o.steps < 1 || o.accum < 1 || o.batch < 1 || (o.seq < 2 && !auto_seq) || o.warmup < 0)
         return cli_fail("train", "--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
+    if (o.shards && nf) return cli_fail("train", "--shards and data files exclude each other", "prepare all files into the shards");
+    if (o.shards && o.tokenizer) return cli_fail("train", "--shards carries its own tokenizer", "drop --tokenizer");
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
 
     fg_model *m = NULL;
@@ -115,7 +119,7 @@ int cmd_train(int argc, char **argv) {
         if (fg_adamw_init_for(&opt, m)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
         fg_train_state_init(&st, o.seed);
     }
-    if (auto_seq) o.seq = nf ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings) : FG_TASK_LONGEST;
+    if (auto_seq) o.seq = nf || o.shards ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings) : FG_TASK_LONGEST;
     char tj[512];
     snprintf(tj, sizeof tj, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%g,\"min_lr\":%g,\"warmup\":%lld,"
              "\"schedule\":\"%s\",\"weight_decay\":%g,\"clip\":%g,\"balance_alpha\":%g,\"bias_gamma\":%g,\"seed\":%llu}",
@@ -127,7 +131,7 @@ int cmd_train(int argc, char **argv) {
     fg_config_param_counts(fg_model_config(m), &total, &active);
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
-           fg_model_config(m)->num_hidden_layers, nf ? "files" : "built-in arithmetic task");
+           fg_model_config(m)->num_hidden_layers, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
     int rc = fg_train(m, &opt, &st, &o);
     if (rc) cli_fail("train", fg_last_error(), NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);

@@ -15,6 +15,7 @@ static const fg_command COMMANDS[] = {
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},
     {"bench", "inference speed: prefill and decode tokens/s, KV bytes per token, bandwidth", cmd_bench},
+    {"data", "prepare token shards from text/JSONL/chat files (prepare), or refine a corpus (refine)", cmd_data},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
     {"help", "show commands, or every option of one command", cmd_help},

@@ -182,6 +182,28 @@ typedef struct { const char *role; const char *content; } fg_chat_msg; // role: 
 // assistant opener. SIZE_MAX with an error for an unknown role or style or a NULL content.
 size_t fg_chat_render(int style, const fg_chat_msg *msgs, int n, int add_generation_prompt, char *buf, size_t cap);
 
+// ---- token shards (src/data/shard.c; layout in docs/formats.md "Token shards") ----------------
+// fg_data_prepare turns text files, JSONL pretraining data ({"text": ...}) or, with sft, chat
+// JSONL ({"conversations": [{"role": ..., "content": ...}]}) into token shards plus manifest.json
+// in out_dir. Documents are BOS + text + EOS (special strings in the text are not parsed);
+// conversations are rendered with fg_chat_render (DeepSeek-V3 layout with a BPE tokenizer,
+// FG_CHAT_FRUGAL with bytes) and carry a loss mask that trains only the assistant's tokens.
+typedef struct {
+    const char *tokenizer;        // tokenizer.json or GGUF path; NULL = byte-level ids
+    int sft;                      // inputs are chat JSONL; shards get a loss mask
+    int64_t shard_tokens;         // a shard is closed once it holds this many tokens (whole documents)
+    double val_fraction;          // documents (by a hash of their content) into val shards, [0, 0.5]
+    const char *out_dir;          // created if missing
+    void (*warn)(const char *msg); // called for the first 20 skipped JSONL lines (may be NULL)
+} fg_prepare_opts;
+typedef struct {
+    uint64_t documents, val_documents, tokens, train_shards, val_shards;
+    uint64_t skipped_lines;       // JSONL lines that were not JSON or missed the field: skipped, counted
+} fg_prepare_report;
+// Returns 0, or -1 with an error naming the file (an empty file, invalid UTF-8 in a text file,
+// no usable document at all, an unreadable tokenizer or one without DeepSeek's BOS/EOS tokens).
+int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_files, fg_prepare_report *r);
+
 // ---- the built-in arithmetic task (src/data/task.c, docs/task.md) ---------------------------
 #define FG_TASK_MAX_TOKENS 96  // capacity callers give fg_task_render
 #define FG_TASK_LONGEST 70     // tokens in the longest example (subtraction); batch T must be >= this
@@ -260,17 +282,24 @@ typedef struct {
     fg_rng rng;              // trainer RNG (built-in task batches)
     fg_rng data_rng;         // data sampler RNG (file data)
     uint64_t batches_drawn;  // batches drawn from the sampler
-    char tokenizer[32];      // "byte" (the byte-level stand-in) until BPE lands
+    char tokenizer[32];      // "byte" (the byte-level ids of fg_bytetok_*) or "bpe" (tokenizer_data)
+    char *tokenizer_data;    // "bpe": the tokenizer file's bytes (tokenizer.json or GGUF), saved in the
+    size_t tokenizer_len;    //   checkpoint's 'TOKN' section; malloc'd, freed by fg_train_state_free
+    uint64_t stream[4];      // shard stream position: epoch (0 = not started), epoch seed, shard
+                             //   cursor, window cursor (fg_train with o->shards; docs/formats.md)
     char *train_json;        // the training options as JSON text (informational); malloc'd or NULL
 } fg_train_state;
 
 // A fresh state for a run with this seed (RNG streams derived from it, byte tokenizer).
 void fg_train_state_init(fg_train_state *st, uint64_t seed);
-void fg_train_state_free(fg_train_state *st); // frees train_json
+void fg_train_state_free(fg_train_state *st); // frees train_json and tokenizer_data
 
 // Training options (CLI flags map 1:1; defaults from fg_train_opts_default).
 typedef struct {
     const char *const *data; int n_data;   // text/JSONL files; none = the built-in task
+    const char *tokenizer;                 // with data files: encode them with this BPE tokenizer (NULL: bytes,
+                                           //   or the checkpoint's tokenizer on resume); embedded in checkpoints
+    const char *shards;                    // a directory from fg_data_prepare: stream its shards instead
     double val_fraction;                   // of file data held out for validation
     int batch, seq, accum;                 // micro-batch B x T, accumulated accum times per step
     int64_t steps;                         // total optimizer steps of the schedule
@@ -293,7 +322,9 @@ void fg_train_opts_default(fg_train_opts *o);
 // Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
 // (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir. Returns 0 or -1.
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o);
-// Validation: mean loss and bits per byte over o->eval_batches batches of held-out data.
+// Validation: mean loss and bits per byte over o->eval_batches batches of held-out data (dataset:
+// an internal fg_dataset of byte-level ids, or NULL for the built-in task; fg_train itself also
+// evaluates shards and BPE data, where bits per byte count the UTF-8 bytes of each target's text).
 int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, double *loss, double *bpb);
 // Per-layer routed-expert load statistics over a (L, E) count array.
 typedef struct { int layer; int min, max; double cv; } fg_load_stats;
@@ -339,6 +370,12 @@ int fg_ckpt_read_config(const char *path, fg_config *c);
 // leaves them as they were. (Only an I/O error, or the file changing while it is read, can fail
 // after copying began; m's weights are then unspecified.)
 int fg_ckpt_load_into(const char *path, fg_model *m, fg_adamw *opt, fg_train_state *st);
+
+// The tokenizer a checkpoint carries ('TOKN' section, written when the run used a BPE tokenizer):
+// returns 0 with *tok set (caller frees with fg_tokenizer_free), or 0 with *tok = NULL for a
+// byte-level checkpoint (no such section: encode and decode with fg_bytetok_*); -1 with an error
+// when the file is unreadable or corrupted.
+int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok);
 
 // ---- generation with a KV cache (src/infer/generate.c) -------------------------------------
 typedef struct fg_infer fg_infer;

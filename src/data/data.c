@@ -298,6 +298,59 @@ static int build_streams(fg_dataset *ds, const doc_arena *a, double vf) {
     return 0;
 }
 
+// BPE streams: each document is encoded (special strings not parsed) between bos and eos.
+static int build_streams_bpe(fg_dataset *ds, const doc_arena *a, double vf, const fg_tokenizer *tok, int32_t bos, int32_t eos) {
+    int single = a->n_docs == 1 && vf > 0;
+    size_t n_tok[2] = { 0, 0 };
+    for (size_t i = 0; i < a->n_docs; i++) {
+        size_t n = fg_tokenizer_encode(tok, a->bytes + a->docs[i].off, a->docs[i].len, 0, NULL, 0);
+        if (n == SIZE_MAX) return -1;
+        n_tok[a->docs[i].val] += n + 2;
+    }
+    if (stream_alloc(&ds->train, n_tok[0], "train tokens") || stream_alloc(&ds->val, n_tok[1], "val tokens")) return -1;
+    for (size_t i = 0; i < a->n_docs; i++) {
+        const doc_ref *d = &a->docs[i];
+        fg_token_stream *s = d->val ? &ds->val : &ds->train;
+        int32_t *out = s->tokens + s->n_tokens;
+        size_t n = fg_tokenizer_encode(tok, a->bytes + d->off, d->len, 0, out + 1, SIZE_MAX / 8);
+        out[0] = bos; out[n + 1] = eos;
+        s->n_tokens += n + 2; s->n_docs++; s->n_bytes += d->len;
+    }
+    if (single) { // one document: its last vf of tokens (at least one, never all) become val
+        fg_token_stream *t = &ds->train, *v = &ds->val;
+        size_t n = t->n_tokens, n_val = (size_t)llround((double)n * vf);
+        n_val = FG_MAX(n_val, (size_t)1);
+        n_val = FG_MIN(n_val, n - 1);
+        free(v->tokens);
+        if (stream_alloc(v, n_val, "val tokens")) return -1;
+        memcpy(v->tokens, t->tokens + n - n_val, n_val * sizeof *v->tokens);
+        v->n_tokens = n_val; t->n_tokens = n - n_val;
+        v->n_docs = 1;
+        size_t bytes = t->n_bytes;
+        v->n_bytes = (size_t)llround((double)bytes * (double)n_val / (double)n); // estimate: bytes follow tokens
+        t->n_bytes = bytes - v->n_bytes;
+    }
+    return 0;
+}
+
+int fg_dataset_load_tok(fg_dataset *ds, const char *const *paths, int n_paths, double val_fraction, const fg_tokenizer *tok,
+                        int32_t bos, int32_t eos) {
+    if (!tok) return fg_dataset_load(ds, paths, n_paths, val_fraction);
+    memset(ds, 0, sizeof *ds);
+    if (!(val_fraction >= 0 && val_fraction <= 0.5))
+        return fg_set_error("val_fraction must be in [0, 0.5] (got %g)", val_fraction);
+    if (n_paths <= 0 || !paths) return fg_set_error("no data files given; hint: pass at least one .txt or .jsonl path");
+    doc_arena a = { 0 };
+    for (int i = 0; i < n_paths; i++)
+        if (load_file(&a, paths[i])) { arena_free(&a); return -1; }
+    if (a.n_docs == 0) { arena_free(&a); return fg_set_error("no data: %d file(s) hold no non-empty document", n_paths); }
+    assign_split(&a, val_fraction);
+    int rc = build_streams_bpe(ds, &a, val_fraction, tok, bos, eos);
+    arena_free(&a);
+    if (rc) fg_dataset_free(ds);
+    return rc;
+}
+
 int fg_dataset_load(fg_dataset *ds, const char *const *paths, int n_paths, double val_fraction) {
     memset(ds, 0, sizeof *ds);
     if (!(val_fraction >= 0 && val_fraction <= 0.5)) // also rejects NaN

@@ -18,7 +18,7 @@
 // each side gets at least one document. With a single document its last val_fraction of tokens
 // form the val stream instead. val_fraction == 0 gives an empty val stream.
 //
-// Not done here: tokenizers other than bytes, streaming data larger than memory, shuffling at
+// Not done here (see shard.h for both): streaming data larger than memory, shuffling at
 // load time (the sampler draws random windows instead).
 #ifndef FG_DATA_H
 #define FG_DATA_H
@@ -45,6 +45,10 @@ int fg_utf8_validate(const char *s, size_t len, size_t *bad_offset);
 // Returns 0, or -1 with a one-line error naming the file, its line / byte offset and a hint;
 // on error *ds is left empty (fg_dataset_free on it is harmless). Free with fg_dataset_free.
 int fg_dataset_load(fg_dataset *ds, const char *const *paths, int n_paths, double val_fraction);
+// The same with a BPE tokenizer (NULL: bytes, as fg_dataset_load): each document becomes
+// bos + its BPE ids (special strings not parsed) + eos. A single document is split by tokens.
+int fg_dataset_load_tok(fg_dataset *ds, const char *const *paths, int n_paths, double val_fraction, const fg_tokenizer *tok,
+                        int32_t bos, int32_t eos);
 // The same from bytes already in memory (tests, fuzzing); `name` plays the file's role (a name
 // ending in .jsonl is parsed as JSONL).
 int fg_dataset_load_mem(fg_dataset *ds, const char *buf, size_t len, const char *name, double val_fraction);

@@ -30,6 +30,7 @@
 #define CK_SEC_HDR 12                   // tag + length
 #define CK_CONF_MAX (1u << 20)
 #define CK_META_MAX (64u << 20)
+#define CK_TOKN_MAX (256u << 20)        // a tokenizer.json or GGUF vocabulary (DeepSeek-V3: ~8 MB)
 #define CK_MAX_SECTIONS 65536           // unknown sections included; bounds the scan's work
 #define CK_T_MAX ((int64_t)1 << 62)     // AdamW step counts: far from overflow in ++t
 
@@ -72,10 +73,10 @@ static void put_u64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] =
 
 // ---- sections --------------------------------------------------------------------------------
 
-enum { S_CONF, S_META, S_TTAB, S_WGHT, S_TUCH, S_ADAM, S_END, S_COUNT };
-static const char SEC_TAG[S_COUNT][5] = {"CONF", "META", "TTAB", "WGHT", "TUCH", "ADAM", "END "};
+enum { S_CONF, S_META, S_TTAB, S_WGHT, S_TUCH, S_ADAM, S_TOKN, S_END, S_COUNT };
+static const char SEC_TAG[S_COUNT][5] = {"CONF", "META", "TTAB", "WGHT", "TUCH", "ADAM", "TOKN", "END "};
 static const char *const SEC_WHAT[S_COUNT] = {"config", "train state", "tensor table", "tensor data",
-                                              "touched flags", "optimizer state", "end marker"};
+                                              "touched flags", "optimizer state", "tokenizer", "end marker"};
 
 typedef struct { int present; uint64_t off, len; } ck_sec; // off: first payload byte
 
@@ -147,7 +148,7 @@ static int scan(ck_src *s) {
                                 len > UINT64_MAX - 4 ? UINT64_MAX : len + 4, off + CK_SEC_HDR, s->size);
         if (k >= 0) {
             if (s->sec[k].present) return fg_set_error("%s: section '%s' appears twice (file is corrupted)", s->where, tag);
-            uint64_t cap = k == S_CONF ? CK_CONF_MAX : k == S_META ? CK_META_MAX : k == S_END ? 0 : UINT64_MAX;
+            uint64_t cap = k == S_CONF ? CK_CONF_MAX : k == S_META ? CK_META_MAX : k == S_TOKN ? CK_TOKN_MAX : k == S_END ? 0 : UINT64_MAX;
             if (len > cap)
                 return fg_set_error("%s: section '%s' is %" PRIu64 " bytes, more than the %" PRIu64 " allowed (file is corrupted)",
                                     s->where, tag, len, cap);
@@ -467,6 +468,24 @@ static int read_meta(const ck_src *s, fg_train_state *st) {
         goto done;
     }
     memcpy(st->tokenizer, tok->str, tok->len + 1);
+    const fg_json *sp = fg_json_get(root, "stream");
+    if (sp) { // shard stream position (absent in checkpoints of runs that did not read shards)
+        fg_rng pos;
+        if (meta_rng(where, root, "stream", &pos)) goto done;
+        memcpy(st->stream, pos.s, sizeof st->stream);
+    }
+    if (s->sec[S_TOKN].present) {
+        if (!s->sec[S_TOKN].len) { fg_set_error("%s: section 'TOKN' (tokenizer) is empty (file is corrupted)", s->where); goto done; }
+        if (strcmp(st->tokenizer, "bpe")) {
+            fg_set_error("%s: the file carries a tokenizer but its train state says tokenizer '%s' (file is corrupted)",
+                         s->where, st->tokenizer);
+            goto done;
+        }
+        if (!(st->tokenizer_data = sec_read_small(s, S_TOKN, &st->tokenizer_len))) goto done;
+    } else if (!strcmp(st->tokenizer, "bpe")) {
+        fg_set_error("%s: train state says tokenizer 'bpe' but section 'TOKN' is missing (file is corrupted)", s->where);
+        goto done;
+    }
     const fg_json *tj = fg_json_get(root, "train_json");
     if (tj && tj->type != FG_JSON_NULL) {
         if (tj->type != FG_JSON_STRING || strlen(tj->str) != tj->len) {
@@ -479,7 +498,7 @@ static int read_meta(const ck_src *s, fg_train_state *st) {
     rc = 0;
 done:
     fg_json_free(root);
-    if (rc) { free(st->train_json); memset(st, 0, sizeof *st); }
+    if (rc) { free(st->train_json); free(st->tokenizer_data); memset(st, 0, sizeof *st); }
     return rc;
 }
 
@@ -572,7 +591,7 @@ static fg_model *load_src(ck_src *s, fg_adamw *opt, fg_train_state *st) {
     return m;
 fail:
     if (opt) { fg_adamw_free(opt); memset(opt, 0, sizeof *opt); }
-    if (st) { free(st->train_json); memset(st, 0, sizeof *st); }
+    if (st) { free(st->train_json); free(st->tokenizer_data); memset(st, 0, sizeof *st); }
     fg_model_free(m);
     return NULL;
 }
@@ -616,6 +635,24 @@ int fg_ckpt_read_config(const char *path, fg_config *c) {
     return rc;
 }
 
+int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok) {
+    *tok = NULL;
+    ck_src s;
+    if (!path) return fg_set_error("checkpoint read: no path");
+    if (src_open(&s, path)) return -1;
+    int rc = scan(&s);
+    if (!rc && s.sec[S_TOKN].present) {
+        size_t len;
+        char *bytes = sec_read_small(&s, S_TOKN, &len);
+        char where[1100];
+        snprintf(where, sizeof where, "%s[TOKN]", path);
+        if (!bytes || !(*tok = fg_tokenizer_load_mem(bytes, len, where))) rc = -1;
+        free(bytes);
+    }
+    close(s.fd);
+    return rc;
+}
+
 static int load_into_src(ck_src *s, fg_model *m, fg_adamw *opt, fg_train_state *st) {
     fg_config c;
     if (scan(s) || read_conf(s, &c) || compare_config(s->where, &c, &m->cfg) || check_sizes(s, m) || check_ttab(s, m))
@@ -647,6 +684,7 @@ static int load_into_src(ck_src *s, fg_model *m, fg_adamw *opt, fg_train_state *
 done:
     if (rc && ours) { fg_adamw_free(opt); memset(opt, 0, sizeof *opt); }
     free(tmp.train_json);
+    free(tmp.tokenizer_data);
     free(touched);
     return rc;
 }
@@ -710,6 +748,11 @@ static char *meta_json(const fg_train_state *st, size_t *len) {
         for (int i = 0; i < 4; i++) fprintf(f, "%s\"%016" PRIx64 "\"", i ? ", " : "", r->s[i]);
         fputs("],\n", f);
     }
+    if (st->stream[0]) {
+        fputs("  \"stream\": [", f);
+        for (int i = 0; i < 4; i++) fprintf(f, "%s\"%016" PRIx64 "\"", i ? ", " : "", st->stream[i]);
+        fputs("],\n", f);
+    }
     fputs("  \"tokenizer\": ", f);
     fg_json_write_string(f, st->tokenizer, strnlen(st->tokenizer, sizeof st->tokenizer));
     fputs(",\n  \"train_json\": ", f);
@@ -771,6 +814,9 @@ int fg_ckpt_save(const char *path, const fg_model *m, const fg_adamw *opt, const
     if (opt && (opt->n != m->n_params || opt->n_tensors != m->n_tensors || !opt->m || !opt->v || !opt->t))
         return fg_set_error("%s: optimizer state has %zu moments and %d step counts, the model has %zu and %d", path, opt->n,
                             opt->n_tensors, m->n_params, m->n_tensors);
+    if (st && (st->tokenizer_data != NULL) != !strcmp(st->tokenizer, "bpe"))
+        return fg_set_error("%s: train state says tokenizer '%s' but %s tokenizer bytes", path, st->tokenizer,
+                            st->tokenizer_data ? "carries" : "has no");
     if (st && (st->step < 0 || st->tokens_seen < 0))
         return fg_set_error("%s: train state has a negative step (%" PRId64 ") or tokens_seen (%" PRId64 ")", path, st->step,
                             st->tokens_seen);
@@ -791,6 +837,9 @@ int fg_ckpt_save(const char *path, const fg_model *m, const fg_adamw *opt, const
     w_raw(&w, hdr, sizeof hdr);
     w_begin(&w, "CONF", strlen(conf)); w_data(&w, conf, strlen(conf)); w_end(&w);
     if (meta) { w_begin(&w, "META", meta_len); w_data(&w, meta, meta_len); w_end(&w); }
+    if (st && st->tokenizer_data) {
+        w_begin(&w, "TOKN", st->tokenizer_len); w_data(&w, st->tokenizer_data, st->tokenizer_len); w_end(&w);
+    }
     w_begin(&w, "TTAB", ttab_len); w_data(&w, ttab, ttab_len); w_end(&w);
     // 'PAD ' so that WGHT's payload (after a 12-byte PAD header, its payload and CRC, then WGHT's
     // own 12-byte header) starts on a 64-byte boundary.

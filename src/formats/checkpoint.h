@@ -21,7 +21,12 @@
 //                     "data_rng": ["<hex u64>" x4], "tokenizer": "<name, < 32 bytes>",
 //                     "train_json": "<the training options JSON as one string>" | null}
 //                    64-bit values are strings so they survive JSON's doubles. Unknown members
-//                    are ignored.
+//                    are ignored. Optional "stream": ["<hex u64>" x4], the shard stream position
+//                    (fg_train_state.stream), written once a run has read shards.
+//                    "tokenizer" is "bpe" exactly when the file has a 'TOKN' section.
+//   'TOKN' optional  the run's BPE tokenizer: the bytes of its tokenizer.json or GGUF file, as
+//                    given to fg_tokenizer_load_mem, <= 256 MiB; written with a train state whose
+//                    tokenizer is "bpe". A byte-level checkpoint has none (old files never do).
 //   'TTAB' required  tensor table: u32 count; per tensor: u32 name_len, name bytes (no NUL),
 //                    u32 ndim, u64 shape[ndim], u64 numel, u32 flags (FG_TENSOR_*). Count, order,
 //                    names, ndim, shapes and numel must equal the table built from CONF; flags

@@ -15,6 +15,7 @@
 
 #include "data/bytetok.h"
 #include "data/data.h"
+#include "data/shard.h"
 #include "data/task.h"
 #include "cost/cost.h"
 #include "formats/checkpoint.h"
@@ -44,7 +45,10 @@ void fg_train_state_init(fg_train_state *st, uint64_t seed) {
 
 void fg_train_state_free(fg_train_state *st) {
     free(st->train_json);
+    free(st->tokenizer_data);
     st->train_json = NULL;
+    st->tokenizer_data = NULL;
+    st->tokenizer_len = 0;
 }
 
 int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *out) {
@@ -63,9 +67,16 @@ int fg_load_stats_compute(const fg_config *c, const int *load, fg_load_stats *ou
     return n;
 }
 
+// Where batches come from: the built-in task (both NULL), file data or shards. tok_bytes (V
+// entries, NULL for byte-level ids) gives the UTF-8 bytes each target id stands for (bits per byte).
+typedef struct { const fg_dataset *ds; const fg_shardset *sh; const uint32_t *tok_bytes; int32_t pad; int V; } data_src;
+
 // Validation batch i (deterministic): held-out task problems, or the i-th windows of val data.
-static void val_batch(const fg_train_opts *o, const fg_dataset *ds, int i, int32_t *in, int32_t *tg) {
-    if (!ds) {
+static void val_batch(const fg_train_opts *o, const data_src *src, int i, int32_t *in, int32_t *tg) {
+    const fg_dataset *ds = src->ds;
+    if (src->sh) {
+        fg_shard_val_batch(src->sh, (size_t)i, src->pad, in, tg, o->batch, o->seq);
+    } else if (!ds) {
         fg_rng r;
         fg_rng_seed(&r, 0x5eed0000u + (uint64_t)i);
         fg_task_batch_split(&r, 1, in, tg, o->batch, o->seq);
@@ -75,8 +86,7 @@ static void val_batch(const fg_train_opts *o, const fg_dataset *ds, int i, int32
     }
 }
 
-int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, double *loss, double *bpb) {
-    const fg_dataset *ds = dataset;
+static int eval_src(fg_model *m, const fg_train_opts *o, const data_src *src, double *loss, double *bpb) {
     int N = o->batch * o->seq;
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
     if (!in || !tg) { free(in); free(tg); return fg_set_error("out of memory"); }
@@ -84,17 +94,95 @@ int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, doub
     long count = 0, bytes = 0;
     int rc = 0;
     for (int i = 0; i < o->eval_batches && !rc; i++) {
-        val_batch(o, ds, i, in, tg);
+        val_batch(o, src, i, in, tg);
         rc = fg_model_forward(m, in, tg, o->batch, o->seq, NULL);
         nats += m->ce_loss * m->n_counted;
         count += m->n_counted;
-        for (int n = 0; n < N; n++) bytes += tg[n] >= 0 && tg[n] < 256;
+        for (int n = 0; n < N; n++)
+            bytes += src->tok_bytes ? (tg[n] >= 0 && tg[n] < src->V ? (long)src->tok_bytes[tg[n]] : 0) : tg[n] >= 0 && tg[n] < 256;
     }
     m->n_counted = 0; // no backward after an eval forward
     free(in); free(tg);
     if (rc) return -1;
     *loss = count ? nats / count : 0;
     *bpb = bytes ? nats / log(2.0) / bytes : 0;
+    return 0;
+}
+
+int fg_train_eval(fg_model *m, const fg_train_opts *o, const void *dataset, double *loss, double *bpb) {
+    data_src src = {.ds = dataset, .pad = FG_TOK_PAD};
+    return eval_src(m, o, &src, loss, bpb);
+}
+
+// Sets up the run's tokenizer and data: the tokenizer the state already carries (resume), the
+// one --tokenizer names, or the one shards were prepared with; they must agree. On success
+// src (and *tok, *ds, *sh when used) are ready and the caller frees them.
+static int setup_data(const fg_config *c, fg_train_state *st, const fg_train_opts *o, data_src *src, fg_tokenizer **tok,
+                      fg_dataset *ds, fg_shardset *sh) {
+    char *bytes = NULL;
+    size_t len = 0;
+    src->pad = FG_TOK_PAD;
+    if (o->shards) {
+        if (fg_shardset_open(sh, o->shards)) return -1;
+        src->sh = sh;
+        if (sh->tokenizer_data) { bytes = malloc(sh->tokenizer_len + 1); len = sh->tokenizer_len; if (bytes) memcpy(bytes, sh->tokenizer_data, len); }
+        if (sh->tokenizer_data && !bytes) return fg_set_error("out of memory");
+        if (!sh->tokenizer_data && st->tokenizer_data)
+            return fg_set_error("%s: the shards are byte-level but the checkpoint was trained with a BPE tokenizer "
+                                "(hint: prepare the shards with --tokenizer)", o->shards);
+    } else if (o->tokenizer) {
+        if (!o->n_data) return fg_set_error("--tokenizer needs data files or --shards (the built-in task is byte-level)");
+        if (!(bytes = fg_read_file(o->tokenizer, &len))) return -1;
+    } else if (st->tokenizer_data && o->n_data) { // resume of a BPE run: keep its tokenizer
+        if (!(bytes = malloc(st->tokenizer_len + 1))) return fg_set_error("out of memory");
+        len = st->tokenizer_len;
+        memcpy(bytes, st->tokenizer_data, len);
+    } else if (st->tokenizer_data) {
+        return fg_set_error("the checkpoint was trained with a BPE tokenizer: the built-in task (byte-level) cannot continue it "
+                            "(hint: pass its data files or --shards)");
+    }
+    if (bytes) {
+        if (st->tokenizer_data && (st->tokenizer_len != len || memcmp(st->tokenizer_data, bytes, len))) {
+            free(bytes);
+            return fg_set_error("tokenizer mismatch: the %s differs from the tokenizer stored in the checkpoint "
+                                "(hint: use the run's own tokenizer, or start a new run)", o->shards ? "shards' tokenizer" : "--tokenizer file");
+        }
+        if (!st->tokenizer_data && st->step > 0) {
+            free(bytes);
+            return fg_set_error("tokenizer mismatch: the checkpoint is byte-level but the %s a BPE tokenizer",
+                                o->shards ? "shards use" : "run names");
+        }
+        if (!(*tok = fg_tokenizer_load_mem(bytes, len, o->shards ? o->shards : o->tokenizer))) { free(bytes); return -1; }
+        if (!st->tokenizer_data) { st->tokenizer_data = bytes; st->tokenizer_len = len; strcpy(st->tokenizer, "bpe"); }
+        else free(bytes);
+        int32_t tv = fg_tokenizer_vocab_size(*tok);
+        if (c->vocab_size < tv)
+            return fg_set_error("the model's vocab_size %d is smaller than the tokenizer's vocabulary (%d tokens) "
+                                "(hint: --config with a config.json whose vocab_size >= %d)", c->vocab_size, tv, tv);
+        int32_t bos = fg_tokenizer_token_id(*tok, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+        int32_t eos = fg_tokenizer_token_id(*tok, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+        if (bos < 0 || eos < 0)
+            return fg_set_error("the tokenizer has no DeepSeek begin/end-of-sentence tokens, which frugal uses as document markers");
+        src->pad = eos;
+        src->V = tv;
+        uint32_t *tb = calloc((size_t)tv, sizeof *tb);
+        if (!tb) return fg_set_error("out of memory");
+        for (int32_t id = 0; id < tv; id++) tb[id] = (uint32_t)fg_tokenizer_decode(*tok, id, NULL, 0);
+        tb[bos] = tb[eos] = 0; // document markers are not text
+        src->tok_bytes = tb;
+        if (!o->shards) {
+            if (fg_dataset_load_tok(ds, o->data, o->n_data, o->val_fraction, *tok, bos, eos)) return -1;
+            src->ds = ds;
+        }
+    } else if (o->n_data && !o->shards) {
+        if (fg_dataset_load(ds, o->data, o->n_data, o->val_fraction)) return -1;
+        src->ds = ds;
+    }
+    if (src->sh && src->sh->man.vocab_size > c->vocab_size)
+        return fg_set_error("the model's vocab_size %d is smaller than the shards' vocabulary (%d tokens) "
+                            "(hint: --config with a config.json whose vocab_size >= %d)", c->vocab_size,
+                            src->sh->man.vocab_size, src->sh->man.vocab_size);
+    if (src->ds && src->ds->train.n_tokens < 2) return fg_set_error("training data has fewer than 2 tokens");
     return 0;
 }
 
@@ -128,9 +216,10 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     if (T > c->max_position_embeddings)
         return fg_set_error("seq %d exceeds the model's max_position_embeddings %d (hint: --seq %d)", T,
                             c->max_position_embeddings, c->max_position_embeddings);
-    if (!o->n_data && T < FG_TASK_LONGEST - 1)
+    int task = !o->n_data && !o->shards;
+    if (task && T < FG_TASK_LONGEST - 1)
         return fg_set_error("the built-in task needs --seq >= %d (got %d)", FG_TASK_LONGEST - 1, T);
-    if (!o->n_data && c->vocab_size < FG_BYTE_VOCAB)
+    if (!o->tokenizer && !st->tokenizer_data && c->vocab_size < FG_BYTE_VOCAB)
         return fg_set_error("the byte tokenizer needs vocab_size >= %d (got %d)", FG_BYTE_VOCAB, c->vocab_size);
     // Everything training holds at once: weights, gradients, two AdamW moments, activations.
     double need = 16.0 * m->n_params + (double)fg_model_acts_bytes(m, B, T), mem = fg_phys_mem_bytes();
@@ -138,20 +227,22 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         return fg_set_error("training needs %.1f GiB (weights, gradients, AdamW state and activations for batch %d x %d) "
                             "but this machine has %.1f GiB (hint: lower --batch or --seq, or use a smaller config)",
                             need / 1073741824.0, B, T, mem / 1073741824.0);
-    if (mkdir_p(o->out_dir)) return -1;
+    data_src src = {0};
+    fg_tokenizer *tok = NULL;
+    fg_dataset ds_mem;
+    fg_shardset sh_mem;
+    memset(&ds_mem, 0, sizeof ds_mem);
+    memset(&sh_mem, 0, sizeof sh_mem);
+#define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); } while (0)
+    if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || mkdir_p(o->out_dir)) { FREE_DATA(); return -1; }
+    const fg_dataset *ds = src.ds;
     fg_ledger ledger; // OUT/ledger.json: what this run cost (src/cost/ledger.c)
     fg_ledger_begin(&ledger, o->out_dir, st->step > 0);
-    fg_dataset ds_mem, *ds = NULL;
-    if (o->n_data) {
-        if (fg_dataset_load(&ds_mem, o->data, o->n_data, o->val_fraction)) return -1;
-        ds = &ds_mem;
-        if (ds->train.n_tokens < 2) { fg_dataset_free(ds); return fg_set_error("training data has fewer than 2 tokens"); }
-    }
     char path_ckpt[1100], path_log[1100];
     snprintf(path_ckpt, sizeof path_ckpt, "%s/ckpt.fgck", o->out_dir);
     snprintf(path_log, sizeof path_log, "%s/log.jsonl", o->out_dir);
     FILE *log = fopen(path_log, st->step > 0 ? "a" : "w");
-    if (!log) { if (ds) fg_dataset_free(ds); return fg_set_error("cannot write log '%s': %s", path_log, strerror(errno)); }
+    if (!log) { FREE_DATA(); return fg_set_error("cannot write log '%s': %s", path_log, strerror(errno)); }
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
     int *load = calloc((size_t)L * E, sizeof(int));
     fg_load_stats *ls = calloc(L, sizeof *ls);
@@ -171,7 +262,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         memset(load, 0, sizeof(int) * (size_t)L * E);
         double loss = 0, ce = 0, bal = 0;
         for (int a = 0; a < o->accum && !rc; a++) {
-            if (ds) fg_sampler_next(&sp, in, tg, B, T);
+            if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
+            else if (ds) fg_sampler_next(&sp, in, tg, B, T);
             else fg_task_batch(&st->rng, in, tg, B, T);
             float l;
             rc = fg_model_forward(m, in, tg, B, T, &l);
@@ -205,7 +297,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         int last = st->step == end;
         if ((o->eval_every > 0 && st->step % o->eval_every == 0) || last) {
             double vl, bpb;
-            rc = fg_train_eval(m, o, ds, &vl, &bpb);
+            rc = eval_src(m, o, &src, &vl, &bpb);
             if (rc) break;
             fprintf(log, "{\"step\":%lld,\"val_loss\":%.6f,\"val_bpb\":%.5f}\n", (long long)st->step, vl, bpb);
             if (!o->quiet) {
@@ -224,6 +316,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     if (tty) fprintf(stderr, "\n");
     fclose(log);
     free(in); free(tg); free(load); free(ls);
-    if (ds) fg_dataset_free(ds);
+    FREE_DATA();
+#undef FREE_DATA
     return rc;
 }
