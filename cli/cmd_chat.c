@@ -1,5 +1,6 @@
 // cmd_chat.c: `frugal chat`: an interactive terminal chat with a checkpoint. Turns are rendered in
-// the model's chat layout (frugal's own for byte-level models, docs/tokenizer.md) and fed
+// the model's chat layout (frugal's own for byte-level models, DeepSeek-V3's for checkpoints that
+// carry a BPE tokenizer; docs/tokenizer.md) and fed
 // incrementally: the KV cache keeps the whole conversation, so a new turn costs only its own
 // tokens. Tokens stream as they are sampled; a <think> block is shown dimmed on a terminal.
 // Commands: /reset (forget the conversation), /exit (or end of input).
@@ -11,32 +12,48 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 
+// The text codec of the conversation: the byte tokenizer, or the checkpoint's BPE tokenizer.
 typedef struct {
+    const fg_tokenizer *tok;     // NULL: byte-level
+    int32_t eos, think, end_think;
+} codec;
+
+typedef struct {
+    const codec *cd;
     int tty, in_think;
-    size_t shown;
 } chat_view;
 
 static int show_token(int32_t id, void *ctx) {
     chat_view *v = ctx;
-    if (id == FG_TOK_EOS) return 0; // the end of the reply: not printed
-    if (id == FG_TOK_THINK) { v->in_think = 1; if (v->tty) fputs("\033[2m", stdout); }
-    char buf[FG_BYTETOK_MAX_PIECE + 1];
-    size_t n = fg_bytetok_decode(id, buf);
-    fwrite(buf, 1, n, stdout);
-    if (id == FG_TOK_END_THINK) { v->in_think = 0; if (v->tty) fputs("\033[0m", stdout); }
-    v->shown += n;
+    const codec *cd = v->cd;
+    if (id == cd->eos) return 0; // the end of the reply: not printed
+    if (id == cd->think) { v->in_think = 1; if (v->tty) fputs("\033[2m", stdout); }
+    char buf[256];
+    size_t n = cd->tok ? fg_tokenizer_decode(cd->tok, id, buf, sizeof buf) : fg_bytetok_decode(id, buf);
+    fwrite(buf, 1, n < sizeof buf ? n : sizeof buf, stdout);
+    if (id == cd->end_think) { v->in_think = 0; if (v->tty) fputs("\033[0m", stdout); }
     fflush(stdout);
     return 0;
 }
 
 // Encodes a rendered piece of the conversation (special strings become their ids).
-static int32_t *encode(const char *text, int *n) {
-    size_t len = strlen(text), need = fg_bytetok_encode(text, len, 1, NULL, 0);
+static int32_t *encode(const codec *cd, const char *text, int *n) {
+    size_t len = strlen(text);
+    size_t need = cd->tok ? fg_tokenizer_encode(cd->tok, text, len, 1, NULL, 0) : fg_bytetok_encode(text, len, 1, NULL, 0);
+    if (need == SIZE_MAX) return NULL;
     int32_t *ids = malloc(sizeof(int32_t) * (need + 1));
-    if (ids) fg_bytetok_encode(text, len, 1, ids, need);
+    if (ids) {
+        if (cd->tok) fg_tokenizer_encode(cd->tok, text, len, 1, ids, need);
+        else fg_bytetok_encode(text, len, 1, ids, need);
+    }
     *n = (int)need;
     return ids;
 }
+
+#define DS_BOS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define DS_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
+#define DS_USER "<\xef\xbd\x9c" "User\xef\xbd\x9c>"
+#define DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
 
 int cmd_chat(int argc, char **argv) {
     const char *ckpt = NULL, *system = NULL, *weights_s = "f32";
@@ -65,14 +82,26 @@ int cmd_chat(int argc, char **argv) {
     if (weights < 0) return cli_fail("chat", fg_last_error(), NULL);
     fg_model *m = cli_open_ckpt("chat", ckpt);
     if (!m) return 1;
+    fg_tokenizer *tok = NULL;
+    if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
+    codec cd = {tok, FG_TOK_EOS, FG_TOK_THINK, FG_TOK_END_THINK};
+    if (tok) {
+        cd.eos = fg_tokenizer_token_id(tok, DS_EOS);
+        cd.think = fg_tokenizer_token_id(tok, "<think>");
+        cd.end_think = fg_tokenizer_token_id(tok, "</think>");
+        if (cd.eos < 0 || fg_tokenizer_token_id(tok, DS_USER) < 0 || fg_tokenizer_token_id(tok, DS_ASSISTANT) < 0) {
+            fg_tokenizer_free(tok); fg_model_free(m);
+            return cli_fail("chat", "the checkpoint's tokenizer lacks DeepSeek's chat tokens", "chat needs <｜User｜>, <｜Assistant｜> and <｜end▁of▁sentence｜>");
+        }
+    }
     int max_T = fg_model_config(m)->max_position_embeddings;
     fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(so.max_new_tokens + 1));
-    if (!s || !out) { free(out); fg_infer_free(s); fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
-    int32_t stop = FG_TOK_EOS;
+    if (!s || !out) { free(out); fg_infer_free(s); fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
+    int32_t stop = cd.eos;
     so.stop_ids = &stop; so.n_stop = 1;
     int max_reply = so.max_new_tokens;
-    chat_view view = {.tty = isatty(1)};
+    chat_view view = {.cd = &cd, .tty = isatty(1)};
     int32_t pending[2]; // tokens the cache still needs before the next turn: the reply's last
     int npend = 0;      // token (fg_generate does not feed it) and, for a cut reply, its <|eos|>
     int turn = 0, rc = 0;
@@ -85,16 +114,21 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(line, "/exit")) break;
         if (!strcmp(line, "/reset")) { fg_infer_reset(s); turn = 0; npend = 0; printf("(conversation reset)\n"); continue; }
         if (!line[0]) continue;
-        // The new turn, rendered in frugal's layout: the opening (first turn) and the user message,
-        // then the assistant opener; the previous reply's <|eos|> is the pending token.
+        // The new turn, rendered in the model's layout: the opening (first turn) and the user
+        // message, then the assistant opener; the previous reply's end token is pending.
         size_t cap = strlen(line) + (system ? strlen(system) : 0) + 128;
         char *text = malloc(cap);
-        snprintf(text, cap, "%s%s%s%s<|user|>%s<|eos|>\n<|assistant|>", turn == 0 ? "<|bos|>" : "\n",
-                 turn == 0 && system ? "<|system|>" : "", turn == 0 && system ? system : "",
-                 turn == 0 && system ? "<|eos|>\n" : "", line);
+        if (tok) // DeepSeek-V3: <｜begin▁of▁sentence｜>{system}<｜User｜>{msg}<｜Assistant｜>
+            snprintf(text, cap, "%s%s" DS_USER "%s" DS_ASSISTANT, turn == 0 ? DS_BOS : "",
+                     turn == 0 && system ? system : "", line);
+        else // frugal's own layout
+            snprintf(text, cap, "%s%s%s%s<|user|>%s<|eos|>\n<|assistant|>", turn == 0 ? "<|bos|>" : "\n",
+                     turn == 0 && system ? "<|system|>" : "", turn == 0 && system ? system : "",
+                     turn == 0 && system ? "<|eos|>\n" : "", line);
         int n;
-        int32_t *ids = encode(text, &n);
+        int32_t *ids = encode(&cd, text, &n);
         free(text);
+        if (!ids) { rc = cli_fail("chat", "out of memory encoding the turn", NULL); break; }
         int32_t *feed = malloc(sizeof(int32_t) * (size_t)(n + 2));
         int nf = 0;
         for (int i = 0; i < npend; i++) feed[nf++] = pending[i];
@@ -115,14 +149,15 @@ int cmd_chat(int argc, char **argv) {
         if (ng < 0) { rc = cli_fail("chat", fg_last_error(), NULL); break; }
         npend = 0;
         if (ng > 0) pending[npend++] = out[ng - 1];
-        if (ng == 0 || out[ng - 1] != FG_TOK_EOS) { // cut by --max-tokens or the context: close it
-            pending[npend++] = FG_TOK_EOS;
+        if (ng == 0 || out[ng - 1] != cd.eos) { // cut by --max-tokens or the context: close it
+            pending[npend++] = cd.eos;
             printf("(reply cut at %d tokens)\n", ng);
         }
         turn++;
     }
     free(out);
     fg_infer_free(s);
+    fg_tokenizer_free(tok);
     fg_model_free(m);
     return rc;
 }

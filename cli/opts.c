@@ -30,8 +30,8 @@ void cli_usage(const char *cmd, const char *usage, const cli_opt *opts) {
 }
 
 int cli_fail(const char *cmd, const char *what, const char *hint) {
-    fprintf(stderr, "frugal %s: %s%s%s\n", cmd, what, hint ? " (hint: " : "", hint ? hint : "");
-    if (hint) fprintf(stderr, "%s", "");
+    if (hint) fprintf(stderr, "frugal %s: %s (hint: %s)\n", cmd, what, hint);
+    else fprintf(stderr, "frugal %s: %s\n", cmd, what);
     return 1;
 }
 
