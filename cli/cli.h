@@ -19,6 +19,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_config(int argc, char **argv);
 int cmd_cost(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+int cmd_data_refine(int argc, char **argv); // cli/cmd_refine.c; `frugal data refine`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;

@@ -15,6 +15,7 @@ static const fg_command COMMANDS[] = {
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
+    {"tokenizer", "train a byte-level BPE tokenizer (DeepSeek-V3 pre-tokenizer) into tokenizer.json", cmd_tokenizer},
     {"help", "show commands, or every option of one command", cmd_help},
 };
 

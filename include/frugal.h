@@ -182,6 +182,47 @@ typedef struct { const char *role; const char *content; } fg_chat_msg; // role: 
 // assistant opener. SIZE_MAX with an error for an unknown role or style or a NULL content.
 size_t fg_chat_render(int style, const fg_chat_msg *msgs, int n, int add_generation_prompt, char *buf, size_t cap);
 
+// ---- BPE training (src/tokenizer/train.c, docs/tokenizer.md) ----------------------------------
+// Learns a byte-level BPE with DeepSeek-V3's pre-tokenizer and writes a tokenizer.json that
+// fg_tokenizer_load reads back. Streaming: feed documents or files, then train, then write.
+typedef struct {
+    int vocab_size;          // ids in total: 256 byte tokens + merges + special tokens
+    int min_frequency;       // a pair seen fewer times is never merged (training stops there)
+    const char **specials;   // added special tokens; NULL: the six DeepSeek-V3 ones
+    int n_specials;          // entries in specials (ignored when specials is NULL)
+    size_t max_words;        // bound on distinct pre-tokens kept while counting (rarest pruned)
+} fg_bpe_train_opts;
+#define FG_BPE_BAD_LINES_KEPT 8
+typedef struct {
+    uint64_t docs, bytes, pieces;      // documents and bytes fed, pre-tokens counted
+    uint64_t long_pieces;              // pre-tokens longer than 256 bytes (not counted)
+    uint64_t distinct_pieces;          // distinct pre-tokens at the start of merging
+    uint64_t prunes, pruned_pieces, pruned_count; // table prunes, entries and occurrences dropped
+    int64_t prune_threshold;           // pieces seen fewer times than this may have been dropped
+    uint64_t bad_lines;                // JSONL lines skipped (not JSON, no string "text")
+    char bad_line_msg[FG_BPE_BAD_LINES_KEPT][160]; // "file:line: why" for the first few
+    int32_t merges, vocab_size;        // learned merges; final vocabulary size (with specials)
+} fg_bpe_train_stats;
+typedef struct fg_bpe_trainer fg_bpe_trainer;
+
+// Defaults: vocab_size 32000, min_frequency 2, DeepSeek-V3 specials, max_words 8M.
+void fg_bpe_train_opts_default(fg_bpe_train_opts *o);
+// NULL with an error when vocab_size < 256 + specials or a special is empty or repeated.
+// o->specials is copied. Free with fg_bpe_trainer_free.
+fg_bpe_trainer *fg_bpe_trainer_new(const fg_bpe_train_opts *o);
+void fg_bpe_trainer_free(fg_bpe_trainer *t);               // NULL is fine
+// Counts the pre-tokens of one document (any bytes). -1 with an error when memory runs out.
+int fg_bpe_trainer_feed(fg_bpe_trainer *t, const char *text, size_t len);
+// Feeds a file: .jsonl = one {"text": ...} document per line (bad lines are counted in the stats
+// with their line numbers and skipped), anything else = one text document. -1 if unreadable.
+int fg_bpe_trainer_add_file(fg_bpe_trainer *t, const char *path);
+// Runs the merges (once). The vocabulary may end up smaller than vocab_size when no pair reaches
+// min_frequency any more; the stats say how big it is.
+int fg_bpe_trainer_train(fg_bpe_trainer *t);
+// Writes tokenizer.json atomically (path.tmp, then rename).
+int fg_bpe_trainer_write(const fg_bpe_trainer *t, const char *path);
+const fg_bpe_train_stats *fg_bpe_trainer_stats(const fg_bpe_trainer *t);
+
 // ---- the built-in arithmetic task (src/data/task.c, docs/task.md) ---------------------------
 #define FG_TASK_MAX_TOKENS 96  // capacity callers give fg_task_render
 #define FG_TASK_LONGEST 70     // tokens in the longest example (subtraction); batch T must be >= this
