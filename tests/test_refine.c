@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 static uint64_t rng = 12345;
 static uint32_t rnd(void) { rng = rng * 6364136223846793005ull + 1442695040888963407ull; return (uint32_t)(rng >> 33); }
@@ -160,7 +161,45 @@ static void test_planted(void) {
     fg_refine_free(r);
 }
 
+// Perplexity rule: a freshly initialised tiny model predicts bytes almost uniformly, so its
+// perplexity is close to the vocabulary size (the oracle); thresholds on either side keep or drop.
+static void test_perplexity(void) {
+    fg_config c;
+    CHECK(fg_config_preset(&c, "tiny") == 0);
+    fg_model *m = fg_model_create(&c);
+    CHECK(m);
+    if (!m) return;
+    fg_model_init_weights(m, 7);
+    char path[] = "/tmp/fg_refine_ppl_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    CHECK_MSG(fg_ckpt_save(path, m, NULL, NULL) == 0, "%s", fg_last_error());
+    fg_model_free(m);
+    fg_refine_opts o;
+    fg_refine_opts_default(&o);
+    o.ppl_model = path; o.ppl_tokens = 64;
+    for (int pass = 0; pass < 2; pass++) {
+        o.max_perplexity = pass ? 1e6 : 10;
+        fg_refine *r = fg_refine_new(&o, NULL);
+        CHECK_MSG(r, "%s", fg_last_error());
+        if (!r) break;
+        CHECK(fg_refine_add_mem(r, LOREM, strlen(LOREM), "doc", 0) == 0);
+        const fg_refine_stats *s = fg_refine_get_stats(r);
+        if (pass) CHECK(s->docs_kept == 1);
+        else {
+            CHECK(s->removed[FG_REFINE_PERPLEXITY] == 1);
+            const char *ex = fg_refine_example(r, FG_REFINE_PERPLEXITY, 0), *p = ex ? strstr(ex, "(perplexity ") : NULL;
+            double ppl = p ? atof(p + 12) : 0;
+            printf("perplexity of a fresh tiny model on prose: %.1f (vocab %d)\n", ppl, c.vocab_size);
+            CHECK(fabs(log(ppl) - log((double)c.vocab_size)) < 0.2);
+        }
+        fg_refine_free(r);
+    }
+    remove(path);
+}
+
 int main(void) {
+    test_perplexity();
     test_rules();
     test_planted();
     return TEST_DONE();
