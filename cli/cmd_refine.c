@@ -55,6 +55,13 @@ int cmd_data_refine(int argc, char **argv) {
             fg_refine_free(r);
             return cli_fail(cmd, msg, "check the path and free disk space");
         }
+    if (fg_refine_get_stats(r)->docs_in == 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "no documents in the inputs (%llu bad JSONL lines)",
+                 (unsigned long long)fg_refine_get_stats(r)->bad_lines);
+        fg_refine_free(r); // removes the unfinished output
+        return cli_fail(cmd, msg, "inputs are .jsonl files with {\"text\": ...} per line, or non-empty text files");
+    }
     if (fg_refine_finish(r) || (report && fg_refine_write_report(r, report))) {
         char msg[700];
         snprintf(msg, sizeof msg, "%s", fg_last_error());

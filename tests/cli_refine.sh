@@ -18,7 +18,10 @@ $BIN tokenizer train --vocab-size 100 -o "$T/x.json" "$T/corpus.txt" 2>"$T/err" 
 [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "vocab_size 100" "$T/err" || fail "vocab 100 error: $(cat "$T/err")"
 
 # data refine (dispatched by `frugal data`; skip if this build has no `data refine` yet)
-if ! $BIN data refine --help >/dev/null 2>&1; then echo "SKIP: this frugal has no 'data refine' subcommand"; exit 77; fi
+if ! $BIN data refine --help >/dev/null 2>&1; then
+    [ $fails -eq 0 ] || exit 1
+    echo "SKIP: this frugal has no 'data refine' subcommand (tokenizer train checks passed)"; exit 77
+fi
 long="a perfectly ordinary sentence with enough words to pass every quality rule of the refinery"
 {
     printf '{"text": "%s one"}\n' "$long"
@@ -38,4 +41,7 @@ $BIN data refine "$T/nope.jsonl" -o "$T/o.jsonl" 2>"$T/err" && fail "missing inp
 [ "$(wc -l <"$T/err")" -eq 1 ] && grep -q "nope.jsonl" "$T/err" || fail "missing input error: $(cat "$T/err")"
 $BIN data refine "$T/in.jsonl" -o "$T/o.jsonl" --jaccard 2 2>"$T/err" && fail "jaccard 2 accepted"
 grep -q "jaccard" "$T/err" || fail "jaccard error: $(cat "$T/err")"
+: > "$T/empty.jsonl"
+$BIN data refine "$T/empty.jsonl" -o "$T/o.jsonl" 2>"$T/err" && fail "empty input accepted"
+grep -q "no documents in the inputs" "$T/err" && [ ! -e "$T/o.jsonl" ] || fail "empty input: $(cat "$T/err")"
 [ $fails -eq 0 ]
