@@ -22,9 +22,8 @@ int cmd_cost(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_chat(int argc, char **argv);
 int cmd_data(int argc, char **argv);        // cli/cmd_data.c: `frugal data prepare|refine`
-// `frugal data refine`: provided by cli/cmd_refine.c (cmd_data.c holds a weak fallback that
-// reports it missing, for binaries built without the refinery).
-int cmd_data_refine(int argc, char **argv);
+int cmd_data_refine(int argc, char **argv); // cli/cmd_refine.c; `frugal data refine`
+int cmd_tokenizer(int argc, char **argv);
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;

@@ -6,12 +6,6 @@
 #include "cli/cli.h"
 #include "cli/opts.h"
 
-// Binaries built without cli/cmd_refine.c get this; the real definition overrides it.
-__attribute__((weak)) int cmd_data_refine(int argc, char **argv) {
-    fprintf(stderr, "frugal data refine: not built in this binary\n");
-    return 2;
-}
-
 static void warn_cb(const char *msg) { fprintf(stderr, "frugal data prepare: warning: %s\n", msg); }
 
 static int cmd_data_prepare(int argc, char **argv) {

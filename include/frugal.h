@@ -204,6 +204,101 @@ typedef struct {
 // no usable document at all, an unreadable tokenizer or one without DeepSeek's BOS/EOS tokens).
 int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_files, fg_prepare_report *r);
 
+// ---- BPE training (src/tokenizer/train.c, docs/tokenizer.md) ----------------------------------
+// Learns a byte-level BPE with DeepSeek-V3's pre-tokenizer and writes a tokenizer.json that
+// fg_tokenizer_load reads back. Streaming: feed documents or files, then train, then write.
+typedef struct {
+    int vocab_size;          // ids in total: 256 byte tokens + merges + special tokens
+    int min_frequency;       // a pair seen fewer times is never merged (training stops there)
+    const char **specials;   // added special tokens; NULL: the six DeepSeek-V3 ones
+    int n_specials;          // entries in specials (ignored when specials is NULL)
+    size_t max_words;        // bound on distinct pre-tokens kept while counting (rarest pruned)
+} fg_bpe_train_opts;
+#define FG_BPE_BAD_LINES_KEPT 8
+typedef struct {
+    uint64_t docs, bytes, pieces;      // documents and bytes fed, pre-tokens counted
+    uint64_t long_pieces;              // pre-tokens longer than 256 bytes (not counted)
+    uint64_t distinct_pieces;          // distinct pre-tokens at the start of merging
+    uint64_t prunes, pruned_pieces, pruned_count; // table prunes, entries and occurrences dropped
+    int64_t prune_threshold;           // pieces seen fewer times than this may have been dropped
+    uint64_t bad_lines;                // JSONL lines skipped (not JSON, no string "text")
+    char bad_line_msg[FG_BPE_BAD_LINES_KEPT][160]; // "file:line: why" for the first few
+    int32_t merges, vocab_size;        // learned merges; final vocabulary size (with specials)
+} fg_bpe_train_stats;
+typedef struct fg_bpe_trainer fg_bpe_trainer;
+
+// Defaults: vocab_size 32000, min_frequency 2, DeepSeek-V3 specials, max_words 8M.
+void fg_bpe_train_opts_default(fg_bpe_train_opts *o);
+// NULL with an error when vocab_size < 256 + specials or a special is empty or repeated.
+// o->specials is copied. Free with fg_bpe_trainer_free.
+fg_bpe_trainer *fg_bpe_trainer_new(const fg_bpe_train_opts *o);
+void fg_bpe_trainer_free(fg_bpe_trainer *t);               // NULL is fine
+// Counts the pre-tokens of one document (any bytes). -1 with an error when memory runs out.
+int fg_bpe_trainer_feed(fg_bpe_trainer *t, const char *text, size_t len);
+// Feeds a file: .jsonl = one {"text": ...} document per line (bad lines are counted in the stats
+// with their line numbers and skipped), anything else = one text document. -1 if unreadable.
+int fg_bpe_trainer_add_file(fg_bpe_trainer *t, const char *path);
+// Runs the merges (once). The vocabulary may end up smaller than vocab_size when no pair reaches
+// min_frequency any more; the stats say how big it is.
+int fg_bpe_trainer_train(fg_bpe_trainer *t);
+// Writes tokenizer.json atomically (path.tmp, then rename).
+int fg_bpe_trainer_write(const fg_bpe_trainer *t, const char *path);
+const fg_bpe_train_stats *fg_bpe_trainer_stats(const fg_bpe_trainer *t);
+
+// ---- data refinery (src/data/refine.c, docs/data.md) ------------------------------------------
+// Streams documents (.jsonl: {"text": ...} per line; any other file: one document) and keeps
+// those that pass every rule, in this order: quality heuristics, exact duplicate, near duplicate
+// (MinHash + LSH), perplexity. Memory: the text of one document at a time plus, per kept
+// document, its MinHash signature, its LSH band keys and a 64-bit hash (docs/data.md).
+enum {
+    FG_REFINE_INVALID_UTF8, FG_REFINE_CONTROL, FG_REFINE_TOO_SHORT, FG_REFINE_TOO_LONG,
+    FG_REFINE_SYMBOLS, FG_REFINE_DIGITS, FG_REFINE_REPEATED_LINES, FG_REFINE_REPEATED_NGRAMS,
+    FG_REFINE_EXACT_DUP, FG_REFINE_NEAR_DUP, FG_REFINE_PERPLEXITY, FG_REFINE_NRULES
+};
+typedef struct {
+    double jaccard;             // near duplicate when estimated Jaccard of 5-word shingles >= this
+    int num_perm;               // MinHash signature length
+    int bands;                  // LSH bands (0: chosen so that P(candidate | J = jaccard) >= 0.95)
+    int min_chars, max_chars;   // length bounds in characters (code points)
+    double max_symbols;         // ASCII punctuation/symbols / non-space characters
+    double max_digits;          // ASCII digits / non-space characters
+    double max_repeated_lines;  // repeated non-blank lines / non-blank lines (>= 3 lines)
+    double max_repeated_ngrams; // repeated 5-word shingles / shingles (>= 10 shingles)
+    double max_control;         // control bytes (not \t \n \r) / bytes
+    const char *ppl_model;      // checkpoint for the perplexity rule (NULL: rule off)
+    double max_perplexity;      // drop when per-byte-token perplexity is above
+    int ppl_tokens;             // tokens of each document scored (from its start)
+    int examples;               // examples kept per rule for the report
+} fg_refine_opts;
+typedef struct {
+    uint64_t docs_in, bytes_in, docs_kept, bytes_kept;
+    uint64_t removed[FG_REFINE_NRULES], removed_bytes[FG_REFINE_NRULES];
+    uint64_t bad_lines;         // JSONL lines that are not JSON objects with a string "text"
+    uint64_t candidates;        // LSH candidate pairs verified
+    int bands, rows;            // LSH layout in use
+} fg_refine_stats;
+typedef struct fg_refine fg_refine;
+
+void fg_refine_opts_default(fg_refine_opts *o);
+const char *fg_refine_rule_name(int rule); // "too_short", ...
+// out_path: where kept documents go as JSONL (written to out_path.tmp, renamed by
+// fg_refine_finish); NULL keeps nothing. Loads the perplexity model if asked. NULL with an error
+// on bad options or an unreadable model. Free with fg_refine_free.
+fg_refine *fg_refine_new(const fg_refine_opts *o, const char *out_path);
+void fg_refine_free(fg_refine *r); // NULL is fine; an unfinished output is removed
+// Processes a file: -1 only when it cannot be read or written (bad lines are counted, not fatal).
+int fg_refine_add_file(fg_refine *r, const char *path);
+// The same from memory; where names it in the report; jsonl selects the format.
+int fg_refine_add_mem(fg_refine *r, const char *data, size_t len, const char *where, int jsonl);
+int fg_refine_finish(fg_refine *r); // flushes and renames the output
+const fg_refine_stats *fg_refine_get_stats(const fg_refine *r);
+// Examples ("file:line: \"snippet...\"") for a rule, and bad-line messages ("file:line: why"):
+// index k from 0; NULL past the last one kept.
+const char *fg_refine_example(const fg_refine *r, int rule, int k);
+const char *fg_refine_bad_line(const fg_refine *r, int k);
+// Writes the JSON report (options, counts and bytes per rule, examples, bad lines) to path.
+int fg_refine_write_report(const fg_refine *r, const char *path);
+
 // ---- the built-in arithmetic task (src/data/task.c, docs/task.md) ---------------------------
 #define FG_TASK_MAX_TOKENS 96  // capacity callers give fg_task_render
 #define FG_TASK_LONGEST 70     // tokens in the longest example (subtraction); batch T must be >= this
