@@ -243,7 +243,7 @@ int32_t fg_tokenizer_token_id(const fg_tokenizer *t, const char *text) {
 size_t fg_tokenizer_decode(const fg_tokenizer *t, int32_t id, char *buf, size_t cap) {
     if (id < 0 || id >= t->n_vocab || !t->dec[id]) return 0;
     size_t n = t->dec_len[id];
-    memcpy(buf, t->dec[id], FG_MIN(n, cap));
+    if (buf && cap) memcpy(buf, t->dec[id], FG_MIN(n, cap)); // (NULL, 0): a length query
     return n;
 }
 
