@@ -95,7 +95,7 @@ int cmd_chat(int argc, char **argv) {
         }
     }
     int max_T = fg_model_config(m)->max_position_embeddings;
-    fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
+    fg_infer *s = fg_infer_create_ex(m, max_T, FG_KV_AUTO, weights);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(so.max_new_tokens + 1));
     if (!s || !out) { free(out); fg_infer_free(s); fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
     int32_t stop = cd.eos;

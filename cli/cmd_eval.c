@@ -24,7 +24,7 @@ static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
 // Prints the first `show` solutions.
 int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy) {
     int max_T = CLI_MIN(fg_model_config(m)->max_position_embeddings, FG_TASK_MAX_TOKENS);
-    fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
+    fg_infer *s = fg_infer_create_ex(m, max_T, FG_KV_AUTO, weights);
     if (!s) return -1;
     fg_rng r;
     fg_rng_seed(&r, seed);

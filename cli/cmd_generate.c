@@ -83,7 +83,7 @@ int cmd_generate(int argc, char **argv) {
     if (n >= max_T) { free(ids); fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
     so.stop_ids = &stop; so.n_stop = 1;
-    fg_infer *s = fg_infer_create_ex(m, max_T, fg_model_config(m)->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL, weights);
+    fg_infer *s = fg_infer_create_ex(m, max_T, FG_KV_AUTO, weights);
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
     int rc = 0;
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);

@@ -481,7 +481,7 @@ typedef struct fg_infer fg_infer;
 fg_infer *fg_infer_create(const fg_model *m, int max_T);
 // Cache kinds: FG_KV_LATENT (MLA's default: (Rkv + Dr) floats per position and layer, absorbed
 // attention) or FG_KV_FULL (per-head keys and values; GQA's only kind).
-enum { FG_KV_FULL = 0, FG_KV_LATENT = 1 };
+enum { FG_KV_AUTO = -1, FG_KV_FULL = 0, FG_KV_LATENT = 1 }; // AUTO: latent for MLA, full for GQA
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind);
 // Weight formats for inference: fp32 (the model's own), bf16, or 8-bit blocks (Q8_0: 32 int8
 // values sharing an fp16 scale). A session with bf16/Q8_0 weights holds a converted copy of the

@@ -26,24 +26,6 @@
 
 #define INFER_CHUNK 256 // tokens per batched pass; bounds the scratch for long prompts
 
-// Vector helpers for the attention loops (16 floats per vector; the compiler lowers them to
-// AVX-512, AVX2 or SSE). dot: a reduction gcc does not vectorise by itself without -ffast-math.
-typedef float gv16 __attribute__((vector_size(64), aligned(4)));
-static inline float vdot(const float *a, const float *b, int n) {
-    gv16 acc = {0}, x, y;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) { memcpy(&x, a + i, 64); memcpy(&y, b + i, 64); acc += x * y; }
-    float s = 0;
-    for (int j = 0; j < 16; j++) s += acc[j];
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-static inline void vaxpy(float *y, float a, const float *x, int n) { // y += a * x
-    gv16 xv, yv;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) { memcpy(&xv, x + i, 64); memcpy(&yv, y + i, 64); yv += a * xv; memcpy(y + i, &yv, 64); }
-    for (; i < n; i++) y[i] += a * x[i];
-}
 
 // Cache kinds (FG_KV_* in frugal.h). FG_KV_FULL: per-head keys and values. FG_KV_LATENT (MLA's
 // default): only the normalised latent c_kv and the roped k_pe, (Rkv + Dr) floats per position
@@ -137,7 +119,7 @@ static size_t carve(fg_infer *s, char *base) {
 
 fg_infer *fg_infer_create(const fg_model *m, int max_T) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
-    return fg_infer_create_kind(m, max_T, m->cfg.attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL);
+    return fg_infer_create_ex(m, max_T, FG_KV_AUTO, FG_WEIGHTS_F32);
 }
 
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
@@ -146,6 +128,7 @@ fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
 
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
+    if (kind == FG_KV_AUTO) kind = m->cfg.attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL;
     if (weights != FG_WEIGHTS_F32 && weights != FG_WEIGHTS_BF16 && weights != FG_WEIGHTS_Q8_0) {
         fg_set_error("decoding session: unknown weight type %d", weights);
         return NULL;
@@ -249,7 +232,7 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, const
         float mx = -INFINITY;
         for (int u = 0; u <= t; u++) {
             const float *ku = kc + (size_t)u * kw + (size_t)kh * Dk;
-            float sc = vdot(qt, ku, Dk) * scale;
+            float sc = fg_vdot(qt, ku, Dk) * scale;
             p[u] = sc;
             if (sc > mx) mx = sc;
         }
@@ -258,7 +241,7 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, const
         float inv = 1.0f / sum;
         float *o = y + ((size_t)i * H + h) * Dv;
         for (int j = 0; j < Dv; j++) o[j] = 0;
-        for (int u = 0; u <= t; u++) vaxpy(o, p[u] * inv, vc + (size_t)u * vw + (size_t)kh * Dv, Dv);
+        for (int u = 0; u <= t; u++) fg_vaxpy(o, p[u] * inv, vc + (size_t)u * vw + (size_t)kh * Dv, Dv);
     }
 }
 
@@ -282,11 +265,11 @@ static void latent_attention(fg_infer *s, int l, int n, int p0) {
         float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)THREAD_ID() * Rkv;
         float *p = s->probs + (size_t)THREAD_ID() * s->max_T;
         for (int j = 0; j < Rkv; j++) ql[j] = 0;
-        for (int d = 0; d < Dn; d++) vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
+        for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
         float mx = -INFINITY;
         for (int u = 0; u <= t; u++) {
             const float *cu = cache + (size_t)u * kw;
-            float sc = (vdot(ql, cu, Rkv) + vdot(q + Dn, cu + Rkv, Dr)) * scale;
+            float sc = (fg_vdot(ql, cu, Rkv) + fg_vdot(q + Dn, cu + Rkv, Dr)) * scale;
             p[u] = sc;
             if (sc > mx) mx = sc;
         }
@@ -294,9 +277,9 @@ static void latent_attention(fg_infer *s, int l, int n, int p0) {
         for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
         float inv = 1.0f / sum;
         for (int j = 0; j < Rkv; j++) ol[j] = 0;
-        for (int u = 0; u <= t; u++) vaxpy(ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
+        for (int u = 0; u <= t; u++) fg_vaxpy(ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
         float *o = s->y + ((size_t)i * H + h) * Dv;
-        for (int d = 0; d < Dv; d++) o[d] = vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
+        for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
     }
 }
 

@@ -25,7 +25,7 @@ static inline float vsum(v16 v) {
 }
 
 // dot(a, b) over n floats: two vector accumulators and a scalar tail.
-static inline float dotf(const float *a, const float *b, int n) {
+float fg_vdot(const float *a, const float *b, int n) {
     v16 s0 = {0}, s1 = {0};
     int i = 0;
     for (; i + 2 * VW <= n; i += 2 * VW) { s0 += vload(a + i) * vload(b + i); s1 += vload(a + i + VW) * vload(b + i + VW); }
@@ -36,7 +36,7 @@ static inline float dotf(const float *a, const float *b, int n) {
 }
 
 // y += a * x over n floats.
-static inline void axpyf(float *y, float a, const float *x, int n) {
+void fg_vaxpy(float *y, float a, const float *x, int n) {
     v16 av = vbcast(a);
     int i = 0;
     for (; i + VW <= n; i += VW) vstore(y + i, vload(y + i) + av * vload(x + i));
@@ -285,7 +285,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 float mx = -INFINITY;
                 for (int u = 0; u <= t; u++) {
                     const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                    float s = dotf(qt, ku, Dk) * scale;
+                    float s = fg_vdot(qt, ku, Dk) * scale;
                     p[u] = s;
                     if (s > mx) mx = s;
                 }
@@ -296,7 +296,7 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 for (int i = 0; i < Dv; i++) o[i] = 0;
                 for (int u = 0; u <= t; u++) {
                     p[u] *= inv;
-                    axpyf(o, p[u], v + ((size_t)b * T + u) * sv + (size_t)kh * Dv, Dv);
+                    fg_vaxpy(o, p[u], v + ((size_t)b * T + u) * sv + (size_t)kh * Dv, Dv);
                 }
             }
         }
@@ -323,8 +323,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         for (int u = 0; u <= t; u++) {
                             const float *vu = v + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
                             float *dvu = dv + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
-                            float d = dotf(dot, vu, Dv);
-                            axpyf(dvu, p[u], dot, Dv);
+                            float d = fg_vdot(dot, vu, Dv);
+                            fg_vaxpy(dvu, p[u], dot, Dv);
                             dp[u] = d;
                             sum += p[u] * d;
                         }
@@ -332,8 +332,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                             float ds = p[u] * (dp[u] - sum) * scale;
                             const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
                             float *dku = dk + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                            axpyf(dqt, ds, ku, Dk);
-                            axpyf(dku, ds, qt, Dk);
+                            fg_vaxpy(dqt, ds, ku, Dk);
+                            fg_vaxpy(dku, ds, qt, Dk);
                         }
                     }
         free(dp);

@@ -19,6 +19,10 @@
 extern int fg_ops_count_macs;
 extern int64_t fg_ops_macs;
 
+// Vector helpers shared by the attention loops: dot(a, b) over n floats, and y += a * x.
+float fg_vdot(const float *a, const float *b, int n);
+void fg_vaxpy(float *y, float a, const float *x, int n);
+
 // out (N, OUT) = inp (N, IN) @ w^T (OUT, IN) + bias (OUT) [bias may be NULL]. Overwrites out.
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
 // dinp (N, IN) += dout @ w; dw (OUT, IN) += dout^T @ inp; dbias (OUT) += column sums of dout.
