@@ -227,21 +227,9 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, const
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
     for (int r = 0; r < n * H; r++) {
         int i = r / H, h = r % H, kh = h / g, t = p0 + i;
-        const float *qt = q + (size_t)i * sq + (size_t)h * Dk;
-        float *p = s->probs + (size_t)THREAD_ID() * s->max_T;
-        float mx = -INFINITY;
-        for (int u = 0; u <= t; u++) {
-            const float *ku = kc + (size_t)u * kw + (size_t)kh * Dk;
-            float sc = fg_vdot(qt, ku, Dk) * scale;
-            p[u] = sc;
-            if (sc > mx) mx = sc;
-        }
-        float sum = 0;
-        for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-        float inv = 1.0f / sum;
-        float *o = y + ((size_t)i * H + h) * Dv;
-        for (int j = 0; j < Dv; j++) o[j] = 0;
-        for (int u = 0; u <= t; u++) fg_vaxpy(o, p[u] * inv, vc + (size_t)u * vw + (size_t)kh * Dv, Dv);
+        attention_row(y + ((size_t)i * H + h) * Dv, s->probs + (size_t)THREAD_ID() * s->max_T,
+                      q + (size_t)i * sq + (size_t)h * Dk, kc + (size_t)kh * Dk, kw, vc + (size_t)kh * Dv, vw, t + 1, Dk,
+                      Dv, scale);
     }
 }
 

@@ -269,6 +269,24 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse) {
 
 // ---- attention -------------------------------------------------------------------------------
 
+void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
+                   int n, int Dk, int Dv, float scale) {
+    float mx = -INFINITY;
+    for (int u = 0; u < n; u++) {
+        float s = fg_vdot(q, k + (size_t)u * sk, Dk) * scale;
+        p[u] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0;
+    for (int u = 0; u < n; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < Dv; i++) o[i] = 0;
+    for (int u = 0; u < n; u++) {
+        p[u] *= inv;
+        fg_vaxpy(o, p[u], v + (size_t)u * sv, Dv);
+    }
+}
+
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
     int g = H / Hkv;
@@ -279,26 +297,10 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int kh = h / g;
-            for (int t = 0; t < T; t++) {
-                const float *qt = q + ((size_t)b * T + t) * sq + (size_t)h * Dk;
-                float *p = att + (((size_t)b * H + h) * T + t) * T;
-                float mx = -INFINITY;
-                for (int u = 0; u <= t; u++) {
-                    const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                    float s = fg_vdot(qt, ku, Dk) * scale;
-                    p[u] = s;
-                    if (s > mx) mx = s;
-                }
-                float sum = 0;
-                for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-                float inv = 1.0f / sum;
-                float *o = out + (((size_t)b * T + t) * H + h) * Dv;
-                for (int i = 0; i < Dv; i++) o[i] = 0;
-                for (int u = 0; u <= t; u++) {
-                    p[u] *= inv;
-                    fg_vaxpy(o, p[u], v + ((size_t)b * T + u) * sv + (size_t)kh * Dv, Dv);
-                }
-            }
+            for (int t = 0; t < T; t++)
+                attention_row(out + (((size_t)b * T + t) * H + h) * Dv, att + (((size_t)b * H + h) * T + t) * T,
+                              q + ((size_t)b * T + t) * sq + (size_t)h * Dk, k + (size_t)b * T * sk + (size_t)kh * Dk, sk,
+                              v + (size_t)b * T * sv + (size_t)kh * Dv, sv, t + 1, Dk, Dv, scale);
         }
 }
 

@@ -54,6 +54,10 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse);
 // att (B, H, T, T) saved probabilities (upper triangle left untouched).
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
+// One query row: p (n) = softmax(scale * q . k_u) over n keys (row stride sk), o (Dv) = p @ v
+// (row stride sv). Leaves the normalised probabilities in p. Shared by training and decoding.
+void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
+                   int n, int Dk, int Dv, float scale);
 // dq, dk, dv accumulate, with the same strides as q, k, v. scratch: (threads * T) floats.
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *att,
