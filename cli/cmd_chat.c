@@ -50,10 +50,6 @@ static int32_t *encode(const codec *cd, const char *text, int *n) {
     return ids;
 }
 
-#define DS_BOS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
-#define DS_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"
-#define DS_USER "<\xef\xbd\x9c" "User\xef\xbd\x9c>"
-#define DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"
 
 int cmd_chat(int argc, char **argv) {
     const char *ckpt = NULL, *system = NULL, *weights_s = "f32";
@@ -86,10 +82,10 @@ int cmd_chat(int argc, char **argv) {
     if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
     codec cd = {tok, FG_TOK_EOS, FG_TOK_THINK, FG_TOK_END_THINK};
     if (tok) {
-        cd.eos = fg_tokenizer_token_id(tok, DS_EOS);
+        cd.eos = fg_tokenizer_token_id(tok, FG_DS_EOS);
         cd.think = fg_tokenizer_token_id(tok, "<think>");
         cd.end_think = fg_tokenizer_token_id(tok, "</think>");
-        if (cd.eos < 0 || fg_tokenizer_token_id(tok, DS_USER) < 0 || fg_tokenizer_token_id(tok, DS_ASSISTANT) < 0) {
+        if (cd.eos < 0 || fg_tokenizer_token_id(tok, FG_DS_USER) < 0 || fg_tokenizer_token_id(tok, FG_DS_ASSISTANT) < 0) {
             fg_tokenizer_free(tok); fg_model_free(m);
             return cli_fail("chat", "the checkpoint's tokenizer lacks DeepSeek's chat tokens", "chat needs <｜User｜>, <｜Assistant｜> and <｜end▁of▁sentence｜>");
         }
@@ -119,7 +115,7 @@ int cmd_chat(int argc, char **argv) {
         size_t cap = strlen(line) + (system ? strlen(system) : 0) + 128;
         char *text = malloc(cap);
         if (tok) // DeepSeek-V3: <｜begin▁of▁sentence｜>{system}<｜User｜>{msg}<｜Assistant｜>
-            snprintf(text, cap, "%s%s" DS_USER "%s" DS_ASSISTANT, turn == 0 ? DS_BOS : "",
+            snprintf(text, cap, "%s%s" FG_DS_USER "%s" FG_DS_ASSISTANT, turn == 0 ? FG_DS_BOS : "",
                      turn == 0 && system ? system : "", line);
         else // frugal's own layout
             snprintf(text, cap, "%s%s%s%s<|user|>%s<|eos|>\n<|assistant|>", turn == 0 ? "<|bos|>" : "\n",

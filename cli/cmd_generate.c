@@ -69,8 +69,8 @@ int cmd_generate(int argc, char **argv) {
     if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("generate", fg_last_error(), NULL); }
     int32_t bos = FG_TOK_BOS, stop = FG_TOK_EOS;
     if (tok) { // the run's BPE tokenizer: DeepSeek's document markers
-        bos = fg_tokenizer_token_id(tok, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
-        stop = fg_tokenizer_token_id(tok, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+        bos = fg_tokenizer_token_id(tok, FG_DS_BOS);
+        stop = fg_tokenizer_token_id(tok, FG_DS_EOS);
     }
     size_t plen = strlen(prompt);
     size_t need = tok ? fg_tokenizer_encode(tok, prompt, plen, 1, NULL, 0) : plen;

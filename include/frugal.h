@@ -176,6 +176,12 @@ size_t fg_tokenizer_decode(const fg_tokenizer *t, int32_t id, char *buf, size_t 
 // assistant message keeps only the text after its last "</think>" and the generation prompt is
 // "<｜Assistant｜><think>\n". FRUGAL: frugal's own layout (docs/tokenizer.md).
 enum { FG_CHAT_DEEPSEEK_V3, FG_CHAT_DEEPSEEK_R1, FG_CHAT_FRUGAL };
+// DeepSeek's special tokens, spelled as in its tokenizer.json (UTF-8 escapes of the fullwidth bar
+// and the lower-one-eighth block).
+#define FG_DS_BOS "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"       // <｜begin▁of▁sentence｜>
+#define FG_DS_EOS "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"           // <｜end▁of▁sentence｜>
+#define FG_DS_USER "<\xef\xbd\x9c" "User\xef\xbd\x9c>"                                // <｜User｜>
+#define FG_DS_ASSISTANT "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>"                      // <｜Assistant｜>
 typedef struct { const char *role; const char *content; } fg_chat_msg; // role: system|user|assistant|tool
 // Renders n messages into buf (capacity cap, NUL-terminated when it fits) and returns the length
 // of the whole rendering (excluding the NUL; may exceed cap). add_generation_prompt appends the

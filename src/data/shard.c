@@ -21,8 +21,8 @@
 #include "formats/json.h"
 #include "util.h"
 
-#define BOS_TEXT "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>" // <｜begin▁of▁sentence｜>
-#define EOS_TEXT "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>"   // <｜end▁of▁sentence｜>
+#define BOS_TEXT FG_DS_BOS
+#define EOS_TEXT FG_DS_EOS
 #define MAX_WARN 20 // skipped lines reported one by one; the rest only counted
 
 static uint32_t get_u32(const uint8_t *p) {

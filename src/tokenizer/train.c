@@ -35,13 +35,7 @@
 // The pre_tokenizer of DeepSeek-V3's tokenizer.json, verbatim.
 static const char V3_PRETOK_JSON[] = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{N}{1,3}\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"Split\", \"pattern\": {\"Regex\": \"[\\u4e00-\\u9fa5\\u3040-\\u309f\\u30a0-\\u30ff]+\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"Split\", \"pattern\": {\"Regex\": \"[!\\\"#$%&'()*+,\\\\-./:;<=>?@\\\\[\\\\\\\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\\\p{L}\\\\p{P}\\\\p{S}]?[\\\\p{L}\\\\p{M}]+| ?[\\\\p{P}\\\\p{S}]+[\\r\\n]*|\\\\s*[\\r\\n]+|\\\\s+(?!\\\\S)|\\\\s+\"}, \"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]}";
 
-static const char *DEFAULT_SPECIALS[] = {
-    "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", // <｜begin▁of▁sentence｜>
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",   // <｜end▁of▁sentence｜>
-    "<think>", "</think>",
-    "<\xef\xbd\x9cUser\xef\xbd\x9c>",           // <｜User｜>
-    "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>",   // <｜Assistant｜>
-};
+static const char *DEFAULT_SPECIALS[] = {FG_DS_BOS, FG_DS_EOS, "<think>", "</think>", FG_DS_USER, FG_DS_ASSISTANT};
 
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;

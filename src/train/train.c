@@ -160,8 +160,8 @@ static int setup_data(const fg_config *c, fg_train_state *st, const fg_train_opt
         if (c->vocab_size < tv)
             return fg_set_error("the model's vocab_size %d is smaller than the tokenizer's vocabulary (%d tokens) "
                                 "(hint: --config with a config.json whose vocab_size >= %d)", c->vocab_size, tv, tv);
-        int32_t bos = fg_tokenizer_token_id(*tok, "<\xef\xbd\x9c" "begin\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
-        int32_t eos = fg_tokenizer_token_id(*tok, "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>");
+        int32_t bos = fg_tokenizer_token_id(*tok, FG_DS_BOS);
+        int32_t eos = fg_tokenizer_token_id(*tok, FG_DS_EOS);
         if (bos < 0 || eos < 0)
             return fg_set_error("the tokenizer has no DeepSeek begin/end-of-sentence tokens, which frugal uses as document markers");
         src->pad = eos;
