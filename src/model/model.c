@@ -119,11 +119,7 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
     return tb.t;
 }
 
-int fg_weights_bind(fg_weights *w, const fg_config *c, float *base) {
-    int n;
-    size_t total;
-    fg_tensor *t = fg_tensor_table(c, &n, &total);
-    if (!t) return -1;
+void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int n, float *base) {
     int i = 0;
 #define NEXT() (base + t[i++].offset)
     w->embed = NEXT();
@@ -158,8 +154,7 @@ int fg_weights_bind(fg_weights *w, const fg_config *c, float *base) {
     w->lm_head = c->tie_word_embeddings ? w->embed : NEXT();
 #undef NEXT
     assert(i == n && "tensor table and binder disagree");
-    free(t);
-    return 0;
+    (void)n;
 }
 
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name) {
@@ -183,7 +178,7 @@ fg_model *fg_model_create(const fg_config *c) {
     m->expert_load = calloc((size_t)c->num_hidden_layers * FG_MAX(1, c->n_routed_experts), sizeof(int));
     m->touched = calloc(m->n_tensors, 1);
     if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
-    if (fg_weights_bind(&m->w, c, m->params)) { fg_model_free(m); return NULL; }
+    fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
     if (rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
@@ -224,7 +219,7 @@ static int ensure_grads(fg_model *m) {
     if (m->grads) return 0;
     m->grads = fg_calloc(m->n_params, sizeof(float), "gradients");
     if (!m->grads) return -1;
-    if (fg_weights_bind(&m->g, &m->cfg, m->grads)) { free(m->grads); m->grads = NULL; return -1; }
+    fg_weights_bind(&m->g, &m->cfg, m->tensors, m->n_tensors, m->grads);
     return 0;
 }
 

@@ -112,8 +112,8 @@ int fg_config_validate_shape(const fg_config *c);
 // Builds the tensor table for cfg. Returns malloc'd array (caller frees), count in *n, total floats
 // in *total. Pure: no weights are allocated.
 fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total);
-// Points every field of w into base using the table's offsets.
-int fg_weights_bind(fg_weights *w, const fg_config *c, float *base); // -1 when out of memory
+// Points every field of w into base using the offsets of c's tensor table t (n entries).
+void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int n, float *base);
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name);
 
 // Bytes of saved activations (and backward scratch) for batch shape (B, T).
