@@ -11,7 +11,7 @@ ifeq ($(DEBUG),1)
 endif
 ifneq ($(SANITIZE),)
   OPT := -O1 -g -fno-omit-frame-pointer
-  CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+  CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -DFG_SANITIZED
   LDFLAGS += -fsanitize=$(SANITIZE)
   BUILD := build/$(SANITIZE)
 endif

@@ -417,9 +417,16 @@ typedef struct {
     const char *out_dir;                   // ckpt.fgck and log.jsonl go here
     int progress;                          // progress bar on stderr
     int quiet;                             // no per-eval lines on stdout
+    int precision;                         // FG_PREC_FP32 or FG_PREC_BF16 (mixed precision, see below)
 } fg_train_opts;
 
 void fg_train_opts_default(fg_train_opts *o);
+// Matrix products in fp32 (default) or bf16 mixed precision: operands rounded to bf16 (nearest
+// even) as they are packed, products accumulated in fp32; weights, gradients, attention and the
+// optimizer stay fp32 (docs/model.md, "Mixed precision"). Process-wide; fg_train sets it from
+// opts.precision for the run and restores it. prec: FG_PREC_FP32 or FG_PREC_BF16 (below, with
+// fg_precision_parse); anything else means fp32. Returns the previous value.
+int fg_set_matmul_precision(int prec);
 // Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
 // (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir. Returns 0 or -1.
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o);

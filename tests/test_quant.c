@@ -68,6 +68,14 @@ static fg_model *train_tiny(const char *dir, const char *const *files, int nf, i
     return m;
 }
 
+static float bf16_round_trip(float f) { // nearest even, as the GEMM's packing rounds
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    x = (x + 0x7fff + ((x >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
 int main(void) {
     // fp16: every half round-trips through float; a few exact values.
     int bad = 0;
@@ -111,12 +119,18 @@ int main(void) {
             fg_quantize_row(q + o * fg_qrow_bytes(type, IN), w + o * IN, IN, type);
             fg_dequantize_row(wd + o * IN, q + o * fg_qrow_bytes(type, IN), IN, type);
         }
+        // Prefill (N >= 8) multiplies bf16 panels: its oracle is the fp32 product of the
+        // bf16-rounded activations and dequantised rows; decode (N < 8) is exact fp32.
+        float *inr = malloc(sizeof(float) * 20 * IN), *wr = malloc(sizeof(float) * IN * OUT);
+        for (int i = 0; i < 20 * IN; i++) inr[i] = bf16_round_trip(in[i]);
+        for (int i = 0; i < IN * OUT; i++) wr[i] = bf16_round_trip(wd[i]);
         for (int N = 1; N <= 20; N += 19) {
             fg_qmatmul_forward(o1, in, q, type, bias, N, IN, OUT);
-            matmul_forward(o2, in, wd, bias, N, IN, OUT);
+            if (N >= 8) matmul_forward(o2, inr, wr, bias, N, IN, OUT);
+            else matmul_forward(o2, in, wd, bias, N, IN, OUT);
             CHECK_MSG(tst_rel_err(o1, o2, (size_t)N * OUT) < 1e-6, "type %d N %d: %g", type, N, tst_rel_err(o1, o2, (size_t)N * OUT));
         }
-        free(w); free(wd); free(in); free(o1); free(o2); free(q);
+        free(w); free(wd); free(in); free(o1); free(o2); free(q); free(inr); free(wr);
     }
     CHECK(fg_weights_type_parse("q8_0") == FG_WEIGHTS_Q8_0 && fg_weights_type_parse("bf16") == FG_WEIGHTS_BF16);
     CHECK(fg_weights_type_parse("q4") == -1 && strstr(fg_last_error(), "q4"));

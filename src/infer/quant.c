@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #if defined(__AVX512F__)
@@ -178,15 +179,10 @@ void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type
                         int N, int IN, int OUT) {
     fp16_table_init();
     size_t rb = fg_qrow_bytes(type, IN);
-    if (N >= 16) { // many rows (prefill): dequantise once, then the fp32 kernel
-        float *wf = malloc(sizeof(float) * (size_t)OUT * IN);
-        if (wf) {
-#pragma omp parallel for schedule(static) if ((long)OUT * IN > 65536)
-            for (int o = 0; o < OUT; o++) fg_dequantize_row(wf + (size_t)o * IN, w + (size_t)o * rb, IN, type);
-            matmul_forward(out, inp, wf, bias, N, IN, OUT);
-            free(wf);
-            return;
-        }
+    if (N >= 8) { // many rows (prefill): the packed GEMM converts the rows to bf16 panels as it packs
+        // them and multiplies with bf16 activations and fp32 accumulation (AVX512-BF16 where present).
+        fg_gemm_qb(N, OUT, IN, inp, IN, w, (long)rb, type, out, OUT, bias, FG_GEMM_BF16);
+        return;
     }
 #pragma omp parallel for collapse(2) schedule(static) if ((long)N * OUT * IN > 32768)
     for (int n = 0; n < N; n++)

@@ -5,6 +5,7 @@
 // Backward walks the same list in reverse. Every activation needed by backward is saved in
 // fg_layer_acts; nothing is recomputed. fp32 throughout.
 #include "model/model.h"
+#include "ops/gemm.h"
 #include "model/route.h"
 
 #include <assert.h>
@@ -414,7 +415,7 @@ static void moe_forward(fg_model *m, int l, float *out) {
     const fg_layer_w *w = &m->w.layers[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
     int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    matmul_forward(a->scores, a->xn2, w->gate, NULL, N, C, E);
+    matmul_forward_prec(a->scores, a->xn2, w->gate, NULL, N, C, E, FG_GEMM_F32); // gating stays fp32
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         fg_moe_route(a->idx + (size_t)n * K, a->wts + (size_t)n * K, a->scores + (size_t)n * E, w->gate_bias, c);
@@ -499,7 +500,7 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
         add_into(next, a->x2, (size_t)N * C);
     }
     rmsnorm_forward(m->xf, m->xf_rstd, m->xfin, m->w.final_norm, N, C, c->rms_norm_eps);
-    matmul_forward(m->logits, m->xf, m->w.lm_head, NULL, N, C, V);
+    matmul_forward_prec(m->logits, m->xf, m->w.lm_head, NULL, N, C, V, FG_GEMM_F32); // the head stays fp32
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) return fg_set_error("target id %d at position %d is outside the vocabulary", targets[n], n);
@@ -658,7 +659,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
             for (int e = 0; e < E; e++) d[e] *= s[e] * (1.0f - s[e]);
         }
     }
-    matmul_backward(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E);
+    matmul_backward_prec(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_GEMM_F32);
 }
 
 int fg_model_backward(fg_model *m, float grad_scale) {
@@ -672,7 +673,7 @@ int fg_model_backward(fg_model *m, float grad_scale) {
     float *dlogits = m->logits; // in place over the probabilities
     crossentropy_backward(dlogits, m->logits, m->targets, N, V, grad_scale / m->n_counted);
     float *dxf = take(&sc, (size_t)N * C);
-    matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V);
+    matmul_backward_prec(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_GEMM_F32);
     rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) {

@@ -15,6 +15,8 @@
 // buffers are thread-local to the caller and grow on demand (no malloc per call once warm).
 #include "ops/gemm.h"
 
+#include "frugal.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +39,13 @@
 #define NB 128                           // columns of C per tile (multiple of NR)
 
 int fg_gemm_default_prec = FG_GEMM_F32;
+
+int fg_set_matmul_precision(int prec) {
+    int old = fg_gemm_default_prec;
+    fg_gemm_default_prec = prec == FG_PREC_BF16 ? FG_GEMM_BF16 : FG_GEMM_F32;
+    return old == FG_GEMM_BF16 ? FG_PREC_BF16 : FG_PREC_FP32;
+}
+
 static int force_generic;
 
 int fg_gemm_force_generic(int on) { int old = force_generic; force_generic = on; return old; }
@@ -111,6 +120,10 @@ static void interleave_pairs(uint16_t *dst, const uint16_t *src, int kc, int r, 
 
 static void pack_a_f32(float *dst, const gemm_args *g, int i0, int mr, int p0, int kc) {
     if (g->ta) { // rows of op(A) are columns of A: k-major reads are contiguous
+        if (mr == MR) {
+            for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * MR, g->A + (long)(p0 + k) * g->lda + i0, sizeof(float) * MR);
+            return;
+        }
         for (int k = 0; k < kc; k++) {
             const float *src = g->A + (long)(p0 + k) * g->lda + i0;
             int r = 0;
@@ -175,12 +188,47 @@ static void b_rows_f32(const float **src, const gemm_args *g, int j0, int nr, in
     for (int c = 0; c < NR; c++) src[c] = b_column(tmp->col + (size_t)c * KC, g, j0 + (c < nr ? c : 0), p0, kc);
 }
 
+#ifdef FG_X86
+// dst[t * ldd + c] = src[c][k0 + t] for a 16 x 16 block: unpack pairs, then 64-bit pairs, then
+// 128-bit lanes twice (the classic 4-stage in-register transpose, 64 shuffles per 256 floats).
+__attribute__((target("avx512f"))) static void transpose16_avx512(float *dst, long ldd, const float *const *src, int k0) {
+    __m512 r[16], a[16], b[16], c[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src[i] + k0);
+    for (int i = 0; i < 8; i++) { a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]); a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]); }
+    for (int i = 0; i < 4; i++) {
+        __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
+        __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    // b[4i + j], lane L: rows 4i..4i+3 of column 4L + j.
+    for (int j = 0; j < 4; j++) {
+        c[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        c[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+        c[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        c[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm512_storeu_ps(dst + (long)j * ldd, _mm512_shuffle_f32x4(c[j], c[8 + j], 0x88));
+        _mm512_storeu_ps(dst + (long)(8 + j) * ldd, _mm512_shuffle_f32x4(c[j], c[8 + j], 0xdd));
+        _mm512_storeu_ps(dst + (long)(4 + j) * ldd, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0x88));
+        _mm512_storeu_ps(dst + (long)(12 + j) * ldd, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0xdd));
+    }
+}
+#endif
+
 static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
     if (!g->W && !g->tb) { // rows of op(B) are contiguous
+        const float *src = g->B + (long)p0 * g->ldb + j0;
+        if (nr == NR) {
+            for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * NR, src + (long)k * g->ldb, sizeof(float) * NR);
+            return;
+        }
         for (int k = 0; k < kc; k++) {
-            const float *src = g->B + (long)(p0 + k) * g->ldb + j0;
             int c = 0;
-            for (; c < nr; c++) dst[k * NR + c] = src[c];
+            for (; c < nr; c++) dst[k * NR + c] = src[(long)k * g->ldb + c];
             for (; c < NR; c++) dst[k * NR + c] = 0;
         }
         return;
@@ -190,6 +238,12 @@ static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, i
     // Transpose in blocks of 16 k so both the reads and the writes stay in L1.
     for (int k0 = 0; k0 < kc; k0 += 16) {
         int kk = FG_MIN(16, kc - k0);
+#ifdef FG_X86
+        if (kk == 16 && nr == NR && cpu_avx512()) {
+            for (int c0 = 0; c0 < NR; c0 += 16) transpose16_avx512(dst + (size_t)k0 * NR + c0, NR, src + c0, k0);
+            continue;
+        }
+#endif
         for (int c = 0; c < NR; c++) {
             const float *sc = src[c] + k0;
             float *d = dst + (size_t)k0 * NR + c;

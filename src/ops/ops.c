@@ -88,9 +88,14 @@ int64_t fg_ops_macs = 0;
 #define GEMM_MIN_ROWS 8
 
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+    matmul_forward_prec(out, inp, w, bias, N, IN, OUT, fg_gemm_default_prec);
+}
+
+void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT,
+                         int prec) {
     if (fg_ops_count_macs) __atomic_fetch_add(&fg_ops_macs, (int64_t)N * IN * OUT, __ATOMIC_RELAXED);
     if (N >= GEMM_MIN_ROWS) {
-        fg_gemm(0, 1, N, OUT, IN, inp, IN, w, IN, out, OUT, 0, bias, fg_gemm_default_prec);
+        fg_gemm(0, 1, N, OUT, IN, inp, IN, w, IN, out, OUT, 0, bias, prec);
         return;
     }
     int nb = (N + 3) / 4, ob = (OUT + 3) / 4;
@@ -104,7 +109,11 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT) {
-    int prec = fg_gemm_default_prec;
+    matmul_backward_prec(dinp, dw, dbias, dout, inp, w, N, IN, OUT, fg_gemm_default_prec);
+}
+
+void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int IN, int OUT, int prec) {
     if (dinp) fg_gemm(0, 0, N, IN, OUT, dout, OUT, w, IN, dinp, IN, 1, NULL, prec);   // dinp += dout @ w
     if (dw) fg_gemm(1, 0, OUT, IN, N, dout, OUT, inp, IN, dw, IN, 1, NULL, prec);     // dw += dout^T @ inp
     if (dbias)

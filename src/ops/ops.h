@@ -28,6 +28,11 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 // dinp (N, IN) += dout @ w; dw (OUT, IN) += dout^T @ inp; dbias (OUT) += column sums of dout.
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT);
+// The same with an explicit precision (FG_GEMM_F32 / FG_GEMM_BF16, gemm.h) instead of the
+// process-wide fg_gemm_default_prec: the output head and MoE gating stay fp32 under mixed precision.
+void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int prec);
+void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int IN, int OUT, int prec);
 
 // out (N, C) = w * inp / sqrt(mean(inp^2) + eps); rstd (N) saved for backward.
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
