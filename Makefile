@@ -73,10 +73,12 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libfrugal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-bench: $(BUILD)/bench/bench_train $(BUILD)/bench/bench_gemm
+bench: $(BUILD)/bench/bench_train $(BUILD)/bench/bench_gemm $(BIN)
 	@mkdir -p build/bench
 	./$(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_train $(BENCH_ARGS)
+	@echo "inference (frugal bench, bench-moe, random weights):"
+	for w in f32 bf16 q8_0; do ./$(BIN) bench --weights $$w --prefill 128,512 --decode 0,1024 || exit 1; done
 
 bench-gemm: $(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_gemm $(BENCH_ARGS)
