@@ -494,12 +494,14 @@ enum { FG_KV_AUTO = -1, FG_KV_FULL = 0, FG_KV_LATENT = 1 }; // AUTO: latent for 
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind);
 // Weight formats for inference: fp32 (the model's own), bf16, or 8-bit blocks (Q8_0: 32 int8
 // values sharing an fp16 scale). A session with bf16/Q8_0 weights holds a converted copy of the
-// matrices (norms, biases, the embedding lookup and MLA's wkv_b stay fp32; docs/model.md).
+// matrices, embedding included (norms, biases, the routing bias and MLA's wkv_b stay fp32;
+// docs/model.md); the session owns that store (fg_wstore_from_model).
 enum { FG_WEIGHTS_F32 = 0, FG_WEIGHTS_BF16 = 1, FG_WEIGHTS_Q8_0 = 2 };
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights);
 // Bytes of the weights a session reads for its matrix products (after conversion).
 size_t fg_infer_weight_bytes(const fg_infer *s);
-// The share of those a single decode step reads (routed experts count K/E of their bytes).
+// The share of those a single decode step reads (routed experts count K/E of their bytes), plus
+// one row of an untied embedding table (its lookup).
 double fg_infer_decode_weight_bytes(const fg_infer *s);
 // Parses "f32", "bf16", "q8_0" into FG_WEIGHTS_*; -1 with an error otherwise.
 int fg_weights_type_parse(const char *name);

@@ -220,13 +220,18 @@ size_t fg_infer_weight_bytes(const fg_infer *s) { return (size_t)infer_weight_by
 double fg_infer_decode_weight_bytes(const fg_infer *s) { return infer_weight_bytes(s, 1); }
 
 // Bytes of the matrices the session multiplies with, as stored; per_token: a decode step's share,
-// where a routed expert counts K/E (the router picks K of E per token).
+// where a routed expert counts K/E (the router picks K of E per token) and the embedding table one
+// row (a lookup).
 static double infer_weight_bytes(const fg_infer *s, int per_token) {
     const fg_wstore *ws = s->ws;
     double bytes = 0;
     for (int i = 0; i < ws->n; i++) {
         const fg_tensor *t = &ws->t[i];
-        if (t->ndim != 2 || (!strcmp(t->name, "model.embed_tokens.weight") && !ws->cfg.tie_word_embeddings)) continue;
+        if (t->ndim != 2) continue;
+        if (!strcmp(t->name, "model.embed_tokens.weight") && !ws->cfg.tie_word_embeddings) {
+            if (per_token) bytes += (double)fg_qrow_bytes(ws->type[i], t->shape[1]);
+            continue;
+        }
         double b = (double)fg_wstore_tensor_bytes(t, ws->type[i]);
         if (per_token && t->expert >= 0) b *= (double)ws->cfg.num_experts_per_tok / ws->cfg.n_routed_experts;
         bytes += b;
