@@ -193,8 +193,20 @@ static inline __m512 q8_load16(const int8_t *p) {
 }
 #endif
 
-// out[r] = dot(x, row r) + bias[r] for rows [r0, r1).
-static void matvec_rows(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int r0, int r1) {
+// x permuted for the bf16 kernel: within each group of 32, the values vpunpcklwd then vpunpckhwd
+// bring to the low halves of fp32 lanes: per 128-bit lane k, elements 8k..8k+3, then 8k+4..8k+7.
+static void bf16_perm_x(float *xp, const float *x, int IN) {
+    for (int g = 0; g < IN; g += 32)
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 4; j++) {
+                xp[g + 4 * k + j] = x[g + 8 * k + j];
+                xp[g + 16 + 4 * k + j] = x[g + 8 * k + 4 + j];
+            }
+}
+
+// out[r] = dot(x, row r) + bias[r] for rows [r0, r1). xperm: bf16_perm_x(x) for bf16 rows, or NULL.
+static void matvec_rows(float *out, const float *x, const float *xperm, const uint8_t *w, int type, const float *bias, int IN,
+                        int r0, int r1) {
     size_t rb = fg_qrow_bytes(type, IN);
     int r = r0;
 #if defined(__AVX512F__)
@@ -212,16 +224,21 @@ static void matvec_rows(float *out, const float *x, const uint8_t *w, int type, 
             out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
             out[r + 2] = _mm512_reduce_add_ps(a2); out[r + 3] = _mm512_reduce_add_ps(a3);
         }
-    } else if (type == FG_WEIGHTS_BF16 && IN % 16 == 0) {
+    } else if (type == FG_WEIGHTS_BF16 && IN % 32 == 0 && xperm) {
+        // 32 bf16 per 64-byte load; interleaving with zeros (vpunpck{l,h}wd) widens them to two
+        // vectors of fp32 in lane-interleaved order, which xperm (x permuted once per product)
+        // matches: one load, two shuffles and two FMAs per 64 bytes.
+        const __m512i zero = _mm512_setzero_si512();
         for (; r + 4 <= r1; r += 4) {
             const uint8_t *w0 = w + (size_t)r * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-            for (int i = 0; i < IN; i += 16) {
-                __m512 xv = _mm512_loadu_ps(x + i);
-                a0 = _mm512_fmadd_ps(bf16_load16(w0 + 2 * (size_t)i), xv, a0);
-                a1 = _mm512_fmadd_ps(bf16_load16(w1 + 2 * (size_t)i), xv, a1);
-                a2 = _mm512_fmadd_ps(bf16_load16(w2 + 2 * (size_t)i), xv, a2);
-                a3 = _mm512_fmadd_ps(bf16_load16(w3 + 2 * (size_t)i), xv, a3);
+            for (int i = 0; i < IN; i += 32) {
+                __m512 xl = _mm512_loadu_ps(xperm + i), xh = _mm512_loadu_ps(xperm + i + 16);
+#define BF16_STEP(a, wr) do { __m512i v = _mm512_loadu_si512((const void *)((wr) + 2 * (size_t)i)); \
+                a = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v)), xl, a); \
+                a = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v)), xh, a); } while (0)
+                BF16_STEP(a0, w0); BF16_STEP(a1, w1); BF16_STEP(a2, w2); BF16_STEP(a3, w3);
+#undef BF16_STEP
             }
             out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
             out[r + 2] = _mm512_reduce_add_ps(a2); out[r + 3] = _mm512_reduce_add_ps(a3);
@@ -254,6 +271,11 @@ static void matvec_rows(float *out, const float *x, const uint8_t *w, int type, 
 void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT) {
     fp16_table_init();
     size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
+    float xp_small[4096], *xperm = NULL;
+    if (type == FG_WEIGHTS_BF16 && IN % 32 == 0) {
+        xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path
+        if (xperm) bf16_perm_x(xperm, x, IN);
+    }
 #pragma omp parallel if (bytes > (256u << 10))
     {
 #ifdef _OPENMP
@@ -264,8 +286,9 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
         // contiguous blocks of rows, boundaries on multiples of 4
         int per = ((OUT + nt - 1) / nt + 3) & ~3;
         int r0 = FG_MIN(OUT, id * per), r1 = FG_MIN(OUT, r0 + per);
-        if (r0 < r1) matvec_rows(out, x, w, type, bias, IN, r0, r1);
+        if (r0 < r1) matvec_rows(out, x, xperm, w, type, bias, IN, r0, r1);
     }
+    if (xperm != xp_small) free(xperm);
 }
 
 void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type, const float *bias,
