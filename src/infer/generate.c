@@ -274,6 +274,7 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_
                             int n, int p0, int H, int Hkv, int Dk, int Dv, float scale) {
     int g = H / Hkv, kw = s->kw, vw = s->vw;
     long work = (long)n * H * (p0 + n) * (Dk + Dv);
+    (void)work; // read by the OpenMP if clause only
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
     for (int r = 0; r < n * H; r++) {
         int i = r / H, h = r % H, kh = h / g, t = p0 + i;
@@ -303,6 +304,7 @@ static void latent_attention(fg_infer *s, int l, int n, int p0) {
     float scale = ws->softmax_scale;
     size_t head_bytes = (size_t)(Dn + Dv) * fg_qrow_bytes(wkv_b.type, Rkv);
     long work = (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv);
+    (void)work;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
     for (int r = 0; r < n * H; r++) {
         int i = r / H, h = r % H, t = p0 + i;

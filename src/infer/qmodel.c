@@ -102,8 +102,9 @@ static int q_table(fg_wstore *ws, const uint8_t *b, const q_sec *sec, const char
     uint32_t count = get_u32(p);
     pos = 4;
     if (count != (uint32_t)ws->n)
-        return fg_set_error("%s: the tensor table lists %" PRIu32 " tensors; the config's model has %d (file is corrupted)", where,
-                            count, ws->n);
+        return fg_set_error("%s: the tensor table lists %" PRIu32 " tensors but the config (%s attention, %d layers) describes a "
+                            "model with %d: config and tensors are of different models (file is corrupted)", where, count,
+                            ws->cfg.attn_type == FG_ATTN_MLA ? "MLA" : "GQA", ws->cfg.num_hidden_layers, ws->n);
     for (int i = 0; i < ws->n; i++) {
         const fg_tensor *t = &ws->t[i];
         NEED(4);
@@ -186,7 +187,7 @@ static fg_wstore *q_parse(const uint8_t *b, uint64_t size, const char *where) {
         int *types = calloc(n, sizeof *types);
         const void **data = calloc(n, sizeof *data);
         if (!types || !data) { free(t); free(types); free(data); fg_set_error("out of memory"); return NULL; }
-        fg_wstore probe = {.n = n, .t = t, .type = types, .data = data};
+        fg_wstore probe = {.cfg = c, .n = n, .t = t, .type = types, .data = data};
         if (q_table(&probe, b, sec, where)) { free(t); free(types); free(data); return NULL; }
         ws = fg_wstore_create(&c, t, n, types, data);
         free(t); free(types); free(data);

@@ -271,6 +271,7 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
 void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT) {
     fp16_table_init();
     size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
+    (void)bytes; // read by the OpenMP if clause only
     float xp_small[4096], *xperm = NULL;
     if (type == FG_WEIGHTS_BF16 && IN % 32 == 0) {
         xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path

@@ -55,12 +55,18 @@ int fg_wstore_weights(const fg_wstore *ws) { // the type of the largest matrices
     return type;
 }
 
+static fg_wref ref_at(const fg_wstore *ws, int *i) {
+    fg_wref r = {ws->type[*i], ws->data[*i]};
+    ++*i;
+    return r;
+}
+
 // Walks the table in fg_tensor_table's order (the same sequence as fg_weights_bind) and points the
 // layer view at each tensor.
 static void bind(fg_wstore *ws) {
     const fg_config *c = &ws->cfg;
     int i = 0, E = c->n_routed_experts;
-#define REF() ((fg_wref){ws->type[i], ws->data[i++]})
+#define REF() ref_at(ws, &i)
 #define VEC() (ws->vec[i++])
     ws->embed = REF();
     for (int l = 0; l < c->num_hidden_layers; l++) {
