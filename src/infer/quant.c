@@ -11,9 +11,6 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
@@ -180,9 +177,9 @@ static float qdot(const float *x, const uint8_t *row, int cols, int type) {
 
 // ---- matrix-vector (decode) ------------------------------------------------------------------
 // One token's product reads every weight byte once, so it runs at memory speed when the loads
-// stream: each thread takes one contiguous block of rows (one sequential stream per thread, as
-// the hardware prefetchers like it) and computes 4 rows at a time against the cached x, which
-// gives 4 independent accumulator chains per vector step.
+// stream: threads take chunks of consecutive rows (sequential streams, as the hardware
+// prefetchers like them) and compute 4 rows at a time against the cached x, which gives 4
+// independent accumulator chains per vector step.
 
 #if defined(__AVX512F__)
 static inline __m512 bf16_load16(const uint8_t *p) { // 16 bf16 -> 16 fp32 (exact)
@@ -277,17 +274,14 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
         xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path
         if (xperm) bf16_perm_x(xperm, x, IN);
     }
-#pragma omp parallel if (bytes > (256u << 10))
-    {
-#ifdef _OPENMP
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-#else
-        int nt = 1, id = 0;
-#endif
-        // contiguous blocks of rows, boundaries on multiples of 4
-        int per = ((OUT + nt - 1) / nt + 3) & ~3;
-        int r0 = FG_MIN(OUT, id * per), r1 = FG_MIN(OUT, r0 + per);
-        if (r0 < r1) matvec_rows(out, x, xperm, w, type, bias, IN, r0, r1);
+    // Rows in chunks of about 256 KiB (a multiple of 4 rows), handed out dynamically: each chunk
+    // is one sequential stream, and a thread that the OS delays does not hold the other back.
+    int chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, ((256u << 10) / fg_qrow_bytes(type, IN)) & ~(size_t)3));
+    int nchunks = (OUT + chunk - 1) / chunk;
+#pragma omp parallel for schedule(dynamic, 1) if (bytes > (256u << 10))
+    for (int k = 0; k < nchunks; k++) {
+        int r0 = k * chunk, r1 = FG_MIN(OUT, r0 + chunk);
+        matvec_rows(out, x, xperm, w, type, bias, IN, r0, r1);
     }
     if (xperm != xp_small) free(xperm);
 }
