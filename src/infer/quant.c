@@ -201,6 +201,12 @@ static void bf16_perm_x(float *xp, const float *x, int IN) {
             }
 }
 
+#if defined(__F16C__)
+#define FP16_TO_F32(h) _cvtsh_ss(h) // no table competing with the weight stream for the cache
+#else
+#define FP16_TO_F32(h) fp16_table[h]
+#endif
+
 // out[r] = dot(x, row r) + bias[r] for rows [r0, r1). xperm: bf16_perm_x(x) for bf16 rows, or NULL.
 static void matvec_rows(float *out, const float *x, const float *xperm, const uint8_t *w, int type, const float *bias, int IN,
                         int r0, int r1) {
@@ -252,8 +258,8 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
                 memcpy(&d1, &b1[b].d, 2);
                 __m512 p0 = _mm512_fmadd_ps(q8_load16(b0[b].qs + 16), x1, _mm512_mul_ps(q8_load16(b0[b].qs), x0));
                 __m512 p1 = _mm512_fmadd_ps(q8_load16(b1[b].qs + 16), x1, _mm512_mul_ps(q8_load16(b1[b].qs), x0));
-                a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_table[d0]), p0, a0);
-                a1 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_table[d1]), p1, a1);
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(FP16_TO_F32(d0)), p0, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(FP16_TO_F32(d1)), p1, a1);
             }
             out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
         }
