@@ -231,8 +231,7 @@ fg_wstore *fg_qmodel_open(const char *path) {
     if (map == MAP_FAILED) { fg_set_error("%s: cannot map the file: %s", path, strerror(errno)); return NULL; }
     fg_wstore *ws = q_parse(map, len, path);
     if (!ws) { munmap(map, len); return NULL; }
-    ws->map = map;
-    ws->map_len = len;
+    fg_wstore_keep_mapping(ws, map, len);
     return ws;
 }
 

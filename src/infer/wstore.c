@@ -22,6 +22,11 @@ size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type) {
     return rows * fg_qrow_bytes(type, (int)cols);
 }
 
+void fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len) {
+    ws->map = map;
+    ws->map_len = len;
+}
+
 int fg_wstore_keep(fg_wstore *ws, void *buf) {
     if (ws->n_owned == ws->cap_owned) {
         int cap = ws->cap_owned ? 2 * ws->cap_owned : 16;
@@ -140,8 +145,8 @@ static int store_finish(fg_wstore *ws) {
     for (int i = 0; i < ws->n; i++) {
         const fg_tensor *t = &ws->t[i];
         if (t->ndim == 2) continue;
-        if (ws->type[i] == FG_WEIGHTS_F32) { ws->vec[i] = ws->data[i]; continue; }
-        float *v = malloc(sizeof(float) * t->numel);
+        if (ws->type[i] == FG_WEIGHTS_F32 && (uintptr_t)ws->data[i] % 4 == 0) { ws->vec[i] = ws->data[i]; continue; }
+        float *v = malloc(sizeof(float) * t->numel); // another type, or a misaligned f32 vector
         if (!v || fg_wstore_keep(ws, v)) { free(v); return fg_set_error("out of memory"); }
         fg_dequantize_row(v, ws->data[i], (int)t->numel, ws->type[i]);
         ws->vec[i] = v;
@@ -170,7 +175,7 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
         }
         if ((ty != FG_WEIGHTS_F32 && ty != FG_WEIGHTS_BF16 && ty != FG_WEIGHTS_Q8_0) ||
             (ty == FG_WEIGHTS_Q8_0 && (b->ndim != 2 || b->shape[1] % FG_Q8_BLOCK)) || !data[i] ||
-            ((uintptr_t)data[i] % (ty == FG_WEIGHTS_F32 ? 4 : ty == FG_WEIGHTS_BF16 ? 2 : 1))) {
+            (b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_WEIGHTS_F32 ? 4 : ty == FG_WEIGHTS_BF16 ? 2 : 1))) {
             fg_set_error("weight store: tensor '%s': type %d %s", b->name, ty,
                          !data[i] ? "has no data" : ty == FG_WEIGHTS_Q8_0 ? "(q8_0 needs a matrix with columns a multiple of 32)"
                                                                         : "is unknown or its data is misaligned");

@@ -80,11 +80,17 @@ struct fg_wstore {
 
 // Builds a store over caller-owned tensors: c is validated; t (n entries) must equal
 // fg_tensor_table(c) in names and shapes; types[i] is tensor i's FG_WEIGHTS_* and data[i] its
-// bytes, which must stay valid and unchanged for the store's life (hand ownership over with
-// fg_wstore_keep). NULL with an error naming the tensor otherwise.
+// bytes (rows as in wstore.h's header), which must stay valid and unchanged for the store's life
+// (hand ownership over with fg_wstore_keep / fg_wstore_keep_mapping). Matrices must be aligned to
+// their element (f32 4, bf16 2 bytes); vectors may be anything (copied to fp32 when not aligned
+// f32). NULL with an error naming the tensor otherwise. Example, a bf16 safetensors file mapped
+// read-only: t = fg_tensor_table(c), types[i] = FG_WEIGHTS_BF16, data[i] = map + offset of
+// t[i].name, then fg_wstore_keep_mapping(ws, map, len).
 fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data);
 // The store frees buf (free()) when it is freed. -1 (buf not taken) when out of memory.
 int fg_wstore_keep(fg_wstore *ws, void *buf);
+// The store munmaps [map, map + len) when it is freed (one mapping per store).
+void fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len);
 
 // The type tensor t gets when a model is converted to `weights`: matrices become bf16 / Q8_0
 // (Q8_0 only when the columns are a multiple of 32); vectors, buffers and MLA's wkv_b (which
