@@ -9,6 +9,7 @@
 // Invariants: cache rows [0, pos) of every layer hold the keys/values of the tokens fed so far;
 // a failed feed changes nothing; feed never allocates (all memory is carved at create).
 #include "infer/generate.h"
+#include "infer/pool.h"
 #include "infer/wstore.h"
 
 #include <math.h>
@@ -20,8 +21,10 @@
 #ifdef _OPENMP
 #include <omp.h>
 #define THREAD_ID() omp_get_thread_num()
+static int omp_threads(void) { return omp_get_max_threads(); }
 #else
 #define THREAD_ID() 0
+static int omp_threads(void) { return 1; }
 #endif
 
 #define INFER_CHUNK 256 // tokens per batched pass; bounds the scratch for long prompts
@@ -42,6 +45,7 @@ struct fg_infer {
     void *kv;                   // cache arena: layer l = keys (max_T, kw) then values (max_T, vw)
     size_t kv_elems;            // addressed by element index (kv_put, kv_dot, kv_axpy)
     int chunk, nthreads;        // scratch sized for `chunk` tokens and `nthreads` attention rows
+    int max_heads;              // attention over at most this many rows (one token) runs on the pool
     void *mem;                  // scratch arena, carved below
     float *x, *xn, *x2, *xn2;   // (n, C) residual stream, normed input, after attention, normed
     float *qa, *qan;            // (n, Rq) MLA q compression
@@ -178,11 +182,8 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
     s->kv_bf16 = kv_type == FG_WEIGHTS_BF16;
     s->max_T = max_T;
     s->chunk = FG_MIN(max_T, INFER_CHUNK);
-#ifdef _OPENMP
-    s->nthreads = omp_get_max_threads();
-#else
-    s->nthreads = 1;
-#endif
+    s->nthreads = FG_MAX(omp_threads(), fg_pool_threads()); // scratch rows for either kind of worker
+    s->max_heads = c->num_attention_heads;
     int H = c->num_attention_heads;
     if (kind == FG_KV_LATENT) {
         s->kw = c->kv_lora_rank + c->qk_rope_head_dim;
@@ -270,22 +271,45 @@ static void attention_row_kv(const fg_infer *s, float *o, float *p, const float 
 // head h at h*Dk. kc: keys (element index), row stride kw, kv head at kh*Dk; vc: values, stride
 // vw, head at kh*Dv; head h reads kv head h / (H / Hkv). The arithmetic follows attention_forward
 // (ops.c) exactly: an fp32 cache runs its attention_row.
+typedef struct {
+    fg_infer *s; float *y; const float *q; int sq; size_t kc, vc; int p0, H, Hkv, Dk, Dv; float scale;
+} cache_job;
+
+static void cache_row(void *ctx, int r, int tid) {
+    const cache_job *j = ctx;
+    fg_infer *s = j->s;
+    int H = j->H, i = r / H, h = r % H, kh = h / (H / j->Hkv), t = j->p0 + i, Dk = j->Dk, Dv = j->Dv;
+    float *o = j->y + ((size_t)i * H + h) * Dv, *p = s->probs + (size_t)tid * s->max_T;
+    const float *qr = j->q + (size_t)i * j->sq + (size_t)h * Dk;
+    if (s->kv_bf16)
+        attention_row_kv(s, o, p, qr, j->kc + (size_t)kh * Dk, s->kw, j->vc + (size_t)kh * Dv, s->vw, t + 1, Dk, Dv, j->scale);
+    else
+        attention_row(o, p, qr, (const float *)s->kv + j->kc + (size_t)kh * Dk, s->kw, (const float *)s->kv + j->vc + (size_t)kh * Dv,
+                      s->vw, t + 1, Dk, Dv, j->scale);
+}
+
+// Rows (query, head) of an attention: one token's heads on the decode helpers (pool.h), a
+// chunk's on OpenMP threads. fn(ctx, row, tid) with tid < s->nthreads.
+static void attention_rows(fg_infer *s, int rows, long work, void (*fn)(void *, int, int), void *ctx) {
+    if (work <= 65536) {
+        for (int r = 0; r < rows; r++) fn(ctx, r, 0);
+    } else if (rows <= s->max_heads) {
+        fg_pool_for(rows, fn, ctx);
+    } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(s->nthreads, omp_threads()))
+        for (int r = 0; r < rows; r++) fn(ctx, r, THREAD_ID());
+    }
+}
+
+// y (n, H, Dv) = softmax attention of the n queries at positions p0 .. p0+n-1 over cached
+// positions [0, p0+i] (causal; the chunk's own rows are already in the cache). q: row stride sq,
+// head h at h*Dk. kc: keys (element index), row stride kw, kv head at kh*Dk; vc: values, stride
+// vw, head at kh*Dv; head h reads kv head h / (H / Hkv). The arithmetic follows attention_forward
+// (ops.c) exactly: an fp32 cache runs its attention_row.
 static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_t kc, size_t vc,
                             int n, int p0, int H, int Hkv, int Dk, int Dv, float scale) {
-    int g = H / Hkv, kw = s->kw, vw = s->vw;
-    long work = (long)n * H * (p0 + n) * (Dk + Dv);
-    (void)work; // read by the OpenMP if clause only
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
-    for (int r = 0; r < n * H; r++) {
-        int i = r / H, h = r % H, kh = h / g, t = p0 + i;
-        float *o = y + ((size_t)i * H + h) * Dv, *p = s->probs + (size_t)THREAD_ID() * s->max_T;
-        const float *qr = q + (size_t)i * sq + (size_t)h * Dk;
-        if (s->kv_bf16)
-            attention_row_kv(s, o, p, qr, kc + (size_t)kh * Dk, kw, vc + (size_t)kh * Dv, vw, t + 1, Dk, Dv, scale);
-        else
-            attention_row(o, p, qr, (const float *)s->kv + kc + (size_t)kh * Dk, kw, (const float *)s->kv + vc + (size_t)kh * Dv,
-                          vw, t + 1, Dk, Dv, scale);
-    }
+    cache_job j = {s, y, q, sq, kc, vc, p0, H, Hkv, Dk, Dv, scale};
+    attention_rows(s, n * H, (long)n * H * (p0 + n) * (Dk + Dv), cache_row, &j);
 }
 
 // Absorbed MLA attention over the latent cache of layer l for the n queries at p0... The cache
@@ -294,48 +318,53 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_
 // * scale, o_lat = sum_u p(u) c_kv(u), y_h = W_UV_h o_lat. W_UK_h / W_UV_h are the Dn key rows and
 // Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv), read in fp32 (a wkv_b stored in another type
 // is dequantised one head at a time into per-thread scratch).
-static void latent_attention(fg_infer *s, int l, int n, int p0) {
+typedef struct { fg_infer *s; int l, p0; } latent_job;
+
+static void latent_row(void *ctx, int r, int tid) {
+    const latent_job *jb = ctx;
+    fg_infer *s = jb->s;
     const fg_wstore *ws = s->ws;
     const fg_config *c = &ws->cfg;
-    fg_wref wkv_b = ws->layers[l].wkv_b;
-    size_t cache = cache_k(s, l);
+    fg_wref wkv_b = ws->layers[jb->l].wkv_b;
+    size_t cache = cache_k(s, jb->l);
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
     int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
     float scale = ws->softmax_scale;
-    size_t head_bytes = (size_t)(Dn + Dv) * fg_qrow_bytes(wkv_b.type, Rkv);
-    long work = (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv);
-    (void)work;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
-    for (int r = 0; r < n * H; r++) {
-        int i = r / H, h = r % H, t = p0 + i;
-        const float *q = s->q + ((size_t)i * H + h) * Dq, *wh;
-        if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
-        else {
-            float *tmp = s->wkvb + (size_t)THREAD_ID() * (Dn + Dv) * Rkv;
-            const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * head_bytes;
-            for (int d = 0; d < Dn + Dv; d++)
-                fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * fg_qrow_bytes(wkv_b.type, Rkv), Rkv, wkv_b.type);
-            wh = tmp;
-        }
-        float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)THREAD_ID() * Rkv;
-        float *p = s->probs + (size_t)THREAD_ID() * s->max_T;
-        for (int j = 0; j < Rkv; j++) ql[j] = 0;
-        for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
-        float mx = -INFINITY;
-        for (int u = 0; u <= t; u++) {
-            size_t cu = cache + (size_t)u * kw;
-            float sc = (kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr)) * scale;
-            p[u] = sc;
-            if (sc > mx) mx = sc;
-        }
-        float sum = 0;
-        for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < Rkv; j++) ol[j] = 0;
-        for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
-        float *o = s->y + ((size_t)i * H + h) * Dv;
-        for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
+    int i = r / H, h = r % H, t = jb->p0 + i;
+    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh;
+    if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+    else {
+        float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
+        size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+        const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
+        for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
+        wh = tmp;
     }
+    float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)tid * Rkv;
+    float *p = s->probs + (size_t)tid * s->max_T;
+    for (int j = 0; j < Rkv; j++) ql[j] = 0;
+    for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
+    float mx = -INFINITY;
+    for (int u = 0; u <= t; u++) {
+        size_t cu = cache + (size_t)u * kw;
+        float sc = (kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr)) * scale;
+        p[u] = sc;
+        if (sc > mx) mx = sc;
+    }
+    float sum = 0;
+    for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < Rkv; j++) ol[j] = 0;
+    for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
+    float *o = s->y + ((size_t)i * H + h) * Dv;
+    for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
+}
+
+static void latent_attention(fg_infer *s, int l, int n, int p0) {
+    const fg_config *c = &s->ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    latent_job j = {s, l, p0};
+    attention_rows(s, n * H, (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv), latent_row, &j);
 }
 
 // MLA on s->xn (n, C) at positions p0..: appends layer l's cache rows (full per-head keys and

@@ -1,6 +1,7 @@
 // quant.c: see quant.h. Reference kernels in plain C with GCC/Clang vector extensions; a packed
 // int8 dot product (VNNI) and AMX belong to the CPU-speed work.
 #include "infer/quant.h"
+#include "infer/pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -271,24 +272,34 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
         for (r = r0; r < r1; r++) out[r] += bias[r];
 }
 
+typedef struct {
+    float *out; const float *x, *xperm; const uint8_t *w; int type; const float *bias; int IN, OUT, chunk;
+} mv_job;
+static void mv_chunk(void *ctx, int k, int tid) {
+    (void)tid;
+    const mv_job *j = ctx;
+    int r0 = k * j->chunk, r1 = FG_MIN(j->OUT, r0 + j->chunk);
+    matvec_rows(j->out, j->x, j->xperm, j->w, j->type, j->bias, j->IN, r0, r1);
+}
+
 void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT) {
     fp16_table_init();
     size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
-    (void)bytes; // read by the OpenMP if clause only
     float xp_small[4096], *xperm = NULL;
     if (type == FG_WEIGHTS_BF16 && IN % 32 == 0) {
         xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path
         if (xperm) bf16_perm_x(xperm, x, IN);
     }
-    // Rows in chunks of about 256 KiB (a multiple of 4 rows), handed out dynamically: each chunk
-    // is one sequential stream, and a thread that the OS delays does not hold the other back.
-    int chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, ((256u << 10) / fg_qrow_bytes(type, IN)) & ~(size_t)3));
-    int nchunks = (OUT + chunk - 1) / chunk;
-#pragma omp parallel for schedule(dynamic, 1) if (bytes > (256u << 10))
-    for (int k = 0; k < nchunks; k++) {
-        int r0 = k * chunk, r1 = FG_MIN(OUT, r0 + chunk);
-        matvec_rows(out, x, xperm, w, type, bias, IN, r0, r1);
-    }
+    // Rows in chunks of 16-256 KiB (at least 16 chunks; a multiple of 4 rows) claimed one at a time by the caller
+    // and the decode helpers (pool.h): each chunk is one sequential stream, and a helper the OS
+    // has not scheduled never holds the caller back.
+    mv_job job = {out, x, xperm, w, type, bias, IN, OUT, 0};
+    size_t chunk_bytes = FG_MIN((size_t)256 << 10, FG_MAX((size_t)16 << 10, bytes / 16));
+    job.chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, (chunk_bytes / fg_qrow_bytes(type, IN)) & ~(size_t)3));
+    if ((OUT + job.chunk - 1) / job.chunk > FG_POOL_MAX_CHUNKS) job.chunk = (OUT + FG_POOL_MAX_CHUNKS - 1) / FG_POOL_MAX_CHUNKS;
+    int nchunks = (OUT + job.chunk - 1) / job.chunk;
+    if (bytes > (128u << 10)) fg_pool_for(nchunks, mv_chunk, &job);
+    else matvec_rows(out, x, xperm, w, type, bias, IN, 0, OUT);
     if (xperm != xp_small) free(xperm);
 }
 
