@@ -36,7 +36,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-gemm bench-tokenizer fuzz clean info
+.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -82,6 +82,10 @@ bench: $(BUILD)/bench/bench_train $(BUILD)/bench/bench_gemm $(BIN)
 
 bench-gemm: $(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_gemm $(BENCH_ARGS)
+
+# Decode matrix-vector GB/s per weight type against the streaming bandwidth of the same run.
+bench-decode: $(BUILD)/bench/bench_decode
+	./$(BUILD)/bench/bench_decode $(BENCH_ARGS)
 
 # BPE encode MB/s (1 thread, all threads) with the JavaScript reference as the same-run peer.
 bench-tokenizer: $(BUILD)/bench/bench_tokenizer

@@ -14,6 +14,7 @@ static const fg_command COMMANDS[] = {
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},
+    {"quantize", "convert a checkpoint to a quantised model file (bf16 or Q8_0) that inference maps", cmd_quantize},
     {"bench", "inference speed: prefill and decode tokens/s, KV bytes per token, bandwidth", cmd_bench},
     {"data", "prepare token shards from text/JSONL/chat files (prepare), or refine a corpus (refine)", cmd_data},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},

@@ -484,6 +484,9 @@ int fg_ckpt_load_into(const char *path, fg_model *m, fg_adamw *opt, fg_train_sta
 // byte-level checkpoint (no such section: encode and decode with fg_bytetok_*); -1 with an error
 // when the file is unreadable or corrupted.
 int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok);
+// The raw bytes of that section: 0 with *data (malloc'd, caller frees) and *len, or *data = NULL
+// for a byte-level checkpoint; -1 with an error.
+int fg_ckpt_read_tokenizer_bytes(const char *path, char **data, size_t *len);
 
 // ---- generation with a KV cache (src/infer/generate.c) -------------------------------------
 typedef struct fg_infer fg_infer;
@@ -498,15 +501,50 @@ enum { FG_KV_AUTO = -1, FG_KV_FULL = 0, FG_KV_LATENT = 1 }; // AUTO: latent for 
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind);
 // Weight formats for inference: fp32 (the model's own), bf16, or 8-bit blocks (Q8_0: 32 int8
 // values sharing an fp16 scale). A session with bf16/Q8_0 weights holds a converted copy of the
-// matrices (norms, biases, the embedding lookup and MLA's wkv_b stay fp32; docs/model.md).
+// matrices, embedding included (norms, biases, the routing bias and MLA's wkv_b stay fp32;
+// docs/model.md); the session owns that store (fg_wstore_from_model).
 enum { FG_WEIGHTS_F32 = 0, FG_WEIGHTS_BF16 = 1, FG_WEIGHTS_Q8_0 = 2 };
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights);
 // Bytes of the weights a session reads for its matrix products (after conversion).
 size_t fg_infer_weight_bytes(const fg_infer *s);
-// The share of those a single decode step reads (routed experts count K/E of their bytes).
+// The share of those a single decode step reads (routed experts count K/E of their bytes), plus
+// one row of an untied embedding table (its lookup).
 double fg_infer_decode_weight_bytes(const fg_infer *s);
 // Parses "f32", "bf16", "q8_0" into FG_WEIGHTS_*; -1 with an error otherwise.
 int fg_weights_type_parse(const char *name);
+
+// Typed weight stores (src/infer/wstore.h): a config plus, per tensor of its table, a type
+// (FG_WEIGHTS_*) and a pointer, into an fp32 model, into converted buffers, or into a read-only
+// mapping of a quantised model file. Sessions read every weight through one; a store is
+// read-only once built and may serve several sessions.
+typedef struct fg_wstore fg_wstore;
+// A store over m: fp32 reads m's weights in place (m must outlive the store); bf16 / Q8_0 convert
+// the matrices into an owned arena (vectors, the routing bias and MLA's wkv_b stay fp32, read
+// from m). NULL with an error.
+fg_wstore *fg_wstore_from_model(const fg_model *m, int weights);
+void fg_wstore_free(fg_wstore *ws);                // NULL is fine
+const fg_config *fg_wstore_config(const fg_wstore *ws);
+int fg_wstore_weights(const fg_wstore *ws);        // FG_WEIGHTS_* of its largest matrix
+// The tokenizer a store carries (from a quantised file's 'TOKN' section, or set below): 0 with
+// *tok (caller frees) or *tok = NULL for byte-level ids; -1 with an error.
+int fg_wstore_tokenizer(const fg_wstore *ws, fg_tokenizer **tok);
+int fg_wstore_set_tokenizer(fg_wstore *ws, const void *data, size_t len); // copies; NULL clears
+
+// Quantised model files (.fgq; docs/formats.md "Quantised models"): what `frugal quantize`
+// writes. Saved atomically (path.tmp, fsync, rename). Opening maps the file read-only and checks
+// its header, every section CRC, and every tensor's type, byte count (in Q8_0 blocks) and offset
+// against the table its config implies; the store's tensors point into the mapping (no copy).
+#define FG_QMODEL_MAGIC "FRUGALQM"
+int fg_qmodel_save(const char *path, const fg_wstore *ws);
+fg_wstore *fg_qmodel_open(const char *path);       // free with fg_wstore_free (unmaps)
+// The same over a buffer that must outlive the store (copied when not 64-byte aligned); for fuzzing.
+fg_wstore *fg_qmodel_open_mem(const uint8_t *buf, size_t len, const char *where);
+int fg_file_is_qmodel(const char *path);           // 1 when path starts with FG_QMODEL_MAGIC
+
+// A session over a store (which must outlive it). kv_type: FG_WEIGHTS_F32 or FG_WEIGHTS_BF16, the
+// element type of the KV cache (both cache kinds; bf16 halves its bytes, docs/model.md gives the
+// accuracy). NULL with an error.
+fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv_type);
 int fg_infer_cache_kind(const fg_infer *s);
 void fg_infer_free(fg_infer *s);                   // NULL is fine
 void fg_infer_reset(fg_infer *s);                  // empties the cache (position 0)
@@ -519,7 +557,8 @@ int fg_infer_pos(const fg_infer *s);               // tokens in the cache
 // would overflow or a token id is outside [0, V). Per-token work at decode is matrix-vector; MoE
 // layers run only the experts their router picks (same routing code as training).
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n);
-// Bytes held by the KV cache: L * max_T * floats per position * sizeof(float), with floats per
+// Bytes held by the KV cache: L * max_T * values per position * bytes per value (4, or 2 for a bf16
+// cache), with values per
 // position = Rkv + Dr for the MLA latent cache, H*(Dn+Dr) + H*Dv for MLA's expanded cache and
 // 2*Hkv*Dh for GQA.
 size_t fg_infer_cache_bytes(const fg_infer *s);

@@ -653,6 +653,18 @@ int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok) {
     return rc;
 }
 
+int fg_ckpt_read_tokenizer_bytes(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    ck_src s;
+    if (!path) return fg_set_error("checkpoint read: no path");
+    if (src_open(&s, path)) return -1;
+    int rc = scan(&s);
+    if (!rc && s.sec[S_TOKN].present && !(*data = sec_read_small(&s, S_TOKN, len))) rc = -1;
+    close(s.fd);
+    return rc;
+}
+
 static int load_into_src(ck_src *s, fg_model *m, fg_adamw *opt, fg_train_state *st) {
     fg_config c;
     if (scan(s) || read_conf(s, &c) || compare_config(s->where, &c, &m->cfg) || check_sizes(s, m) || check_ttab(s, m))

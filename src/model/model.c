@@ -180,18 +180,23 @@ fg_model *fg_model_create(const fg_config *c) {
     m->touched = calloc(m->n_tensors, 1);
     if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
+    if (fg_model_rope_init(&m->rope, &m->softmax_scale, c)) { fg_model_free(m); return NULL; }
+    return m;
+}
+
+int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *c) {
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
-    if (rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
+    if (rope_table_init(rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
                         c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
-                        c->rope_beta_slow)) { fg_model_free(m); return NULL; }
+                        c->rope_beta_slow)) return -1;
     int Dk = c->attn_type == FG_ATTN_MLA ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
-    m->softmax_scale = 1.0f / sqrtf((float)Dk);
+    *softmax_scale = 1.0f / sqrtf((float)Dk);
     if (yarn && c->rope_mscale_all_dim > 0) {
         float ms = 0.1f * c->rope_mscale_all_dim * logf(c->rope_factor) + 1.0f;
-        m->softmax_scale *= ms * ms;
+        *softmax_scale *= ms * ms;
     }
-    return m;
+    return 0;
 }
 
 static void free_acts(fg_model *m) {
