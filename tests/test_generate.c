@@ -99,7 +99,8 @@ static void check_kv_bf16(const char *name, fg_model *m, const int32_t *tok, con
 // A store built from a (config, table, per-tensor type and pointer) list, every tensor bf16 (the
 // way a mapped bf16 Hugging Face checkpoint arrives: norms and biases too, MLA's wkv_b read through
 // the per-head dequantisation): its logits match the training forward of the same model with its
-// weights rounded to bf16, within 1e-5 (only summation order differs).
+// weights rounded to bf16, within 1e-5 token by token (only summation order differs); a prefill
+// also rounds activations to bf16 (see below).
 static void check_typed_store(const char *name, const fg_model *m, const int32_t *tok, int T, int kind) {
     const fg_config *c = &m->cfg;
     fg_model *mr = fg_model_create(c);
@@ -124,14 +125,18 @@ static void check_typed_store(const char *name, const fg_model *m, const int32_t
         double e = lg ? tst_rel_err(lg, ref + (size_t)t * c->vocab_size, c->vocab_size) : 1;
         worst = e > worst ? e : worst;
     }
+    // One feed of T >= 8 tokens is a prefill: its products of bf16 rows run on the packed bf16 GEMM,
+    // which also rounds the activations to bf16 (fp32 accumulation); bound: 1e-2 (measured ~2e-3).
+    double prefill = 1;
     if (s) {
         fg_infer_reset(s);
         const float *lg = fg_infer_feed(s, tok, T);
-        double e = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * c->vocab_size, c->vocab_size) : 1;
-        worst = e > worst ? e : worst;
+        prefill = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * c->vocab_size, c->vocab_size) : 1;
     }
-    printf("%s: all-bf16 store from a tensor list, max rel err %.2e vs the forward of the bf16-rounded model\n", name, worst);
+    printf("%s: all-bf16 store from a tensor list, max rel err %.2e token by token, %.2e prefill, vs the forward of "
+           "the bf16-rounded model\n", name, worst, prefill);
     CHECK_MSG(s && worst < 1e-5, "%s: typed store rel err %.3g", name, worst);
+    CHECK_MSG(s && prefill < 1e-2, "%s: typed store prefill rel err %.3g", name, prefill);
     // The constructor refuses what does not fit the table.
     CHECK(fg_wstore_create(c, m->tensors, n - 1, types, (const void *const *)data) == NULL && strstr(fg_last_error(), "tensors given"));
     types[1] = FG_WEIGHTS_Q8_0; // tensor 1 is the first layer's input norm: a vector
