@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "model/route.h"
+#include "ops/gemm.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -28,6 +29,8 @@ static int omp_threads(void) { return 1; }
 #endif
 
 #define INFER_CHUNK 256 // tokens per batched pass; bounds the scratch for long prompts
+#define LATENT_GEMM_MIN 16                          // prefill rows from which latent attention runs on the GEMM
+#define LATENT_GEMM_MAX_SCORES ((size_t)64 << 20 >> 2) // its (chunk, max_T) score scratch: at most 64 MiB
 
 
 // Cache kinds (FG_KV_* in frugal.h). FG_KV_FULL: per-head keys and values. FG_KV_LATENT (MLA's
@@ -56,6 +59,8 @@ struct fg_infer {
     float *y;                   // (n, H*Dv) or (n, H*Dh) attention output before wo
     float *qlat;                // latent: (n, H, Rkv) queries folded through wkv_b's key half
     float *olat;                // latent: (nthreads, Rkv) weighted sum of cached latents
+    float *pq, *ps, *po;        // latent prefill on the GEMM: (n, Rkv+Dr) one head's [q_lat | q_pe],
+                                //   (n, max_T) its scores, (n, Rkv) its o_lat; NULL: row by row only
     float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
     float *scores, *wts;        // (n, E), (n, K)
     int *idx;                   // (n, K)
@@ -116,6 +121,9 @@ static size_t carve(fg_infer *s, char *base) {
         TAKE(s->kvb, n * H * (Dn + Dv), float);
         TAKE(s->y, n * H * Dv, float);
         if (s->kind == FG_KV_LATENT) { TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, (size_t)s->nthreads * Rkv, float); }
+        if (s->kind == FG_KV_LATENT && !s->kv_bf16 && n >= LATENT_GEMM_MIN && n * (size_t)s->max_T <= LATENT_GEMM_MAX_SCORES) {
+            TAKE(s->pq, n * (Rkv + Dr), float); TAKE(s->ps, n * (size_t)s->max_T, float); TAKE(s->po, n * Rkv, float);
+        }
         if (s->kind == FG_KV_LATENT && s->ws->layers[0].wkv_b.type != FG_WEIGHTS_F32)
             TAKE(s->wkvb, (size_t)s->nthreads * (Dn + Dv) * Rkv, float);
     } else {
@@ -360,9 +368,52 @@ static void latent_row(void *ctx, int r, int tid) {
     for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
 }
 
+// Prefill of the same attention on the packed GEMM (an fp32 cache and n >= LATENT_GEMM_MIN), one
+// head at a time, every product spread over the threads: [q_lat | q_pe] = [q_nope W_UK_h | q_pe],
+// S = [q_lat | q_pe] cache[0, p0+n)^T (one product: a cache row is [c_kv | k_pe]), a causal softmax
+// per row, o_lat = P c_kv, y_h = o_lat W_UV_h^T. The same sums as latent_row in another order.
+static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
+    const fg_wstore *ws = s->ws;
+    const fg_config *c = &ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
+    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw, t1 = p0 + n;
+    fg_wref wkv_b = ws->layers[l].wkv_b;
+    const float *cache = (const float *)s->kv + cache_k(s, l);
+    float scale = ws->softmax_scale;
+    for (int h = 0; h < H; h++) {
+        const float *wh;
+        if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+        else {
+            float *tmp = s->wkvb;
+            size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+            const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
+            for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
+            wh = tmp;
+        }
+        const float *qh = s->q + (size_t)h * Dq;
+        fg_gemm(0, 0, n, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, s->pq, kw, 0, NULL, FG_GEMM_F32);
+        for (int i = 0; i < n; i++) memcpy(s->pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
+        fg_gemm(0, 1, n, t1, kw, s->pq, kw, cache, kw, s->ps, t1, 0, NULL, FG_GEMM_F32);
+#pragma omp parallel for schedule(static) if ((long)n * t1 > 65536)
+        for (int i = 0; i < n; i++) {
+            float *p = s->ps + (size_t)i * t1, mx = -INFINITY, sum = 0;
+            int m = p0 + i + 1;
+            for (int u = 0; u < m; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
+            for (int u = 0; u < m; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+            float inv = 1.0f / sum;
+            for (int u = 0; u < m; u++) p[u] *= inv;
+            for (int u = m; u < t1; u++) p[u] = 0;
+        }
+        fg_gemm(0, 0, n, Rkv, t1, s->ps, t1, cache, kw, s->po, Rkv, 0, NULL, FG_GEMM_F32);
+        fg_gemm(0, 1, n, Dv, Rkv, s->po, Rkv, wh + (size_t)Dn * Rkv, Rkv, s->y + (size_t)h * Dv, (long)H * Dv, 0, NULL,
+                FG_GEMM_F32);
+    }
+}
+
 static void latent_attention(fg_infer *s, int l, int n, int p0) {
     const fg_config *c = &s->ws->cfg;
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    if (s->pq && n >= LATENT_GEMM_MIN) { latent_attention_gemm(s, l, n, p0); return; }
     latent_job j = {s, l, p0};
     attention_rows(s, n * H, (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv), latent_row, &j);
 }
