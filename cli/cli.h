@@ -24,6 +24,7 @@ int cmd_chat(int argc, char **argv);
 int cmd_data(int argc, char **argv);        // cli/cmd_data.c: `frugal data prepare|refine`
 int cmd_data_refine(int argc, char **argv); // cli/cmd_refine.c; `frugal data refine`
 int cmd_tokenizer(int argc, char **argv);
+int cmd_distill(int argc, char **argv);     // cli/cmd_distill.c: `frugal distill [cache|generate]`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;
