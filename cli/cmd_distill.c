@@ -22,6 +22,7 @@ static void print_bill(const char *dir) {
 }
 
 int cmd_distill(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) if (!strcmp(argv[i], "-o")) argv[i] = "--out"; // -o is --out
     if (argc > 1 && !strcmp(argv[1], "cache")) return distill_cache(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "generate")) return distill_generate(argc - 1, argv + 1);
     fg_train_opts o;
@@ -136,7 +137,7 @@ static int distill_cache(int argc, char **argv) {
     int threads = 0;
     cli_opt opts[] = {
         {"teacher", OPT_STR, &co.teacher, "teacher checkpoint (required)"},
-        {"o", OPT_STR, &co.out, "output cache file (required; written atomically)"},
+        {"out", OPT_STR, &co.out, "(or -o) output cache file (required; written atomically)"},
         {"k", OPT_INT, &co.k, "teacher entries stored per token (5 bytes each)"},
         {"temperature", OPT_FLOAT, &co.temperature, "temperature of the stored log-probabilities (training must match)"},
         {"data", OPT_STR, &data, "a text/JSONL data file (more may follow; none: the built-in task)"},
@@ -165,7 +166,7 @@ static int distill_cache(int argc, char **argv) {
     fg_distill_cache_info info;
     if (fg_distill_cache_build(&co, &o, &info)) return cli_fail("distill cache", fg_last_error(), NULL);
     char a[32], b[32];
-    printf("cache: %s: %lld sequences x %d tokens, k %d of %d, %.0f bytes/token (%d x 5 + 2 entries, 8 tokens), %s bytes, "
+    printf("cache: %s: %lld sequences x %d tokens, k %d of %d, %.0f bytes/token (5 x %d + 2 teacher bytes, 8 token bytes), %s bytes, "
            "teacher %s FLOPs, %.1f s\n", co.out, (long long)info.seqs, info.seq, info.k, info.V, info.bytes_per_token, info.k,
            fg_si_format(a, sizeof a, info.bytes, 0), fg_si_format(b, sizeof b, info.teacher_flops, 0), info.wall_s);
     return 0;
@@ -177,7 +178,7 @@ static int distill_generate(int argc, char **argv) {
     int threads = 0;
     cli_opt opts[] = {
         {"teacher", OPT_STR, &g.teacher, "teacher checkpoint (required)"},
-        {"o", OPT_STR, &g.out, "SFT JSONL output (required; statistics in OUT.stats.json)"},
+        {"out", OPT_STR, &g.out, "(or -o) SFT JSONL output (required; statistics in OUT.stats.json)"},
         {"prompts", OPT_STR, &g.prompts, "JSONL of {\"prompt\": ...} (none: problems of the built-in task)"},
         {"n-prompts", OPT_INT, &g.n_prompts, "task problems drawn from the training split"},
         {"n", OPT_INT, &g.n_samples, "completions sampled per prompt"},
