@@ -31,6 +31,8 @@ struct fg_model;
 int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
 struct fg_model *cli_open_ckpt(const char *cmd, const char *path); // prints the error itself
 int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy);
-void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
+void cli_set_threads(int threads);
+// The demo's distillation stage (cmd_distill.c): teacher in teacher_dir, student in teacher_dir/student.
+int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);                             // 0 = leave OpenMP's default
 
 #endif

@@ -203,3 +203,73 @@ static int distill_generate(int argc, char **argv) {
            s.teacher_flops, s.wall_s, g.out, g.out);
     return 0;
 }
+
+// ---- the demo's distillation stage (called by `frugal demo`, cli/cmd_eval.c) ----------------
+// Distils the demo teacher in teacher_dir into the demo-student preset (dense GQA, ~20% of the
+// teacher's active parameters) from a top-k teacher cache, evaluates it on the same held-out
+// problems and prints both models side by side with their bills.
+int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs) {
+    char ckpt[1100], sdir[1100], cache[1200];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.fgck", teacher_dir);
+    snprintf(sdir, sizeof sdir, "%s/student", teacher_dir);
+    snprintf(cache, sizeof cache, "%s/student.fgdc", teacher_dir);
+    fg_config sc, tc;
+    fg_config_preset(&sc, "demo-student");
+    if (fg_ckpt_read_config(ckpt, &tc)) return cli_fail("demo", fg_last_error(), NULL);
+    int64_t st_total, st_act, tt_total, tt_act;
+    fg_config_param_counts(&sc, &st_total, &st_act);
+    fg_config_param_counts(&tc, &tt_total, &tt_act);
+    printf("\n---- distillation: the teacher above into a dense GQA student with %.0f%% of its active parameters ----\n",
+           100.0 * st_act / tt_act);
+    double t0 = fg_now();
+    fg_train_opts o;
+    fg_train_opts_default(&o);
+    o.batch = 32; o.seq = FG_TASK_LONGEST;
+    o.steps = steps; o.warmup = 100; o.lr = 3e-3f; o.min_lr = 1e-4f;
+    o.eval_every = 250; o.eval_batches = 4; o.save_every = 0;
+    o.out_dir = sdir;
+    fg_distill_cache_opts co = {.teacher = ckpt, .out = cache, .k = 8, .temperature = 1.0f, .max_seqs = cache_seqs,
+                                .seed = 4242, .batch = 32};
+    fg_distill_cache_info ci;
+    if (fg_distill_cache_build(&co, &o, &ci)) return cli_fail("demo", fg_last_error(), NULL);
+    char a[32], b[32];
+    printf("teacher cache: %lld problems, top-%d log-probs, %.0f bytes/token, %s bytes, %s teacher FLOPs, %.0f s\n",
+           (long long)ci.seqs, ci.k, ci.bytes_per_token, fg_si_format(a, sizeof a, ci.bytes, 0),
+           fg_si_format(b, sizeof b, ci.teacher_flops, 0), ci.wall_s);
+    fg_model *m = fg_model_create(&sc);
+    if (!m) return cli_fail("demo", fg_last_error(), NULL);
+    fg_model_init_weights(m, o.seed);
+    fg_adamw opt;
+    fg_train_state st;
+    fg_train_state_init(&st, o.seed);
+    if (fg_adamw_init_for(&opt, m)) { fg_model_free(m); return cli_fail("demo", fg_last_error(), NULL); }
+    fg_distill_opts d;
+    memset(&d, 0, sizeof d);
+    fg_distill_loss_opts_default(&d.loss);
+    d.teacher = ckpt; d.cache = cache;
+    int rc = fg_distill_train(m, &opt, &st, &o, &d);
+    double acc = 0;
+    if (rc || cli_task_eval(m, n, 2024, 0, FG_WEIGHTS_F32, &acc)) rc = cli_fail("demo", fg_last_error(), NULL);
+    else {
+        if (fg_ledger_record_accuracy(sdir, &sc, acc)) fprintf(stderr, "frugal demo: warning: ledger: %s\n", fg_last_error());
+        fg_ledger_info tl, sl;
+        memset(&tl, 0, sizeof tl); memset(&sl, 0, sizeof sl);
+        fg_ledger_read(teacher_dir, &tl);
+        fg_ledger_read(sdir, &sl);
+        char x[32], y[32];
+        printf("\n%-34s %18s %18s\n", "", "teacher (MLA+MoE)", "student (GQA)");
+        printf("%-34s %18lld %18lld\n", "active parameters per token", (long long)tt_act, (long long)st_act);
+        printf("%-34s %17.1f%% %17.1f%%\n", "held-out exact match", 100 * teacher_acc, 100 * acc);
+        printf("%-34s %18s %17.0f%%\n", "  student / teacher", "", teacher_acc > 0 ? 100 * acc / teacher_acc : 0);
+        printf("%-34s %18s %18s\n", "training FLOPs (own, incl. eval)", fg_si_format(x, sizeof x, tl.train_flops + tl.eval_flops, 0),
+               fg_si_format(y, sizeof y, sl.train_flops + sl.eval_flops, 0));
+        printf("%-34s %18s %18s\n", "teacher forward FLOPs (cache)", "-", fg_si_format(x, sizeof x, sl.teacher_flops, 0));
+        printf("%-34s %18s %18s\n", "teacher cache bytes", "-", fg_si_format(x, sizeof x, sl.cache_bytes, 0));
+        printf("%-34s %17.0fs %17.0fs\n", "wall time (student: cache + train)", tl.wall_s, fg_now() - t0);
+        printf("student: %s/ckpt.fgck (ledger %s/ledger.json; frugal cost ledger %s %s)\n", sdir, sdir, teacher_dir, sdir);
+    }
+    fg_train_state_free(&st);
+    fg_adamw_free(&opt);
+    fg_model_free(m);
+    return rc ? 1 : 0;
+}

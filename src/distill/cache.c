@@ -232,9 +232,9 @@ int fg_distill_cache_build(const fg_distill_cache_opts *co, const fg_train_opts 
     }
     uint64_t dhash;
     if (fg_distill_data_hash(o, tst.tokenizer_data, tst.tokenizer_len, &dhash, &ds)) goto done;
-    int64_t S;
+    int64_t S, n_win = 0;
     if (o->n_data) {
-        S = (int64_t)fg_stream_n_windows(&ds.train, T);
+        S = n_win = (int64_t)fg_stream_n_windows(&ds.train, T);
         if (S < 1) { fg_set_error("the training data holds no window of %d tokens", T); goto done; }
         if (co->max_seqs > 0 && co->max_seqs < S) S = co->max_seqs;
     } else {
@@ -250,7 +250,8 @@ int fg_distill_cache_build(const fg_distill_cache_opts *co, const fg_train_opts 
     fg_rng_seed(&r, co->seed ^ 0x64636163ull);
     for (int64_t s = 0; s < S; s++) {
         int32_t *in = toks + (size_t)s * 2 * T, *tg = in + T;
-        if (o->n_data) fg_stream_window(&ds.train, (size_t)s, in, tg, 1, T);
+        // fewer sequences than windows: spread evenly over the whole stream, not its first documents
+        if (o->n_data) fg_stream_window(&ds.train, (size_t)((__int128)s * n_win / S), in, tg, 1, T);
         else fg_task_batch(&r, in, tg, 1, T);
     }
     int64_t act_total, act;

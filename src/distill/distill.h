@@ -22,6 +22,7 @@
 //   96     4     u32 CRC-32 of the payload (bytes 128 .. file end)
 //   100    24    zero
 //   124    4     u32 CRC-32 of header bytes 0..124
+//   windows: the data's non-overlapping training windows of T+1 tokens, or S of them spread evenly;
 //   tokens:  per sequence, T i32 inputs then T i32 targets (-1 = not trained; else in [0, V))
 //   entries: per sequence and position, k entries (u24 id, fp16 log p at temperature) sorted by
 //            descending probability, then an fp16 log of the remaining mass (-inf when none):
