@@ -9,7 +9,7 @@
 #endif
 
 static const fg_command COMMANDS[] = {
-    {"demo", "train + evaluate an MLA + MoE model on the built-in task (make demo)", cmd_demo},
+    {"demo", "train + evaluate an MLA + MoE model on the built-in task, then distil it (make demo)", cmd_demo},
     {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
     {"distill", "distil a teacher into a student: logits (online or cached top-k) or verified samples", cmd_distill},
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
