@@ -123,7 +123,7 @@ static void demo_train_opts(fg_train_opts *o) {
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo";
-    int64_t steps = 0, distill_steps = 1500, distill_seqs = 16384;
+    int64_t steps = 0, distill_steps = 1200, distill_seqs = 8192;
     int n = 500, threads = 0;
     cli_opt opts[] = {
         {"out", OPT_STR, &out, "where the checkpoint and log go"},
