@@ -52,6 +52,7 @@ ok "generate" $BIN distill $G -o "$T/sft.jsonl" --verifier 'grep -q . || true'
 [ "$(wc -l <"$T/sft.jsonl")" -eq 2 ] || { echo "FAIL: want 2 accepted samples"; cat "$T/sft.jsonl"; fails=$((fails+1)); }
 grep -q '"accepted": 2' "$T/sft.jsonl.stats.json" || { echo "FAIL: stats"; fails=$((fails+1)); }
 ok "train --sft" $BIN train --config tiny --sft "$T/sft.jsonl" --steps 2 $Q --out "$T/sft"
+grep -q '"teacher": [1-9]' "$T/sft/ledger.json" || { echo "FAIL: the SFT ledger lacks the generation's teacher FLOPs"; fails=$((fails+1)); }
 : >"$T/empty.jsonl"
 expect_fail "empty generation set" "no examples" $BIN train --config tiny --sft "$T/empty.jsonl" --steps 1 $Q --out "$T/x"
 printf '{"prompt": "1+1=", "completion": 5}\n' >"$T/badsft.jsonl"

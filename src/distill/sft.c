@@ -7,9 +7,12 @@
 // prompt, so the loss (which ignores -1) covers exactly the completion. Rows longer than T are cut.
 // Batches are drawn with replacement by a hash of (seed, micro-batch index, row), so a resume
 // continues the same sequence. Validation uses a held-out share of the examples chosen by a hash of
-// their ids. Not done here: chat templates (fg_data_prepare --sft covers chat JSONL).
+// their ids. When PATH.stats.json (written by fg_distill_generate) exists, its teacher FLOPs go into
+// the run's ledger. Not done here: chat templates (fg_data_prepare --sft covers chat JSONL).
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "distill/distill.h"
 #include "formats/json.h"
@@ -148,6 +151,16 @@ int fg_train_sft(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_
     if (rc) return -1;
     fg_train_opts o = *o_in;
     set.seed = o.seed;
+    // the bill: what generating the examples cost the teacher (fg_distill_generate's statistics)
+    char sp[1100];
+    snprintf(sp, sizeof sp, "%s.stats.json", path);
+    size_t sl;
+    char *stats = access(sp, R_OK) == 0 ? fg_read_file(sp, &sl) : NULL;
+    fg_json *sj = stats ? fg_json_parse(stats, sl, sp) : NULL;
+    const fg_json *tf = sj ? fg_json_get(sj, "teacher_flops") : NULL;
+    if (tf && tf->type == FG_JSON_NUMBER && tf->num >= 0) o.teacher_flops_base = tf->num;
+    fg_json_free(sj);
+    free(stats);
     o.batch_fn = sft_batch;
     o.hook_ctx = &set;
     rc = fg_train(m, opt, st, &o);
