@@ -36,7 +36,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer fuzz clean info
+.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -90,6 +90,11 @@ bench-decode: $(BUILD)/bench/bench_decode
 # BPE encode MB/s (1 thread, all threads) with the JavaScript reference as the same-run peer.
 bench-tokenizer: $(BUILD)/bench/bench_tokenizer
 	./$(BUILD)/bench/bench_tokenizer $(BENCH_ARGS)
+
+# Logit distillation vs. training from scratch on a >= 5 MB natural-language corpus built from this
+# machine's docs (bench/distill_text.sh; about 10 minutes on 2 cores; not part of `make test`).
+bench-distill: $(BIN)
+	sh bench/distill_text.sh
 
 clean:
 	rm -rf build frugal

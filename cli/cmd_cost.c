@@ -279,9 +279,9 @@ static int cost_ledger(int argc, char **argv) {
         for (int i = 0; i < nd; i++) {
             double w = li[i].train_flops + li[i].eval_flops + li[i].teacher_flops, h = w / (peak * mfu) / 3600;
             printf("  {\"run\": \"%s\", \"tokens\": %.17g, \"steps\": %.17g, \"train_flops\": %.17g, \"eval_flops\": %.17g, "
-                   "\"teacher_flops\": %.17g, \"wall_s\": %.6g, \"cpu_s\": %.6g, \"mfu\": %.6g, \"best_val_loss\": %.6g, "
+                   "\"teacher_flops\": %.17g, \"cache_bytes\": %.17g, \"wall_s\": %.6g, \"cpu_s\": %.6g, \"mfu\": %.6g, \"best_val_loss\": %.6g, "
                    "\"projected_hours\": %.6g, \"projected_dollars\": %.6g", dirs[i], li[i].tokens, li[i].steps, li[i].train_flops,
-                   li[i].eval_flops, li[i].teacher_flops, li[i].wall_s, li[i].cpu_s, li[i].mfu,
+                   li[i].eval_flops, li[i].teacher_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s, li[i].mfu,
                    isnan(li[i].best_val_loss) ? -1 : li[i].best_val_loss, h, h * acc->price_hr);
             if (target >= 0) {
                 if (reached[i]) printf(", \"reach\": {\"target_loss\": %g, \"tokens\": %.17g, \"step\": %.17g, \"flops\": %.17g}",
@@ -303,6 +303,7 @@ static int cost_ledger(int argc, char **argv) {
     ROW("train FLOPs", "%s", SI(li[i].train_flops));
     ROW("eval FLOPs", "%s", SI(li[i].eval_flops));
     ROW("teacher FLOPs", "%s", SI(li[i].teacher_flops));
+    ROW("teacher cache bytes", "%s", SI(li[i].cache_bytes));
     ROW("wall time", "%.1f s", li[i].wall_s);
     ROW("CPU time", "%.1f s", li[i].cpu_s);
     ROW("fp32 peak (measured)", "%.1f GFLOP/s", li[i].fp32_gflops);

@@ -118,12 +118,14 @@ static void demo_train_opts(fg_train_opts *o) {
 
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo";
-    int64_t steps = 0;
+    int64_t steps = 0, distill_steps = 1200, distill_seqs = 8192;
     int n = 500, threads = 0;
     cli_opt opts[] = {
         {"out", OPT_STR, &out, "where the checkpoint and log go"},
         {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)"},
         {"n", OPT_INT, &n, "held-out problems to evaluate"},
+        {"distill-steps", OPT_I64, &distill_steps, "steps of the distillation stage (0 = skip it)"},
+        {"distill-seqs", OPT_I64, &distill_seqs, "problems in the distillation stage's teacher cache"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -170,6 +172,7 @@ int cmd_demo(int argc, char **argv) {
                    li.wall_s, 100 * li.mfu);
         printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\nledger:     %s/ledger.json\n", out, out, out);
         printf("try:        ./frugal generate --ckpt %s/ckpt.fgck --prompt '1234+0567=' --temperature 0\n", out);
+        if (distill_steps > 0) rc = cli_demo_distill(out, acc, n, distill_steps, distill_seqs);
     }
     fg_train_state_free(&st);
     fg_adamw_free(&opt);

@@ -25,7 +25,7 @@ static const char *sched_name(int s) { return s == FG_SCHED_WSD ? "wsd" : s == F
 int cmd_train(int argc, char **argv) {
     fg_train_opts o;
     fg_train_opts_default(&o);
-    const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32";
+    const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
     int quiet = 0, no_progress = 0, threads = 0;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
@@ -53,6 +53,7 @@ int cmd_train(int argc, char **argv) {
         {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
         {"tokenizer", OPT_STR, &o.tokenizer, "encode the data files with this BPE tokenizer.json / GGUF (stored in the checkpoint)"},
         {"shards", OPT_STR, &o.shards, "train from a directory written by frugal data prepare"},
+        {"sft", OPT_STR, &sft, "fine-tune on completion tokens only of a prompt/completion JSONL (frugal distill generate)"},
         {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation"},
         {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps"},
         {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation"},
@@ -136,7 +137,7 @@ int cmd_train(int argc, char **argv) {
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
            fg_model_config(m)->num_hidden_layers, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
-    int rc = fg_train(m, &opt, &st, &o);
+    int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
     if (rc) cli_fail("train", fg_last_error(), NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
     fg_train_state_free(&st);

@@ -9,8 +9,9 @@
 #endif
 
 static const fg_command COMMANDS[] = {
-    {"demo", "train + evaluate an MLA + MoE model on the built-in task (make demo)", cmd_demo},
+    {"demo", "train + evaluate an MLA + MoE model on the built-in task, then distil it (make demo)", cmd_demo},
     {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
+    {"distill", "distil a teacher into a student: logits (online or cached top-k) or verified samples", cmd_distill},
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},

@@ -418,6 +418,17 @@ typedef struct {
     int progress;                          // progress bar on stderr
     int quiet;                             // no per-eval lines on stdout
     int precision;                         // FG_PREC_FP32 or FG_PREC_BF16 (mixed precision, see below)
+    // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
+    // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
+    // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward
+    // of one micro-batch, gradients accumulating scaled by grad_scale, and returns its loss.
+    int (*batch_fn)(void *ctx, int64_t index, int32_t *inputs, int32_t *targets, int B, int T);
+    int (*step_fn)(void *ctx, fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
+                   float grad_scale, float *loss);
+    void *hook_ctx;
+    double teacher_flops_per_token;        // ledger: teacher forward FLOPs per trained token (online)
+    double teacher_flops_base;             // ledger: teacher FLOPs spent before this run (the cache)
+    double cache_bytes;                    // ledger: size of the teacher cache read (0 = none)
 } fg_train_opts;
 
 void fg_train_opts_default(fg_train_opts *o);
@@ -598,6 +609,114 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
                 int cap, int (*on_token)(int32_t id, void *ctx), void *ctx);
 
+// ---- distillation (src/distill/, docs/distill.md) ------------------------------------------
+// Logit distillation (online teacher or an offline top-k cache) and sequence-level distillation
+// (verified teacher samples written as SFT JSONL). Loss, per row with target >= 0:
+//   alpha * CE(student, target) + (1 - alpha) * T^2 * D(teacher_T, student_T),   averaged.
+enum { FG_DIV_FKL = 0, FG_DIV_RKL = 1, FG_DIV_SKL = 2, FG_DIV_SRKL = 3, FG_DIV_JSD = 4 };
+#define FG_DISTILL_MAX_K 256 // most teacher entries a cache stores per token
+
+// "fkl" | "rkl" | "skl" (DistiLLM skew KL) | "srkl" (skew reverse KL) | "jsd" (GKD's generalised
+// JSD) -> FG_DIV_*, or -1 with an error.
+int fg_divergence_parse(const char *name);
+const char *fg_divergence_name(int div);
+
+typedef struct {
+    int div;            // FG_DIV_*
+    float temperature;  // T > 0 (both distributions)
+    float alpha;        // weight of the label cross-entropy, in [0, 1]
+    float lambda;       // skl/srkl skew, in [0, 1)
+    float beta;         // jsd mixture weight, in (0, 1)
+} fg_distill_loss_opts;
+void fg_distill_loss_opts_default(fg_distill_loss_opts *o); // fkl, T 1, alpha 0.5, lambda 0.1, beta 0.5
+int fg_distill_loss_opts_check(const fg_distill_loss_opts *o);
+
+typedef struct { double loss, ce, div; int count; } fg_distill_loss_out; // means over counted rows
+
+// Full-vocabulary loss over N rows of V logits: student (N, V), teacher (N, V) raw logits,
+// targets (N) (< 0: row ignored, its dlogits zero). Writes dlogits (N, V) = scale * d(loss)/d(student)
+// (may alias student: each row is read before it is written). Computed per row in double.
+// Returns 0, or -1 with an error (bad options or sizes, target >= V).
+int fg_distill_loss(const fg_distill_loss_opts *o, const float *student, const float *teacher, const int32_t *targets,
+                    int N, int V, float scale, float *dlogits, fg_distill_loss_out *out);
+// The same against a top-k teacher: ids (N, k) distinct token ids, logp (N, k) and logtail (N) the
+// teacher's log-probabilities AT TEMPERATURE T of those ids and of everything else (one tail
+// bucket; -inf when empty). The student's distribution is collapsed onto the same k + 1 buckets.
+// 1 <= k < V, k <= FG_DISTILL_MAX_K; a repeated or out-of-range id is an error.
+int fg_distill_loss_topk(const fg_distill_loss_opts *o, const float *student, const int32_t *ids, const float *logp,
+                         const float *logtail, int k, const int32_t *targets, int N, int V, float scale, float *dlogits,
+                         fg_distill_loss_out *out);
+
+// Teacher and student must share the tokenizer: the same vocab_size and, for BPE, the same tokenizer
+// bytes. Returns 0 or -1 with a one-line error naming both sides. tok_*: tokenizer bytes (NULL = byte-level).
+int fg_distill_check_tokenizers(int teacher_V, const char *tok_t, size_t len_t, int student_V, const char *tok_s,
+                                size_t len_s);
+
+// Offline teacher cache ("FGDC" file, docs/formats.md): per token the teacher's top-k log-probs at
+// temperature T as (u24 id, fp16 log-prob) entries of 5 bytes plus an fp16 log tail mass.
+typedef struct {
+    const char *teacher;        // teacher checkpoint (required)
+    const char *out;            // cache path, written atomically
+    int k;                      // entries per token, 1 <= k < V, <= FG_DISTILL_MAX_K
+    float temperature;          // the teacher's temperature (training must use the same)
+    int64_t max_seqs;           // windows cached (0 = every training window of the data; task: 4096)
+    uint64_t seed;              // task problems drawn from this seed
+    int batch;                  // teacher forward batch
+} fg_distill_cache_opts;
+typedef struct {
+    int64_t seqs; int seq, k, V;
+    double tokens, bytes, bytes_per_token, teacher_flops, wall_s;
+    uint64_t data_hash, teacher_hash;
+} fg_distill_cache_info;
+// Runs the teacher over the data of o (files, tokenizer, val_fraction, seq; no files: the built-in
+// task; shards are not supported) and writes the cache. Returns 0 and *info, or -1 with an error.
+int fg_distill_cache_build(const fg_distill_cache_opts *co, const fg_train_opts *o, fg_distill_cache_info *info);
+// Reads a cache's header (validated like a load) into *info.
+int fg_distill_cache_stat(const char *path, fg_distill_cache_info *info);
+
+typedef struct {
+    fg_distill_loss_opts loss;
+    const char *teacher;        // teacher checkpoint (required: online forward, or the cache's checksum)
+    const char *cache;          // NULL: online (a teacher forward per micro-batch); else a cache file
+    int student_trained;        // 1: the student comes from a checkpoint, its tokenizer is fixed
+} fg_distill_opts;
+// Distillation training of student m (fresh or loaded; st fresh): fg_train with the distillation
+// loss. Checks tokenizers (a byte-level student of a BPE teacher adopts the teacher's tokenizer
+// into st), the cache's data and teacher checksums against o's data and d->teacher, and the
+// cache's temperature and vocabulary. The ledger records teacher FLOPs and cache bytes.
+int fg_distill_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o, const fg_distill_opts *d);
+
+// Sequence-level distillation: sample n teacher completions per prompt, keep the verified ones.
+typedef struct {
+    const char *teacher;        // checkpoint
+    const char *prompts;        // JSONL {"prompt": "..."} (one per line), or NULL: built-in task problems
+    int n_prompts;              // task: problems drawn (training split)
+    int n_samples;              // completions per prompt
+    float temperature;          // sampling temperature (0 = greedy: n_samples should be 1)
+    int max_new_tokens;
+    uint64_t seed;
+    const char *verifier;       // shell command: completion on stdin, exit 0 = accept (NULL: task check,
+                                //   or accept everything for prompt files)
+    double verifier_timeout;    // seconds; a verifier still running then is killed and counted
+    const char *out;            // SFT JSONL {"prompt": ..., "completion": ...}, written atomically
+} fg_distill_gen_opts;
+typedef struct {
+    int64_t prompts, samples, accepted, rejected, timeouts, errors, prompts_with_one;
+    double tokens, teacher_flops, wall_s;
+} fg_distill_gen_stats;
+// Returns 0 with the statistics (also written as OUT.stats.json), or -1 with an error: unreadable
+// teacher/prompts, a verifier that cannot run, or nothing accepted (the output is then not written).
+int fg_distill_generate(const fg_distill_gen_opts *o, fg_distill_gen_stats *st);
+
+// Supervised fine-tuning on prompt/completion pairs (`frugal train --sft`, src/distill/sft.c): JSONL
+// lines with "prompt_ids" and "completion_ids" (exact ids, as fg_distill_generate writes them) or
+// "prompt" and "completion" text (encoded with st's BPE tokenizer, else bytes; BOS before the
+// prompt, EOS after the completion). Each example is one row from position 0 with targets -1 on
+// the prompt, so only completion tokens are trained; rows longer than o->seq are cut. A share
+// o->val_fraction of the examples (by a hash of their ids) is held out for validation.
+// o must name no data files or shards. Returns 0 or -1 (bad file: the line and the problem).
+int fg_train_sft(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o, const char *path);
+
 // ---- cost (src/cost/, docs/cost.md) ---------------------------------------------------------
 // What a model and a run cost: parameters, FLOPs, memory, hardware time, money and energy,
 // analytic (fg_cost_model_compute) and measured (the ledger every training run writes).
@@ -715,6 +834,7 @@ typedef struct {
     double task_accuracy;                           // NAN until `frugal eval` records one
     double params_total, params_active;
     int seq, segments;
+    double cache_bytes;                             // distill: teacher cache size (0 = none)
 } fg_ledger_info;
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
 // Records a held-out task accuracy in run_dir/ledger.json (which must exist), rewriting it atomically.

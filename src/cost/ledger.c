@@ -6,8 +6,9 @@
 // OUT/log.jsonl, which the trainer has flushed before each checkpoint) and projections onto
 // every accelerator at FG_LEDGER_MFU.
 // What it deliberately does not do: task accuracy (the trainer does not measure it; the field is
-// null until `frugal eval` or `frugal demo` records one with fg_ledger_record_accuracy) and the teacher's share (there is no distill command yet;
-// the field is 0). Invariant: tokens and FLOPs derive from the checkpoint's tokens_seen, so a
+// null until `frugal eval` or `frugal demo` records one with fg_ledger_record_accuracy). The teacher's
+// share (distillation) is what the trainer's options say: a fixed part (the cache) plus a per-token part
+// (an online teacher forward), with the cache's size. Invariant: tokens and FLOPs derive from the checkpoint's tokens_seen, so a
 // resumed run can never double count them; only time is carried over from the old ledger.
 #include <errno.h>
 #include <math.h>
@@ -52,7 +53,7 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
         rc = fg_set_error("%s: a section is missing (run, model, flops, time, quality)", path);
     else {
         li->tokens = jnum(run, "tokens", 0); li->steps = jnum(run, "steps", 0); li->seq = (int)jnum(run, "seq", 0);
-        li->segments = (int)jnum(run, "segments", 0);
+        li->segments = (int)jnum(run, "segments", 0); li->cache_bytes = jnum(run, "cache_bytes", 0);
         li->params_total = jnum(md, "params_total", 0); li->params_active = jnum(md, "params_active", 0);
         li->train_flops = jnum(fl, "train", 0); li->eval_flops = jnum(fl, "eval", 0);
         li->teacher_flops = jnum(fl, "teacher", 0); li->flops_per_token = jnum(fl, "train_per_token", 0);
@@ -133,8 +134,9 @@ int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, con
     fprintf(f, "  \"convention\": \"model FLOPs: 2 per multiply-add of every matmul (active experts, router, head; not the "
                "embedding lookup, norms, softmax); attention at the causal average window (T+1)/2; training = 3 x forward; "
                "mfu = (train + eval FLOPs) / (wall_s x fp32 peak)\",\n");
-    fprintf(f, "  \"run\": {\"tokens\": %.17g, \"steps\": %.17g, \"seq\": %d, \"segments\": %d, \"partial\": %s},\n", li->tokens,
-            li->steps, li->seq, li->segments, partial ? "true" : "false");
+    fprintf(f, "  \"run\": {\"tokens\": %.17g, \"steps\": %.17g, \"seq\": %d, \"segments\": %d, \"partial\": %s, "
+               "\"cache_bytes\": %.17g},\n", li->tokens, li->steps, li->seq, li->segments, partial ? "true" : "false",
+            li->cache_bytes);
     fprintf(f, "  \"model\": {\"params_total\": %.17g, \"params_active\": %.17g},\n", cm.total, cm.total_active);
     fprintf(f, "  \"flops\": {\"train\": %.17g, \"eval\": %.17g, \"teacher\": %.17g, \"train_per_token\": %.17g,\n"
                "            \"train_by_component\": {", li->train_flops, li->eval_flops, li->teacher_flops, li->flops_per_token);
@@ -187,7 +189,8 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     li.flops_per_token = cm.train_per_token;
     li.train_flops = li.tokens * cm.train_per_token;
     li.eval_flops = (double)n_val * o->eval_batches * o->batch * o->seq * cm.fwd_per_token;
-    li.teacher_flops = 0;
+    li.teacher_flops = o->teacher_flops_base + o->teacher_flops_per_token * (double)st->tokens_seen;
+    li.cache_bytes = o->cache_bytes;
     li.task_accuracy = NAN;
     li.wall_s = lg->base_wall + (fg_now() - lg->t0);
     li.cpu_s = lg->base_cpu + (fg_cpu_seconds() - lg->cpu0);

@@ -49,6 +49,10 @@ int fg_config_preset(fg_config *c, const char *name) {
         c->n_routed_experts = 8; c->n_shared_experts = 1; c->num_experts_per_tok = 2;
         c->scoring_func = FG_SCORE_SIGMOID; c->topk_method = FG_TOPK_NOAUX_TC; c->n_group = 1; c->topk_group = 1;
         c->norm_topk_prob = 1; c->routed_scaling_factor = 1.0f; c->max_position_embeddings = 128;
+    } else if (!strcmp(name, "demo-student")) { // the demo's distillation student: dense GQA, ~20% of demo's active
+        c->vocab_size = 264; c->hidden_size = 64; c->num_hidden_layers = 3; c->first_k_dense_replace = 3;
+        c->intermediate_size = 192; c->num_attention_heads = 4; c->num_key_value_heads = 2; c->attn_type = FG_ATTN_GQA;
+        c->n_routed_experts = 0; c->rope_interleave = 0; c->max_position_embeddings = 128;
     } else if (!strcmp(name, "bench-moe")) { // the performance issue's reference shape; keep exact
         c->vocab_size = 4096; c->hidden_size = 512; c->num_hidden_layers = 8; c->first_k_dense_replace = 1;
         c->intermediate_size = 1536; c->moe_intermediate_size = 256; c->num_attention_heads = 8;
@@ -58,7 +62,7 @@ int fg_config_preset(fg_config *c, const char *name) {
         c->scoring_func = FG_SCORE_SIGMOID; c->topk_method = FG_TOPK_NOAUX_TC; c->n_group = 1; c->topk_group = 1;
         c->norm_topk_prob = 1; c->routed_scaling_factor = 1.0f; c->max_position_embeddings = 512;
     } else {
-        return fg_set_error("unknown preset '%s' (hint: use tiny, demo or bench-moe, or a config.json path)", name);
+        return fg_set_error("unknown preset '%s' (hint: use tiny, demo, demo-student or bench-moe, or a config.json path)", name);
     }
     c->head_dim = c->hidden_size / c->num_attention_heads;
     return 0;

@@ -506,6 +506,7 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
     }
     rmsnorm_forward(m->xf, m->xf_rstd, m->xfin, m->w.final_norm, N, C, c->rms_norm_eps);
     matmul_forward_prec(m->logits, m->xf, m->w.lm_head, NULL, N, C, V, FG_GEMM_F32); // the head stays fp32
+    m->fwd_live = 1;
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) return fg_set_error("target id %d at position %d is outside the vocabulary", targets[n], n);
@@ -667,6 +668,8 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
     matmul_backward_prec(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_GEMM_F32);
 }
 
+static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark);
+
 int fg_model_backward(fg_model *m, float grad_scale) {
     const fg_config *c = &m->cfg;
     if (!m->acts || !m->n_counted) return fg_set_error("backward needs a forward with targets first");
@@ -677,10 +680,34 @@ int fg_model_backward(fg_model *m, float grad_scale) {
     size_t mark = sc.used;
     float *dlogits = m->logits; // in place over the probabilities
     crossentropy_backward(dlogits, m->logits, m->targets, N, V, grad_scale / m->n_counted);
+    return backward_from_logits(m, grad_scale, &sc, dres, mark);
+}
+
+int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scale) {
+    const fg_config *c = &m->cfg;
+    if (!m->acts || !m->fwd_live) return fg_set_error("backward needs a forward first");
+    if (ensure_grads(m)) return -1;
+    int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size;
+    bump sc = {m->scratch, 0, m->scratch_floats};
+    float *dres = take(&sc, (size_t)N * C);
+    size_t mark = sc.used;
+    if (dlogits != m->logits) memcpy(m->logits, dlogits, sizeof(float) * (size_t)N * V);
+    return backward_from_logits(m, grad_scale, &sc, dres, mark);
+}
+
+// The shared body: m->logits holds d(loss)/d(logits) (N, V); grad_scale scales the model's own
+// extra terms (the balance loss).
+static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark) {
+    const fg_config *c = &m->cfg;
+    (void)mark;
+    int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size;
+    bump sc = *psc;
+    float *dlogits = m->logits;
     float *dxf = take(&sc, (size_t)N * C);
     matmul_backward_prec(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_GEMM_F32);
     rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
+    m->fwd_live = 0;
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
         fg_layer_acts *a = &m->acts[l];
         const fg_layer_w *w = &m->w.layers[l];

@@ -100,6 +100,7 @@ struct fg_model {
     float balance_alpha;               // sequence-wise balance loss weight (0 = off)
     // last forward's statistics
     double ce_loss, bal_loss;
+    int fwd_live;                      // a forward's activations await a backward (dlogits entry)
     int *expert_load;                  // (L, E) selections per expert in the last forward
 };
 
@@ -130,6 +131,11 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
 // Backward of the last forward (which had targets): gradients ACCUMULATE into m->grads, scaled by
 // grad_scale (1/accumulation steps). Allocates m->grads on first use.
 int fg_model_backward(fg_model *m, float grad_scale);
+// Backward from caller-provided dlogits (N, V) = d(loss)/d(logits) of the last forward (with or
+// without targets), already scaled as the caller wants them accumulated (distillation). They are
+// copied into m->logits (no copy when dlogits == m->logits). grad_scale scales only the model's
+// own extra term, the balance loss. Gradients ACCUMULATE as in fg_model_backward.
+int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scale);
 void fg_model_zero_grad(fg_model *m);
 // Aux-loss-free balancing: bias_e -= gamma*sign(load_e - mean) from the last forward's loads.
 void fg_model_update_routing_bias(fg_model *m, float gamma);

@@ -74,6 +74,8 @@ typedef struct { const fg_dataset *ds; const fg_shardset *sh; const uint32_t *to
 // Validation batch i (deterministic): held-out task problems, or the i-th windows of val data.
 static void val_batch(const fg_train_opts *o, const data_src *src, int i, int32_t *in, int32_t *tg) {
     const fg_dataset *ds = src->ds;
+    // a hook's own validation data (index -1 - i); it returns 1 to leave validation to the source
+    if (o->batch_fn && o->batch_fn(o->hook_ctx, -1 - (int64_t)i, in, tg, o->batch, o->seq) == 0) return;
     if (src->sh) {
         fg_shard_val_batch(src->sh, (size_t)i, src->pad, in, tg, o->batch, o->seq);
     } else if (!ds) {
@@ -137,7 +139,7 @@ static int setup_data(const fg_config *c, fg_train_state *st, const fg_train_opt
         if (!(bytes = malloc(st->tokenizer_len + 1))) return fg_set_error("out of memory");
         len = st->tokenizer_len;
         memcpy(bytes, st->tokenizer_data, len);
-    } else if (st->tokenizer_data) {
+    } else if (st->tokenizer_data && !o->batch_fn) { // a batch hook brings its own token ids
         return fg_set_error("the checkpoint was trained with a BPE tokenizer: the built-in task (byte-level) cannot continue it "
                             "(hint: pass its data files or --shards)");
     }
@@ -264,12 +266,17 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         memset(load, 0, sizeof(int) * (size_t)L * E);
         double loss = 0, ce = 0, bal = 0;
         for (int a = 0; a < o->accum && !rc; a++) {
-            if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
+            if (o->batch_fn) rc = o->batch_fn(o->hook_ctx, st->tokens_seen / N, in, tg, B, T) ? -1 : 0;
+            else if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
             else if (ds) fg_sampler_next(&sp, in, tg, B, T);
             else fg_task_batch(&st->rng, in, tg, B, T);
-            float l;
-            rc = fg_model_forward(m, in, tg, B, T, &l);
-            if (!rc) rc = fg_model_backward(m, 1.0f / o->accum);
+            float l = 0;
+            if (rc) break;
+            if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, 1.0f / o->accum, &l);
+            else {
+                rc = fg_model_forward(m, in, tg, B, T, &l);
+                if (!rc) rc = fg_model_backward(m, 1.0f / o->accum);
+            }
             loss += l / o->accum; ce += m->ce_loss / o->accum; bal += m->bal_loss / o->accum;
             for (int i = 0; i < L * E; i++) load[i] += m->expert_load[i];
             st->tokens_seen += N;
