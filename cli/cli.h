@@ -41,9 +41,7 @@ typedef struct { struct fg_model *m; fg_wstore *ws; fg_tokenizer *tok; } cli_wei
 int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w);
 void cli_weights_close(cli_weights *w);
 int cli_kv_type(const char *cmd, const char *s); // "f32" | "bf16" -> FG_WEIGHTS_*, or prints and returns -1
-int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy);
-void cli_set_threads(int threads);
 // The demo's distillation stage (cmd_distill.c): teacher in teacher_dir, student in teacher_dir/student.
-int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);                             // 0 = leave OpenMP's default
+int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);
 
 #endif

@@ -250,8 +250,10 @@ int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
     double acc = 0;
     fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_WEIGHTS_F32);
-    if (rc || !ws || cli_task_eval(ws, n, 2024, 0, &acc)) rc = cli_fail("demo", fg_last_error(), NULL);
+    if (!rc && ws) rc = cli_task_eval(ws, n, 2024, 0, &acc);
+    else rc = -1;
     fg_wstore_free(ws);
+    if (rc) rc = cli_fail("demo", fg_last_error(), NULL);
     else {
         if (fg_ledger_record_accuracy(sdir, &sc, acc)) fprintf(stderr, "frugal demo: warning: ledger: %s\n", fg_last_error());
         fg_ledger_info tl, sl;
