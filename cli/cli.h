@@ -24,11 +24,14 @@ int cmd_chat(int argc, char **argv);
 int cmd_data(int argc, char **argv);        // cli/cmd_data.c: `frugal data prepare|refine`
 int cmd_data_refine(int argc, char **argv); // cli/cmd_refine.c; `frugal data refine`
 int cmd_tokenizer(int argc, char **argv);
+int cmd_convert(int argc, char **argv);     // cli/cmd_convert.c: `frugal convert`
+int cmd_export(int argc, char **argv);      // cli/cmd_convert.c: `frugal export`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;
 int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
-struct fg_model *cli_open_ckpt(const char *cmd, const char *path); // prints the error itself
+// A frugal checkpoint, Hugging Face directory or GGUF file; *tok (may be NULL) its tokenizer or NULL.
+struct fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok); // prints the error itself
 int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy);
 void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
 

@@ -62,7 +62,7 @@ int cmd_bench(int argc, char **argv) {
     fg_model *m = NULL;
     fg_config c;
     if (ckpt) {
-        m = cli_open_ckpt("bench", ckpt);
+        m = cli_open_ckpt("bench", ckpt, NULL);
         if (!m) return 1;
         c = *fg_model_config(m);
         if (need > c.max_position_embeddings) {

@@ -76,10 +76,9 @@ int cmd_chat(int argc, char **argv) {
         return cli_fail("chat", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --max-tokens >= 1");
     int weights = fg_weights_type_parse(weights_s);
     if (weights < 0) return cli_fail("chat", fg_last_error(), NULL);
-    fg_model *m = cli_open_ckpt("chat", ckpt);
-    if (!m) return 1;
     fg_tokenizer *tok = NULL;
-    if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
+    fg_model *m = cli_open_ckpt("chat", ckpt, &tok);
+    if (!m) return 1;
     codec cd = {tok, FG_TOK_EOS, FG_TOK_THINK, FG_TOK_END_THINK};
     if (tok) {
         cd.eos = fg_tokenizer_token_id(tok, FG_DS_EOS);

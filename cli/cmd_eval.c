@@ -76,9 +76,8 @@ int cmd_eval(int argc, char **argv) {
     if (n < 1) return cli_fail("eval", "--n must be >= 1", NULL);
     int weights = fg_weights_type_parse(weights_s);
     if (weights < 0) return cli_fail("eval", fg_last_error(), NULL);
-    fg_model *m = cli_open_ckpt("eval", ckpt);
     fg_tokenizer *tok = NULL;
-    if (m && fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("eval", fg_last_error(), NULL); }
+    fg_model *m = cli_open_ckpt("eval", ckpt, &tok);
     if (tok) { // the task's prompts and answers are byte-level ids
         fg_tokenizer_free(tok);
         fg_model_free(m);

@@ -63,10 +63,9 @@ int cmd_generate(int argc, char **argv) {
         return cli_fail("generate", "--stop must be 1 to 256 bytes", NULL);
     int weights = fg_weights_type_parse(weights_s);
     if (weights < 0) return cli_fail("generate", fg_last_error(), NULL);
-    fg_model *m = cli_open_ckpt("generate", ckpt);
-    if (!m) return 1;
     fg_tokenizer *tok = NULL;
-    if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("generate", fg_last_error(), NULL); }
+    fg_model *m = cli_open_ckpt("generate", ckpt, &tok);
+    if (!m) return 1;
     int32_t bos = FG_TOK_BOS, stop = FG_TOK_EOS;
     if (tok) { // the run's BPE tokenizer: DeepSeek's document markers
         bos = fg_tokenizer_token_id(tok, FG_DS_BOS);

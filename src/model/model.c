@@ -181,9 +181,14 @@ fg_model *fg_model_create(const fg_config *c) {
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
-    if (rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
-                        c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
-                        c->rope_beta_slow)) { fg_model_free(m); return NULL; }
+    int rc = c->rope_llama3
+        ? rope_table_init_llama3(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta,
+                                 c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+                                 c->rope_original_max_position_embeddings)
+        : rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
+                          c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
+                          c->rope_beta_slow);
+    if (rc) { fg_model_free(m); return NULL; }
     int Dk = c->attn_type == FG_ATTN_MLA ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
     m->softmax_scale = 1.0f / sqrtf((float)Dk);
     if (yarn && c->rope_mscale_all_dim > 0) {

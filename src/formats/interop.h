@@ -1,0 +1,12 @@
+// interop.h: helpers shared by the Hugging Face (hf.c) and GGUF (gguf_model.c) importers and
+// exporters. The public entry points are in include/frugal.h.
+#ifndef FG_INTEROP_H
+#define FG_INTEROP_H
+
+#include <stddef.h>
+
+// Writes len bytes to path atomically: path.tmp, fflush, fsync, rename over path. On error path
+// is untouched and the temporary file removed.
+int fg_write_file_atomic(const char *path, const void *data, size_t len);
+
+#endif
