@@ -490,6 +490,9 @@ static int tok_from_json(kvw *w, const char *data, size_t len) {
         if (ty && ty->type == FG_JSON_STRING && !strcmp(ty->str, "Split")) {
             const fg_json *pat = fg_json_get(p, "pattern"), *rx = pat ? fg_json_get(pat, "Regex") : NULL;
             if (rx && rx->type == FG_JSON_STRING) pats[np++] = rx->str;
+        } else if (ty && ty->type == FG_JSON_STRING && !strcmp(ty->str, "Digits")) {
+            const fg_json *ind = fg_json_get(p, "individual_digits");
+            pats[np++] = ind && ind->type == FG_JSON_BOOL && ind->boolean ? "\\p{N}" : "\\p{N}+";
         } else if (ty && ty->type == FG_JSON_STRING && !strcmp(ty->str, "ByteLevel")) {
             const fg_json *ur = fg_json_get(p, "use_regex");
             bytelevel_regex = !ur || (ur->type == FG_JSON_BOOL && ur->boolean);

@@ -523,7 +523,7 @@ const char *fg_pretok_name_of(const char *const *patterns, int n, int bytelevel_
         const char **s = named[k].steps;
         int i = 0;
         for (; i < n && s[i]; i++)
-            if (strcmp(patterns[i], s[i])) break;
+            if (!canon_eq(patterns[i], strlen(patterns[i]), s[i])) break;
         if (i < n) continue;
         if (!s[i] && !bytelevel_regex) return named[k].name;
         if (s[i] && !strcmp(s[i], GPT2_MAIN) && !s[i + 1] && bytelevel_regex) return named[k].name;
