@@ -452,7 +452,7 @@ static void kv_bool(kvw *w, const char *key, int v) { uint8_t x = v != 0; kv_key
 static void kv_str(kvw *w, const char *key, const char *s) { kv_key(w, key, FG_GGUF_STRING); wb_str(&w->b, s, strlen(s)); }
 
 // Tokenizer metadata from tokenizer.json text.
-static int tok_from_json(kvw *w, const char *data, size_t len) {
+static int tok_from_json(kvw *w, const char *data, size_t len, int V) {
     fg_json *root = fg_json_parse(data, len, "tokenizer.json");
     if (!root) return -1;
     int rc = -1;
@@ -464,7 +464,7 @@ static int tok_from_json(kvw *w, const char *data, size_t len) {
         fg_set_error("tokenizer.json: model.vocab and model.merges are required for GGUF export");
         goto done;
     }
-    int32_t n = 0;
+    int32_t n = V; // llama.cpp wants one token per embedding row: ids the tokenizer lacks are padding
     for (const fg_json *v = vocab->child; v; v = v->next) if (v->type == FG_JSON_NUMBER && v->num >= 0 && v->num < (1 << 26)) n = FG_MAX(n, (int32_t)v->num + 1);
     for (const fg_json *a = added && added->type == FG_JSON_ARRAY ? added->child : NULL; a; a = a->next) {
         const fg_json *id = fg_json_get(a, "id");
@@ -665,7 +665,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
             if (tg->kv[i].key.len > 10 && !memcmp(tg->kv[i].key.s, "tokenizer.", 10)) { wb_put(&w.b, tg->kv[i].raw, tg->kv[i].raw_len); w.n_kv++; }
         fg_gguf_free(tg);
     } else if (tok_data && tok_len) {
-        if (tok_from_json(&w, tok_data, tok_len)) goto done;
+        if (tok_from_json(&w, tok_data, tok_len, c->vocab_size)) goto done;
     } else {
         if (tok_bytelevel(&w, c->vocab_size)) goto done;
         kv_bool(&w, "frugal.byte_level_ids", 1);

@@ -209,6 +209,13 @@ static int src_open(hf_src *s, const char *dir) {
             if (src_add(s, e->str)) goto done;
         }
         if (!s->n) { fg_set_error("%s: weight_map names no tensors", ipath); goto done; }
+        for (const fg_json *e = s->weight_map->child; e; e = e->next) // every entry must be where the index says
+            for (int i = 0; i < s->n; i++)
+                if (!strcmp(s->file[i], e->str) && !fg_safetensors_find(&s->st[i], e->key)) {
+                    fg_set_error("%s/%s: model.safetensors.index.json puts tensor '%.200s' in this shard, but it is not there",
+                                 dir, e->str, e->key);
+                    goto done;
+                }
     } else {
         char *mpath = path_join(dir, "model.safetensors");
         int have = mpath && !stat(mpath, &sb);
