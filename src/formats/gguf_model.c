@@ -389,16 +389,27 @@ static int load_weights(const fg_gguf *g, fg_model *m, int arch) {
     return 0;
 }
 
-fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
+fg_model *fg_gguf_model_from(fg_gguf *g, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
+    const char *path = g->where;
     if (tok_data) *tok_data = NULL;
     if (tok_len) *tok_len = 0;
-    fg_gguf *g = fg_gguf_open(path);
-    if (!g) return NULL;
     fg_model *m = NULL;
     fg_config c;
     int arch, mtp;
-    if (fg_gguf_read_tensors(g) || gguf_config(g, &c, &arch, &mtp, notice) || check_rope_freqs(g, &c)) goto fail;
-    if (!(m = fg_model_create(&c))) { fg_wrap_error("%s", path); goto fail; }
+    if (fg_gguf_read_tensors(g) || gguf_config(g, &c, &arch, &mtp, notice) || check_rope_freqs(g, &c)) return NULL;
+    // A hostile header must not make us allocate more than the file could fill: every parameter
+    // is at least half a byte (Q4_0) of tensor data in the file.
+    int64_t total, active;
+    fg_config_param_counts(&c, &total, &active);
+    uint64_t have = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++)
+        if (g->tensors[i].data) have += g->tensors[i].ne[0] * g->tensors[i].ne[1] * g->tensors[i].ne[2] * g->tensors[i].ne[3];
+    if ((uint64_t)total > have) {
+        fg_set_error("%s: the metadata describes %lld parameters but the file's tensors hold %llu values", path, (long long)total,
+                     (unsigned long long)have);
+        return NULL;
+    }
+    if (!(m = fg_model_create(&c))) { fg_wrap_error("%s", path); return NULL; }
     if (load_weights(g, m, arch)) goto fail;
     const fg_gguf_kv *bl = fg_gguf_find(g, "frugal.byte_level_ids");
     if (tok_data && !(bl && bl->type == FG_GGUF_BOOL && bl->val[0])) { // frugal's byte-level ids need no tokenizer
@@ -411,12 +422,20 @@ fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void 
         }
         if (tok_len) *tok_len = n;
     }
-    fg_gguf_free(g);
     return m;
 fail:
     fg_model_free(m);
-    fg_gguf_free(g);
     return NULL;
+}
+
+fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
+    if (tok_data) *tok_data = NULL;
+    if (tok_len) *tok_len = 0;
+    fg_gguf *g = fg_gguf_open(path);
+    if (!g) return NULL;
+    fg_model *m = fg_gguf_model_from(g, tok_data, tok_len, notice);
+    fg_gguf_free(g);
+    return m;
 }
 
 // ---- export ----------------------------------------------------------------------------------

@@ -374,6 +374,16 @@ fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*n
     if (read_config(dir, &h, notice)) return NULL;
     hf_src s;
     if (src_open(&s, dir)) return NULL;
+    int64_t total, active, have = 0; // a config far beyond the files is refused before allocating
+    fg_config_param_counts(&h.cfg, &total, &active);
+    for (int i = 0; i < s.n; i++)
+        for (int k = 0; k < s.st[i].n; k++) have += s.st[i].t[k].numel;
+    if (total > have) {
+        fg_set_error("%s: config.json describes %lld parameters but the safetensors files hold %lld values", dir,
+                     (long long)total, (long long)have);
+        src_close(&s);
+        return NULL;
+    }
     fg_model *m = fg_model_create(&h.cfg);
     if (!m) { fg_wrap_error("%s", dir); src_close(&s); return NULL; }
     for (int i = 0; i < m->n_tensors; i++) {
