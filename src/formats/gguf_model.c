@@ -396,7 +396,17 @@ fg_model *fg_gguf_model_from(fg_gguf *g, char **tok_data, size_t *tok_len, void 
     fg_model *m = NULL;
     fg_config c;
     int arch, mtp;
-    if (fg_gguf_read_tensors(g) || gguf_config(g, &c, &arch, &mtp, notice) || check_rope_freqs(g, &c)) return NULL;
+    if (fg_gguf_read_tensors(g)) return NULL;
+    for (uint64_t i = 0; i < g->n_tensors; i++) { // refuse what cannot be decoded, by name, up front
+        const fg_gguf_tensor *t = &g->tensors[i];
+        char tb[16];
+        if (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 && t->type != FG_GGML_Q4_0) {
+            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)", path,
+                         (int)FG_MIN(t->name.len, 200), t->name.s, fg_ggml_type_name(t->type, tb));
+            return NULL;
+        }
+    }
+    if (gguf_config(g, &c, &arch, &mtp, notice) || check_rope_freqs(g, &c)) return NULL;
     // A hostile header must not make us allocate more than the file could fill: every parameter
     // is at least half a byte (Q4_0) of tensor data in the file.
     int64_t total, active;
