@@ -502,14 +502,14 @@ fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*n
 // A GGUF file of architecture deepseek2, llama or qwen2; tensor types F32, F16, BF16, Q8_0, Q4_0.
 fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
 // Export weight types.
-enum { FG_EXPORT_F32 = 0, FG_EXPORT_BF16 = 1, FG_EXPORT_Q8_0 = 2, FG_EXPORT_F16 = 3 };
-int fg_export_type_parse(const char *name); // "f32" "bf16" "q8_0" "f16"; -1 with an error otherwise
+enum { FG_EXPORT_F32 = 0, FG_EXPORT_BF16 = 1, FG_EXPORT_Q8_0 = 2, FG_EXPORT_F16 = 3, FG_EXPORT_Q4_0 = 4 };
+int fg_export_type_parse(const char *name); // "f32" "bf16" "q8_0" "f16" "q4_0"; -1 with an error otherwise
 // Writes dir/config.json (architectures + model_type for the model's kind), dir/model.safetensors
 // (table order, F32, BF16 or F16) and, when tok_data is tokenizer.json text, dir/tokenizer.json;
 // each file atomically. dir is created when missing.
 int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_data, size_t tok_len);
 // Writes a GGUF v3 file atomically: MLA models as deepseek2, GQA models as qwen2 (rotate-half RoPE
-// with q/k/v biases) or llama; matrices in type (F32, BF16 or Q8_0; rows that Q8_0 cannot hold stay
+// with q/k/v biases) or llama; matrices in type (F32, BF16, Q8_0 or Q4_0; rows that blocks cannot hold stay
 // F32), vectors F32; the tokenizer's metadata from tok_data (required: llama.cpp needs a vocabulary).
 int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len);
 

@@ -611,13 +611,34 @@ typedef struct {
 } out_tensor;
 
 static uint64_t row_bytes(uint32_t type, uint64_t cols) {
-    return type == FG_GGML_F32 ? cols * 4 : type == FG_GGML_BF16 ? cols * 2 : cols / 32 * 34;
+    return type == FG_GGML_F32 ? cols * 4 : type == FG_GGML_BF16 ? cols * 2 : type == FG_GGML_Q4_0 ? cols / 32 * 18 : cols / 32 * 34;
+}
+
+// Q4_0 (ggml's layout: fp16 scale d, then 16 bytes; low nibbles are values 0..15 of the block,
+// high nibbles 16..31; value = d * (nibble - 8)). d = (the value of largest magnitude) / -8, so that
+// value maps to nibble 0 exactly and the rest round to nearest within [-8, 7].
+static void quantize_row_q4_0(uint8_t *dst, const float *src, int cols) {
+    for (int b = 0; b < cols / 32; b++, dst += 18) {
+        const float *x = src + 32 * b;
+        float amax = 0, mx = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); mx = x[j]; }
+        float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t h = fg_f32_to_fp16(d);
+        memcpy(dst, &h, 2);
+        for (int j = 0; j < 16; j++) {
+            int a = (int)(x[j] * id + 8.5f), c = (int)(x[j + 16] * id + 8.5f);
+            a = a < 0 ? 0 : a > 15 ? 15 : a;
+            c = c < 0 ? 0 : c > 15 ? 15 : c;
+            dst[2 + j] = (uint8_t)(a | c << 4);
+        }
+    }
 }
 
 int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len) {
     const fg_config *c = &m->cfg;
-    if (type != FG_EXPORT_F32 && type != FG_EXPORT_BF16 && type != FG_EXPORT_Q8_0)
-        return fg_set_error("GGUF export: type must be f32, bf16 or q8_0");
+    if (type != FG_EXPORT_F32 && type != FG_EXPORT_BF16 && type != FG_EXPORT_Q8_0 && type != FG_EXPORT_Q4_0)
+        return fg_set_error("GGUF export: type must be f32, bf16, q8_0 or q4_0");
     int mla = c->attn_type == FG_ATTN_MLA;
     const char *arch = mla ? "deepseek2" : (c->attention_bias && !c->rope_interleave) ? "qwen2" : "llama";
     int permute = !mla && !strcmp(arch, "llama") && !c->rope_interleave;
@@ -633,7 +654,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     char *tmp = NULL;
     if (!ot) return fg_set_error("out of memory");
     // ---- metadata
-    static const uint32_t ftype[] = {0, 32, 7};
+    static const uint32_t ftype[] = {0, 32, 7, 1, 2}; // llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_BF16, _Q8_0, -, _Q4_0
     kv_str(&w, "general.architecture", arch);
     kv_str(&w, "general.name", "frugal");
     kv_u32(&w, "general.file_type", ftype[type]);
@@ -771,6 +792,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
         o->type = FG_GGML_F32;
         if (o->n_dims >= 2 && type == FG_EXPORT_BF16) o->type = FG_GGML_BF16;
         if (o->n_dims >= 2 && type == FG_EXPORT_Q8_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q8_0;
+        if (o->n_dims >= 2 && type == FG_EXPORT_Q4_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q4_0;
         o->nbytes = row_bytes(o->type, o->ne[0]) * o->ne[1] * o->ne[2];
         o->offset = off;
         off += (o->nbytes + 31) / 32 * 32;
@@ -810,6 +832,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
             const float *s = o->src + r * cols;
             if (o->type == FG_GGML_F32) memcpy(row, s, rb);
             else if (o->type == FG_GGML_BF16) for (uint64_t j = 0; j < cols; j++) { uint16_t h = fg_f32_to_bf16(s[j]); memcpy(row + 2 * j, &h, 2); }
+            else if (o->type == FG_GGML_Q4_0) quantize_row_q4_0(row, s, (int)cols);
             else fg_quantize_row(row, s, (int)cols, FG_WEIGHTS_Q8_0);
             ok = fwrite(row, 1, rb, f) == rb;
         }

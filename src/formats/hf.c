@@ -419,10 +419,10 @@ fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void
 }
 
 int fg_export_type_parse(const char *name) {
-    static const char *const names[] = {"f32", "bf16", "q8_0", "f16"};
-    for (int i = 0; i < 4; i++)
+    static const char *const names[] = {"f32", "bf16", "q8_0", "f16", "q4_0"};
+    for (int i = 0; i < 5; i++)
         if (name && !strcmp(name, names[i])) return i;
-    return fg_set_error("unknown weight type '%s' (use f32, bf16, q8_0 or f16)", name ? name : "");
+    return fg_set_error("unknown weight type '%s' (use f32, bf16, q8_0, q4_0 or f16)", name ? name : "");
 }
 
 // ---- export ----------------------------------------------------------------------------------
