@@ -142,6 +142,8 @@ typedef struct {
     fg_safetensors *st;      // (n) opened files
     fg_json *index;          // model.safetensors.index.json, or NULL for a single file
     const fg_json *weight_map;
+    struct wm_entry { const char *name; int file; } *wm; // weight_map sorted by name (V3: ~90k entries)
+    size_t n_wm;
     unsigned char **used;    // (n) per file, per tensor: consumed
 } hf_src;
 
@@ -151,10 +153,12 @@ static void src_close(hf_src *s) {
         free(s->file[i]);
         free(s->used ? s->used[i] : NULL);
     }
-    free(s->st); free(s->file); free(s->used);
+    free(s->st); free(s->file); free(s->used); free(s->wm);
     fg_json_free(s->index);
     memset(s, 0, sizeof *s);
 }
+
+static int cmp_wm(const void *a, const void *b) { return strcmp(((const struct wm_entry *)a)->name, ((const struct wm_entry *)b)->name); }
 
 static int file_ok(const char *name) { return name[0] && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, ".."); }
 
@@ -209,13 +213,23 @@ static int src_open(hf_src *s, const char *dir) {
             if (src_add(s, e->str)) goto done;
         }
         if (!s->n) { fg_set_error("%s: weight_map names no tensors", ipath); goto done; }
-        for (const fg_json *e = s->weight_map->child; e; e = e->next) // every entry must be where the index says
-            for (int i = 0; i < s->n; i++)
-                if (!strcmp(s->file[i], e->str) && !fg_safetensors_find(&s->st[i], e->key)) {
-                    fg_set_error("%s/%s: model.safetensors.index.json puts tensor '%.200s' in this shard, but it is not there",
-                                 dir, e->str, e->key);
-                    goto done;
-                }
+        if (!(s->wm = calloc((size_t)s->weight_map->n + 1, sizeof *s->wm))) { fg_set_error("out of memory"); goto done; }
+        for (const fg_json *e = s->weight_map->child; e; e = e->next) { // every entry must be where the index says
+            int f = 0;
+            while (strcmp(s->file[f], e->str)) f++; // src_add registered every file named
+            if (!fg_safetensors_find(&s->st[f], e->key)) {
+                fg_set_error("%s/%s: model.safetensors.index.json puts tensor '%.200s' in this shard, but it is not there", dir,
+                             e->str, e->key);
+                goto done;
+            }
+            s->wm[s->n_wm++] = (struct wm_entry){e->key, f};
+        }
+        qsort(s->wm, s->n_wm, sizeof *s->wm, cmp_wm);
+        for (size_t i = 1; i < s->n_wm; i++)
+            if (!strcmp(s->wm[i - 1].name, s->wm[i].name)) {
+                fg_set_error("%s: weight_map names tensor '%.200s' twice", ipath, s->wm[i].name);
+                goto done;
+            }
     } else {
         char *mpath = path_join(dir, "model.safetensors");
         int have = mpath && !stat(mpath, &sb);
@@ -237,21 +251,12 @@ done:
 // Returns NULL (no error set) when the checkpoint has no such tensor; *err is set on a broken index.
 static const fg_st_tensor *src_find(hf_src *s, const char *name, int *err) {
     *err = 0;
-    if (s->weight_map) {
-        const fg_json *e = fg_json_get(s->weight_map, name);
+    if (s->wm) { // entries were checked against their shards when the index was read
+        struct wm_entry key = {name, 0}, *e = bsearch(&key, s->wm, s->n_wm, sizeof *s->wm, cmp_wm);
         if (!e) return NULL;
-        for (int i = 0; i < s->n; i++)
-            if (!strcmp(s->file[i], e->str)) {
-                const fg_st_tensor *t = fg_safetensors_find(&s->st[i], name);
-                if (!t) {
-                    *err = fg_set_error("%s/%s: model.safetensors.index.json puts tensor '%s' in this shard, but it is not there",
-                                        s->dir, e->str, name);
-                    return NULL;
-                }
-                s->used[i][t - s->st[i].t] = 1;
-                return t;
-            }
-        return NULL;
+        const fg_st_tensor *t = fg_safetensors_find(&s->st[e->file], name);
+        s->used[e->file][t - s->st[e->file].t] = 1;
+        return t;
     }
     for (int i = 0; i < s->n; i++) {
         const fg_st_tensor *t = fg_safetensors_find(&s->st[i], name);
