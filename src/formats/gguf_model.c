@@ -178,9 +178,7 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
         if (a.len == strlen(ARCHS[i]) && !memcmp(a.s, ARCHS[i], a.len)) *arch_id = i;
     if (*arch_id < 0)
         return fg_set_error("%s: GGUF architecture '%s' is not supported (known: deepseek2, llama, qwen2)", g->where, k.arch);
-    memset(c, 0, sizeof *c);
-    fg_config_preset(c, "tiny"); // defaults only; every field below is set from the file
-    memset(c, 0, sizeof *c);
+    memset(c, 0, sizeof *c); // config.c's defaults for what GGUF does not say; the rest comes from the file
     c->moe_layer_freq = 1; c->n_group = c->topk_group = 1; c->routed_scaling_factor = 1; c->rope_factor = 1;
     c->rope_beta_fast = 32; c->rope_beta_slow = 1; c->rope_mscale = 1; c->rms_norm_eps = 1e-6f; c->rope_theta = 10000;
     const fg_gguf_tensor *emb = fg_gguf_find_tensor(g, "token_embd.weight");
@@ -192,6 +190,9 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
         aint(&k, "feed_forward_length", &c->intermediate_size, 0) ||
         aflt(&k, "attention.layer_norm_rms_epsilon", &c->rms_norm_eps, 1) || aflt(&k, "rope.freq_base", &c->rope_theta, 0))
         return -1;
+    if (c->num_attention_heads < 1 || c->hidden_size < 1)
+        return fg_set_error("%s: GGUF %s.attention.head_count and embedding_length must be >= 1", g->where, k.arch);
+    c->head_dim = c->hidden_size / c->num_attention_heads;
     *mtp = 0;
     if (aint(&k, "nextn_predict_layers", mtp, 0)) return -1;
     if (*mtp >= L) return fg_set_error("%s: GGUF nextn_predict_layers %d >= block_count %d", g->where, *mtp, L);
@@ -254,7 +255,6 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
         c->attn_type = FG_ATTN_GQA;
         c->rope_interleave = 0; // llama: rows are un-permuted on import
         c->num_key_value_heads = c->num_attention_heads;
-        c->head_dim = c->hidden_size / c->num_attention_heads;
         if (aint(&k, "attention.head_count_kv", &c->num_key_value_heads, 0) || aint(&k, "attention.key_length", &c->head_dim, 0)) return -1;
         c->attention_bias = fg_gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
         const fg_gguf_kv *fr = fg_gguf_find(g, "frugal.rope_interleave");
