@@ -24,8 +24,8 @@ fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok) {
     size_t tl = 0;
     fg_model *m = fg_model_open(path, tok ? &td : NULL, &tl, notice_cb);
     if (!m) {
-        cli_fail(cmd, fg_last_error(), "pass a checkpoint written by frugal train (runs/demo/ckpt.fgck), a Hugging Face "
-                 "directory or a GGUF file");
+        cli_fail(cmd, fg_last_error(), strstr(fg_last_error(), "hint:") ? NULL : "pass a checkpoint written by frugal train "
+                 "(runs/demo/ckpt.fgck), a Hugging Face directory or a GGUF file");
         return NULL;
     }
     if (td && !(*tok = fg_tokenizer_load_mem(td, tl, path))) {

@@ -64,7 +64,7 @@ def tensors(c):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap = argparse.ArgumentParser(description="a V2-Lite-shaped random BF16 Hugging Face checkpoint")
     ap.add_argument("outdir")
     ap.add_argument("--layers", type=int, default=27)
     ap.add_argument("--shard-gb", type=float, default=5.0)

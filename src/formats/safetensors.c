@@ -320,6 +320,7 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
         if (t->nbytes) memcpy(out, p, t->nbytes);
         return 0;
     case FG_DT_F16:
+#pragma omp parallel for schedule(static) if (numel > (1 << 18))
         for (int64_t i = 0; i < numel; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
@@ -327,6 +328,7 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
         }
         return 0;
     case FG_DT_BF16:
+#pragma omp parallel for schedule(static) if (numel > (1 << 18))
         for (int64_t i = 0; i < numel; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
