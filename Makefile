@@ -36,7 +36,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-tokenizer fuzz clean info
+.PHONY: all test demo bench bench-gemm bench-tokenizer fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -73,9 +73,13 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libfrugal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-bench: $(BUILD)/bench/bench_train
+bench: $(BUILD)/bench/bench_train $(BUILD)/bench/bench_gemm
 	@mkdir -p build/bench
+	./$(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_train $(BENCH_ARGS)
+
+bench-gemm: $(BUILD)/bench/bench_gemm
+	./$(BUILD)/bench/bench_gemm $(BENCH_ARGS)
 
 # BPE encode MB/s (1 thread, all threads) with the JavaScript reference as the same-run peer.
 bench-tokenizer: $(BUILD)/bench/bench_tokenizer

@@ -56,7 +56,8 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse);
 
 // Causal softmax attention. q (B, T, H, Dk) row stride sq per token, k (B, T, Hkv, Dk) stride sk,
 // v (B, T, Hkv, Dv) stride sv; head h reads kv head h / (H / Hkv). out (B, T, H, Dv) contiguous,
-// att (B, H, T, T) saved probabilities (upper triangle left untouched).
+// att (B, H, T, T) saved probabilities (row t: columns <= t; columns > t are 0 up to the end of t's
+// 64-row block and untouched beyond).
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
 // One query row: p (n) = softmax(scale * q . k_u) over n keys (row stride sk), o (Dv) = p @ v
