@@ -83,6 +83,13 @@ else
     echo "note: node or .cache/npm/node_modules/@huggingface/gguf missing (sh tests/fetch_npm.sh): independent GGUF parse not run"
 fi
 
+# ---- a tokenizer.json whose pre-tokenizer regexes are spelled unlike frugal's named sets (DeepSeek-LLM's
+# letter class with raw characters) is still named, by how it splits
+cp -r "$T/c/dsv2_softmax" "$T/dsl"
+$PY tests/make_dsl_tokenizer.py "$T/dsl/tokenizer.json" || fail "make_dsl_tokenizer.py"
+$BIN export --gguf "$T/dsl.gguf" "$T/dsl" >/dev/null 2>"$T/err" || { fail "export with a DeepSeek-LLM pre-tokenizer"; cat "$T/err"; }
+grep -aq "deepseek-llm" "$T/dsl.gguf" || fail "the DeepSeek-LLM pre-tokenizer was not named deepseek-llm"
+
 # ---- bad input: Hugging Face directories
 B="$T/bad"
 cp -r "$T/c/dsv2_softmax" "$B.shard"; rm "$B.shard/model-00002-of-00002.safetensors"

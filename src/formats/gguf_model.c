@@ -480,6 +480,86 @@ static void kv_f32(kvw *w, const char *key, float v) { kv_key(w, key, FG_GGUF_F3
 static void kv_bool(kvw *w, const char *key, int v) { uint8_t x = v != 0; kv_key(w, key, FG_GGUF_BOOL); wb_put(&w->b, &x, 1); }
 static void kv_str(kvw *w, const char *key, const char *s) { kv_key(w, key, FG_GGUF_STRING); wb_str(&w->b, s, strlen(s)); }
 
+// The tokenizer.ggml.* entries of a vocabulary (tok/type by id, n entries; missing ids become
+// unused padding) with pre-tokenizer name pre. -1 on a malformed merge.
+static int emit_tok(kvw *w, const char *pre, char **tok, int32_t *type, int32_t n, const fg_json *merges) {
+    kv_str(w, "tokenizer.ggml.model", "gpt2");
+    kv_str(w, "tokenizer.ggml.pre", pre);
+    kv_key(w, "tokenizer.ggml.tokens", FG_GGUF_ARRAY);
+    wb_u32(&w->b, FG_GGUF_STRING); wb_u64(&w->b, (uint64_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        char pad[32];
+        if (!tok[i]) { snprintf(pad, sizeof pad, "[PAD%d]", i); wb_str(&w->b, pad, strlen(pad)); type[i] = 5; }
+        else wb_str(&w->b, tok[i], strlen(tok[i]));
+    }
+    kv_key(w, "tokenizer.ggml.token_type", FG_GGUF_ARRAY);
+    wb_u32(&w->b, FG_GGUF_I32); wb_u64(&w->b, (uint64_t)n);
+    wb_put(&w->b, type, sizeof(int32_t) * (size_t)n);
+    kv_key(w, "tokenizer.ggml.merges", FG_GGUF_ARRAY);
+    wb_u32(&w->b, FG_GGUF_STRING); wb_u64(&w->b, (uint64_t)merges->n);
+    for (const fg_json *mg = merges->child; mg; mg = mg->next) {
+        if (mg->type == FG_JSON_STRING) wb_str(&w->b, mg->str, mg->len);
+        else if (mg->type == FG_JSON_ARRAY && mg->n == 2 && mg->child->type == FG_JSON_STRING && mg->child->next->type == FG_JSON_STRING) {
+            wb_u64(&w->b, mg->child->len + 1 + mg->child->next->len);
+            wb_put(&w->b, mg->child->str, mg->child->len); wb_put(&w->b, " ", 1); wb_put(&w->b, mg->child->next->str, mg->child->next->len);
+        } else { fg_set_error("tokenizer.json: a merge is neither \"a b\" nor [\"a\", \"b\"]"); return -1; }
+    }
+    static const char *const BOS[] = {FG_DS_BOS, "<|begin_of_text|>", "<|endoftext|>"}, *const EOS[] = {FG_DS_EOS, "<|end_of_text|>", "<|endoftext|>"};
+    for (int k = 0; k < 3; k++)
+        for (int32_t i = 0; i < n; i++)
+            if (tok[i] && !strcmp(tok[i], BOS[k])) { kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)i); goto bos_done; }
+bos_done:
+    for (int k = 0; k < 3; k++)
+        for (int32_t i = 0; i < n; i++)
+            if (tok[i] && !strcmp(tok[i], EOS[k])) { kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)i); goto eos_done; }
+eos_done:
+    kv_bool(w, "tokenizer.ggml.add_bos_token", 0);
+    return 0;
+}
+
+// llama.cpp's name for a pre-tokenizer whose regexes are spelled differently from the named sets
+// (DeepSeek-LLM's files hold characters where frugal's copy has \u escapes): the named set that
+// splits the probe texts into exactly the same pieces (vocabulary-independent). NULL when none does.
+typedef struct { size_t ends[1024]; int n; } piece_ends;
+static int collect_end(void *ctx, size_t start, size_t end) {
+    piece_ends *e = ctx;
+    (void)start;
+    if (e->n >= 1024) return 1;
+    e->ends[e->n++] = end;
+    return 0;
+}
+static const char *probe_pre(const char *const *pats, int np, int bytelevel_regex) {
+    static const char *const CANDS[] = {"deepseek-v3", "deepseek-llm", "deepseek-coder", "qwen2", "llama-bpe", "gpt2"};
+    static const char *const PROBES[] = {
+        "Hello world! It's 12345 or 3.14159, isn't it? I'll DO it's\n\n  two  spaces\tand\ttabs\r\n \n",
+        "caf\xc3\xa9 na\xc3\xafve \xc3\x84rger \xce\xb1\xce\xb2\xce\xb3 \xd0\x94\xd0\xb6 \xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c "
+        "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf \xed\x95\x9c\xea\xb5\xad\xec\x96\xb4 1234567890 \xef\xbd\x81\xef\xbc\x81",
+        "def f(x):\n    return x**2 + 10000 # comment\n\tprint('ok');;  !!!??? $$$ \"quoted\" `tick` {a:[1,2]}   ",
+        "\xe1\xbd\x9f\xe1\xbd\xbd \xe2\x84\xa6 \xe2\x84\xaa \xe1\xbe\xbe x\xc2\xb2 \xe2\x85\xa0 \xf0\x9f\x98\x80\xf0\x9f\x98\x80 end.",
+    };
+    fg_pretok *ref = fg_pretok_new();
+    int ok = ref != NULL;
+    for (int i = 0; ok && i < np; i++) ok = !fg_pretok_add_split(ref, pats[i], strlen(pats[i]));
+    if (ok && bytelevel_regex) ok = !fg_pretok_add_gpt2(ref);
+    const char *found = NULL;
+    piece_ends *x = malloc(sizeof *x), *y = malloc(sizeof *y);
+    for (size_t k = 0; ok && x && y && k < sizeof CANDS / sizeof *CANDS && !found; k++) {
+        fg_pretok *c = fg_pretok_new();
+        int same = c && !fg_pretok_add_named(c, CANDS[k]);
+        for (size_t p = 0; same && p < sizeof PROBES / sizeof *PROBES; p++) {
+            x->n = y->n = 0;
+            same = !fg_pretok_run(ref, PROBES[p], strlen(PROBES[p]), collect_end, x) &&
+                   !fg_pretok_run(c, PROBES[p], strlen(PROBES[p]), collect_end, y) && x->n == y->n &&
+                   !memcmp(x->ends, y->ends, sizeof(size_t) * (size_t)x->n);
+        }
+        if (same) found = CANDS[k];
+        fg_pretok_free(c);
+    }
+    free(x); free(y);
+    fg_pretok_free(ref);
+    return found;
+}
+
 // Tokenizer metadata from tokenizer.json text.
 static int tok_from_json(kvw *w, const char *data, size_t len, int V) {
     fg_json *root = fg_json_parse(data, len, "tokenizer.json");
@@ -529,39 +609,10 @@ static int tok_from_json(kvw *w, const char *data, size_t len, int V) {
         if (!list) break;
     }
     const char *pre = fg_pretok_name_of(pats, np, bytelevel_regex);
+    if (!pre) pre = probe_pre(pats, np, bytelevel_regex);
     if (!pre) { fg_set_error("tokenizer.json: its pre-tokenizer matches none of llama.cpp's named ones (deepseek-v3, deepseek-llm, "
                              "deepseek-coder, qwen2, llama-bpe, gpt2): GGUF cannot describe it"); goto done; }
-    kv_str(w, "tokenizer.ggml.model", "gpt2");
-    kv_str(w, "tokenizer.ggml.pre", pre);
-    kv_key(w, "tokenizer.ggml.tokens", FG_GGUF_ARRAY);
-    wb_u32(&w->b, FG_GGUF_STRING); wb_u64(&w->b, (uint64_t)n);
-    for (int32_t i = 0; i < n; i++) {
-        char pad[32];
-        if (!tok[i]) { snprintf(pad, sizeof pad, "[PAD%d]", i); wb_str(&w->b, pad, strlen(pad)); type[i] = 5; }
-        else wb_str(&w->b, tok[i], strlen(tok[i]));
-    }
-    kv_key(w, "tokenizer.ggml.token_type", FG_GGUF_ARRAY);
-    wb_u32(&w->b, FG_GGUF_I32); wb_u64(&w->b, (uint64_t)n);
-    wb_put(&w->b, type, sizeof(int32_t) * (size_t)n);
-    kv_key(w, "tokenizer.ggml.merges", FG_GGUF_ARRAY);
-    wb_u32(&w->b, FG_GGUF_STRING); wb_u64(&w->b, (uint64_t)merges->n);
-    for (const fg_json *mg = merges->child; mg; mg = mg->next) {
-        if (mg->type == FG_JSON_STRING) wb_str(&w->b, mg->str, mg->len);
-        else if (mg->type == FG_JSON_ARRAY && mg->n == 2 && mg->child->type == FG_JSON_STRING && mg->child->next->type == FG_JSON_STRING) {
-            wb_u64(&w->b, mg->child->len + 1 + mg->child->next->len);
-            wb_put(&w->b, mg->child->str, mg->child->len); wb_put(&w->b, " ", 1); wb_put(&w->b, mg->child->next->str, mg->child->next->len);
-        } else { fg_set_error("tokenizer.json: a merge is neither \"a b\" nor [\"a\", \"b\"]"); goto done; }
-    }
-    static const char *const BOS[] = {FG_DS_BOS, "<|begin_of_text|>", "<|endoftext|>"}, *const EOS[] = {FG_DS_EOS, "<|end_of_text|>", "<|endoftext|>"};
-    for (int k = 0; k < 3; k++)
-        for (int32_t i = 0; i < n; i++)
-            if (tok[i] && !strcmp(tok[i], BOS[k])) { kv_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)i); goto bos_done; }
-bos_done:
-    for (int k = 0; k < 3; k++)
-        for (int32_t i = 0; i < n; i++)
-            if (tok[i] && !strcmp(tok[i], EOS[k])) { kv_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)i); goto eos_done; }
-eos_done:
-    kv_bool(w, "tokenizer.ggml.add_bos_token", 0);
+    if (emit_tok(w, pre, tok, type, n, merges)) goto done;
     rc = 0;
 done:
     free(tok); free(type);
