@@ -116,6 +116,15 @@ cp -r "$T/c/llama3" "$B.trunc"; truncate -s 5000 "$B.trunc/model.safetensors"
 expect_fail "truncated safetensors" "model.safetensors" $BIN convert "$B.trunc" -o "$T/x.fgck"
 cp -r "$T/c/llama3" "$B.hdr"; printf '\377\377\377\377\000\000\000\000' | dd of="$B.hdr/model.safetensors" conv=notrunc 2>/dev/null
 expect_fail "header length beyond the file" "header" $BIN convert "$B.hdr" -o "$T/x.fgck"
+cp -r "$T/c/dsv3_fp8" "$B.fp8"
+$PY - "$B.fp8/model.safetensors" <<'EOF'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n]); h["model.layers.0.self_attn.o_proj.weight_scale_inx"] = h.pop("model.layers.0.self_attn.o_proj.weight_scale_inv")
+hb = json.dumps(h, separators=(",", ":")).encode(); hb += b" " * (n - len(hb))
+open(sys.argv[1], "wb").write(b[:8] + hb + b[8 + n:])
+EOF
+expect_fail "FP8 tensor without its block scales" "F8_E4M3 tensor 'model.layers.0.self_attn.o_proj.weight' has no block scales 'model.layers.0.self_attn.o_proj.weight_scale_inv'" $BIN convert "$B.fp8" -o "$T/x.fgck"
 mkdir "$B.empty"
 expect_fail "directory without config.json" "not a Hugging Face checkpoint directory" $BIN convert "$B.empty" -o "$T/x.fgck"
 [ ! -e "$T/x.fgck" ] || fail "a failed convert left $T/x.fgck"
@@ -140,6 +149,8 @@ patch_gguf "$B.arch.gguf" 'i = at(b"general.architecture") + 4 + 8; b[i:i + 5] =
 expect_fail "GGUF unknown architecture" "GGUF architecture 'mamba' is not supported (known: deepseek2, llama, qwen2)" $BIN generate --ckpt "$B.arch.gguf" --prompt x
 patch_gguf "$B.trunc.gguf" 'del b[len(b) // 2:]'
 expect_fail "truncated GGUF" "run past the end of the file" $BIN generate --ckpt "$B.trunc.gguf" --prompt x
+patch_gguf "$B.count.gguf" 'b[8:16] = struct.pack("<Q", 1 << 40)'
+expect_fail "GGUF tensor count beyond the file" "tensor count 1099511627776 is larger than the file could hold" $BIN generate --ckpt "$B.count.gguf" --prompt x
 patch_gguf "$B.len.gguf" 'i = b.index(b"general.architecture") - 8; b[i:i + 8] = struct.pack("<Q", 1 << 40)'
 expect_fail "GGUF string length beyond the file" "runs past the end of the file" $BIN generate --ckpt "$B.len.gguf" --prompt x
 
