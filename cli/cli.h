@@ -26,11 +26,14 @@ int cmd_data_refine(int argc, char **argv); // cli/cmd_refine.c; `frugal data re
 int cmd_tokenizer(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);     // cli/cmd_quantize.c
 int cmd_distill(int argc, char **argv);     // cli/cmd_distill.c: `frugal distill [cache|generate]`
+int cmd_convert(int argc, char **argv);     // cli/cmd_convert.c: `frugal convert`
+int cmd_export(int argc, char **argv);      // cli/cmd_convert.c: `frugal export`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;
 int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
-struct fg_model *cli_open_ckpt(const char *cmd, const char *path); // prints the error itself
+// A frugal checkpoint, Hugging Face directory or GGUF file; *tok (may be NULL) its tokenizer or NULL.
+struct fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok); // prints the error itself
 int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy);
 void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
 // What an inference command runs (cmd_quantize.c): a checkpoint, its weights converted to

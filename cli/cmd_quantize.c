@@ -26,8 +26,8 @@ int cli_open_weights(const char *cmd, const char *path, const char *weights_s, c
         if (fg_wstore_tokenizer(w->ws, &w->tok)) { cli_weights_close(w); return cli_fail(cmd, fg_last_error(), NULL); }
         return 0;
     }
-    if (!(w->m = cli_open_ckpt(cmd, path))) return -1;
-    if (fg_ckpt_read_tokenizer(path, &w->tok) || !(w->ws = fg_wstore_from_model(w->m, weights))) {
+    if (!(w->m = cli_open_ckpt(cmd, path, &w->tok))) return -1;
+    if (!(w->ws = fg_wstore_from_model(w->m, weights))) {
         cli_weights_close(w);
         return cli_fail(cmd, fg_last_error(), NULL);
     }
@@ -75,7 +75,7 @@ int cmd_quantize(int argc, char **argv) {
         return cli_fail(cmd, msg, NULL);
     }
     if (fg_file_is_qmodel(pos[0])) return cli_fail(cmd, "the input is already a quantised model", "quantize the checkpoint it came from");
-    fg_model *m = cli_open_ckpt(cmd, pos[0]);
+    fg_model *m = cli_open_ckpt(cmd, pos[0], NULL);
     if (!m) return 1;
     char *tok = NULL;
     size_t tok_len = 0;

@@ -13,10 +13,27 @@ int cli_load_config(fg_config *c, const char *spec) {
     return fg_config_preset(c, spec);
 }
 
-// Opens a checkpoint for inference (no optimizer state). Prints the error; NULL on failure.
-fg_model *cli_open_ckpt(const char *cmd, const char *path) {
-    fg_model *m = fg_ckpt_load(path, NULL, NULL);
-    if (!m) cli_fail(cmd, fg_last_error(), "pass a checkpoint written by frugal train (for example runs/demo/ckpt.fgck)");
+static void notice_cb(const char *msg) { fprintf(stderr, "frugal: %s\n", msg); }
+
+// Opens a model for inference: a frugal checkpoint, a Hugging Face directory or a GGUF file (no
+// optimizer state). *tok (may be NULL) gets its tokenizer, NULL for byte-level ids. Prints the
+// error; NULL on failure.
+fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok) {
+    if (tok) *tok = NULL;
+    char *td = NULL;
+    size_t tl = 0;
+    fg_model *m = fg_model_open(path, tok ? &td : NULL, &tl, notice_cb);
+    if (!m) {
+        cli_fail(cmd, fg_last_error(), strstr(fg_last_error(), "hint:") ? NULL : "pass a checkpoint written by frugal train "
+                 "(runs/demo/ckpt.fgck), a Hugging Face directory or a GGUF file");
+        return NULL;
+    }
+    if (td && !(*tok = fg_tokenizer_load_mem(td, tl, path))) {
+        cli_fail(cmd, fg_last_error(), NULL);
+        fg_model_free(m);
+        m = NULL;
+    }
+    free(td);
     return m;
 }
 

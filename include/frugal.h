@@ -68,6 +68,11 @@ typedef struct fg_config {
     int rope_original_max_position_embeddings;
     float rope_beta_fast, rope_beta_slow, rope_mscale, rope_mscale_all_dim;
     int tie_word_embeddings;
+    // rope_scaling {rope_type: "llama3", factor, low_freq_factor, high_freq_factor,
+    // original_max_position_embeddings} (Llama 3.1+): per-frequency rule, no attention scaling.
+    // Shares rope_factor and rope_original_max_position_embeddings with YaRN; 0 means not llama3.
+    int rope_llama3;
+    float rope_low_freq_factor, rope_high_freq_factor;
 } fg_config;
 
 // Fills *c with a named preset: "tiny", "demo", "bench-moe". Returns -1 for an unknown name.
@@ -498,6 +503,36 @@ int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok);
 // The raw bytes of that section: 0 with *data (malloc'd, caller frees) and *len, or *data = NULL
 // for a byte-level checkpoint; -1 with an error.
 int fg_ckpt_read_tokenizer_bytes(const char *path, char **data, size_t *len);
+
+// ---- other checkpoint formats (src/formats/hf.c, src/formats/gguf_model.c; docs/formats.md) ---
+// Opens a model wherever a checkpoint is accepted: a directory in the Hugging Face layout, a GGUF
+// file (recognised by its magic) or a frugal checkpoint. tok_data/tok_len (may be NULL) receive the
+// model's tokenizer as bytes for fg_tokenizer_load_mem (tokenizer.json text, or a GGUF holding only
+// metadata), malloc'd, caller frees; *tok_data = NULL when it has none (byte-level ids). notice
+// receives informational lines (a skipped MTP layer, ignored tensors, unknown config fields) and
+// may be NULL. The weights are converted to fp32 in memory (the model must fit in RAM; a larger
+// one is refused before anything big is allocated). NULL with a one-line error naming the file
+// and the tensor or field.
+fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
+// A Hugging Face directory: config.json (architectures DeepseekV2ForCausalLM, DeepseekV3ForCausalLM,
+// Qwen2ForCausalLM, LlamaForCausalLM), model.safetensors or shards named by
+// model.safetensors.index.json, tokenizer.json (optional). dtypes F32, F16, BF16 and F8_E4M3 with
+// block scales (weight_scale_inv), dequantised on load. MTP layers (index >= num_hidden_layers)
+// are skipped with a notice.
+fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
+// A GGUF file of architecture deepseek2, llama or qwen2; tensor types F32, F16, BF16, Q8_0, Q4_0.
+fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
+// Export weight types.
+enum { FG_EXPORT_F32 = 0, FG_EXPORT_BF16 = 1, FG_EXPORT_Q8_0 = 2, FG_EXPORT_F16 = 3, FG_EXPORT_Q4_0 = 4 };
+int fg_export_type_parse(const char *name); // "f32" "bf16" "q8_0" "f16" "q4_0"; -1 with an error otherwise
+// Writes dir/config.json (architectures + model_type for the model's kind), dir/model.safetensors
+// (table order, F32, BF16 or F16) and, when tok_data is tokenizer.json text, dir/tokenizer.json;
+// each file atomically. dir is created when missing.
+int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_data, size_t tok_len);
+// Writes a GGUF v3 file atomically: MLA models as deepseek2, GQA models as qwen2 (rotate-half RoPE
+// with q/k/v biases) or llama; matrices in type (F32, BF16, Q8_0 or Q4_0; rows that blocks cannot hold stay
+// F32), vectors F32; the tokenizer's metadata from tok_data (required: llama.cpp needs a vocabulary).
+int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len);
 
 // ---- generation with a KV cache (src/infer/generate.c) -------------------------------------
 typedef struct fg_infer fg_infer;

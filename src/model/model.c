@@ -187,9 +187,14 @@ fg_model *fg_model_create(const fg_config *c) {
 int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *c) {
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
-    if (rope_table_init(rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
-                        c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
-                        c->rope_beta_slow)) return -1;
+    int rc = c->rope_llama3
+        ? rope_table_init_llama3(rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta,
+                                 c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+                                 c->rope_original_max_position_embeddings)
+        : rope_table_init(rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
+                          c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
+                          c->rope_beta_slow);
+    if (rc) return -1;
     int Dk = c->attn_type == FG_ATTN_MLA ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
     *softmax_scale = 1.0f / sqrtf((float)Dk);
     if (yarn && c->rope_mscale_all_dim > 0) {

@@ -168,6 +168,16 @@ static double yarn_corr_dim(double rot, int D, double base, int max_pos) {
     return D * log(max_pos / (rot * 2 * M_PI)) / (2 * log(base));
 }
 
+static void rope_fill(rope_table *r, const float *freq) {
+    int half = r->D / 2;
+    for (int t = 0; t < r->T; t++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)t * freq[i]; // float product, as the reference's torch.outer
+            r->cos[(size_t)t * half + i] = (float)cos((double)a);
+            r->sin[(size_t)t * half + i] = (float)sin((double)a);
+        }
+}
+
 int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
                     int orig_max_pos, float beta_fast, float beta_slow) {
     memset(r, 0, sizeof *r);
@@ -191,12 +201,32 @@ int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, in
             freq[i] = (float)(freq[i] / factor * (1 - smooth) + freq[i] * smooth);
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < half; i++) {
-            float a = (float)t * freq[i]; // float product, as the reference's torch.outer
-            r->cos[(size_t)t * half + i] = (float)cos((double)a);
-            r->sin[(size_t)t * half + i] = (float)sin((double)a);
+    rope_fill(r, freq);
+    free(freq);
+    return 0;
+}
+
+int rope_table_init_llama3(rope_table *r, int D, int T, int interleave, float theta, float factor,
+                           float low_freq_factor, float high_freq_factor, int orig_max_pos) {
+    memset(r, 0, sizeof *r);
+    if (D <= 0 || D % 2) return fg_set_error("rope dimension must be even and > 0 (got %d)", D);
+    int half = D / 2;
+    r->D = D; r->T = T; r->interleave = interleave;
+    r->cos = malloc(sizeof(float) * (size_t)T * half);
+    r->sin = malloc(sizeof(float) * (size_t)T * half);
+    float *freq = malloc(sizeof(float) * half);
+    if (!r->cos || !r->sin || !freq) { free(freq); rope_table_free(r); return fg_set_error("out of memory for rope table"); }
+    double lo_wl = orig_max_pos / (double)low_freq_factor, hi_wl = orig_max_pos / (double)high_freq_factor;
+    for (int i = 0; i < half; i++) {
+        double f = 1.0 / pow((double)theta, (2.0 * i) / D), wl = 2 * M_PI / f;
+        if (wl > lo_wl) f /= factor;
+        else if (wl >= hi_wl) {
+            double smooth = (orig_max_pos / wl - low_freq_factor) / (high_freq_factor - low_freq_factor);
+            f = (1 - smooth) * f / factor + smooth * f;
         }
+        freq[i] = (float)f;
+    }
+    rope_fill(r, freq);
     free(freq);
     return 0;
 }

@@ -50,6 +50,11 @@ typedef struct {
 } rope_table;
 int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
                     int orig_max_pos, float beta_fast, float beta_slow);
+// The same with Llama 3's frequency rule (rope_type "llama3"): wavelengths below
+// orig/high keep their frequency, above orig/low are divided by factor, in between blend
+// smoothly (docs/model.md).
+int rope_table_init_llama3(rope_table *r, int D, int T, int interleave, float theta, float factor,
+                           float low_freq_factor, float high_freq_factor, int orig_max_pos);
 void rope_table_free(rope_table *r);
 // Rotates x (D floats) in place for position pos; inverse=1 applies the transpose (for backward).
 void rope_apply(float *x, const rope_table *r, int pos, int inverse);
