@@ -38,7 +38,9 @@ int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *a
 void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
 // What an inference command runs (cmd_quantize.c): a checkpoint, its weights converted to
 // weights_s ("f32", "bf16", "q8_0"; NULL = f32), or a quantised model file (weights_s NULL or its
-// stored type), told apart by magic; plus the tokenizer either carries (NULL: byte-level).
+// stored type), told apart by magic; a Hugging Face directory with weights_s NULL (or "bf16" over
+// BF16 shards) is mapped as stored (fg_wstore_open_hf), otherwise converted like a checkpoint;
+// plus the tokenizer any of them carries (NULL: byte-level).
 // Returns 0, or prints the one-line error itself and returns nonzero.
 typedef struct { struct fg_model *m; fg_wstore *ws; fg_tokenizer *tok; } cli_weights;
 int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w);

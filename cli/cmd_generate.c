@@ -84,6 +84,8 @@ int cmd_generate(int argc, char **argv) {
     if (n >= max_T) { free(ids); cli_weights_close(&cw); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
     so.stop_ids = &stop; so.n_stop = 1;
+    // The cache needs room for this prompt and reply only (a 160k-token context would reserve GiBs).
+    max_T = CLI_MIN(max_T, n + so.max_new_tokens + 1);
     fg_infer *s = fg_infer_create_store(cw.ws, max_T, FG_KV_AUTO, kv_type);
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
     int rc = 0;

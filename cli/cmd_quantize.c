@@ -1,17 +1,33 @@
 // cmd_quantize.c: `frugal quantize` (a checkpoint to a quantised model file, .fgq) and the opener
-// that every inference command uses, so generate, chat, bench and eval take a checkpoint or a
-// quantised file alike (told apart by the file's magic).
+// that every inference command uses, so generate, chat, bench and eval take a checkpoint, a
+// quantised file (told apart by the file's magic) or a Hugging Face directory (mapped, weights as
+// stored, unless --weights asks for a conversion) alike.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
+
+static void notice_cb(const char *msg) { fprintf(stderr, "frugal: %s\n", msg); }
 
 int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w) {
     memset(w, 0, sizeof *w);
     int weights = FG_WEIGHTS_F32;
     if (weights_s && (weights = fg_weights_type_parse(weights_s)) < 0) return cli_fail(cmd, fg_last_error(), NULL);
+    struct stat sb;
+    if (!stat(path, &sb) && S_ISDIR(sb.st_mode) && (!weights_s || weights == FG_WEIGHTS_BF16)) {
+        // A Hugging Face directory runs from its mapped shards, weights as stored (BF16 stays BF16);
+        // --weights bf16 over F32/F16 shards falls through to the converting path below.
+        if (!(w->ws = fg_wstore_open_hf(path, notice_cb)))
+            return cli_fail(cmd, fg_last_error(), strstr(fg_last_error(), "hint:") ? NULL : "check the directory's config.json and shards");
+        if (!weights_s || fg_wstore_weights(w->ws) == weights) {
+            if (fg_wstore_tokenizer(w->ws, &w->tok)) { cli_weights_close(w); return cli_fail(cmd, fg_last_error(), NULL); }
+            return 0;
+        }
+        cli_weights_close(w);
+    }
     if (fg_file_is_qmodel(path)) {
         if (!(w->ws = fg_qmodel_open(path)))
             return cli_fail(cmd, fg_last_error(), "re-create it with frugal quantize CKPT -o OUT --type q8_0");

@@ -575,6 +575,17 @@ int fg_wstore_weights(const fg_wstore *ws);        // FG_WEIGHTS_* of its larges
 // *tok (caller frees) or *tok = NULL for byte-level ids; -1 with an error.
 int fg_wstore_tokenizer(const fg_wstore *ws, fg_tokenizer **tok);
 int fg_wstore_set_tokenizer(fg_wstore *ws, const void *data, size_t len); // copies; NULL clears
+// A Hugging Face directory (as fg_hf_load) as a typed weight store for inference, without copying the weights: every
+// BF16 or F32 tensor points into a read-only mapping of its shard (pages are read from disk as
+// sessions touch them and can be dropped again by the kernel, so a model larger than RAM runs
+// instead of failing or swapping; the store keeps the mappings until fg_wstore_free). F16, F64
+// and FP8 tensors are converted to fp32 and misaligned matrices copied, into memory the store
+// owns: refused with a one-line error (GiB needed and available) when that would not fit. Vectors
+// become fp32 (small). The tokenizer.json bytes go with the store (fg_wstore_tokenizer). notice as
+// for fg_model_open (plus one line: bytes mapped and bytes in memory). NULL with an error naming
+// the file and the tensor or field.
+fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *msg));
+size_t fg_wstore_owned_bytes(const fg_wstore *ws);  // tensor bytes the store holds in its own memory
 
 // Quantised model files (.fgq; docs/formats.md "Quantised models"): what `frugal quantize`
 // writes. Saved atomically (path.tmp, fsync, rename). Opening maps the file read-only and checks

@@ -42,10 +42,10 @@ static fg_wstore *through_file(fg_model *m, int w, const char *dir) {
     fg_wstore *ws = fg_qmodel_open(path);
     CHECK_MSG(ws != NULL, "%s", fg_last_error());
     if (!ws) exit(1);
-    CHECK(ws->map != NULL && ws->n_owned == 0); // no fp32 copy, nothing converted at load
-    for (int i = 0; i < ws->n; i++)
-        CHECK((const uint8_t *)ws->data[i] >= (const uint8_t *)ws->map &&
-              (const uint8_t *)ws->data[i] < (const uint8_t *)ws->map + ws->map_len);
+    CHECK(ws->n_maps == 1 && ws->n_owned == 0 && ws->owned_bytes == 0); // no fp32 copy, nothing converted at load
+    for (int i = 0; i < ws->n && ws->n_maps == 1; i++)
+        CHECK((const uint8_t *)ws->data[i] >= (const uint8_t *)ws->maps[0] &&
+              (const uint8_t *)ws->data[i] < (const uint8_t *)ws->maps[0] + ws->map_lens[0]);
     return ws;
 }
 

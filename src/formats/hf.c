@@ -10,12 +10,17 @@
 // notice, other unused tensors are listed in one notice.
 // Out: config.json (fg_config_to_json plus "architectures"), model.safetensors in table order and
 // tokenizer.json, each written atomically.
-// What it does not do: keep FP8 blocks as 8-bit weights (they become fp32), map weights lazily
-// (the model must fit in RAM as fp32), read tokenizer_config.json (frugal's chat layouts are built in).
+// Mapped: fg_wstore_open_hf builds a typed weight store whose BF16 and F32 tensors point straight
+// into the read-only shard mappings (no copy; pages are read from disk as the session touches
+// them), so a model larger than RAM starts in seconds; only F16/F64/FP8 tensors (to fp32) and
+// misaligned matrices (copied) take memory, refused up front when they would not fit.
+// What it does not do: keep FP8 blocks as 8-bit weights (they become fp32), read
+// tokenizer_config.json (frugal's chat layouts are built in).
 #include "formats/checkpoint.h"
 #include "formats/interop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "infer/wstore.h"
 #include "model/model.h"
 #include "util.h"
 
@@ -24,7 +29,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,7 +69,9 @@ typedef struct {
     int mtp_layers; // num_nextn_predict_layers
 } hf_config;
 
-static int read_config(const char *dir, hf_config *h, void (*notice)(const char *)) {
+// check_memory: refuse a config whose fp32 weights exceed this machine's memory (the fp32 loader);
+// the mapped store checks what it allocates itself.
+static int read_config(const char *dir, hf_config *h, int check_memory, void (*notice)(const char *)) {
     memset(h, 0, sizeof *h);
     char *path = path_join(dir, "config.json");
     if (!path) return -1;
@@ -120,10 +129,10 @@ static int read_config(const char *dir, hf_config *h, void (*notice)(const char 
     }
     const fg_json *mtp = fg_json_get(root, "num_nextn_predict_layers");
     if (mtp && mtp->type == FG_JSON_NUMBER && mtp->num >= 0 && mtp->num < 1024) h->mtp_layers = (int)mtp->num;
-    if (fg_config_from_json(&h->cfg, text, len, path, notice)) goto done;
+    if (fg_config_from_json_ex(&h->cfg, text, len, path, notice, check_memory)) goto done;
     if (h->arch == ARCH_QWEN2 && !h->cfg.attention_bias) {
         h->cfg.attention_bias = 1; // Qwen2 always has q/k/v biases; its config.json has no field for them
-        if (fg_config_validate(&h->cfg)) { fg_wrap_error("%s", path); goto done; }
+        if (check_memory ? fg_config_validate(&h->cfg) : fg_config_validate_shape(&h->cfg)) { fg_wrap_error("%s", path); goto done; }
     }
     rc = 0;
 done:
@@ -280,31 +289,54 @@ static float fp8_e4m3_to_f32(uint8_t b) {
     return b & 0x80 ? -v : v;
 }
 
-// Reads table tensor t into dst (t->numel floats), checking shape and dtype.
-static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float *dst) {
+// The checkpoint's tensor for table entry t, with the table's shape; NULL with an error otherwise.
+static const fg_st_tensor *find_tensor(hf_src *s, const fg_tensor *t) {
     int err;
     const fg_st_tensor *st = src_find(s, t->name, &err);
-    if (err) return -1;
-    if (!st) return fg_set_error("%s: tensor '%s' is missing (hint: the checkpoint does not match its config.json)", s->dir, t->name);
+    if (err) return NULL;
+    if (!st) {
+        fg_set_error("%s: tensor '%s' is missing (hint: the checkpoint does not match its config.json)", s->dir, t->name);
+        return NULL;
+    }
     const char *file = src_file_of(s, st);
     int ok = st->ndim == t->ndim && st->shape[0] == t->shape[0] && (t->ndim == 1 || st->shape[1] == t->shape[1]);
     if (!ok) {
         char got[128] = "[";
         for (int d = 0; d < st->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)st->shape[d]);
         strcat(got, "]");
-        if (t->ndim == 1) return fg_set_error("%s: tensor '%s' has shape %s, the config expects [%d]", file, t->name, got, t->shape[0]);
-        return fg_set_error("%s: tensor '%s' has shape %s, the config expects [%d,%d]", file, t->name, got, t->shape[0], t->shape[1]);
+        if (t->ndim == 1) fg_set_error("%s: tensor '%s' has shape %s, the config expects [%d]", file, t->name, got, t->shape[0]);
+        else fg_set_error("%s: tensor '%s' has shape %s, the config expects [%d,%d]", file, t->name, got, t->shape[0], t->shape[1]);
+        return NULL;
     }
+    return st;
+}
+
+// A dtype the loader reads (checked before anything is allocated); the error names file and tensor.
+static int check_dtype(const hf_src *s, const hf_config *h, const fg_tensor *t, const fg_st_tensor *st) {
+    const char *file = src_file_of(s, st);
     switch (st->dtype) {
-    case FG_DT_F32: case FG_DT_F16: case FG_DT_BF16: case FG_DT_F64:
-        return fg_safetensors_read_f32(src_st_of(s, st), t->name, dst, (int64_t)t->numel);
-    case FG_DT_F8_E4M3: break;
+    case FG_DT_F32: case FG_DT_F16: case FG_DT_BF16: case FG_DT_F64: return 0;
+    case FG_DT_F8_E4M3:
+        if (t->ndim != 2) return fg_set_error("%s: tensor '%s': F8_E4M3 is only read for matrices", file, t->name);
+        if (!h->block[0]) return fg_set_error("%s: tensor '%s' is F8_E4M3 but config.json has no fp8 quantization_config", file, t->name);
+        return 0;
     default:
         return fg_set_error("%s: tensor '%s': dtype %s is not supported (F32, F16, BF16, F8_E4M3 with weight_scale_inv)", file,
                             t->name, fg_st_dtype_name(st->dtype));
     }
-    if (t->ndim != 2) return fg_set_error("%s: tensor '%s': F8_E4M3 is only read for matrices", file, t->name);
-    if (!h->block[0]) return fg_set_error("%s: tensor '%s' is F8_E4M3 but config.json has no fp8 quantization_config", file, t->name);
+}
+
+// Reads table tensor t into dst (t->numel floats), checking shape and dtype.
+static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float *dst) {
+    int err;
+    const fg_st_tensor *st = find_tensor(s, t);
+    if (!st || check_dtype(s, h, t, st)) return -1;
+    const char *file = src_file_of(s, st);
+    switch (st->dtype) {
+    case FG_DT_F32: case FG_DT_F16: case FG_DT_BF16: case FG_DT_F64:
+        return fg_safetensors_read_f32(src_st_of(s, st), t->name, dst, (int64_t)t->numel);
+    default: break; // F8_E4M3 (check_dtype refused the rest)
+    }
     char sname[128];
     snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
     const fg_st_tensor *sc = src_find(s, sname, &err);
@@ -372,23 +404,26 @@ static int read_tokenizer(const char *dir, char **tok_data, size_t *tok_len, voi
     return rc;
 }
 
+// A config far beyond the files is refused before anything model-sized is allocated.
+static int check_param_count(const hf_src *s, const hf_config *h) {
+    int64_t total, active, have = 0;
+    fg_config_param_counts(&h->cfg, &total, &active);
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < s->st[i].n; k++) have += s->st[i].t[k].numel;
+    if (total > have)
+        return fg_set_error("%s: config.json describes %lld parameters but the safetensors files hold %lld values", s->dir,
+                            (long long)total, (long long)have);
+    return 0;
+}
+
 fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
     if (tok_data) *tok_data = NULL;
     if (tok_len) *tok_len = 0;
     hf_config h;
-    if (read_config(dir, &h, notice)) return NULL;
+    if (read_config(dir, &h, 1, notice)) return NULL;
     hf_src s;
     if (src_open(&s, dir)) return NULL;
-    int64_t total, active, have = 0; // a config far beyond the files is refused before allocating
-    fg_config_param_counts(&h.cfg, &total, &active);
-    for (int i = 0; i < s.n; i++)
-        for (int k = 0; k < s.st[i].n; k++) have += s.st[i].t[k].numel;
-    if (total > have) {
-        fg_set_error("%s: config.json describes %lld parameters but the safetensors files hold %lld values", dir,
-                     (long long)total, (long long)have);
-        src_close(&s);
-        return NULL;
-    }
+    if (check_param_count(&s, &h)) { src_close(&s); return NULL; }
     fg_model *m = fg_model_create(&h.cfg);
     if (!m) { fg_wrap_error("%s", dir); src_close(&s); return NULL; }
     for (int i = 0; i < m->n_tensors; i++) {
@@ -399,6 +434,103 @@ fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*n
     src_close(&s);
     if (read_tokenizer(dir, tok_data, tok_len, notice)) { fg_model_free(m); return NULL; }
     return m;
+}
+
+// ---- mapped store ----------------------------------------------------------------------------
+
+// The store type tensor st can be read as in place: BF16 (2-byte aligned) stays BF16, F32 (4-byte
+// aligned, or any vector: the store copies misaligned vectors itself) stays F32; -1 when it must
+// be converted or copied into memory.
+static int mapped_type(const fg_st_tensor *st, int ndim) {
+    if (st->dtype == FG_DT_BF16 && (uintptr_t)st->data % 2 == 0) return FG_WEIGHTS_BF16;
+    if (st->dtype == FG_DT_F32 && (ndim == 1 || (uintptr_t)st->data % 4 == 0)) return FG_WEIGHTS_F32;
+    return -1;
+}
+
+fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
+    if (!dir) { fg_set_error("no checkpoint directory"); return NULL; }
+    hf_config h;
+    if (read_config(dir, &h, 0, notice)) return NULL;
+    hf_src s;
+    if (src_open(&s, dir)) return NULL;
+    fg_wstore *ws = NULL;
+    fg_tensor *t = NULL;
+    int *types = NULL, n = 0;
+    const void **data = NULL;
+    const fg_st_tensor **sts = NULL;
+    uint8_t *arena = NULL;
+    unsigned char *pointed = NULL; // per shard: a tensor of the store points into it
+    size_t total;
+    if (check_param_count(&s, &h) || !(t = fg_tensor_table(&h.cfg, &n, &total))) goto fail;
+    types = calloc((size_t)n, sizeof *types);
+    data = calloc((size_t)n, sizeof *data);
+    sts = calloc((size_t)n, sizeof *sts);
+    pointed = calloc((size_t)s.n, 1);
+    if (!types || !data || !sts || !pointed) { fg_set_error("out of memory"); goto fail; }
+    // Pass 1: every tensor found with its shape and a readable dtype; what cannot be read in place
+    // (F16, F64, FP8 -> fp32; misaligned BF16 / F32 matrices -> copied) is sized before anything
+    // model-sized is allocated.
+    size_t own = 0, mapped = 0;
+    int n_own = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(sts[i] = find_tensor(&s, &t[i])) || check_dtype(&s, &h, &t[i], sts[i])) goto fail;
+        int ty = mapped_type(sts[i], t[i].ndim);
+        if (ty >= 0) {
+            types[i] = ty;
+            data[i] = sts[i]->data;
+            mapped += sts[i]->nbytes;
+            pointed[src_st_of(&s, sts[i]) - s.st] = 1;
+        } else {
+            types[i] = sts[i]->dtype == FG_DT_BF16 ? FG_WEIGHTS_BF16 : FG_WEIGHTS_F32;
+            own += (fg_wstore_tensor_bytes(&t[i], types[i]) + 63) & ~(size_t)63;
+            n_own++;
+        }
+    }
+    double mem = fg_phys_mem_bytes();
+    if (mem > 0 && own > 0.8 * mem) {
+        fg_set_error("%s: %d tensors are not BF16 or F32 in place (F16, FP8 or misaligned) and must be converted into %.1f GiB "
+                     "of memory, but this machine has %.1f GiB (hint: a BF16 checkpoint is mapped without copying)",
+                     dir, n_own, own / 1073741824.0, mem / 1073741824.0);
+        goto fail;
+    }
+    if (own && !(arena = aligned_alloc(64, own))) {
+        fg_set_error("%s: out of memory converting %d tensors (%.1f MiB)", dir, n_own, own / 1048576.0);
+        goto fail;
+    }
+    // Pass 2: convert or copy into the arena.
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (data[i]) continue;
+        uint8_t *dst = arena + off;
+        if (sts[i]->dtype == FG_DT_BF16 || sts[i]->dtype == FG_DT_F32)
+            memcpy(dst, sts[i]->data, sts[i]->nbytes); // a misaligned BF16 / F32 matrix: copied as stored
+        else if (load_tensor(&s, &h, &t[i], (float *)dst)) goto fail;
+        data[i] = dst;
+        off += (fg_wstore_tensor_bytes(&t[i], types[i]) + 63) & ~(size_t)63;
+    }
+    if (!(ws = fg_wstore_create(&h.cfg, t, n, types, data))) { fg_wrap_error("%s", dir); goto fail; }
+    if (arena && fg_wstore_keep(ws, arena)) goto fail;
+    arena = NULL;
+    ws->owned_bytes += own;
+    // The shards the store points into stay mapped for its lifetime; the others are closed.
+    int n_maps = 0;
+    for (int k = 0; k < s.n; k++) {
+        if (!pointed[k] || fg_safetensors_take_map(&s.st[k])) continue;
+        if (fg_wstore_keep_mapping(ws, s.st[k].map, s.st[k].size)) { munmap(s.st[k].map, s.st[k].size); goto fail; }
+        n_maps++;
+    }
+    report_unused(&s, &h, notice);
+    say(notice, "%s: %.2f GiB of weights mapped from %d file%s (read from disk as used), %.1f MiB in memory", dir,
+        mapped / 1073741824.0, n_maps, n_maps == 1 ? "" : "s", ws->owned_bytes / 1048576.0);
+    if (read_tokenizer(dir, &ws->tok, &ws->tok_len, notice)) goto fail;
+    src_close(&s);
+    free(t); free(types); free(data); free(sts); free(pointed);
+    return ws;
+fail:
+    fg_wstore_free(ws);
+    src_close(&s);
+    free(arena); free(t); free(types); free(data); free(sts); free(pointed);
+    return NULL;
 }
 
 // ---- dispatch --------------------------------------------------------------------------------

@@ -275,6 +275,13 @@ const fg_st_tensor *fg_safetensors_find(const fg_safetensors *st, const char *na
     return NULL;
 }
 
+int fg_safetensors_take_map(fg_safetensors *st) {
+    st_priv *pv = st ? st->priv : NULL;
+    if (!pv || !pv->owns_map) return -1;
+    pv->owns_map = 0;
+    return 0;
+}
+
 void fg_safetensors_close(fg_safetensors *st) {
     if (!st) return;
     st_priv *pv = st->priv;

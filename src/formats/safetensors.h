@@ -58,6 +58,11 @@ int fg_safetensors_open_mem(fg_safetensors *st, const uint8_t *buf, size_t size,
 const fg_st_tensor *fg_safetensors_find(const fg_safetensors *st, const char *name);
 // Unmaps and frees everything, then zeroes *st. Safe on a zeroed or already closed st.
 void fg_safetensors_close(fg_safetensors *st);
+// Hands the file mapping of an fg_safetensors_open'ed st over to the caller, who munmaps
+// (st->map, st->size) when done; st stays usable until then (its tensors point into the mapping)
+// and fg_safetensors_close no longer unmaps. Returns 0, or -1 when st does not own a mapping
+// (opened over a borrowed buffer, or already taken).
+int fg_safetensors_take_map(fg_safetensors *st);
 
 // Reads tensor `name` into out (numel floats), converting from F32/F16/BF16/F64. Error if missing,
 // if the tensor's numel differs from `numel`, or if the dtype is not convertible; the message names

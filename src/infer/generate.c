@@ -18,6 +18,7 @@
 
 #include "model/route.h"
 #include "ops/gemm.h"
+#include "util.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -203,8 +204,21 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
         s->kw = s->vw = c->num_key_value_heads * c->head_dim;
     }
     s->kv_elems = (size_t)c->num_hidden_layers * max_T * (s->kw + s->vw);
-    s->kv = fg_calloc(s->kv_elems, s->kv_bf16 ? 2 : 4, "KV cache");
     size_t bytes = carve(s, NULL);
+    // The cache, the scratch and what the store holds in memory must fit together: refused here
+    // rather than paged out later (weights in a file mapping are not counted: the kernel can drop
+    // and re-read those pages).
+    double kv_bytes = (double)s->kv_elems * (s->kv_bf16 ? 2 : 4), mem = fg_phys_mem_bytes();
+    double need = kv_bytes + (double)bytes + (double)ws->owned_bytes;
+    if (mem > 0 && need > 0.9 * mem) {
+        fg_set_error("decoding session: the KV cache (%.1f GiB for %d positions), scratch (%.1f GiB) and the weights held in "
+                     "memory (%.1f GiB) need %.1f GiB but this machine has %.1f GiB (hint: a shorter context, --kv-type bf16, "
+                     "or bf16 weights)", kv_bytes / 1073741824.0, max_T, bytes / 1073741824.0,
+                     ws->owned_bytes / 1073741824.0, need / 1073741824.0, mem / 1073741824.0);
+        free(s);
+        return NULL;
+    }
+    s->kv = fg_calloc(s->kv_elems, s->kv_bf16 ? 2 : 4, "KV cache");
     s->mem = aligned_alloc(64, bytes);
     if (!s->mem && s->kv) fg_set_error("out of memory: decoding scratch needs %.1f MiB", bytes / 1048576.0);
     if (!s->kv || !s->mem) { fg_infer_free(s); return NULL; }

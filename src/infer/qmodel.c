@@ -166,7 +166,8 @@ static fg_wstore *q_parse(const uint8_t *b, uint64_t size, const char *where) {
     conf[sec[Q_CONF].len] = 0;
     char cwhere[1100];
     snprintf(cwhere, sizeof cwhere, "%s[CONF]", where);
-    int rc = fg_config_from_json(&c, conf, sec[Q_CONF].len, cwhere, NULL);
+    // Not checked against fp32 memory: the store maps the file, the bound below ties the size to it.
+    int rc = fg_config_from_json_ex(&c, conf, sec[Q_CONF].len, cwhere, NULL, 0);
     free(conf);
     if (rc) return NULL;
     // The table's byte sizes must fit the data before a model-sized table is even built: a bound
@@ -231,7 +232,7 @@ fg_wstore *fg_qmodel_open(const char *path) {
     if (map == MAP_FAILED) { fg_set_error("%s: cannot map the file: %s", path, strerror(errno)); return NULL; }
     fg_wstore *ws = q_parse(map, len, path);
     if (!ws) { munmap(map, len); return NULL; }
-    fg_wstore_keep_mapping(ws, map, len);
+    if (fg_wstore_keep_mapping(ws, map, len)) { fg_wstore_free(ws); munmap(map, len); return NULL; }
     return ws;
 }
 

@@ -22,10 +22,18 @@ size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type) {
     return rows * fg_qrow_bytes(type, (int)cols);
 }
 
-void fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len) {
-    ws->map = map;
-    ws->map_len = len;
+int fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len) {
+    void **m = realloc(ws->maps, sizeof *m * (size_t)(ws->n_maps + 1));
+    if (m) ws->maps = m;
+    size_t *l = realloc(ws->map_lens, sizeof *l * (size_t)(ws->n_maps + 1));
+    if (l) ws->map_lens = l;
+    if (!m || !l) return fg_set_error("out of memory");
+    ws->maps[ws->n_maps] = map;
+    ws->map_lens[ws->n_maps++] = len;
+    return 0;
 }
+
+size_t fg_wstore_owned_bytes(const fg_wstore *ws) { return ws->owned_bytes; }
 
 int fg_wstore_keep(fg_wstore *ws, void *buf) {
     if (ws->n_owned == ws->cap_owned) {
@@ -43,7 +51,8 @@ void fg_wstore_free(fg_wstore *ws) {
     if (!ws) return;
     for (int i = 0; i < ws->n_owned; i++) free(ws->owned[i]);
     free(ws->owned);
-    if (ws->map) munmap(ws->map, ws->map_len);
+    for (int i = 0; i < ws->n_maps; i++) munmap(ws->maps[i], ws->map_lens[i]);
+    free(ws->maps); free(ws->map_lens);
     rope_table_free(&ws->own_rope);
     free(ws->t); free(ws->type); free(ws->data); free(ws->vec);
     free(ws->layers); free(ws->experts); free(ws->tok);
@@ -111,8 +120,10 @@ static void bind(fg_wstore *ws) {
 
 // Everything but the tensor pointers: config, table, arrays, layer view storage. rope: the model's
 // table, or NULL to build one.
+// Only the shape is validated: a store need not hold fp32 weights (a bf16 mapping of a model
+// larger than memory is fine); what it does allocate is checked by its builder.
 static fg_wstore *store_alloc(const fg_config *c, const rope_table *rope, float softmax_scale) {
-    if (fg_config_validate(c)) return NULL;
+    if (fg_config_validate_shape(c)) return NULL;
     fg_wstore *ws = calloc(1, sizeof *ws);
     if (!ws) { fg_set_error("out of memory"); return NULL; }
     ws->cfg = *c;
@@ -148,6 +159,7 @@ static int store_finish(fg_wstore *ws) {
         if (ws->type[i] == FG_WEIGHTS_F32 && (uintptr_t)ws->data[i] % 4 == 0) { ws->vec[i] = ws->data[i]; continue; }
         float *v = malloc(sizeof(float) * t->numel); // another type, or a misaligned f32 vector
         if (!v || fg_wstore_keep(ws, v)) { free(v); return fg_set_error("out of memory"); }
+        ws->owned_bytes += sizeof(float) * t->numel;
         fg_dequantize_row(v, ws->data[i], (int)t->numel, ws->type[i]);
         ws->vec[i] = v;
     }
@@ -210,6 +222,7 @@ fg_wstore *fg_wstore_from_model(const fg_model *m, int weights) {
         fg_set_error("out of memory converting the weights (%.1f MiB)", bytes / 1048576.0);
         return NULL;
     }
+    ws->owned_bytes += bytes;
     size_t off = 0;
     for (int i = 0; i < ws->n; i++) {
         const fg_tensor *t = &m->tensors[i];

@@ -5,7 +5,8 @@
 // Hugging Face names), a type (FG_WEIGHTS_F32 / BF16 / Q8_0) and a pointer to its rows. Rows are
 // laid out as the fp32 model's (row r of a (rows, cols) matrix at r * fg_qrow_bytes(type, cols)).
 // The pointers may lead into an fp32 fg_model (not owned), into buffers converted from one
-// (owned), or into a read-only mapping of a quantised model file (the mapping is owned). Vectors
+// (owned), or into read-only mappings of a quantised model file or of the safetensors shards of a
+// Hugging Face directory (fg_wstore_open_hf in formats/hf.c; the mappings are owned). Vectors
 // (norms, biases, the routing bias) are read as fp32: a vector stored in another type is
 // converted into an owned fp32 buffer when the store is built. Nothing here makes an fp32 copy of
 // a matrix: sessions multiply the typed rows directly and dequantise one embedding row per token.
@@ -74,8 +75,10 @@ struct fg_wstore {
     size_t tok_len;
     void **owned;               // buffers freed with the store
     int n_owned, cap_owned;
-    void *map;                  // a read-only file mapping (munmap'd with the store)
-    size_t map_len;
+    size_t owned_bytes;         // bytes of tensor data in owned buffers (converted or copied)
+    void **maps;                // (n_maps) read-only file mappings, munmap'd with the store
+    size_t *map_lens;           // (n_maps)
+    int n_maps;
 };
 
 // Builds a store over caller-owned tensors: c is validated; t (n entries) must equal
@@ -89,8 +92,12 @@ struct fg_wstore {
 fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data);
 // The store frees buf (free()) when it is freed. -1 (buf not taken) when out of memory.
 int fg_wstore_keep(fg_wstore *ws, void *buf);
-// The store munmaps [map, map + len) when it is freed (one mapping per store).
-void fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len);
+// The store munmaps [map, map + len) when it is freed (any number of mappings: one per shard of a
+// Hugging Face checkpoint). -1 (mapping not taken) when out of memory.
+int fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len);
+// Bytes of tensor data the store holds in memory of its own (converted vectors, tensors converted
+// or copied at open), as opposed to pointing into a model or a mapping.
+size_t fg_wstore_owned_bytes(const fg_wstore *ws);
 
 // The type tensor t gets when a model is converted to `weights`: matrices become bf16 / Q8_0
 // (Q8_0 only when the columns are a multiple of 32); vectors, buffers and MLA's wkv_b (which
