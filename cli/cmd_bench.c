@@ -64,8 +64,11 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < ndec; i++) need = dec[i] + decode_tokens > need ? dec[i] + decode_tokens : need;
     cli_weights cw = {0};
     fg_config c;
+    double open_s = 0;
     if (ckpt) {
+        double t0 = fg_now();
         if (cli_open_weights("bench", ckpt, weights_s, &cw)) return 1;
+        open_s = fg_now() - t0;
         c = *fg_wstore_config(cw.ws);
         if (need > c.max_position_embeddings) {
             cli_weights_close(&cw);
@@ -130,9 +133,10 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
                "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_type\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
-               "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"prefill\": [",
+               "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"open_s\": %.3f, "
+               "\"weights_in_memory_bytes\": %zu, \"prefill\": [",
                name, (long long)total, (long long)active, pk.threads, weights_s, kind == FG_KV_LATENT ? "latent" : "full", kv_s, kv_tok,
-               expanded, wbytes, pk.mem_gbs);
+               expanded, wbytes, pk.mem_gbs, open_s, fg_wstore_owned_bytes(cw.ws));
         for (int i = 0; i < npre; i++) printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f}", i ? ", " : "", pre[i], pre_tps[i]);
         printf("], \"decode\": [");
         for (int i = 0; i < ndec; i++)
@@ -144,7 +148,10 @@ int cmd_bench(int argc, char **argv) {
                active / 1e6, weights_s, pk.threads);
         printf("KV cache (%s, %s): %.0f bytes per token", kind == FG_KV_LATENT ? "MLA latent" : "full", kv_s, kv_tok);
         if (kind == FG_KV_LATENT) printf(" (expanded multi-head cache: %.0f, %.1fx larger)", expanded, expanded / kv_tok);
-        printf("\nmachine: streaming read bandwidth %.1f GB/s (measured by frugal)\n\n", pk.mem_gbs);
+        printf("\nmachine: streaming read bandwidth %.1f GB/s (measured by frugal)\n", pk.mem_gbs);
+        if (ckpt) printf("weights opened in %.2f s; %.1f MiB of them held in memory (the rest read in place)\n", open_s,
+                         fg_wstore_owned_bytes(cw.ws) / 1048576.0);
+        printf("\n");
         printf("  %-24s %12s\n", "prefill", "tokens/s");
         for (int i = 0; i < npre; i++) printf("  prompt %-17d %12.1f\n", pre[i], pre_tps[i]);
         printf("\n  %-24s %12s %12s %14s\n", "decode", "tokens/s", "GB/s read", "of bandwidth");
