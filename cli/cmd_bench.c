@@ -24,6 +24,22 @@ static int parse_list(const char *s, int *out) {
     return *s ? -1 : n;
 }
 
+// Resident memory of this process from /proc/self/status (Linux), in kB: peak, anonymous (heap,
+// cache, scratch) and file-backed (mapped weights: pages the kernel may drop and re-read). 0 where
+// unavailable.
+static void rss_kb(long *hwm, long *anon, long *file) {
+    *hwm = *anon = *file = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        sscanf(line, "VmHWM: %ld", hwm);
+        sscanf(line, "RssAnon: %ld", anon);
+        sscanf(line, "RssFile: %ld", file);
+    }
+    fclose(f);
+}
+
 // Seconds to feed n tokens in one call (prefill), after reset.
 static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
     fg_infer_reset(s);
@@ -128,15 +144,17 @@ int cmd_bench(int argc, char **argv) {
         return cli_fail("bench", fg_last_error(), NULL);
     }
     const char *name = ckpt ? ckpt : config;
+    long hwm, anon, file;
+    rss_kb(&hwm, &anon, &file);
     double expanded = c.attn_type == FG_ATTN_MLA
         ? (kv_type == FG_WEIGHTS_BF16 ? 2.0 : 4.0) * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
                "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_type\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
                "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"open_s\": %.3f, "
-               "\"weights_in_memory_bytes\": %zu, \"prefill\": [",
+               "\"weights_in_memory_bytes\": %zu, \"rss_peak_kb\": %ld, \"rss_anon_kb\": %ld, \"rss_file_kb\": %ld, \"prefill\": [",
                name, (long long)total, (long long)active, pk.threads, weights_s, kind == FG_KV_LATENT ? "latent" : "full", kv_s, kv_tok,
-               expanded, wbytes, pk.mem_gbs, open_s, fg_wstore_owned_bytes(cw.ws));
+               expanded, wbytes, pk.mem_gbs, open_s, fg_wstore_owned_bytes(cw.ws), hwm, anon, file);
         for (int i = 0; i < npre; i++) printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f}", i ? ", " : "", pre[i], pre_tps[i]);
         printf("], \"decode\": [");
         for (int i = 0; i < ndec; i++)
@@ -159,6 +177,8 @@ int cmd_bench(int argc, char **argv) {
             printf("  context %-16d %12.1f %12.2f %13.1f%%\n", dec[i], dec_tps[i], dec_bw[i],
                    pk.mem_gbs > 0 ? 100 * dec_bw[i] / pk.mem_gbs : 0);
         printf("\n(bytes read per decode token = active weights as stored (%.1f MB) + KV cache up to the context)\n", wbytes / 1e6);
+        if (hwm) printf("resident: peak %.2f GB; now %.2f GB anonymous (cache, scratch, weights held in memory) + %.2f GB of "
+                        "mapped file pages (dropped and re-read by the kernel as needed)\n", hwm / 1e6, anon / 1e6, file / 1e6);
     }
     free(tok);
     fg_infer_free(s);

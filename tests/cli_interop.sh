@@ -30,6 +30,12 @@ g1=$($BIN generate --ckpt "$V3" --prompt "Hello 12" --max-tokens 8 --temperature
 g2=$($BIN generate --ckpt "$T/v3.fgck" --prompt "Hello 12" --max-tokens 8 --temperature 0 2>/dev/null)
 [ -n "$g1" ] && [ "$g1" = "$g2" ] || fail "generate from the directory and from the converted checkpoint differ: '$g1' vs '$g2'"
 $BIN bench --ckpt "$T/c/llama3" --prefill 16 --decode 0 --decode-tokens 4 >/dev/null 2>"$T/err" || { fail "bench on a HF directory"; cat "$T/err"; }
+# A BF16 directory runs from its mapping, weights as stored; --weights f32 converts (the fp32 path).
+$BIN bench --ckpt "$V3" --prefill 4 --decode 0 --decode-tokens 2 >"$T/out" 2>"$T/err" || { fail "bench on a BF16 HF directory"; cat "$T/err"; }
+grep -q "mapped from 1 file" "$T/err" && grep -q "bf16 weights" "$T/out" || fail "BF16 directory not mapped: $(cat "$T/err" "$T/out")"
+$BIN bench --ckpt "$V3" --weights f32 --prefill 4 --decode 0 --decode-tokens 2 >"$T/out" 2>"$T/err" || { fail "bench --weights f32 on a HF directory"; cat "$T/err"; }
+grep -q "f32 weights" "$T/out" || fail "--weights f32 did not convert: $(cat "$T/err" "$T/out")"
+! grep -q "mapped from" "$T/err" || fail "--weights f32 mapped the directory"
 
 # ---- export: GGUF (f32 re-import gives the same greedy text) and HF
 $BIN export --gguf "$T/v3.gguf" "$T/v3.fgck" >/dev/null 2>"$T/err" || { fail "export --gguf"; cat "$T/err"; }
@@ -109,11 +115,13 @@ hb = json.dumps(h, separators=(",", ":")).encode(); hb += b" " * (n - len(hb))
 open(sys.argv[1], "wb").write(b[:8] + hb + b[8 + n:])
 EOF
 expect_fail "wrong dtype" "tensor 'model.norm.weight': dtype I32 is not supported" $BIN convert "$B.dtype" -o "$T/x.fgck"
+expect_fail "wrong dtype (mapped)" "tensor 'model.norm.weight': dtype I32 is not supported" $BIN generate --ckpt "$B.dtype" --prompt x
 cp -r "$T/c/llama3" "$B.arch"
 $PY -c "import json,sys; p=sys.argv[1]+'/config.json'; d=json.load(open(p)); d['architectures']=['MistralForCausalLM']; json.dump(d,open(p,'w'))" "$B.arch"
 expect_fail "unknown architecture" "architecture 'MistralForCausalLM' is not supported (known: DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Qwen2ForCausalLM, LlamaForCausalLM)" $BIN convert "$B.arch" -o "$T/x.fgck"
 cp -r "$T/c/llama3" "$B.trunc"; truncate -s 5000 "$B.trunc/model.safetensors"
 expect_fail "truncated safetensors" "model.safetensors" $BIN convert "$B.trunc" -o "$T/x.fgck"
+expect_fail "truncated safetensors (mapped)" "is not within the data area" $BIN bench --ckpt "$B.trunc"
 cp -r "$T/c/llama3" "$B.hdr"; printf '\377\377\377\377\000\000\000\000' | dd of="$B.hdr/model.safetensors" conv=notrunc 2>/dev/null
 expect_fail "header length beyond the file" "header" $BIN convert "$B.hdr" -o "$T/x.fgck"
 cp -r "$T/c/dsv3_fp8" "$B.fp8"
@@ -125,6 +133,7 @@ hb = json.dumps(h, separators=(",", ":")).encode(); hb += b" " * (n - len(hb))
 open(sys.argv[1], "wb").write(b[:8] + hb + b[8 + n:])
 EOF
 expect_fail "FP8 tensor without its block scales" "F8_E4M3 tensor 'model.layers.0.self_attn.o_proj.weight' has no block scales 'model.layers.0.self_attn.o_proj.weight_scale_inv'" $BIN convert "$B.fp8" -o "$T/x.fgck"
+expect_fail "FP8 tensor without its block scales (mapped)" "has no block scales 'model.layers.0.self_attn.o_proj.weight_scale_inv'" $BIN generate --ckpt "$B.fp8" --prompt x
 mkdir "$B.empty"
 expect_fail "directory without config.json" "not a Hugging Face checkpoint directory" $BIN convert "$B.empty" -o "$T/x.fgck"
 [ ! -e "$T/x.fgck" ] || fail "a failed convert left $T/x.fgck"
