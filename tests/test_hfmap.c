@@ -11,7 +11,7 @@
 //  - a data area at an odd offset (BF16 misaligned): matrices copied into owned memory, same logits;
 //  - F16 shards: converted to fp32 in owned memory, logits equal to the fp32 load's;
 //  - bad input: a truncated shard and a tensor of an unsupported dtype give one-line errors that
-//    name the file and the tensor.
+//    name the file and the tensor; a session whose KV cache cannot fit in memory is refused.
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,6 +21,7 @@
 #include "infer/wstore.h"
 #include "model/model.h"
 #include "test.h"
+#include "util.h"
 
 #define PROMPT 5
 #define STEPS 10
@@ -313,11 +314,41 @@ static void check_bad_input(void) {
     expect_error(q, "not a Hugging Face checkpoint directory");
 }
 
+// A session whose KV cache cannot fit in this machine's memory is refused with the numbers,
+// before anything is allocated (full per-head cache of a wide MLA layer over 2^18 positions: 43 GB).
+static void check_session_memory(void) {
+    fg_config c;
+    CHECK(fg_config_preset(&c, "tiny") == 0);
+    c.num_hidden_layers = 1; c.first_k_dense_replace = 1; c.num_attention_heads = 128;
+    c.qk_nope_head_dim = 128; c.qk_rope_head_dim = 64; c.v_head_dim = 128; c.max_position_embeddings = 1 << 18;
+    c.head_dim = c.hidden_size / c.num_attention_heads ? c.hidden_size / c.num_attention_heads : 1;
+    fg_model *m = fg_model_create(&c);
+    CHECK_MSG(m != NULL, "%s", fg_last_error());
+    fg_wstore *ws = m ? fg_wstore_from_model(m, FG_WEIGHTS_F32) : NULL;
+    CHECK(ws != NULL);
+    double kv = 4.0 * c.max_position_embeddings * c.num_attention_heads * (128 + 64 + 128), mem = fg_phys_mem_bytes();
+    if (ws && mem > 0 && kv > 0.95 * mem) {
+        fg_infer *s = fg_infer_create_store(ws, c.max_position_embeddings, FG_KV_FULL, FG_WEIGHTS_F32);
+        CHECK_MSG(s == NULL, "a %.1f GiB KV cache was accepted on a %.1f GiB machine", kv / 1073741824.0, mem / 1073741824.0);
+        fg_infer_free(s);
+        CHECK_MSG(strstr(fg_last_error(), "decoding session: the KV cache (40.0 GiB for 262144 positions)") != NULL, "%s", fg_last_error());
+        // a short context of the same model is fine
+        s = fg_infer_create_store(ws, 64, FG_KV_FULL, FG_WEIGHTS_F32);
+        CHECK_MSG(s != NULL, "%s", fg_last_error());
+        fg_infer_free(s);
+    } else {
+        printf("(session memory refusal not checked: this machine has %.0f GiB)\n", mem / 1073741824.0);
+    }
+    fg_wstore_free(ws);
+    fg_model_free(m);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
     check_model("mla", "demo", 0);
     check_model("gqa", "demo-student", 1);
     check_bad_input();
+    check_session_memory();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) fprintf(stderr, "could not remove %s\n", dir);
