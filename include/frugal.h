@@ -600,7 +600,9 @@ int fg_file_is_qmodel(const char *path);           // 1 when path starts with FG
 
 // A session over a store (which must outlive it). kv_type: FG_WEIGHTS_F32 or FG_WEIGHTS_BF16, the
 // element type of the KV cache (both cache kinds; bf16 halves its bytes, docs/model.md gives the
-// accuracy). NULL with an error.
+// accuracy). NULL with an error, also when the KV cache for max_T positions, the scratch and the
+// store's owned bytes (fg_wstore_owned_bytes) together exceed 90% of this machine's memory (a
+// mapped file's weights do not count: their pages are dropped and re-read by the kernel).
 fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv_type);
 int fg_infer_cache_kind(const fg_infer *s);
 void fg_infer_free(fg_infer *s);                   // NULL is fine
