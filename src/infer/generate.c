@@ -258,20 +258,10 @@ static void add_into(float *dst, const float *src, size_t n) {
 // attention_row (ops.c) over a bf16 cache: the same arithmetic, keys and values read as bf16.
 static void attention_row_kv(const fg_infer *s, float *o, float *p, const float *q, size_t k, int sk, size_t v, int sv,
                              int n, int Dk, int Dv, float scale) {
-    float mx = -INFINITY;
-    for (int u = 0; u < n; u++) {
-        float sc = kv_dot(s, q, k + (size_t)u * sk, Dk) * scale;
-        p[u] = sc;
-        if (sc > mx) mx = sc;
-    }
-    float sum = 0;
-    for (int u = 0; u < n; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-    float inv = 1.0f / sum;
+    for (int u = 0; u < n; u++) p[u] = kv_dot(s, q, k + (size_t)u * sk, Dk);
+    fg_softmax_scaled(p, n, scale);
     for (int i = 0; i < Dv; i++) o[i] = 0;
-    for (int u = 0; u < n; u++) {
-        p[u] *= inv;
-        kv_axpy(s, o, p[u], v + (size_t)u * sv, Dv);
-    }
+    for (int u = 0; u < n; u++) kv_axpy(s, o, p[u], v + (size_t)u * sv, Dv);
 }
 
 // y (n, H, Dv) = softmax attention of the n queries at positions p0 .. p0+n-1 over cached
@@ -352,18 +342,13 @@ static void latent_row(void *ctx, int r, int tid) {
     float *p = s->probs + (size_t)tid * s->max_T;
     for (int j = 0; j < Rkv; j++) ql[j] = 0;
     for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
-    float mx = -INFINITY;
     for (int u = 0; u <= t; u++) {
         size_t cu = cache + (size_t)u * kw;
-        float sc = (kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr)) * scale;
-        p[u] = sc;
-        if (sc > mx) mx = sc;
+        p[u] = kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr);
     }
-    float sum = 0;
-    for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-    float inv = 1.0f / sum;
+    fg_softmax_scaled(p, t + 1, scale);
     for (int j = 0; j < Rkv; j++) ol[j] = 0;
-    for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
+    for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u], cache + (size_t)u * kw, Rkv);
     float *o = s->y + ((size_t)i * H + h) * Dv;
     for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
 }
@@ -396,12 +381,9 @@ static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
         fg_gemm(0, 1, n, t1, kw, s->pq, kw, cache, kw, s->ps, t1, 0, NULL, FG_GEMM_F32);
 #pragma omp parallel for schedule(static) if ((long)n * t1 > 65536)
         for (int i = 0; i < n; i++) {
-            float *p = s->ps + (size_t)i * t1, mx = -INFINITY, sum = 0;
+            float *p = s->ps + (size_t)i * t1;
             int m = p0 + i + 1;
-            for (int u = 0; u < m; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
-            for (int u = 0; u < m; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-            float inv = 1.0f / sum;
-            for (int u = 0; u < m; u++) p[u] *= inv;
+            fg_softmax_scaled(p, m, scale);
             for (int u = m; u < t1; u++) p[u] = 0;
         }
         fg_gemm(0, 0, n, Rkv, t1, s->ps, t1, cache, kw, s->po, Rkv, 0, NULL, FG_GEMM_F32);
