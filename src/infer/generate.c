@@ -323,6 +323,17 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_
 // * scale, o_lat = sum_u p(u) c_kv(u), y_h = W_UV_h o_lat. W_UK_h / W_UV_h are the Dn key rows and
 // Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv), read in fp32 (a wkv_b stored in another type
 // is dequantised one head at a time into per-thread scratch).
+static const float *wkv_b_head(fg_infer *s, fg_wref wkv_b, int h, int tid) { // (Dn+Dv, Rkv) fp32 rows of head h
+    const fg_config *c = &s->ws->cfg;
+    int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    if (wkv_b.type == FG_WEIGHTS_F32) return (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+    float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
+    size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+    const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
+    for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
+    return tmp;
+}
+
 typedef struct { fg_infer *s; int l, p0; } latent_job;
 
 static void latent_row(void *ctx, int r, int tid) {
@@ -336,15 +347,7 @@ static void latent_row(void *ctx, int r, int tid) {
     int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
     float scale = ws->softmax_scale;
     int i = r / H, h = r % H, t = jb->p0 + i;
-    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh;
-    if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
-    else {
-        float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
-        size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
-        const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
-        for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
-        wh = tmp;
-    }
+    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b_head(s, wkv_b, h, tid);
     float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)tid * Rkv;
     float *p = s->probs + (size_t)tid * s->max_T;
     for (int j = 0; j < Rkv; j++) ql[j] = 0;
@@ -370,16 +373,6 @@ static void latent_row(void *ctx, int r, int tid) {
 // (flash-decoding). Same math as latent_row; only the summation order differs.
 typedef struct { fg_infer *s; int l, t, nspans, span; } latdec_job;
 
-static const float *wkv_b_head(fg_infer *s, fg_wref wkv_b, int h, int tid) { // (Dn+Dv, Rkv) fp32 rows of head h
-    const fg_config *c = &s->ws->cfg;
-    int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
-    if (wkv_b.type == FG_WEIGHTS_F32) return (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
-    float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
-    size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
-    const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
-    for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
-    return tmp;
-}
 
 static void latdec_qlat(void *ctx, int h, int tid) { // q_lat_h = W_UK_h^T q_nope_h
     const latdec_job *j = ctx;
