@@ -11,28 +11,16 @@
 #endif
 
 #include "frugal.h"
+#include "bench/bench.h"
 #include "ops/gemm.h"
 #include "util.h"
-
-// FG_BENCH_CPUTIME=1: time by process CPU seconds per thread instead of wall time (for tuning
-// kernels while other jobs share the machine; wall time is the honest figure otherwise).
-static double now(void) {
-    static int cpu = -1;
-    if (cpu < 0) cpu = getenv("FG_BENCH_CPUTIME") && atoi(getenv("FG_BENCH_CPUTIME"));
-    if (!cpu) return fg_now();
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
-    return (double)clock() / CLOCKS_PER_SEC / threads;
-}
 
 static double time_gemm(int ta, int tb, int M, int N, int K, int prec, const float *A, const float *B, float *C) {
     double best = 1e30, total = 0;
     for (int rep = 0; rep < 50 && (rep < 3 || total < 0.6); rep++) {
-        double t0 = now();
+        double t0 = bench_now();
         fg_gemm(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, C, N, 0, NULL, prec);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         total += dt;
         if (rep && dt < best) best = dt;
     }

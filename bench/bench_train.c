@@ -23,24 +23,13 @@
 #include <omp.h>
 #endif
 
+#include "bench/bench.h"
 #include "cost/cost.h"
 #include "data/task.h"
 #include "model/model.h"
 #include "train/optim.h"
 
 // fp32 peak: the library's FMA microbenchmark (src/cost/peaks.c), measured in this run.
-// FG_BENCH_CPUTIME=1: step time by process CPU seconds per thread instead of wall time (for tuning
-// while other jobs share the machine; wall time is the honest figure otherwise).
-static double now(void) {
-    static int cpu = -1;
-    if (cpu < 0) cpu = getenv("FG_BENCH_CPUTIME") && atoi(getenv("FG_BENCH_CPUTIME"));
-    if (!cpu) return fg_now();
-    int threads = 1;
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#endif
-    return (double)clock() / CLOCKS_PER_SEC / threads;
-}
 
 static double flops_per_token(const fg_config *c, int T) {
     int64_t total, active;
@@ -102,12 +91,12 @@ static result bench_frugal(const char *name, int B, int T, int steps, int precis
     int old_prec = fg_set_matmul_precision(precision);
     double best = 1e30;
     for (int s = 0; s <= steps; s++) {
-        double t0 = now();
+        double t0 = bench_now();
         fg_model_forward(m, in, tg, B, T, NULL);
         fg_model_zero_grad(m);
         fg_model_backward(m, 1.0f);
         fg_adamw_step(&opt, m, 1e-4f, &ao);
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (s && dt < best) best = dt; // step 0 warms up (allocations, page faults)
     }
     fg_set_matmul_precision(old_prec);

@@ -471,6 +471,12 @@ int main(void) {
     // (so they match each other within 2e-5).
     check_decode("tiny (MLA q-LoRA, MoE sigmoid noaux_tc) latent", &tiny, 40, FG_KV_LATENT);
     check_decode("tiny (MLA q-LoRA, MoE sigmoid noaux_tc) full", &tiny, 40, FG_KV_FULL);
+    // past 64 positions one token's latent attention reads each cache row once for all heads
+    // (at most 16 spans of 32-row blocks, online softmax, merged per head): 600 positions give
+    // spans of several blocks, so the running max is rescaled as well as merged
+    fg_config tiny_long = tiny;
+    tiny_long.max_position_embeddings = 640;
+    check_decode("tiny latent, 600 positions (span/block decode)", &tiny_long, 600, FG_KV_LATENT);
     check_decode("MLA no q-LoRA, MoE softmax greedy latent", &mla2, 40, FG_KV_LATENT);
     check_decode("MLA no q-LoRA, MoE softmax greedy full", &mla2, 40, FG_KV_FULL);
     check_decode("GQA 2/1 heads, biases, rotate-half, dense", &gqa, 150, FG_KV_FULL);

@@ -305,12 +305,12 @@ static int build_streams_bpe(fg_dataset *ds, const doc_arena *a, double vf, cons
     for (size_t i = 0; i < a->n_docs; i++) {
         size_t n = fg_tokenizer_encode(tok, a->bytes + a->docs[i].off, a->docs[i].len, 0, NULL, 0);
         if (n == SIZE_MAX) return -1;
-        n_tok[a->docs[i].val] += n + 2;
+        n_tok[single ? 0 : a->docs[i].val] += n + 2; // a single document is split below, whatever its hash says
     }
     if (stream_alloc(&ds->train, n_tok[0], "train tokens") || stream_alloc(&ds->val, n_tok[1], "val tokens")) return -1;
     for (size_t i = 0; i < a->n_docs; i++) {
         const doc_ref *d = &a->docs[i];
-        fg_token_stream *s = d->val ? &ds->val : &ds->train;
+        fg_token_stream *s = d->val && !single ? &ds->val : &ds->train;
         int32_t *out = s->tokens + s->n_tokens;
         size_t n = fg_tokenizer_encode(tok, a->bytes + d->off, d->len, 0, out + 1, SIZE_MAX / 8);
         out[0] = bos; out[n + 1] = eos;

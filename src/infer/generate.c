@@ -32,6 +32,8 @@ static int omp_threads(void) { return 1; }
 #define INFER_CHUNK 256 // tokens per batched pass; bounds the scratch for long prompts
 #define LATENT_GEMM_MIN 16                          // prefill rows from which latent attention runs on the GEMM
 #define LATENT_GEMM_MAX_SCORES ((size_t)64 << 20 >> 2) // its (chunk, max_T) score scratch: at most 64 MiB
+#define LAT_BLOCK 32    // latent decode: positions scored together (scores of all heads per block)
+#define LAT_SPANS 16    // latent decode: at most this many position spans run in parallel
 
 
 // Cache kinds (FG_KV_* in frugal.h). FG_KV_FULL: per-head keys and values. FG_KV_LATENT (MLA's
@@ -62,6 +64,8 @@ struct fg_infer {
     float *olat;                // latent: (nthreads, Rkv) weighted sum of cached latents
     float *pq, *ps, *po;        // latent prefill on the GEMM: (n, Rkv+Dr) one head's [q_lat | q_pe],
                                 //   (n, max_T) its scores, (n, Rkv) its o_lat; NULL: row by row only
+    float *lpart;               // latent decode: (LAT_SPANS, H, Rkv + 2) per-span softmax partials (o, max, sum)
+    float *lsc;                 // latent decode: (nthreads, H, LAT_BLOCK) scores of one block
     float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
     float *scores, *wts;        // (n, E), (n, K)
     int *idx;                   // (n, K)
@@ -121,7 +125,10 @@ static size_t carve(fg_infer *s, char *base) {
         TAKE(s->kva, n * (Rkv + Dr), float); TAKE(s->ckv, n * Rkv, float);
         TAKE(s->kvb, n * H * (Dn + Dv), float);
         TAKE(s->y, n * H * Dv, float);
-        if (s->kind == FG_KV_LATENT) { TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, (size_t)s->nthreads * Rkv, float); }
+        if (s->kind == FG_KV_LATENT) {
+            TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, (size_t)s->nthreads * Rkv, float);
+            TAKE(s->lpart, (size_t)LAT_SPANS * H * (Rkv + 2), float); TAKE(s->lsc, (size_t)s->nthreads * H * LAT_BLOCK, float);
+        }
         if (s->kind == FG_KV_LATENT && !s->kv_bf16 && n >= LATENT_GEMM_MIN && n * (size_t)s->max_T <= LATENT_GEMM_MAX_SCORES) {
             TAKE(s->pq, n * (Rkv + Dr), float); TAKE(s->ps, n * (size_t)s->max_T, float); TAKE(s->po, n * Rkv, float);
         }
@@ -272,20 +279,10 @@ static void add_into(float *dst, const float *src, size_t n) {
 // attention_row (ops.c) over a bf16 cache: the same arithmetic, keys and values read as bf16.
 static void attention_row_kv(const fg_infer *s, float *o, float *p, const float *q, size_t k, int sk, size_t v, int sv,
                              int n, int Dk, int Dv, float scale) {
-    float mx = -INFINITY;
-    for (int u = 0; u < n; u++) {
-        float sc = kv_dot(s, q, k + (size_t)u * sk, Dk) * scale;
-        p[u] = sc;
-        if (sc > mx) mx = sc;
-    }
-    float sum = 0;
-    for (int u = 0; u < n; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-    float inv = 1.0f / sum;
+    for (int u = 0; u < n; u++) p[u] = kv_dot(s, q, k + (size_t)u * sk, Dk);
+    fg_softmax_scaled(p, n, scale);
     for (int i = 0; i < Dv; i++) o[i] = 0;
-    for (int u = 0; u < n; u++) {
-        p[u] *= inv;
-        kv_axpy(s, o, p[u], v + (size_t)u * sv, Dv);
-    }
+    for (int u = 0; u < n; u++) kv_axpy(s, o, p[u], v + (size_t)u * sv, Dv);
 }
 
 // y (n, H, Dv) = softmax attention of the n queries at positions p0 .. p0+n-1 over cached
@@ -340,6 +337,17 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_
 // * scale, o_lat = sum_u p(u) c_kv(u), y_h = W_UV_h o_lat. W_UK_h / W_UV_h are the Dn key rows and
 // Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv), read in fp32 (a wkv_b stored in another type
 // is dequantised one head at a time into per-thread scratch).
+static const float *wkv_b_head(fg_infer *s, fg_wref wkv_b, int h, int tid) { // (Dn+Dv, Rkv) fp32 rows of head h
+    const fg_config *c = &s->ws->cfg;
+    int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    if (wkv_b.type == FG_WEIGHTS_F32) return (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+    float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
+    size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+    const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
+    for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
+    return tmp;
+}
+
 typedef struct { fg_infer *s; int l, p0; } latent_job;
 
 static void latent_row(void *ctx, int r, int tid) {
@@ -353,33 +361,103 @@ static void latent_row(void *ctx, int r, int tid) {
     int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
     float scale = ws->softmax_scale;
     int i = r / H, h = r % H, t = jb->p0 + i;
-    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh;
-    if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
-    else {
-        float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
-        size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
-        const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
-        for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
-        wh = tmp;
-    }
+    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b_head(s, wkv_b, h, tid);
     float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)tid * Rkv;
     float *p = s->probs + (size_t)tid * s->max_T;
     for (int j = 0; j < Rkv; j++) ql[j] = 0;
     for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
-    float mx = -INFINITY;
     for (int u = 0; u <= t; u++) {
         size_t cu = cache + (size_t)u * kw;
-        float sc = (kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr)) * scale;
-        p[u] = sc;
-        if (sc > mx) mx = sc;
+        p[u] = kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr);
     }
-    float sum = 0;
-    for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-    float inv = 1.0f / sum;
+    fg_softmax_scaled(p, t + 1, scale);
     for (int j = 0; j < Rkv; j++) ol[j] = 0;
-    for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
+    for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u], cache + (size_t)u * kw, Rkv);
     float *o = s->y + ((size_t)i * H + h) * Dv;
     for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
+}
+
+
+// ---- latent decode of one token over a long cache (the multi-query form made to pay) ----------
+// Every head attends over the same cached rows, so instead of one pass over the cache per head,
+// the positions are split into spans (run in parallel), each span is walked in blocks of
+// LAT_BLOCK rows, and each row is read once for all heads: scores of all heads for the block,
+// then o_lat_h += p_h(u) c_kv(u) for all heads while the row is in L1. Softmax runs online per
+// span (running max and sum, rescaled per block) and the spans' partials are merged per head
+// (flash-decoding). Same math as latent_row; only the summation order differs.
+typedef struct { fg_infer *s; int l, t, nspans, span; } latdec_job;
+
+
+static void latdec_qlat(void *ctx, int h, int tid) { // q_lat_h = W_UK_h^T q_nope_h
+    const latdec_job *j = ctx;
+    fg_infer *s = j->s;
+    const fg_config *c = &s->ws->cfg;
+    int Dn = c->qk_nope_head_dim, Dq = Dn + c->qk_rope_head_dim, Rkv = c->kv_lora_rank;
+    const float *wh = wkv_b_head(s, s->ws->layers[j->l].wkv_b, h, tid), *q = s->q + (size_t)h * Dq;
+    float *ql = s->qlat + (size_t)h * Rkv;
+    for (int k = 0; k < Rkv; k++) ql[k] = 0;
+    for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv);
+}
+
+static void latdec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of span sp for every head
+    const latdec_job *j = ctx;
+    fg_infer *s = j->s;
+    const fg_config *c = &s->ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Rkv = c->kv_lora_rank;
+    int Dq = Dn + Dr, u0 = sp * j->span, u1 = FG_MIN(j->t + 1, u0 + j->span);
+    size_t cache = cache_k(s, j->l);
+    float scale = s->ws->softmax_scale, *sc = s->lsc + (size_t)tid * H * LAT_BLOCK;
+    float *part = s->lpart + (size_t)sp * H * (Rkv + 2); // head h: o (Rkv), then m, l
+    for (int h = 0; h < H; h++) {
+        float *ph = part + (size_t)h * (Rkv + 2);
+        for (int k = 0; k < Rkv; k++) ph[k] = 0;
+        ph[Rkv] = -INFINITY;
+        ph[Rkv + 1] = 0;
+    }
+    for (int b0 = u0; b0 < u1; b0 += LAT_BLOCK) {
+        int nb = FG_MIN(LAT_BLOCK, u1 - b0);
+        for (int k = 0; k < nb; k++) {
+            size_t cu = cache + (size_t)(b0 + k) * s->kw;
+            for (int h = 0; h < H; h++)
+                sc[h * LAT_BLOCK + k] = (kv_dot(s, s->qlat + (size_t)h * Rkv, cu, Rkv) + kv_dot(s, s->q + (size_t)h * Dq + Dn, cu + Rkv, Dr)) * scale;
+        }
+        for (int h = 0; h < H; h++) { // online softmax: rescale the running sums to the new max
+            float *ph = part + (size_t)h * (Rkv + 2), *sh = sc + h * LAT_BLOCK, mx = ph[Rkv];
+            for (int k = 0; k < nb; k++) mx = sh[k] > mx ? sh[k] : mx;
+            float r = expf(ph[Rkv] - mx), sum = 0; // exp(-inf) = 0 on the first block
+            if (r != 1.0f) { for (int k = 0; k < Rkv; k++) ph[k] *= r; }
+            for (int k = 0; k < nb; k++) { sh[k] = expf(sh[k] - mx); sum += sh[k]; }
+            ph[Rkv] = mx;
+            ph[Rkv + 1] = ph[Rkv + 1] * r + sum;
+        }
+        for (int k = 0; k < nb; k++) {
+            size_t cu = cache + (size_t)(b0 + k) * s->kw;
+            for (int h = 0; h < H; h++) kv_axpy(s, part + (size_t)h * (Rkv + 2), sc[h * LAT_BLOCK + k], cu, Rkv);
+        }
+    }
+}
+
+static void latdec_out(void *ctx, int h, int tid) { // merge the spans of head h, then y_h = W_UV_h o_lat_h
+    const latdec_job *j = ctx;
+    fg_infer *s = j->s;
+    const fg_config *c = &s->ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    float *ol = s->olat + (size_t)tid * Rkv, M = -INFINITY, L = 0;
+    for (int sp = 0; sp < j->nspans; sp++) {
+        float m = s->lpart[((size_t)sp * H + h) * (Rkv + 2) + Rkv];
+        M = m > M ? m : M;
+    }
+    for (int k = 0; k < Rkv; k++) ol[k] = 0;
+    for (int sp = 0; sp < j->nspans; sp++) {
+        const float *ph = s->lpart + ((size_t)sp * H + h) * (Rkv + 2);
+        float w = expf(ph[Rkv] - M);
+        L += w * ph[Rkv + 1];
+        fg_vaxpy(ol, w, ph, Rkv);
+    }
+    float inv = 1.0f / L;
+    const float *wh = wkv_b_head(s, s->ws->layers[j->l].wkv_b, h, tid);
+    float *o = s->y + (size_t)h * Dv;
+    for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv) * inv;
 }
 
 // Prefill of the same attention on the packed GEMM (an fp32 cache and n >= LATENT_GEMM_MIN), one
@@ -395,27 +473,16 @@ static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
     const float *cache = (const float *)s->kv + cache_k(s, l);
     float scale = ws->softmax_scale;
     for (int h = 0; h < H; h++) {
-        const float *wh;
-        if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
-        else {
-            float *tmp = s->wkvb;
-            size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
-            const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
-            for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
-            wh = tmp;
-        }
+        const float *wh = wkv_b_head(s, wkv_b, h, 0);
         const float *qh = s->q + (size_t)h * Dq;
         fg_gemm(0, 0, n, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, s->pq, kw, 0, NULL, FG_GEMM_F32);
         for (int i = 0; i < n; i++) memcpy(s->pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
         fg_gemm(0, 1, n, t1, kw, s->pq, kw, cache, kw, s->ps, t1, 0, NULL, FG_GEMM_F32);
 #pragma omp parallel for schedule(static) if ((long)n * t1 > 65536)
         for (int i = 0; i < n; i++) {
-            float *p = s->ps + (size_t)i * t1, mx = -INFINITY, sum = 0;
+            float *p = s->ps + (size_t)i * t1;
             int m = p0 + i + 1;
-            for (int u = 0; u < m; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
-            for (int u = 0; u < m; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-            float inv = 1.0f / sum;
-            for (int u = 0; u < m; u++) p[u] *= inv;
+            fg_softmax_scaled(p, m, scale);
             for (int u = m; u < t1; u++) p[u] = 0;
         }
         fg_gemm(0, 0, n, Rkv, t1, s->ps, t1, cache, kw, s->po, Rkv, 0, NULL, FG_GEMM_F32);
@@ -427,6 +494,16 @@ static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
 static void latent_attention(fg_infer *s, int l, int n, int p0) {
     const fg_config *c = &s->ws->cfg;
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    if (n == 1 && p0 + 1 >= 2 * LAT_BLOCK) { // one token over a long cache: read each row once for all heads
+        int T = p0 + 1, nspans = FG_MIN(LAT_SPANS, (T + LAT_BLOCK - 1) / LAT_BLOCK);
+        int span = ((T + nspans - 1) / nspans + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK;
+        nspans = (T + span - 1) / span;
+        latdec_job j = {s, l, p0, nspans, span};
+        fg_pool_for(H, latdec_qlat, &j);
+        fg_pool_for(nspans, latdec_span, &j);
+        fg_pool_for(H, latdec_out, &j);
+        return;
+    }
     if (s->pq && n >= LATENT_GEMM_MIN) { latent_attention_gemm(s, l, n, p0); return; }
     latent_job j = {s, l, p0};
     attention_rows(s, n * H, (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv), latent_row, &j);

@@ -110,13 +110,59 @@ static void row_bf16(uint16_t *restrict dst, const float *restrict src, int n) {
     }
 }
 
-// Interleaves one bf16 row of kc values (zero-padded to an even count in src) into slot r of a
-// panel of `width` rows: panel[q][r] = the pair (2q, 2q+1). Copies 32 bits per pair.
-static void interleave_pairs(uint16_t *dst, const uint16_t *src, int kc, int r, int width) {
-    int kp = (kc + 1) / 2;
-    uint32_t *d = (uint32_t *)dst;
-    for (int q = 0; q < kp; q++) { uint32_t v; memcpy(&v, src + 2 * q, 4); d[q * width + r] = v; }
+static inline uint32_t bf16_bits(uint32_t x) { // as row_bf16, one value, result in the low 16 bits
+    uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16, q = (x >> 16) | 0x40u;
+    return (x & 0x7fffffffu) > 0x7f800000u ? q : r;
 }
+
+// d[c] = the bf16 pair (lo[c], hi[c]) for c < n: element k of a pair in the low half, k+1 in the
+// high half (the layout vdpbf16ps multiplies). Vectorises (contiguous in, contiguous out).
+static inline __attribute__((always_inline)) void pairs_bf16(uint32_t *restrict d, const float *restrict lo,
+                                                             const float *restrict hi, int n) {
+    for (int c = 0; c < n; c++) {
+        uint32_t l, h;
+        memcpy(&l, lo + c, 4);
+        memcpy(&h, hi + c, 4);
+        d[c] = bf16_bits(l) | bf16_bits(h) << 16;
+    }
+}
+static const float zeros[NR > MR ? NR : MR];
+
+#ifdef FG_X86
+// dst[t * ldd + c] = src[c][k0 + t] for a 16 x 16 block: unpack pairs, then 64-bit pairs, then
+// 128-bit lanes twice (the classic 4-stage in-register transpose, 64 shuffles per 256 floats).
+// width 16 stores all 16 columns of each output row, width 8 only the first 8 (an 8-row A panel:
+// rows 8..15 of src then only need to be readable). Moves 32-bit lanes, so it also transposes
+// bf16 pairs.
+__attribute__((target("avx512f"))) static void transpose16_avx512(float *dst, long ldd, const float *const *src, int k0,
+                                                                  int width) {
+    __m512 r[16], a[16], b[16], c[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src[i] + k0);
+    for (int i = 0; i < 8; i++) { a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]); a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]); }
+    for (int i = 0; i < 4; i++) {
+        __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
+        __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    // b[4i + j], lane L: rows 4i..4i+3 of column 4L + j.
+    for (int j = 0; j < 4; j++) {
+        c[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        c[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+        c[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        c[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+    }
+    __mmask16 m = width == 16 ? 0xffff : 0x00ff;
+    for (int j = 0; j < 4; j++) {
+        _mm512_mask_storeu_ps(dst + (long)j * ldd, m, _mm512_shuffle_f32x4(c[j], c[8 + j], 0x88));
+        _mm512_mask_storeu_ps(dst + (long)(8 + j) * ldd, m, _mm512_shuffle_f32x4(c[j], c[8 + j], 0xdd));
+        _mm512_mask_storeu_ps(dst + (long)(4 + j) * ldd, m, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0x88));
+        _mm512_mask_storeu_ps(dst + (long)(12 + j) * ldd, m, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0xdd));
+    }
+}
+#endif
 
 static void pack_a_f32(float *dst, const gemm_args *g, int i0, int mr, int p0, int kc) {
     if (g->ta) { // rows of op(A) are columns of A: k-major reads are contiguous
@@ -141,25 +187,34 @@ static void pack_a_f32(float *dst, const gemm_args *g, int i0, int mr, int p0, i
 
 static void pack_a_bf16(uint16_t *dst, const gemm_args *g, int i0, int mr, int p0, int kc, uint16_t *tmp) {
     int kp = (kc + 1) / 2;
+    uint32_t *d = (uint32_t *)dst;
     if (g->ta) { // pair (k, k+1) of row r = A[k][i0+r], A[k+1][i0+r]: two contiguous rows per pair
-        uint16_t lo[MR], hi[MR];
         for (int q = 0; q < kp; q++) {
-            int k = p0 + 2 * q;
-            row_bf16(lo, g->A + (long)k * g->lda + i0, mr);
-            if (2 * q + 1 < kc) row_bf16(hi, g->A + (long)(k + 1) * g->lda + i0, mr);
-            else memset(hi, 0, sizeof hi);
-            for (int r = 0; r < MR; r++) {
-                dst[(q * MR + r) * 2] = r < mr ? lo[r] : 0;
-                dst[(q * MR + r) * 2 + 1] = r < mr ? hi[r] : 0;
-            }
+            const float *lo = g->A + (long)(p0 + 2 * q) * g->lda + i0;
+            const float *hi = 2 * q + 1 < kc ? lo + g->lda : zeros;
+            if (mr == MR) { pairs_bf16(d + (size_t)q * MR, lo, hi, MR); continue; } // constant width: inlined, vectorised
+            pairs_bf16(d + (size_t)q * MR, lo, hi, mr);
+            for (int r = mr; r < MR; r++) d[(size_t)q * MR + r] = 0;
         }
         return;
     }
-    tmp[kc] = 0; // pad an odd count
+    // Each row to bf16 (zero-padded to an even count), then a transpose of the 32-bit pairs.
+    size_t hs = (size_t)KC + 2;
+    const float *rows[16];
     for (int r = 0; r < MR; r++) {
-        if (r < mr) row_bf16(tmp, g->A + (long)(i0 + r) * g->lda + p0, kc);
-        else memset(tmp, 0, sizeof(uint16_t) * (kc + 1));
-        interleave_pairs(dst, tmp, kc, r, MR);
+        uint16_t *h = tmp + r * hs;
+        if (r < mr) row_bf16(h, g->A + (long)(i0 + r) * g->lda + p0, kc);
+        else memset(h, 0, sizeof(uint16_t) * kc);
+        h[kc] = 0;
+        rows[r] = rows[r + 8] = (const float *)h;
+    }
+    for (int q0 = 0; q0 < kp; q0 += 16) {
+        int qq = FG_MIN(16, kp - q0);
+#ifdef FG_X86
+        if (qq == 16 && cpu_avx512()) { transpose16_avx512((float *)(d + (size_t)q0 * MR), MR, rows, q0, 8); continue; }
+#endif
+        for (int r = 0; r < MR; r++)
+            for (int t = 0; t < qq; t++) memcpy(d + (size_t)(q0 + t) * MR + r, rows[r] + q0 + t, 4);
     }
 }
 
@@ -188,37 +243,6 @@ static void b_rows_f32(const float **src, const gemm_args *g, int j0, int nr, in
     for (int c = 0; c < NR; c++) src[c] = b_column(tmp->col + (size_t)c * KC, g, j0 + (c < nr ? c : 0), p0, kc);
 }
 
-#ifdef FG_X86
-// dst[t * ldd + c] = src[c][k0 + t] for a 16 x 16 block: unpack pairs, then 64-bit pairs, then
-// 128-bit lanes twice (the classic 4-stage in-register transpose, 64 shuffles per 256 floats).
-__attribute__((target("avx512f"))) static void transpose16_avx512(float *dst, long ldd, const float *const *src, int k0) {
-    __m512 r[16], a[16], b[16], c[16];
-    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src[i] + k0);
-    for (int i = 0; i < 8; i++) { a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]); a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]); }
-    for (int i = 0; i < 4; i++) {
-        __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
-        __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
-        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
-        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
-        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
-        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
-    }
-    // b[4i + j], lane L: rows 4i..4i+3 of column 4L + j.
-    for (int j = 0; j < 4; j++) {
-        c[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
-        c[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
-        c[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
-        c[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
-    }
-    for (int j = 0; j < 4; j++) {
-        _mm512_storeu_ps(dst + (long)j * ldd, _mm512_shuffle_f32x4(c[j], c[8 + j], 0x88));
-        _mm512_storeu_ps(dst + (long)(8 + j) * ldd, _mm512_shuffle_f32x4(c[j], c[8 + j], 0xdd));
-        _mm512_storeu_ps(dst + (long)(4 + j) * ldd, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0x88));
-        _mm512_storeu_ps(dst + (long)(12 + j) * ldd, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0xdd));
-    }
-}
-#endif
-
 static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
     if (!g->W && !g->tb) { // rows of op(B) are contiguous
         const float *src = g->B + (long)p0 * g->ldb + j0;
@@ -240,7 +264,7 @@ static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, i
         int kk = FG_MIN(16, kc - k0);
 #ifdef FG_X86
         if (kk == 16 && nr == NR && cpu_avx512()) {
-            for (int c0 = 0; c0 < NR; c0 += 16) transpose16_avx512(dst + (size_t)k0 * NR + c0, NR, src + c0, k0);
+            for (int c0 = 0; c0 < NR; c0 += 16) transpose16_avx512(dst + (size_t)k0 * NR + c0, NR, src + c0, k0, 16);
             continue;
         }
 #endif
@@ -255,41 +279,43 @@ static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, i
 
 static void pack_b_bf16(uint16_t *dst, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
     int kp = (kc + 1) / 2;
+    uint32_t *d = (uint32_t *)dst;
     if (!g->W && !g->tb) { // pair (k, k+1) of column c: two contiguous rows of B
-        uint16_t lo[NR], hi[NR];
         for (int q = 0; q < kp; q++) {
-            int k = p0 + 2 * q;
-            row_bf16(lo, g->B + (long)k * g->ldb + j0, nr);
-            if (2 * q + 1 < kc) row_bf16(hi, g->B + (long)(k + 1) * g->ldb + j0, nr);
-            else memset(hi, 0, sizeof hi);
-            for (int c = 0; c < NR; c++) {
-                dst[(q * NR + c) * 2] = c < nr ? lo[c] : 0;
-                dst[(q * NR + c) * 2 + 1] = c < nr ? hi[c] : 0;
-            }
+            const float *lo = g->B + (long)(p0 + 2 * q) * g->ldb + j0;
+            const float *hi = 2 * q + 1 < kc ? lo + g->ldb : zeros;
+            if (nr == NR) { pairs_bf16(d + (size_t)q * NR, lo, hi, NR); continue; }
+            pairs_bf16(d + (size_t)q * NR, lo, hi, nr);
+            for (int c = nr; c < NR; c++) d[(size_t)q * NR + c] = 0;
         }
         return;
     }
-    // NR bf16 rows of kc values (+1 zero for an odd count), then a blocked transpose of the pairs.
+    // NR bf16 rows of kc values (+1 zero for an odd count), then a transpose of the 32-bit pairs.
     size_t hs = (size_t)KC + 2;
-    const uint16_t *rows[NR];
+    const float *rows[NR];
     for (int c = 0; c < NR; c++) {
         uint16_t *h = tmp->h + (size_t)c * hs;
-        if (c >= nr) { memset(h, 0, sizeof(uint16_t) * (kc + 1)); rows[c] = h; continue; }
+        if (c >= nr) { memset(h, 0, sizeof(uint16_t) * (kc + 1)); rows[c] = (const float *)h; continue; }
         if (g->W && g->btype == FG_GEMM_B_BF16) {
             const uint16_t *w = (const uint16_t *)((const uint8_t *)g->W + (long)(j0 + c) * g->row_bytes) + p0;
-            if (!(kc & 1)) { rows[c] = w; continue; }
+            if (!(kc & 1)) { rows[c] = (const float *)w; continue; }
             memcpy(h, w, sizeof(uint16_t) * kc);
         } else {
             row_bf16(h, b_column(tmp->col, g, j0 + c, p0, kc), kc);
         }
         h[kc] = 0;
-        rows[c] = h;
+        rows[c] = (const float *)h;
     }
-    uint32_t *d = (uint32_t *)dst;
-    for (int q0 = 0; q0 < kp; q0 += 8) {
-        int qq = FG_MIN(8, kp - q0);
+    for (int q0 = 0; q0 < kp; q0 += 16) {
+        int qq = FG_MIN(16, kp - q0);
+#ifdef FG_X86
+        if (qq == 16 && cpu_avx512()) {
+            for (int c0 = 0; c0 < NR; c0 += 16) transpose16_avx512((float *)(d + (size_t)q0 * NR + c0), NR, rows + c0, q0, 16);
+            continue;
+        }
+#endif
         for (int c = 0; c < NR; c++)
-            for (int t = 0; t < qq; t++) { uint32_t v; memcpy(&v, rows[c] + 2 * (q0 + t), 4); d[(q0 + t) * NR + c] = v; }
+            for (int t = 0; t < qq; t++) memcpy(d + (size_t)(q0 + t) * NR + c, rows[c] + q0 + t, 4);
     }
 }
 

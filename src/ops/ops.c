@@ -178,16 +178,25 @@ static void rope_fill(rope_table *r, const float *freq) {
         }
 }
 
-int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
-                    int orig_max_pos, float beta_fast, float beta_slow) {
+// Sets up r's shape and tables for D (even) x T; returns a (D/2) frequency scratch the caller fills,
+// passes to rope_fill and frees, or NULL with an error (r then owns nothing).
+static float *rope_alloc(rope_table *r, int D, int T, int interleave) {
     memset(r, 0, sizeof *r);
-    if (D <= 0 || D % 2) return fg_set_error("rope dimension must be even and > 0 (got %d)", D);
+    if (D <= 0 || D % 2) { fg_set_error("rope dimension must be even and > 0 (got %d)", D); return NULL; }
     int half = D / 2;
     r->D = D; r->T = T; r->interleave = interleave;
     r->cos = malloc(sizeof(float) * (size_t)T * half);
     r->sin = malloc(sizeof(float) * (size_t)T * half);
     float *freq = malloc(sizeof(float) * half);
-    if (!r->cos || !r->sin || !freq) { free(freq); rope_table_free(r); return fg_set_error("out of memory for rope table"); }
+    if (!r->cos || !r->sin || !freq) { free(freq); rope_table_free(r); fg_set_error("out of memory for rope table"); return NULL; }
+    return freq;
+}
+
+int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
+                    int orig_max_pos, float beta_fast, float beta_slow) {
+    int half = D / 2;
+    float *freq = rope_alloc(r, D, T, interleave);
+    if (!freq) return -1;
     for (int i = 0; i < half; i++) freq[i] = (float)(1.0 / pow((double)theta, (2.0 * i) / D));
     if (yarn) {
         double lo = floor(yarn_corr_dim(beta_fast, D, theta, orig_max_pos));
@@ -208,14 +217,9 @@ int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, in
 
 int rope_table_init_llama3(rope_table *r, int D, int T, int interleave, float theta, float factor,
                            float low_freq_factor, float high_freq_factor, int orig_max_pos) {
-    memset(r, 0, sizeof *r);
-    if (D <= 0 || D % 2) return fg_set_error("rope dimension must be even and > 0 (got %d)", D);
     int half = D / 2;
-    r->D = D; r->T = T; r->interleave = interleave;
-    r->cos = malloc(sizeof(float) * (size_t)T * half);
-    r->sin = malloc(sizeof(float) * (size_t)T * half);
-    float *freq = malloc(sizeof(float) * half);
-    if (!r->cos || !r->sin || !freq) { free(freq); rope_table_free(r); return fg_set_error("out of memory for rope table"); }
+    float *freq = rope_alloc(r, D, T, interleave);
+    if (!freq) return -1;
     double lo_wl = orig_max_pos / (double)low_freq_factor, hi_wl = orig_max_pos / (double)high_freq_factor;
     for (int i = 0; i < half; i++) {
         double f = 1.0 / pow((double)theta, (2.0 * i) / D), wl = 2 * M_PI / f;
@@ -249,22 +253,20 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse) {
 
 // ---- attention -------------------------------------------------------------------------------
 
-void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
-                   int n, int Dk, int Dv, float scale) {
-    float mx = -INFINITY;
-    for (int u = 0; u < n; u++) {
-        float s = fg_vdot(q, k + (size_t)u * sk, Dk) * scale;
-        p[u] = s;
-        if (s > mx) mx = s;
-    }
-    float sum = 0;
+void fg_softmax_scaled(float *p, int n, float scale) {
+    float mx = -INFINITY, sum = 0;
+    for (int u = 0; u < n; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
     for (int u = 0; u < n; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
     float inv = 1.0f / sum;
+    for (int u = 0; u < n; u++) p[u] *= inv;
+}
+
+void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
+                   int n, int Dk, int Dv, float scale) {
+    for (int u = 0; u < n; u++) p[u] = fg_vdot(q, k + (size_t)u * sk, Dk);
+    fg_softmax_scaled(p, n, scale);
     for (int i = 0; i < Dv; i++) o[i] = 0;
-    for (int u = 0; u < n; u++) {
-        p[u] *= inv;
-        fg_vaxpy(o, p[u], v + (size_t)u * sv, Dv);
-    }
+    for (int u = 0; u < n; u++) fg_vaxpy(o, p[u], v + (size_t)u * sv, Dv);
 }
 
 // Training attention runs blocked on the packed GEMM: per (b, h) and block of ATT_QB query rows
@@ -289,11 +291,8 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
                 fg_gemm(0, 1, nq, t1, Dk, q + ((size_t)b * T + t0) * sq + (size_t)h * Dk, sq, kb, sk,
                         P + (size_t)t0 * T, T, 0, NULL, FG_GEMM_F32);
                 for (int t = t0; t < t1; t++) {
-                    float *p = P + (size_t)t * T, mx = -INFINITY, sum = 0;
-                    for (int u = 0; u <= t; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
-                    for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-                    float inv = 1.0f / sum;
-                    for (int u = 0; u <= t; u++) p[u] *= inv;
+                    float *p = P + (size_t)t * T;
+                    fg_softmax_scaled(p, t + 1, scale);
                     for (int u = t + 1; u < t1; u++) p[u] = 0;
                 }
                 fg_gemm(0, 0, nq, Dv, t1, P + (size_t)t0 * T, T, vb, sv,

@@ -65,6 +65,8 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse);
 // 64-row block and untouched beyond).
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
+// p (n) = softmax(scale * p) in place (max-subtracted; the order of operations attention uses).
+void fg_softmax_scaled(float *p, int n, float scale);
 // One query row: p (n) = softmax(scale * q . k_u) over n keys (row stride sk), o (Dv) = p @ v
 // (row stride sv). Leaves the normalised probabilities in p. Shared by training and decoding.
 void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
