@@ -11,7 +11,7 @@ ifeq ($(DEBUG),1)
 endif
 ifneq ($(SANITIZE),)
   OPT := -O1 -g -fno-omit-frame-pointer
-  CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
+  CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -DFG_SANITIZED
   LDFLAGS += -fsanitize=$(SANITIZE)
   BUILD := build/$(SANITIZE)
 endif
@@ -36,7 +36,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-tokenizer bench-distill fuzz clean info
+.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -73,9 +73,19 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libfrugal.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-bench: $(BUILD)/bench/bench_train
+bench: $(BUILD)/bench/bench_train $(BUILD)/bench/bench_gemm $(BIN)
 	@mkdir -p build/bench
+	./$(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_train $(BENCH_ARGS)
+	@echo "inference (frugal bench, bench-moe, random weights):"
+	for w in f32 bf16 q8_0; do ./$(BIN) bench --weights $$w --prefill 128,512 --decode 0,1024 || exit 1; done
+
+bench-gemm: $(BUILD)/bench/bench_gemm
+	./$(BUILD)/bench/bench_gemm $(BENCH_ARGS)
+
+# Decode matrix-vector GB/s per weight type against the streaming bandwidth of the same run.
+bench-decode: $(BUILD)/bench/bench_decode
+	./$(BUILD)/bench/bench_decode $(BENCH_ARGS)
 
 # BPE encode MB/s (1 thread, all threads) with the JavaScript reference as the same-run peer.
 bench-tokenizer: $(BUILD)/bench/bench_tokenizer

@@ -24,15 +24,27 @@ int cmd_chat(int argc, char **argv);
 int cmd_data(int argc, char **argv);        // cli/cmd_data.c: `frugal data prepare|refine`
 int cmd_data_refine(int argc, char **argv); // cli/cmd_refine.c; `frugal data refine`
 int cmd_tokenizer(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);     // cli/cmd_quantize.c
 int cmd_distill(int argc, char **argv);     // cli/cmd_distill.c: `frugal distill [cache|generate]`
+int cmd_convert(int argc, char **argv);     // cli/cmd_convert.c: `frugal convert`
+int cmd_export(int argc, char **argv);      // cli/cmd_convert.c: `frugal export`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;
 int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
-struct fg_model *cli_open_ckpt(const char *cmd, const char *path); // prints the error itself
-int cli_task_eval(struct fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy);
-void cli_set_threads(int threads);
+// A frugal checkpoint, Hugging Face directory or GGUF file; *tok (may be NULL) its tokenizer or NULL.
+struct fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok); // prints the error itself
+int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy);
+void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
+// What an inference command runs (cmd_quantize.c): a checkpoint, its weights converted to
+// weights_s ("f32", "bf16", "q8_0"; NULL = f32), or a quantised model file (weights_s NULL or its
+// stored type), told apart by magic; plus the tokenizer either carries (NULL: byte-level).
+// Returns 0, or prints the one-line error itself and returns nonzero.
+typedef struct { struct fg_model *m; fg_wstore *ws; fg_tokenizer *tok; } cli_weights;
+int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w);
+void cli_weights_close(cli_weights *w);
+int cli_kv_type(const char *cmd, const char *s); // "f32" | "bf16" -> FG_WEIGHTS_*, or prints and returns -1
 // The demo's distillation stage (cmd_distill.c): teacher in teacher_dir, student in teacher_dir/student.
-int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);                             // 0 = leave OpenMP's default
+int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);
 
 #endif

@@ -33,25 +33,28 @@ static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096", *weights_s = "f32";
+    const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096", *weights_s = NULL, *kv_s = "f32";
     int json = 0, threads = 0, decode_tokens = 32, kind_full = 0;
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model with random weights: preset or config.json"},
-        {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint instead of --config"},
+        {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint or quantised model (.fgq) instead of --config"},
         {"prefill", OPT_STR, &prefill_s, "prompt lengths for prefill tokens/s (comma-separated)"},
         {"decode", OPT_STR, &decode_s, "contexts for decode tokens/s (comma-separated)"},
         {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement"},
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
-        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0 (converted at load)"},
+        {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},
+        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
     int r = cli_parse("bench", "[--config NAME|PATH | --ckpt PATH] [options]", opts, argc, argv, NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
-    int weights = fg_weights_type_parse(weights_s);
+    int weights = weights_s ? fg_weights_type_parse(weights_s) : FG_WEIGHTS_F32;
     if (weights < 0) return cli_fail("bench", fg_last_error(), NULL);
+    int kv_type = cli_kv_type("bench", kv_s);
+    if (kv_type < 0) return 1;
     int pre[BENCH_MAX], dec[BENCH_MAX];
     int npre = parse_list(prefill_s, pre), ndec = parse_list(decode_s, dec);
     if (npre < 1 || ndec < 1) return cli_fail("bench", "--prefill and --decode take up to 4 comma-separated lengths", "e.g. --prefill 128,512");
@@ -59,14 +62,13 @@ int cmd_bench(int argc, char **argv) {
     int need = 0;
     for (int i = 0; i < npre; i++) need = pre[i] > need ? pre[i] : need;
     for (int i = 0; i < ndec; i++) need = dec[i] + decode_tokens > need ? dec[i] + decode_tokens : need;
-    fg_model *m = NULL;
+    cli_weights cw = {0};
     fg_config c;
     if (ckpt) {
-        m = cli_open_ckpt("bench", ckpt);
-        if (!m) return 1;
-        c = *fg_model_config(m);
+        if (cli_open_weights("bench", ckpt, weights_s, &cw)) return 1;
+        c = *fg_wstore_config(cw.ws);
         if (need > c.max_position_embeddings) {
-            fg_model_free(m);
+            cli_weights_close(&cw);
             return cli_fail("bench", "a length exceeds the checkpoint's max_position_embeddings", "lower --prefill/--decode");
         }
     } else {
@@ -74,14 +76,16 @@ int cmd_bench(int argc, char **argv) {
         // Random weights: the context may be stretched past the preset's training length (RoPE
         // tables only; the weights and per-token work are the same model).
         if (need > c.max_position_embeddings) c.max_position_embeddings = need;
-        m = fg_model_create(&c);
-        if (!m) return cli_fail("bench", fg_last_error(), NULL);
-        fg_model_init_weights(m, 1);
+        if (!(cw.m = fg_model_create(&c))) return cli_fail("bench", fg_last_error(), NULL);
+        fg_model_init_weights(cw.m, 1);
+        if (!(cw.ws = fg_wstore_from_model(cw.m, weights))) { cli_weights_close(&cw); return cli_fail("bench", fg_last_error(), NULL); }
     }
+    int stored = fg_wstore_weights(cw.ws);
+    weights_s = stored == FG_WEIGHTS_BF16 ? "bf16" : stored == FG_WEIGHTS_Q8_0 ? "q8_0" : "f32";
     int kind = c.attn_type == FG_ATTN_MLA && !kind_full ? FG_KV_LATENT : FG_KV_FULL;
-    fg_infer *s = fg_infer_create_ex(m, need, kind, weights);
+    fg_infer *s = fg_infer_create_store(cw.ws, need, kind, kv_type);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)need);
-    if (!s || !tok) { free(tok); fg_infer_free(s); fg_model_free(m); return cli_fail("bench", fg_last_error(), NULL); }
+    if (!s || !tok) { free(tok); fg_infer_free(s); cli_weights_close(&cw); return cli_fail("bench", fg_last_error(), NULL); }
     fg_rng rng;
     fg_rng_seed(&rng, 7);
     for (int i = 0; i < need; i++) tok[i] = (int32_t)fg_rng_below(&rng, (uint64_t)c.vocab_size);
@@ -91,7 +95,7 @@ int cmd_bench(int argc, char **argv) {
     fg_config_param_counts(&c, &total, &active);
     // Bytes a decode step reads: every active weight once in the session's format (routed experts
     // only K of E; the embedding only one row).
-    double wbytes = fg_infer_decode_weight_bytes(s) + 4.0 * c.hidden_size; // + the embedding row
+    double wbytes = fg_infer_decode_weight_bytes(s);
     double kv_tok = (double)fg_infer_cache_bytes(s) / need;
     double pre_tps[BENCH_MAX], dec_tps[BENCH_MAX], dec_bw[BENCH_MAX];
     int rc = 0;
@@ -117,17 +121,17 @@ int cmd_bench(int argc, char **argv) {
         dec_bw[i] = (wbytes + kv_tok * avg_ctx) * dec_tps[i] / 1e9;
     }
     if (rc) {
-        free(tok); fg_infer_free(s); fg_model_free(m);
+        free(tok); fg_infer_free(s); cli_weights_close(&cw);
         return cli_fail("bench", fg_last_error(), NULL);
     }
     const char *name = ckpt ? ckpt : config;
     double expanded = c.attn_type == FG_ATTN_MLA
-        ? 4.0 * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
+        ? (kv_type == FG_WEIGHTS_BF16 ? 2.0 : 4.0) * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
-               "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
+               "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_type\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
                "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"prefill\": [",
-               name, (long long)total, (long long)active, pk.threads, weights_s, kind == FG_KV_LATENT ? "latent" : "full", kv_tok,
+               name, (long long)total, (long long)active, pk.threads, weights_s, kind == FG_KV_LATENT ? "latent" : "full", kv_s, kv_tok,
                expanded, wbytes, pk.mem_gbs);
         for (int i = 0; i < npre; i++) printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f}", i ? ", " : "", pre[i], pre_tps[i]);
         printf("], \"decode\": [");
@@ -138,7 +142,7 @@ int cmd_bench(int argc, char **argv) {
     } else {
         printf("frugal bench: %s, %.1fM parameters (%.1fM active), %s weights, %d threads\n", name, total / 1e6,
                active / 1e6, weights_s, pk.threads);
-        printf("KV cache (%s): %.0f bytes per token", kind == FG_KV_LATENT ? "MLA latent" : "full", kv_tok);
+        printf("KV cache (%s, %s): %.0f bytes per token", kind == FG_KV_LATENT ? "MLA latent" : "full", kv_s, kv_tok);
         if (kind == FG_KV_LATENT) printf(" (expanded multi-head cache: %.0f, %.1fx larger)", expanded, expanded / kv_tok);
         printf("\nmachine: streaming read bandwidth %.1f GB/s (measured by frugal)\n\n", pk.mem_gbs);
         printf("  %-24s %12s\n", "prefill", "tokens/s");
@@ -151,6 +155,6 @@ int cmd_bench(int argc, char **argv) {
     }
     free(tok);
     fg_infer_free(s);
-    fg_model_free(m);
+    cli_weights_close(&cw);
     return 0;
 }

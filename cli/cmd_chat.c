@@ -52,11 +52,11 @@ static int32_t *encode(const codec *cd, const char *text, int *n) {
 
 
 int cmd_chat(int argc, char **argv) {
-    const char *ckpt = NULL, *system = NULL, *weights_s = "f32";
+    const char *ckpt = NULL, *system = NULL, *weights_s = NULL, *kv_s = "f32";
     fg_sample_opts so = {.temperature = 0.7f, .top_p = 0.95f, .seed = 1, .max_new_tokens = 512, .repetition_penalty = 1.0f};
     int threads = 0;
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint to chat with (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to chat with (required)"},
         {"system", OPT_STR, &system, "system prompt"},
         {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
         {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
@@ -64,7 +64,8 @@ int cmd_chat(int argc, char **argv) {
         {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability"},
         {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum tokens per reply"},
         {"seed", OPT_U64, &so.seed, "sampling seed"},
-        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0 (converted at load)"},
+        {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0 (converted at load); a quantised model runs as stored"},
+        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -74,26 +75,25 @@ int cmd_chat(int argc, char **argv) {
     if (!ckpt) return cli_fail("chat", "--ckpt is required", "frugal chat --ckpt runs/demo/ckpt.fgck");
     if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.min_p < 0 || so.min_p > 1 || so.max_new_tokens < 1)
         return cli_fail("chat", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --max-tokens >= 1");
-    int weights = fg_weights_type_parse(weights_s);
-    if (weights < 0) return cli_fail("chat", fg_last_error(), NULL);
-    fg_model *m = cli_open_ckpt("chat", ckpt);
-    if (!m) return 1;
-    fg_tokenizer *tok = NULL;
-    if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
+    int kv_type = cli_kv_type("chat", kv_s);
+    if (kv_type < 0) return 1;
+    cli_weights cw;
+    if (cli_open_weights("chat", ckpt, weights_s, &cw)) return 1;
+    fg_tokenizer *tok = cw.tok;
     codec cd = {tok, FG_TOK_EOS, FG_TOK_THINK, FG_TOK_END_THINK};
     if (tok) {
         cd.eos = fg_tokenizer_token_id(tok, FG_DS_EOS);
         cd.think = fg_tokenizer_token_id(tok, "<think>");
         cd.end_think = fg_tokenizer_token_id(tok, "</think>");
         if (cd.eos < 0 || fg_tokenizer_token_id(tok, FG_DS_USER) < 0 || fg_tokenizer_token_id(tok, FG_DS_ASSISTANT) < 0) {
-            fg_tokenizer_free(tok); fg_model_free(m);
+            cli_weights_close(&cw);
             return cli_fail("chat", "the checkpoint's tokenizer lacks DeepSeek's chat tokens", "chat needs <｜User｜>, <｜Assistant｜> and <｜end▁of▁sentence｜>");
         }
     }
-    int max_T = fg_model_config(m)->max_position_embeddings;
-    fg_infer *s = fg_infer_create_ex(m, max_T, FG_KV_AUTO, weights);
+    int max_T = fg_wstore_config(cw.ws)->max_position_embeddings;
+    fg_infer *s = fg_infer_create_store(cw.ws, max_T, FG_KV_AUTO, kv_type);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(so.max_new_tokens + 1));
-    if (!s || !out) { free(out); fg_infer_free(s); fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("chat", fg_last_error(), NULL); }
+    if (!s || !out) { free(out); fg_infer_free(s); cli_weights_close(&cw); return cli_fail("chat", fg_last_error(), NULL); }
     int32_t stop = cd.eos;
     so.stop_ids = &stop; so.n_stop = 1;
     int max_reply = so.max_new_tokens;
@@ -153,7 +153,6 @@ int cmd_chat(int argc, char **argv) {
     }
     free(out);
     fg_infer_free(s);
-    fg_tokenizer_free(tok);
-    fg_model_free(m);
+    cli_weights_close(&cw);
     return rc;
 }

@@ -249,7 +249,11 @@ int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t
     d.teacher = ckpt; d.cache = cache;
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
     double acc = 0;
-    if (rc || cli_task_eval(m, n, 2024, 0, FG_WEIGHTS_F32, &acc)) rc = cli_fail("demo", fg_last_error(), NULL);
+    fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    if (!rc && ws) rc = cli_task_eval(ws, n, 2024, 0, &acc);
+    else rc = -1;
+    fg_wstore_free(ws);
+    if (rc) rc = cli_fail("demo", fg_last_error(), NULL);
     else {
         if (fg_ledger_record_accuracy(sdir, &sc, acc)) fprintf(stderr, "frugal demo: warning: ledger: %s\n", fg_last_error());
         fg_ledger_info tl, sl;

@@ -22,9 +22,9 @@ static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
 
 // Greedy-decodes n held-out problems (drawn with seed) and returns the exact-match accuracy.
 // Prints the first `show` solutions.
-int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, int weights, double *accuracy) {
-    int max_T = CLI_MIN(fg_model_config(m)->max_position_embeddings, FG_TASK_MAX_TOKENS);
-    fg_infer *s = fg_infer_create_ex(m, max_T, FG_KV_AUTO, weights);
+int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy) {
+    int max_T = CLI_MIN(fg_wstore_config(ws)->max_position_embeddings, FG_TASK_MAX_TOKENS);
+    fg_infer *s = fg_infer_create_store(ws, max_T, FG_KV_AUTO, FG_WEIGHTS_F32);
     if (!s) return -1;
     fg_rng r;
     fg_rng_seed(&r, seed);
@@ -57,15 +57,15 @@ int cli_task_eval(fg_model *m, int n, uint64_t seed, int show, int weights, doub
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *weights_s = "f32";
+    const char *ckpt = NULL, *weights_s = NULL;
     int n = 500, show = 5, threads = 0;
     uint64_t seed = 2024;
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint to evaluate (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to evaluate (required)"},
         {"n", OPT_INT, &n, "held-out problems to solve"},
         {"show", OPT_INT, &show, "print this many solutions"},
         {"seed", OPT_U64, &seed, "which held-out problems"},
-        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0"},
+        {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0; a quantised model runs as stored"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -74,21 +74,16 @@ int cmd_eval(int argc, char **argv) {
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("eval", "--ckpt is required", "frugal eval --ckpt runs/demo/ckpt.fgck");
     if (n < 1) return cli_fail("eval", "--n must be >= 1", NULL);
-    int weights = fg_weights_type_parse(weights_s);
-    if (weights < 0) return cli_fail("eval", fg_last_error(), NULL);
-    fg_model *m = cli_open_ckpt("eval", ckpt);
-    fg_tokenizer *tok = NULL;
-    if (m && fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("eval", fg_last_error(), NULL); }
-    if (tok) { // the task's prompts and answers are byte-level ids
-        fg_tokenizer_free(tok);
-        fg_model_free(m);
+    cli_weights cw;
+    if (cli_open_weights("eval", ckpt, weights_s, &cw)) return 1;
+    if (cw.tok) { // the task's prompts and answers are byte-level ids
+        cli_weights_close(&cw);
         return cli_fail("eval", "this checkpoint uses a BPE tokenizer; the held-out arithmetic task is byte-level",
                         "evaluate a checkpoint trained on the built-in task; for text runs read val_loss / val_bpb in log.jsonl");
     }
-    if (!m) return 1;
     double acc;
     double t0 = fg_now();
-    int rc = cli_task_eval(m, n, seed, show, weights, &acc);
+    int rc = cli_task_eval(cw.ws, n, seed, show, &acc);
     if (rc) cli_fail("eval", fg_last_error(), NULL);
     else {
         printf("held-out exact match: %.1f%% (%d problems, %.1f s)\n", 100 * acc, n, fg_now() - t0);
@@ -102,11 +97,11 @@ int cmd_eval(int argc, char **argv) {
         FILE *lf = fopen(lpath, "r");
         if (lf) {
             fclose(lf);
-            if (weights == FG_WEIGHTS_F32 && fg_ledger_record_accuracy(dir, fg_model_config(m), acc))
+            if (cw.m && fg_wstore_weights(cw.ws) == FG_WEIGHTS_F32 && fg_ledger_record_accuracy(dir, fg_model_config(cw.m), acc))
                 fprintf(stderr, "frugal eval: warning: could not update %s: %s\n", lpath, fg_last_error());
         }
     }
-    fg_model_free(m);
+    cli_weights_close(&cw);
     return rc ? 1 : 0;
 }
 
@@ -163,7 +158,9 @@ int cmd_demo(int argc, char **argv) {
            (long long)st.step, st.tokens_seen / 1e6, t_train);
     double acc;
     double t1 = fg_now();
-    rc = cli_task_eval(m, n, 2024, 6, FG_WEIGHTS_F32, &acc);
+    fg_wstore *ws = fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    rc = ws ? cli_task_eval(ws, n, 2024, 6, &acc) : -1;
+    fg_wstore_free(ws);
     if (rc) cli_fail("demo", fg_last_error(), NULL);
     else {
         printf("\nheld-out exact match: %.1f%% on %d problems never seen in training (eval %.0f s, total %.0f s)\n",

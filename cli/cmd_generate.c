@@ -31,12 +31,12 @@ static int print_token(int32_t id, void *ctx) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = "", *stop_str = NULL, *weights_s = "f32";
+    const char *ckpt = NULL, *prompt = "", *stop_str = NULL, *weights_s = NULL, *kv_s = "f32";
     fg_sample_opts so = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 1, .max_new_tokens = 200,
                          .min_p = 0.0f, .repetition_penalty = 1.0f};
     int threads = 0, no_bos = 0;
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint to sample from (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to sample from (required)"},
         {"prompt", OPT_STR, &prompt, "prompt text; special tokens are parsed (<think>, <|eos|>; with a BPE checkpoint its own, e.g. <｜User｜>)"},
         {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum new tokens"},
         {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
@@ -47,7 +47,8 @@ int cmd_generate(int argc, char **argv) {
         {"stop", OPT_STR, &stop_str, "stop once the output ends with this text (<|eos|> always stops)"},
         {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
         {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
-        {"weights", OPT_STR, &weights_s, "weight format for inference: f32, bf16 or q8_0 (converted at load)"},
+        {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0 (converted at load); a quantised model runs as stored"},
+        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -61,12 +62,11 @@ int cmd_generate(int argc, char **argv) {
                         "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --repeat-penalty > 0, --max-tokens >= 0");
     if (stop_str && (!*stop_str || strlen(stop_str) > 256))
         return cli_fail("generate", "--stop must be 1 to 256 bytes", NULL);
-    int weights = fg_weights_type_parse(weights_s);
-    if (weights < 0) return cli_fail("generate", fg_last_error(), NULL);
-    fg_model *m = cli_open_ckpt("generate", ckpt);
-    if (!m) return 1;
-    fg_tokenizer *tok = NULL;
-    if (fg_ckpt_read_tokenizer(ckpt, &tok)) { fg_model_free(m); return cli_fail("generate", fg_last_error(), NULL); }
+    int kv_type = cli_kv_type("generate", kv_s);
+    if (kv_type < 0) return 1;
+    cli_weights cw;
+    if (cli_open_weights("generate", ckpt, weights_s, &cw)) return 1;
+    fg_tokenizer *tok = cw.tok;
     int32_t bos = FG_TOK_BOS, stop = FG_TOK_EOS;
     if (tok) { // the run's BPE tokenizer: DeepSeek's document markers
         bos = fg_tokenizer_token_id(tok, FG_DS_BOS);
@@ -75,15 +75,16 @@ int cmd_generate(int argc, char **argv) {
     size_t plen = strlen(prompt);
     size_t need = tok ? fg_tokenizer_encode(tok, prompt, plen, 1, NULL, 0) : plen;
     int32_t *ids = need == SIZE_MAX ? NULL : malloc(sizeof(int32_t) * (need + 2));
-    if (!ids) { fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("generate", "out of memory encoding the prompt", NULL); }
+    if (!ids) { cli_weights_close(&cw); return cli_fail("generate", "out of memory encoding the prompt", NULL); }
     int n = 0;
     if (!no_bos) ids[n++] = bos;
     n += (int)(tok ? fg_tokenizer_encode(tok, prompt, plen, 1, ids + n, need) : fg_bytetok_encode(prompt, plen, 1, ids + n, plen + 1));
-    int max_T = fg_model_config(m)->max_position_embeddings;
-    if (n >= max_T) { free(ids); fg_tokenizer_free(tok); fg_model_free(m); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
+    int max_T = fg_wstore_config(cw.ws)->max_position_embeddings;
+    if (n == 0) { free(ids); cli_weights_close(&cw); return cli_fail("generate", "the prompt is empty", "give --prompt TEXT, or drop --no-bos"); }
+    if (n >= max_T) { free(ids); cli_weights_close(&cw); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
     so.stop_ids = &stop; so.n_stop = 1;
-    fg_infer *s = fg_infer_create_ex(m, max_T, FG_KV_AUTO, weights);
+    fg_infer *s = fg_infer_create_store(cw.ws, max_T, FG_KV_AUTO, kv_type);
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
     int rc = 0;
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);
@@ -96,7 +97,6 @@ int cmd_generate(int argc, char **argv) {
     }
     fg_infer_free(s);
     free(out); free(ids);
-    fg_tokenizer_free(tok);
-    fg_model_free(m);
+    cli_weights_close(&cw);
     return rc;
 }

@@ -13,10 +13,27 @@ int cli_load_config(fg_config *c, const char *spec) {
     return fg_config_preset(c, spec);
 }
 
-// Opens a checkpoint for inference (no optimizer state). Prints the error; NULL on failure.
-fg_model *cli_open_ckpt(const char *cmd, const char *path) {
-    fg_model *m = fg_ckpt_load(path, NULL, NULL);
-    if (!m) cli_fail(cmd, fg_last_error(), "pass a checkpoint written by frugal train (for example runs/demo/ckpt.fgck)");
+static void notice_cb(const char *msg) { fprintf(stderr, "frugal: %s\n", msg); }
+
+// Opens a model for inference: a frugal checkpoint, a Hugging Face directory or a GGUF file (no
+// optimizer state). *tok (may be NULL) gets its tokenizer, NULL for byte-level ids. Prints the
+// error; NULL on failure.
+fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok) {
+    if (tok) *tok = NULL;
+    char *td = NULL;
+    size_t tl = 0;
+    fg_model *m = fg_model_open(path, tok ? &td : NULL, &tl, notice_cb);
+    if (!m) {
+        cli_fail(cmd, fg_last_error(), strstr(fg_last_error(), "hint:") ? NULL : "pass a checkpoint written by frugal train "
+                 "(runs/demo/ckpt.fgck), a Hugging Face directory or a GGUF file");
+        return NULL;
+    }
+    if (td && !(*tok = fg_tokenizer_load_mem(td, tl, path))) {
+        cli_fail(cmd, fg_last_error(), NULL);
+        fg_model_free(m);
+        m = NULL;
+    }
+    free(td);
     return m;
 }
 
@@ -25,7 +42,7 @@ static const char *sched_name(int s) { return s == FG_SCHED_WSD ? "wsd" : s == F
 int cmd_train(int argc, char **argv) {
     fg_train_opts o;
     fg_train_opts_default(&o);
-    const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *sft = NULL;
+    const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
     int quiet = 0, no_progress = 0, threads = 0;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
@@ -58,6 +75,7 @@ int cmd_train(int argc, char **argv) {
         {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps"},
         {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation"},
         {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)"},
+        {"precision", OPT_STR, &precision, "matmul precision: fp32, or bf16 (mixed: bf16 products, fp32 weights/optimizer)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
         {"no-progress", OPT_FLAG, &no_progress, "no progress bar"},
@@ -70,6 +88,9 @@ int cmd_train(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     o.data = files; o.n_data = nf; o.quiet = quiet; o.progress = !no_progress;
+    o.precision = fg_precision_parse(precision);
+    if (o.precision != FG_PREC_FP32 && o.precision != FG_PREC_BF16)
+        return cli_fail("train", "--precision must be fp32 or bf16 (fp8 is a cost-model setting, not a CPU training mode)", NULL);
     if (!strcmp(sched, "cosine")) o.sched = FG_SCHED_COSINE;
     else if (!strcmp(sched, "wsd")) o.sched = FG_SCHED_WSD;
     else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;

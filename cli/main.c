@@ -15,11 +15,14 @@ static const fg_command COMMANDS[] = {
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},
+    {"quantize", "convert a checkpoint to a quantised model file (bf16 or Q8_0) that inference maps", cmd_quantize},
     {"bench", "inference speed: prefill and decode tokens/s, KV bytes per token, bandwidth", cmd_bench},
     {"data", "prepare token shards from text/JSONL/chat files (prepare), or refine a corpus (refine)", cmd_data},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
     {"tokenizer", "train a byte-level BPE tokenizer (DeepSeek-V3 pre-tokenizer) into tokenizer.json", cmd_tokenizer},
+    {"convert", "convert a Hugging Face directory or GGUF file into a frugal checkpoint", cmd_convert},
+    {"export", "write a model as GGUF (llama.cpp) or as a Hugging Face safetensors directory", cmd_export},
     {"help", "show commands, or every option of one command", cmd_help},
 };
 

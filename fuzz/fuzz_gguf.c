@@ -1,6 +1,9 @@
-// fuzz_gguf.c: libFuzzer target for the GGUF metadata reader and the GGUF tokenizer loader.
-// Every accepted file's keys, strings and arrays must lie inside the buffer.
+// fuzz_gguf.c: libFuzzer target for the GGUF reader: metadata, the tokenizer loader, the tensor
+// table (fg_gguf_read_tensors) and the model importer behind it (fg_gguf_model_from: config from
+// metadata, names, shapes, dequantisation, llama row order, the split attn_k_b/attn_v_b).
+// Every accepted file's keys, strings, arrays and tensor data must lie inside the buffer.
 #include "formats/gguf.h"
+#include "formats/interop.h"
 #include "frugal.h"
 #include "util.h"
 
@@ -16,12 +19,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < g->n_kv; i++) {
             const fg_gguf_kv *kv = &g->kv[i];
             if ((const uint8_t *)kv->key.s < data || (const uint8_t *)kv->key.s + kv->key.len > data + size) abort();
+            if (kv->raw < data || kv->raw + kv->raw_len > data + size) abort();
             if (kv->type == FG_GGUF_ARRAY && kv->elem_type == FG_GGUF_STRING) {
                 fg_gguf_str *a = fg_gguf_str_array(g, kv);
                 for (uint64_t k = 0; a && k < kv->n; k++)
                     if ((const uint8_t *)a[k].s < data || (const uint8_t *)a[k].s + a[k].len > data + size) abort();
                 free(a);
             }
+        }
+        if (fg_gguf_read_tensors(g) == 0) {
+            for (uint64_t i = 0; i < g->n_tensors; i++) {
+                const fg_gguf_tensor *t = &g->tensors[i];
+                if (t->data && (t->data < data || t->nbytes > size || t->data + t->nbytes > data + size)) abort();
+            }
+            char *tok = NULL;
+            size_t tl = 0;
+            fg_model *m = fg_gguf_model_from(g, &tok, &tl, NULL);
+            if (m) {
+                int32_t ids[2] = {0, 1 % fg_model_config(m)->vocab_size};
+                if (fg_model_config(m)->max_position_embeddings >= 2) {
+                    fg_infer *s = fg_infer_create(m, 2);
+                    if (s) fg_infer_feed(s, ids, 2);
+                    fg_infer_free(s);
+                }
+            }
+            fg_model_free(m);
+            free(tok);
         }
         fg_gguf_free(g);
     }

@@ -68,6 +68,11 @@ typedef struct fg_config {
     int rope_original_max_position_embeddings;
     float rope_beta_fast, rope_beta_slow, rope_mscale, rope_mscale_all_dim;
     int tie_word_embeddings;
+    // rope_scaling {rope_type: "llama3", factor, low_freq_factor, high_freq_factor,
+    // original_max_position_embeddings} (Llama 3.1+): per-frequency rule, no attention scaling.
+    // Shares rope_factor and rope_original_max_position_embeddings with YaRN; 0 means not llama3.
+    int rope_llama3;
+    float rope_low_freq_factor, rope_high_freq_factor;
 } fg_config;
 
 // Fills *c with a named preset: "tiny", "demo", "bench-moe". Returns -1 for an unknown name.
@@ -417,6 +422,7 @@ typedef struct {
     const char *out_dir;                   // ckpt.fgck and log.jsonl go here
     int progress;                          // progress bar on stderr
     int quiet;                             // no per-eval lines on stdout
+    int precision;                         // FG_PREC_FP32 or FG_PREC_BF16 (mixed precision, see below)
     // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
     // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
     // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward
@@ -431,6 +437,12 @@ typedef struct {
 } fg_train_opts;
 
 void fg_train_opts_default(fg_train_opts *o);
+// Matrix products in fp32 (default) or bf16 mixed precision: operands rounded to bf16 (nearest
+// even) as they are packed, products accumulated in fp32; weights, gradients, attention and the
+// optimizer stay fp32 (docs/model.md, "Mixed precision"). Process-wide; fg_train sets it from
+// opts.precision for the run and restores it. prec: FG_PREC_FP32 or FG_PREC_BF16 (below, with
+// fg_precision_parse); anything else means fp32. Returns the previous value.
+int fg_set_matmul_precision(int prec);
 // Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
 // (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir. Returns 0 or -1.
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o);
@@ -488,6 +500,39 @@ int fg_ckpt_load_into(const char *path, fg_model *m, fg_adamw *opt, fg_train_sta
 // byte-level checkpoint (no such section: encode and decode with fg_bytetok_*); -1 with an error
 // when the file is unreadable or corrupted.
 int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok);
+// The raw bytes of that section: 0 with *data (malloc'd, caller frees) and *len, or *data = NULL
+// for a byte-level checkpoint; -1 with an error.
+int fg_ckpt_read_tokenizer_bytes(const char *path, char **data, size_t *len);
+
+// ---- other checkpoint formats (src/formats/hf.c, src/formats/gguf_model.c; docs/formats.md) ---
+// Opens a model wherever a checkpoint is accepted: a directory in the Hugging Face layout, a GGUF
+// file (recognised by its magic) or a frugal checkpoint. tok_data/tok_len (may be NULL) receive the
+// model's tokenizer as bytes for fg_tokenizer_load_mem (tokenizer.json text, or a GGUF holding only
+// metadata), malloc'd, caller frees; *tok_data = NULL when it has none (byte-level ids). notice
+// receives informational lines (a skipped MTP layer, ignored tensors, unknown config fields) and
+// may be NULL. The weights are converted to fp32 in memory (the model must fit in RAM; a larger
+// one is refused before anything big is allocated). NULL with a one-line error naming the file
+// and the tensor or field.
+fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
+// A Hugging Face directory: config.json (architectures DeepseekV2ForCausalLM, DeepseekV3ForCausalLM,
+// Qwen2ForCausalLM, LlamaForCausalLM), model.safetensors or shards named by
+// model.safetensors.index.json, tokenizer.json (optional). dtypes F32, F16, BF16 and F8_E4M3 with
+// block scales (weight_scale_inv), dequantised on load. MTP layers (index >= num_hidden_layers)
+// are skipped with a notice.
+fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
+// A GGUF file of architecture deepseek2, llama or qwen2; tensor types F32, F16, BF16, Q8_0, Q4_0.
+fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
+// Export weight types.
+enum { FG_EXPORT_F32 = 0, FG_EXPORT_BF16 = 1, FG_EXPORT_Q8_0 = 2, FG_EXPORT_F16 = 3, FG_EXPORT_Q4_0 = 4 };
+int fg_export_type_parse(const char *name); // "f32" "bf16" "q8_0" "f16" "q4_0"; -1 with an error otherwise
+// Writes dir/config.json (architectures + model_type for the model's kind), dir/model.safetensors
+// (table order, F32, BF16 or F16) and, when tok_data is tokenizer.json text, dir/tokenizer.json;
+// each file atomically. dir is created when missing.
+int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_data, size_t tok_len);
+// Writes a GGUF v3 file atomically: MLA models as deepseek2, GQA models as qwen2 (rotate-half RoPE
+// with q/k/v biases) or llama; matrices in type (F32, BF16, Q8_0 or Q4_0; rows that blocks cannot hold stay
+// F32), vectors F32; the tokenizer's metadata from tok_data (required: llama.cpp needs a vocabulary).
+int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len);
 
 // ---- generation with a KV cache (src/infer/generate.c) -------------------------------------
 typedef struct fg_infer fg_infer;
@@ -502,15 +547,50 @@ enum { FG_KV_AUTO = -1, FG_KV_FULL = 0, FG_KV_LATENT = 1 }; // AUTO: latent for 
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind);
 // Weight formats for inference: fp32 (the model's own), bf16, or 8-bit blocks (Q8_0: 32 int8
 // values sharing an fp16 scale). A session with bf16/Q8_0 weights holds a converted copy of the
-// matrices (norms, biases, the embedding lookup and MLA's wkv_b stay fp32; docs/model.md).
+// matrices, embedding included (norms, biases, the routing bias and MLA's wkv_b stay fp32;
+// docs/model.md); the session owns that store (fg_wstore_from_model).
 enum { FG_WEIGHTS_F32 = 0, FG_WEIGHTS_BF16 = 1, FG_WEIGHTS_Q8_0 = 2 };
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights);
 // Bytes of the weights a session reads for its matrix products (after conversion).
 size_t fg_infer_weight_bytes(const fg_infer *s);
-// The share of those a single decode step reads (routed experts count K/E of their bytes).
+// The share of those a single decode step reads (routed experts count K/E of their bytes), plus
+// one row of an untied embedding table (its lookup).
 double fg_infer_decode_weight_bytes(const fg_infer *s);
 // Parses "f32", "bf16", "q8_0" into FG_WEIGHTS_*; -1 with an error otherwise.
 int fg_weights_type_parse(const char *name);
+
+// Typed weight stores (src/infer/wstore.h): a config plus, per tensor of its table, a type
+// (FG_WEIGHTS_*) and a pointer, into an fp32 model, into converted buffers, or into a read-only
+// mapping of a quantised model file. Sessions read every weight through one; a store is
+// read-only once built and may serve several sessions.
+typedef struct fg_wstore fg_wstore;
+// A store over m: fp32 reads m's weights in place (m must outlive the store); bf16 / Q8_0 convert
+// the matrices into an owned arena (vectors, the routing bias and MLA's wkv_b stay fp32, read
+// from m). NULL with an error.
+fg_wstore *fg_wstore_from_model(const fg_model *m, int weights);
+void fg_wstore_free(fg_wstore *ws);                // NULL is fine
+const fg_config *fg_wstore_config(const fg_wstore *ws);
+int fg_wstore_weights(const fg_wstore *ws);        // FG_WEIGHTS_* of its largest matrix
+// The tokenizer a store carries (from a quantised file's 'TOKN' section, or set below): 0 with
+// *tok (caller frees) or *tok = NULL for byte-level ids; -1 with an error.
+int fg_wstore_tokenizer(const fg_wstore *ws, fg_tokenizer **tok);
+int fg_wstore_set_tokenizer(fg_wstore *ws, const void *data, size_t len); // copies; NULL clears
+
+// Quantised model files (.fgq; docs/formats.md "Quantised models"): what `frugal quantize`
+// writes. Saved atomically (path.tmp, fsync, rename). Opening maps the file read-only and checks
+// its header, every section CRC, and every tensor's type, byte count (in Q8_0 blocks) and offset
+// against the table its config implies; the store's tensors point into the mapping (no copy).
+#define FG_QMODEL_MAGIC "FRUGALQM"
+int fg_qmodel_save(const char *path, const fg_wstore *ws);
+fg_wstore *fg_qmodel_open(const char *path);       // free with fg_wstore_free (unmaps)
+// The same over a buffer that must outlive the store (copied when not 64-byte aligned); for fuzzing.
+fg_wstore *fg_qmodel_open_mem(const uint8_t *buf, size_t len, const char *where);
+int fg_file_is_qmodel(const char *path);           // 1 when path starts with FG_QMODEL_MAGIC
+
+// A session over a store (which must outlive it). kv_type: FG_WEIGHTS_F32 or FG_WEIGHTS_BF16, the
+// element type of the KV cache (both cache kinds; bf16 halves its bytes, docs/model.md gives the
+// accuracy). NULL with an error.
+fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv_type);
 int fg_infer_cache_kind(const fg_infer *s);
 void fg_infer_free(fg_infer *s);                   // NULL is fine
 void fg_infer_reset(fg_infer *s);                  // empties the cache (position 0)
@@ -523,7 +603,8 @@ int fg_infer_pos(const fg_infer *s);               // tokens in the cache
 // would overflow or a token id is outside [0, V). Per-token work at decode is matrix-vector; MoE
 // layers run only the experts their router picks (same routing code as training).
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n);
-// Bytes held by the KV cache: L * max_T * floats per position * sizeof(float), with floats per
+// Bytes held by the KV cache: L * max_T * values per position * bytes per value (4, or 2 for a bf16
+// cache), with values per
 // position = Rkv + Dr for the MLA latent cache, H*(Dn+Dr) + H*Dv for MLA's expanded cache and
 // 2*Hkv*Dh for GQA.
 size_t fg_infer_cache_bytes(const fg_infer *s);

@@ -65,6 +65,59 @@ expect_fail "min-p outside [0, 1]" "bad sampling option" $BIN generate --ckpt "$
 long=$(printf 'x%.0s' $(seq 1 300))
 expect_fail "prompt longer than the context" "longer than the model's context" $BIN generate --ckpt "$ck" --prompt "$long"
 expect_fail "generate without a checkpoint" "--ckpt is required" $BIN generate --prompt hi
+expect_fail "empty prompt" "the prompt is empty" $BIN generate --ckpt "$ck" --prompt '' --no-bos
+expect_fail "unknown KV cache type" "unknown KV cache type 'q8_0'" $BIN generate --ckpt "$ck" --kv-type q8_0
+# a checkpoint of another architecture: a safetensors/JSON file is not a frugal model
+expect_fail "not a frugal model" "bad magic" $BIN generate --ckpt "$T/unk.json" --prompt hi
+
+# quantised models: make one, then damage copies of it
+if ! $BIN quantize "$ck" -o "$T/q8.fgq" --type q8_0 >/dev/null 2>"$T/err"; then
+    echo "FAIL: quantize:"; cat "$T/err"; fails=$((fails+1))
+fi
+$BIN generate --ckpt "$T/q8.fgq" --prompt The --temperature 0 --max-tokens 4 >/dev/null 2>"$T/err" ||
+    { echo "FAIL: generate from a quantised model:"; cat "$T/err"; fails=$((fails+1)); }
+expect_fail "quantize to an unknown type" "--type must be bf16 or q8_0" $BIN quantize "$ck" -o "$T/x.fgq" --type q4
+expect_fail "quantize without -o" "-o OUT is required" $BIN quantize "$ck"
+expect_fail "quantize a quantised model" "already a quantised model" $BIN quantize "$T/q8.fgq" -o "$T/x.fgq"
+[ -e "$T/x.fgq" ] && { echo "FAIL: a failed quantize left an output"; fails=$((fails+1)); }
+expect_fail "--weights with a quantised model" "converts checkpoints only" $BIN generate --ckpt "$T/q8.fgq" --weights bf16
+qsize=$(wc -c <"$T/q8.fgq")
+head -c $((qsize - 1000)) "$T/q8.fgq" >"$T/trunc.fgq"
+expect_fail "truncated quantised model" "trunc.fgq: truncated" $BIN generate --ckpt "$T/trunc.fgq"
+cp "$T/q8.fgq" "$T/flip.fgq"
+printf '\125' | dd of="$T/flip.fgq" bs=1 seek=$((qsize - 2000)) conv=notrunc 2>/dev/null
+expect_fail "corrupted quantised model" "checksum mismatch" $BIN eval --ckpt "$T/flip.fgq"
+if command -v python3 >/dev/null 2>&1; then
+    # Rewrites the quantised file $1 into $2 with python ($3: what to change), fixing the CRCs.
+    edit_fgq() {
+        python3 - "$1" "$2" "$3" <<'PY'
+import struct, sys, zlib
+b = bytearray(open(sys.argv[1], 'rb').read()); what = sys.argv[3]
+secs, off = {}, 16
+while off < len(b):
+    tag = bytes(b[off:off+4]).decode(); n = struct.unpack_from('<Q', b, off + 4)[0]
+    secs[tag] = (off + 12, n); off += 16 + n
+q, qn = secs['QTAB']
+p = q + 4
+nl = struct.unpack_from('<I', b, p)[0]; p += 4 + nl
+nd = struct.unpack_from('<I', b, p)[0]; p += 4 + 8 * nd   # p: type, offset, nbytes of tensor 0
+if what == 'blocks':   # one Q8_0 block (34 bytes) fewer than the shape needs
+    nb = struct.unpack_from('<Q', b, p + 12)[0]; struct.pack_into('<Q', b, p + 12, nb - 34)
+elif what == 'arch':   # the config of another architecture (GQA) over MLA tensors
+    c, cn = secs['CONF']
+    conf = bytes(b[c:c+cn]).replace(b'"attention_type": "mla"', b'"attention_type": "gqa"')
+    b[c - 8:c] = struct.pack('<Q', len(conf)); b[c:c+cn+4] = conf + struct.pack('<I', zlib.crc32(conf))
+    q += len(conf) - cn
+    open(sys.argv[2], 'wb').write(b); sys.exit(0)
+struct.pack_into('<I', b, q + qn, zlib.crc32(bytes(b[q:q+qn])))
+open(sys.argv[2], 'wb').write(b)
+PY
+    }
+    edit_fgq "$T/q8.fgq" "$T/blocks.fgq" blocks
+    expect_fail "quantised blocks do not match the header" "blocks do not match the header" $BIN generate --ckpt "$T/blocks.fgq"
+    edit_fgq "$T/q8.fgq" "$T/arch.fgq" arch
+    expect_fail "quantised model of another architecture" "different models" $BIN chat --ckpt "$T/arch.fgq"
+fi
 cp "$ck" "$T/before.fgck"
 expect_fail "resume with bad data keeps the checkpoint" "cannot open" $BIN train --resume "$ck" --steps 4 --out "$T/run" "$T/nope.txt"
 cmp -s "$ck" "$T/before.fgck" || { echo "FAIL: checkpoint changed after a failed run"; fails=$((fails+1)); }

@@ -22,6 +22,14 @@ for w in bf16 q8_0; do
     $BIN bench --config tiny --prefill 8 --decode 0 --decode-tokens 2 --weights $w --json >"$T/w" 2>&1
     grep -q "\"weights\": \"$w\"" "$T/w" || { echo "FAIL: --weights $w:"; cat "$T/w"; fails=$((fails+1)); }
 done
+# bf16 KV cache: half the bytes (2 * 20 * 2 = 80)
+$BIN bench --config tiny --prefill 8 --decode 0,8 --decode-tokens 2 --kv-type bf16 --json >"$T/kv" 2>&1
+grep -q '"kv_bytes_per_token": 80,' "$T/kv" && grep -q '"kv_type": "bf16"' "$T/kv" || { echo "FAIL: --kv-type bf16:"; cat "$T/kv"; fails=$((fails+1)); }
+# a quantised model file benchmarks as stored
+$BIN train --config tiny --steps 1 --batch 2 --seq 70 --eval-every 0 --no-progress --quiet --out "$T/run" >/dev/null 2>&1 &&
+    $BIN quantize "$T/run/ckpt.fgck" -o "$T/m.fgq" --type bf16 >/dev/null 2>&1 &&
+    $BIN bench --ckpt "$T/m.fgq" --prefill 8 --decode 0 --decode-tokens 2 --json >"$T/q" 2>&1
+grep -q '"weights": "bf16"' "$T/q" || { echo "FAIL: bench of a .fgq:"; cat "$T/q"; fails=$((fails+1)); }
 if $BIN bench --config tiny --weights q4 >/dev/null 2>"$T/err"; then echo "FAIL: --weights q4 accepted"; fails=$((fails+1)); fi
 grep -q "unknown weight type 'q4'" "$T/err" || { echo "FAIL: bad --weights message"; cat "$T/err"; fails=$((fails+1)); }
 if $BIN bench --config tiny --prefill abc >/dev/null 2>"$T/err"; then echo "FAIL: bad --prefill accepted"; fails=$((fails+1)); fi

@@ -29,6 +29,13 @@ PY
 out=$($BIN generate --ckpt "$T/run/ckpt.fgck" --prompt "Hello" --max-tokens 5 --seed 1 2>"$T/err") || { fail "generate:"; cat "$T/err"; }
 case "$out" in Hello*) ;; *) fail "generate did not echo the prompt: $out";; esac
 printf 'hi\n/exit\n' | $BIN chat --ckpt "$T/run/ckpt.fgck" --max-tokens 4 >"$T/chat" 2>&1 || { fail "chat:"; cat "$T/chat"; }
+# a quantised model carries the tokenizer: the same text as the checkpoint converted at load
+$BIN quantize "$T/run/ckpt.fgck" -o "$T/q8.fgq" --type q8_0 >"$T/out" 2>&1 || { fail "quantize:"; cat "$T/out"; }
+grep -q "with the checkpoint's tokenizer" "$T/out" || fail "quantize did not carry the tokenizer: $(cat "$T/out")"
+a=$($BIN generate --ckpt "$T/run/ckpt.fgck" --weights q8_0 --prompt "Hello" --max-tokens 8 --seed 3 2>&1)
+b=$($BIN generate --ckpt "$T/q8.fgq" --prompt "Hello" --max-tokens 8 --seed 3 2>&1)
+[ -n "$a" ] && [ "$a" = "$b" ] || fail "generate from the .fgq differs from the converted checkpoint: '$a' vs '$b'"
+printf 'hi\n/exit\n' | $BIN chat --ckpt "$T/q8.fgq" --max-tokens 4 --kv-type bf16 >"$T/chat" 2>&1 || { fail "chat from .fgq:"; cat "$T/chat"; }
 # SFT shards rendered in DeepSeek-V3's chat layout, then training from them
 printf '%s\n' '{"conversations": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}' \
     '{"conversations": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}' >"$T/sft.jsonl"

@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "infer/generate.h"
+#include "infer/quant.h"
+#include "infer/wstore.h"
 #include "test.h"
 
 static fg_model *make_model(const fg_config *c, uint64_t seed) {
@@ -64,6 +66,87 @@ static size_t expected_cache_bytes(const fg_config *c, int max_T, int kind) {
     return (size_t)c->num_hidden_layers * max_T * per * sizeof(float);
 }
 
+// A bf16 KV cache (keys, values or latents rounded to bf16 as they are stored; the attention
+// arithmetic stays fp32): half the bytes, and the logits of every position within KV_BF16_TOL
+// (relative L2 error against the training forward; docs/model.md). Fed token by token and in one
+// chunk (the batched prefill path) to cover both.
+#define KV_BF16_TOL 1e-2 // measured: at most 2.3e-3 on these configs
+static void check_kv_bf16(const char *name, fg_model *m, const int32_t *tok, const float *ref, int T, int kind) {
+    int V = m->cfg.vocab_size;
+    fg_wstore *ws = fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_WEIGHTS_BF16) : NULL;
+    CHECK_MSG(s != NULL, "%s: bf16 cache: %s", name, fg_last_error());
+    if (!s) { fg_wstore_free(ws); return; }
+    CHECK(fg_infer_cache_bytes(s) == expected_cache_bytes(&m->cfg, T, kind) / 2);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        const float *lg = fg_infer_feed(s, &tok[t], 1);
+        if (!lg) { CHECK_MSG(0, "%s: %s", name, fg_last_error()); break; }
+        double e = tst_rel_err(lg, ref + (size_t)t * V, V);
+        worst = e > worst ? e : worst;
+    }
+    fg_infer_reset(s);
+    const float *lg = fg_infer_feed(s, tok, T);
+    double whole = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * V, V) : 1;
+    printf("%s: bf16 KV cache, token by token max rel err %.2e, one feed %.2e\n", name, worst, whole);
+    CHECK_MSG(worst < KV_BF16_TOL && whole < KV_BF16_TOL, "%s: bf16 KV cache: rel err %.3g / %.3g", name, worst, whole);
+    CHECK_MSG(worst > 1e-6, "%s: bf16 KV cache gives fp32 results (rel err %.3g): is it used?", name, worst);
+    CHECK(fg_infer_create_store(ws, T, kind, FG_WEIGHTS_Q8_0) == NULL && strstr(fg_last_error(), "KV cache"));
+    fg_infer_free(s);
+    fg_wstore_free(ws);
+}
+
+// A store built from a (config, table, per-tensor type and pointer) list, every tensor bf16 (the
+// way a mapped bf16 Hugging Face checkpoint arrives: norms and biases too, MLA's wkv_b read through
+// the per-head dequantisation): its logits match the training forward of the same model with its
+// weights rounded to bf16, within 1e-5 token by token (only summation order differs); a prefill
+// also rounds activations to bf16 (see below).
+static void check_typed_store(const char *name, const fg_model *m, const int32_t *tok, int T, int kind) {
+    const fg_config *c = &m->cfg;
+    fg_model *mr = fg_model_create(c);
+    int n = m->n_tensors, *types = malloc(sizeof(int) * n);
+    const void **data = malloc(sizeof(void *) * n);
+    uint8_t *bytes = malloc(m->n_params * 2);
+    for (int i = 0; i < n; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        uint8_t *dst = bytes + 2 * t->offset;
+        fg_quantize_row(dst, m->params + t->offset, (int)t->numel, FG_WEIGHTS_BF16);
+        fg_dequantize_row(mr->params + t->offset, dst, (int)t->numel, FG_WEIGHTS_BF16);
+        types[i] = FG_WEIGHTS_BF16;
+        data[i] = dst;
+    }
+    float *ref = reference_logits(mr, tok, T);
+    fg_wstore *ws = fg_wstore_create(c, m->tensors, n, types, (const void *const *)data);
+    CHECK_MSG(ws != NULL, "%s: typed store: %s", name, fg_last_error());
+    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_WEIGHTS_F32) : NULL;
+    double worst = 0;
+    for (int t = 0; s && t < T; t++) {
+        const float *lg = fg_infer_feed(s, &tok[t], 1);
+        double e = lg ? tst_rel_err(lg, ref + (size_t)t * c->vocab_size, c->vocab_size) : 1;
+        worst = e > worst ? e : worst;
+    }
+    // One feed of T >= 8 tokens is a prefill: its products of bf16 rows run on the packed bf16 GEMM,
+    // which also rounds the activations to bf16 (fp32 accumulation); bound: 1e-2 (measured ~2e-3).
+    double prefill = 1;
+    if (s) {
+        fg_infer_reset(s);
+        const float *lg = fg_infer_feed(s, tok, T);
+        prefill = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * c->vocab_size, c->vocab_size) : 1;
+    }
+    printf("%s: all-bf16 store from a tensor list, max rel err %.2e token by token, %.2e prefill, vs the forward of "
+           "the bf16-rounded model\n", name, worst, prefill);
+    CHECK_MSG(s && worst < 1e-5, "%s: typed store rel err %.3g", name, worst);
+    CHECK_MSG(s && prefill < 1e-2, "%s: typed store prefill rel err %.3g", name, prefill);
+    // The constructor refuses what does not fit the table.
+    CHECK(fg_wstore_create(c, m->tensors, n - 1, types, (const void *const *)data) == NULL && strstr(fg_last_error(), "tensors given"));
+    types[1] = FG_WEIGHTS_Q8_0; // tensor 1 is the first layer's input norm: a vector
+    CHECK(fg_wstore_create(c, m->tensors, n, types, (const void *const *)data) == NULL && strstr(fg_last_error(), "q8_0"));
+    fg_infer_free(s);
+    fg_wstore_free(ws);
+    free(ref); free(types); free(data); free(bytes);
+    fg_model_free(mr);
+}
+
 // Token by token, in uneven chunks, and all at once: every fed prefix's last logits match.
 static void check_decode(const char *name, const fg_config *c, int T, int kind) {
     fg_model *m = make_model(c, 42);
@@ -113,6 +196,8 @@ static void check_decode(const char *name, const fg_config *c, int T, int kind) 
         printf("%s: one feed of %d, rel err %.2e\n", name, T, e);
     }
     fg_infer_free(s);
+    check_kv_bf16(name, m, tok, ref, T, kind);
+    check_typed_store(name, m, tok, T, kind);
     free(tok); free(ref);
     fg_model_free(m);
 }

@@ -1,11 +1,16 @@
 // test_quant.c: inference weight formats. fp16 and bf16 conversions against exact references,
-// Q8_0 error bounds, quantised products against fp32 products on the dequantised weights, and
-// the quality check: the perplexity of bf16 and Q8_0 sessions within 1% of fp32 on held-out
-// data of the built-in task and of a text corpus, for models trained here.
+// Q8_0 error bounds, quantised products (matrix-matrix and the decode matrix-vector kernel, every
+// type) against fp32 products on the dequantised weights, the quantised model file (round trip
+// into a mapped store without fp32 matrices, bit-identical logits to an in-memory conversion, and
+// a clear error for every kind of damage), and the quality check: the perplexity of bf16 and Q8_0
+// models LOADED FROM THE FILE within 1% of fp32 on held-out data of the built-in task and of a
+// text corpus, for models trained here.
 #include <string.h>
 #include <unistd.h>
 
+#include "formats/checkpoint.h"
 #include "infer/quant.h"
+#include "infer/wstore.h"
 #include "test.h"
 #include "train/train.h"
 
@@ -26,12 +31,32 @@ static double seq_nll(fg_infer *s, const int32_t *seq, int n, int V, int *count)
     return nll;
 }
 
+// Writes m as a quantised file of type w in dir, opens it (mapped) and checks that the store
+// holds no converted copy: every tensor points into the mapping. Caller frees.
+static fg_wstore *through_file(fg_model *m, int w, const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/model-%d.fgq", dir, w);
+    fg_wstore *conv = fg_wstore_from_model(m, w);
+    CHECK_MSG(conv && fg_qmodel_save(path, conv) == 0, "%s", fg_last_error());
+    fg_wstore_free(conv);
+    fg_wstore *ws = fg_qmodel_open(path);
+    CHECK_MSG(ws != NULL, "%s", fg_last_error());
+    if (!ws) exit(1);
+    CHECK(ws->map != NULL && ws->n_owned == 0); // no fp32 copy, nothing converted at load
+    for (int i = 0; i < ws->n; i++)
+        CHECK((const uint8_t *)ws->data[i] >= (const uint8_t *)ws->map &&
+              (const uint8_t *)ws->data[i] < (const uint8_t *)ws->map + ws->map_len);
+    return ws;
+}
+
 // Perplexity of each weight type on the given sequences; checks bf16 and Q8_0 within 1% of fp32.
-static void check_ppl(const char *label, fg_model *m, int32_t *const *seqs, const int *lens, int nseq) {
+// bf16 and Q8_0 run from quantised files (through_file).
+static void check_ppl(const char *label, fg_model *m, int32_t *const *seqs, const int *lens, int nseq, const char *dir) {
     double ppl[3], mb[3];
     int V = fg_model_config(m)->vocab_size;
     for (int w = 0; w < 3; w++) {
-        fg_infer *s = fg_infer_create_ex(m, fg_model_config(m)->max_position_embeddings, FG_KV_LATENT, w);
+        fg_wstore *ws = w == FG_WEIGHTS_F32 ? fg_wstore_from_model(m, w) : through_file(m, w, dir);
+        fg_infer *s = fg_infer_create_store(ws, fg_model_config(m)->max_position_embeddings, FG_KV_LATENT, FG_WEIGHTS_F32);
         CHECK_MSG(s != NULL, "%s", fg_last_error());
         double nll = 0;
         int cnt = 0;
@@ -39,6 +64,7 @@ static void check_ppl(const char *label, fg_model *m, int32_t *const *seqs, cons
         ppl[w] = exp(nll / cnt);
         mb[w] = fg_infer_weight_bytes(s) / 1e6;
         fg_infer_free(s);
+        fg_wstore_free(ws);
     }
     printf("%s: weights fp32 %.3f MB, bf16 %.3f MB, q8_0 %.3f MB\n", label, mb[0], mb[1], mb[2]);
     printf("%s: perplexity fp32 %.5f  bf16 %.5f (%+.3f%%)  q8_0 %.5f (%+.3f%%)\n", label, ppl[0], ppl[1],
@@ -46,6 +72,98 @@ static void check_ppl(const char *label, fg_model *m, int32_t *const *seqs, cons
     CHECK_MSG(fabs(ppl[1] / ppl[0] - 1) < 0.01, "%s: bf16 perplexity off by more than 1%%", label);
     CHECK_MSG(fabs(ppl[2] / ppl[0] - 1) < 0.01, "%s: q8_0 perplexity off by more than 1%%", label);
     CHECK(ppl[0] < 0.5 * V); // the model learned something, so the comparison means something
+}
+
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint64_t get64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+// Finds section tag in a .fgq image: payload offset and length (0 when absent).
+static size_t find_sec(const uint8_t *b, size_t n, const char *tag, uint64_t *len) {
+    for (size_t off = 16; off + 12 <= n;) {
+        uint64_t l = get64(b + off + 4);
+        if (!memcmp(b + off, tag, 4)) { *len = l; return off + 12; }
+        off += 12 + (size_t)l + 4;
+    }
+    return 0;
+}
+static void fix_crc(uint8_t *b, size_t off, uint64_t len) { put32(b + off + len, fg_crc32(0, b + off, (size_t)len)); }
+
+// Expects opening the damaged image b to fail with an error containing want.
+static void expect_bad(const char *what, const uint8_t *b, size_t n, const char *want) {
+    fg_wstore *ws = fg_qmodel_open_mem(b, n, "bad.fgq");
+    CHECK_MSG(ws == NULL, "%s: accepted", what);
+    fg_wstore_free(ws);
+    CHECK_MSG(ws != NULL || strstr(fg_last_error(), want), "%s: error '%s' lacks '%s'", what, fg_last_error(), want);
+}
+
+// The file: logits from the mapped file equal those of the in-memory conversion bit for bit;
+// every kind of damage is refused with a clear error.
+static void check_file(fg_model *m, const char *dir, const int32_t *seq, int n) {
+    for (int w = FG_WEIGHTS_BF16; w <= FG_WEIGHTS_Q8_0; w++) {
+        fg_wstore *ws = through_file(m, w, dir);
+        fg_infer *a = fg_infer_create_store(ws, n, FG_KV_AUTO, FG_WEIGHTS_F32), *b = fg_infer_create_ex(m, n, FG_KV_AUTO, w);
+        CHECK(a && b);
+        const float *la = fg_infer_feed(a, seq, n), *lb = fg_infer_feed(b, seq, n);
+        CHECK(la && lb && !memcmp(la, lb, sizeof(float) * fg_model_config(m)->vocab_size));
+        CHECK(fg_wstore_weights(ws) == w && fg_wstore_config(ws)->hidden_size == fg_model_config(m)->hidden_size);
+        fg_infer_free(a); fg_infer_free(b);
+        fg_wstore_free(ws);
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/model-%d.fgq", dir, FG_WEIGHTS_Q8_0);
+    size_t n_img;
+    uint8_t *img = (uint8_t *)fg_read_file(path, &n_img), *b = malloc(n_img);
+    CHECK(img && b && fg_file_is_qmodel(path) && !fg_file_is_qmodel("README.md"));
+    if (!img || !b) exit(1);
+    uint64_t qlen = 0, dlen = 0;
+    size_t qtab = find_sec(img, n_img, "QTAB", &qlen), qdat = find_sec(img, n_img, "QDAT", &dlen);
+    CHECK(qtab && qdat && qdat % 64 == 0);
+    // A Q8_0 tensor whose byte count is not its header's blocks (CRC fixed: only the count is wrong).
+    // The first tensor is the embedding (V, C): name_len, name, ndim 2, 2 shapes, type, offset, nbytes.
+    size_t e = qtab + 4, nl = img[e] | img[e + 1] << 8;
+    size_t type_at = e + 4 + nl + 4 + 16, nbytes_at = type_at + 4 + 8;
+    CHECK(img[type_at] == FG_WEIGHTS_Q8_0);
+    memcpy(b, img, n_img);
+    put32(b + nbytes_at, (uint32_t)get64(b + nbytes_at) - 34);
+    fix_crc(b, qtab, qlen);
+    expect_bad("blocks do not match the header", b, n_img, "blocks do not match the header");
+    // The same tensor claiming bf16 while its bytes are Q8_0 blocks.
+    memcpy(b, img, n_img);
+    b[type_at] = FG_WEIGHTS_BF16;
+    fix_crc(b, qtab, qlen);
+    expect_bad("type does not match the bytes", b, n_img, "bf16 data");
+    // An offset past the data.
+    memcpy(b, img, n_img);
+    put32(b + type_at + 4, (uint32_t)dlen);
+    fix_crc(b, qtab, qlen);
+    expect_bad("offset outside the data", b, n_img, "outside");
+    // An unknown type; a flipped data byte (CRC); truncation at several places; a newer version.
+    memcpy(b, img, n_img);
+    b[type_at] = 7;
+    fix_crc(b, qtab, qlen);
+    expect_bad("unknown type", b, n_img, "unknown type");
+    memcpy(b, img, n_img);
+    b[qdat + 100] ^= 0x40;
+    expect_bad("corrupted data", b, n_img, "checksum mismatch in section 'QDAT'");
+    for (size_t cut = 0; cut < n_img; cut += n_img / 7 + 1) expect_bad("truncated", img, cut, cut < 8 ? "bad magic" : "truncated");
+    memcpy(b, img, n_img);
+    b[8] = 9;
+    expect_bad("newer version", b, n_img, "version 9");
+    // The config in the file describes another model (a different width): the table disagrees.
+    uint64_t clen = 0;
+    size_t conf = find_sec(img, n_img, "CONF", &clen);
+    memcpy(b, img, n_img);
+    char *hs = memmem(b + conf, (size_t)clen, "\"hidden_size\": 64", 17);
+    CHECK(hs != NULL);
+    if (hs) { memcpy(hs, "\"hidden_size\": 32", 17); fix_crc(b, conf, clen); expect_bad("another model's config", b, n_img, "dimension"); }
+    // Everything intact, through the unaligned-buffer path: accepted.
+    uint8_t *odd = malloc(n_img + 1);
+    memcpy(odd + 1, img, n_img);
+    fg_wstore *ok = fg_qmodel_open_mem(odd + 1, n_img, "odd.fgq");
+    CHECK_MSG(ok != NULL, "%s", fg_last_error());
+    fg_wstore_free(ok);
+    printf("quantised file: %zu bytes (q8_0), mapped logits == converted logits, damaged copies refused\n", n_img);
+    free(odd); free(b); free(img);
 }
 
 static fg_model *train_tiny(const char *dir, const char *const *files, int nf, int steps) {
@@ -66,6 +184,14 @@ static fg_model *train_tiny(const char *dir, const char *const *files, int nf, i
     fg_adamw_free(&opt);
     fg_train_state_free(&st);
     return m;
+}
+
+static float bf16_round_trip(float f) { // nearest even, as the GEMM's packing rounds
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    x = (x + 0x7fff + ((x >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &x, 4);
+    return f;
 }
 
 int main(void) {
@@ -111,12 +237,45 @@ int main(void) {
             fg_quantize_row(q + o * fg_qrow_bytes(type, IN), w + o * IN, IN, type);
             fg_dequantize_row(wd + o * IN, q + o * fg_qrow_bytes(type, IN), IN, type);
         }
+        // Prefill (N >= 8) multiplies bf16 panels: its oracle is the fp32 product of the
+        // bf16-rounded activations and dequantised rows; decode (N < 8) is exact fp32.
+        float *inr = malloc(sizeof(float) * 20 * IN), *wr = malloc(sizeof(float) * IN * OUT);
+        for (int i = 0; i < 20 * IN; i++) inr[i] = bf16_round_trip(in[i]);
+        for (int i = 0; i < IN * OUT; i++) wr[i] = bf16_round_trip(wd[i]);
         for (int N = 1; N <= 20; N += 19) {
             fg_qmatmul_forward(o1, in, q, type, bias, N, IN, OUT);
-            matmul_forward(o2, in, wd, bias, N, IN, OUT);
+            if (N >= 8) matmul_forward(o2, inr, wr, bias, N, IN, OUT);
+            else matmul_forward(o2, in, wd, bias, N, IN, OUT);
             CHECK_MSG(tst_rel_err(o1, o2, (size_t)N * OUT) < 1e-6, "type %d N %d: %g", type, N, tst_rel_err(o1, o2, (size_t)N * OUT));
         }
-        free(w); free(wd); free(in); free(o1); free(o2); free(q);
+        free(w); free(wd); free(in); free(o1); free(o2); free(q); free(inr); free(wr);
+    }
+    // The decode kernel (fg_qmatvec, every type; widths that take the AVX-512 path and widths that
+    // do not; row counts that leave tails) against the fp32 product on the dequantised rows.
+    for (int type = FG_WEIGHTS_F32; type <= FG_WEIGHTS_Q8_0; type++) {
+        static const int ins[] = {32, 96, 48, 40, 1024}, outs[] = {1, 5, 64, 67, 301};
+        for (int a = 0; a < 5; a++)
+            for (int bo = 0; bo < 5; bo++) {
+                int IN = ins[a], OUT = outs[bo];
+                if (type == FG_WEIGHTS_Q8_0 && IN % 32) continue;
+                size_t rb = fg_qrow_bytes(type, IN);
+                float *w = malloc(sizeof(float) * IN * OUT), *wd = malloc(sizeof(float) * IN * OUT), *x = malloc(sizeof(float) * IN);
+                float *o1 = malloc(sizeof(float) * OUT), *o2 = malloc(sizeof(float) * OUT), *bias = malloc(sizeof(float) * OUT);
+                uint8_t *q = malloc(rb * OUT);
+                for (int i = 0; i < IN * OUT; i++) w[i] = fg_rng_normal(&r);
+                for (int i = 0; i < IN; i++) x[i] = fg_rng_normal(&r);
+                for (int i = 0; i < OUT; i++) bias[i] = fg_rng_normal(&r);
+                for (int o = 0; o < OUT; o++) {
+                    if (type == FG_WEIGHTS_F32) memcpy(q + o * rb, w + (size_t)o * IN, rb);
+                    else fg_quantize_row(q + o * rb, w + (size_t)o * IN, IN, type);
+                    fg_dequantize_row(wd + (size_t)o * IN, q + o * rb, IN, type);
+                }
+                fg_qmatvec(o1, x, q, type, a % 2 ? bias : NULL, IN, OUT);
+                matmul_forward(o2, x, wd, a % 2 ? bias : NULL, 1, IN, OUT);
+                double e = tst_rel_err(o1, o2, OUT);
+                CHECK_MSG(e < 1e-6, "qmatvec type %d IN %d OUT %d: rel err %g", type, IN, OUT, e);
+                free(w); free(wd); free(x); free(o1); free(o2); free(bias); free(q);
+            }
     }
     CHECK(fg_weights_type_parse("q8_0") == FG_WEIGHTS_Q8_0 && fg_weights_type_parse("bf16") == FG_WEIGHTS_BF16);
     CHECK(fg_weights_type_parse("q4") == -1 && strstr(fg_last_error(), "q4"));
@@ -137,7 +296,8 @@ int main(void) {
             lens[i] = fg_task_render(&p, seqs[i], &pl);
         }
         (void)tg;
-        check_ppl("task (held-out problems)", m, seqs, lens, 16);
+        check_ppl("task (held-out problems)", m, seqs, lens, 16, dir);
+        check_file(m, dir, seqs[0], lens[0]);
         for (int i = 0; i < 16; i++) free(seqs[i]);
         fg_model_free(m);
     }
@@ -165,7 +325,7 @@ int main(void) {
             for (int t = 0; t < 64; t++) seqs[i][t] = (unsigned char)text[(len / 16) * i + t];
             lens[i] = 64;
         }
-        check_ppl("text (held-out document)", m, seqs, lens, 16);
+        check_ppl("text (held-out document)", m, seqs, lens, 16, dir);
         for (int i = 0; i < 16; i++) free(seqs[i]);
         free(text);
         fg_model_free(m);

@@ -266,7 +266,9 @@ static const cfg_field CFG_FIELDS[] = {
     CF(rope_original_max_position_embeddings, "rope_scaling.original_max_position_embeddings", CF_INT),
     CF(rope_beta_fast, "rope_scaling.beta_fast", CF_FLOAT), CF(rope_beta_slow, "rope_scaling.beta_slow", CF_FLOAT),
     CF(rope_mscale, "rope_scaling.mscale", CF_FLOAT), CF(rope_mscale_all_dim, "rope_scaling.mscale_all_dim", CF_FLOAT),
-    CF(tie_word_embeddings, "tie_word_embeddings", CF_INT),
+    CF(tie_word_embeddings, "tie_word_embeddings", CF_INT), CF(rope_llama3, "rope_scaling (llama3)", CF_INT),
+    CF(rope_low_freq_factor, "rope_scaling.low_freq_factor", CF_FLOAT),
+    CF(rope_high_freq_factor, "rope_scaling.high_freq_factor", CF_FLOAT),
 };
 #undef CF
 
@@ -649,6 +651,18 @@ int fg_ckpt_read_tokenizer(const char *path, fg_tokenizer **tok) {
         if (!bytes || !(*tok = fg_tokenizer_load_mem(bytes, len, where))) rc = -1;
         free(bytes);
     }
+    close(s.fd);
+    return rc;
+}
+
+int fg_ckpt_read_tokenizer_bytes(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    ck_src s;
+    if (!path) return fg_set_error("checkpoint read: no path");
+    if (src_open(&s, path)) return -1;
+    int rc = scan(&s);
+    if (!rc && s.sec[S_TOKN].present && !(*data = sec_read_small(&s, S_TOKN, len))) rc = -1;
     close(s.fd);
     return rc;
 }

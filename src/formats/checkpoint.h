@@ -68,4 +68,9 @@
 // result to continue over a following buffer. fg_crc32(0, "123456789", 9) == 0xCBF43926.
 uint32_t fg_crc32(uint32_t crc, const void *p, size_t n);
 
+// The raw bytes of a checkpoint's 'TOKN' section (tokenizer.json text or GGUF metadata), as given to
+// fg_tokenizer_load_mem: 0 with *data malloc'd (caller frees) or NULL when the checkpoint is
+// byte-level; -1 with an error when the file is unreadable or corrupted.
+int fg_ckpt_read_tokenizer_bytes(const char *path, char **data, size_t *len);
+
 #endif

@@ -1,6 +1,7 @@
 // gguf.c: see gguf.h. A bounds-checked cursor walks the header and every metadata value once;
 // arrays of strings are walked element by element so that their total size is known to fit.
 #include "formats/gguf.h"
+#include "formats/json.h"
 #include "util.h"
 
 #include <fcntl.h>
@@ -41,6 +42,9 @@ static int rd_str(cur *c, fg_gguf_str *s, const char *what) {
         return fg_set_error("%s: GGUF %s at offset %zu: string length %llu runs past the end of the file (%zu bytes)",
                             c->where, what, c->off - 8, (unsigned long long)n, c->len);
     s->s = (const char *)c->p + c->off; s->len = (size_t)n;
+    if (fg_utf8_check(s->s, s->len) != s->len)
+        return fg_set_error("%s: GGUF %s at offset %zu is not valid UTF-8 (byte %zu)", c->where, what, c->off - 8,
+                            c->off + fg_utf8_check(s->s, s->len));
     c->off += (size_t)n;
     return 0;
 }
@@ -96,6 +100,7 @@ fg_gguf *fg_gguf_parse(const uint8_t *buf, size_t len, const char *where) {
     g->version = version; g->n_tensors = n_tensors; g->n_kv = (size_t)n_kv;
     for (size_t i = 0; i < g->n_kv; i++) {
         fg_gguf_kv *kv = &g->kv[i];
+        kv->raw = buf + c.off;
         uint32_t t;
         if (rd_str(&c, &kv->key, "metadata key") || rd_u32(&c, &t, "metadata value type")) goto fail;
         char key[128];
@@ -116,7 +121,9 @@ fg_gguf *fg_gguf_parse(const uint8_t *buf, size_t len, const char *where) {
             c.off = start;
         } else kv->val = buf + c.off;
         if (skip_value(&c, (int)t, 0, key)) goto fail;
+        kv->raw_len = (size_t)(buf + c.off - kv->raw);
     }
+    g->buf = buf; g->len = len; g->kv_end = c.off;
     return g;
 fail:
     fg_gguf_free(g);
@@ -142,6 +149,7 @@ void fg_gguf_free(fg_gguf *g) {
     if (g->owned) munmap(g->owned, g->owned_len);
     free((void *)g->where);
     free(g->kv);
+    free(g->tensors);
     free(g);
 }
 
@@ -205,4 +213,118 @@ fg_gguf_str *fg_gguf_str_array(const fg_gguf *g, const fg_gguf_kv *kv) {
         p += 8 + n;
     }
     return a;
+}
+
+int fg_gguf_get_f32(const fg_gguf *g, const char *key, float *out) {
+    const fg_gguf_kv *kv = fg_gguf_find(g, key);
+    if (!kv) return fg_set_error("%s: GGUF key '%s' is missing", g->where, key);
+    if (kv->type == FG_GGUF_F32) { memcpy(out, kv->val, 4); return 0; }
+    if (kv->type == FG_GGUF_F64) { double d; memcpy(&d, kv->val, 8); *out = (float)d; return 0; }
+    if (is_int_type(kv->type)) { *out = (float)int_val(kv->type, kv->val); return 0; }
+    return fg_set_error("%s: GGUF key '%s' must be a number (is %s)", g->where, key, type_names[kv->type]);
+}
+
+// ggml tensor types: name, elements per block, bytes per block (0: size not known here).
+static const struct { const char *name; uint32_t block, bytes; } GGML_TYPES[] = {
+    [0] = {"F32", 1, 4}, [1] = {"F16", 1, 2}, [2] = {"Q4_0", 32, 18}, [3] = {"Q4_1", 32, 20},
+    [6] = {"Q5_0", 32, 22}, [7] = {"Q5_1", 32, 24}, [8] = {"Q8_0", 32, 34}, [9] = {"Q8_1", 32, 36},
+    [10] = {"Q2_K", 0, 0}, [11] = {"Q3_K", 0, 0}, [12] = {"Q4_K", 0, 0}, [13] = {"Q5_K", 0, 0},
+    [14] = {"Q6_K", 0, 0}, [15] = {"Q8_K", 0, 0}, [16] = {"IQ2_XXS", 0, 0}, [17] = {"IQ2_XS", 0, 0},
+    [18] = {"IQ3_XXS", 0, 0}, [19] = {"IQ1_S", 0, 0}, [20] = {"IQ4_NL", 0, 0}, [21] = {"IQ3_S", 0, 0},
+    [22] = {"IQ2_S", 0, 0}, [23] = {"IQ4_XS", 0, 0}, [24] = {"I8", 1, 1}, [25] = {"I16", 1, 2},
+    [26] = {"I32", 1, 4}, [27] = {"I64", 1, 8}, [28] = {"F64", 1, 8}, [29] = {"IQ1_M", 0, 0},
+    [30] = {"BF16", 1, 2}, [34] = {"TQ1_0", 0, 0}, [35] = {"TQ2_0", 0, 0}, [39] = {"MXFP4", 0, 0},
+};
+#define N_GGML_TYPES (sizeof GGML_TYPES / sizeof *GGML_TYPES)
+
+const char *fg_ggml_type_name(uint32_t type, char *buf) {
+    if (type < N_GGML_TYPES && GGML_TYPES[type].name) return GGML_TYPES[type].name;
+    snprintf(buf, 16, "type %u", type);
+    return buf;
+}
+
+int fg_gguf_read_tensors(fg_gguf *g) {
+    if (g->tensors) return 0;
+    cur c = {g->buf, g->len, g->kv_end, g->where};
+    // each info takes at least 8 (name length) + 4 (n_dims) + 8 (ne) + 4 (type) + 8 (offset) bytes
+    if (g->n_tensors > (g->len - c.off) / 32)
+        return fg_set_error("%s: GGUF tensor count %llu is larger than the file could hold", g->where, (unsigned long long)g->n_tensors);
+    g->alignment = 32;
+    const fg_gguf_kv *al = fg_gguf_find(g, "general.alignment");
+    if (al) {
+        if (al->type != FG_GGUF_U32) return fg_set_error("%s: GGUF key 'general.alignment' must be a u32", g->where);
+        uint32_t a;
+        memcpy(&a, al->val, 4);
+        if (a == 0 || (a & (a - 1)) || a > (1u << 30))
+            return fg_set_error("%s: GGUF general.alignment %u is not a power of two in [1, 2^30]", g->where, a);
+        g->alignment = a;
+    }
+    fg_gguf_tensor *ts = calloc(g->n_tensors ? (size_t)g->n_tensors : 1, sizeof *ts);
+    if (!ts) return fg_set_error("%s: out of memory for %llu tensor infos", g->where, (unsigned long long)g->n_tensors);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        fg_gguf_tensor *t = &ts[i];
+        if (rd_str(&c, &t->name, "tensor name") || rd_u32(&c, &t->n_dims, "tensor dimension count")) goto fail;
+        char nm[80];
+        snprintf(nm, sizeof nm, "%.*s", (int)FG_MIN(t->name.len, 64), t->name.s);
+        if (t->name.len == 0 || t->name.len > 256 || memchr(t->name.s, 0, t->name.len)) {
+            fg_set_error("%s: GGUF tensor #%llu: name must be 1..256 bytes without NUL", g->where, (unsigned long long)i);
+            goto fail;
+        }
+        if (t->n_dims < 1 || t->n_dims > 4) { fg_set_error("%s: GGUF tensor '%s': %u dimensions (1..4 allowed)", g->where, nm, t->n_dims); goto fail; }
+        uint64_t numel = 1;
+        for (int d = 0; d < 4; d++) t->ne[d] = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) {
+            if (rd_u64(&c, &t->ne[d], "tensor dimension")) goto fail;
+            if (t->ne[d] == 0 || __builtin_mul_overflow(numel, t->ne[d], &numel) || numel > ((uint64_t)1 << 48)) {
+                fg_set_error("%s: GGUF tensor '%s': dimension %u is %llu (element count must be in [1, 2^48])", g->where, nm, d,
+                             (unsigned long long)t->ne[d]);
+                goto fail;
+            }
+        }
+        if (rd_u32(&c, &t->type, "tensor type") || rd_u64(&c, &t->offset, "tensor offset")) goto fail;
+        if (t->offset % g->alignment) {
+            fg_set_error("%s: GGUF tensor '%s': offset %llu is not a multiple of the alignment %u", g->where, nm,
+                         (unsigned long long)t->offset, g->alignment);
+            goto fail;
+        }
+        for (uint64_t k = 0; k < i; k++)
+            if (ts[k].name.len == t->name.len && !memcmp(ts[k].name.s, t->name.s, t->name.len)) {
+                fg_set_error("%s: GGUF tensor '%s' appears twice", g->where, nm);
+                goto fail;
+            }
+    }
+    size_t data_off = c.off + (g->alignment - c.off % g->alignment) % g->alignment;
+    if (data_off > g->len) data_off = g->len;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        fg_gguf_tensor *t = &ts[i];
+        if (t->type >= N_GGML_TYPES || !GGML_TYPES[t->type].bytes) continue; // refused by name at import
+        uint64_t numel = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3], blk = GGML_TYPES[t->type].block;
+        char nm[80];
+        snprintf(nm, sizeof nm, "%.*s", (int)FG_MIN(t->name.len, 64), t->name.s);
+        if (t->ne[0] % blk) {
+            fg_set_error("%s: GGUF tensor '%s': %llu columns is not a multiple of the %s block (%llu)", g->where, nm,
+                         (unsigned long long)t->ne[0], GGML_TYPES[t->type].name, (unsigned long long)blk);
+            goto fail;
+        }
+        t->nbytes = numel / blk * GGML_TYPES[t->type].bytes;
+        if (t->offset > g->len - data_off || t->nbytes > g->len - data_off - t->offset) {
+            fg_set_error("%s: GGUF tensor '%s': %llu bytes at data offset %llu run past the end of the file (%zu bytes)", g->where,
+                         nm, (unsigned long long)t->nbytes, (unsigned long long)t->offset, g->len);
+            goto fail;
+        }
+        t->data = g->buf + data_off + t->offset;
+    }
+    g->tensors = ts;
+    g->data_off = data_off;
+    return 0;
+fail:
+    free(ts);
+    return -1;
+}
+
+const fg_gguf_tensor *fg_gguf_find_tensor(const fg_gguf *g, const char *name) {
+    size_t n = strlen(name);
+    for (uint64_t i = 0; g->tensors && i < g->n_tensors; i++)
+        if (g->tensors[i].name.len == n && !memcmp(g->tensors[i].name.s, name, n)) return &g->tensors[i];
+    return NULL;
 }

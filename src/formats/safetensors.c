@@ -4,6 +4,7 @@
 // been checked against the real file size.
 #include "formats/safetensors.h"
 #include "formats/json.h"
+#include "infer/quant.h"
 #include "util.h"
 
 #include <errno.h>
@@ -319,6 +320,7 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
         if (t->nbytes) memcpy(out, p, t->nbytes);
         return 0;
     case FG_DT_F16:
+#pragma omp parallel for schedule(static) if (numel > (1 << 18))
         for (int64_t i = 0; i < numel; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
@@ -326,6 +328,7 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
         }
         return 0;
     case FG_DT_BF16:
+#pragma omp parallel for schedule(static) if (numel > (1 << 18))
         for (int64_t i = 0; i < numel; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
@@ -372,7 +375,9 @@ static int check_out(const char *path, const fg_st_out *ts, int n, uint64_t *byt
                 return fg_set_error("%s: writing tensor '%s': element count overflows", path, o->name);
         }
         if (numel > 0 && !o->data) return fg_set_error("%s: writing tensor '%s': data is NULL", path, o->name);
-        if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)4, &bytes[i]) ||
+        if (o->dtype != FG_DT_F32 && o->dtype != FG_DT_BF16 && o->dtype != FG_DT_F16)
+            return fg_set_error("%s: writing tensor '%s': dtype %d cannot be written (F32, BF16, F16)", path, o->name, o->dtype);
+        if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)dtypes[o->dtype].size, &bytes[i]) ||
             __builtin_add_overflow(total, bytes[i], &total) || (double)total > MAX_EXACT_INT)
             return fg_set_error("%s: writing tensor '%s': total size overflows", path, o->name);
     }
@@ -401,7 +406,7 @@ static int build_header(const char *path, const fg_st_out *ts, int n, const uint
     for (int i = 0; i < n; i++) {
         fputc(',', m);
         fg_json_write_string(m, ts[i].name, strlen(ts[i].name));
-        fputs(":{\"dtype\":\"F32\",\"shape\":[", m);
+        fprintf(m, ":{\"dtype\":\"%s\",\"shape\":[", dtypes[ts[i].dtype].name);
         for (int d = 0; d < ts[i].ndim; d++) fprintf(m, "%s%" PRId64, d ? "," : "", ts[i].shape[d]);
         fprintf(m, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes[i]);
         off += bytes[i];
@@ -427,6 +432,21 @@ static void fsync_parent_dir(const char *path) {
     free(dir);
 }
 
+// Writes one tensor's data (bytes long in its dtype), converting from float in chunks.
+static int write_data(FILE *f, const fg_st_out *o, uint64_t bytes) {
+    if (o->dtype == FG_DT_F32) return fwrite(o->data, 1, (size_t)bytes, f) == bytes;
+    uint16_t buf[4096];
+    size_t n = (size_t)(bytes / 2);
+    for (size_t i = 0; i < n;) {
+        size_t k = FG_MIN(n - i, sizeof buf / sizeof *buf);
+        for (size_t j = 0; j < k; j++)
+            buf[j] = o->dtype == FG_DT_BF16 ? fg_f32_to_bf16(o->data[i + j]) : fg_f32_to_fp16(o->data[i + j]);
+        if (fwrite(buf, 2, k, f) != k) return 0;
+        i += k;
+    }
+    return 1;
+}
+
 int fg_safetensors_write_f32(const char *path, const fg_st_out *tensors, int n) {
     if (!path) return fg_set_error("safetensors write: no path");
     if (n < 0 || (n > 0 && !tensors)) return fg_set_error("%s: writing: bad tensor list (n = %d)", path, n);
@@ -442,7 +462,7 @@ int fg_safetensors_write_f32(const char *path, const fg_st_out *tensors, int n) 
     uint64_t hlen64 = hlen;
     int ok = fwrite(&hlen64, 8, 1, f) == 1 && fwrite(hdr, 1, hlen, f) == hlen;
     for (int i = 0; ok && i < n; i++)
-        if (bytes[i]) ok = fwrite(tensors[i].data, 1, (size_t)bytes[i], f) == bytes[i];
+        if (bytes[i]) ok = write_data(f, &tensors[i], bytes[i]);
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int e = errno;
     if (fclose(f) && ok) { ok = 0; e = errno; }

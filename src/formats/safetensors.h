@@ -16,7 +16,7 @@
 // alignment of the data area (read through memcpy or fg_safetensors_read_f32), and does not
 // interpret __metadata__ beyond checking that it is an object of strings. Tensors may leave gaps
 // in the data area but must not overlap. Assumes a little-endian host.
-// What the writer does: F32 only, atomically (path.tmp, fsync, rename); the header is padded so
+// What the writer does: F32, BF16 or F16 from float data, atomically (path.tmp, fsync, rename); the header is padded so
 // the data area starts 8-byte aligned, and carries __metadata__ {"format": "pt"}.
 #ifndef FG_SAFETENSORS_H
 #define FG_SAFETENSORS_H
@@ -67,8 +67,11 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
 // Writes an F32 safetensors file atomically (write path.tmp, fflush, fsync, rename, fsync of the
 // directory). Names must be non-empty, distinct and contain no NUL; 0 <= ndim <= 8; dims >= 0;
 // data may be NULL only for tensors with no elements. On error path is left untouched.
-typedef struct { const char *name; int ndim; int64_t shape[8]; const float *data; } fg_st_out;
+// dtype: FG_DT_F32 (0, the default of a zeroed entry), FG_DT_BF16 (rounded to nearest even) or
+// FG_DT_F16: data is always float and converted while writing.
+typedef struct { const char *name; int ndim; int64_t shape[8]; const float *data; int dtype; } fg_st_out;
 int fg_safetensors_write_f32(const char *path, const fg_st_out *tensors, int n);
+// (float -> bf16 bits: fg_f32_to_bf16 in infer/quant.h)
 
 // "F32", "BF16", ... (NULL for an invalid dtype) and bytes per element (0 for an invalid dtype).
 const char *fg_st_dtype_name(int dtype);

@@ -9,22 +9,28 @@
 // Invariants: cache rows [0, pos) of every layer hold the keys/values of the tokens fed so far;
 // a failed feed changes nothing; feed never allocates (all memory is carved at create).
 #include "infer/generate.h"
-#include "infer/quant.h"
+#include "infer/pool.h"
+#include "infer/wstore.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/route.h"
+#include "ops/gemm.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #define THREAD_ID() omp_get_thread_num()
+static int omp_threads(void) { return omp_get_max_threads(); }
 #else
 #define THREAD_ID() 0
+static int omp_threads(void) { return 1; }
 #endif
 
 #define INFER_CHUNK 256 // tokens per batched pass; bounds the scratch for long prompts
+#define LATENT_GEMM_MIN 16                          // prefill rows from which latent attention runs on the GEMM
+#define LATENT_GEMM_MAX_SCORES ((size_t)64 << 20 >> 2) // its (chunk, max_T) score scratch: at most 64 MiB
 
 
 // Cache kinds (FG_KV_* in frugal.h). FG_KV_FULL: per-head keys and values. FG_KV_LATENT (MLA's
@@ -33,23 +39,28 @@
 // into the query and the value half applied after the weighted sum of latents.
 
 struct fg_infer {
-    const fg_model *m;
-    fg_qweights *qw;            // converted matrices (bf16 / Q8_0), or NULL for the fp32 weights
-    int weights;                // FG_WEIGHTS_*
+    const fg_wstore *ws;        // every weight is read through it
+    fg_wstore *own_ws;          // the store built by fg_infer_create_ex (freed with the session)
     int kind;                   // FG_KV_FULL | FG_KV_LATENT
+    int kv_bf16;                // cache elements are bf16 (else fp32)
     int max_T, pos;
-    int kw, vw;                 // floats per cached position and layer: keys, values (latent: Rkv+Dr, 0)
-    float *kv;                  // cache arena: layer l = keys (max_T, kw) then values (max_T, vw)
-    size_t kv_floats;
+    int kw, vw;                 // values per cached position and layer: keys, values (latent: Rkv+Dr, 0)
+    void *kv;                   // cache arena: layer l = keys (max_T, kw) then values (max_T, vw)
+    size_t kv_elems;            // addressed by element index (kv_put, kv_dot, kv_axpy)
     int chunk, nthreads;        // scratch sized for `chunk` tokens and `nthreads` attention rows
+    int max_heads;              // attention over at most this many rows (one token) runs on the pool
     void *mem;                  // scratch arena, carved below
     float *x, *xn, *x2, *xn2;   // (n, C) residual stream, normed input, after attention, normed
     float *qa, *qan;            // (n, Rq) MLA q compression
     float *q;                   // (n, H*(Dn+Dr)) MLA or (n, H*Dh) GQA, roped
     float *kva, *ckv, *kvb;     // MLA (n, Rkv+Dr), (n, Rkv) normed latent, (n, H*(Dn+Dv))
+    float *kn, *vn;             // GQA (n, Hkv*Dh) new keys and values before they enter the cache
+    float *wkvb;                // latent with a non-fp32 wkv_b: (nthreads, Dn+Dv, Rkv) one head dequantised
     float *y;                   // (n, H*Dv) or (n, H*Dh) attention output before wo
     float *qlat;                // latent: (n, H, Rkv) queries folded through wkv_b's key half
     float *olat;                // latent: (nthreads, Rkv) weighted sum of cached latents
+    float *pq, *ps, *po;        // latent prefill on the GEMM: (n, Rkv+Dr) one head's [q_lat | q_pe],
+                                //   (n, max_T) its scores, (n, Rkv) its o_lat; NULL: row by row only
     float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
     float *scores, *wts;        // (n, E), (n, K)
     int *idx;                   // (n, K)
@@ -61,23 +72,35 @@ struct fg_infer {
     float *sample_scratch;      // (2V) for fg_generate's fg_sample calls
 };
 
-// Every matrix product of the session goes through here: the converted rows when the session
-// has them, the model's fp32 weights otherwise.
-static void wmatmul(fg_infer *s, float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
-    int type;
-    const uint8_t *q = s->qw ? fg_qweights_find(s->qw, w, &type) : NULL;
-    if (q) fg_qmatmul_forward(out, inp, q, type, bias, N, IN, OUT);
-    else matmul_forward(out, inp, w, bias, N, IN, OUT);
+// Every matrix product of the session goes through here, in the weight's stored type: one token
+// is a matrix-vector product (fg_qmatvec, any type), a chunk a matrix-matrix one.
+static void wmatmul(float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT) {
+    if (N == 1) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
+    else if (w.type == FG_WEIGHTS_F32) matmul_forward(out, inp, w.p, bias, N, IN, OUT);
+    else fg_qmatmul_forward(out, inp, w.p, w.type, bias, N, IN, OUT);
 }
 
-static float *cache_k(const fg_infer *s, int l) { return s->kv + (size_t)l * s->max_T * (s->kw + s->vw); }
-static float *cache_v(const fg_infer *s, int l) { return cache_k(s, l) + (size_t)s->max_T * s->kw; }
+// Cache addressing by element index: layer l's keys start at cache_k, its values at cache_v.
+static size_t cache_k(const fg_infer *s, int l) { return (size_t)l * s->max_T * (s->kw + s->vw); }
+static size_t cache_v(const fg_infer *s, int l) { return cache_k(s, l) + (size_t)s->max_T * s->kw; }
+static void kv_put(fg_infer *s, size_t at, const float *src, int n) {
+    if (!s->kv_bf16) { memcpy((float *)s->kv + at, src, sizeof(float) * n); return; }
+    uint16_t *d = (uint16_t *)s->kv + at;
+    for (int i = 0; i < n; i++) d[i] = fg_f32_to_bf16(src[i]);
+}
+static inline float kv_dot(const fg_infer *s, const float *a, size_t at, int n) {
+    return s->kv_bf16 ? fg_bf16_dot(a, (const uint16_t *)s->kv + at, n) : fg_vdot(a, (const float *)s->kv + at, n);
+}
+static inline void kv_axpy(const fg_infer *s, float *y, float a, size_t at, int n) {
+    if (s->kv_bf16) fg_bf16_axpy(y, a, (const uint16_t *)s->kv + at, n);
+    else fg_vaxpy(y, a, (const float *)s->kv + at, n);
+}
 
 // ---- create / free ---------------------------------------------------------------------------
 
 // Two-pass carve of the scratch arena (base NULL: count bytes only), as model.c's carve.
 static size_t carve(fg_infer *s, char *base) {
-    const fg_config *c = &s->m->cfg;
+    const fg_config *c = &s->ws->cfg;
     size_t n = (size_t)s->chunk, off = 0;
     int C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dh = c->head_dim;
@@ -98,9 +121,16 @@ static size_t carve(fg_infer *s, char *base) {
         TAKE(s->kvb, n * H * (Dn + Dv), float);
         TAKE(s->y, n * H * Dv, float);
         if (s->kind == FG_KV_LATENT) { TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, (size_t)s->nthreads * Rkv, float); }
+        if (s->kind == FG_KV_LATENT && !s->kv_bf16 && n >= LATENT_GEMM_MIN && n * (size_t)s->max_T <= LATENT_GEMM_MAX_SCORES) {
+            TAKE(s->pq, n * (Rkv + Dr), float); TAKE(s->ps, n * (size_t)s->max_T, float); TAKE(s->po, n * Rkv, float);
+        }
+        if (s->kind == FG_KV_LATENT && s->ws->layers[0].wkv_b.type != FG_WEIGHTS_F32)
+            TAKE(s->wkvb, (size_t)s->nthreads * (Dn + Dv) * Rkv, float);
     } else {
+        int Hkv = c->num_key_value_heads;
         TAKE(s->q, n * H * Dh, float);
         TAKE(s->y, n * H * Dh, float);
+        TAKE(s->kn, n * Hkv * Dh, float); TAKE(s->vn, n * Hkv * Dh, float);
     }
     if (F > 0) { TAKE(s->h1, n * F, float); TAKE(s->h3, n * F, float); TAKE(s->act, n * F, float); }
     if (moe) {
@@ -128,16 +158,26 @@ fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
 
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
-    if (kind == FG_KV_AUTO) kind = m->cfg.attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL;
-    if (weights != FG_WEIGHTS_F32 && weights != FG_WEIGHTS_BF16 && weights != FG_WEIGHTS_Q8_0) {
-        fg_set_error("decoding session: unknown weight type %d", weights);
-        return NULL;
-    }
-    if (kind != FG_KV_FULL && !(kind == FG_KV_LATENT && m->cfg.attn_type == FG_ATTN_MLA)) {
+    fg_wstore *ws = fg_wstore_from_model(m, weights);
+    if (!ws) { fg_wrap_error("decoding session"); return NULL; }
+    fg_infer *s = fg_infer_create_store(ws, max_T, kind, FG_WEIGHTS_F32);
+    if (!s) { fg_wstore_free(ws); return NULL; }
+    s->own_ws = ws;
+    return s;
+}
+
+fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv_type) {
+    if (!ws) { fg_set_error("decoding session: no weights"); return NULL; }
+    const fg_config *c = &ws->cfg;
+    if (kind == FG_KV_AUTO) kind = c->attn_type == FG_ATTN_MLA ? FG_KV_LATENT : FG_KV_FULL;
+    if (kind != FG_KV_FULL && !(kind == FG_KV_LATENT && c->attn_type == FG_ATTN_MLA)) {
         fg_set_error("decoding session: cache kind %d is not available for this model (the latent cache needs MLA)", kind);
         return NULL;
     }
-    const fg_config *c = &m->cfg;
+    if (kv_type != FG_WEIGHTS_F32 && kv_type != FG_WEIGHTS_BF16) {
+        fg_set_error("decoding session: the KV cache holds f32 or bf16 values (got type %d)", kv_type);
+        return NULL;
+    }
     if (max_T < 1 || max_T > c->max_position_embeddings) {
         fg_set_error("decoding session: max_T must be in [1, max_position_embeddings=%d] (got %d)",
                      c->max_position_embeddings, max_T);
@@ -145,17 +185,13 @@ fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights
     }
     fg_infer *s = calloc(1, sizeof *s);
     if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
-    s->m = m;
+    s->ws = ws;
     s->kind = kind;
-    s->weights = weights;
-    if (weights != FG_WEIGHTS_F32 && !(s->qw = fg_qweights_create(m, weights))) { free(s); return NULL; }
+    s->kv_bf16 = kv_type == FG_WEIGHTS_BF16;
     s->max_T = max_T;
     s->chunk = FG_MIN(max_T, INFER_CHUNK);
-#ifdef _OPENMP
-    s->nthreads = omp_get_max_threads();
-#else
-    s->nthreads = 1;
-#endif
+    s->nthreads = FG_MAX(omp_threads(), fg_pool_threads()); // scratch rows for either kind of worker
+    s->max_heads = c->num_attention_heads;
     int H = c->num_attention_heads;
     if (kind == FG_KV_LATENT) {
         s->kw = c->kv_lora_rank + c->qk_rope_head_dim;
@@ -166,8 +202,8 @@ fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights
     } else {
         s->kw = s->vw = c->num_key_value_heads * c->head_dim;
     }
-    s->kv_floats = (size_t)c->num_hidden_layers * max_T * (s->kw + s->vw);
-    s->kv = fg_calloc(s->kv_floats, sizeof(float), "KV cache");
+    s->kv_elems = (size_t)c->num_hidden_layers * max_T * (s->kw + s->vw);
+    s->kv = fg_calloc(s->kv_elems, s->kv_bf16 ? 2 : 4, "KV cache");
     size_t bytes = carve(s, NULL);
     s->mem = aligned_alloc(64, bytes);
     if (!s->mem && s->kv) fg_set_error("out of memory: decoding scratch needs %.1f MiB", bytes / 1048576.0);
@@ -178,7 +214,7 @@ fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights
 
 void fg_infer_free(fg_infer *s) {
     if (!s) return;
-    fg_qweights_free(s->qw);
+    fg_wstore_free(s->own_ws);
     free(s->kv);
     free(s->mem);
     free(s);
@@ -192,23 +228,26 @@ static double infer_weight_bytes(const fg_infer *s, int per_token);
 size_t fg_infer_weight_bytes(const fg_infer *s) { return (size_t)infer_weight_bytes(s, 0); }
 double fg_infer_decode_weight_bytes(const fg_infer *s) { return infer_weight_bytes(s, 1); }
 
-// Bytes of the matrices the session multiplies with; per_token: a decode step's share, where a
-// routed expert counts K/E (the router picks K of E per token).
+// Bytes of the matrices the session multiplies with, as stored; per_token: a decode step's share,
+// where a routed expert counts K/E (the router picks K of E per token) and the embedding table one
+// row (a lookup).
 static double infer_weight_bytes(const fg_infer *s, int per_token) {
-    const fg_model *m = s->m;
+    const fg_wstore *ws = s->ws;
     double bytes = 0;
-    for (int i = 0; i < m->n_tensors; i++) {
-        const fg_tensor *t = &m->tensors[i];
-        if (t->ndim != 2 || (!strcmp(t->name, "model.embed_tokens.weight") && !m->cfg.tie_word_embeddings)) continue;
-        int type;
-        const uint8_t *q = s->qw ? fg_qweights_find(s->qw, m->params + t->offset, &type) : NULL;
-        double b = q ? (double)t->shape[0] * fg_qrow_bytes(type, t->shape[1]) : (double)t->numel * sizeof(float);
-        if (per_token && t->expert >= 0) b *= (double)m->cfg.num_experts_per_tok / m->cfg.n_routed_experts;
+    for (int i = 0; i < ws->n; i++) {
+        const fg_tensor *t = &ws->t[i];
+        if (t->ndim != 2) continue;
+        if (!strcmp(t->name, "model.embed_tokens.weight") && !ws->cfg.tie_word_embeddings) {
+            if (per_token) bytes += (double)fg_qrow_bytes(ws->type[i], t->shape[1]);
+            continue;
+        }
+        double b = (double)fg_wstore_tensor_bytes(t, ws->type[i]);
+        if (per_token && t->expert >= 0) b *= (double)ws->cfg.num_experts_per_tok / ws->cfg.n_routed_experts;
         bytes += b;
     }
     return bytes;
 }
-size_t fg_infer_cache_bytes(const fg_infer *s) { return s->kv_floats * sizeof(float); }
+size_t fg_infer_cache_bytes(const fg_infer *s) { return s->kv_elems * (s->kv_bf16 ? 2 : 4); }
 
 // ---- forward over a chunk --------------------------------------------------------------------
 
@@ -216,154 +255,262 @@ static void add_into(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+// attention_row (ops.c) over a bf16 cache: the same arithmetic, keys and values read as bf16.
+static void attention_row_kv(const fg_infer *s, float *o, float *p, const float *q, size_t k, int sk, size_t v, int sv,
+                             int n, int Dk, int Dv, float scale) {
+    float mx = -INFINITY;
+    for (int u = 0; u < n; u++) {
+        float sc = kv_dot(s, q, k + (size_t)u * sk, Dk) * scale;
+        p[u] = sc;
+        if (sc > mx) mx = sc;
+    }
+    float sum = 0;
+    for (int u = 0; u < n; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < Dv; i++) o[i] = 0;
+    for (int u = 0; u < n; u++) {
+        p[u] *= inv;
+        kv_axpy(s, o, p[u], v + (size_t)u * sv, Dv);
+    }
+}
+
 // y (n, H, Dv) = softmax attention of the n queries at positions p0 .. p0+n-1 over cached
 // positions [0, p0+i] (causal; the chunk's own rows are already in the cache). q: row stride sq,
-// head h at h*Dk. kc: keys, row stride kw, kv head at kh*Dk; vc: values, stride vw, head at kh*Dv;
-// head h reads kv head h / (H / Hkv). The arithmetic follows attention_forward (ops.c) exactly.
-static void cache_attention(fg_infer *s, float *y, const float *q, int sq, const float *kc, const float *vc,
-                            int n, int p0, int H, int Hkv, int Dk, int Dv, float scale) {
-    int g = H / Hkv, kw = s->kw, vw = s->vw;
-    long work = (long)n * H * (p0 + n) * (Dk + Dv);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
-    for (int r = 0; r < n * H; r++) {
-        int i = r / H, h = r % H, kh = h / g, t = p0 + i;
-        attention_row(y + ((size_t)i * H + h) * Dv, s->probs + (size_t)THREAD_ID() * s->max_T,
-                      q + (size_t)i * sq + (size_t)h * Dk, kc + (size_t)kh * Dk, kw, vc + (size_t)kh * Dv, vw, t + 1, Dk,
-                      Dv, scale);
+// head h at h*Dk. kc: keys (element index), row stride kw, kv head at kh*Dk; vc: values, stride
+// vw, head at kh*Dv; head h reads kv head h / (H / Hkv). The arithmetic follows attention_forward
+// (ops.c) exactly: an fp32 cache runs its attention_row.
+typedef struct {
+    fg_infer *s; float *y; const float *q; int sq; size_t kc, vc; int p0, H, Hkv, Dk, Dv; float scale;
+} cache_job;
+
+static void cache_row(void *ctx, int r, int tid) {
+    const cache_job *j = ctx;
+    fg_infer *s = j->s;
+    int H = j->H, i = r / H, h = r % H, kh = h / (H / j->Hkv), t = j->p0 + i, Dk = j->Dk, Dv = j->Dv;
+    float *o = j->y + ((size_t)i * H + h) * Dv, *p = s->probs + (size_t)tid * s->max_T;
+    const float *qr = j->q + (size_t)i * j->sq + (size_t)h * Dk;
+    if (s->kv_bf16)
+        attention_row_kv(s, o, p, qr, j->kc + (size_t)kh * Dk, s->kw, j->vc + (size_t)kh * Dv, s->vw, t + 1, Dk, Dv, j->scale);
+    else
+        attention_row(o, p, qr, (const float *)s->kv + j->kc + (size_t)kh * Dk, s->kw, (const float *)s->kv + j->vc + (size_t)kh * Dv,
+                      s->vw, t + 1, Dk, Dv, j->scale);
+}
+
+// Rows (query, head) of an attention: one token's heads on the decode helpers (pool.h), a
+// chunk's on OpenMP threads. fn(ctx, row, tid) with tid < s->nthreads.
+static void attention_rows(fg_infer *s, int rows, long work, void (*fn)(void *, int, int), void *ctx) {
+    if (work <= 65536) {
+        for (int r = 0; r < rows; r++) fn(ctx, r, 0);
+    } else if (rows <= s->max_heads) {
+        fg_pool_for(rows, fn, ctx);
+    } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(s->nthreads, omp_threads()))
+        for (int r = 0; r < rows; r++) fn(ctx, r, THREAD_ID());
     }
+}
+
+// y (n, H, Dv) = softmax attention of the n queries at positions p0 .. p0+n-1 over cached
+// positions [0, p0+i] (causal; the chunk's own rows are already in the cache). q: row stride sq,
+// head h at h*Dk. kc: keys (element index), row stride kw, kv head at kh*Dk; vc: values, stride
+// vw, head at kh*Dv; head h reads kv head h / (H / Hkv). The arithmetic follows attention_forward
+// (ops.c) exactly: an fp32 cache runs its attention_row.
+static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_t kc, size_t vc,
+                            int n, int p0, int H, int Hkv, int Dk, int Dv, float scale) {
+    cache_job j = {s, y, q, sq, kc, vc, p0, H, Hkv, Dk, Dv, scale};
+    attention_rows(s, n * H, (long)n * H * (p0 + n) * (Dk + Dv), cache_row, &j);
 }
 
 // Absorbed MLA attention over the latent cache of layer l for the n queries at p0... The cache
 // row of position u is [c_kv(u) (Rkv) | k_pe(u) (Dr)], shared by every head (multi-query form).
 // For query head h: q_lat = W_UK_h^T q_nope (Rkv), score(u) = (q_lat . c_kv(u) + q_pe . k_pe(u))
 // * scale, o_lat = sum_u p(u) c_kv(u), y_h = W_UV_h o_lat. W_UK_h / W_UV_h are the Dn key rows and
-// Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv).
-static void latent_attention(fg_infer *s, int l, int n, int p0) {
-    const fg_model *m = s->m;
-    const fg_config *c = &m->cfg;
-    const float *wkv_b = m->w.layers[l].wkv_b, *cache = cache_k(s, l);
+// Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv), read in fp32 (a wkv_b stored in another type
+// is dequantised one head at a time into per-thread scratch).
+typedef struct { fg_infer *s; int l, p0; } latent_job;
+
+static void latent_row(void *ctx, int r, int tid) {
+    const latent_job *jb = ctx;
+    fg_infer *s = jb->s;
+    const fg_wstore *ws = s->ws;
+    const fg_config *c = &ws->cfg;
+    fg_wref wkv_b = ws->layers[jb->l].wkv_b;
+    size_t cache = cache_k(s, jb->l);
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
     int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
-    float scale = m->softmax_scale;
-    long work = (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(s->nthreads) if (work > 65536)
-    for (int r = 0; r < n * H; r++) {
-        int i = r / H, h = r % H, t = p0 + i;
-        const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b + (size_t)h * (Dn + Dv) * Rkv;
-        float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)THREAD_ID() * Rkv;
-        float *p = s->probs + (size_t)THREAD_ID() * s->max_T;
-        for (int j = 0; j < Rkv; j++) ql[j] = 0;
-        for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
-        float mx = -INFINITY;
-        for (int u = 0; u <= t; u++) {
-            const float *cu = cache + (size_t)u * kw;
-            float sc = (fg_vdot(ql, cu, Rkv) + fg_vdot(q + Dn, cu + Rkv, Dr)) * scale;
-            p[u] = sc;
-            if (sc > mx) mx = sc;
-        }
-        float sum = 0;
-        for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < Rkv; j++) ol[j] = 0;
-        for (int u = 0; u <= t; u++) fg_vaxpy(ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
-        float *o = s->y + ((size_t)i * H + h) * Dv;
-        for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
+    float scale = ws->softmax_scale;
+    int i = r / H, h = r % H, t = jb->p0 + i;
+    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh;
+    if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+    else {
+        float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
+        size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+        const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
+        for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
+        wh = tmp;
     }
+    float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)tid * Rkv;
+    float *p = s->probs + (size_t)tid * s->max_T;
+    for (int j = 0; j < Rkv; j++) ql[j] = 0;
+    for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
+    float mx = -INFINITY;
+    for (int u = 0; u <= t; u++) {
+        size_t cu = cache + (size_t)u * kw;
+        float sc = (kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr)) * scale;
+        p[u] = sc;
+        if (sc > mx) mx = sc;
+    }
+    float sum = 0;
+    for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < Rkv; j++) ol[j] = 0;
+    for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u] * inv, cache + (size_t)u * kw, Rkv);
+    float *o = s->y + ((size_t)i * H + h) * Dv;
+    for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv); // y_h = W_UV_h o_lat
+}
+
+// Prefill of the same attention on the packed GEMM (an fp32 cache and n >= LATENT_GEMM_MIN), one
+// head at a time, every product spread over the threads: [q_lat | q_pe] = [q_nope W_UK_h | q_pe],
+// S = [q_lat | q_pe] cache[0, p0+n)^T (one product: a cache row is [c_kv | k_pe]), a causal softmax
+// per row, o_lat = P c_kv, y_h = o_lat W_UV_h^T. The same sums as latent_row in another order.
+static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
+    const fg_wstore *ws = s->ws;
+    const fg_config *c = &ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
+    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw, t1 = p0 + n;
+    fg_wref wkv_b = ws->layers[l].wkv_b;
+    const float *cache = (const float *)s->kv + cache_k(s, l);
+    float scale = ws->softmax_scale;
+    for (int h = 0; h < H; h++) {
+        const float *wh;
+        if (wkv_b.type == FG_WEIGHTS_F32) wh = (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+        else {
+            float *tmp = s->wkvb;
+            size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+            const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
+            for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
+            wh = tmp;
+        }
+        const float *qh = s->q + (size_t)h * Dq;
+        fg_gemm(0, 0, n, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, s->pq, kw, 0, NULL, FG_GEMM_F32);
+        for (int i = 0; i < n; i++) memcpy(s->pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
+        fg_gemm(0, 1, n, t1, kw, s->pq, kw, cache, kw, s->ps, t1, 0, NULL, FG_GEMM_F32);
+#pragma omp parallel for schedule(static) if ((long)n * t1 > 65536)
+        for (int i = 0; i < n; i++) {
+            float *p = s->ps + (size_t)i * t1, mx = -INFINITY, sum = 0;
+            int m = p0 + i + 1;
+            for (int u = 0; u < m; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
+            for (int u = 0; u < m; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+            float inv = 1.0f / sum;
+            for (int u = 0; u < m; u++) p[u] *= inv;
+            for (int u = m; u < t1; u++) p[u] = 0;
+        }
+        fg_gemm(0, 0, n, Rkv, t1, s->ps, t1, cache, kw, s->po, Rkv, 0, NULL, FG_GEMM_F32);
+        fg_gemm(0, 1, n, Dv, Rkv, s->po, Rkv, wh + (size_t)Dn * Rkv, Rkv, s->y + (size_t)h * Dv, (long)H * Dv, 0, NULL,
+                FG_GEMM_F32);
+    }
+}
+
+static void latent_attention(fg_infer *s, int l, int n, int p0) {
+    const fg_config *c = &s->ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    if (s->pq && n >= LATENT_GEMM_MIN) { latent_attention_gemm(s, l, n, p0); return; }
+    latent_job j = {s, l, p0};
+    attention_rows(s, n * H, (long)n * H * ((p0 + n) * (long)(Rkv + Dr) + (long)(Dn + Dv) * Rkv), latent_row, &j);
 }
 
 // MLA on s->xn (n, C) at positions p0..: appends layer l's cache rows (full per-head keys and
 // values, or the latent form), then s->x2 = x + wo(attention).
 static void mla_chunk(fg_infer *s, int l, int n, int p0) {
-    const fg_model *m = s->m;
-    const fg_config *c = &m->cfg;
-    const fg_layer_w *w = &m->w.layers[l];
+    const fg_wstore *ws = s->ws;
+    const fg_config *c = &ws->cfg;
+    const fg_wlayer *w = &ws->layers[l];
     int C = c->hidden_size, H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim;
     int Dv = c->v_head_dim, Dq = Dn + Dr, Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
     float eps = c->rms_norm_eps;
     if (Rq > 0) {
-        wmatmul(s, s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
+        wmatmul(s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
         rmsnorm_forward(s->qan, NULL, s->qa, w->q_norm, n, Rq, eps);
-        wmatmul(s, s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
+        wmatmul(s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
     } else {
-        wmatmul(s, s->q, s->xn, w->wq, NULL, n, C, H * Dq);
+        wmatmul(s->q, s->xn, w->wq, NULL, n, C, H * Dq);
     }
-    wmatmul(s, s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
+    wmatmul(s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
     for (int i = 0; i < n; i++) // c_kv is the first Rkv of each (Rkv+Dr) row
         rmsnorm_forward(s->ckv + (size_t)i * Rkv, NULL, s->kva + (size_t)i * (Rkv + Dr), w->kv_norm, 1, Rkv, eps);
     if (s->kind == FG_KV_LATENT) {
-        float *cache = cache_k(s, l);
+        size_t cache = cache_k(s, l);
         for (int i = 0; i < n; i++) {
             int pos = p0 + i;
-            float *row = cache + (size_t)pos * s->kw;
+            float *row = s->kva + (size_t)i * (Rkv + Dr); // becomes the cache row [c_kv | roped k_pe]
             memcpy(row, s->ckv + (size_t)i * Rkv, sizeof(float) * Rkv);
-            memcpy(row + Rkv, s->kva + (size_t)i * (Rkv + Dr) + Rkv, sizeof(float) * Dr);
-            rope_apply(row + Rkv, &m->rope, pos, 0);
-            for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, &m->rope, pos, 0);
+            rope_apply(row + Rkv, ws->rope, pos, 0);
+            kv_put(s, cache + (size_t)pos * s->kw, row, Rkv + Dr);
+            for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, ws->rope, pos, 0);
         }
         latent_attention(s, l, n, p0);
-        wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+        wmatmul(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
         add_into(s->x2, s->x, (size_t)n * C);
         return;
     }
-    wmatmul(s, s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
-    float *kc = cache_k(s, l), *vc = cache_v(s, l);
+    wmatmul(s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
+    size_t kc = cache_k(s, l), vc = cache_v(s, l);
 #pragma omp parallel for schedule(static) if ((long)n * H * (Dq + Dv) > 65536)
     for (int i = 0; i < n; i++) {
         int pos = p0 + i;
         float *kpe = s->kva + (size_t)i * (Rkv + Dr) + Rkv;
-        rope_apply(kpe, &m->rope, pos, 0);
+        rope_apply(kpe, ws->rope, pos, 0);
         for (int h = 0; h < H; h++) {
-            float *k = kc + (size_t)pos * s->kw + (size_t)h * Dq;
+            size_t k = kc + (size_t)pos * s->kw + (size_t)h * Dq;
             const float *kvb = s->kvb + ((size_t)i * H + h) * (Dn + Dv);
-            memcpy(k, kvb, sizeof(float) * Dn);
-            memcpy(k + Dn, kpe, sizeof(float) * Dr); // k_pe is shared by all heads
-            memcpy(vc + (size_t)pos * s->vw + (size_t)h * Dv, kvb + Dn, sizeof(float) * Dv);
-            rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, &m->rope, pos, 0);
+            kv_put(s, k, kvb, Dn);
+            kv_put(s, k + Dn, kpe, Dr); // k_pe is shared by all heads
+            kv_put(s, vc + (size_t)pos * s->vw + (size_t)h * Dv, kvb + Dn, Dv);
+            rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, ws->rope, pos, 0);
         }
     }
-    cache_attention(s, s->y, s->q, H * Dq, kc, vc, n, p0, H, H, Dq, Dv, m->softmax_scale);
-    wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+    cache_attention(s, s->y, s->q, H * Dq, kc, vc, n, p0, H, H, Dq, Dv, ws->softmax_scale);
+    wmatmul(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
-// GQA on s->xn: keys and values are projected straight into the cache rows p0..p0+n-1.
+// GQA on s->xn: keys and values of positions p0..p0+n-1 are projected, roped and appended.
 static void gqa_chunk(fg_infer *s, int l, int n, int p0) {
-    const fg_model *m = s->m;
-    const fg_config *c = &m->cfg;
-    const fg_layer_w *w = &m->w.layers[l];
+    const fg_wstore *ws = s->ws;
+    const fg_config *c = &ws->cfg;
+    const fg_wlayer *w = &ws->layers[l];
     int C = c->hidden_size, H = c->num_attention_heads, Hkv = c->num_key_value_heads, Dh = c->head_dim;
-    float *kc = cache_k(s, l), *vc = cache_v(s, l);
-    float *knew = kc + (size_t)p0 * s->kw, *vnew = vc + (size_t)p0 * s->vw;
-    wmatmul(s, s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
-    wmatmul(s, knew, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
-    wmatmul(s, vnew, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
+    size_t kc = cache_k(s, l), vc = cache_v(s, l);
+    wmatmul(s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
+    wmatmul(s->kn, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
+    wmatmul(s->vn, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
 #pragma omp parallel for schedule(static) if ((long)n * H * Dh > 65536)
     for (int i = 0; i < n; i++) {
-        for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dh, &m->rope, p0 + i, 0);
-        for (int h = 0; h < Hkv; h++) rope_apply(knew + ((size_t)i * Hkv + h) * Dh, &m->rope, p0 + i, 0);
+        for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dh, ws->rope, p0 + i, 0);
+        for (int h = 0; h < Hkv; h++) rope_apply(s->kn + ((size_t)i * Hkv + h) * Dh, ws->rope, p0 + i, 0);
+        kv_put(s, kc + (size_t)(p0 + i) * s->kw, s->kn + (size_t)i * Hkv * Dh, Hkv * Dh);
+        kv_put(s, vc + (size_t)(p0 + i) * s->vw, s->vn + (size_t)i * Hkv * Dh, Hkv * Dh);
     }
-    cache_attention(s, s->y, s->q, H * Dh, kc, vc, n, p0, H, Hkv, Dh, Dh, m->softmax_scale);
-    wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dh, C);
+    cache_attention(s, s->y, s->q, H * Dh, kc, vc, n, p0, H, Hkv, Dh, Dh, ws->softmax_scale);
+    wmatmul(s->x2, s->y, w->wo, NULL, n, H * Dh, C);
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
 // out (n, C) = w2(silu(w1 xn) * w3 xn), using s->h1/h3/act as (n, F) scratch.
-static void swiglu_ffn(fg_infer *s, float *out, const float *xn, const float *w1, const float *w2,
-                       const float *w3, int n, int C, int F) {
-    wmatmul(s, s->h1, xn, w1, NULL, n, C, F);
-    wmatmul(s, s->h3, xn, w3, NULL, n, C, F);
+static void swiglu_ffn(fg_infer *s, float *out, const float *xn, fg_wref w1, fg_wref w2, fg_wref w3, int n, int C, int F) {
+    wmatmul(s->h1, xn, w1, NULL, n, C, F);
+    wmatmul(s->h3, xn, w3, NULL, n, C, F);
     swiglu_forward(s->act, s->h1, s->h3, n, F);
-    wmatmul(s, out, s->act, w2, NULL, n, F, C);
+    wmatmul(out, s->act, w2, NULL, n, F, C);
 }
 
 // out (n, C) = DeepSeekMoE(s->xn2): routes each token as training does, then runs only the
 // experts that some token of the chunk picked, each over its tokens as one batch.
 static void moe_chunk(fg_infer *s, int l, float *out, int n) {
-    const fg_config *c = &s->m->cfg;
-    const fg_layer_w *w = &s->m->w.layers[l];
+    const fg_config *c = &s->ws->cfg;
+    const fg_wlayer *w = &s->ws->layers[l];
     int C = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
     int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    wmatmul(s, s->scores, s->xn2, w->gate, NULL, n, C, E);
+    wmatmul(s->scores, s->xn2, w->gate, NULL, n, C, E);
 #pragma omp parallel for schedule(static) if (n >= 16)
     for (int i = 0; i < n; i++)
         fg_moe_route(s->idx + (size_t)i * K, s->wts + (size_t)i * K, s->scores + (size_t)i * E, w->gate_bias, c);
@@ -386,10 +533,10 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
         if (!ne) continue; // an expert no token picked is never read
         float *h1 = s->eh1 + (size_t)o * Fe, *h3 = s->eh3 + (size_t)o * Fe, *a = s->ea + (size_t)o * Fe;
         const float *xe = s->xe + (size_t)o * C;
-        wmatmul(s, h1, xe, w->ew1 + (size_t)e * Fe * C, NULL, ne, C, Fe);
-        wmatmul(s, h3, xe, w->ew3 + (size_t)e * Fe * C, NULL, ne, C, Fe);
+        wmatmul(h1, xe, w->ew1[e], NULL, ne, C, Fe);
+        wmatmul(h3, xe, w->ew3[e], NULL, ne, C, Fe);
         swiglu_forward(a, h1, h3, ne, Fe);
-        wmatmul(s, s->ey + (size_t)o * C, a, w->ew2 + (size_t)e * C * Fe, NULL, ne, Fe, C);
+        wmatmul(s->ey + (size_t)o * C, a, w->ew2[e], NULL, ne, Fe, C);
     }
     if (Fs > 0) swiglu_ffn(s, out, s->xn2, w->sw1, w->sw2, w->sw3, n, C, Fs);
     else memset(out, 0, sizeof(float) * (size_t)n * C);
@@ -404,14 +551,15 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
 // Runs n <= s->chunk tokens (ids already checked) at positions pos..pos+n-1 through every layer,
 // appending to the cache; with want_logits, writes the last token's logits to s->logits.
 static void forward_chunk(fg_infer *s, const int32_t *tokens, int n, int want_logits) {
-    const fg_model *m = s->m;
-    const fg_config *c = &m->cfg;
+    const fg_wstore *ws = s->ws;
+    const fg_config *c = &ws->cfg;
     int C = c->hidden_size, p0 = s->pos;
     float eps = c->rms_norm_eps;
-    for (int i = 0; i < n; i++)
-        memcpy(s->x + (size_t)i * C, m->w.embed + (size_t)tokens[i] * C, sizeof(float) * C);
+    size_t erow = fg_qrow_bytes(ws->embed.type, C);
+    for (int i = 0; i < n; i++) // the embedding lookup dequantises one row per token
+        fg_dequantize_row(s->x + (size_t)i * C, (const uint8_t *)ws->embed.p + (size_t)tokens[i] * erow, C, ws->embed.type);
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        const fg_layer_w *w = &m->w.layers[l];
+        const fg_wlayer *w = &ws->layers[l];
         rmsnorm_forward(s->xn, NULL, s->x, w->attn_norm, n, C, eps);
         if (c->attn_type == FG_ATTN_MLA) mla_chunk(s, l, n, p0);
         else gqa_chunk(s, l, n, p0);
@@ -423,8 +571,8 @@ static void forward_chunk(fg_infer *s, const int32_t *tokens, int n, int want_lo
     }
     s->pos = p0 + n;
     if (!want_logits) return;
-    rmsnorm_forward(s->xn, NULL, s->x + (size_t)(n - 1) * C, m->w.final_norm, 1, C, eps);
-    wmatmul(s, s->logits, s->xn, m->w.lm_head, NULL, 1, C, c->vocab_size);
+    rmsnorm_forward(s->xn, NULL, s->x + (size_t)(n - 1) * C, ws->final_norm, 1, C, eps);
+    wmatmul(s->logits, s->xn, ws->lm_head, NULL, 1, C, c->vocab_size);
 }
 
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n) {
@@ -432,7 +580,7 @@ const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n) {
         fg_set_error("fg_infer_feed: need a session and n >= 1 tokens (got n=%d)", n);
         return NULL;
     }
-    int V = s->m->cfg.vocab_size;
+    int V = s->ws->cfg.vocab_size;
     if (n > s->max_T - s->pos) {
         fg_set_error("feeding %d token(s) at position %d overflows the KV cache of %d positions "
                      "(hint: fg_infer_reset, or create the session with a larger max_T)", n, s->pos, s->max_T);
@@ -564,7 +712,7 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
                 int cap, int (*on_token)(int32_t id, void *ctx), void *ctx) {
     if (!s) return fg_set_error("generate: no session");
-    int V = s->m->cfg.vocab_size;
+    int V = s->ws->cfg.vocab_size;
     if (check_opts(o, V)) return -1;
     if (!prompt || n_prompt < 1) return fg_set_error("generate: the prompt needs at least one token (got %d)", n_prompt);
     if (o->max_new_tokens < 0) return fg_set_error("generate: max_new_tokens must be >= 0 (got %d)", o->max_new_tokens);

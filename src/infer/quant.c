@@ -1,11 +1,13 @@
 // quant.c: see quant.h. Reference kernels in plain C with GCC/Clang vector extensions; a packed
 // int8 dot product (VNNI) and AMX belong to the CPU-speed work.
 #include "infer/quant.h"
+#include "infer/pool.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/gemm.h"
 #include "ops/ops.h"
 
 #if defined(__AVX512F__)
@@ -54,7 +56,7 @@ uint16_t fg_f32_to_fp16(float f) { // round to nearest even; saturates to inf
     return (uint16_t)half;
 }
 
-static uint16_t f32_to_bf16(float f) { // round to nearest even (NaN kept quiet)
+uint16_t fg_f32_to_bf16(float f) { // round to nearest even (NaN kept quiet)
     uint32_t x;
     memcpy(&x, &f, 4);
     if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
@@ -69,7 +71,7 @@ size_t fg_qrow_bytes(int type, int cols) {
 
 void fg_quantize_row(uint8_t *dst, const float *src, int cols, int type) {
     if (type == FG_WEIGHTS_BF16) {
-        for (int i = 0; i < cols; i++) { uint16_t b = f32_to_bf16(src[i]); memcpy(dst + 2 * (size_t)i, &b, 2); }
+        for (int i = 0; i < cols; i++) { uint16_t b = fg_f32_to_bf16(src[i]); memcpy(dst + 2 * (size_t)i, &b, 2); }
         return;
     }
     for (int b = 0; b < cols / FG_Q8_BLOCK; b++) {
@@ -85,6 +87,7 @@ void fg_quantize_row(uint8_t *dst, const float *src, int cols, int type) {
 }
 
 void fg_dequantize_row(float *dst, const uint8_t *src, int cols, int type) {
+    if (type == FG_WEIGHTS_F32) { memcpy(dst, src, sizeof(float) * (size_t)cols); return; }
     if (type == FG_WEIGHTS_BF16) {
         for (int i = 0; i < cols; i++) {
             uint16_t b;
@@ -174,19 +177,142 @@ static float qdot(const float *x, const uint8_t *row, int cols, int type) {
 #endif
 }
 
+// ---- matrix-vector (decode) ------------------------------------------------------------------
+// One token's product reads every weight byte once, so it runs at memory speed when the loads
+// stream: threads take chunks of consecutive rows (sequential streams, as the hardware
+// prefetchers like them) and compute 4 rows at a time against the cached x, which gives 4
+// independent accumulator chains per vector step.
+
+#if defined(__AVX512F__)
+static inline __m512 bf16_load16(const uint8_t *p) { // 16 bf16 -> 16 fp32 (exact)
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+static inline __m512 q8_load16(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+#endif
+
+// x permuted for the bf16 kernel: within each group of 32, the values vpunpcklwd then vpunpckhwd
+// bring to the low halves of fp32 lanes: per 128-bit lane k, elements 8k..8k+3, then 8k+4..8k+7.
+static void bf16_perm_x(float *xp, const float *x, int IN) {
+    for (int g = 0; g < IN; g += 32)
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 4; j++) {
+                xp[g + 4 * k + j] = x[g + 8 * k + j];
+                xp[g + 16 + 4 * k + j] = x[g + 8 * k + 4 + j];
+            }
+}
+
+#if defined(__F16C__)
+#define FP16_TO_F32(h) _cvtsh_ss(h) // no table competing with the weight stream for the cache
+#else
+#define FP16_TO_F32(h) fp16_table[h]
+#endif
+
+// out[r] = dot(x, row r) + bias[r] for rows [r0, r1). xperm: bf16_perm_x(x) for bf16 rows, or NULL.
+static void matvec_rows(float *out, const float *x, const float *xperm, const uint8_t *w, int type, const float *bias, int IN,
+                        int r0, int r1) {
+    size_t rb = fg_qrow_bytes(type, IN);
+    int r = r0;
+#if defined(__AVX512F__)
+    if (type == FG_WEIGHTS_F32 && IN % 16 == 0) {
+        for (; r + 4 <= r1; r += 4) {
+            const float *w0 = (const float *)(w + (size_t)r * rb), *w1 = w0 + IN, *w2 = w1 + IN, *w3 = w2 + IN;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < IN; i += 16) {
+                __m512 xv = _mm512_loadu_ps(x + i);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + i), xv, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + i), xv, a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + i), xv, a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + i), xv, a3);
+            }
+            out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
+            out[r + 2] = _mm512_reduce_add_ps(a2); out[r + 3] = _mm512_reduce_add_ps(a3);
+        }
+    } else if (type == FG_WEIGHTS_BF16 && IN % 32 == 0 && xperm) {
+        // 32 bf16 per 64-byte load; interleaving with zeros (vpunpck{l,h}wd) widens them to two
+        // vectors of fp32 in lane-interleaved order, which xperm (x permuted once per product)
+        // matches: one load, two shuffles and two FMAs per 64 bytes.
+        const __m512i zero = _mm512_setzero_si512();
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *w0 = w + (size_t)r * rb, *w1 = w0 + rb, *w2 = w1 + rb, *w3 = w2 + rb;
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int i = 0; i < IN; i += 32) {
+                __m512 xl = _mm512_loadu_ps(xperm + i), xh = _mm512_loadu_ps(xperm + i + 16);
+#define BF16_STEP(a, wr) do { __m512i v = _mm512_loadu_si512((const void *)((wr) + 2 * (size_t)i)); \
+                a = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpacklo_epi16(zero, v)), xl, a); \
+                a = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_unpackhi_epi16(zero, v)), xh, a); } while (0)
+                BF16_STEP(a0, w0); BF16_STEP(a1, w1); BF16_STEP(a2, w2); BF16_STEP(a3, w3);
+#undef BF16_STEP
+            }
+            out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
+            out[r + 2] = _mm512_reduce_add_ps(a2); out[r + 3] = _mm512_reduce_add_ps(a3);
+        }
+    } else if (type == FG_WEIGHTS_Q8_0) {
+        int nb = IN / FG_Q8_BLOCK;
+        for (; r + 2 <= r1; r += 2) {
+            const fg_block_q8_0 *b0 = (const fg_block_q8_0 *)(w + (size_t)r * rb), *b1 = (const fg_block_q8_0 *)(w + (size_t)(r + 1) * rb);
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+            for (int b = 0; b < nb; b++) {
+                __m512 x0 = _mm512_loadu_ps(x + (size_t)b * FG_Q8_BLOCK), x1 = _mm512_loadu_ps(x + (size_t)b * FG_Q8_BLOCK + 16);
+                uint16_t d0, d1;
+                memcpy(&d0, &b0[b].d, 2);
+                memcpy(&d1, &b1[b].d, 2);
+                __m512 p0 = _mm512_fmadd_ps(q8_load16(b0[b].qs + 16), x1, _mm512_mul_ps(q8_load16(b0[b].qs), x0));
+                __m512 p1 = _mm512_fmadd_ps(q8_load16(b1[b].qs + 16), x1, _mm512_mul_ps(q8_load16(b1[b].qs), x0));
+                a0 = _mm512_fmadd_ps(_mm512_set1_ps(FP16_TO_F32(d0)), p0, a0);
+                a1 = _mm512_fmadd_ps(_mm512_set1_ps(FP16_TO_F32(d1)), p1, a1);
+            }
+            out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
+        }
+    }
+#endif
+    for (; r < r1; r++) // the reference (and the tails)
+        out[r] = type == FG_WEIGHTS_F32 ? fg_vdot(x, (const float *)(w + (size_t)r * rb), IN) : qdot(x, w + (size_t)r * rb, IN, type);
+    if (bias)
+        for (r = r0; r < r1; r++) out[r] += bias[r];
+}
+
+typedef struct {
+    float *out; const float *x, *xperm; const uint8_t *w; int type; const float *bias; int IN, OUT, chunk;
+} mv_job;
+static void mv_chunk(void *ctx, int k, int tid) {
+    (void)tid;
+    const mv_job *j = ctx;
+    int r0 = k * j->chunk, r1 = FG_MIN(j->OUT, r0 + j->chunk);
+    matvec_rows(j->out, j->x, j->xperm, j->w, j->type, j->bias, j->IN, r0, r1);
+}
+
+void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT) {
+    fp16_table_init();
+    size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
+    float xp_small[4096], *xperm = NULL;
+    if (type == FG_WEIGHTS_BF16 && IN % 32 == 0) {
+        xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path
+        if (xperm) bf16_perm_x(xperm, x, IN);
+    }
+    // Rows in chunks of 16-256 KiB (at least 16 chunks; a multiple of 4 rows) claimed one at a time by the caller
+    // and the decode helpers (pool.h): each chunk is one sequential stream, and a helper the OS
+    // has not scheduled never holds the caller back.
+    mv_job job = {out, x, xperm, w, type, bias, IN, OUT, 0};
+    size_t chunk_bytes = FG_MIN((size_t)256 << 10, FG_MAX((size_t)16 << 10, bytes / 16));
+    job.chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, (chunk_bytes / fg_qrow_bytes(type, IN)) & ~(size_t)3));
+    if ((OUT + job.chunk - 1) / job.chunk > FG_POOL_MAX_CHUNKS) job.chunk = (OUT + FG_POOL_MAX_CHUNKS - 1) / FG_POOL_MAX_CHUNKS;
+    int nchunks = (OUT + job.chunk - 1) / job.chunk;
+    if (bytes > (128u << 10)) fg_pool_for(nchunks, mv_chunk, &job);
+    else matvec_rows(out, x, xperm, w, type, bias, IN, 0, OUT);
+    if (xperm != xp_small) free(xperm);
+}
+
 void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type, const float *bias,
                         int N, int IN, int OUT) {
     fp16_table_init();
+    if (N == 1) { fg_qmatvec(out, inp, w, type, bias, IN, OUT); return; }
     size_t rb = fg_qrow_bytes(type, IN);
-    if (N >= 16) { // many rows (prefill): dequantise once, then the fp32 kernel
-        float *wf = malloc(sizeof(float) * (size_t)OUT * IN);
-        if (wf) {
-#pragma omp parallel for schedule(static) if ((long)OUT * IN > 65536)
-            for (int o = 0; o < OUT; o++) fg_dequantize_row(wf + (size_t)o * IN, w + (size_t)o * rb, IN, type);
-            matmul_forward(out, inp, wf, bias, N, IN, OUT);
-            free(wf);
-            return;
-        }
+    if (N >= 8) { // many rows (prefill): the packed GEMM converts the rows to bf16 panels as it packs
+        // them and multiplies with bf16 activations and fp32 accumulation (AVX512-BF16 where present).
+        fg_gemm_qb(N, OUT, IN, inp, IN, w, (long)rb, type, out, OUT, bias, FG_GEMM_BF16);
+        return;
     }
 #pragma omp parallel for collapse(2) schedule(static) if ((long)N * OUT * IN > 32768)
     for (int n = 0; n < N; n++)
@@ -194,60 +320,33 @@ void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type
             out[(size_t)n * OUT + o] = qdot(inp + (size_t)n * IN, w + (size_t)o * rb, IN, type) + (bias ? bias[o] : 0.0f);
 }
 
-fg_qweights *fg_qweights_create(const fg_model *m, int type) {
-    if (type != FG_WEIGHTS_BF16 && type != FG_WEIGHTS_Q8_0) { fg_set_error("quantise: unknown weight type %d", type); return NULL; }
-    fp16_table_init();
-    fg_qweights *q = calloc(1, sizeof *q);
-    if (!q) { fg_set_error("out of memory"); return NULL; }
-    q->type = type;
-    q->n = m->n_tensors;
-    q->base = calloc(q->n, sizeof *q->base);
-    q->numel = calloc(q->n, sizeof *q->numel);
-    q->cols = calloc(q->n, sizeof *q->cols);
-    q->ttype = calloc(q->n, sizeof *q->ttype);
-    q->data = calloc(q->n, sizeof *q->data);
-    if (!q->base || !q->numel || !q->cols || !q->ttype || !q->data) { fg_qweights_free(q); fg_set_error("out of memory"); return NULL; }
-    for (int i = 0; i < q->n; i++) {
-        const fg_tensor *t = &m->tensors[i];
-        q->base[i] = m->params + t->offset;
-        q->numel[i] = t->numel;
-        q->cols[i] = t->ndim == 2 ? (size_t)t->shape[1] : t->numel;
-        q->ttype[i] = FG_WEIGHTS_F32;
-        int keep = t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || !strcmp(t->name, "model.embed_tokens.weight") ||
-                   strstr(t->name, "kv_b_proj") || (type == FG_WEIGHTS_Q8_0 && t->shape[1] % FG_Q8_BLOCK);
-        if (keep) continue;
-        size_t rows = (size_t)t->shape[0], rb = fg_qrow_bytes(type, t->shape[1]);
-        q->data[i] = malloc(rows * rb);
-        if (!q->data[i]) { fg_qweights_free(q); fg_set_error("out of memory quantising the weights"); return NULL; }
-        for (size_t r = 0; r < rows; r++) fg_quantize_row(q->data[i] + r * rb, q->base[i] + r * t->shape[1], t->shape[1], type);
-        q->ttype[i] = type;
-        q->bytes += rows * rb;
-    }
-    return q; // a tied head reads the (fp32) embedding table: it stays fp32 too
-}
-
-void fg_qweights_free(fg_qweights *q) {
-    if (!q) return;
-    for (int i = 0; q->data && i < q->n; i++) free(q->data[i]);
-    free(q->base); free(q->numel); free(q->cols); free(q->ttype); free(q->data);
-    free(q);
-}
-
-const uint8_t *fg_qweights_find(const fg_qweights *q, const float *w, int *type) {
-    int lo = 0, hi = q->n - 1; // tensors are laid out in increasing address order
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (q->base[mid] <= w) lo = mid; else hi = mid - 1;
-    }
-    if (w < q->base[lo] || w >= q->base[lo] + q->numel[lo] || !q->data[lo]) return NULL;
-    size_t off = (size_t)(w - q->base[lo]);
-    *type = q->ttype[lo];
-    return q->data[lo] + off / q->cols[lo] * fg_qrow_bytes(q->ttype[lo], (int)q->cols[lo]);
-}
-
 int fg_weights_type_parse(const char *name) {
     if (!strcmp(name, "f32") || !strcmp(name, "fp32")) return FG_WEIGHTS_F32;
     if (!strcmp(name, "bf16")) return FG_WEIGHTS_BF16;
     if (!strcmp(name, "q8_0") || !strcmp(name, "q8")) return FG_WEIGHTS_Q8_0;
     return fg_set_error("unknown weight type '%s' (hint: f32, bf16 or q8_0)", name);
+}
+
+// ---- bf16 rows of the KV cache ----------------------------------------------------------------
+
+float fg_bf16_dot(const float *a, const uint16_t *b, int n) {
+    int i = 0;
+    float s = 0;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps();
+    for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), bf16_load16((const uint8_t *)(b + i)), acc);
+    s = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < n; i++) { uint32_t u = (uint32_t)b[i] << 16; float f; memcpy(&f, &u, 4); s += a[i] * f; }
+    return s;
+}
+
+void fg_bf16_axpy(float *y, float a, const uint16_t *x, int n) {
+    int i = 0;
+#if defined(__AVX512F__)
+    __m512 av = _mm512_set1_ps(a);
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, bf16_load16((const uint8_t *)(x + i)), _mm512_loadu_ps(y + i)));
+#endif
+    for (; i < n; i++) { uint32_t u = (uint32_t)x[i] << 16; float f; memcpy(&f, &u, 4); y[i] += a * f; }
 }

@@ -135,6 +135,15 @@ int fg_config_validate_shape(const fg_config *c) {
             BAD("config: rope_scaling.beta_fast and beta_slow must be > 0");
         if (c->rope_mscale_all_dim < 0) BAD("config: rope_scaling.mscale_all_dim must be >= 0");
     }
+    if (c->rope_llama3) {
+        if (c->rope_yarn) BAD("config: rope_scaling cannot be both yarn and llama3");
+        if (!(c->rope_factor >= 1)) BAD("config: rope_scaling.factor must be >= 1 (got %g)", c->rope_factor);
+        if (c->rope_original_max_position_embeddings < 1)
+            BAD("config: rope_scaling.original_max_position_embeddings must be > 0 (got %d)", c->rope_original_max_position_embeddings);
+        if (!(c->rope_low_freq_factor > 0) || !(c->rope_high_freq_factor > c->rope_low_freq_factor))
+            BAD("config: rope_scaling needs 0 < low_freq_factor < high_freq_factor (got %g, %g)", c->rope_low_freq_factor,
+                c->rope_high_freq_factor);
+    }
     // Every size field bounded, whatever the architecture uses, so parameter counts (int64) and
     // the tensor table's int products cannot overflow on hostile input (config.json, checkpoints).
     const struct { const char *name; int v; } dims[] = {
@@ -283,9 +292,30 @@ int fg_config_from_json_ex(fg_config *c, const char *json, size_t len, const cha
             if (f->type != FG_JSON_OBJECT) { fg_set_error("%s:%d: rope_scaling must be null or an object", where, f->line); goto done; }
             const fg_json *ty = fg_json_get(f, "type");
             if (!ty) ty = fg_json_get(f, "rope_type");
-            if (!ty || ty->type != FG_JSON_STRING || strcmp(ty->str, "yarn")) {
-                fg_set_error("%s:%d: rope_scaling.type must be \"yarn\" (the only scaling frugal implements)", where, f->line);
+            int llama3 = ty && ty->type == FG_JSON_STRING && !strcmp(ty->str, "llama3");
+            if (!ty || ty->type != FG_JSON_STRING || (strcmp(ty->str, "yarn") && !llama3)) {
+                fg_set_error("%s:%d: rope_scaling.type must be \"yarn\" or \"llama3\" (the scalings frugal implements)", where, f->line);
                 goto done;
+            }
+            if (llama3) {
+                c->rope_llama3 = 1;
+                c->rope_low_freq_factor = 1.0f;
+                c->rope_high_freq_factor = 4.0f;
+                for (const fg_json *r = f->child; r; r = r->next) {
+                    int bad = 0;
+                    if (!strcmp(r->key, "factor")) bad = get_float(r, "rope_scaling.factor", &c->rope_factor, where);
+                    else if (!strcmp(r->key, "original_max_position_embeddings"))
+                        bad = get_int(r, "rope_scaling.original_max_position_embeddings", &c->rope_original_max_position_embeddings, where);
+                    else if (!strcmp(r->key, "low_freq_factor")) bad = get_float(r, "rope_scaling.low_freq_factor", &c->rope_low_freq_factor, where);
+                    else if (!strcmp(r->key, "high_freq_factor")) bad = get_float(r, "rope_scaling.high_freq_factor", &c->rope_high_freq_factor, where);
+                    else if (strcmp(r->key, "type") && strcmp(r->key, "rope_type") && warn) {
+                        char msg[256];
+                        snprintf(msg, sizeof msg, "%s: unknown field 'rope_scaling.%s' ignored", where, r->key);
+                        warn(msg);
+                    }
+                    if (bad) goto done;
+                }
+                continue;
             }
             c->rope_yarn = 1;
             c->rope_mscale_all_dim = 0;
@@ -368,6 +398,11 @@ char *fg_config_to_json(const fg_config *c) {
             "\"beta_fast\": %.9g, \"beta_slow\": %.9g, \"mscale\": %.9g, \"mscale_all_dim\": %.9g}\n}\n",
             c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast, c->rope_beta_slow,
             c->rope_mscale, c->rope_mscale_all_dim);
+    else if (c->rope_llama3)
+        n += snprintf(buf + n, 4096 - n,
+            "  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": %.9g, \"low_freq_factor\": %.9g, "
+            "\"high_freq_factor\": %.9g, \"original_max_position_embeddings\": %d}\n}\n",
+            c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_position_embeddings);
     else
         n += snprintf(buf + n, 4096 - n, "  \"rope_scaling\": null\n}\n");
     return buf;

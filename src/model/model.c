@@ -5,6 +5,7 @@
 // Backward walks the same list in reverse. Every activation needed by backward is saved in
 // fg_layer_acts; nothing is recomputed. fp32 throughout.
 #include "model/model.h"
+#include "ops/gemm.h"
 #include "model/route.h"
 
 #include <assert.h>
@@ -179,18 +180,28 @@ fg_model *fg_model_create(const fg_config *c) {
     m->touched = calloc(m->n_tensors, 1);
     if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
+    if (fg_model_rope_init(&m->rope, &m->softmax_scale, c)) { fg_model_free(m); return NULL; }
+    return m;
+}
+
+int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *c) {
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
-    if (rope_table_init(&m->rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
-                        c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
-                        c->rope_beta_slow)) { fg_model_free(m); return NULL; }
+    int rc = c->rope_llama3
+        ? rope_table_init_llama3(rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta,
+                                 c->rope_factor, c->rope_low_freq_factor, c->rope_high_freq_factor,
+                                 c->rope_original_max_position_embeddings)
+        : rope_table_init(rope, Drope, c->max_position_embeddings, c->rope_interleave, c->rope_theta, yarn,
+                          c->rope_factor, c->rope_original_max_position_embeddings, c->rope_beta_fast,
+                          c->rope_beta_slow);
+    if (rc) return -1;
     int Dk = c->attn_type == FG_ATTN_MLA ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
-    m->softmax_scale = 1.0f / sqrtf((float)Dk);
+    *softmax_scale = 1.0f / sqrtf((float)Dk);
     if (yarn && c->rope_mscale_all_dim > 0) {
         float ms = 0.1f * c->rope_mscale_all_dim * logf(c->rope_factor) + 1.0f;
-        m->softmax_scale *= ms * ms;
+        *softmax_scale *= ms * ms;
     }
-    return m;
+    return 0;
 }
 
 static void free_acts(fg_model *m) {
@@ -414,7 +425,7 @@ static void moe_forward(fg_model *m, int l, float *out) {
     const fg_layer_w *w = &m->w.layers[l];
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
     int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    matmul_forward(a->scores, a->xn2, w->gate, NULL, N, C, E);
+    matmul_forward_prec(a->scores, a->xn2, w->gate, NULL, N, C, E, FG_GEMM_F32); // gating stays fp32
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         fg_moe_route(a->idx + (size_t)n * K, a->wts + (size_t)n * K, a->scores + (size_t)n * E, w->gate_bias, c);
@@ -499,7 +510,7 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
         add_into(next, a->x2, (size_t)N * C);
     }
     rmsnorm_forward(m->xf, m->xf_rstd, m->xfin, m->w.final_norm, N, C, c->rms_norm_eps);
-    matmul_forward(m->logits, m->xf, m->w.lm_head, NULL, N, C, V);
+    matmul_forward_prec(m->logits, m->xf, m->w.lm_head, NULL, N, C, V, FG_GEMM_F32); // the head stays fp32
     m->fwd_live = 1;
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
@@ -659,7 +670,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
             for (int e = 0; e < E; e++) d[e] *= s[e] * (1.0f - s[e]);
         }
     }
-    matmul_backward(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E);
+    matmul_backward_prec(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_GEMM_F32);
 }
 
 static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark);
@@ -698,7 +709,7 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
     bump sc = *psc;
     float *dlogits = m->logits;
     float *dxf = take(&sc, (size_t)N * C);
-    matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V);
+    matmul_backward_prec(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_GEMM_F32);
     rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
     m->fwd_live = 0;

@@ -115,6 +115,9 @@ int fg_config_validate_shape(const fg_config *c);
 fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total);
 // Points every field of w into base using the offsets of c's tensor table t (n entries).
 void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int n, float *base);
+// The RoPE table and attention softmax scale of config c (what fg_model_create sets in m->rope and
+// m->softmax_scale); for readers that run a model without an fg_model. Free with rope_table_free.
+int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *c);
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name);
 
 // Bytes of saved activations (and backward scratch) for batch shape (B, T).

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/gemm.h"
 #include "util.h"
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
@@ -79,31 +80,22 @@ static void dot_tile(float *out, const float *inp, const float *w, const float *
         }
 }
 
-static void axpy_rows(float *Y, int ldy, const float *A, long sam, long sar, const float *X, int ldx,
-                      int m0, int mm, int R, int I);
-
 int fg_ops_count_macs = 0;
 int64_t fg_ops_macs = 0;
 
+// Products of more than a few rows go to the packed GEMM (gemm.c); a handful of rows (decoding)
+// keeps the dot-product tiles above, which read each weight once without packing it.
+#define GEMM_MIN_ROWS 8
+
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+    matmul_forward_prec(out, inp, w, bias, N, IN, OUT, fg_gemm_default_prec);
+}
+
+void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT,
+                         int prec) {
     if (fg_ops_count_macs) __atomic_fetch_add(&fg_ops_macs, (int64_t)N * IN * OUT, __ATOMIC_RELAXED);
-    // Many rows: transpose w once (OUT*IN copies, amortised over N rows) and run the same
-    // register-blocked axpy kernel as backward; it avoids the horizontal sums of the dot form.
-    float *wt = N >= 32 ? malloc(sizeof(float) * (size_t)IN * OUT) : NULL;
-    if (wt) {
-        for (int o = 0; o < OUT; o++)
-            for (int i = 0; i < IN; i++) wt[(size_t)i * OUT + o] = w[(size_t)o * IN + i];
-        int blocks = (N + 3) / 4;
-#pragma omp parallel for schedule(static) if ((long)N * IN * OUT > 32768)
-        for (int b = 0; b < blocks; b++) {
-            int n0 = b * 4, nn = FG_MIN(4, N - n0);
-            for (int n = n0; n < n0 + nn; n++) {
-                float *y = out + (size_t)n * OUT;
-                if (bias) memcpy(y, bias, sizeof(float) * OUT); else memset(y, 0, sizeof(float) * OUT);
-            }
-            axpy_rows(out, OUT, inp, IN, 1, wt, OUT, n0, nn, IN, OUT);
-        }
-        free(wt);
+    if (N >= GEMM_MIN_ROWS) {
+        fg_gemm(0, 1, N, OUT, IN, inp, IN, w, IN, out, OUT, 0, bias, prec);
         return;
     }
     int nb = (N + 3) / 4, ob = (OUT + 3) / 4;
@@ -115,57 +107,15 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
     }
 }
 
-// Y[m, i] += sum_r A[m*sam + r*sar] * X[r*ldx + i], rows m in [m0, m0+mm), columns [0, I).
-// The "axpy" form: the inner loop runs along contiguous rows of X and Y, no reductions.
-static void axpy_rows(float *Y, int ldy, const float *A, long sam, long sar, const float *X, int ldx,
-                      int m0, int mm, int R, int I) {
-    int i = 0;
-    for (; i + 4 * VW <= I; i += 4 * VW) {
-        for (int m = m0; m < m0 + mm; m += 4) {
-            int rows = FG_MIN(4, m0 + mm - m);
-            v16 acc[4][4];
-            for (int r = 0; r < rows; r++)
-                for (int c = 0; c < 4; c++) acc[r][c] = vload(Y + (size_t)(m + r) * ldy + i + c * VW);
-            for (int k = 0; k < R; k++) {
-                const float *x = X + (size_t)k * ldx + i;
-                v16 xv[4] = {vload(x), vload(x + VW), vload(x + 2 * VW), vload(x + 3 * VW)};
-                for (int r = 0; r < rows; r++) {
-                    v16 a = vbcast(A[(m + r) * sam + k * sar]);
-                    for (int c = 0; c < 4; c++) acc[r][c] += a * xv[c];
-                }
-            }
-            for (int r = 0; r < rows; r++)
-                for (int c = 0; c < 4; c++) vstore(Y + (size_t)(m + r) * ldy + i + c * VW, acc[r][c]);
-        }
-    }
-    if (i < I) {
-        for (int m = m0; m < m0 + mm; m++) {
-            float *y = Y + (size_t)m * ldy;
-            for (int k = 0; k < R; k++) {
-                float a = A[m * sam + k * sar];
-                if (a == 0.0f) continue;
-                const float *x = X + (size_t)k * ldx;
-                for (int j = i; j < I; j++) y[j] += a * x[j];
-            }
-        }
-    }
-}
-
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT) {
-    long work = (long)N * IN * OUT;
-    if (dinp) { // dinp[n, i] += sum_o dout[n, o] w[o, i]
-        int blocks = (N + 3) / 4;
-#pragma omp parallel for schedule(static) if (work > 32768)
-        for (int b = 0; b < blocks; b++)
-            axpy_rows(dinp, IN, dout, OUT, 1, w, IN, b * 4, FG_MIN(4, N - b * 4), OUT, IN);
-    }
-    if (dw) { // dw[o, i] += sum_n dout[n, o] inp[n, i]
-        int blocks = (OUT + 3) / 4;
-#pragma omp parallel for schedule(static) if (work > 32768)
-        for (int b = 0; b < blocks; b++)
-            axpy_rows(dw, IN, dout, 1, OUT, inp, IN, b * 4, FG_MIN(4, OUT - b * 4), N, IN);
-    }
+    matmul_backward_prec(dinp, dw, dbias, dout, inp, w, N, IN, OUT, fg_gemm_default_prec);
+}
+
+void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int IN, int OUT, int prec) {
+    if (dinp) fg_gemm(0, 0, N, IN, OUT, dout, OUT, w, IN, dinp, IN, 1, NULL, prec);   // dinp += dout @ w
+    if (dw) fg_gemm(1, 0, OUT, IN, N, dout, OUT, inp, IN, dw, IN, 1, NULL, prec);     // dw += dout^T @ inp
     if (dbias)
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OUT; o++) dbias[o] += dout[(size_t)n * OUT + o];
@@ -218,6 +168,16 @@ static double yarn_corr_dim(double rot, int D, double base, int max_pos) {
     return D * log(max_pos / (rot * 2 * M_PI)) / (2 * log(base));
 }
 
+static void rope_fill(rope_table *r, const float *freq) {
+    int half = r->D / 2;
+    for (int t = 0; t < r->T; t++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)t * freq[i]; // float product, as the reference's torch.outer
+            r->cos[(size_t)t * half + i] = (float)cos((double)a);
+            r->sin[(size_t)t * half + i] = (float)sin((double)a);
+        }
+}
+
 int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
                     int orig_max_pos, float beta_fast, float beta_slow) {
     memset(r, 0, sizeof *r);
@@ -241,12 +201,32 @@ int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, in
             freq[i] = (float)(freq[i] / factor * (1 - smooth) + freq[i] * smooth);
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < half; i++) {
-            float a = (float)t * freq[i]; // float product, as the reference's torch.outer
-            r->cos[(size_t)t * half + i] = (float)cos((double)a);
-            r->sin[(size_t)t * half + i] = (float)sin((double)a);
+    rope_fill(r, freq);
+    free(freq);
+    return 0;
+}
+
+int rope_table_init_llama3(rope_table *r, int D, int T, int interleave, float theta, float factor,
+                           float low_freq_factor, float high_freq_factor, int orig_max_pos) {
+    memset(r, 0, sizeof *r);
+    if (D <= 0 || D % 2) return fg_set_error("rope dimension must be even and > 0 (got %d)", D);
+    int half = D / 2;
+    r->D = D; r->T = T; r->interleave = interleave;
+    r->cos = malloc(sizeof(float) * (size_t)T * half);
+    r->sin = malloc(sizeof(float) * (size_t)T * half);
+    float *freq = malloc(sizeof(float) * half);
+    if (!r->cos || !r->sin || !freq) { free(freq); rope_table_free(r); return fg_set_error("out of memory for rope table"); }
+    double lo_wl = orig_max_pos / (double)low_freq_factor, hi_wl = orig_max_pos / (double)high_freq_factor;
+    for (int i = 0; i < half; i++) {
+        double f = 1.0 / pow((double)theta, (2.0 * i) / D), wl = 2 * M_PI / f;
+        if (wl > lo_wl) f /= factor;
+        else if (wl >= hi_wl) {
+            double smooth = (orig_max_pos / wl - low_freq_factor) / (high_freq_factor - low_freq_factor);
+            f = (1 - smooth) * f / factor + smooth * f;
         }
+        freq[i] = (float)f;
+    }
+    rope_fill(r, freq);
     free(freq);
     return 0;
 }
@@ -287,6 +267,11 @@ void attention_row(float *o, float *p, const float *q, const float *k, int sk, c
     }
 }
 
+// Training attention runs blocked on the packed GEMM: per (b, h) and block of ATT_QB query rows
+// [t0, t1), S = Q K[0, t1)^T, a causal softmax row by row, then O = P V[0, t1). Only the causal
+// part of the T x T matrix is computed (plus the triangle inside each diagonal block, masked to 0).
+#define ATT_QB 64
+
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
     int g = H / Hkv;
@@ -297,10 +282,23 @@ void attention_forward(float *out, float *att, const float *q, const float *k, c
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++) {
             int kh = h / g;
-            for (int t = 0; t < T; t++)
-                attention_row(out + (((size_t)b * T + t) * H + h) * Dv, att + (((size_t)b * H + h) * T + t) * T,
-                              q + ((size_t)b * T + t) * sq + (size_t)h * Dk, k + (size_t)b * T * sk + (size_t)kh * Dk, sk,
-                              v + (size_t)b * T * sv + (size_t)kh * Dv, sv, t + 1, Dk, Dv, scale);
+            const float *kb = k + (size_t)b * T * sk + (size_t)kh * Dk, *vb = v + (size_t)b * T * sv + (size_t)kh * Dv;
+            float *P = att + ((size_t)b * H + h) * T * T;
+            for (int t0 = 0; t0 < T; t0 += ATT_QB) {
+                int t1 = FG_MIN(T, t0 + ATT_QB), nq = t1 - t0;
+                fg_gemm(0, 1, nq, t1, Dk, q + ((size_t)b * T + t0) * sq + (size_t)h * Dk, sq, kb, sk,
+                        P + (size_t)t0 * T, T, 0, NULL, FG_GEMM_F32);
+                for (int t = t0; t < t1; t++) {
+                    float *p = P + (size_t)t * T, mx = -INFINITY, sum = 0;
+                    for (int u = 0; u <= t; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
+                    for (int u = 0; u <= t; u++) { p[u] = expf(p[u] - mx); sum += p[u]; }
+                    float inv = 1.0f / sum;
+                    for (int u = 0; u <= t; u++) p[u] *= inv;
+                    for (int u = t + 1; u < t1; u++) p[u] = 0;
+                }
+                fg_gemm(0, 0, nq, Dv, t1, P + (size_t)t0 * T, T, vb, sv,
+                        out + (((size_t)b * T + t0) * H + h) * Dv, (long)H * Dv, 0, NULL, FG_GEMM_F32);
+            }
         }
 }
 
@@ -309,36 +307,38 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
     int g = H / Hkv;
     // Parallel over (b, kv head): every write to dk/dv of that kv head stays in one thread.
+    // Per query block: dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) scale,
+    // dQ += dS K, dK += dS^T Q.
 #pragma omp parallel
     {
-        float *dp = malloc(sizeof(float) * (size_t)T);
+        float *dS = malloc(sizeof(float) * (size_t)ATT_QB * T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
-            for (int kh = 0; kh < Hkv; kh++)
-                for (int h = kh * g; h < (kh + 1) * g; h++)
-                    for (int t = 0; t < T; t++) {
-                        const float *p = att + (((size_t)b * H + h) * T + t) * T;
-                        const float *dot = dout + (((size_t)b * T + t) * H + h) * Dv;
-                        const float *qt = q + ((size_t)b * T + t) * sq + (size_t)h * Dk;
-                        float *dqt = dq + ((size_t)b * T + t) * sq + (size_t)h * Dk;
-                        float sum = 0;
-                        for (int u = 0; u <= t; u++) {
-                            const float *vu = v + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
-                            float *dvu = dv + ((size_t)b * T + u) * sv + (size_t)kh * Dv;
-                            float d = fg_vdot(dot, vu, Dv);
-                            fg_vaxpy(dvu, p[u], dot, Dv);
-                            dp[u] = d;
-                            sum += p[u] * d;
+            for (int kh = 0; kh < Hkv; kh++) {
+                size_t ko = (size_t)b * T * sk + (size_t)kh * Dk, vo = (size_t)b * T * sv + (size_t)kh * Dv;
+                for (int h = kh * g; h < (kh + 1) * g; h++) {
+                    const float *P = att + ((size_t)b * H + h) * T * T;
+                    for (int t0 = 0; t0 < T; t0 += ATT_QB) {
+                        int t1 = FG_MIN(T, t0 + ATT_QB), nq = t1 - t0;
+                        const float *dO = dout + (((size_t)b * T + t0) * H + h) * Dv;
+                        size_t qo = ((size_t)b * T + t0) * sq + (size_t)h * Dk;
+                        long ldo = (long)H * Dv;
+                        fg_gemm(0, 1, nq, t1, Dv, dO, ldo, v + vo, sv, dS, t1, 0, NULL, FG_GEMM_F32);
+                        fg_gemm(1, 0, t1, Dv, nq, P + (size_t)t0 * T, T, dO, ldo, dv + vo, sv, 1, NULL, FG_GEMM_F32);
+                        for (int i = 0; i < nq; i++) {
+                            const float *p = P + (size_t)(t0 + i) * T;
+                            float *d = dS + (size_t)i * t1, sum = 0;
+                            int n = t0 + i + 1;
+                            for (int u = 0; u < n; u++) sum += p[u] * d[u];
+                            for (int u = 0; u < n; u++) d[u] = p[u] * (d[u] - sum) * scale;
+                            for (int u = n; u < t1; u++) d[u] = 0;
                         }
-                        for (int u = 0; u <= t; u++) {
-                            float ds = p[u] * (dp[u] - sum) * scale;
-                            const float *ku = k + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                            float *dku = dk + ((size_t)b * T + u) * sk + (size_t)kh * Dk;
-                            fg_vaxpy(dqt, ds, ku, Dk);
-                            fg_vaxpy(dku, ds, qt, Dk);
-                        }
+                        fg_gemm(0, 0, nq, Dk, t1, dS, t1, k + ko, sk, dq + qo, sq, 1, NULL, FG_GEMM_F32);
+                        fg_gemm(1, 0, t1, Dk, nq, dS, t1, q + qo, sq, dk + ko, sk, 1, NULL, FG_GEMM_F32);
                     }
-        free(dp);
+                }
+            }
+        free(dS);
     }
 }
 

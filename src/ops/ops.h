@@ -28,6 +28,11 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 // dinp (N, IN) += dout @ w; dw (OUT, IN) += dout^T @ inp; dbias (OUT) += column sums of dout.
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT);
+// The same with an explicit precision (FG_GEMM_F32 / FG_GEMM_BF16, gemm.h) instead of the
+// process-wide fg_gemm_default_prec: the output head and MoE gating stay fp32 under mixed precision.
+void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int prec);
+void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
+                          const float *w, int N, int IN, int OUT, int prec);
 
 // out (N, C) = w * inp / sqrt(mean(inp^2) + eps); rstd (N) saved for backward.
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
@@ -45,13 +50,19 @@ typedef struct {
 } rope_table;
 int rope_table_init(rope_table *r, int D, int T, int interleave, float theta, int yarn, float factor,
                     int orig_max_pos, float beta_fast, float beta_slow);
+// The same with Llama 3's frequency rule (rope_type "llama3"): wavelengths below
+// orig/high keep their frequency, above orig/low are divided by factor, in between blend
+// smoothly (docs/model.md).
+int rope_table_init_llama3(rope_table *r, int D, int T, int interleave, float theta, float factor,
+                           float low_freq_factor, float high_freq_factor, int orig_max_pos);
 void rope_table_free(rope_table *r);
 // Rotates x (D floats) in place for position pos; inverse=1 applies the transpose (for backward).
 void rope_apply(float *x, const rope_table *r, int pos, int inverse);
 
 // Causal softmax attention. q (B, T, H, Dk) row stride sq per token, k (B, T, Hkv, Dk) stride sk,
 // v (B, T, Hkv, Dv) stride sv; head h reads kv head h / (H / Hkv). out (B, T, H, Dv) contiguous,
-// att (B, H, T, T) saved probabilities (upper triangle left untouched).
+// att (B, H, T, T) saved probabilities (row t: columns <= t; columns > t are 0 up to the end of t's
+// 64-row block and untouched beyond).
 void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
 // One query row: p (n) = softmax(scale * q . k_u) over n keys (row stride sk), o (Dv) = p @ v

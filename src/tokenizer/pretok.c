@@ -514,3 +514,19 @@ int fg_pretok_run(const fg_pretok *p, const char *text, size_t len, fg_pretok_fn
     free(cp); free(fl); free(off);
     return c.stop ? -1 : 0;
 }
+
+const char *fg_pretok_name_of(const char *const *patterns, int n, int bytelevel_regex) {
+    static const struct { const char *name; const char **steps; } named[] = {
+        {"deepseek-v3", DS3_STEPS}, {"deepseek-llm", DSL_STEPS}, {"deepseek-coder", DSC_STEPS},
+        {"qwen2", QWEN2_STEPS}, {"llama-bpe", LLAMA3_STEPS}, {"gpt2", GPT2_STEPS}};
+    for (size_t k = 0; k < sizeof named / sizeof named[0]; k++) {
+        const char **s = named[k].steps;
+        int i = 0;
+        for (; i < n && s[i]; i++)
+            if (!canon_eq(patterns[i], strlen(patterns[i]), s[i])) break;
+        if (i < n) continue;
+        if (!s[i] && !bytelevel_regex) return named[k].name;
+        if (s[i] && !strcmp(s[i], GPT2_MAIN) && !s[i + 1] && bytelevel_regex) return named[k].name;
+    }
+    return NULL;
+}

@@ -45,4 +45,9 @@ typedef int (*fg_pretok_fn)(void *ctx, size_t start, size_t end);
 // memory runs out (or fn's nonzero value). Thread-safe for one p shared by many threads.
 int fg_pretok_run(const fg_pretok *p, const char *text, size_t len, fg_pretok_fn fn, void *ctx);
 
+// llama.cpp's name (GGUF tokenizer.ggml.pre) for the pre-tokenizer made of these Split regexes in
+// order, followed by GPT-2's regex when bytelevel_regex (a ByteLevel step with use_regex); NULL when
+// none matches exactly.
+const char *fg_pretok_name_of(const char *const *patterns, int n, int bytelevel_regex);
+
 #endif

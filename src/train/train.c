@@ -257,6 +257,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     int tty = o->progress && isatty(2);
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
     double t_start = fg_now(), t_tokens = 0;
+    int old_prec = fg_set_matmul_precision(o->precision);
     int64_t first = st->step;
     while (!rc && st->step < end) {
         double t0 = fg_now();
@@ -322,6 +323,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             rc = fg_ckpt_save(path_ckpt, m, opt, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
     }
     if (tty) fprintf(stderr, "\n");
+    fg_set_matmul_precision(old_prec);
     fclose(log);
     free(in); free(tg); free(load); free(ls);
     FREE_DATA();

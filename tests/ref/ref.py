@@ -905,13 +905,19 @@ def cmd_bench(args):
     for step in range(args.steps + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        loss, _, _ = total_loss(cfg, P, rb, ids, tg, 0.0)
+        if args.bf16:  # mixed precision as PyTorch users run it: autocast's bf16 matmuls, fp32 master weights
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss, _, _ = total_loss(cfg, P, rb, ids, tg, 0.0)
+        else:
+            loss, _, _ = total_loss(cfg, P, rb, ids, tg, 0.0)
         loss.backward()
         opt.step()
         if step:  # the first step warms up
             times.append(time.perf_counter() - t0)
     sec = min(times)
-    print(json.dumps({"sec_per_step": sec, "tok_per_s": args.batch * args.seq / sec,
+    params = sum(t.numel() for t in P.values()) + sum(t.numel() for t in rb.values())
+    print(json.dumps({"sec_per_step": sec, "tok_per_s": args.batch * args.seq / sec, "params": params,
+                      "precision": "bf16-autocast" if args.bf16 else "fp32",
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
     return 0
 
@@ -945,6 +951,7 @@ def main(argv=None):
     a.add_argument("--batch", type=int, default=8)
     a.add_argument("--seq", type=int, default=128)
     a.add_argument("--steps", type=int, default=2)
+    a.add_argument("--bf16", action="store_true", help="torch.autocast bf16 (mixed precision)")
     a.set_defaults(fn=cmd_bench)
     args = ap.parse_args(argv)
     return args.fn(args)

@@ -1,0 +1,99 @@
+// cmd_quantize.c: `frugal quantize` (a checkpoint to a quantised model file, .fgq) and the opener
+// that every inference command uses, so generate, chat, bench and eval take a checkpoint or a
+// quantised file alike (told apart by the file's magic).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/opts.h"
+
+int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w) {
+    memset(w, 0, sizeof *w);
+    int weights = FG_WEIGHTS_F32;
+    if (weights_s && (weights = fg_weights_type_parse(weights_s)) < 0) return cli_fail(cmd, fg_last_error(), NULL);
+    if (fg_file_is_qmodel(path)) {
+        if (!(w->ws = fg_qmodel_open(path)))
+            return cli_fail(cmd, fg_last_error(), "re-create it with frugal quantize CKPT -o OUT --type q8_0");
+        int stored = fg_wstore_weights(w->ws);
+        if (weights_s && weights != stored) {
+            char msg[1200];
+            snprintf(msg, sizeof msg, "%s is a quantised model stored as %s; --weights %s converts checkpoints only", path,
+                     stored == FG_WEIGHTS_BF16 ? "bf16" : stored == FG_WEIGHTS_Q8_0 ? "q8_0" : "f32", weights_s);
+            cli_weights_close(w);
+            return cli_fail(cmd, msg, "drop --weights, or quantize the checkpoint to the type you want");
+        }
+        if (fg_wstore_tokenizer(w->ws, &w->tok)) { cli_weights_close(w); return cli_fail(cmd, fg_last_error(), NULL); }
+        return 0;
+    }
+    if (!(w->m = cli_open_ckpt(cmd, path, &w->tok))) return -1;
+    if (!(w->ws = fg_wstore_from_model(w->m, weights))) {
+        cli_weights_close(w);
+        return cli_fail(cmd, fg_last_error(), NULL);
+    }
+    return 0;
+}
+
+void cli_weights_close(cli_weights *w) {
+    fg_wstore_free(w->ws);
+    fg_tokenizer_free(w->tok);
+    fg_model_free(w->m);
+    memset(w, 0, sizeof *w);
+}
+
+int cli_kv_type(const char *cmd, const char *s) {
+    int t = fg_weights_type_parse(s);
+    if (t != FG_WEIGHTS_F32 && t != FG_WEIGHTS_BF16) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "unknown KV cache type '%.200s'", s);
+        cli_fail(cmd, msg, "--kv-type f32 or bf16");
+        return -1;
+    }
+    return t;
+}
+
+int cmd_quantize(int argc, char **argv) {
+    const char *cmd = "quantize", *out = NULL, *type_s = "q8_0";
+    const cli_opt opts[] = {
+        {"out", OPT_STR, &out, "the quantised model file to write (also -o)"},
+        {"type", OPT_STR, &type_s, "matrix format: bf16 or q8_0 (norms, biases and MLA's wkv_b stay f32)"},
+        {NULL, 0, NULL, NULL}};
+    char **args = malloc(((size_t)argc + 1) * sizeof *args);
+    if (!args) return cli_fail(cmd, "out of memory", NULL);
+    for (int i = 0; i < argc; i++) args[i] = i > 0 && !strcmp(argv[i], "-o") ? "--out" : argv[i];
+    const char *pos[2];
+    int npos = 0;
+    int r = cli_parse(cmd, "CKPT -o OUT.fgq [--type bf16|q8_0]", opts, argc, args, pos, 2, &npos);
+    free(args);
+    if (r) return r < 0 ? 1 : 0;
+    if (npos != 1) return cli_fail(cmd, "expected exactly one checkpoint", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq --type q8_0");
+    if (!out) return cli_fail(cmd, "-o OUT is required", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq");
+    int type = fg_weights_type_parse(type_s);
+    if (type != FG_WEIGHTS_BF16 && type != FG_WEIGHTS_Q8_0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--type must be bf16 or q8_0 (got '%.200s')", type_s);
+        return cli_fail(cmd, msg, NULL);
+    }
+    if (fg_file_is_qmodel(pos[0])) return cli_fail(cmd, "the input is already a quantised model", "quantize the checkpoint it came from");
+    fg_model *m = cli_open_ckpt(cmd, pos[0], NULL);
+    if (!m) return 1;
+    char *tok = NULL;
+    size_t tok_len = 0;
+    fg_wstore *ws = NULL;
+    int rc = fg_ckpt_read_tokenizer_bytes(pos[0], &tok, &tok_len) || !(ws = fg_wstore_from_model(m, type)) ||
+             fg_wstore_set_tokenizer(ws, tok, tok_len) || fg_qmodel_save(out, ws);
+    if (rc) cli_fail(cmd, fg_last_error(), NULL);
+    else {
+        int64_t total, active;
+        fg_config_param_counts(fg_model_config(m), &total, &active);
+        FILE *f = fopen(out, "rb");
+        long size = 0;
+        if (f) { fseek(f, 0, SEEK_END); size = ftell(f); fclose(f); }
+        printf("wrote %s: %.2fM parameters as %s, %.2f MB (fp32 weights: %.2f MB)%s\n", out, total / 1e6, type_s, size / 1e6,
+               4.0 * total / 1e6, tok ? ", with the checkpoint's tokenizer" : "");
+    }
+    free(tok);
+    fg_wstore_free(ws);
+    fg_model_free(m);
+    return rc ? 1 : 0;
+}

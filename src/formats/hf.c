@@ -1,0 +1,513 @@
+// hf.c: Hugging Face checkpoint directories in and out (docs/formats.md "Hugging Face directory").
+//
+// In: config.json (its "architectures" entry picks the conventions: DeepSeek-V2/V3 = MLA with
+// interleaved RoPE, Qwen2 = GQA with q/k/v biases and rotate-half RoPE, Llama = GQA, rotate-half,
+// optional llama3 RoPE scaling), model.safetensors or the shards named by
+// model.safetensors.index.json, and tokenizer.json. Every tensor of frugal's table must be present
+// with the table's shape; F32/F16/BF16 are converted, FP8 E4M3 matrices are dequantised with their
+// block scales (`<name>_scale_inv`, one float per block of quantization_config.weight_block_size,
+// 128x128 in DeepSeek-V3). Tensors of MTP layers (index >= num_hidden_layers) are skipped with a
+// notice, other unused tensors are listed in one notice.
+// Out: config.json (fg_config_to_json plus "architectures"), model.safetensors in table order and
+// tokenizer.json, each written atomically.
+// What it does not do: keep FP8 blocks as 8-bit weights (they become fp32), map weights lazily
+// (the model must fit in RAM as fp32), read tokenizer_config.json (frugal's chat layouts are built in).
+#include "formats/checkpoint.h"
+#include "formats/interop.h"
+#include "formats/json.h"
+#include "formats/safetensors.h"
+#include "model/model.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { ARCH_DSV2, ARCH_DSV3, ARCH_QWEN2, ARCH_LLAMA, ARCH_COUNT };
+static const char *const ARCH_NAMES[ARCH_COUNT] = {"DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM",
+                                                   "Qwen2ForCausalLM", "LlamaForCausalLM"};
+static const char *const ARCH_MODEL_TYPES[ARCH_COUNT] = {"deepseek_v2", "deepseek_v3", "qwen2", "llama"};
+
+static void say(void (*notice)(const char *), const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static void say(void (*notice)(const char *), const char *fmt, ...) {
+    if (!notice) return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    notice(msg);
+}
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (!p) { fg_set_error("out of memory"); return NULL; }
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+// ---- config ----------------------------------------------------------------------------------
+
+typedef struct {
+    fg_config cfg;
+    int arch;
+    int block[2];   // FP8 weight_block_size (rows, cols); 0 = not quantised
+    int mtp_layers; // num_nextn_predict_layers
+} hf_config;
+
+static int read_config(const char *dir, hf_config *h, void (*notice)(const char *)) {
+    memset(h, 0, sizeof *h);
+    char *path = path_join(dir, "config.json");
+    if (!path) return -1;
+    size_t len;
+    char *text = fg_read_file(path, &len);
+    fg_json *root = NULL;
+    int rc = -1;
+    if (!text) { fg_wrap_error("%s: not a Hugging Face checkpoint directory", dir); goto done; }
+    if (!(root = fg_json_parse(text, len, path))) goto done;
+    if (root->type != FG_JSON_OBJECT) { fg_set_error("%s: config must be a JSON object", path); goto done; }
+    const fg_json *archs = fg_json_get(root, "architectures"), *mt = fg_json_get(root, "model_type");
+    const char *arch = NULL;
+    if (archs && archs->type == FG_JSON_ARRAY && archs->n >= 1 && archs->child->type == FG_JSON_STRING) arch = archs->child->str;
+    else if (archs) { fg_set_error("%s:%d: 'architectures' must be a list of strings", path, archs->line); goto done; }
+    h->arch = -1;
+    for (int a = 0; a < ARCH_COUNT; a++) {
+        if (arch && !strcmp(arch, ARCH_NAMES[a])) h->arch = a;
+        if (!arch && mt && mt->type == FG_JSON_STRING && !strcmp(mt->str, ARCH_MODEL_TYPES[a])) h->arch = a;
+    }
+    if (h->arch < 0) {
+        fg_set_error("%s: architecture '%s' is not supported (known: DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, "
+                     "Qwen2ForCausalLM, LlamaForCausalLM)", path,
+                     arch ? arch : mt && mt->type == FG_JSON_STRING ? mt->str : "(none: no 'architectures' or 'model_type')");
+        goto done;
+    }
+    // config.c picks GQA from model_type: the architecture and model_type must agree.
+    if (!mt || mt->type != FG_JSON_STRING || strcmp(mt->str, ARCH_MODEL_TYPES[h->arch])) {
+        fg_set_error("%s: model_type must be \"%s\" for %s", path, ARCH_MODEL_TYPES[h->arch], ARCH_NAMES[h->arch]);
+        goto done;
+    }
+    const fg_json *q = fg_json_get(root, "quantization_config");
+    if (q && q->type != FG_JSON_NULL) {
+        const fg_json *qm = q->type == FG_JSON_OBJECT ? fg_json_get(q, "quant_method") : NULL;
+        if (!qm || qm->type != FG_JSON_STRING || strcmp(qm->str, "fp8")) {
+            fg_set_error("%s:%d: quantization_config.quant_method must be \"fp8\" (block-scaled FP8 is the only quantisation "
+                         "frugal reads from safetensors)", path, q->line);
+            goto done;
+        }
+        const fg_json *fmt = fg_json_get(q, "fmt");
+        if (fmt && (fmt->type != FG_JSON_STRING || strcmp(fmt->str, "e4m3"))) {
+            fg_set_error("%s:%d: quantization_config.fmt must be \"e4m3\"", path, fmt->line);
+            goto done;
+        }
+        const fg_json *bs = fg_json_get(q, "weight_block_size");
+        h->block[0] = h->block[1] = 128;
+        if (bs) {
+            if (bs->type != FG_JSON_ARRAY || bs->n != 2 || bs->child->type != FG_JSON_NUMBER || bs->child->next->type != FG_JSON_NUMBER ||
+                !(bs->child->num >= 1 && bs->child->num <= 65536) || !(bs->child->next->num >= 1 && bs->child->next->num <= 65536)) {
+                fg_set_error("%s:%d: quantization_config.weight_block_size must be [rows, cols] in [1, 65536]", path, bs->line);
+                goto done;
+            }
+            h->block[0] = (int)bs->child->num;
+            h->block[1] = (int)bs->child->next->num;
+        }
+    }
+    const fg_json *mtp = fg_json_get(root, "num_nextn_predict_layers");
+    if (mtp && mtp->type == FG_JSON_NUMBER && mtp->num >= 0 && mtp->num < 1024) h->mtp_layers = (int)mtp->num;
+    if (fg_config_from_json(&h->cfg, text, len, path, notice)) goto done;
+    if (h->arch == ARCH_QWEN2 && !h->cfg.attention_bias) {
+        h->cfg.attention_bias = 1; // Qwen2 always has q/k/v biases; its config.json has no field for them
+        if (fg_config_validate(&h->cfg)) { fg_wrap_error("%s", path); goto done; }
+    }
+    rc = 0;
+done:
+    fg_json_free(root);
+    free(text);
+    free(path);
+    return rc;
+}
+
+// ---- tensors ---------------------------------------------------------------------------------
+
+typedef struct {
+    const char *dir;
+    int n;                   // files
+    char **file;             // (n) file names inside dir
+    fg_safetensors *st;      // (n) opened files
+    fg_json *index;          // model.safetensors.index.json, or NULL for a single file
+    const fg_json *weight_map;
+    struct wm_entry { const char *name; int file; } *wm; // weight_map sorted by name (V3: ~90k entries)
+    size_t n_wm;
+    unsigned char **used;    // (n) per file, per tensor: consumed
+} hf_src;
+
+static void src_close(hf_src *s) {
+    for (int i = 0; i < s->n; i++) {
+        fg_safetensors_close(&s->st[i]);
+        free(s->file[i]);
+        free(s->used ? s->used[i] : NULL);
+    }
+    free(s->st); free(s->file); free(s->used); free(s->wm);
+    fg_json_free(s->index);
+    memset(s, 0, sizeof *s);
+}
+
+static int cmp_wm(const void *a, const void *b) { return strcmp(((const struct wm_entry *)a)->name, ((const struct wm_entry *)b)->name); }
+
+static int file_ok(const char *name) { return name[0] && !strchr(name, '/') && strcmp(name, ".") && strcmp(name, ".."); }
+
+static int src_add(hf_src *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->file[i], name)) return 0;
+    char **f = realloc(s->file, sizeof *f * (s->n + 1));
+    if (f) s->file = f;
+    fg_safetensors *st = realloc(s->st, sizeof *st * (s->n + 1));
+    if (st) s->st = st;
+    unsigned char **u = realloc(s->used, sizeof *u * (s->n + 1));
+    if (u) s->used = u;
+    if (!f || !st || !u || !(s->file[s->n] = strdup(name))) return fg_set_error("out of memory");
+    memset(&s->st[s->n], 0, sizeof *s->st);
+    s->used[s->n] = NULL;
+    s->n++;
+    char *path = path_join(s->dir, name);
+    if (!path) return -1;
+    int rc = 0;
+    struct stat sb;
+    if (stat(path, &sb)) rc = fg_set_error("%s: shard is missing (%s)", path, strerror(errno));
+    else if (fg_safetensors_open(&s->st[s->n - 1], path)) rc = -1;
+    else if (!(s->used[s->n - 1] = calloc((size_t)s->st[s->n - 1].n + 1, 1))) rc = fg_set_error("out of memory");
+    free(path);
+    return rc;
+}
+
+static int src_open(hf_src *s, const char *dir) {
+    memset(s, 0, sizeof *s);
+    s->dir = dir;
+    char *ipath = path_join(dir, "model.safetensors.index.json");
+    if (!ipath) return -1;
+    int rc = -1;
+    struct stat sb;
+    if (!stat(ipath, &sb)) {
+        size_t len;
+        char *text = fg_read_file(ipath, &len);
+        if (!text) goto done;
+        s->index = fg_json_parse(text, len, ipath);
+        free(text);
+        if (!s->index) goto done;
+        s->weight_map = s->index->type == FG_JSON_OBJECT ? fg_json_get(s->index, "weight_map") : NULL;
+        if (!s->weight_map || s->weight_map->type != FG_JSON_OBJECT) {
+            fg_set_error("%s: 'weight_map' must be an object {tensor name: shard file}", ipath);
+            goto done;
+        }
+        for (const fg_json *e = s->weight_map->child; e; e = e->next) {
+            if (e->type != FG_JSON_STRING || !file_ok(e->str)) {
+                fg_set_error("%s:%d: weight_map: the shard of '%.200s' must be a file name in the directory", ipath, e->line, e->key);
+                goto done;
+            }
+            if (src_add(s, e->str)) goto done;
+        }
+        if (!s->n) { fg_set_error("%s: weight_map names no tensors", ipath); goto done; }
+        if (!(s->wm = calloc((size_t)s->weight_map->n + 1, sizeof *s->wm))) { fg_set_error("out of memory"); goto done; }
+        for (const fg_json *e = s->weight_map->child; e; e = e->next) { // every entry must be where the index says
+            int f = 0;
+            while (strcmp(s->file[f], e->str)) f++; // src_add registered every file named
+            if (!fg_safetensors_find(&s->st[f], e->key)) {
+                fg_set_error("%s/%s: model.safetensors.index.json puts tensor '%.200s' in this shard, but it is not there", dir,
+                             e->str, e->key);
+                goto done;
+            }
+            s->wm[s->n_wm++] = (struct wm_entry){e->key, f};
+        }
+        qsort(s->wm, s->n_wm, sizeof *s->wm, cmp_wm);
+        for (size_t i = 1; i < s->n_wm; i++)
+            if (!strcmp(s->wm[i - 1].name, s->wm[i].name)) {
+                fg_set_error("%s: weight_map names tensor '%.200s' twice", ipath, s->wm[i].name);
+                goto done;
+            }
+    } else {
+        char *mpath = path_join(dir, "model.safetensors");
+        int have = mpath && !stat(mpath, &sb);
+        free(mpath);
+        if (!have) {
+            fg_set_error("%s: neither model.safetensors nor model.safetensors.index.json is there", dir);
+            goto done;
+        }
+        if (src_add(s, "model.safetensors")) goto done;
+    }
+    rc = 0;
+done:
+    free(ipath);
+    if (rc) src_close(s);
+    return rc;
+}
+
+// Finds a tensor by name: through the index when there is one (the shard it names must hold it).
+// Returns NULL (no error set) when the checkpoint has no such tensor; *err is set on a broken index.
+static const fg_st_tensor *src_find(hf_src *s, const char *name, int *err) {
+    *err = 0;
+    if (s->wm) { // entries were checked against their shards when the index was read
+        struct wm_entry key = {name, 0}, *e = bsearch(&key, s->wm, s->n_wm, sizeof *s->wm, cmp_wm);
+        if (!e) return NULL;
+        const fg_st_tensor *t = fg_safetensors_find(&s->st[e->file], name);
+        s->used[e->file][t - s->st[e->file].t] = 1;
+        return t;
+    }
+    for (int i = 0; i < s->n; i++) {
+        const fg_st_tensor *t = fg_safetensors_find(&s->st[i], name);
+        if (t) { s->used[i][t - s->st[i].t] = 1; return t; }
+    }
+    return NULL;
+}
+
+// The opened file that holds t.
+static const fg_safetensors *src_st_of(const hf_src *s, const fg_st_tensor *t) {
+    for (int i = 0; i < s->n; i++)
+        if (t >= s->st[i].t && t < s->st[i].t + s->st[i].n) return &s->st[i];
+    return &s->st[0];
+}
+static const char *src_file_of(const hf_src *s, const fg_st_tensor *t) { return src_st_of(s, t)->path; }
+
+// FP8 E4M3 (OCP "e4m3fn": bias 7, no infinities, S.1111.111 is NaN) to float.
+static float fp8_e4m3_to_f32(uint8_t b) {
+    int e = (b >> 3) & 15, mant = b & 7;
+    float v = e == 15 && mant == 7 ? NAN : e == 0 ? ldexpf((float)mant, -9) : ldexpf((float)(8 + mant), e - 10);
+    return b & 0x80 ? -v : v;
+}
+
+// Reads table tensor t into dst (t->numel floats), checking shape and dtype.
+static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float *dst) {
+    int err;
+    const fg_st_tensor *st = src_find(s, t->name, &err);
+    if (err) return -1;
+    if (!st) return fg_set_error("%s: tensor '%s' is missing (hint: the checkpoint does not match its config.json)", s->dir, t->name);
+    const char *file = src_file_of(s, st);
+    int ok = st->ndim == t->ndim && st->shape[0] == t->shape[0] && (t->ndim == 1 || st->shape[1] == t->shape[1]);
+    if (!ok) {
+        char got[128] = "[";
+        for (int d = 0; d < st->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)st->shape[d]);
+        strcat(got, "]");
+        if (t->ndim == 1) return fg_set_error("%s: tensor '%s' has shape %s, the config expects [%d]", file, t->name, got, t->shape[0]);
+        return fg_set_error("%s: tensor '%s' has shape %s, the config expects [%d,%d]", file, t->name, got, t->shape[0], t->shape[1]);
+    }
+    switch (st->dtype) {
+    case FG_DT_F32: case FG_DT_F16: case FG_DT_BF16: case FG_DT_F64:
+        return fg_safetensors_read_f32(src_st_of(s, st), t->name, dst, (int64_t)t->numel);
+    case FG_DT_F8_E4M3: break;
+    default:
+        return fg_set_error("%s: tensor '%s': dtype %s is not supported (F32, F16, BF16, F8_E4M3 with weight_scale_inv)", file,
+                            t->name, fg_st_dtype_name(st->dtype));
+    }
+    if (t->ndim != 2) return fg_set_error("%s: tensor '%s': F8_E4M3 is only read for matrices", file, t->name);
+    if (!h->block[0]) return fg_set_error("%s: tensor '%s' is F8_E4M3 but config.json has no fp8 quantization_config", file, t->name);
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+    const fg_st_tensor *sc = src_find(s, sname, &err);
+    if (err) return -1;
+    if (!sc) return fg_set_error("%s: F8_E4M3 tensor '%s' has no block scales '%s'", file, t->name, sname);
+    int R = t->shape[0], C = t->shape[1], br = h->block[0], bc = h->block[1];
+    int64_t nbr = (R + br - 1) / br, nbc = (C + bc - 1) / bc;
+    if (sc->ndim != 2 || sc->shape[0] != nbr || sc->shape[1] != nbc)
+        return fg_set_error("%s: tensor '%s' must have shape [%lld,%lld] (one scale per %dx%d block of '%s')", src_file_of(s, sc), sname,
+                            (long long)nbr, (long long)nbc, br, bc, t->name);
+    float *scale = malloc(sizeof(float) * (size_t)(nbr * nbc));
+    if (!scale) return fg_set_error("out of memory");
+    if (fg_safetensors_read_f32(src_st_of(s, sc), sname, scale, nbr * nbc)) { free(scale); return -1; }
+    float lut[256];
+    for (int b = 0; b < 256; b++) lut[b] = fp8_e4m3_to_f32((uint8_t)b);
+    const uint8_t *q = st->data;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) dst[(size_t)r * C + c] = lut[q[(size_t)r * C + c]] * scale[(r / br) * nbc + c / bc];
+    free(scale);
+    return 0;
+}
+
+// Tensors no table entry took: MTP layers get a notice of their own, the rest one notice.
+static void report_unused(hf_src *s, const hf_config *h, void (*notice)(const char *)) {
+    int mtp = 0, other = 0, mtp_lo = 1 << 30, mtp_hi = -1;
+    const char *first = NULL;
+    for (int i = 0; i < s->n; i++)
+        for (int k = 0; k < s->st[i].n; k++) {
+            if (s->used[i][k]) continue;
+            const char *name = s->st[i].t[k].name;
+            int layer;
+            if (sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= h->cfg.num_hidden_layers) {
+                mtp++;
+                mtp_lo = FG_MIN(mtp_lo, layer);
+                mtp_hi = FG_MAX(mtp_hi, layer);
+            } else if (!strstr(name, "_scale_inv")) { // scales belong to the tensors they scale
+                other++;
+                if (!first) first = name;
+            }
+        }
+    if (mtp)
+        say(notice, "%s: skipping the multi-token-prediction layer%s %d%s%.0d (%d tensors): frugal runs the main model only",
+            s->dir, mtp_hi > mtp_lo ? "s" : "", mtp_lo, mtp_hi > mtp_lo ? "-" : "", mtp_hi > mtp_lo ? mtp_hi : 0, mtp);
+    if (other) say(notice, "%s: ignoring %d tensor%s frugal does not use (first: '%s')", s->dir, other, other > 1 ? "s" : "", first);
+}
+
+static int read_tokenizer(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
+    char *path = path_join(dir, "tokenizer.json");
+    if (!path) return -1;
+    struct stat sb;
+    int rc = 0;
+    if (stat(path, &sb)) {
+        say(notice, "%s: no tokenizer.json: prompts and output use byte-level ids", dir);
+    } else {
+        size_t len;
+        char *data = fg_read_file(path, &len);
+        fg_tokenizer *t = data ? fg_tokenizer_load_mem(data, len, path) : NULL;
+        if (!t) rc = -1;
+        fg_tokenizer_free(t);
+        if (!rc && tok_data) { *tok_data = data; data = NULL; if (tok_len) *tok_len = len; }
+        free(data);
+    }
+    free(path);
+    return rc;
+}
+
+fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
+    if (tok_data) *tok_data = NULL;
+    if (tok_len) *tok_len = 0;
+    hf_config h;
+    if (read_config(dir, &h, notice)) return NULL;
+    hf_src s;
+    if (src_open(&s, dir)) return NULL;
+    int64_t total, active, have = 0; // a config far beyond the files is refused before allocating
+    fg_config_param_counts(&h.cfg, &total, &active);
+    for (int i = 0; i < s.n; i++)
+        for (int k = 0; k < s.st[i].n; k++) have += s.st[i].t[k].numel;
+    if (total > have) {
+        fg_set_error("%s: config.json describes %lld parameters but the safetensors files hold %lld values", dir,
+                     (long long)total, (long long)have);
+        src_close(&s);
+        return NULL;
+    }
+    fg_model *m = fg_model_create(&h.cfg);
+    if (!m) { fg_wrap_error("%s", dir); src_close(&s); return NULL; }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        if (load_tensor(&s, &h, t, m->params + t->offset)) { fg_model_free(m); src_close(&s); return NULL; }
+    }
+    report_unused(&s, &h, notice);
+    src_close(&s);
+    if (read_tokenizer(dir, tok_data, tok_len, notice)) { fg_model_free(m); return NULL; }
+    return m;
+}
+
+// ---- dispatch --------------------------------------------------------------------------------
+
+fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *)) {
+    if (tok_data) *tok_data = NULL;
+    if (tok_len) *tok_len = 0;
+    if (!path) { fg_set_error("no model path"); return NULL; }
+    struct stat sb;
+    if (stat(path, &sb)) { fg_set_error("cannot open '%s': %s", path, strerror(errno)); return NULL; }
+    if (S_ISDIR(sb.st_mode)) return fg_hf_load(path, tok_data, tok_len, notice);
+    char magic[4] = {0};
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) { ssize_t r = read(fd, magic, 4); (void)r; close(fd); }
+    if (!memcmp(magic, "GGUF", 4)) return fg_gguf_load(path, tok_data, tok_len, notice);
+    fg_model *m = fg_ckpt_load(path, NULL, NULL);
+    if (m && tok_data) {
+        size_t len = 0;
+        if (fg_ckpt_read_tokenizer_bytes(path, tok_data, &len)) { fg_model_free(m); return NULL; }
+        if (tok_len) *tok_len = len;
+    }
+    return m;
+}
+
+int fg_export_type_parse(const char *name) {
+    static const char *const names[] = {"f32", "bf16", "q8_0", "f16", "q4_0"};
+    for (int i = 0; i < 5; i++)
+        if (name && !strcmp(name, names[i])) return i;
+    return fg_set_error("unknown weight type '%s' (use f32, bf16, q8_0, q4_0 or f16)", name ? name : "");
+}
+
+// ---- export ----------------------------------------------------------------------------------
+
+int fg_write_file_atomic(const char *path, const void *data, size_t len) {
+    size_t n = strlen(path) + 5;
+    char *tmp = malloc(n);
+    if (!tmp) return fg_set_error("out of memory");
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { fg_set_error("cannot create '%s': %s", tmp, strerror(errno)); free(tmp); return -1; }
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int e = errno;
+    if (fclose(f)) ok = 0;
+    if (!ok || rename(tmp, path)) {
+        fg_set_error("cannot write '%s': %s", path, strerror(ok ? errno : e));
+        unlink(tmp);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return 0;
+}
+
+// HF architecture of a frugal model: DeepSeek-V3 for noaux_tc routing, else V2 for MLA; GQA with
+// rotate-half RoPE and biases is Qwen2, every other GQA model Llama (config.json keeps frugal's
+// rope_interleave and attention_bias fields, so frugal reads it back exactly).
+static int model_arch(const fg_config *c) {
+    if (c->attn_type == FG_ATTN_MLA) return c->topk_method == FG_TOPK_NOAUX_TC ? ARCH_DSV3 : ARCH_DSV2;
+    return c->attention_bias && !c->rope_interleave ? ARCH_QWEN2 : ARCH_LLAMA;
+}
+
+int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_data, size_t tok_len) {
+    if (type != FG_EXPORT_F32 && type != FG_EXPORT_BF16 && type != FG_EXPORT_F16)
+        return fg_set_error("safetensors export: type must be f32, bf16 or f16");
+    if (mkdir(dir, 0755) && errno != EEXIST) return fg_set_error("cannot create directory '%s': %s", dir, strerror(errno));
+    const fg_config *c = &m->cfg;
+    int arch = model_arch(c);
+    char *json = fg_config_to_json(c);
+    if (!json) return -1;
+    // Replace the model_type line and add architectures and torch_dtype.
+    const char *rest = strstr(json, "\"attention_type\"");
+    static const char *const dt[] = {"float32", "bfloat16", "", "float16"};
+    size_t cap = strlen(json) + 256;
+    char *out = malloc(cap);
+    if (!out || !rest) { free(json); free(out); return fg_set_error("out of memory"); }
+    int n = snprintf(out, cap, "{\n  \"architectures\": [\"%s\"],\n  \"model_type\": \"%s\",\n  \"torch_dtype\": \"%s\",\n  %s",
+                     ARCH_NAMES[arch], ARCH_MODEL_TYPES[arch], dt[type], rest);
+    free(json);
+    char *p = path_join(dir, "config.json");
+    int rc = p ? fg_write_file_atomic(p, out, (size_t)n) : -1;
+    free(p);
+    free(out);
+    if (rc) return -1;
+    fg_st_out *ts = calloc((size_t)m->n_tensors, sizeof *ts);
+    if (!ts) return fg_set_error("out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        ts[i].name = t->name;
+        ts[i].ndim = t->ndim;
+        ts[i].shape[0] = t->shape[0];
+        ts[i].shape[1] = t->shape[1];
+        ts[i].data = m->params + t->offset;
+        // DeepSeek-V3 keeps its routing bias in fp32; norms follow the checkpoint's dtype.
+        ts[i].dtype = (t->flags & FG_TENSOR_BUFFER) || type == FG_EXPORT_F32 ? FG_DT_F32 : type == FG_EXPORT_BF16 ? FG_DT_BF16 : FG_DT_F16;
+    }
+    p = path_join(dir, "model.safetensors");
+    rc = p ? fg_safetensors_write_f32(p, ts, m->n_tensors) : -1;
+    free(p);
+    free(ts);
+    if (rc) return -1;
+    if (tok_data && tok_len && !(tok_len >= 4 && !memcmp(tok_data, "GGUF", 4))) {
+        p = path_join(dir, "tokenizer.json");
+        rc = p ? fg_write_file_atomic(p, tok_data, tok_len) : -1;
+        free(p);
+        if (rc) return -1;
+        static const char tc[] = "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": false\n}\n";
+        p = path_join(dir, "tokenizer_config.json");
+        rc = p ? fg_write_file_atomic(p, tc, sizeof tc - 1) : -1;
+        free(p);
+    }
+    return rc;
+}

@@ -1,0 +1,229 @@
+// wstore.c: the typed weight store (contracts in wstore.h): building one over given tensors, over
+// an fp32 model (in place or converted), and resolving the per-layer view sessions read.
+#include "infer/wstore.h"
+
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "util.h"
+
+int fg_wstore_policy(const fg_tensor *t, int weights) {
+    if (weights == FG_WEIGHTS_F32 || t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || strstr(t->name, "kv_b_proj"))
+        return FG_WEIGHTS_F32;
+    if (weights == FG_WEIGHTS_Q8_0 && t->shape[1] % FG_Q8_BLOCK) return FG_WEIGHTS_F32;
+    return weights;
+}
+
+size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type) {
+    size_t rows = t->ndim == 2 ? (size_t)t->shape[0] : 1, cols = t->ndim == 2 ? (size_t)t->shape[1] : t->numel;
+    return rows * fg_qrow_bytes(type, (int)cols);
+}
+
+void fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len) {
+    ws->map = map;
+    ws->map_len = len;
+}
+
+int fg_wstore_keep(fg_wstore *ws, void *buf) {
+    if (ws->n_owned == ws->cap_owned) {
+        int cap = ws->cap_owned ? 2 * ws->cap_owned : 16;
+        void **o = realloc(ws->owned, sizeof(void *) * (size_t)cap);
+        if (!o) return fg_set_error("out of memory");
+        ws->owned = o;
+        ws->cap_owned = cap;
+    }
+    ws->owned[ws->n_owned++] = buf;
+    return 0;
+}
+
+void fg_wstore_free(fg_wstore *ws) {
+    if (!ws) return;
+    for (int i = 0; i < ws->n_owned; i++) free(ws->owned[i]);
+    free(ws->owned);
+    if (ws->map) munmap(ws->map, ws->map_len);
+    rope_table_free(&ws->own_rope);
+    free(ws->t); free(ws->type); free(ws->data); free(ws->vec);
+    free(ws->layers); free(ws->experts); free(ws->tok);
+    free(ws);
+}
+
+const fg_config *fg_wstore_config(const fg_wstore *ws) { return &ws->cfg; }
+
+int fg_wstore_weights(const fg_wstore *ws) { // the type of the largest matrices (what a user asked for)
+    size_t best = 0;
+    int type = FG_WEIGHTS_F32;
+    for (int i = 0; i < ws->n; i++)
+        if (ws->t[i].ndim == 2 && ws->t[i].numel > best) { best = ws->t[i].numel; type = ws->type[i]; }
+    return type;
+}
+
+static fg_wref ref_at(const fg_wstore *ws, int *i) {
+    fg_wref r = {ws->type[*i], ws->data[*i]};
+    ++*i;
+    return r;
+}
+
+// Walks the table in fg_tensor_table's order (the same sequence as fg_weights_bind) and points the
+// layer view at each tensor.
+static void bind(fg_wstore *ws) {
+    const fg_config *c = &ws->cfg;
+    int i = 0, E = c->n_routed_experts;
+#define REF() ref_at(ws, &i)
+#define VEC() (ws->vec[i++])
+    ws->embed = REF();
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        fg_wlayer *w = &ws->layers[l];
+        memset(w, 0, sizeof *w);
+        w->attn_norm = VEC();
+        if (c->attn_type == FG_ATTN_MLA) {
+            if (c->q_lora_rank > 0) { w->wq_a = REF(); w->q_norm = VEC(); w->wq_b = REF(); }
+            else w->wq = REF();
+            w->wkv_a = REF(); w->kv_norm = VEC(); w->wkv_b = REF(); w->wo = REF();
+        } else {
+            w->wq = REF(); if (c->attention_bias) w->bq = VEC();
+            w->wk = REF(); if (c->attention_bias) w->bk = VEC();
+            w->wv = REF(); if (c->attention_bias) w->bv = VEC();
+            w->wo = REF();
+        }
+        w->ffn_norm = VEC();
+        if (!fg_config_is_moe_layer(c, l)) {
+            w->w1 = REF(); w->w2 = REF(); w->w3 = REF();
+        } else {
+            w->gate = REF();
+            if (c->topk_method == FG_TOPK_NOAUX_TC) w->gate_bias = VEC();
+            fg_wref *pool = ws->experts + (size_t)l * 3 * E;
+            w->ew1 = pool; w->ew2 = pool + E; w->ew3 = pool + 2 * E;
+            for (int e = 0; e < E; e++) w->ew1[e] = REF();
+            for (int e = 0; e < E; e++) w->ew2[e] = REF();
+            for (int e = 0; e < E; e++) w->ew3[e] = REF();
+            if (c->n_shared_experts > 0) { w->sw1 = REF(); w->sw2 = REF(); w->sw3 = REF(); }
+        }
+    }
+    ws->final_norm = VEC();
+    ws->lm_head = c->tie_word_embeddings ? ws->embed : REF();
+#undef REF
+#undef VEC
+    assert(i == ws->n && "tensor table and store binder disagree");
+}
+
+// Everything but the tensor pointers: config, table, arrays, layer view storage. rope: the model's
+// table, or NULL to build one.
+static fg_wstore *store_alloc(const fg_config *c, const rope_table *rope, float softmax_scale) {
+    if (fg_config_validate(c)) return NULL;
+    fg_wstore *ws = calloc(1, sizeof *ws);
+    if (!ws) { fg_set_error("out of memory"); return NULL; }
+    ws->cfg = *c;
+    size_t total;
+    if (!(ws->t = fg_tensor_table(c, &ws->n, &total))) { free(ws); return NULL; }
+    int L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    ws->type = calloc(ws->n, sizeof *ws->type);
+    ws->data = calloc(ws->n, sizeof *ws->data);
+    ws->vec = calloc(ws->n, sizeof *ws->vec);
+    ws->layers = calloc(L, sizeof *ws->layers);
+    ws->experts = calloc((size_t)L * 3 * E, sizeof *ws->experts);
+    if (!ws->type || !ws->data || !ws->vec || !ws->layers || !ws->experts) {
+        fg_wstore_free(ws);
+        fg_set_error("out of memory");
+        return NULL;
+    }
+    if (rope) {
+        ws->rope = rope;
+        ws->softmax_scale = softmax_scale;
+    } else {
+        if (fg_model_rope_init(&ws->own_rope, &ws->softmax_scale, c)) { fg_wstore_free(ws); return NULL; }
+        ws->rope = &ws->own_rope;
+    }
+    return ws;
+}
+
+// After ws->type/data are set: fp32 views of the vectors (converted into owned buffers when stored
+// in another type), then the layer view.
+static int store_finish(fg_wstore *ws) {
+    for (int i = 0; i < ws->n; i++) {
+        const fg_tensor *t = &ws->t[i];
+        if (t->ndim == 2) continue;
+        if (ws->type[i] == FG_WEIGHTS_F32 && (uintptr_t)ws->data[i] % 4 == 0) { ws->vec[i] = ws->data[i]; continue; }
+        float *v = malloc(sizeof(float) * t->numel); // another type, or a misaligned f32 vector
+        if (!v || fg_wstore_keep(ws, v)) { free(v); return fg_set_error("out of memory"); }
+        fg_dequantize_row(v, ws->data[i], (int)t->numel, ws->type[i]);
+        ws->vec[i] = v;
+    }
+    bind(ws);
+    return 0;
+}
+
+fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data) {
+    if (!c || !t || !types || !data) { fg_set_error("weight store: missing argument"); return NULL; }
+    fg_wstore *ws = store_alloc(c, NULL, 0);
+    if (!ws) return NULL;
+    if (n != ws->n) {
+        fg_set_error("weight store: %d tensors given, the config's table has %d", n, ws->n);
+        fg_wstore_free(ws);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        const fg_tensor *a = &t[i], *b = &ws->t[i];
+        int ty = types[i];
+        if (strcmp(a->name, b->name) || a->ndim != b->ndim || a->shape[0] != b->shape[0] || a->shape[1] != b->shape[1]) {
+            fg_set_error("weight store: tensor %d is '%s' [%d, %d], the config's table has '%s' [%d, %d]", i, a->name,
+                         a->shape[0], a->shape[1], b->name, b->shape[0], b->shape[1]);
+            fg_wstore_free(ws);
+            return NULL;
+        }
+        if ((ty != FG_WEIGHTS_F32 && ty != FG_WEIGHTS_BF16 && ty != FG_WEIGHTS_Q8_0) ||
+            (ty == FG_WEIGHTS_Q8_0 && (b->ndim != 2 || b->shape[1] % FG_Q8_BLOCK)) || !data[i] ||
+            (b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_WEIGHTS_F32 ? 4 : ty == FG_WEIGHTS_BF16 ? 2 : 1))) {
+            fg_set_error("weight store: tensor '%s': type %d %s", b->name, ty,
+                         !data[i] ? "has no data" : ty == FG_WEIGHTS_Q8_0 ? "(q8_0 needs a matrix with columns a multiple of 32)"
+                                                                        : "is unknown or its data is misaligned");
+            fg_wstore_free(ws);
+            return NULL;
+        }
+        ws->type[i] = ty;
+        ws->data[i] = data[i];
+    }
+    if (store_finish(ws)) { fg_wstore_free(ws); return NULL; }
+    return ws;
+}
+
+fg_wstore *fg_wstore_from_model(const fg_model *m, int weights) {
+    if (!m) { fg_set_error("weight store: no model"); return NULL; }
+    if (weights != FG_WEIGHTS_F32 && weights != FG_WEIGHTS_BF16 && weights != FG_WEIGHTS_Q8_0) {
+        fg_set_error("weight store: unknown weight type %d", weights);
+        return NULL;
+    }
+    fg_wstore *ws = store_alloc(&m->cfg, &m->rope, m->softmax_scale);
+    if (!ws) return NULL;
+    // Converted tensors share one 64-byte aligned arena.
+    size_t bytes = 0;
+    for (int i = 0; i < ws->n; i++) {
+        int ty = fg_wstore_policy(&m->tensors[i], weights);
+        if (ty != FG_WEIGHTS_F32) bytes += (fg_wstore_tensor_bytes(&m->tensors[i], ty) + 63) & ~(size_t)63;
+    }
+    uint8_t *arena = bytes ? aligned_alloc(64, bytes) : NULL;
+    if (bytes && (!arena || fg_wstore_keep(ws, arena))) {
+        free(arena);
+        fg_wstore_free(ws);
+        fg_set_error("out of memory converting the weights (%.1f MiB)", bytes / 1048576.0);
+        return NULL;
+    }
+    size_t off = 0;
+    for (int i = 0; i < ws->n; i++) {
+        const fg_tensor *t = &m->tensors[i];
+        const float *src = m->params + t->offset;
+        int ty = fg_wstore_policy(t, weights);
+        ws->type[i] = ty;
+        if (ty == FG_WEIGHTS_F32) { ws->data[i] = src; continue; }
+        uint8_t *dst = arena + off;
+        size_t rows = (size_t)t->shape[0], rb = fg_qrow_bytes(ty, t->shape[1]);
+#pragma omp parallel for schedule(static) if (rows * t->shape[1] > 65536)
+        for (size_t r = 0; r < rows; r++) fg_quantize_row(dst + r * rb, src + r * t->shape[1], t->shape[1], ty);
+        ws->data[i] = dst;
+        off += (rows * rb + 63) & ~(size_t)63;
+    }
+    if (store_finish(ws)) { fg_wstore_free(ws); return NULL; }
+    return ws;
+}

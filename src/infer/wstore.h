@@ -1,0 +1,102 @@
+// wstore.h: the typed weight store every decoding session reads its weights through, and the
+// quantised model file (.fgq) that maps straight into one.
+//
+// A store is a model's config plus, for each tensor of the config's table (fg_tensor_table order,
+// Hugging Face names), a type (FG_WEIGHTS_F32 / BF16 / Q8_0) and a pointer to its rows. Rows are
+// laid out as the fp32 model's (row r of a (rows, cols) matrix at r * fg_qrow_bytes(type, cols)).
+// The pointers may lead into an fp32 fg_model (not owned), into buffers converted from one
+// (owned), or into a read-only mapping of a quantised model file (the mapping is owned). Vectors
+// (norms, biases, the routing bias) are read as fp32: a vector stored in another type is
+// converted into an owned fp32 buffer when the store is built. Nothing here makes an fp32 copy of
+// a matrix: sessions multiply the typed rows directly and dequantise one embedding row per token.
+//
+// Invariants after creation: every tensor pointer is non-NULL, typed F32 / BF16 / Q8_0, Q8_0 only
+// for 2-D tensors whose columns are a multiple of 32; F32 pointers are 4-byte aligned (BF16 2-byte);
+// a store is read-only and may be shared by any number of sessions and threads.
+//
+// Not here: the fp32 training model (src/model), the kernels (quant.h), the decoding loop
+// (generate.c). The file layout is documented below and in docs/formats.md.
+//
+// Quantised model file (.fgq), all integers little-endian:
+//   offset 0    8 bytes   magic "FRUGALQM"
+//   offset 8    u32       version, 1
+//   offset 12   u32       flags, 0 (other bits are rejected)
+//   offset 16   sections as in .fgck (checkpoint.h): 4-byte tag, u64 payload length, payload,
+//               u32 CRC-32 of the payload; the last one 'END ' (empty); nothing may follow it.
+//   'CONF' required  config.json text (fg_config_to_json), <= 1 MiB, validated like a config file.
+//   'TOKN' optional  the tokenizer.json / GGUF bytes of a BPE model (absent: byte-level ids).
+//   'QTAB' required  u32 count, then per tensor: u32 name_len, name bytes, u32 ndim, u64
+//                    shape[ndim], u32 type (0 f32, 1 bf16, 2 q8_0), u64 offset, u64 nbytes.
+//                    Count, names, ndim and shapes must equal the table built from CONF; nbytes
+//                    must equal rows * fg_qrow_bytes(type, cols) (a vector is one row); offset is
+//                    relative to the QDAT payload, a multiple of 64, tensors in table order
+//                    without overlap, inside the payload.
+//   'PAD '           zero bytes so that the QDAT payload starts at a 64-byte aligned file offset.
+//   'QDAT' required  the tensor data; its payload offset in the file must be a multiple of 64.
+//   'END ' required
+// Unknown tags are skipped (CRC unchecked). Every known section's CRC is checked at open,
+// QDAT's included (the open reads the whole file once).
+#ifndef FG_WSTORE_H
+#define FG_WSTORE_H
+
+#include "infer/quant.h"
+#include "model/model.h"
+
+#define FG_QMODEL_VERSION 1
+
+typedef struct { int type; const void *p; } fg_wref; // a matrix: FG_WEIGHTS_* and its first row
+
+// One layer's weights, resolved from the table (fields absent in this architecture are zero).
+typedef struct {
+    const float *attn_norm, *q_norm, *kv_norm, *ffn_norm; // (C), (Rq), (Rkv), (C)
+    const float *bq, *bk, *bv;                            // GQA biases or NULL
+    const float *gate_bias;                               // (E) noaux_tc selection bias or NULL
+    fg_wref wq, wq_a, wq_b, wkv_a, wkv_b, wk, wv, wo;     // shapes as fg_layer_w (model.h)
+    fg_wref w1, w2, w3, gate, sw1, sw2, sw3;
+    fg_wref *ew1, *ew2, *ew3;                             // (E) per routed expert, or NULL
+} fg_wlayer;
+
+struct fg_wstore {
+    fg_config cfg;
+    int n;                      // tensors in the table
+    fg_tensor *t;               // (n) the config's table (owned)
+    int *type;                  // (n) FG_WEIGHTS_*
+    const void **data;          // (n) first byte of each tensor
+    const float **vec;          // (n) fp32 view of 1-D tensors (NULL for matrices)
+    fg_wref embed, lm_head;     // lm_head == embed when tied
+    const float *final_norm;
+    fg_wlayer *layers;          // (L)
+    fg_wref *experts;           // (L * 3 * E) pool behind the layers' ew1/ew2/ew3
+    const rope_table *rope;     // the model's, or own_rope
+    rope_table own_rope;
+    float softmax_scale;
+    char *tok;                  // tokenizer bytes ('TOKN') or NULL; owned
+    size_t tok_len;
+    void **owned;               // buffers freed with the store
+    int n_owned, cap_owned;
+    void *map;                  // a read-only file mapping (munmap'd with the store)
+    size_t map_len;
+};
+
+// Builds a store over caller-owned tensors: c is validated; t (n entries) must equal
+// fg_tensor_table(c) in names and shapes; types[i] is tensor i's FG_WEIGHTS_* and data[i] its
+// bytes (rows as in wstore.h's header), which must stay valid and unchanged for the store's life
+// (hand ownership over with fg_wstore_keep / fg_wstore_keep_mapping). Matrices must be aligned to
+// their element (f32 4, bf16 2 bytes); vectors may be anything (copied to fp32 when not aligned
+// f32). NULL with an error naming the tensor otherwise. Example, a bf16 safetensors file mapped
+// read-only: t = fg_tensor_table(c), types[i] = FG_WEIGHTS_BF16, data[i] = map + offset of
+// t[i].name, then fg_wstore_keep_mapping(ws, map, len).
+fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data);
+// The store frees buf (free()) when it is freed. -1 (buf not taken) when out of memory.
+int fg_wstore_keep(fg_wstore *ws, void *buf);
+// The store munmaps [map, map + len) when it is freed (one mapping per store).
+void fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len);
+
+// The type tensor t gets when a model is converted to `weights`: matrices become bf16 / Q8_0
+// (Q8_0 only when the columns are a multiple of 32); vectors, buffers and MLA's wkv_b (which
+// absorbed attention reads row by row) stay fp32.
+int fg_wstore_policy(const fg_tensor *t, int weights);
+// Bytes of tensor t stored as type.
+size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type);
+
+#endif

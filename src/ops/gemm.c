@@ -1,0 +1,519 @@
+// gemm.c: see gemm.h. The classic Goto/BLIS structure, kept small:
+//
+//   for each block of KC rows of op(B) (the reduction dimension):
+//     pack op(A)[:, block] into MR-row panels and op(B)[block, :] into NR-column panels
+//     (in parallel; fp32, or bf16 pairs for the bf16 kernels), then
+//     for each (MC x NB) tile of C, in parallel: MR x NR micro-kernel over the packed panels.
+//
+// Packing makes every operand layout (transposed or not, fp32, bf16 or Q8_0 rows) look the same
+// to the micro-kernel, which then streams both panels with unit stride: MR broadcasts and NR/16
+// vector loads per k, MR*NR/16 FMAs. MR=8, NR=32 uses 16 of the 32 AVX-512 accumulator registers.
+// The bf16 panels hold (k, k+1) pairs next to each other, the layout vdpbf16ps multiplies.
+//
+// One OpenMP region per call: the pack loops and the tile loop are work-shared `omp for`s with
+// their implicit barriers, so a product costs one thread wake-up, not one per block. Packing
+// buffers are thread-local to the caller and grow on demand (no malloc per call once warm).
+#include "ops/gemm.h"
+
+#include "frugal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "infer/quant.h"
+#include "util.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define FG_X86 1
+#include <immintrin.h>
+#endif
+
+#define MR 8
+#define NR 32
+#define KC 1024                           // reduction block (even: bf16 pairs never straddle blocks)
+#define MC 64                            // rows of C per tile (multiple of MR)
+#define NB 128                           // columns of C per tile (multiple of NR)
+
+int fg_gemm_default_prec = FG_GEMM_F32;
+
+int fg_set_matmul_precision(int prec) {
+    int old = fg_gemm_default_prec;
+    fg_gemm_default_prec = prec == FG_PREC_BF16 ? FG_GEMM_BF16 : FG_GEMM_F32;
+    return old == FG_GEMM_BF16 ? FG_PREC_BF16 : FG_PREC_FP32;
+}
+
+static int force_generic;
+
+int fg_gemm_force_generic(int on) { int old = force_generic; force_generic = on; return old; }
+
+static int cpu_avx512(void) {
+#ifdef FG_X86
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx512f");
+    return v && !force_generic;
+#else
+    return 0;
+#endif
+}
+static int cpu_avx512bf16(void) {
+#ifdef FG_X86
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+    return v && !force_generic;
+#else
+    return 0;
+#endif
+}
+
+const char *fg_gemm_kernel_name(int prec) {
+    if (prec == FG_GEMM_BF16) return cpu_avx512bf16() ? "avx512-bf16" : "generic-bf16";
+    return cpu_avx512() ? "avx512" : "generic";
+}
+
+// ---- conversions -----------------------------------------------------------------------------
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+// ---- packing ---------------------------------------------------------------------------------
+// A panel: for k in [0, kc): MR values of rows i0..i0+MR (zero beyond mc). bf16: for each pair
+// kp: MR x {k=2kp, k=2kp+1} (zero beyond kc). B panel likewise with NR columns.
+
+typedef struct {
+    int ta, tb, M, N, K, prec;
+    const float *A, *B;
+    long lda, ldb;
+    const void *W;                       // fg_gemm_qb: quantised rows
+    long row_bytes;
+    int btype;
+    float *C;
+    long ldc;
+    int accumulate;
+    const float *bias;
+} gemm_args;
+
+// n floats to bf16, round to nearest even, NaN kept quiet; written branch-free so it vectorises.
+static void row_bf16(uint16_t *restrict dst, const float *restrict src, int n) {
+    for (int i = 0; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, src + i, 4);
+        uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16, q = (x >> 16) | 0x40u;
+        dst[i] = (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? q : r);
+    }
+}
+
+// Interleaves one bf16 row of kc values (zero-padded to an even count in src) into slot r of a
+// panel of `width` rows: panel[q][r] = the pair (2q, 2q+1). Copies 32 bits per pair.
+static void interleave_pairs(uint16_t *dst, const uint16_t *src, int kc, int r, int width) {
+    int kp = (kc + 1) / 2;
+    uint32_t *d = (uint32_t *)dst;
+    for (int q = 0; q < kp; q++) { uint32_t v; memcpy(&v, src + 2 * q, 4); d[q * width + r] = v; }
+}
+
+static void pack_a_f32(float *dst, const gemm_args *g, int i0, int mr, int p0, int kc) {
+    if (g->ta) { // rows of op(A) are columns of A: k-major reads are contiguous
+        if (mr == MR) {
+            for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * MR, g->A + (long)(p0 + k) * g->lda + i0, sizeof(float) * MR);
+            return;
+        }
+        for (int k = 0; k < kc; k++) {
+            const float *src = g->A + (long)(p0 + k) * g->lda + i0;
+            int r = 0;
+            for (; r < mr; r++) dst[k * MR + r] = src[r];
+            for (; r < MR; r++) dst[k * MR + r] = 0;
+        }
+        return;
+    }
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) { for (int k = 0; k < kc; k++) dst[k * MR + r] = 0; continue; }
+        const float *src = g->A + (long)(i0 + r) * g->lda + p0;
+        for (int k = 0; k < kc; k++) dst[k * MR + r] = src[k];
+    }
+}
+
+static void pack_a_bf16(uint16_t *dst, const gemm_args *g, int i0, int mr, int p0, int kc, uint16_t *tmp) {
+    int kp = (kc + 1) / 2;
+    if (g->ta) { // pair (k, k+1) of row r = A[k][i0+r], A[k+1][i0+r]: two contiguous rows per pair
+        uint16_t lo[MR], hi[MR];
+        for (int q = 0; q < kp; q++) {
+            int k = p0 + 2 * q;
+            row_bf16(lo, g->A + (long)k * g->lda + i0, mr);
+            if (2 * q + 1 < kc) row_bf16(hi, g->A + (long)(k + 1) * g->lda + i0, mr);
+            else memset(hi, 0, sizeof hi);
+            for (int r = 0; r < MR; r++) {
+                dst[(q * MR + r) * 2] = r < mr ? lo[r] : 0;
+                dst[(q * MR + r) * 2 + 1] = r < mr ? hi[r] : 0;
+            }
+        }
+        return;
+    }
+    tmp[kc] = 0; // pad an odd count
+    for (int r = 0; r < MR; r++) {
+        if (r < mr) row_bf16(tmp, g->A + (long)(i0 + r) * g->lda + p0, kc);
+        else memset(tmp, 0, sizeof(uint16_t) * (kc + 1));
+        interleave_pairs(dst, tmp, kc, r, MR);
+    }
+}
+
+// Reads op(B)[p0 .. p0+kc) of column j (a row of W or of B^T) into col: a pointer to kc floats.
+static const float *b_column(float *col, const gemm_args *g, int j, int p0, int kc) {
+    if (!g->W) return g->B + (long)j * g->ldb + p0; // tb = 1
+    const uint8_t *row = (const uint8_t *)g->W + (long)j * g->row_bytes;
+    if (g->btype == FG_GEMM_B_F32) return (const float *)row + p0;
+    if (g->btype == FG_GEMM_B_BF16) {
+        const uint16_t *h = (const uint16_t *)row + p0;
+        for (int k = 0; k < kc; k++) { uint32_t x = (uint32_t)h[k] << 16; memcpy(col + k, &x, 4); }
+        return col;
+    }
+    // Q8_0: p0 and kc are multiples of the block (KC is, and K is for Q8_0 rows)
+    fg_dequantize_row(col, row + (long)(p0 / FG_Q8_BLOCK) * sizeof(fg_block_q8_0), kc, FG_WEIGHTS_Q8_0);
+    return col;
+}
+
+// Per-thread scratch for packing: NR converted columns (fp32) and NR bf16 rows.
+typedef struct { float *col; uint16_t *h; } pack_tmp;
+#define TMP_FLOATS ((size_t)NR * KC + (size_t)NR * (KC + 2) / 2)
+
+// Transposed sources (op(B) columns are rows of B or W): the NR source rows as fp32 pointers,
+// converting quantised rows into tmp->col; missing columns (c >= nr) point at row 0 (never stored).
+static void b_rows_f32(const float **src, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
+    for (int c = 0; c < NR; c++) src[c] = b_column(tmp->col + (size_t)c * KC, g, j0 + (c < nr ? c : 0), p0, kc);
+}
+
+#ifdef FG_X86
+// dst[t * ldd + c] = src[c][k0 + t] for a 16 x 16 block: unpack pairs, then 64-bit pairs, then
+// 128-bit lanes twice (the classic 4-stage in-register transpose, 64 shuffles per 256 floats).
+__attribute__((target("avx512f"))) static void transpose16_avx512(float *dst, long ldd, const float *const *src, int k0) {
+    __m512 r[16], a[16], b[16], c[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src[i] + k0);
+    for (int i = 0; i < 8; i++) { a[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]); a[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]); }
+    for (int i = 0; i < 4; i++) {
+        __m512d x0 = _mm512_castps_pd(a[4 * i]), x1 = _mm512_castps_pd(a[4 * i + 1]);
+        __m512d x2 = _mm512_castps_pd(a[4 * i + 2]), x3 = _mm512_castps_pd(a[4 * i + 3]);
+        b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(x0, x2));
+        b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(x0, x2));
+        b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(x1, x3));
+        b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(x1, x3));
+    }
+    // b[4i + j], lane L: rows 4i..4i+3 of column 4L + j.
+    for (int j = 0; j < 4; j++) {
+        c[j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0x88);
+        c[4 + j] = _mm512_shuffle_f32x4(b[j], b[4 + j], 0xdd);
+        c[8 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0x88);
+        c[12 + j] = _mm512_shuffle_f32x4(b[8 + j], b[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm512_storeu_ps(dst + (long)j * ldd, _mm512_shuffle_f32x4(c[j], c[8 + j], 0x88));
+        _mm512_storeu_ps(dst + (long)(8 + j) * ldd, _mm512_shuffle_f32x4(c[j], c[8 + j], 0xdd));
+        _mm512_storeu_ps(dst + (long)(4 + j) * ldd, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0x88));
+        _mm512_storeu_ps(dst + (long)(12 + j) * ldd, _mm512_shuffle_f32x4(c[4 + j], c[12 + j], 0xdd));
+    }
+}
+#endif
+
+static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
+    if (!g->W && !g->tb) { // rows of op(B) are contiguous
+        const float *src = g->B + (long)p0 * g->ldb + j0;
+        if (nr == NR) {
+            for (int k = 0; k < kc; k++) memcpy(dst + (size_t)k * NR, src + (long)k * g->ldb, sizeof(float) * NR);
+            return;
+        }
+        for (int k = 0; k < kc; k++) {
+            int c = 0;
+            for (; c < nr; c++) dst[k * NR + c] = src[(long)k * g->ldb + c];
+            for (; c < NR; c++) dst[k * NR + c] = 0;
+        }
+        return;
+    }
+    const float *src[NR];
+    b_rows_f32(src, g, j0, nr, p0, kc, tmp);
+    // Transpose in blocks of 16 k so both the reads and the writes stay in L1.
+    for (int k0 = 0; k0 < kc; k0 += 16) {
+        int kk = FG_MIN(16, kc - k0);
+#ifdef FG_X86
+        if (kk == 16 && nr == NR && cpu_avx512()) {
+            for (int c0 = 0; c0 < NR; c0 += 16) transpose16_avx512(dst + (size_t)k0 * NR + c0, NR, src + c0, k0);
+            continue;
+        }
+#endif
+        for (int c = 0; c < NR; c++) {
+            const float *sc = src[c] + k0;
+            float *d = dst + (size_t)k0 * NR + c;
+            if (c < nr) for (int t = 0; t < kk; t++) d[t * NR] = sc[t];
+            else for (int t = 0; t < kk; t++) d[t * NR] = 0;
+        }
+    }
+}
+
+static void pack_b_bf16(uint16_t *dst, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
+    int kp = (kc + 1) / 2;
+    if (!g->W && !g->tb) { // pair (k, k+1) of column c: two contiguous rows of B
+        uint16_t lo[NR], hi[NR];
+        for (int q = 0; q < kp; q++) {
+            int k = p0 + 2 * q;
+            row_bf16(lo, g->B + (long)k * g->ldb + j0, nr);
+            if (2 * q + 1 < kc) row_bf16(hi, g->B + (long)(k + 1) * g->ldb + j0, nr);
+            else memset(hi, 0, sizeof hi);
+            for (int c = 0; c < NR; c++) {
+                dst[(q * NR + c) * 2] = c < nr ? lo[c] : 0;
+                dst[(q * NR + c) * 2 + 1] = c < nr ? hi[c] : 0;
+            }
+        }
+        return;
+    }
+    // NR bf16 rows of kc values (+1 zero for an odd count), then a blocked transpose of the pairs.
+    size_t hs = (size_t)KC + 2;
+    const uint16_t *rows[NR];
+    for (int c = 0; c < NR; c++) {
+        uint16_t *h = tmp->h + (size_t)c * hs;
+        if (c >= nr) { memset(h, 0, sizeof(uint16_t) * (kc + 1)); rows[c] = h; continue; }
+        if (g->W && g->btype == FG_GEMM_B_BF16) {
+            const uint16_t *w = (const uint16_t *)((const uint8_t *)g->W + (long)(j0 + c) * g->row_bytes) + p0;
+            if (!(kc & 1)) { rows[c] = w; continue; }
+            memcpy(h, w, sizeof(uint16_t) * kc);
+        } else {
+            row_bf16(h, b_column(tmp->col, g, j0 + c, p0, kc), kc);
+        }
+        h[kc] = 0;
+        rows[c] = h;
+    }
+    uint32_t *d = (uint32_t *)dst;
+    for (int q0 = 0; q0 < kp; q0 += 8) {
+        int qq = FG_MIN(8, kp - q0);
+        for (int c = 0; c < NR; c++)
+            for (int t = 0; t < qq; t++) { uint32_t v; memcpy(&v, rows[c] + 2 * (q0 + t), 4); d[(q0 + t) * NR + c] = v; }
+    }
+}
+
+// ---- micro-kernels ---------------------------------------------------------------------------
+// C[0:mr, 0:nr] (row stride ldc) = acc (+ bias) when first, else += acc.
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+static inline v16 vload(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
+
+static void store_tile(float *c, long ldc, const float acc[MR][NR], int mr, int nr, int first, const float *bias) {
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (long)r * ldc;
+        if (first) for (int j = 0; j < nr; j++) cr[j] = acc[r][j] + (bias ? bias[j] : 0.0f);
+        else for (int j = 0; j < nr; j++) cr[j] += acc[r][j];
+    }
+}
+
+static void kern_f32_generic(int kc, const float *a, const float *b, float *c, long ldc, int mr, int nr,
+                             int first, const float *bias) {
+    v16 acc[MR][2];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        v16 b0 = vload(b), b1 = vload(b + 16);
+        for (int r = 0; r < MR; r++) { acc[r][0] += a[r] * b0; acc[r][1] += a[r] * b1; }
+    }
+    float out[MR][NR];
+    memcpy(out, acc, sizeof out);
+    store_tile(c, ldc, (const float(*)[NR])out, mr, nr, first, bias);
+}
+
+static void kern_bf16_generic(int kp, const uint16_t *a, const uint16_t *b, float *c, long ldc, int mr, int nr,
+                              int first, const float *bias) {
+    // The same sums vdpbf16ps forms: per pair, a0*b0 + a1*b1 added to the accumulator (products of
+    // bf16 values are exact in fp32).
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int q = 0; q < kp; q++, a += 2 * MR, b += 2 * NR)
+        for (int r = 0; r < MR; r++) {
+            float a0 = bf16_to_f32(a[2 * r]), a1 = bf16_to_f32(a[2 * r + 1]);
+            for (int j = 0; j < NR; j++) acc[r][j] += a0 * bf16_to_f32(b[2 * j]) + a1 * bf16_to_f32(b[2 * j + 1]);
+        }
+    store_tile(c, ldc, (const float(*)[NR])acc, mr, nr, first, bias);
+}
+
+#ifdef FG_X86
+__attribute__((target("avx512f"))) static inline void store_avx512(float *c, long ldc, __m512 acc[MR][2], int mr,
+                                                                    int nr, int first, const float *bias) {
+    __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+    __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    if (first && bias) { b0 = _mm512_maskz_loadu_ps(m0, bias); b1 = _mm512_maskz_loadu_ps(m1, bias + 16); }
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (long)r * ldc;
+        __m512 v0 = acc[r][0], v1 = acc[r][1];
+        if (first) { v0 = _mm512_add_ps(v0, b0); v1 = _mm512_add_ps(v1, b1); }
+        else { v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr)); v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16)); }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+    }
+}
+
+__attribute__((target("avx512f"))) static void kern_f32_avx512(int kc, const float *a, const float *b, float *c,
+                                                               long ldc, int mr, int nr, int first, const float *bias) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(a[r]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    store_avx512(c, ldc, acc, mr, nr, first, bias);
+}
+
+// The same kernel reading A in place (row-major, row stride lda) instead of from a packed panel:
+// op(A) = A needs no packing in fp32, which saves a pass over the activations for every product.
+// Rows beyond mr read row 0 again; their results are never stored.
+__attribute__((target("avx512f"))) static void kern_f32_avx512_rows(int kc, const float *a, long lda, const float *b,
+                                                                    float *c, long ldc, int mr, int nr, int first,
+                                                                    const float *bias) {
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : 0) * lda;
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++, b += NR) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 av = _mm512_set1_ps(ar[r][k]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    store_avx512(c, ldc, acc, mr, nr, first, bias);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void kern_bf16_avx512(int kp, const uint16_t *a, const uint16_t *b,
+                                                                         float *c, long ldc, int mr, int nr, int first,
+                                                                         const float *bias) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int q = 0; q < kp; q++, a += 2 * MR, b += 2 * NR) {
+        __m512bh b0 = (__m512bh)_mm512_loadu_si512(b), b1 = (__m512bh)_mm512_loadu_si512(b + 32);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            uint32_t pair;
+            memcpy(&pair, a + 2 * r, 4);
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)pair);
+            acc[r][0] = _mm512_dpbf16_ps(acc[r][0], av, b0);
+            acc[r][1] = _mm512_dpbf16_ps(acc[r][1], av, b1);
+        }
+    }
+    store_avx512(c, ldc, acc, mr, nr, first, bias);
+}
+#endif
+
+// ---- driver ----------------------------------------------------------------------------------
+
+typedef struct { void *p; size_t cap; } tbuf;
+static _Thread_local tbuf buf_a, buf_b, buf_col;
+
+static void *grow(tbuf *t, size_t bytes) {
+    if (bytes <= t->cap) return t->p;
+    free(t->p);
+    t->cap = bytes + bytes / 4;
+    t->p = aligned_alloc(64, (t->cap + 63) & ~(size_t)63);
+    if (!t->p) t->cap = 0;
+    return t->p;
+}
+
+static void gemm_run(const gemm_args *g) {
+    int M = g->M, N = g->N, K = g->K, bf = g->prec == FG_GEMM_BF16;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { // C = bias (or unchanged when accumulating)
+        if (!g->accumulate)
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) g->C[(long)i * g->ldc + j] = g->bias ? g->bias[j] : 0.0f;
+        return;
+    }
+    int mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR, kcmax = FG_MIN(K, KC);
+    size_t esz = bf ? 2 : 4, kstride = bf ? (size_t)((kcmax + 1) & ~1) : (size_t)kcmax;
+    char *Ap = grow(&buf_a, (size_t)mp * MR * kstride * esz);
+    char *Bp = grow(&buf_b, (size_t)np * NR * kstride * esz);
+#ifdef _OPENMP
+    int nthr = omp_get_max_threads();
+#else
+    int nthr = 1;
+#endif
+    float *cols = grow(&buf_col, (size_t)nthr * TMP_FLOATS * sizeof(float)); // per-thread pack_tmp
+    if (!Ap || !Bp || !cols) abort(); // out of memory for a few MB: nothing sane to do
+    int use_bf = bf && cpu_avx512bf16(), use_f = !bf && cpu_avx512(), direct_a = use_f && !g->ta;
+    int mt = (M + MC - 1) / MC, nt = (N + NB - 1) / NB;
+    double work = (double)M * N * K;
+#pragma omp parallel if (work > 65536.0 && !omp_in_parallel())
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        pack_tmp pt = {cols + (size_t)tid * TMP_FLOATS, (uint16_t *)(cols + (size_t)tid * TMP_FLOATS + (size_t)NR * KC)};
+        uint16_t *tmp = pt.h;
+        for (int p0 = 0; p0 < K; p0 += KC) {
+            int kc = FG_MIN(KC, K - p0), first = p0 == 0 && !g->accumulate;
+            size_t kpad = bf ? (size_t)((kc + 1) & ~1) : (size_t)kc;
+#pragma omp for schedule(static) nowait
+            for (int jp = 0; jp < np; jp++) {
+                int j0 = jp * NR, nr = FG_MIN(NR, N - j0);
+                if (bf) pack_b_bf16((uint16_t *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, &pt);
+                else pack_b_f32((float *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, &pt);
+            }
+#pragma omp for schedule(static)
+            for (int ip = 0; ip < (direct_a ? 0 : mp); ip++) {
+                int i0 = ip * MR, mr = FG_MIN(MR, M - i0);
+                if (bf) pack_a_bf16((uint16_t *)Ap + (size_t)ip * MR * kpad, g, i0, mr, p0, kc, tmp);
+                else pack_a_f32((float *)Ap + (size_t)ip * MR * kpad, g, i0, mr, p0, kc);
+            }
+#pragma omp for collapse(2) schedule(dynamic)
+            for (int ti = 0; ti < mt; ti++)
+                for (int tj = 0; tj < nt; tj++) {
+                    int i1 = FG_MIN(M, (ti + 1) * MC), j1 = FG_MIN(N, (tj + 1) * NB);
+                    for (int j0 = tj * NB; j0 < j1; j0 += NR)
+                        for (int i0 = ti * MC; i0 < i1; i0 += MR) {
+                            int mr = FG_MIN(MR, M - i0), nr = FG_MIN(NR, N - j0);
+                            float *c = g->C + (long)i0 * g->ldc + j0;
+                            const float *bias = first && g->bias ? g->bias + j0 : NULL;
+                            size_t ao = (size_t)(i0 / MR) * MR * kpad, bo = (size_t)(j0 / NR) * NR * kpad;
+                            if (bf) {
+                                const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bp + bo;
+#ifdef FG_X86
+                                if (use_bf) { kern_bf16_avx512((int)kpad / 2, a, b, c, g->ldc, mr, nr, first, bias); continue; }
+#endif
+                                kern_bf16_generic((int)kpad / 2, a, b, c, g->ldc, mr, nr, first, bias);
+                            } else {
+                                const float *a = (const float *)Ap + ao, *b = (const float *)Bp + bo;
+#ifdef FG_X86
+                                if (direct_a) {
+                                    kern_f32_avx512_rows(kc, g->A + (long)i0 * g->lda + p0, g->lda, b, c, g->ldc, mr, nr, first, bias);
+                                    continue;
+                                }
+                                if (use_f) { kern_f32_avx512(kc, a, b, c, g->ldc, mr, nr, first, bias); continue; }
+#endif
+                                kern_f32_generic(kc, a, b, c, g->ldc, mr, nr, first, bias);
+                            }
+                        }
+                }
+        }
+    }
+    (void)use_bf; (void)use_f;
+}
+
+void fg_gemm(int ta, int tb, int M, int N, int K, const float *A, long lda, const float *B, long ldb,
+             float *C, long ldc, int accumulate, const float *bias, int prec) {
+    gemm_args g = {ta, tb, M, N, K, prec, A, B, lda, ldb, NULL, 0, 0, C, ldc, accumulate, bias};
+    gemm_run(&g);
+}
+
+void fg_gemm_qb(int M, int N, int K, const float *A, long lda, const void *W, long row_bytes, int btype,
+                float *C, long ldc, const float *bias, int prec) {
+    gemm_args g = {0, 1, M, N, K, prec, A, NULL, lda, 0, W, row_bytes, btype, C, ldc, 0, bias};
+    gemm_run(&g);
+}

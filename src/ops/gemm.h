@@ -1,0 +1,43 @@
+// gemm.h: the packed matrix multiplication every matmul of frugal goes through.
+//
+//     C (M, N) = op(A) (M, K) @ op(B) (K, N) [+ C when accumulate] [+ bias (N) when not]
+//
+// Row-major operands given by a pointer, a leading dimension (elements between rows) and a
+// transpose flag: op(A)[i][k] = ta ? A[k*lda + i] : A[i*lda + k], op(B)[k][j] likewise. So
+// out = inp @ w^T is (ta=0, tb=1), dinp += dout @ w is (0, 0) and dw += dout^T @ inp is (1, 0).
+//
+// Precision: FG_GEMM_F32 multiplies in fp32; FG_GEMM_BF16 rounds both operands to bf16 while
+// packing (round to nearest even) and accumulates in fp32 (AVX512-BF16 vdpbf16ps where the CPU
+// has it, an exact emulation of the same products otherwise). Inputs and outputs are fp32 either
+// way, so bf16 mixed precision is one flag away for every product.
+//
+// B may also be a matrix of quantised rows (inference weights, always transposed: w (N, K) rows
+// of K values): see fg_gemm_qb. Kernels are picked at run time from the CPU's features
+// (fg_gemm_kernel_name says which); the portable path uses GCC vector extensions only.
+#ifndef FG_GEMM_H
+#define FG_GEMM_H
+
+#include <stdint.h>
+
+enum { FG_GEMM_F32 = 0, FG_GEMM_BF16 = 1 };
+// Source types of fg_gemm_qb's B rows (same values as FG_WEIGHTS_*).
+enum { FG_GEMM_B_F32 = 0, FG_GEMM_B_BF16 = 1, FG_GEMM_B_Q8_0 = 2 };
+
+void fg_gemm(int ta, int tb, int M, int N, int K, const float *A, long lda, const float *B, long ldb,
+             float *C, long ldc, int accumulate, const float *bias, int prec);
+
+// C (M, N) = A (M, K) @ dequant(W)^T + bias, W being N rows of K values stored as btype
+// (FG_GEMM_B_*), row r at W + r * row_bytes. prec as for fg_gemm (Q8_0 and BF16 rows are exact in
+// bf16 only for BF16; Q8_0 with FG_GEMM_BF16 rounds d * q to bf16).
+void fg_gemm_qb(int M, int N, int K, const float *A, long lda, const void *W, long row_bytes, int btype,
+                float *C, long ldc, const float *bias, int prec);
+
+// Precision used by the model's matmuls (FG_GEMM_F32 unless set): training's mixed precision switch.
+extern int fg_gemm_default_prec;
+
+// "avx512" / "avx512-bf16" / "generic": the kernels this CPU runs, for reports.
+const char *fg_gemm_kernel_name(int prec);
+// Forces the portable kernels (tests compare them against the fast ones). Returns the old value.
+int fg_gemm_force_generic(int on);
+
+#endif

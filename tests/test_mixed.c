@@ -1,0 +1,91 @@
+// test_mixed.c: bf16 mixed-precision training (fg_train_opts.precision = FG_PREC_BF16) tracks fp32.
+//
+// The demo preset is trained twice for 300 steps on the built-in task from the same seed and data
+// order, once with fp32 matrix products and once with bf16 products (fp32 accumulation, fp32 master
+// weights and optimizer; the output head, gating and attention stay fp32). The documented tolerance
+// (docs/model.md, "Mixed precision"): every 25-step window mean of the bf16 training loss is within
+// 5% of the fp32 one. Measured: 2.4-4.1% worst window, in either direction (bf16 ended 3.6% BELOW
+// fp32 at B=16, lr 1.5e-3 and 3.7% above at B=8, lr 3e-3): the two runs leave the task's loss
+// plateaus a few steps apart, so the gap is trajectory divergence, not a precision floor. The
+// oracle is the fp32 run; the test also checks that the run learned (the loss fell by more than
+// half) and that the precision switch is restored after the run.
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "train/train.h"
+
+// Under the sanitizers (10-50x slower) the suite checks the machinery on a short run only.
+#ifdef FG_SANITIZED
+#define STEPS 50
+#else
+#define STEPS 300
+#endif
+#define WIN 25
+
+static int run(int precision, double *loss, char *dir) {
+    fg_config c;
+    fg_config_preset(&c, "demo");
+    fg_model *m = fg_model_create(&c);
+    fg_adamw opt;
+    fg_train_state st;
+    if (!m) return -1;
+    fg_model_init_weights(m, 11);
+    fg_adamw_init(&opt, m->n_params, m->n_tensors);
+    memset(&st, 0, sizeof st);
+    fg_rng_seed(&st.rng, 12);
+    fg_rng_seed(&st.data_rng, 13);
+    strcpy(st.tokenizer, "byte");
+    fg_train_opts o;
+    fg_train_opts_default(&o);
+    o.batch = 8; o.seq = 70; o.steps = STEPS; o.warmup = 30; o.lr = 3e-3f; o.eval_every = 0; o.save_every = 0;
+    o.out_dir = dir; o.progress = 0; o.quiet = 1; o.precision = precision;
+    int rc = fg_train(m, &opt, &st, &o);
+    fg_adamw_free(&opt);
+    fg_model_free(m);
+    if (rc) return rc;
+    char path[300];
+    snprintf(path, sizeof path, "%s/log.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[8192];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < STEPS) {
+        char *k = strstr(line, "\"loss\":");
+        if (k && !strstr(line, "val_loss")) loss[n++] = atof(k + 7);
+    }
+    fclose(f);
+    return n == STEPS ? 0 : -1;
+}
+
+int main(void) {
+    static double l32[STEPS], l16[STEPS];
+    char d32[] = "/tmp/fg_mixed32_XXXXXX", d16[] = "/tmp/fg_mixed16_XXXXXX";
+    CHECK(mkdtemp(d32) && mkdtemp(d16));
+    CHECK_MSG(run(FG_PREC_FP32, l32, d32) == 0, "fp32 run: %s", fg_last_error());
+    CHECK_MSG(run(FG_PREC_BF16, l16, d16) == 0, "bf16 run: %s", fg_last_error());
+    CHECK(fg_set_matmul_precision(FG_PREC_FP32) == FG_PREC_FP32); // restored by fg_train
+    double worst = 0;
+    for (int w = 0; w < STEPS / WIN; w++) {
+        double a = 0, b = 0;
+        for (int i = w * WIN; i < (w + 1) * WIN; i++) { a += l32[i]; b += l16[i]; }
+        double rel = fabs(b - a) / a;
+        if (rel > worst) worst = rel;
+#ifdef FG_SANITIZED
+        (void)rel;
+        continue;
+#endif
+        CHECK_MSG(rel <= 0.05, "steps %d-%d: fp32 mean loss %.4f, bf16 %.4f (%.2f%%)", w * WIN, (w + 1) * WIN - 1,
+                  a / WIN, b / WIN, 100 * rel);
+    }
+    double first = 0, last = 0;
+    for (int i = 0; i < WIN; i++) { first += l32[i]; last += l32[STEPS - WIN + i]; }
+    CHECK_MSG(last < (STEPS >= 300 ? 0.5 : 0.9) * first, "fp32 run did not learn: %.3f -> %.3f", first / WIN, last / WIN);
+    printf("mixed precision: %d steps of demo (B=8, T=70): fp32 loss %.4f -> %.4f, bf16 %.4f -> %.4f; "
+           "worst %d-step window difference %.3f%% (tolerance 5%%)\n", STEPS, l32[0], l32[STEPS - 1], l16[0],
+           l16[STEPS - 1], WIN, 100 * worst);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", d32, d16);
+    CHECK(system(cmd) == 0);
+    return TEST_DONE();
+}
