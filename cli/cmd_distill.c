@@ -186,7 +186,7 @@ static int distill_generate(int argc, char **argv) {
         {"max-new-tokens", OPT_INT, &g.max_new_tokens, "tokens per completion at most"},
         {"seed", OPT_U64, &g.seed, "sampling seed"},
         {"verifier", OPT_STR, &g.verifier, "shell command: reads a completion on stdin, exit 0 accepts (task: answer check)"},
-        {"verifier-timeout", OPT_DOUBLE, &g.verifier_timeout, "seconds before a verifier is killed (counted as a timeout)"},
+        {"verifier-timeout", OPT_DOUBLE, &g.verifier_timeout, "seconds before a hanging verifier is killed (the run then stops with an error)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -196,10 +196,10 @@ static int distill_generate(int argc, char **argv) {
     if (!g.teacher || !g.out) return cli_fail("distill generate", "--teacher and -o are required", NULL);
     fg_distill_gen_stats s;
     if (fg_distill_generate(&g, &s)) return cli_fail("distill generate", fg_last_error(), NULL);
-    printf("generate: %lld prompts, %lld samples: %lld accepted (%.1f%%), %lld rejected, %lld verifier timeouts, %lld verifier "
-           "errors; %lld prompts with >= 1 accepted; %.0f teacher tokens, %.3g FLOPs, %.1f s\nwrote %s (+ %s.stats.json)\n",
+    printf("generate: %lld prompts, %lld samples: %lld accepted (%.1f%%), %lld rejected; %lld prompts with >= 1 accepted; "
+           "%.0f teacher tokens, %.3g FLOPs, %.1f s\nwrote %s (+ %s.stats.json)\n",
            (long long)s.prompts, (long long)s.samples, (long long)s.accepted, s.samples ? 100.0 * s.accepted / s.samples : 0,
-           (long long)s.rejected, (long long)s.timeouts, (long long)s.errors, (long long)s.prompts_with_one, s.tokens,
+           (long long)s.rejected, (long long)s.prompts_with_one, s.tokens,
            s.teacher_flops, s.wall_s, g.out, g.out);
     return 0;
 }

@@ -745,15 +745,16 @@ typedef struct {
     uint64_t seed;
     const char *verifier;       // shell command: completion on stdin, exit 0 = accept (NULL: task check,
                                 //   or accept everything for prompt files)
-    double verifier_timeout;    // seconds; a verifier still running then is killed and counted
+    double verifier_timeout;    // seconds; a verifier still running then is killed and the run stops
     const char *out;            // SFT JSONL {"prompt": ..., "completion": ...}, written atomically
 } fg_distill_gen_opts;
 typedef struct {
-    int64_t prompts, samples, accepted, rejected, timeouts, errors, prompts_with_one;
+    int64_t prompts, samples, accepted, rejected, prompts_with_one;
     double tokens, teacher_flops, wall_s;
 } fg_distill_gen_stats;
 // Returns 0 with the statistics (also written as OUT.stats.json), or -1 with an error: unreadable
-// teacher/prompts, a verifier that cannot run, or nothing accepted (the output is then not written).
+// teacher/prompts; a verifier that times out, exits with a status other than 0 or 1, or dies of a
+// signal; or nothing accepted. On error nothing is written (an earlier OUT stays as it was).
 int fg_distill_generate(const fg_distill_gen_opts *o, fg_distill_gen_stats *st);
 
 // Supervised fine-tuning on prompt/completion pairs (`frugal train --sft`, src/distill/sft.c): JSONL

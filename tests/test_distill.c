@@ -10,6 +10,7 @@
 #include "formats/checkpoint.h"
 #include "model/model.h"
 #include "infer/quant.h"
+#include "util.h"
 #include "test.h"
 
 // ---- float64 oracle, straight from the definitions (no shared code with loss.c) -------------
@@ -293,11 +294,61 @@ static void check_cache(void) {
     fg_model_free(m);
 }
 
+// train --sft: every row of a one-example file is that example, prompt targets -1, so the first
+// step's logged cross-entropy equals a forward over the completion tokens alone.
+static void check_sft_mask(void) {
+    fg_config c;
+    fg_config_preset(&c, "tiny");
+    fg_model *m = fg_model_create(&c), *ref = fg_model_create(&c);
+    fg_model_init_weights(m, 21);
+    fg_model_init_weights(ref, 21);
+    char dir[] = "/tmp/fg_sft_XXXXXX";
+    if (!mkdtemp(dir)) { CHECK(0); return; }
+    char path[128], out[128], logp[160];
+    snprintf(path, sizeof path, "%s/sft.jsonl", dir);
+    snprintf(out, sizeof out, "%s/run", dir);
+    snprintf(logp, sizeof logp, "%s/run/log.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"prompt_ids\": [256, 49, 43, 50, 61], \"completion_ids\": [51, 10, 257]}\n");
+    fclose(f);
+    fg_train_opts o;
+    fg_train_opts_default(&o);
+    o.batch = 2; o.seq = 12; o.steps = 1; o.warmup = 0; o.val_fraction = 0; o.eval_every = 0; o.eval_batches = 1;
+    o.out_dir = out; o.progress = 0; o.quiet = 1;
+    fg_adamw opt;
+    fg_adamw_init_for(&opt, m);
+    fg_train_state st;
+    fg_train_state_init(&st, 1);
+    CHECK_MSG(fg_train_sft(m, &opt, &st, &o, path) == 0, "%s", fg_last_error());
+    int32_t in[24], tg[24];
+    const int32_t ex[8] = {256, 49, 43, 50, 61, 51, 10, 257};
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 12; t++) {
+            in[b * 12 + t] = t < 8 ? ex[t] : FG_TOK_PAD;
+            tg[b * 12 + t] = t + 1 < 8 && t + 1 >= 5 ? ex[t + 1] : -1; // 51, 10, 257 only
+        }
+    float loss;
+    CHECK(fg_model_forward(ref, in, tg, 2, 12, &loss) == 0);
+    CHECK(ref->n_counted == 6);
+    size_t len;
+    char *log = fg_read_file(logp, &len);
+    const char *ce = log ? strstr(log, "\"ce\":") : NULL;
+    CHECK_MSG(ce && fabs(atof(ce + 5) - ref->ce_loss) < 2e-6, "sft ce %s vs completion-only %.6f", ce ? ce : "(none)", ref->ce_loss);
+    free(log);
+    fg_train_state_free(&st);
+    fg_adamw_free(&opt);
+    fg_model_free(m); fg_model_free(ref);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void) {
     const char *py = find_python();
     if (!py) printf("note: python3 with torch not found: PyTorch comparison of the losses skipped\n");
     check_loss(py);
     check_backward_entry();
     check_cache();
+    check_sft_mask();
     return TEST_DONE();
 }

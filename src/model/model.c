@@ -704,7 +704,6 @@ int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scal
 // extra terms (the balance loss).
 static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark) {
     const fg_config *c = &m->cfg;
-    (void)mark;
     int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size;
     bump sc = *psc;
     float *dlogits = m->logits;

@@ -219,7 +219,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     if (T > c->max_position_embeddings)
         return fg_set_error("seq %d exceeds the model's max_position_embeddings %d (hint: --seq %d)", T,
                             c->max_position_embeddings, c->max_position_embeddings);
-    int task = !o->n_data && !o->shards;
+    int task = !o->n_data && !o->shards && !o->batch_fn; // a batch hook brings its own rows
     if (task && T < FG_TASK_LONGEST - 1)
         return fg_set_error("the built-in task needs --seq >= %d (got %d)", FG_TASK_LONGEST - 1, T);
     if (!o->tokenizer && !st->tokenizer_data && c->vocab_size < FG_BYTE_VOCAB)
