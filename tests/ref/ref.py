@@ -488,7 +488,7 @@ def moe(cfg, P, m, x, bias, aux):
         if tok.numel() == 0:
             continue
         out = swiglu(xf[tok], P, m + f"experts.{j}.") * w[tok, slot].unsqueeze(-1)
-        y = y.index_add(0, tok, out)
+        y = y.index_add(0, tok, out.to(y.dtype))  # autocast may hand back bf16
     if cfg.n_shared:
         y = y + swiglu(xf, P, m + "shared_experts.")
     # sequence-wise balance loss and loads
@@ -915,7 +915,7 @@ def cmd_bench(args):
         if step:  # the first step warms up
             times.append(time.perf_counter() - t0)
     sec = min(times)
-    params = sum(t.numel() for t in P.values()) + sum(t.numel() for t in rb.values())
+    params = sum(t.numel() for t in P.values())  # trained parameters (the routing-bias buffers excluded, as frugal counts)
     print(json.dumps({"sec_per_step": sec, "tok_per_s": args.batch * args.seq / sec, "params": params,
                       "precision": "bf16-autocast" if args.bf16 else "fp32",
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))
