@@ -94,6 +94,43 @@ static void check_roundtrip(const char *src_dir, const char *out_dir, int sharde
     fg_safetensors_close(&out);
 }
 
+// A dense GQA model with YaRN RoPE scaling survives GGUF export and import (llama.cpp's
+// rope.scaling.* keys for llama/qwen2 too): same config fields, bit-identical logits.
+static void check_dense_yarn(const char *dir) {
+    static const char json[] = "{\"attention_type\": \"gqa\", \"vocab_size\": 64, \"hidden_size\": 32, \"num_hidden_layers\": 2,"
+        " \"intermediate_size\": 48, \"num_attention_heads\": 4, \"num_key_value_heads\": 2, \"head_dim\": 8,"
+        " \"attention_bias\": true, \"rope_interleave\": false, \"max_position_embeddings\": 256,"
+        " \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4, \"original_max_position_embeddings\": 64,"
+        " \"beta_fast\": 32, \"beta_slow\": 1, \"mscale\": 1, \"mscale_all_dim\": 1}}";
+    fg_config c;
+    CHECK_MSG(fg_config_from_json(&c, json, strlen(json), "dense-yarn", NULL) == 0, "%s", fg_last_error());
+    fg_model *m = fg_model_create(&c);
+    if (!m) { CHECK_MSG(0, "%s", fg_last_error()); return; }
+    CHECK(m->cfg.rope_yarn);
+    fg_model_init_weights(m, 3);
+    char g[512];
+    snprintf(g, sizeof g, "%s/dense_yarn.gguf", dir);
+    CHECK_MSG(fg_gguf_export(g, m, FG_EXPORT_F32, NULL, 0) == 0, "%s: %s", g, fg_last_error());
+    fg_model *mg = fg_model_open(g, NULL, NULL, NULL);
+    CHECK_MSG(mg != NULL, "%s: %s", g, fg_last_error());
+    if (mg) {
+        CHECK(mg->cfg.rope_yarn && mg->cfg.rope_factor == 4 && mg->cfg.rope_original_max_position_embeddings == 64);
+        int32_t tok[100];
+        for (int i = 0; i < 100; i++) tok[i] = (i * 7 + 3) % 64;
+        size_t n = 100 * (size_t)c.vocab_size;
+        float *a = malloc(sizeof(float) * n);
+        CHECK(fg_model_forward(m, tok, NULL, 1, 100, NULL) == 0);
+        memcpy(a, m->logits, sizeof(float) * n);
+        CHECK(fg_model_forward(mg, tok, NULL, 1, 100, NULL) == 0);
+        double e = tst_rel_err(mg->logits, a, n);
+        printf("dense GQA + YaRN: GGUF f32 round trip, logits rel err %.1e\n", e);
+        CHECK_MSG(e == 0, "dense YaRN GGUF round trip: logits relative error %.3e", e);
+        free(a);
+        fg_model_free(mg);
+    }
+    fg_model_free(m);
+}
+
 int main(void) {
     const char *py = find_python();
     if (!py) SKIP("python3 with torch and numpy not found: Hugging Face import tests not run (apt install python3-torch python3-numpy)");
@@ -190,5 +227,6 @@ int main(void) {
         fg_model_free(m);
         fg_safetensors_close(&exp);
     }
+    check_dense_yarn(dir);
     return TEST_DONE();
 }

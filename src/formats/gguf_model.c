@@ -232,25 +232,6 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
             has_bias = fg_gguf_find_tensor(g, nm) != NULL;
         }
         c->topk_method = has_bias ? FG_TOPK_NOAUX_TC : c->n_group > 1 ? FG_TOPK_GROUP_LIMITED_GREEDY : FG_TOPK_GREEDY;
-        const fg_gguf_kv *st = akv(&k, "rope.scaling.type");
-        if (st && st->type == FG_GGUF_STRING) {
-            fg_gguf_str s;
-            char full[128];
-            snprintf(full, sizeof full, "%s.rope.scaling.type", k.arch);
-            fg_gguf_get_str(g, full, &s);
-            if (s.len == 4 && !memcmp(s.s, "yarn", 4)) {
-                float lm = 0;
-                c->rope_yarn = 1;
-                if (aflt(&k, "rope.scaling.factor", &c->rope_factor, 1) ||
-                    aint(&k, "rope.scaling.original_context_length", &c->rope_original_max_position_embeddings, 1) ||
-                    aflt(&k, "rope.scaling.yarn_log_multiplier", &lm, 0) || aflt(&k, "rope.scaling.yarn_beta_fast", &c->rope_beta_fast, 0) ||
-                    aflt(&k, "rope.scaling.yarn_beta_slow", &c->rope_beta_slow, 0))
-                    return -1;
-                c->rope_mscale = c->rope_mscale_all_dim = lm / 0.1f;
-            } else if (!(s.len == 4 && !memcmp(s.s, "none", 4))) {
-                return fg_set_error("%s: GGUF %s.rope.scaling.type '%.*s' is not supported (yarn, none)", g->where, k.arch, (int)FG_MIN(s.len, 40), s.s);
-            }
-        }
     } else { // llama, qwen2
         c->attn_type = FG_ATTN_GQA;
         c->rope_interleave = 0; // llama: rows are un-permuted on import
@@ -278,6 +259,26 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
                 for (uint64_t i = 0; i < rf->ne[0]; i++) { float v; memcpy(&v, rf->data + 4 * i, 4); mx = FG_MAX(mx, v); }
                 c->rope_factor = mx;
             }
+        }
+    }
+    // RoPE scaling, any architecture (llama.cpp's rope.scaling.* keys).
+    const fg_gguf_kv *st = akv(&k, "rope.scaling.type");
+    if (st && st->type == FG_GGUF_STRING) {
+        fg_gguf_str s;
+        char full[128];
+        snprintf(full, sizeof full, "%s.rope.scaling.type", k.arch);
+        fg_gguf_get_str(g, full, &s);
+        if (s.len == 4 && !memcmp(s.s, "yarn", 4)) {
+            float lm = 0;
+            c->rope_yarn = 1;
+            if (aflt(&k, "rope.scaling.factor", &c->rope_factor, 1) ||
+                aint(&k, "rope.scaling.original_context_length", &c->rope_original_max_position_embeddings, 1) ||
+                aflt(&k, "rope.scaling.yarn_log_multiplier", &lm, 0) || aflt(&k, "rope.scaling.yarn_beta_fast", &c->rope_beta_fast, 0) ||
+                aflt(&k, "rope.scaling.yarn_beta_slow", &c->rope_beta_slow, 0))
+                return -1;
+            c->rope_mscale = c->rope_mscale_all_dim = lm / 0.1f;
+        } else if (!(s.len == 4 && !memcmp(s.s, "none", 4))) {
+            return fg_set_error("%s: GGUF %s.rope.scaling.type '%.*s' is not supported (yarn, none)", g->where, k.arch, (int)FG_MIN(s.len, 40), s.s);
         }
     }
     if (fg_config_validate(c)) return fg_wrap_error("%s", g->where);
@@ -695,8 +696,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     int permute = !mla && !strcmp(arch, "llama") && !c->rope_interleave;
     if (mla && c->moe_layer_freq > 1) return fg_set_error("GGUF export: deepseek2 cannot describe moe_layer_freq %d", c->moe_layer_freq);
     if (mla && c->rope_llama3) return fg_set_error("GGUF export: deepseek2 cannot describe llama3 RoPE scaling");
-    if (!mla && c->rope_yarn) return fg_set_error("GGUF export: %s export of YaRN RoPE scaling is not implemented", arch);
-    if (mla && c->rope_yarn && c->rope_mscale != c->rope_mscale_all_dim)
+    if (c->rope_yarn && c->rope_mscale != c->rope_mscale_all_dim)
         return fg_set_error("GGUF export: llama.cpp's yarn_log_multiplier needs mscale == mscale_all_dim");
     kvw w = {{0}, 0, arch};
     int n_out = 0, rc = -1;
@@ -738,14 +738,6 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
         kv_u32(&w, "expert_gating_func", c->scoring_func == FG_SCORE_SIGMOID ? 2 : 1);
         kv_u32(&w, "expert_group_count", (uint32_t)c->n_group);
         kv_u32(&w, "expert_group_used_count", (uint32_t)c->topk_group);
-        if (c->rope_yarn) {
-            kv_str(&w, "rope.scaling.type", "yarn");
-            kv_f32(&w, "rope.scaling.factor", c->rope_factor);
-            kv_u32(&w, "rope.scaling.original_context_length", (uint32_t)c->rope_original_max_position_embeddings);
-            kv_f32(&w, "rope.scaling.yarn_log_multiplier", 0.1f * c->rope_mscale_all_dim);
-            kv_f32(&w, "rope.scaling.yarn_beta_fast", c->rope_beta_fast);
-            kv_f32(&w, "rope.scaling.yarn_beta_slow", c->rope_beta_slow);
-        }
     } else {
         kv_u32(&w, "attention.head_count_kv", (uint32_t)c->num_key_value_heads);
         kv_u32(&w, "rope.dimension_count", (uint32_t)c->head_dim);
@@ -758,6 +750,14 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
             kv_f32(&w, "frugal.rope.llama3.high_freq_factor", c->rope_high_freq_factor);
             kv_u32(&w, "frugal.rope.llama3.original_max_position_embeddings", (uint32_t)c->rope_original_max_position_embeddings);
         }
+    }
+    if (c->rope_yarn) { // every architecture: llama.cpp's rope.scaling.* keys
+        kv_str(&w, "rope.scaling.type", "yarn");
+        kv_f32(&w, "rope.scaling.factor", c->rope_factor);
+        kv_u32(&w, "rope.scaling.original_context_length", (uint32_t)c->rope_original_max_position_embeddings);
+        kv_f32(&w, "rope.scaling.yarn_log_multiplier", 0.1f * c->rope_mscale_all_dim);
+        kv_f32(&w, "rope.scaling.yarn_beta_fast", c->rope_beta_fast);
+        kv_f32(&w, "rope.scaling.yarn_beta_slow", c->rope_beta_slow);
     }
     if (tok_data && tok_len >= 4 && !memcmp(tok_data, "GGUF", 4)) {
         fg_gguf *tg = fg_gguf_parse((const uint8_t *)tok_data, tok_len, "tokenizer");
