@@ -116,7 +116,13 @@ int cmd_bench(int argc, char **argv) {
     // only K of E; the embedding only one row).
     double wbytes = fg_infer_decode_weight_bytes(s);
     double kv_tok = (double)fg_infer_cache_bytes(s) / need;
-    double pre_tps[BENCH_MAX], dec_tps[BENCH_MAX], dec_bw[BENCH_MAX];
+    double pre_tps[BENCH_MAX], pre_gf[BENCH_MAX], dec_tps[BENCH_MAX], dec_bw[BENCH_MAX];
+    // Prefill FLOPs: the cost model's forward FLOPs per token at the prompt's causal window
+    // (docs/cost.md), for every token but the output head, which only the last token runs. The
+    // peak is that of the kernels the weight type multiplies with: fp32 FMA for f32 weights, bf16
+    // dot products for bf16 and Q8_0 (their rows are converted to bf16 panels as they are packed).
+    int bf_peak = stored != FG_WEIGHTS_F32 && pk.bf16_gflops > 0;
+    double peak = bf_peak ? pk.bf16_gflops : pk.fp32_gflops;
     int rc = 0;
     for (int i = 0; i < npre && !rc; i++) {
         time_prefill(s, tok, pre[i] < 8 ? pre[i] : 8); // warm up
@@ -127,6 +133,12 @@ int cmd_bench(int argc, char **argv) {
             best = t < best ? t : best;
         }
         pre_tps[i] = pre[i] && best > 0 ? pre[i] / best : 0;
+        fg_cost_model cm;
+        fg_cost_opts co = {.context = pre[i] > 0 ? pre[i] : 1, .batch = 1, .seq = 1, .devices = 1};
+        double flops = 0;
+        if (pre[i] && !fg_cost_model_compute(&cm, &c, &co))
+            flops = pre[i] * (cm.fwd_per_token - cm.fwd[FG_COMP_HEAD]) + cm.fwd[FG_COMP_HEAD];
+        pre_gf[i] = pre[i] && best > 0 ? flops / best / 1e9 : 0;
     }
     for (int i = 0; i < ndec && !rc; i++) {
         fg_infer_reset(s);
@@ -151,11 +163,13 @@ int cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
                "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_type\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "
-               "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"open_s\": %.3f, "
+               "\"weight_bytes_per_decode_token\": %.0f, \"machine_mem_gbs\": %.3f, \"matmul_peak_gflops\": %.2f, \"open_s\": %.3f, "
                "\"weights_in_memory_bytes\": %zu, \"rss_peak_kb\": %ld, \"rss_anon_kb\": %ld, \"rss_file_kb\": %ld, \"prefill\": [",
                name, (long long)total, (long long)active, pk.threads, weights_s, kind == FG_KV_LATENT ? "latent" : "full", kv_s, kv_tok,
-               expanded, wbytes, pk.mem_gbs, open_s, fg_wstore_owned_bytes(cw.ws), hwm, anon, file);
-        for (int i = 0; i < npre; i++) printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f}", i ? ", " : "", pre[i], pre_tps[i]);
+               expanded, wbytes, pk.mem_gbs, peak, open_s, fg_wstore_owned_bytes(cw.ws), hwm, anon, file);
+        for (int i = 0; i < npre; i++)
+            printf("%s{\"prompt\": %d, \"tok_per_s\": %.2f, \"gflops\": %.2f, \"fraction_of_matmul_peak\": %.4f}", i ? ", " : "",
+                   pre[i], pre_tps[i], pre_gf[i], peak > 0 ? pre_gf[i] / peak : 0);
         printf("], \"decode\": [");
         for (int i = 0; i < ndec; i++)
             printf("%s{\"context\": %d, \"tok_per_s\": %.2f, \"gb_per_s\": %.3f, \"fraction_of_bandwidth\": %.4f}", i ? ", " : "",
@@ -170,13 +184,17 @@ int cmd_bench(int argc, char **argv) {
         if (ckpt) printf("weights opened in %.2f s; %.1f MiB of them held in memory (the rest read in place)\n", open_s,
                          fg_wstore_owned_bytes(cw.ws) / 1048576.0);
         printf("\n");
-        printf("  %-24s %12s\n", "prefill", "tokens/s");
-        for (int i = 0; i < npre; i++) printf("  prompt %-17d %12.1f\n", pre[i], pre_tps[i]);
+        printf("  %-24s %12s %12s %14s\n", "prefill", "tokens/s", "GFLOP/s", "of peak");
+        for (int i = 0; i < npre; i++)
+            printf("  prompt %-17d %12.1f %12.1f %13.1f%%\n", pre[i], pre_tps[i], pre_gf[i], peak > 0 ? 100 * pre_gf[i] / peak : 0);
         printf("\n  %-24s %12s %12s %14s\n", "decode", "tokens/s", "GB/s read", "of bandwidth");
         for (int i = 0; i < ndec; i++)
             printf("  context %-16d %12.1f %12.2f %13.1f%%\n", dec[i], dec_tps[i], dec_bw[i],
                    pk.mem_gbs > 0 ? 100 * dec_bw[i] / pk.mem_gbs : 0);
-        printf("\n(bytes read per decode token = active weights as stored (%.1f MB) + KV cache up to the context)\n", wbytes / 1e6);
+        printf("\n(prefill GFLOP/s: forward FLOPs per token at the prompt's causal window (docs/cost.md), over this\n"
+               " machine's measured %s peak, %.1f GFLOP/s: the kernels %s weights multiply with)\n",
+               bf_peak ? "bf16 dot-product" : "fp32 FMA", peak, weights_s);
+        printf("(bytes read per decode token = active weights as stored (%.1f MB) + KV cache up to the context)\n", wbytes / 1e6);
         if (hwm) printf("resident: peak %.2f GB; now %.2f GB anonymous (cache, scratch, weights held in memory) + %.2f GB of "
                         "mapped file pages (dropped and re-read by the kernel as needed)\n", hwm / 1e6, anon / 1e6, file / 1e6);
     }

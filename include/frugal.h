@@ -605,6 +605,14 @@ int fg_file_is_qmodel(const char *path);           // 1 when path starts with FG
 // mapped file's weights do not count: their pages are dropped and re-read by the kernel).
 fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv_type);
 int fg_infer_cache_kind(const fg_infer *s);
+// How a latent-cache session runs the attention of a batched feed (prefill; docs/model.md):
+// FG_MLA_ABSORBED scores against the cached latents directly (wkv_b folded into the queries),
+// FG_MLA_EXPANDED rebuilds per-head keys and values from the latents first and runs ordinary
+// attention (fewer multiply-adds for long chunks, DeepSeek's choice for prefill), FG_MLA_AUTO
+// (default) picks the one with fewer multiply-adds per chunk. The logits agree within fp32
+// rounding. Returns the previous setting; ignored by sessions with a full cache.
+enum { FG_MLA_AUTO = 0, FG_MLA_ABSORBED = 1, FG_MLA_EXPANDED = 2 };
+int fg_infer_set_mla_prefill(fg_infer *s, int form);
 void fg_infer_free(fg_infer *s);                   // NULL is fine
 void fg_infer_reset(fg_infer *s);                  // empties the cache (position 0)
 int fg_infer_pos(const fg_infer *s);               // tokens in the cache

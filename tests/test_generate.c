@@ -127,11 +127,14 @@ static void check_typed_store(const char *name, const fg_model *m, const int32_t
     }
     // One feed of T >= 8 tokens is a prefill: its products of bf16 rows run on the packed bf16 GEMM,
     // which also rounds the activations to bf16 (fp32 accumulation); bound: 1e-2 (measured ~2e-3).
-    double prefill = 1;
-    if (s) {
+    // Latent cache: both prefill forms (the expanded one multiplies the bf16 wkv_b on the GEMM).
+    double prefill = s ? 0 : 1;
+    for (int form = FG_MLA_ABSORBED; s && form <= FG_MLA_EXPANDED; form++) {
+        fg_infer_set_mla_prefill(s, form);
         fg_infer_reset(s);
         const float *lg = fg_infer_feed(s, tok, T);
-        prefill = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * c->vocab_size, c->vocab_size) : 1;
+        double e = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * c->vocab_size, c->vocab_size) : 1;
+        prefill = e > prefill ? e : prefill;
     }
     printf("%s: all-bf16 store from a tensor list, max rel err %.2e token by token, %.2e prefill, vs the forward of "
            "the bf16-rounded model\n", name, worst, prefill);
@@ -170,13 +173,17 @@ static void check_decode(const char *name, const fg_config *c, int T, int kind) 
         CHECK(fg_infer_pos(s) == t + 1);
     }
     printf("%s: token by token, max rel err %.2e over %d positions\n", name, worst, T);
-    static const int sizes[] = {5, 1, 7, 3, 2, 11, 1, 4};
-    for (int pass = 0; pass < 2; pass++) {
+    // passes 0 and 1: small uneven chunks (row-by-row attention); pass 2: chunks of at least
+    // LATENT_GEMM_MIN rows after a non-empty cache (the GEMM prefill, partial row blocks)
+    static const int sizes[3][8] = {{5, 1, 7, 3, 2, 11, 1, 4}, {1, 7, 3, 2, 11, 1, 4, 5}, {37, 100, 21, 64, 200, 17, 65, 300}};
+    // passes 3 and 4: as pass 2, latent cache, each prefill form forced (auto picks by cost)
+    for (int pass = 0; pass < (kind == FG_KV_LATENT ? 5 : 3); pass++) {
+        if (pass >= 3) fg_infer_set_mla_prefill(s, pass == 3 ? FG_MLA_ABSORBED : FG_MLA_EXPANDED);
         fg_infer_reset(s);
         CHECK(fg_infer_pos(s) == 0);
         worst = 0;
-        for (int at = 0, j = pass; at < T; j++) {
-            int n = FG_MIN(sizes[j % 8], T - at);
+        for (int at = 0, j = 0; at < T; j++) {
+            int n = FG_MIN(sizes[pass < 3 ? pass : 2][j % 8], T - at);
             const float *lg = fg_infer_feed(s, tok + at, n);
             CHECK_MSG(lg != NULL, "%s: chunk at %d: %s", name, at, fg_last_error());
             if (!lg) break;
@@ -187,14 +194,18 @@ static void check_decode(const char *name, const fg_config *c, int T, int kind) 
         }
         printf("%s: chunks (pass %d), max rel err %.2e\n", name, pass, worst);
     }
-    fg_infer_reset(s);
-    const float *lg = fg_infer_feed(s, tok, T);
-    CHECK(lg != NULL);
-    if (lg) {
-        double e = tst_rel_err(lg, ref + (size_t)(T - 1) * V, V);
-        CHECK_MSG(e < 1e-5, "%s: whole sequence: rel err %.3g", name, e);
-        printf("%s: one feed of %d, rel err %.2e\n", name, T, e);
+    for (int form = FG_MLA_AUTO; form <= (kind == FG_KV_LATENT ? FG_MLA_EXPANDED : FG_MLA_AUTO); form++) {
+        fg_infer_set_mla_prefill(s, form);
+        fg_infer_reset(s);
+        const float *lg = fg_infer_feed(s, tok, T);
+        CHECK(lg != NULL);
+        if (lg) {
+            double e = tst_rel_err(lg, ref + (size_t)(T - 1) * V, V);
+            CHECK_MSG(e < 1e-5, "%s: whole sequence (prefill form %d): rel err %.3g", name, form, e);
+            printf("%s: one feed of %d (prefill form %d), rel err %.2e\n", name, T, form, e);
+        }
     }
+    fg_infer_set_mla_prefill(s, FG_MLA_AUTO);
     fg_infer_free(s);
     check_kv_bf16(name, m, tok, ref, T, kind);
     check_typed_store(name, m, tok, T, kind);
@@ -475,8 +486,9 @@ int main(void) {
     // (at most 16 spans of 32-row blocks, online softmax, merged per head): 600 positions give
     // spans of several blocks, so the running max is rescaled as well as merged
     fg_config tiny_long = tiny;
-    tiny_long.max_position_embeddings = 640;
-    check_decode("tiny latent, 600 positions (span/block decode)", &tiny_long, 600, FG_KV_LATENT);
+    // 1100 positions also make one feed longer than a prefill chunk (INFER_CHUNK = 1024)
+    tiny_long.max_position_embeddings = 1100;
+    check_decode("tiny latent, 1100 positions (span/block decode)", &tiny_long, 1100, FG_KV_LATENT);
     check_decode("MLA no q-LoRA, MoE softmax greedy latent", &mla2, 40, FG_KV_LATENT);
     check_decode("MLA no q-LoRA, MoE softmax greedy full", &mla2, 40, FG_KV_FULL);
     check_decode("GQA 2/1 heads, biases, rotate-half, dense", &gqa, 150, FG_KV_FULL);

@@ -29,9 +29,13 @@ static int omp_threads(void) { return omp_get_max_threads(); }
 static int omp_threads(void) { return 1; }
 #endif
 
-#define INFER_CHUNK 256 // tokens per batched pass; bounds the scratch for long prompts
-#define LATENT_GEMM_MIN 16                          // prefill rows from which latent attention runs on the GEMM
-#define LATENT_GEMM_MAX_SCORES ((size_t)64 << 20 >> 2) // its (chunk, max_T) score scratch: at most 64 MiB
+// Tokens per batched pass. It bounds the scratch for long prompts, and it sets how many tokens
+// share one packing of each weight matrix: a routed expert sees about chunk * K / E of them, so
+// small chunks spend their time converting expert weights rather than multiplying them.
+#define INFER_CHUNK 1024
+#define LATENT_GEMM_MIN 16 // prefill rows from which latent attention runs on the GEMM
+#define ATT_ROWS 64        // latent prefill on the GEMM: query rows per (head, row block) task
+#define EXPAND_MAX_BYTES ((size_t)256 << 20) // scratch for the expanded prefill form: at most 256 MiB
 #define LAT_BLOCK 32    // latent decode: positions scored together (scores of all heads per block)
 #define LAT_SPANS 16    // latent decode: at most this many position spans run in parallel
 
@@ -45,6 +49,7 @@ struct fg_infer {
     const fg_wstore *ws;        // every weight is read through it
     fg_wstore *own_ws;          // the store built by fg_infer_create_ex (freed with the session)
     int kind;                   // FG_KV_FULL | FG_KV_LATENT
+    int mla_prefill;            // FG_MLA_* (latent cache, batched feeds)
     int kv_bf16;                // cache elements are bf16 (else fp32)
     int max_T, pos;
     int kw, vw;                 // values per cached position and layer: keys, values (latent: Rkv+Dr, 0)
@@ -59,11 +64,14 @@ struct fg_infer {
     float *kva, *ckv, *kvb;     // MLA (n, Rkv+Dr), (n, Rkv) normed latent, (n, H*(Dn+Dv))
     float *kn, *vn;             // GQA (n, Hkv*Dh) new keys and values before they enter the cache
     float *wkvb;                // latent with a non-fp32 wkv_b: (nthreads, Dn+Dv, Rkv) one head dequantised
+    int *wkvb_key;              // (nthreads) which layer and head each thread's wkvb holds: l*H+h+1, 0 = none
     float *y;                   // (n, H*Dv) or (n, H*Dh) attention output before wo
     float *qlat;                // latent: (n, H, Rkv) queries folded through wkv_b's key half
     float *olat;                // latent: (nthreads, Rkv) weighted sum of cached latents
-    float *pq, *ps, *po;        // latent prefill on the GEMM: (n, Rkv+Dr) one head's [q_lat | q_pe],
-                                //   (n, max_T) its scores, (n, Rkv) its o_lat; NULL: row by row only
+    float *pq, *ps, *po;        // latent prefill on the GEMM, per thread: (ATT_ROWS, Rkv+Dr) [q_lat | q_pe],
+                                //   (ATT_ROWS, max_T) scores, (ATT_ROWS, Rkv) o_lat; NULL: row by row only
+    float *kvf;                 // latent prefill over a bf16 cache: (max_T, Rkv+Dr) one layer's rows in fp32
+    float *kvx;                 // latent prefill, expanded form: (nthreads, max_T, Dn+Dv) one head's [k_nope | v]
     float *lpart;               // latent decode: (LAT_SPANS, H, Rkv + 2) per-span softmax partials (o, max, sum)
     float *lsc;                 // latent decode: (nthreads, H, LAT_BLOCK) scores of one block
     float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
@@ -129,11 +137,16 @@ static size_t carve(fg_infer *s, char *base) {
             TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, (size_t)s->nthreads * Rkv, float);
             TAKE(s->lpart, (size_t)LAT_SPANS * H * (Rkv + 2), float); TAKE(s->lsc, (size_t)s->nthreads * H * LAT_BLOCK, float);
         }
-        if (s->kind == FG_KV_LATENT && !s->kv_bf16 && n >= LATENT_GEMM_MIN && n * (size_t)s->max_T <= LATENT_GEMM_MAX_SCORES) {
-            TAKE(s->pq, n * (Rkv + Dr), float); TAKE(s->ps, n * (size_t)s->max_T, float); TAKE(s->po, n * Rkv, float);
+        if (s->kind == FG_KV_LATENT && n >= LATENT_GEMM_MIN) {
+            size_t nt = (size_t)s->nthreads;
+            TAKE(s->pq, nt * ATT_ROWS * (Rkv + Dr), float); TAKE(s->ps, nt * ATT_ROWS * s->max_T, float);
+            TAKE(s->po, nt * ATT_ROWS * Rkv, float);
+            if (s->kv_bf16) TAKE(s->kvf, (size_t)s->max_T * (Rkv + Dr), float);
+            if (nt * s->max_T * (Dn + Dv) * sizeof(float) <= EXPAND_MAX_BYTES) TAKE(s->kvx, nt * s->max_T * (Dn + Dv), float);
         }
-        if (s->kind == FG_KV_LATENT && s->ws->layers[0].wkv_b.type != FG_WEIGHTS_F32)
-            TAKE(s->wkvb, (size_t)s->nthreads * (Dn + Dv) * Rkv, float);
+        if (s->kind == FG_KV_LATENT && s->ws->layers[0].wkv_b.type != FG_WEIGHTS_F32) {
+            TAKE(s->wkvb, (size_t)s->nthreads * (Dn + Dv) * Rkv, float); TAKE(s->wkvb_key, s->nthreads, int);
+        }
     } else {
         int Hkv = c->num_key_value_heads;
         TAKE(s->q, n * H * Dh, float);
@@ -230,6 +243,7 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
     if (!s->mem && s->kv) fg_set_error("out of memory: decoding scratch needs %.1f MiB", bytes / 1048576.0);
     if (!s->kv || !s->mem) { fg_infer_free(s); return NULL; }
     carve(s, s->mem);
+    if (s->wkvb_key) memset(s->wkvb_key, 0, sizeof(int) * (size_t)s->nthreads);
     return s;
 }
 
@@ -337,11 +351,15 @@ static void cache_attention(fg_infer *s, float *y, const float *q, int sq, size_
 // * scale, o_lat = sum_u p(u) c_kv(u), y_h = W_UV_h o_lat. W_UK_h / W_UV_h are the Dn key rows and
 // Dv value rows of head h in wkv_b (H*(Dn+Dv), Rkv), read in fp32 (a wkv_b stored in another type
 // is dequantised one head at a time into per-thread scratch).
-static const float *wkv_b_head(fg_infer *s, fg_wref wkv_b, int h, int tid) { // (Dn+Dv, Rkv) fp32 rows of head h
+static const float *wkv_b_head(fg_infer *s, int l, int h, int tid) { // (Dn+Dv, Rkv) fp32 rows of head h
     const fg_config *c = &s->ws->cfg;
     int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    fg_wref wkv_b = s->ws->layers[l].wkv_b;
     if (wkv_b.type == FG_WEIGHTS_F32) return (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
     float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
+    int key = l * c->num_attention_heads + h + 1;
+    if (s->wkvb_key[tid] == key) return tmp; // this thread converted the same head last time
+    s->wkvb_key[tid] = key;
     size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
     const uint8_t *src = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb;
     for (int d = 0; d < Dn + Dv; d++) fg_dequantize_row(tmp + (size_t)d * Rkv, src + (size_t)d * rb, Rkv, wkv_b.type);
@@ -355,13 +373,12 @@ static void latent_row(void *ctx, int r, int tid) {
     fg_infer *s = jb->s;
     const fg_wstore *ws = s->ws;
     const fg_config *c = &ws->cfg;
-    fg_wref wkv_b = ws->layers[jb->l].wkv_b;
     size_t cache = cache_k(s, jb->l);
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
     int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
     float scale = ws->softmax_scale;
     int i = r / H, h = r % H, t = jb->p0 + i;
-    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b_head(s, wkv_b, h, tid);
+    const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b_head(s, jb->l, h, tid);
     float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)tid * Rkv;
     float *p = s->probs + (size_t)tid * s->max_T;
     for (int j = 0; j < Rkv; j++) ql[j] = 0;
@@ -393,7 +410,7 @@ static void latdec_qlat(void *ctx, int h, int tid) { // q_lat_h = W_UK_h^T q_nop
     fg_infer *s = j->s;
     const fg_config *c = &s->ws->cfg;
     int Dn = c->qk_nope_head_dim, Dq = Dn + c->qk_rope_head_dim, Rkv = c->kv_lora_rank;
-    const float *wh = wkv_b_head(s, s->ws->layers[j->l].wkv_b, h, tid), *q = s->q + (size_t)h * Dq;
+    const float *wh = wkv_b_head(s, j->l, h, tid), *q = s->q + (size_t)h * Dq;
     float *ql = s->qlat + (size_t)h * Rkv;
     for (int k = 0; k < Rkv; k++) ql[k] = 0;
     for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv);
@@ -455,40 +472,107 @@ static void latdec_out(void *ctx, int h, int tid) { // merge the spans of head h
         fg_vaxpy(ol, w, ph, Rkv);
     }
     float inv = 1.0f / L;
-    const float *wh = wkv_b_head(s, s->ws->layers[j->l].wkv_b, h, tid);
+    const float *wh = wkv_b_head(s, j->l, h, tid);
     float *o = s->y + (size_t)h * Dv;
     for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv) * inv;
 }
 
-// Prefill of the same attention on the packed GEMM (an fp32 cache and n >= LATENT_GEMM_MIN), one
-// head at a time, every product spread over the threads: [q_lat | q_pe] = [q_nope W_UK_h | q_pe],
-// S = [q_lat | q_pe] cache[0, p0+n)^T (one product: a cache row is [c_kv | k_pe]), a causal softmax
-// per row, o_lat = P c_kv, y_h = o_lat W_UV_h^T. The same sums as latent_row in another order.
-static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
-    const fg_wstore *ws = s->ws;
-    const fg_config *c = &ws->cfg;
+// Prefill of the same attention on the packed GEMM (n >= LATENT_GEMM_MIN), as tasks of one head
+// and ATT_ROWS query rows, each on one thread with single-threaded products: [q_lat | q_pe] =
+// [q_nope W_UK_h | q_pe], S = [q_lat | q_pe] cache[0, t)^T (one product: a cache row is
+// [c_kv | k_pe]), a causal softmax per row, o_lat = P c_kv, y_h = o_lat W_UV_h^T. A row block only
+// reads the t = p0 + (its last row) + 1 positions it can see, so the causal half of the chunk's
+// square is never computed. The same sums as latent_row in another order. A bf16 cache is first
+// widened to fp32, one layer's rows, once for all tasks.
+static void latent_task(fg_infer *s, int l, int n, int p0, const float *cache, int h, int rb, int tid) {
+    const fg_config *c = &s->ws->cfg;
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
-    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw, t1 = p0 + n;
-    fg_wref wkv_b = ws->layers[l].wkv_b;
-    const float *cache = (const float *)s->kv + cache_k(s, l);
-    float scale = ws->softmax_scale;
-    for (int h = 0; h < H; h++) {
-        const float *wh = wkv_b_head(s, wkv_b, h, 0);
-        const float *qh = s->q + (size_t)h * Dq;
-        fg_gemm(0, 0, n, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, s->pq, kw, 0, NULL, FG_GEMM_F32);
-        for (int i = 0; i < n; i++) memcpy(s->pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
-        fg_gemm(0, 1, n, t1, kw, s->pq, kw, cache, kw, s->ps, t1, 0, NULL, FG_GEMM_F32);
-#pragma omp parallel for schedule(static) if ((long)n * t1 > 65536)
-        for (int i = 0; i < n; i++) {
-            float *p = s->ps + (size_t)i * t1;
-            int m = p0 + i + 1;
-            fg_softmax_scaled(p, m, scale);
-            for (int u = m; u < t1; u++) p[u] = 0;
+    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw;
+    int i0 = rb * ATT_ROWS, m = FG_MIN(ATT_ROWS, n - i0), t = p0 + i0 + m;
+    float *pq = s->pq + (size_t)tid * ATT_ROWS * kw, *ps = s->ps + (size_t)tid * ATT_ROWS * s->max_T;
+    float *po = s->po + (size_t)tid * ATT_ROWS * Rkv;
+    const float *wh = wkv_b_head(s, l, h, tid), *qh = s->q + ((size_t)i0 * H + h) * Dq;
+    fg_gemm(0, 0, m, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, pq, kw, 0, NULL, FG_GEMM_F32);
+    for (int i = 0; i < m; i++) memcpy(pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
+    fg_gemm(0, 1, m, t, kw, pq, kw, cache, kw, ps, t, 0, NULL, FG_GEMM_F32);
+    for (int i = 0; i < m; i++) {
+        float *p = ps + (size_t)i * t;
+        int see = p0 + i0 + i + 1;
+        fg_softmax_scaled(p, see, s->ws->softmax_scale);
+        for (int u = see; u < t; u++) p[u] = 0;
+    }
+    fg_gemm(0, 0, m, Rkv, t, ps, t, cache, kw, po, Rkv, 0, NULL, FG_GEMM_F32);
+    fg_gemm(0, 1, m, Dv, Rkv, po, Rkv, wh + (size_t)Dn * Rkv, Rkv, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv,
+            (long)H * Dv, 0, NULL, FG_GEMM_F32);
+}
+
+// The expanded form of the same prefill (DeepSeek's own choice for prefill): per head, the keys
+// and values of every visible position are rebuilt from the latent cache, [k_nope | v] (t, Dn+Dv)
+// = c_kv wkv_b_h^T, then ordinary attention with q = [q_nope | q_pe] and k = [k_nope | k_pe]
+// (k_pe straight from the cache). A score costs Dn+Dr multiply-adds and a value row Dv instead
+// of the absorbed form's Rkv+Dr and Rkv, for the price of the expansion (t1 rows per head): it
+// wins when the chunk is long compared with the context before it (mla_uses_expanded). One task
+// per head; row blocks of ATT_ROWS skip the causal upper half as latent_task does.
+static void expanded_head(fg_infer *s, int l, int n, int p0, const float *cache, int h, int tid) {
+    const fg_config *c = &s->ws->cfg;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
+    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw, t1 = p0 + n, ew = Dn + Dv;
+    float *kvx = s->kvx + (size_t)tid * s->max_T * ew, *ps = s->ps + (size_t)tid * ATT_ROWS * s->max_T;
+    fg_wref wkv_b = s->ws->layers[l].wkv_b;
+    size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
+    const uint8_t *wh = (const uint8_t *)wkv_b.p + (size_t)h * ew * rb;
+    if (wkv_b.type == FG_WEIGHTS_F32) fg_gemm(0, 1, t1, ew, Rkv, cache, kw, (const float *)wh, Rkv, kvx, ew, 0, NULL, fg_gemm_default_prec);
+    else fg_gemm_qb(t1, ew, Rkv, cache, kw, wh, (long)rb, wkv_b.type, kvx, ew, NULL, FG_GEMM_BF16);
+    for (int i0 = 0; i0 < n; i0 += ATT_ROWS) {
+        int m = FG_MIN(ATT_ROWS, n - i0), t = p0 + i0 + m;
+        const float *qh = s->q + ((size_t)i0 * H + h) * Dq;
+        fg_gemm(0, 1, m, t, Dn, qh, (long)H * Dq, kvx, ew, ps, t, 0, NULL, FG_GEMM_F32);           // q_nope k_nope
+        fg_gemm(0, 1, m, t, Dr, qh + Dn, (long)H * Dq, cache + Rkv, kw, ps, t, 1, NULL, FG_GEMM_F32); // + q_pe k_pe
+        for (int i = 0; i < m; i++) {
+            float *p = ps + (size_t)i * t;
+            int see = p0 + i0 + i + 1;
+            fg_softmax_scaled(p, see, s->ws->softmax_scale);
+            for (int u = see; u < t; u++) p[u] = 0;
         }
-        fg_gemm(0, 0, n, Rkv, t1, s->ps, t1, cache, kw, s->po, Rkv, 0, NULL, FG_GEMM_F32);
-        fg_gemm(0, 1, n, Dv, Rkv, s->po, Rkv, wh + (size_t)Dn * Rkv, Rkv, s->y + (size_t)h * Dv, (long)H * Dv, 0, NULL,
+        fg_gemm(0, 0, m, Dv, t, ps, t, kvx + Dn, ew, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv, (long)H * Dv, 0, NULL,
                 FG_GEMM_F32);
     }
+}
+
+// Multiply-adds per head of the two prefill forms for n rows after p0 cached positions.
+static int mla_uses_expanded(const fg_infer *s, int n, int p0) {
+    const fg_config *c = &s->ws->cfg;
+    double Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    double pairs = (double)n * p0 + (double)n * (n + 1) / 2; // (query, visible position) pairs
+    double expanded = (p0 + n) * Rkv * (Dn + Dv) + pairs * (Dn + Dr + Dv);
+    double absorbed = n * Rkv * (Dn + Dv) + pairs * (2 * Rkv + Dr);
+    if (!s->kvx || s->mla_prefill == FG_MLA_ABSORBED) return 0;
+    return s->mla_prefill == FG_MLA_EXPANDED || expanded < absorbed;
+}
+
+int fg_infer_set_mla_prefill(fg_infer *s, int form) {
+    int old = s->mla_prefill;
+    if (form >= FG_MLA_AUTO && form <= FG_MLA_EXPANDED) s->mla_prefill = form;
+    return old;
+}
+
+static void latent_attention_gemm(fg_infer *s, int l, int n, int p0) {
+    int H = s->ws->cfg.num_attention_heads, nb = (n + ATT_ROWS - 1) / ATT_ROWS, kw = s->kw, t1 = p0 + n;
+    const float *cache = (const float *)s->kv + cache_k(s, l);
+    if (s->kv_bf16) {
+        const uint16_t *src = (const uint16_t *)s->kv + cache_k(s, l);
+#pragma omp parallel for schedule(static) if ((long)t1 * kw > 65536)
+        for (int u = 0; u < t1; u++) fg_dequantize_row(s->kvf + (size_t)u * kw, (const uint8_t *)(src + (size_t)u * kw), kw, FG_WEIGHTS_BF16);
+        cache = s->kvf;
+    }
+    if (mla_uses_expanded(s, n, p0)) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(s->nthreads, omp_threads()))
+        for (int h = 0; h < H; h++) expanded_head(s, l, n, p0, cache, h, THREAD_ID());
+        return;
+    }
+    // Head by head (a converted wkv_b head stays put), each head's costliest (last) row blocks first.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(s->nthreads, omp_threads()))
+    for (int task = 0; task < nb * H; task++) latent_task(s, l, n, p0, cache, task / nb, nb - 1 - task % nb, THREAD_ID());
 }
 
 static void latent_attention(fg_infer *s, int l, int n, int p0) {
