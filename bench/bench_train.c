@@ -170,8 +170,11 @@ int main(int argc, char **argv) {
     fg_peaks pk;
     if (fg_peaks_get(&pk, 0)) { fprintf(stderr, "bench_train: %s\n", fg_last_error()); return 1; }
     printf("frugal bench: training step = forward + backward + AdamW\n");
+    char amx[64];
+    if (pk.amx_gflops > 0) snprintf(amx, sizeof amx, "%.1f GFLOP/s", pk.amx_gflops);
+    else snprintf(amx, sizeof amx, "%s", pk.amx_present ? "present, not usable" : "absent");
     printf("machine peaks (measured, %d threads%s): fp32 FMA %.1f GFLOP/s, AVX512-BF16 %.1f GFLOP/s, AMX %s\n",
-           pk.threads, pk.cached ? ", cached" : "", pk.fp32_gflops, pk.bf16_gflops, pk.amx_present ? "present (no kernel yet)" : "absent");
+           pk.threads, pk.cached ? ", cached" : "", pk.fp32_gflops, pk.bf16_gflops, amx);
     printf("FLOPs/token = 6 * active matmul weights + 6 * L * (T+1)/2 * H * (Dqk+Dv) (causal attention)\n");
     printf("peer: tests/ref/ref.py bench in eager PyTorch (grouped per-expert MoE, as Hugging Face's DeepSeek code),\n"
            "fp32 and torch.autocast bf16, same config, batch and sequence length, %d threads\n\n", threads);

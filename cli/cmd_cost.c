@@ -241,7 +241,8 @@ static int cost_peaks(int argc, char **argv) {
     printf("  fp32 FMA        %8.1f GFLOP/s\n", p.fp32_gflops);
     if (p.bf16_gflops > 0) printf("  bf16 AVX512-BF16 %7.1f GFLOP/s\n", p.bf16_gflops);
     else printf("  bf16            not present (no AVX512-BF16)\n");
-    printf("  AMX             %s\n", p.amx_present ? "present, not measured by frugal" : "not present");
+    if (p.amx_gflops > 0) printf("  bf16 AMX tiles  %8.1f GFLOP/s\n", p.amx_gflops);
+    else printf("  AMX             %s\n", p.amx_present ? "present, not usable (OS support or permission)" : "not present");
     printf("  memory read     %8.1f GB/s\n", p.mem_gbs);
     return 0;
 }

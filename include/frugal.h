@@ -870,8 +870,8 @@ typedef struct {
     int threads;
     double fp32_gflops;     // FMA on every thread
     double bf16_gflops;     // AVX512-BF16 dot products (0: not present)
-    double amx_gflops;      // AMX tiles: not measured by frugal yet (always 0; amx_present says if the CPU has them)
-    int amx_present;
+    double amx_gflops;      // AMX tdpbf16ps tiles (0: not usable here; never measured on real AMX hardware so far)
+    int amx_present;        // the CPU reports AMX-TILE and AMX-BF16 (usable or not)
     double mem_gbs;         // streaming read bandwidth over a buffer far beyond the caches
     int cached;             // 1: read from the cache file
 } fg_peaks;

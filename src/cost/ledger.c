@@ -149,9 +149,11 @@ int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, con
     fprintf(f, "}},\n");
     fprintf(f, "  \"time\": {\"wall_s\": %.6f, \"cpu_s\": %.6f, \"mfu\": %.6g, \"fp32_peak_gflops\": %.6g},\n", li->wall_s,
             li->cpu_s, li->mfu, pk->fp32_gflops);
+    char amxg[32] = "null"; // not measured (no usable AMX)
+    if (pk->amx_gflops > 0) snprintf(amxg, sizeof amxg, "%.6g", pk->amx_gflops);
     fprintf(f, "  \"machine\": {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, "
-               "\"amx_present\": %s, \"amx_gflops\": null, \"mem_gbs\": %.6g},\n", pk->cpu, pk->threads, pk->fp32_gflops,
-            pk->bf16_gflops, pk->amx_present ? "true" : "false", pk->mem_gbs);
+               "\"amx_present\": %s, \"amx_gflops\": %s, \"mem_gbs\": %.6g},\n", pk->cpu, pk->threads, pk->fp32_gflops,
+            pk->bf16_gflops, pk->amx_present ? "true" : "false", amxg, pk->mem_gbs);
     fprintf(f, "  \"quality\": {");
     if (isnan(li->best_val_loss)) fprintf(f, "\"best_val_loss\": null, \"best_val_step\": null");
     else fprintf(f, "\"best_val_loss\": %.6f, \"best_val_step\": %.17g", li->best_val_loss, li->best_val_step);

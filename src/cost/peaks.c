@@ -1,10 +1,12 @@
-// peaks.c: this machine's measured peaks (fp32 FMA, bf16 dot products, memory bandwidth), cached
-// per CPU model string and thread count in a small JSON file.
+// peaks.c: this machine's measured peaks (fp32 FMA, bf16 dot products, AMX tiles, memory
+// bandwidth), cached per CPU model string and thread count in a small JSON file.
 //
-// What it deliberately does not do: AMX. The CPUs frugal was developed on have no AMX, and a tile
-// kernel that cannot be tested here is not shipped; the AMX bit is reported (amx_present) and
-// amx_gflops stays 0. BF16 is measured with AVX512-BF16 (vdpbf16ps) when CPUID and the OS's saved
-// register state (XCR0) both say it works; otherwise bf16_gflops is 0.
+// BF16 is measured with AVX512-BF16 (vdpbf16ps) when CPUID and the OS's saved register state
+// (XCR0) both say it works; otherwise bf16_gflops is 0. AMX: amx_present is the CPUID bits;
+// amx_gflops is measured with a tdpbf16ps loop when the tiles are usable in this process
+// (fg_amx_usable: CPUID, XCR0 and Linux's permission), else 0. The AMX loop has never run: the
+// machines frugal was developed on have no AMX (the GEMM's tile kernel is tested there through
+// an emulator, which cannot time anything).
 // Invariants: every loop keeps its result live (a sink) so the compiler cannot drop it; the cache
 // is written atomically (tmp + rename) and a corrupt or foreign cache is ignored, never fatal.
 #include <errno.h>
@@ -24,6 +26,7 @@
 
 #include "cost/cost.h"
 #include "formats/json.h"
+#include "ops/amx.h"
 #include "util.h"
 
 typedef float v16 __attribute__((vector_size(64)));
@@ -95,6 +98,46 @@ __attribute__((target("avx512f,avx512bf16"))) static double bf16_measure(double 
         double dt = fg_now() - t0;
         // One vdpbf16ps: 16 lanes x 2 bf16 products accumulated = 32 multiply-adds = 64 FLOPs.
         double g = 64.0 * 12 * (double)iters * n_threads() / dt / 1e9;
+        if (g > best) best = g;
+        if (sink == 12345.0f) fputc(' ', stderr);
+        if (dt < seconds / 3) iters *= 2, rep--;
+        if (iters > ((long)1 << 40)) break;
+    }
+    return best;
+}
+
+// AMX peak: 6 independent tdpbf16ps chains per thread into 16 x 16 fp32 tiles (0..5) from one A
+// and one B tile (6, 7) of 16 rows x 32 bf16, enough to cover the instruction's latency. Only
+// called when fg_amx_usable() says 1.
+__attribute__((target("amx-tile,amx-bf16"))) static double amx_measure(double seconds) {
+    static const fg_amx_config cfg = {.palette = 1, .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+                                      .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
+    double best = 0;
+    long iters = 100000;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = fg_now();
+        float sink = 0;
+#pragma omp parallel reduction(+ : sink)
+        {
+            uint16_t a[16 * 32], b[16 * 32];
+            float out[16 * 16];
+            for (int i = 0; i < 16 * 32; i++) { a[i] = 0x3f80; b[i] = 0x3380; } // 1.0, ~6e-8
+            fg_amx_hw_config(&cfg);
+            __asm__ volatile("" ::: "memory"); // GCC's tile loads do not say they read memory
+            _tile_loadd(6, a, 64);
+            _tile_loadd(7, b, 64);
+            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); _tile_zero(4); _tile_zero(5);
+            for (long it = 0; it < iters; it++) {
+                _tile_dpbf16ps(0, 6, 7); _tile_dpbf16ps(1, 6, 7); _tile_dpbf16ps(2, 6, 7);
+                _tile_dpbf16ps(3, 6, 7); _tile_dpbf16ps(4, 6, 7); _tile_dpbf16ps(5, 6, 7);
+            }
+            _tile_stored(5, out, 64);
+            fg_amx_hw_release();
+            sink += out[0];
+        }
+        double dt = fg_now() - t0;
+        // One tdpbf16ps: 16 x 16 outputs x 32 bf16 products = 8192 multiply-adds = 16384 FLOPs.
+        double g = 16384.0 * 6 * (double)iters * n_threads() / dt / 1e9;
         if (g > best) best = g;
         if (sink == 12345.0f) fputc(' ', stderr);
         if (dt < seconds / 3) iters *= 2, rep--;
@@ -195,14 +238,18 @@ static int cache_read(const char *path, fg_peaks *p, char *keep, size_t cap) {
             if (!cpu || cpu->type != FG_JSON_STRING) continue;
             double fp32 = num(e, "fp32_gflops"), bf16 = num(e, "bf16_gflops"), mem = num(e, "mem_gbs");
             double thr = num(e, "threads"), amx = num(e, "amx_present");
-            if (!(fp32 > 0) || bf16 < 0 || !(mem > 0) || thr < 1 || amx < 0) continue;
+            double amxg = fg_json_get(e, "amx_gflops") ? num(e, "amx_gflops") : 0; // absent before AMX was measured
+            if (!(fp32 > 0) || bf16 < 0 || !(mem > 0) || thr < 1 || amx < 0 || amxg < 0) continue;
             if (!strcmp(cpu->str, p->cpu) && (int)thr == p->threads) {
                 p->fp32_gflops = fp32; p->bf16_gflops = bf16; p->mem_gbs = mem; p->amx_present = amx > 0;
-                found = 1;
+                p->amx_gflops = amxg;
+                // an entry written before AMX was measured, on an AMX machine: measure again
+                found = !(amx > 0 && !fg_json_get(e, "amx_gflops"));
             } else {
                 size_t l = strlen(keep);
                 snprintf(keep + l, cap - l, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, "
-                         "\"amx_present\": %d, \"mem_gbs\": %.6g},\n", cpu->str, (int)thr, fp32, bf16, amx > 0, mem);
+                         "\"amx_present\": %d, \"amx_gflops\": %.6g, \"mem_gbs\": %.6g},\n", cpu->str, (int)thr, fp32, bf16,
+                         amx > 0, amxg, mem);
             }
         }
     fg_json_free(root);
@@ -222,6 +269,8 @@ int fg_peaks_get(fg_peaks *p, int remeasure) {
     int amx = 0;
     if (cpu_has_bf16(&amx)) p->bf16_gflops = bf16_measure(0.3);
     p->amx_present = amx;
+    p->amx_gflops = 0;
+    if (fg_amx_usable(NULL)) p->amx_gflops = amx_measure(0.3);
 #endif
     p->mem_gbs = fg_peak_mem_measure(256);
     if (!(p->fp32_gflops > 0) || !(p->mem_gbs > 0)) return fg_set_error("peaks: measurement failed (out of memory?)");
@@ -233,7 +282,8 @@ int fg_peaks_get(fg_peaks *p, int remeasure) {
     if (!f) return 0; // a read-only home is not an error: the numbers are just not cached
     fprintf(f, "{\n  \"magic\": \"frugal-peaks\",\n  \"version\": 1,\n  \"machines\": [\n%s", keep);
     fprintf(f, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, \"amx_present\": %d, "
-            "\"mem_gbs\": %.6g}\n  ]\n}\n", p->cpu, p->threads, p->fp32_gflops, p->bf16_gflops, p->amx_present, p->mem_gbs);
+            "\"amx_gflops\": %.6g, \"mem_gbs\": %.6g}\n  ]\n}\n", p->cpu, p->threads, p->fp32_gflops, p->bf16_gflops,
+            p->amx_present, p->amx_gflops, p->mem_gbs);
     int bad = fclose(f) != 0;
     if (bad || rename(tmp, path)) unlink(tmp);
     return 0;

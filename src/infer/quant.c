@@ -1,5 +1,7 @@
-// quant.c: see quant.h. Reference kernels in plain C with GCC/Clang vector extensions; a packed
-// int8 dot product (VNNI) and AMX belong to the CPU-speed work.
+// quant.c: see quant.h. Reference kernels in plain C with GCC/Clang vector extensions. Not here:
+// a packed int8 dot product (VNNI) or AMX int8 tiles (CPU-speed work not done). Prefill products
+// go through the packed GEMM, whose bf16 path has an AMX tile kernel (src/ops/gemm.c, verified
+// only through its emulator so far).
 #include "infer/quant.h"
 #include "infer/pool.h"
 

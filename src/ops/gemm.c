@@ -13,6 +13,13 @@
 // One OpenMP region per call: the pack loops and the tile loop are work-shared `omp for`s with
 // their implicit barriers, so a product costs one thread wake-up, not one per block. Packing
 // buffers are thread-local to the caller and grow on demand (no malloc per call once warm).
+//
+// AMX (bf16 only, where the CPU and the OS allow it, src/ops/amx.h): the same B panels, A packed
+// as 32 bf16 rows (row-major), K zero-padded to a multiple of 32 in both, and a 32 x 32 tile
+// micro-kernel (4 fp32 accumulator tiles). The kernel is written once and built twice: on the tile
+// instructions and on amx.c's C emulator of them (fg_gemm_amx_emulate), which is how it is tested
+// on machines without AMX. Verified so far only through the emulator: the machine it was written
+// on has no AMX.
 #include "ops/gemm.h"
 
 #include "frugal.h"
@@ -21,6 +28,7 @@
 #include <string.h>
 
 #include "infer/quant.h"
+#include "ops/amx.h"
 #include "util.h"
 
 #ifdef _OPENMP
@@ -37,6 +45,8 @@
 #define KC 1024                           // reduction block (even: bf16 pairs never straddle blocks)
 #define MC 64                            // rows of C per tile (multiple of MR)
 #define NB 128                           // columns of C per tile (multiple of NR)
+#define AMR 32                           // AMX: rows of an A panel and of the C block (MC is a multiple)
+#define AK 32                            // AMX: bf16 per tile row; K is padded to a multiple
 
 int fg_gemm_default_prec = FG_GEMM_F32;
 
@@ -46,9 +56,17 @@ int fg_set_matmul_precision(int prec) {
     return old == FG_GEMM_BF16 ? FG_PREC_BF16 : FG_PREC_FP32;
 }
 
-static int force_generic;
+static int force_generic, amx_emulate;
 
 int fg_gemm_force_generic(int on) { int old = force_generic; force_generic = on; return old; }
+int fg_gemm_amx_emulate(int on) { int old = amx_emulate; amx_emulate = on; return old; }
+
+// The bf16 tile kernel to run: 0 none, 1 the AMX instructions, 2 their emulator.
+static int amx_mode(void) {
+    if (amx_emulate > 0) return 2;
+    if (amx_emulate < 0 || force_generic) return 0;
+    return fg_amx_usable(NULL);
+}
 
 static int cpu_avx512(void) {
 #ifdef FG_X86
@@ -70,7 +88,11 @@ static int cpu_avx512bf16(void) {
 }
 
 const char *fg_gemm_kernel_name(int prec) {
-    if (prec == FG_GEMM_BF16) return cpu_avx512bf16() ? "avx512-bf16" : "generic-bf16";
+    if (prec == FG_GEMM_BF16) {
+        int amx = amx_mode();
+        if (amx) return amx == 1 ? "amx-bf16" : "amx-bf16-emulated";
+        return cpu_avx512bf16() ? "avx512-bf16" : "generic-bf16";
+    }
     return cpu_avx512() ? "avx512" : "generic";
 }
 
@@ -85,7 +107,8 @@ static inline float bf16_to_f32(uint16_t h) {
 
 // ---- packing ---------------------------------------------------------------------------------
 // A panel: for k in [0, kc): MR values of rows i0..i0+MR (zero beyond mc). bf16: for each pair
-// kp: MR x {k=2kp, k=2kp+1} (zero beyond kc). B panel likewise with NR columns.
+// kp: MR x {k=2kp, k=2kp+1} (zero beyond kc). B panel likewise with NR columns. AMX: the B panel
+// as for bf16 with zero pairs up to kpad (a multiple of AK); the A panel is AMR rows of kpad bf16.
 
 typedef struct {
     int ta, tb, M, N, K, prec;
@@ -277,9 +300,11 @@ static void pack_b_f32(float *dst, const gemm_args *g, int j0, int nr, int p0, i
     }
 }
 
-static void pack_b_bf16(uint16_t *dst, const gemm_args *g, int j0, int nr, int p0, int kc, pack_tmp *tmp) {
+// kpad: the panel's k extent (even, >= kc); the pairs from kc up to kpad are zero.
+static void pack_b_bf16(uint16_t *dst, const gemm_args *g, int j0, int nr, int p0, int kc, int kpad, pack_tmp *tmp) {
     int kp = (kc + 1) / 2;
     uint32_t *d = (uint32_t *)dst;
+    memset(d + (size_t)kp * NR, 0, sizeof(uint32_t) * NR * (size_t)(kpad / 2 - kp));
     if (!g->W && !g->tb) { // pair (k, k+1) of column c: two contiguous rows of B
         for (int q = 0; q < kp; q++) {
             const float *lo = g->B + (long)(p0 + 2 * q) * g->ldb + j0;
@@ -319,13 +344,35 @@ static void pack_b_bf16(uint16_t *dst, const gemm_args *g, int j0, int nr, int p
     }
 }
 
+// AMX A panel: rows i0 .. i0+AMR of op(A)[:, p0 .. p0+kc) as bf16, row r at dst + r * kpad (kpad a
+// multiple of AK); zero beyond kc and in rows r >= mr.
+static void pack_a_amx(uint16_t *dst, const gemm_args *g, int i0, int mr, int p0, int kc, int kpad) {
+    if (g->ta) { // op(A) row r is column i0 + r of A: read along rows of A, write down the panel
+        for (int k = 0; k < kc; k++) {
+            const float *src = g->A + (long)(p0 + k) * g->lda + i0;
+            for (int r = 0; r < mr; r++) {
+                uint32_t x;
+                memcpy(&x, src + r, 4);
+                dst[(size_t)r * kpad + k] = (uint16_t)bf16_bits(x);
+            }
+        }
+    } else {
+        for (int r = 0; r < mr; r++) row_bf16(dst + (size_t)r * kpad, g->A + (long)(i0 + r) * g->lda + p0, kc);
+    }
+    for (int r = 0; r < AMR; r++) {
+        int from = r < mr ? kc : 0;
+        memset(dst + (size_t)r * kpad + from, 0, sizeof(uint16_t) * (size_t)(kpad - from));
+    }
+}
+
 // ---- micro-kernels ---------------------------------------------------------------------------
-// C[0:mr, 0:nr] (row stride ldc) = acc (+ bias) when first, else += acc.
+// C[0:mr, 0:nr] (row stride ldc) = acc (+ bias) when first, else += acc. acc: rows of NR floats
+// (MR of them for the register kernels, AMR for the tile kernel).
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
 static inline v16 vload(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 
-static void store_tile(float *c, long ldc, const float acc[MR][NR], int mr, int nr, int first, const float *bias) {
+static void store_tile(float *c, long ldc, const float (*acc)[NR], int mr, int nr, int first, const float *bias) {
     for (int r = 0; r < mr; r++) {
         float *cr = c + (long)r * ldc;
         if (first) for (int j = 0; j < nr; j++) cr[j] = acc[r][j] + (bias ? bias[j] : 0.0f);
@@ -438,6 +485,49 @@ __attribute__((target("avx512f,avx512bf16"))) static void kern_bf16_avx512(int k
 }
 #endif
 
+// The AMX micro-kernel, written once against OP##_ZERO / _LOAD / _DP / _STORE and built below for
+// the tile instructions (OP = HW) and for amx.c's emulator of them (OP = EMU):
+//     out (AMR x NR fp32) = A (AMR rows of kpad bf16, row stride lda) @ B (an NR-column bf16 panel)
+// kpad is a multiple of AK and both operands are zero up to it, so every tile has the one shape of
+// tile_cfg: 16 rows of 64 bytes. Tiles 0..3: the 2 x 2 accumulators (16 x 16 fp32 each); 4, 5: A
+// rows 0..15 / 16..31 (16 x 32 bf16); 6, 7: B columns 0..15 / 16..31 (16 pair rows = 32 k; a pair
+// row of the panel is NR words, 128 bytes).
+#define AMX_KERNEL(OP)                                                                               \
+    static void kern_bf16_amx_##OP(int kpad, const uint16_t *a, long lda, const uint16_t *b,         \
+                                   float out[AMR][NR]) {                                             \
+        OP##_ZERO(0); OP##_ZERO(1); OP##_ZERO(2); OP##_ZERO(3);                                      \
+        for (int k = 0; k < kpad; k += AK, a += AK, b += (size_t)AK * NR) {                          \
+            OP##_LOAD(4, a, 2 * lda);                                                                \
+            OP##_LOAD(5, a + 16 * lda, 2 * lda);                                                     \
+            OP##_LOAD(6, b, 4 * NR);                                                                 \
+            OP##_LOAD(7, b + 32, 4 * NR);                                                            \
+            OP##_DP(0, 4, 6); OP##_DP(1, 4, 7); OP##_DP(2, 5, 6); OP##_DP(3, 5, 7);                  \
+        }                                                                                            \
+        OP##_STORE(0, &out[0][0], 4 * NR); OP##_STORE(1, &out[0][16], 4 * NR);                       \
+        OP##_STORE(2, &out[16][0], 4 * NR); OP##_STORE(3, &out[16][16], 4 * NR);                     \
+    }
+
+static const fg_amx_config tile_cfg = { // palette 1, tiles 0..7 all 16 rows x 64 bytes
+    .palette = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+#define EMU_ZERO(t) fg_amx_emu_zero(t)
+#define EMU_LOAD(t, p, stride) fg_amx_emu_load(t, p, stride)
+#define EMU_DP(c, a, b) fg_amx_emu_dpbf16ps(c, a, b)
+#define EMU_STORE(t, p, stride) fg_amx_emu_store(t, p, stride)
+AMX_KERNEL(EMU)
+
+#ifdef FG_X86
+// GCC's tile-load intrinsic does not tell the compiler that it reads memory: the empty asm does.
+#define HW_ZERO(t) _tile_zero(t)
+#define HW_LOAD(t, p, stride) do { __asm__ volatile("" ::: "memory"); _tile_loadd(t, p, stride); } while (0)
+#define HW_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+#define HW_STORE(t, p, stride) _tile_stored(t, p, stride)
+__attribute__((target("amx-tile,amx-bf16"))) AMX_KERNEL(HW)
+#endif
+
 // ---- driver ----------------------------------------------------------------------------------
 
 typedef struct { void *p; size_t cap; } tbuf;
@@ -452,6 +542,9 @@ static void *grow(tbuf *t, size_t bytes) {
     return t->p;
 }
 
+// The packed k extent of a block of kc: whole bf16 pairs; whole AK steps for the tile kernel.
+static int k_extent(int kc, int bf, int amx) { return amx ? (kc + AK - 1) / AK * AK : bf ? (kc + 1) & ~1 : kc; }
+
 static void gemm_run(const gemm_args *g) {
     int M = g->M, N = g->N, K = g->K, bf = g->prec == FG_GEMM_BF16;
     if (M <= 0 || N <= 0) return;
@@ -461,9 +554,10 @@ static void gemm_run(const gemm_args *g) {
                 for (int j = 0; j < N; j++) g->C[(long)i * g->ldc + j] = g->bias ? g->bias[j] : 0.0f;
         return;
     }
-    int mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR, kcmax = FG_MIN(K, KC);
-    size_t esz = bf ? 2 : 4, kstride = bf ? (size_t)((kcmax + 1) & ~1) : (size_t)kcmax;
-    char *Ap = grow(&buf_a, (size_t)mp * MR * kstride * esz);
+    int amx = bf ? amx_mode() : 0, mr_step = amx ? AMR : MR; // amx: A in AMR-row panels
+    int mp = (M + mr_step - 1) / mr_step, np = (N + NR - 1) / NR, kcmax = FG_MIN(K, KC);
+    size_t esz = bf ? 2 : 4, kstride = (size_t)k_extent(kcmax, bf, amx);
+    char *Ap = grow(&buf_a, (size_t)mp * mr_step * kstride * esz);
     char *Bp = grow(&buf_b, (size_t)np * NR * kstride * esz);
 #ifdef _OPENMP
     int nthr = omp_get_max_threads();
@@ -472,7 +566,7 @@ static void gemm_run(const gemm_args *g) {
 #endif
     float *cols = grow(&buf_col, (size_t)nthr * TMP_FLOATS * sizeof(float)); // per-thread pack_tmp
     if (!Ap || !Bp || !cols) abort(); // out of memory for a few MB: nothing sane to do
-    int use_bf = bf && cpu_avx512bf16(), use_f = !bf && cpu_avx512(), direct_a = use_f && !g->ta;
+    int use_bf = bf && !amx && cpu_avx512bf16(), use_f = !bf && cpu_avx512(), direct_a = use_f && !g->ta;
     int mt = (M + MC - 1) / MC, nt = (N + NB - 1) / NB;
     double work = (double)M * N * K;
 #pragma omp parallel if (work > 65536.0 && !omp_in_parallel())
@@ -483,19 +577,23 @@ static void gemm_run(const gemm_args *g) {
 #endif
         pack_tmp pt = {cols + (size_t)tid * TMP_FLOATS, (uint16_t *)(cols + (size_t)tid * TMP_FLOATS + (size_t)NR * KC)};
         uint16_t *tmp = pt.h;
+        // one tile configuration per thread and call (the emulator's state is per thread too)
+        if (amx == 1) fg_amx_hw_config(&tile_cfg);
+        if (amx == 2) fg_amx_emu_config(&tile_cfg);
         for (int p0 = 0; p0 < K; p0 += KC) {
             int kc = FG_MIN(KC, K - p0), first = p0 == 0 && !g->accumulate;
-            size_t kpad = bf ? (size_t)((kc + 1) & ~1) : (size_t)kc;
+            size_t kpad = (size_t)k_extent(kc, bf, amx);
 #pragma omp for schedule(static) nowait
             for (int jp = 0; jp < np; jp++) {
                 int j0 = jp * NR, nr = FG_MIN(NR, N - j0);
-                if (bf) pack_b_bf16((uint16_t *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, &pt);
+                if (bf) pack_b_bf16((uint16_t *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, (int)kpad, &pt);
                 else pack_b_f32((float *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, &pt);
             }
 #pragma omp for schedule(static)
             for (int ip = 0; ip < (direct_a ? 0 : mp); ip++) {
-                int i0 = ip * MR, mr = FG_MIN(MR, M - i0);
-                if (bf) pack_a_bf16((uint16_t *)Ap + (size_t)ip * MR * kpad, g, i0, mr, p0, kc, tmp);
+                int i0 = ip * mr_step, mr = FG_MIN(mr_step, M - i0);
+                if (amx) pack_a_amx((uint16_t *)Ap + (size_t)ip * AMR * kpad, g, i0, mr, p0, kc, (int)kpad);
+                else if (bf) pack_a_bf16((uint16_t *)Ap + (size_t)ip * MR * kpad, g, i0, mr, p0, kc, tmp);
                 else pack_a_f32((float *)Ap + (size_t)ip * MR * kpad, g, i0, mr, p0, kc);
             }
 #pragma omp for collapse(2) schedule(dynamic)
@@ -503,12 +601,20 @@ static void gemm_run(const gemm_args *g) {
                 for (int tj = 0; tj < nt; tj++) {
                     int i1 = FG_MIN(M, (ti + 1) * MC), j1 = FG_MIN(N, (tj + 1) * NB);
                     for (int j0 = tj * NB; j0 < j1; j0 += NR)
-                        for (int i0 = ti * MC; i0 < i1; i0 += MR) {
-                            int mr = FG_MIN(MR, M - i0), nr = FG_MIN(NR, N - j0);
+                        for (int i0 = ti * MC; i0 < i1; i0 += mr_step) {
+                            int mr = FG_MIN(mr_step, M - i0), nr = FG_MIN(NR, N - j0);
                             float *c = g->C + (long)i0 * g->ldc + j0;
                             const float *bias = first && g->bias ? g->bias + j0 : NULL;
-                            size_t ao = (size_t)(i0 / MR) * MR * kpad, bo = (size_t)(j0 / NR) * NR * kpad;
-                            if (bf) {
+                            size_t ao = (size_t)i0 * kpad, bo = (size_t)j0 * kpad; // panel starts
+                            if (amx) {
+                                const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bp + bo;
+                                float out[AMR][NR];
+#ifdef FG_X86
+                                if (amx == 1) kern_bf16_amx_HW((int)kpad, a, (long)kpad, b, out);
+#endif
+                                if (amx == 2) kern_bf16_amx_EMU((int)kpad, a, (long)kpad, b, out);
+                                store_tile(c, g->ldc, (const float(*)[NR])out, mr, nr, first, bias);
+                            } else if (bf) {
                                 const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bp + bo;
 #ifdef FG_X86
                                 if (use_bf) { kern_bf16_avx512((int)kpad / 2, a, b, c, g->ldc, mr, nr, first, bias); continue; }
@@ -528,6 +634,8 @@ static void gemm_run(const gemm_args *g) {
                         }
                 }
         }
+        if (amx == 1) fg_amx_hw_release();
+        if (amx == 2) fg_amx_emu_release();
     }
     (void)use_bf; (void)use_f;
 }

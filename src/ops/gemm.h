@@ -7,9 +7,10 @@
 // out = inp @ w^T is (ta=0, tb=1), dinp += dout @ w is (0, 0) and dw += dout^T @ inp is (1, 0).
 //
 // Precision: FG_GEMM_F32 multiplies in fp32; FG_GEMM_BF16 rounds both operands to bf16 while
-// packing (round to nearest even) and accumulates in fp32 (AVX512-BF16 vdpbf16ps where the CPU
-// has it, an exact emulation of the same products otherwise). Inputs and outputs are fp32 either
-// way, so bf16 mixed precision is one flag away for every product.
+// packing (round to nearest even) and accumulates in fp32 (AMX tdpbf16ps tiles where the CPU and
+// the OS allow them, else AVX512-BF16 vdpbf16ps where the CPU has it, else an exact emulation of
+// the same products). Inputs and outputs are fp32 either way, so bf16 mixed precision is one flag
+// away for every product. The AMX path has been verified only through its C emulator so far.
 //
 // B may also be a matrix of quantised rows (inference weights, always transposed: w (N, K) rows
 // of K values): see fg_gemm_qb. Kernels are picked at run time from the CPU's features
@@ -35,9 +36,16 @@ void fg_gemm_qb(int M, int N, int K, const float *A, long lda, const void *W, lo
 // Precision used by the model's matmuls (FG_GEMM_F32 unless set): training's mixed precision switch.
 extern int fg_gemm_default_prec;
 
-// "avx512" / "avx512-bf16" / "generic": the kernels this CPU runs, for reports.
+// "avx512" / "generic" (fp32), "amx-bf16" / "amx-bf16-emulated" / "avx512-bf16" / "generic-bf16"
+// (bf16): the kernels this CPU runs, for reports.
 const char *fg_gemm_kernel_name(int prec);
-// Forces the portable kernels (tests compare them against the fast ones). Returns the old value.
+// Forces the portable kernels (tests compare them against the fast ones), AMX included. Returns the
+// old value.
 int fg_gemm_force_generic(int on);
+// The bf16 AMX tile kernel: 1 runs it on amx.c's C emulator of the tile instructions on any CPU
+// (tests: the packing, tiling and tails of the AMX path everywhere); 0 (default) runs it on the
+// hardware where fg_amx_usable() says so; -1 turns it off (the AVX512-BF16 kernel even on an AMX
+// CPU). Returns the old value.
+int fg_gemm_amx_emulate(int on);
 
 #endif

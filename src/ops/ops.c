@@ -2,8 +2,9 @@
 //
 // The matmuls use GCC/Clang vector extensions (16 floats per vector) with 4x4 register blocking:
 // the compiler lowers them to AVX-512, AVX2 or SSE as the target allows, so this file stays
-// portable. Everything else is plain loops. Deliberately not here: packing, AMX, bf16 (the
-// CPU-speed work), flash-style attention (T stays small in training here).
+// portable. Everything else is plain loops. Deliberately not here: packing, bf16, AVX-512 and AMX
+// kernels (they live in the packed GEMM, src/ops/gemm.c, tested against this reference; its AMX
+// kernel so far only through an emulator), flash-style attention (T stays small in training here).
 #include "ops/ops.h"
 
 #include <math.h>
