@@ -127,7 +127,7 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < npre && !rc; i++) {
         time_prefill(s, tok, pre[i] < 8 ? pre[i] : 8); // warm up
         double best = 1e30;
-        for (int rep = 0; rep < 2; rep++) {
+        for (int rep = 0; rep < 3; rep++) {
             double t = pre[i] ? time_prefill(s, tok, pre[i]) : 0;
             if (t < 0) { rc = 1; break; }
             best = t < best ? t : best;

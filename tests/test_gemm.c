@@ -80,6 +80,22 @@ static void check_qb(int M, int N, int K, int btype, int prec, fg_rng *r) {
         fg_dequantize_row(Wd + (size_t)j * K, Q + rb * j, K, btype);
     }
     fg_gemm_qb(M, N, K, A, K, Q, (long)rb, btype, C, N, bias, prec);
+    // The same product on weights packed once (fg_gemm_pack): the same panels, so the same bits;
+    // and after switching kernels (packed under others), the fallback still gives the same bits.
+    fg_gemm_packed *P = fg_gemm_pack(N, K, Q, (long)rb, btype, prec);
+    float *C2 = malloc(sizeof(float) * M * N);
+    CHECK(P != NULL && fg_gemm_packed_bytes(P) >= (size_t)N * K * (prec == FG_GEMM_BF16 ? 2 : 4));
+    if (P) {
+        fg_gemm_qb_packed(M, A, K, P, C2, N, bias);
+        CHECK_MSG(!memcmp(C, C2, sizeof(float) * M * N), "packed qb M=%d N=%d K=%d btype=%d prec=%d differs", M, N, K, btype, prec);
+        int old = fg_gemm_amx_emulate(1); // other kernels than the packing's (for bf16)
+        fg_gemm_qb(M, N, K, A, K, Q, (long)rb, btype, C, N, bias, prec);
+        fg_gemm_qb_packed(M, A, K, P, C2, N, bias);
+        fg_gemm_amx_emulate(old);
+        CHECK_MSG(!memcmp(C, C2, sizeof(float) * M * N), "packed qb under other kernels M=%d N=%d K=%d differs", M, N, K);
+    }
+    fg_gemm_packed_free(P);
+    free(C2);
     double e = 0;
     for (int i = 0; i < M && e <= 4.0 * (K + 2) * 0x1p-24; i++)
         for (int j = 0; j < N; j++) {
@@ -195,6 +211,7 @@ static void run_cases(int do_f32, fg_rng *r) {
         for (int bt = 0; bt < 3; bt++) {
             check_qb(37, 70, 96, bt, prec, r);
             check_qb(300, 33, 512, bt, prec, r);
+            check_qb(20, 45, 1056, bt, prec, r); // two blocks of K, the second 32 long
         }
     // K beyond the 1024 block: a second block of 6 (padding within a tile step), 3 blocks ending odd
     check_one(0, 1, 40, 50, 1030, 0, 1, FG_GEMM_BF16, r);

@@ -50,6 +50,10 @@ struct fg_infer {
     fg_wstore *own_ws;          // the store built by fg_infer_create_ex (freed with the session)
     int kind;                   // FG_KV_FULL | FG_KV_LATENT
     int mla_prefill;            // FG_MLA_* (latent cache, batched feeds)
+    int att_prec;               // FG_GEMM_* of prefill attention's products: bf16 when the weights are not fp32
+    struct wpack *packs;        // bf16 / Q8_0 matrices packed once for the GEMM, by weight pointer (open addressing)
+    int npacks, cap_packs;      //   entries used, table size (a power of two)
+    size_t pack_bytes, pack_budget; // bytes packed so far; at most this many (0: never pack)
     int kv_bf16;                // cache elements are bf16 (else fp32)
     int max_T, pos;
     int kw, vw;                 // values per cached position and layer: keys, values (latent: Rkv+Dr, 0)
@@ -71,7 +75,7 @@ struct fg_infer {
     float *pq, *ps, *po;        // latent prefill on the GEMM, per thread: (ATT_ROWS, Rkv+Dr) [q_lat | q_pe],
                                 //   (ATT_ROWS, max_T) scores, (ATT_ROWS, Rkv) o_lat; NULL: row by row only
     float *kvf;                 // latent prefill over a bf16 cache: (max_T, Rkv+Dr) one layer's rows in fp32
-    float *kvx;                 // latent prefill, expanded form: (nthreads, max_T, Dn+Dv) one head's [k_nope | v]
+    float *kvx;                 // latent prefill, expanded form: (nthreads, max_T, Dn+Dr+Dv) one head's [k_nope | k_pe | v]
     float *lpart;               // latent decode: (LAT_SPANS, H, Rkv + 2) per-span softmax partials (o, max, sum)
     float *lsc;                 // latent decode: (nthreads, H, LAT_BLOCK) scores of one block
     float *h1, *h3, *act;       // (n, max(F, Fs)) dense FFN or shared expert
@@ -85,11 +89,49 @@ struct fg_infer {
     float *sample_scratch;      // (2V) for fg_generate's fg_sample calls
 };
 
+// A bf16 or Q8_0 matrix as bf16 GEMM panels, packed at its first batched product: later chunks
+// skip the per-product conversion and transposition of its rows (a routed expert's rows are
+// otherwise converted again for every chunk, for the few dozen tokens routed to it). Costs 2
+// bytes per weight on top of the stored ones, within pack_budget; past it, products pack as
+// they go. fp32 weights are multiplied from their rows (their packing is a plain copy).
+struct wpack { const void *w; fg_gemm_packed *p; };
+#define PACK_MIN_ROWS 8 // fg_qmatmul_forward's own threshold for the GEMM
+
+static fg_gemm_packed *weight_pack(fg_infer *s, fg_wref w, int IN, int OUT) {
+    if (!s->pack_budget) return NULL;
+    if (2 * (s->npacks + 1) > s->cap_packs) { // keep the table at most half full
+        int cap = s->cap_packs ? 2 * s->cap_packs : 1024;
+        struct wpack *t = calloc((size_t)cap, sizeof *t);
+        if (!t) return NULL;
+        for (int i = 0; i < s->cap_packs; i++) {
+            if (!s->packs[i].w) continue;
+            size_t h = ((uintptr_t)s->packs[i].w >> 6) & (size_t)(cap - 1);
+            while (t[h].w) h = (h + 1) & (size_t)(cap - 1);
+            t[h] = s->packs[i];
+        }
+        free(s->packs);
+        s->packs = t;
+        s->cap_packs = cap;
+    }
+    size_t h = ((uintptr_t)w.p >> 6) & (size_t)(s->cap_packs - 1);
+    while (s->packs[h].w && s->packs[h].w != w.p) h = (h + 1) & (size_t)(s->cap_packs - 1);
+    if (s->packs[h].w) return s->packs[h].p; // NULL: did not fit
+    size_t need = (size_t)OUT * IN * 2;
+    fg_gemm_packed *p = s->pack_bytes + need <= s->pack_budget
+        ? fg_gemm_pack(OUT, IN, w.p, (long)fg_qrow_bytes(w.type, IN), w.type, FG_GEMM_BF16) : NULL;
+    s->packs[h] = (struct wpack){w.p, p};
+    s->npacks++;
+    s->pack_bytes += fg_gemm_packed_bytes(p);
+    return p;
+}
+
 // Every matrix product of the session goes through here, in the weight's stored type: one token
 // is a matrix-vector product (fg_qmatvec, any type), a chunk a matrix-matrix one.
-static void wmatmul(float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT) {
+static void wmatmul(fg_infer *s, float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT) {
+    fg_gemm_packed *p;
     if (N == 1) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
     else if (w.type == FG_WEIGHTS_F32) matmul_forward(out, inp, w.p, bias, N, IN, OUT);
+    else if (N >= PACK_MIN_ROWS && (p = weight_pack(s, w, IN, OUT))) fg_gemm_qb_packed(N, inp, IN, p, out, OUT, bias);
     else fg_qmatmul_forward(out, inp, w.p, w.type, bias, N, IN, OUT);
 }
 
@@ -142,7 +184,7 @@ static size_t carve(fg_infer *s, char *base) {
             TAKE(s->pq, nt * ATT_ROWS * (Rkv + Dr), float); TAKE(s->ps, nt * ATT_ROWS * s->max_T, float);
             TAKE(s->po, nt * ATT_ROWS * Rkv, float);
             if (s->kv_bf16) TAKE(s->kvf, (size_t)s->max_T * (Rkv + Dr), float);
-            if (nt * s->max_T * (Dn + Dv) * sizeof(float) <= EXPAND_MAX_BYTES) TAKE(s->kvx, nt * s->max_T * (Dn + Dv), float);
+            if (nt * s->max_T * (Dn + Dr + Dv) * sizeof(float) <= EXPAND_MAX_BYTES) TAKE(s->kvx, nt * s->max_T * (Dn + Dr + Dv), float);
         }
         if (s->kind == FG_KV_LATENT && s->ws->layers[0].wkv_b.type != FG_WEIGHTS_F32) {
             TAKE(s->wkvb, (size_t)s->nthreads * (Dn + Dv) * Rkv, float); TAKE(s->wkvb_key, s->nthreads, int);
@@ -209,6 +251,10 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
     s->ws = ws;
     s->kind = kind;
     s->kv_bf16 = kv_type == FG_WEIGHTS_BF16;
+    // A session whose weights are bf16 or Q8_0 multiplies them on the bf16 GEMM (activations rounded
+    // to bf16, fp32 accumulation); its prefill attention does the same (q, k, v and the softmax
+    // probabilities rounded to bf16 as they are packed), as flash attention does in bf16 on GPUs.
+    s->att_prec = fg_wstore_weights(ws) == FG_WEIGHTS_F32 ? FG_GEMM_F32 : FG_GEMM_BF16;
     s->max_T = max_T;
     s->chunk = FG_MIN(max_T, INFER_CHUNK);
     s->nthreads = FG_MAX(omp_threads(), fg_pool_threads()); // scratch rows for either kind of worker
@@ -238,6 +284,9 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
         free(s);
         return NULL;
     }
+    // Packed weights (weight_pack) may take a quarter of this machine's memory, less what would
+    // leave the session above 90% of it; past that, products pack as they go.
+    if (mem > 0) s->pack_budget = (size_t)FG_MAX(0.0, FG_MIN(0.25 * mem, 0.9 * mem - need));
     s->kv = fg_calloc(s->kv_elems, s->kv_bf16 ? 2 : 4, "KV cache");
     s->mem = aligned_alloc(64, bytes);
     if (!s->mem && s->kv) fg_set_error("out of memory: decoding scratch needs %.1f MiB", bytes / 1048576.0);
@@ -249,6 +298,8 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
 
 void fg_infer_free(fg_infer *s) {
     if (!s) return;
+    for (int i = 0; i < s->cap_packs; i++) fg_gemm_packed_free(s->packs[i].p);
+    free(s->packs);
     fg_wstore_free(s->own_ws);
     free(s->kv);
     free(s->mem);
@@ -287,6 +338,7 @@ size_t fg_infer_cache_bytes(const fg_infer *s) { return s->kv_elems * (s->kv_bf1
 // ---- forward over a chunk --------------------------------------------------------------------
 
 static void add_into(float *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
@@ -492,18 +544,18 @@ static void latent_task(fg_infer *s, int l, int n, int p0, const float *cache, i
     float *pq = s->pq + (size_t)tid * ATT_ROWS * kw, *ps = s->ps + (size_t)tid * ATT_ROWS * s->max_T;
     float *po = s->po + (size_t)tid * ATT_ROWS * Rkv;
     const float *wh = wkv_b_head(s, l, h, tid), *qh = s->q + ((size_t)i0 * H + h) * Dq;
-    fg_gemm(0, 0, m, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, pq, kw, 0, NULL, FG_GEMM_F32);
+    fg_gemm(0, 0, m, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, pq, kw, 0, NULL, s->att_prec);
     for (int i = 0; i < m; i++) memcpy(pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
-    fg_gemm(0, 1, m, t, kw, pq, kw, cache, kw, ps, t, 0, NULL, FG_GEMM_F32);
+    fg_gemm(0, 1, m, t, kw, pq, kw, cache, kw, ps, t, 0, NULL, s->att_prec);
     for (int i = 0; i < m; i++) {
         float *p = ps + (size_t)i * t;
         int see = p0 + i0 + i + 1;
         fg_softmax_scaled(p, see, s->ws->softmax_scale);
         for (int u = see; u < t; u++) p[u] = 0;
     }
-    fg_gemm(0, 0, m, Rkv, t, ps, t, cache, kw, po, Rkv, 0, NULL, FG_GEMM_F32);
+    fg_gemm(0, 0, m, Rkv, t, ps, t, cache, kw, po, Rkv, 0, NULL, s->att_prec);
     fg_gemm(0, 1, m, Dv, Rkv, po, Rkv, wh + (size_t)Dn * Rkv, Rkv, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv,
-            (long)H * Dv, 0, NULL, FG_GEMM_F32);
+            (long)H * Dv, 0, NULL, s->att_prec);
 }
 
 // The expanded form of the same prefill (DeepSeek's own choice for prefill): per head, the keys
@@ -516,26 +568,32 @@ static void latent_task(fg_infer *s, int l, int n, int p0, const float *cache, i
 static void expanded_head(fg_infer *s, int l, int n, int p0, const float *cache, int h, int tid) {
     const fg_config *c = &s->ws->cfg;
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
-    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw, t1 = p0 + n, ew = Dn + Dv;
+    int Dq = Dn + Dr, Rkv = c->kv_lora_rank, kw = s->kw, t1 = p0 + n, ew = Dq + Dv;
+    // kvx rows: [k_nope | k_pe | v] (Dn + Dr + Dv), so q . k is one product over Dq = Dn + Dr
     float *kvx = s->kvx + (size_t)tid * s->max_T * ew, *ps = s->ps + (size_t)tid * ATT_ROWS * s->max_T;
     fg_wref wkv_b = s->ws->layers[l].wkv_b;
     size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
-    const uint8_t *wh = (const uint8_t *)wkv_b.p + (size_t)h * ew * rb;
-    if (wkv_b.type == FG_WEIGHTS_F32) fg_gemm(0, 1, t1, ew, Rkv, cache, kw, (const float *)wh, Rkv, kvx, ew, 0, NULL, fg_gemm_default_prec);
-    else fg_gemm_qb(t1, ew, Rkv, cache, kw, wh, (long)rb, wkv_b.type, kvx, ew, NULL, FG_GEMM_BF16);
+    const uint8_t *wk = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb, *wv = wk + (size_t)Dn * rb;
+    if (wkv_b.type == FG_WEIGHTS_F32) {
+        fg_gemm(0, 1, t1, Dn, Rkv, cache, kw, (const float *)wk, Rkv, kvx, ew, 0, NULL, s->att_prec);
+        fg_gemm(0, 1, t1, Dv, Rkv, cache, kw, (const float *)wv, Rkv, kvx + Dq, ew, 0, NULL, s->att_prec);
+    } else {
+        fg_gemm_qb(t1, Dn, Rkv, cache, kw, wk, (long)rb, wkv_b.type, kvx, ew, NULL, FG_GEMM_BF16);
+        fg_gemm_qb(t1, Dv, Rkv, cache, kw, wv, (long)rb, wkv_b.type, kvx + Dq, ew, NULL, FG_GEMM_BF16);
+    }
+    for (int u = 0; u < t1; u++) memcpy(kvx + (size_t)u * ew + Dn, cache + (size_t)u * kw + Rkv, sizeof(float) * Dr);
     for (int i0 = 0; i0 < n; i0 += ATT_ROWS) {
         int m = FG_MIN(ATT_ROWS, n - i0), t = p0 + i0 + m;
         const float *qh = s->q + ((size_t)i0 * H + h) * Dq;
-        fg_gemm(0, 1, m, t, Dn, qh, (long)H * Dq, kvx, ew, ps, t, 0, NULL, FG_GEMM_F32);           // q_nope k_nope
-        fg_gemm(0, 1, m, t, Dr, qh + Dn, (long)H * Dq, cache + Rkv, kw, ps, t, 1, NULL, FG_GEMM_F32); // + q_pe k_pe
+        fg_gemm(0, 1, m, t, Dq, qh, (long)H * Dq, kvx, ew, ps, t, 0, NULL, s->att_prec);
         for (int i = 0; i < m; i++) {
             float *p = ps + (size_t)i * t;
             int see = p0 + i0 + i + 1;
             fg_softmax_scaled(p, see, s->ws->softmax_scale);
             for (int u = see; u < t; u++) p[u] = 0;
         }
-        fg_gemm(0, 0, m, Dv, t, ps, t, kvx + Dn, ew, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv, (long)H * Dv, 0, NULL,
-                FG_GEMM_F32);
+        fg_gemm(0, 0, m, Dv, t, ps, t, kvx + Dq, ew, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv, (long)H * Dv, 0, NULL,
+                s->att_prec);
     }
 }
 
@@ -603,17 +661,19 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
     int Dv = c->v_head_dim, Dq = Dn + Dr, Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
     float eps = c->rms_norm_eps;
     if (Rq > 0) {
-        wmatmul(s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
+        wmatmul(s, s->qa, s->xn, w->wq_a, NULL, n, C, Rq);
         rmsnorm_forward(s->qan, NULL, s->qa, w->q_norm, n, Rq, eps);
-        wmatmul(s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
+        wmatmul(s, s->q, s->qan, w->wq_b, NULL, n, Rq, H * Dq);
     } else {
-        wmatmul(s->q, s->xn, w->wq, NULL, n, C, H * Dq);
+        wmatmul(s, s->q, s->xn, w->wq, NULL, n, C, H * Dq);
     }
-    wmatmul(s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
+    wmatmul(s, s->kva, s->xn, w->wkv_a, NULL, n, C, Rkv + Dr);
+#pragma omp parallel for schedule(static) if ((long)n * Rkv > 65536)
     for (int i = 0; i < n; i++) // c_kv is the first Rkv of each (Rkv+Dr) row
         rmsnorm_forward(s->ckv + (size_t)i * Rkv, NULL, s->kva + (size_t)i * (Rkv + Dr), w->kv_norm, 1, Rkv, eps);
     if (s->kind == FG_KV_LATENT) {
         size_t cache = cache_k(s, l);
+#pragma omp parallel for schedule(static) if ((long)n * H * Dq > 65536)
         for (int i = 0; i < n; i++) {
             int pos = p0 + i;
             float *row = s->kva + (size_t)i * (Rkv + Dr); // becomes the cache row [c_kv | roped k_pe]
@@ -623,11 +683,11 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
             for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dq + Dn, ws->rope, pos, 0);
         }
         latent_attention(s, l, n, p0);
-        wmatmul(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+        wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dv, C);
         add_into(s->x2, s->x, (size_t)n * C);
         return;
     }
-    wmatmul(s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
+    wmatmul(s, s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
     size_t kc = cache_k(s, l), vc = cache_v(s, l);
 #pragma omp parallel for schedule(static) if ((long)n * H * (Dq + Dv) > 65536)
     for (int i = 0; i < n; i++) {
@@ -644,7 +704,7 @@ static void mla_chunk(fg_infer *s, int l, int n, int p0) {
         }
     }
     cache_attention(s, s->y, s->q, H * Dq, kc, vc, n, p0, H, H, Dq, Dv, ws->softmax_scale);
-    wmatmul(s->x2, s->y, w->wo, NULL, n, H * Dv, C);
+    wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dv, C);
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
@@ -655,9 +715,9 @@ static void gqa_chunk(fg_infer *s, int l, int n, int p0) {
     const fg_wlayer *w = &ws->layers[l];
     int C = c->hidden_size, H = c->num_attention_heads, Hkv = c->num_key_value_heads, Dh = c->head_dim;
     size_t kc = cache_k(s, l), vc = cache_v(s, l);
-    wmatmul(s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
-    wmatmul(s->kn, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
-    wmatmul(s->vn, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
+    wmatmul(s, s->q, s->xn, w->wq, w->bq, n, C, H * Dh);
+    wmatmul(s, s->kn, s->xn, w->wk, w->bk, n, C, Hkv * Dh);
+    wmatmul(s, s->vn, s->xn, w->wv, w->bv, n, C, Hkv * Dh);
 #pragma omp parallel for schedule(static) if ((long)n * H * Dh > 65536)
     for (int i = 0; i < n; i++) {
         for (int h = 0; h < H; h++) rope_apply(s->q + ((size_t)i * H + h) * Dh, ws->rope, p0 + i, 0);
@@ -666,16 +726,16 @@ static void gqa_chunk(fg_infer *s, int l, int n, int p0) {
         kv_put(s, vc + (size_t)(p0 + i) * s->vw, s->vn + (size_t)i * Hkv * Dh, Hkv * Dh);
     }
     cache_attention(s, s->y, s->q, H * Dh, kc, vc, n, p0, H, Hkv, Dh, Dh, ws->softmax_scale);
-    wmatmul(s->x2, s->y, w->wo, NULL, n, H * Dh, C);
+    wmatmul(s, s->x2, s->y, w->wo, NULL, n, H * Dh, C);
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
 // out (n, C) = w2(silu(w1 xn) * w3 xn), using s->h1/h3/act as (n, F) scratch.
 static void swiglu_ffn(fg_infer *s, float *out, const float *xn, fg_wref w1, fg_wref w2, fg_wref w3, int n, int C, int F) {
-    wmatmul(s->h1, xn, w1, NULL, n, C, F);
-    wmatmul(s->h3, xn, w3, NULL, n, C, F);
+    wmatmul(s, s->h1, xn, w1, NULL, n, C, F);
+    wmatmul(s, s->h3, xn, w3, NULL, n, C, F);
     swiglu_forward(s->act, s->h1, s->h3, n, F);
-    wmatmul(out, s->act, w2, NULL, n, F, C);
+    wmatmul(s, out, s->act, w2, NULL, n, F, C);
 }
 
 // out (n, C) = DeepSeekMoE(s->xn2): routes each token as training does, then runs only the
@@ -685,7 +745,7 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
     const fg_wlayer *w = &s->ws->layers[l];
     int C = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
     int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    wmatmul(s->scores, s->xn2, w->gate, NULL, n, C, E);
+    wmatmul(s, s->scores, s->xn2, w->gate, NULL, n, C, E);
 #pragma omp parallel for schedule(static) if (n >= 16)
     for (int i = 0; i < n; i++)
         fg_moe_route(s->idx + (size_t)i * K, s->wts + (size_t)i * K, s->scores + (size_t)i * E, w->gate_bias, c);
@@ -701,6 +761,7 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
             s->slot_tok[slot] = i;
             s->slot_of[i * K + k] = slot;
         }
+#pragma omp parallel for schedule(static) if ((long)n * K * C > 65536)
     for (int j = 0; j < n * K; j++)
         memcpy(s->xe + (size_t)j * C, s->xn2 + (size_t)s->slot_tok[j] * C, sizeof(float) * C);
     for (int e = 0; e < E; e++) {
@@ -708,13 +769,14 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
         if (!ne) continue; // an expert no token picked is never read
         float *h1 = s->eh1 + (size_t)o * Fe, *h3 = s->eh3 + (size_t)o * Fe, *a = s->ea + (size_t)o * Fe;
         const float *xe = s->xe + (size_t)o * C;
-        wmatmul(h1, xe, w->ew1[e], NULL, ne, C, Fe);
-        wmatmul(h3, xe, w->ew3[e], NULL, ne, C, Fe);
+        wmatmul(s, h1, xe, w->ew1[e], NULL, ne, C, Fe);
+        wmatmul(s, h3, xe, w->ew3[e], NULL, ne, C, Fe);
         swiglu_forward(a, h1, h3, ne, Fe);
-        wmatmul(s->ey + (size_t)o * C, a, w->ew2[e], NULL, ne, Fe, C);
+        wmatmul(s, s->ey + (size_t)o * C, a, w->ew2[e], NULL, ne, Fe, C);
     }
     if (Fs > 0) swiglu_ffn(s, out, s->xn2, w->sw1, w->sw2, w->sw3, n, C, Fs);
     else memset(out, 0, sizeof(float) * (size_t)n * C);
+#pragma omp parallel for schedule(static) if ((long)n * K * C > 65536)
     for (int i = 0; i < n; i++)
         for (int k = 0; k < K; k++) {
             const float *y = s->ey + (size_t)s->slot_of[i * K + k] * C;
@@ -747,7 +809,7 @@ static void forward_chunk(fg_infer *s, const int32_t *tokens, int n, int want_lo
     s->pos = p0 + n;
     if (!want_logits) return;
     rmsnorm_forward(s->xn, NULL, s->x + (size_t)(n - 1) * C, ws->final_norm, 1, C, eps);
-    wmatmul(s->logits, s->xn, ws->lm_head, NULL, 1, C, c->vocab_size);
+    wmatmul(s, s->logits, s->xn, ws->lm_head, NULL, 1, C, c->vocab_size);
 }
 
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n) {

@@ -121,6 +121,7 @@ typedef struct {
     long ldc;
     int accumulate;
     const float *bias;
+    const char *Bpre;                    // B already in panels (fg_gemm_packed): no B packing
 } gemm_args;
 
 // n floats to bf16, round to nearest even, NaN kept quiet; written branch-free so it vectorises.
@@ -558,14 +559,14 @@ static void gemm_run(const gemm_args *g) {
     int mp = (M + mr_step - 1) / mr_step, np = (N + NR - 1) / NR, kcmax = FG_MIN(K, KC);
     size_t esz = bf ? 2 : 4, kstride = (size_t)k_extent(kcmax, bf, amx);
     char *Ap = grow(&buf_a, (size_t)mp * mr_step * kstride * esz);
-    char *Bp = grow(&buf_b, (size_t)np * NR * kstride * esz);
+    char *Bp = g->Bpre ? NULL : grow(&buf_b, (size_t)np * NR * kstride * esz);
 #ifdef _OPENMP
     int nthr = omp_get_max_threads();
 #else
     int nthr = 1;
 #endif
     float *cols = grow(&buf_col, (size_t)nthr * TMP_FLOATS * sizeof(float)); // per-thread pack_tmp
-    if (!Ap || !Bp || !cols) abort(); // out of memory for a few MB: nothing sane to do
+    if (!Ap || !(Bp || g->Bpre) || !cols) abort(); // out of memory for a few MB: nothing sane to do
     int use_bf = bf && !amx && cpu_avx512bf16(), use_f = !bf && cpu_avx512(), direct_a = use_f && !g->ta;
     int mt = (M + MC - 1) / MC, nt = (N + NB - 1) / NB;
     double work = (double)M * N * K;
@@ -583,8 +584,9 @@ static void gemm_run(const gemm_args *g) {
         for (int p0 = 0; p0 < K; p0 += KC) {
             int kc = FG_MIN(KC, K - p0), first = p0 == 0 && !g->accumulate;
             size_t kpad = (size_t)k_extent(kc, bf, amx);
+            if (g->Bpre) Bp = (char *)g->Bpre + (size_t)(p0 / KC) * np * NR * kstride * esz; // block p0 / KC of it
 #pragma omp for schedule(static) nowait
-            for (int jp = 0; jp < np; jp++) {
+            for (int jp = 0; jp < (g->Bpre ? 0 : np); jp++) {
                 int j0 = jp * NR, nr = FG_MIN(NR, N - j0);
                 if (bf) pack_b_bf16((uint16_t *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, (int)kpad, &pt);
                 else pack_b_f32((float *)Bp + (size_t)jp * NR * kpad, g, j0, nr, p0, kc, &pt);
@@ -642,12 +644,66 @@ static void gemm_run(const gemm_args *g) {
 
 void fg_gemm(int ta, int tb, int M, int N, int K, const float *A, long lda, const float *B, long ldb,
              float *C, long ldc, int accumulate, const float *bias, int prec) {
-    gemm_args g = {ta, tb, M, N, K, prec, A, B, lda, ldb, NULL, 0, 0, C, ldc, accumulate, bias};
+    gemm_args g = {ta, tb, M, N, K, prec, A, B, lda, ldb, NULL, 0, 0, C, ldc, accumulate, bias, NULL};
     gemm_run(&g);
 }
 
 void fg_gemm_qb(int M, int N, int K, const float *A, long lda, const void *W, long row_bytes, int btype,
                 float *C, long ldc, const float *bias, int prec) {
-    gemm_args g = {0, 1, M, N, K, prec, A, NULL, lda, 0, W, row_bytes, btype, C, ldc, 0, bias};
+    gemm_args g = {0, 1, M, N, K, prec, A, NULL, lda, 0, W, row_bytes, btype, C, ldc, 0, bias, NULL};
+    gemm_run(&g);
+}
+
+// ---- weights packed once ---------------------------------------------------------------------
+// The B panels of every KC block, block after block, exactly as gemm_run's pack loop leaves them
+// in its buffer (so a product with Bpre set only skips that loop). The layout depends on the
+// kernel (AMX pads K to 32): recorded, and a product under other kernels packs from W instead.
+
+struct fg_gemm_packed {
+    int N, K, prec, amx;
+    const void *W;
+    long row_bytes;
+    int btype;
+    size_t bytes;
+    char *data;
+};
+
+fg_gemm_packed *fg_gemm_pack(int N, int K, const void *W, long row_bytes, int btype, int prec) {
+    int bf = prec == FG_GEMM_BF16, amx = bf ? amx_mode() : 0, np = (N + NR - 1) / NR;
+    size_t esz = bf ? 2 : 4, block = (size_t)np * NR * k_extent(FG_MIN(K, KC), bf, amx) * esz;
+    size_t nblocks = (size_t)(K + KC - 1) / KC;
+    fg_gemm_packed *p = calloc(1, sizeof *p);
+    if (!p || N < 1 || K < 1) { free(p); return NULL; }
+    *p = (fg_gemm_packed){N, K, prec, amx, W, row_bytes, btype, nblocks * block, NULL};
+    p->data = aligned_alloc(64, (p->bytes + 63) & ~(size_t)63);
+    float *cols = malloc(TMP_FLOATS * sizeof(float) * 2);
+    if (!p->data || !cols) { free(cols); fg_gemm_packed_free(p); return NULL; }
+    gemm_args g = {0, 1, 0, N, K, prec, NULL, NULL, 0, 0, W, row_bytes, btype, NULL, 0, 0, NULL, NULL};
+    pack_tmp pt = {cols, (uint16_t *)(cols + (size_t)NR * KC)};
+    for (int p0 = 0; p0 < K; p0 += KC) {
+        int kc = FG_MIN(KC, K - p0), kpad = k_extent(kc, bf, amx);
+        char *dst = p->data + (size_t)(p0 / KC) * block;
+        for (int jp = 0; jp < np; jp++) {
+            int j0 = jp * NR, nr = FG_MIN(NR, N - j0);
+            if (bf) pack_b_bf16((uint16_t *)dst + (size_t)jp * NR * kpad, &g, j0, nr, p0, kc, kpad, &pt);
+            else pack_b_f32((float *)dst + (size_t)jp * NR * kpad, &g, j0, nr, p0, kc, &pt);
+        }
+    }
+    free(cols);
+    return p;
+}
+
+size_t fg_gemm_packed_bytes(const fg_gemm_packed *p) { return p ? p->bytes : 0; }
+
+void fg_gemm_packed_free(fg_gemm_packed *p) {
+    if (!p) return;
+    free(p->data);
+    free(p);
+}
+
+void fg_gemm_qb_packed(int M, const float *A, long lda, const fg_gemm_packed *B, float *C, long ldc, const float *bias) {
+    int bf = B->prec == FG_GEMM_BF16;
+    gemm_args g = {0, 1, M, B->N, B->K, B->prec, A, NULL, lda, 0, B->W, B->row_bytes, B->btype, C, ldc, 0, bias, B->data};
+    if ((bf ? amx_mode() : 0) != B->amx) g.Bpre = NULL; // packed for other kernels (a test switched them)
     gemm_run(&g);
 }

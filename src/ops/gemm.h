@@ -18,6 +18,7 @@
 #ifndef FG_GEMM_H
 #define FG_GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { FG_GEMM_F32 = 0, FG_GEMM_BF16 = 1 };
@@ -32,6 +33,18 @@ void fg_gemm(int ta, int tb, int M, int N, int K, const float *A, long lda, cons
 // bf16 only for BF16; Q8_0 with FG_GEMM_BF16 rounds d * q to bf16).
 void fg_gemm_qb(int M, int N, int K, const float *A, long lda, const void *W, long row_bytes, int btype,
                 float *C, long ldc, const float *bias, int prec);
+
+// Weights packed once for many products (inference prefill): B = dequant(W)^T as fg_gemm_qb
+// takes it, converted and laid out in the GEMM's panels (bf16 for FG_GEMM_BF16: 2 bytes per
+// value; fp32: 4), so each product skips packing B. W must outlive the packed copy (a product run
+// under other kernels than the packing, after fg_gemm_force_generic / fg_gemm_amx_emulate,
+// repacks from W). fg_gemm_pack returns NULL when out of memory.
+typedef struct fg_gemm_packed fg_gemm_packed;
+fg_gemm_packed *fg_gemm_pack(int N, int K, const void *W, long row_bytes, int btype, int prec);
+size_t fg_gemm_packed_bytes(const fg_gemm_packed *p);
+void fg_gemm_packed_free(fg_gemm_packed *p); // NULL is fine
+// C (M, N) = A (M, K) @ B + bias, as fg_gemm_qb with B's N, K, W and precision.
+void fg_gemm_qb_packed(int M, const float *A, long lda, const fg_gemm_packed *B, float *C, long ldc, const float *bias);
 
 // Precision used by the model's matmuls (FG_GEMM_F32 unless set): training's mixed precision switch.
 extern int fg_gemm_default_prec;
