@@ -185,7 +185,7 @@ int main(int argc, char **argv) {
     csv = fopen(csv_path, "a");
     if (csv && fresh) fprintf(csv, "time,config,engine,precision,threads,batch,seq,tok_per_s,ms_per_step,gflops,mfu\n");
     bench_config("demo", 32, FG_TASK_LONGEST, 5, &pk, threads, !quick, 0);
-    if (!quick) bench_config("bench-moe", 8, 512, 2, &pk, threads, 1, 1);
+    if (!quick) bench_config("bench-moe", 8, 512, 4, &pk, threads, 1, 1);
     if (csv) { fclose(csv); printf("results appended to %s\n", csv_path); }
     return 0;
 }

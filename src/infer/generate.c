@@ -89,16 +89,32 @@ struct fg_infer {
     float *sample_scratch;      // (2V) for fg_generate's fg_sample calls
 };
 
-// A bf16 or Q8_0 matrix as bf16 GEMM panels, packed at its first batched product: later chunks
-// skip the per-product conversion and transposition of its rows (a routed expert's rows are
-// otherwise converted again for every chunk, for the few dozen tokens routed to it). Costs 2
-// bytes per weight on top of the stored ones, within pack_budget; past it, products pack as
-// they go. fp32 weights are multiplied from their rows (their packing is a plain copy).
+// A matrix as GEMM panels (bf16 for bf16 and Q8_0 weights, fp32 for fp32 ones), packed at its
+// first batched product: later products skip the conversion and transposition of its rows (a
+// routed expert's rows would otherwise be repacked for every chunk, for the few dozen tokens
+// routed to it). Costs 2 (4 for fp32) bytes per weight on top of the stored ones, within
+// pack_budget; past it, products pack as they go.
 struct wpack { const void *w; fg_gemm_packed *p; };
 #define PACK_MIN_ROWS 8 // fg_qmatmul_forward's own threshold for the GEMM
 
+static struct wpack *pack_slot(const fg_infer *s, const void *w) { // its entry or the empty slot for it
+    size_t h = ((uintptr_t)w >> 6) & (size_t)(s->cap_packs - 1);
+    while (s->packs[h].w && s->packs[h].w != w) h = (h + 1) & (size_t)(s->cap_packs - 1);
+    return &s->packs[h];
+}
+
+// The packed form of w, packing it now when new. Lookups may run on any thread; packing (an
+// insertion) only outside parallel regions: inside one, a new weight returns NULL (moe_chunk packs
+// its experts before it runs them in parallel).
 static fg_gemm_packed *weight_pack(fg_infer *s, fg_wref w, int IN, int OUT) {
     if (!s->pack_budget) return NULL;
+    if (s->cap_packs) {
+        struct wpack *e = pack_slot(s, w.p);
+        if (e->w) return e->p; // NULL: did not fit
+    }
+#ifdef _OPENMP
+    if (omp_in_parallel()) return NULL;
+#endif
     if (2 * (s->npacks + 1) > s->cap_packs) { // keep the table at most half full
         int cap = s->cap_packs ? 2 * s->cap_packs : 1024;
         struct wpack *t = calloc((size_t)cap, sizeof *t);
@@ -113,13 +129,11 @@ static fg_gemm_packed *weight_pack(fg_infer *s, fg_wref w, int IN, int OUT) {
         s->packs = t;
         s->cap_packs = cap;
     }
-    size_t h = ((uintptr_t)w.p >> 6) & (size_t)(s->cap_packs - 1);
-    while (s->packs[h].w && s->packs[h].w != w.p) h = (h + 1) & (size_t)(s->cap_packs - 1);
-    if (s->packs[h].w) return s->packs[h].p; // NULL: did not fit
-    size_t need = (size_t)OUT * IN * 2;
+    int f32 = w.type == FG_WEIGHTS_F32;
+    size_t need = (size_t)OUT * IN * (f32 ? 4 : 2);
     fg_gemm_packed *p = s->pack_bytes + need <= s->pack_budget
-        ? fg_gemm_pack(OUT, IN, w.p, (long)fg_qrow_bytes(w.type, IN), w.type, FG_GEMM_BF16) : NULL;
-    s->packs[h] = (struct wpack){w.p, p};
+        ? fg_gemm_pack(OUT, IN, w.p, (long)fg_qrow_bytes(w.type, IN), w.type, f32 ? FG_GEMM_F32 : FG_GEMM_BF16) : NULL;
+    *pack_slot(s, w.p) = (struct wpack){w.p, p};
     s->npacks++;
     s->pack_bytes += fg_gemm_packed_bytes(p);
     return p;
@@ -129,9 +143,11 @@ static fg_gemm_packed *weight_pack(fg_infer *s, fg_wref w, int IN, int OUT) {
 // is a matrix-vector product (fg_qmatvec, any type), a chunk a matrix-matrix one.
 static void wmatmul(fg_infer *s, float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT) {
     fg_gemm_packed *p;
+    int f32 = w.type == FG_WEIGHTS_F32;
     if (N == 1) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
-    else if (w.type == FG_WEIGHTS_F32) matmul_forward(out, inp, w.p, bias, N, IN, OUT);
-    else if (N >= PACK_MIN_ROWS && (p = weight_pack(s, w, IN, OUT))) fg_gemm_qb_packed(N, inp, IN, p, out, OUT, bias);
+    else if (N >= PACK_MIN_ROWS && (!f32 || fg_gemm_default_prec == FG_GEMM_F32) && (p = weight_pack(s, w, IN, OUT)))
+        fg_gemm_qb_packed(N, inp, IN, p, out, OUT, bias);
+    else if (f32) matmul_forward(out, inp, w.p, bias, N, IN, OUT);
     else fg_qmatmul_forward(out, inp, w.p, w.type, bias, N, IN, OUT);
 }
 
@@ -738,6 +754,19 @@ static void swiglu_ffn(fg_infer *s, float *out, const float *xn, fg_wref w1, fg_
     wmatmul(s, out, s->act, w2, NULL, n, F, C);
 }
 
+// Routed expert e of layer l over its slots (grouped by moe_chunk): s->ey rows = w2(silu(w1 x) * w3 x).
+static void run_expert(fg_infer *s, int l, int e) {
+    const fg_config *c = &s->ws->cfg;
+    const fg_wlayer *w = &s->ws->layers[l];
+    int C = c->hidden_size, Fe = c->moe_intermediate_size, o = s->expert_off[e], ne = s->expert_off[e + 1] - o;
+    float *h1 = s->eh1 + (size_t)o * Fe, *h3 = s->eh3 + (size_t)o * Fe, *a = s->ea + (size_t)o * Fe;
+    const float *xe = s->xe + (size_t)o * C;
+    wmatmul(s, h1, xe, w->ew1[e], NULL, ne, C, Fe);
+    wmatmul(s, h3, xe, w->ew3[e], NULL, ne, C, Fe);
+    swiglu_forward(a, h1, h3, ne, Fe);
+    wmatmul(s, s->ey + (size_t)o * C, a, w->ew2[e], NULL, ne, Fe, C);
+}
+
 // out (n, C) = DeepSeekMoE(s->xn2): routes each token as training does, then runs only the
 // experts that some token of the chunk picked, each over its tokens as one batch.
 static void moe_chunk(fg_infer *s, int l, float *out, int n) {
@@ -764,15 +793,25 @@ static void moe_chunk(fg_infer *s, int l, float *out, int n) {
 #pragma omp parallel for schedule(static) if ((long)n * K * C > 65536)
     for (int j = 0; j < n * K; j++)
         memcpy(s->xe + (size_t)j * C, s->xn2 + (size_t)s->slot_tok[j] * C, sizeof(float) * C);
+    // A prefill runs the experts side by side, one per thread (single-threaded products, the
+    // busiest experts first): a routed expert sees only about n*K/E rows, too few to split one
+    // product over the threads without paying more in barriers than it gains. One token (decode)
+    // runs its K experts one after the other, each product on the decode pool.
+    int nact = 0, *order = s->fill; // fill is free again: active experts, busiest first
     for (int e = 0; e < E; e++) {
-        int o = s->expert_off[e], ne = s->expert_off[e + 1] - o;
+        int ne = s->expert_off[e + 1] - s->expert_off[e];
         if (!ne) continue; // an expert no token picked is never read
-        float *h1 = s->eh1 + (size_t)o * Fe, *h3 = s->eh3 + (size_t)o * Fe, *a = s->ea + (size_t)o * Fe;
-        const float *xe = s->xe + (size_t)o * C;
-        wmatmul(s, h1, xe, w->ew1[e], NULL, ne, C, Fe);
-        wmatmul(s, h3, xe, w->ew3[e], NULL, ne, C, Fe);
-        swiglu_forward(a, h1, h3, ne, Fe);
-        wmatmul(s, s->ey + (size_t)o * C, a, w->ew2[e], NULL, ne, Fe, C);
+        int at = nact++;
+        for (; at > 0 && s->expert_off[order[at - 1] + 1] - s->expert_off[order[at - 1]] < ne; at--) order[at] = order[at - 1];
+        order[at] = e;
+        if (ne >= PACK_MIN_ROWS) { weight_pack(s, w->ew1[e], C, Fe); weight_pack(s, w->ew3[e], C, Fe); weight_pack(s, w->ew2[e], Fe, C); }
+    }
+    // (Not an `if` clause: products inside an inactive region would start nested thread teams.)
+    if (n >= LATENT_GEMM_MIN && nact > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int j = 0; j < nact; j++) run_expert(s, l, order[j]);
+    } else {
+        for (int j = 0; j < nact; j++) run_expert(s, l, order[j]);
     }
     if (Fs > 0) swiglu_ffn(s, out, s->xn2, w->sw1, w->sw2, w->sw3, n, C, Fs);
     else memset(out, 0, sizeof(float) * (size_t)n * C);
