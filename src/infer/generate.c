@@ -301,8 +301,14 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
         return NULL;
     }
     // Packed weights (weight_pack) may take a quarter of this machine's memory, less what would
-    // leave the session above 90% of it; past that, products pack as they go.
-    if (mem > 0) s->pack_budget = (size_t)FG_MAX(0.0, FG_MIN(0.25 * mem, 0.9 * mem - need));
+    // leave the session above 90% of it. A model whose packed copy would not fit whole gets none
+    // (products pack as they go): it is one too big to hold twice, likely a mapped file whose
+    // pages should rather stay in the page cache.
+    int64_t total, active;
+    fg_config_param_counts(c, &total, &active);
+    double packed = (double)total * (fg_wstore_weights(ws) == FG_WEIGHTS_F32 ? 4 : 2);
+    double budget = mem > 0 ? FG_MIN(0.25 * mem, 0.9 * mem - need) : 0;
+    s->pack_budget = packed <= budget ? (size_t)budget : 0;
     s->kv = fg_calloc(s->kv_elems, s->kv_bf16 ? 2 : 4, "KV cache");
     s->mem = aligned_alloc(64, bytes);
     if (!s->mem && s->kv) fg_set_error("out of memory: decoding scratch needs %.1f MiB", bytes / 1048576.0);
