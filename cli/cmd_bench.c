@@ -125,7 +125,9 @@ int cmd_bench(int argc, char **argv) {
     double peak = bf_peak ? pk.bf16_gflops : pk.fp32_gflops;
     int rc = 0;
     for (int i = 0; i < npre && !rc; i++) {
-        time_prefill(s, tok, pre[i] < 8 ? pre[i] : 8); // warm up
+        // Warm up with the same prompt: the session packs each weight matrix at its first batched
+        // product (docs/model.md, "Prefill"), which a steady-state figure should not include.
+        if (pre[i] && time_prefill(s, tok, pre[i]) < 0) { rc = 1; break; }
         double best = 1e30;
         for (int rep = 0; rep < 3; rep++) {
             double t = pre[i] ? time_prefill(s, tok, pre[i]) : 0;

@@ -584,7 +584,8 @@ static void gemm_run(const gemm_args *g) {
         for (int p0 = 0; p0 < K; p0 += KC) {
             int kc = FG_MIN(KC, K - p0), first = p0 == 0 && !g->accumulate;
             size_t kpad = (size_t)k_extent(kc, bf, amx);
-            if (g->Bpre) Bp = (char *)g->Bpre + (size_t)(p0 / KC) * np * NR * kstride * esz; // block p0 / KC of it
+            // this block's B panels: packed here, or block p0 / KC of the pre-packed ones
+            const char *Bk = g->Bpre ? g->Bpre + (size_t)(p0 / KC) * np * NR * kstride * esz : Bp;
 #pragma omp for schedule(static) nowait
             for (int jp = 0; jp < (g->Bpre ? 0 : np); jp++) {
                 int j0 = jp * NR, nr = FG_MIN(NR, N - j0);
@@ -609,7 +610,7 @@ static void gemm_run(const gemm_args *g) {
                             const float *bias = first && g->bias ? g->bias + j0 : NULL;
                             size_t ao = (size_t)i0 * kpad, bo = (size_t)j0 * kpad; // panel starts
                             if (amx) {
-                                const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bp + bo;
+                                const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bk + bo;
                                 float out[AMR][NR];
 #ifdef FG_X86
                                 if (amx == 1) kern_bf16_amx_HW((int)kpad, a, (long)kpad, b, out);
@@ -617,13 +618,13 @@ static void gemm_run(const gemm_args *g) {
                                 if (amx == 2) kern_bf16_amx_EMU((int)kpad, a, (long)kpad, b, out);
                                 store_tile(c, g->ldc, (const float(*)[NR])out, mr, nr, first, bias);
                             } else if (bf) {
-                                const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bp + bo;
+                                const uint16_t *a = (const uint16_t *)Ap + ao, *b = (const uint16_t *)Bk + bo;
 #ifdef FG_X86
                                 if (use_bf) { kern_bf16_avx512((int)kpad / 2, a, b, c, g->ldc, mr, nr, first, bias); continue; }
 #endif
                                 kern_bf16_generic((int)kpad / 2, a, b, c, g->ldc, mr, nr, first, bias);
                             } else {
-                                const float *a = (const float *)Ap + ao, *b = (const float *)Bp + bo;
+                                const float *a = (const float *)Ap + ao, *b = (const float *)Bk + bo;
 #ifdef FG_X86
                                 if (direct_a) {
                                     kern_f32_avx512_rows(kc, g->A + (long)i0 * g->lda + p0, g->lda, b, c, g->ldc, mr, nr, first, bias);
