@@ -286,7 +286,7 @@ static size_t carve(fg_model *m, char *base, int B, int T) {
             TAKE(a->q, N * H * Dh, float); TAKE(a->k, N * Hkv * Dh, float); TAKE(a->v, N * Hkv * Dh, float);
             TAKE(a->y, N * H * Dh, float);
         }
-        TAKE(a->att, (size_t)B * H * T * T, float);
+        TAKE(a->lse, (size_t)B * H * T, float);
         TAKE(a->x2, N * C, float); TAKE(a->xn2, N * C, float); TAKE(a->rstd2, N, float);
         int F = moe ? Fs : c->intermediate_size;
         if (F > 0) { TAKE(a->h1, N * F, float); TAKE(a->h3, N * F, float); TAKE(a->a, N * F, float); }
@@ -374,7 +374,7 @@ static void mla_forward(fg_model *m, int l) {
             rope_apply(a->q + ((size_t)n * H + h) * Dq + Dn, &m->rope, pos, 0);
         }
     }
-    attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
+    attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
     matmul_forward(a->x2, a->y, w->wo, NULL, N, H * Dv, C);
     add_into(a->x2, a->x, (size_t)N * C);
 }
@@ -393,7 +393,7 @@ static void gqa_forward(fg_model *m, int l) {
         for (int h = 0; h < H; h++) rope_apply(a->q + ((size_t)n * H + h) * Dh, &m->rope, n % T, 0);
         for (int h = 0; h < Hkv; h++) rope_apply(a->k + ((size_t)n * Hkv + h) * Dh, &m->rope, n % T, 0);
     }
-    attention_forward(a->y, a->att, a->q, a->k, a->v, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
+    attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
     matmul_forward(a->x2, a->y, w->wo, NULL, N, H * Dh, C);
     add_into(a->x2, a->x, (size_t)N * C);
 }
@@ -544,7 +544,7 @@ static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
     float *dy = take(sc, (size_t)N * H * Dv);
     matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dv, C);
     float *dq = take(sc, (size_t)N * H * Dq), *dk = take(sc, (size_t)N * H * Dq), *dv = take(sc, (size_t)N * H * Dv);
-    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->att, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
+    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
     float *dkvb = take(sc, (size_t)N * H * (Dn + Dv)), *dkva = take(sc, (size_t)N * (Rkv + Dr));
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -586,7 +586,7 @@ static void gqa_backward(fg_model *m, int l, float *dres, bump *sc) {
     float *dy = take(sc, (size_t)N * H * Dh);
     matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dh, C);
     float *dq = take(sc, (size_t)N * H * Dh), *dk = take(sc, (size_t)N * Hkv * Dh), *dv = take(sc, (size_t)N * Hkv * Dh);
-    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->att, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
+    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         for (int h = 0; h < H; h++) rope_apply(dq + ((size_t)n * H + h) * Dh, &m->rope, n % T, 1);

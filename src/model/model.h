@@ -58,7 +58,7 @@ typedef struct {
     float *kvb;                        // (N, H*(Dn+Dv))
     float *k;                          // (N, H*(Dn+Dr)) MLA full keys, or (N, Hkv*Dh) GQA, roped
     float *v;                          // (N, H*Dv) or (N, Hkv*Dh)
-    float *att;                        // (B, H, T, T)
+    float *lse;                        // (B, H, T) attention row log-sum-exps (flash-style backward)
     float *y;                          // (N, H*Dv) attention output before wo
     float *x2, *xn2, *rstd2;           // after attention: (N, C), (N, C), (N)
     float *h1, *h3, *a;                // dense FFN (N, F), or shared expert (N, Fs)

@@ -279,7 +279,7 @@ static inline v16 vexp(v16 x) {
     return p * (v16)e;
 }
 
-void fg_softmax_scaled(float *p, int n, float scale) {
+float fg_softmax_scaled(float *p, int n, float scale) {
     int n16 = n & ~(VW - 1), tail = n - n16;
     v16 vm = vbcast(-INFINITY), vs = {0};
     for (int u = 0; u < n16; u += VW) {
@@ -304,6 +304,20 @@ void fg_softmax_scaled(float *p, int n, float scale) {
     v16 inv = vbcast(1.0f / sum);
     for (int u = 0; u < n16; u += VW) vstore(p + u, vload(p + u) * inv);
     for (int u = n16; u < n; u++) p[u] *= inv[0];
+    return mx + logf(sum);
+}
+
+// p[u] = exp(scale * p[u] - lse) for u < n: a softmax row rebuilt from its scores and the
+// log-sum-exp the forward kept (the same exp; p sums to 1 up to rounding).
+static void softmax_from_lse(float *p, int n, float scale, float lse) {
+    int n16 = n & ~(VW - 1);
+    for (int u = 0; u < n16; u += VW) vstore(p + u, vexp(vload(p + u) * scale - lse));
+    if (n16 < n) {
+        float t[VW] = {0};
+        memcpy(t, p + n16, sizeof(float) * (n - n16));
+        v16 e = vexp(vload(t) * scale - lse);
+        memcpy(p + n16, &e, sizeof(float) * (n - n16));
+    }
 }
 
 void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
@@ -314,63 +328,79 @@ void attention_row(float *o, float *p, const float *q, const float *k, int sk, c
     for (int u = 0; u < n; u++) fg_vaxpy(o, p[u], v + (size_t)u * sv, Dv);
 }
 
-// Training attention runs blocked on the packed GEMM: per (b, h) and block of ATT_QB query rows
-// [t0, t1), S = Q K[0, t1)^T, a causal softmax row by row, then O = P V[0, t1). Only the causal
-// part of the T x T matrix is computed (plus the triangle inside each diagonal block, masked to 0).
+// Training attention runs blocked on the packed GEMM, flash-style: per (b, h) and block of ATT_QB
+// query rows [t0, t1), S = Q K[0, t1)^T into a per-thread block, a causal softmax row by row
+// (keeping each row's log-sum-exp), then O = P V[0, t1). Only the causal blocks are computed (plus
+// the triangle inside each diagonal block, masked to 0), and no (T, T) matrix is kept: the
+// backward rebuilds each block of P from Q, K and the log-sum-exps (one more Q K^T product), so
+// activation memory grows with T, not T^2.
 #define ATT_QB 64
 
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
     int g = H / Hkv;
     // q.k over the causal window, then p @ v: T(T+1)/2 pairs per (b, h).
     if (fg_ops_count_macs)
         __atomic_fetch_add(&fg_ops_macs, (int64_t)B * H * T * (T + 1) / 2 * (Dk + Dv), __ATOMIC_RELAXED);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int kh = h / g;
-            const float *kb = k + (size_t)b * T * sk + (size_t)kh * Dk, *vb = v + (size_t)b * T * sv + (size_t)kh * Dv;
-            float *P = att + ((size_t)b * H + h) * T * T;
-            for (int t0 = 0; t0 < T; t0 += ATT_QB) {
-                int t1 = FG_MIN(T, t0 + ATT_QB), nq = t1 - t0;
-                fg_gemm(0, 1, nq, t1, Dk, q + ((size_t)b * T + t0) * sq + (size_t)h * Dk, sq, kb, sk,
-                        P + (size_t)t0 * T, T, 0, NULL, FG_GEMM_F32);
-                for (int t = t0; t < t1; t++) {
-                    float *p = P + (size_t)t * T;
-                    fg_softmax_scaled(p, t + 1, scale);
-                    for (int u = t + 1; u < t1; u++) p[u] = 0;
+#pragma omp parallel
+    {
+        float *P = malloc(sizeof(float) * (size_t)ATT_QB * T);
+#pragma omp for collapse(2) schedule(dynamic, 1)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                int kh = h / g;
+                const float *kb = k + (size_t)b * T * sk + (size_t)kh * Dk, *vb = v + (size_t)b * T * sv + (size_t)kh * Dv;
+                float *L = lse + ((size_t)b * H + h) * T;
+                for (int t0 = 0; t0 < T && P; t0 += ATT_QB) {
+                    int t1 = FG_MIN(T, t0 + ATT_QB), nq = t1 - t0;
+                    fg_gemm(0, 1, nq, t1, Dk, q + ((size_t)b * T + t0) * sq + (size_t)h * Dk, sq, kb, sk, P, t1, 0, NULL,
+                            FG_GEMM_F32);
+                    for (int t = t0; t < t1; t++) {
+                        float *p = P + (size_t)(t - t0) * t1;
+                        L[t] = fg_softmax_scaled(p, t + 1, scale);
+                        for (int u = t + 1; u < t1; u++) p[u] = 0;
+                    }
+                    fg_gemm(0, 0, nq, Dv, t1, P, t1, vb, sv, out + (((size_t)b * T + t0) * H + h) * Dv, (long)H * Dv, 0,
+                            NULL, FG_GEMM_F32);
                 }
-                fg_gemm(0, 0, nq, Dv, t1, P + (size_t)t0 * T, T, vb, sv,
-                        out + (((size_t)b * T + t0) * H + h) * Dv, (long)H * Dv, 0, NULL, FG_GEMM_F32);
             }
-        }
+        if (!P) abort(); // a few hundred KB per thread: nothing sane to do without them
+        free(P);
+    }
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *att,
+                        const float *k, const float *v, const float *lse,
                         int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale) {
     int g = H / Hkv;
     // Parallel over (b, kv head): every write to dk/dv of that kv head stays in one thread.
-    // Per query block: dP = dO V^T, dV += P^T dO, dS = P (dP - rowsum(P dP)) scale,
-    // dQ += dS K, dK += dS^T Q.
+    // Per query block: P rebuilt (S = Q K^T, exp(scale S - lse)), dP = dO V^T, dV += P^T dO,
+    // dS = P (dP - rowsum(P dP)) scale, dQ += dS K, dK += dS^T Q.
 #pragma omp parallel
     {
-        float *dS = malloc(sizeof(float) * (size_t)ATT_QB * T);
+        float *P = malloc(sizeof(float) * (size_t)ATT_QB * T), *dS = malloc(sizeof(float) * (size_t)ATT_QB * T);
 #pragma omp for collapse(2) schedule(dynamic, 1)
         for (int b = 0; b < B; b++)
             for (int kh = 0; kh < Hkv; kh++) {
                 size_t ko = (size_t)b * T * sk + (size_t)kh * Dk, vo = (size_t)b * T * sv + (size_t)kh * Dv;
-                for (int h = kh * g; h < (kh + 1) * g; h++) {
-                    const float *P = att + ((size_t)b * H + h) * T * T;
+                for (int h = kh * g; h < (kh + 1) * g && P && dS; h++) {
+                    const float *L = lse + ((size_t)b * H + h) * T;
                     for (int t0 = 0; t0 < T; t0 += ATT_QB) {
                         int t1 = FG_MIN(T, t0 + ATT_QB), nq = t1 - t0;
                         const float *dO = dout + (((size_t)b * T + t0) * H + h) * Dv;
                         size_t qo = ((size_t)b * T + t0) * sq + (size_t)h * Dk;
                         long ldo = (long)H * Dv;
-                        fg_gemm(0, 1, nq, t1, Dv, dO, ldo, v + vo, sv, dS, t1, 0, NULL, FG_GEMM_F32);
-                        fg_gemm(1, 0, t1, Dv, nq, P + (size_t)t0 * T, T, dO, ldo, dv + vo, sv, 1, NULL, FG_GEMM_F32);
+                        fg_gemm(0, 1, nq, t1, Dk, q + qo, sq, k + ko, sk, P, t1, 0, NULL, FG_GEMM_F32);
                         for (int i = 0; i < nq; i++) {
-                            const float *p = P + (size_t)(t0 + i) * T;
+                            float *p = P + (size_t)i * t1;
+                            int n = t0 + i + 1;
+                            softmax_from_lse(p, n, scale, L[t0 + i]);
+                            for (int u = n; u < t1; u++) p[u] = 0;
+                        }
+                        fg_gemm(0, 1, nq, t1, Dv, dO, ldo, v + vo, sv, dS, t1, 0, NULL, FG_GEMM_F32);
+                        fg_gemm(1, 0, t1, Dv, nq, P, t1, dO, ldo, dv + vo, sv, 1, NULL, FG_GEMM_F32);
+                        for (int i = 0; i < nq; i++) {
+                            const float *p = P + (size_t)i * t1;
                             float *d = dS + (size_t)i * t1, sum = 0;
                             int n = t0 + i + 1;
                             for (int u = 0; u < n; u++) sum += p[u] * d[u];
@@ -382,6 +412,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                     }
                 }
             }
+        if (!P || !dS) abort(); // as in the forward
+        free(P);
         free(dS);
     }
 }

@@ -61,19 +61,20 @@ void rope_apply(float *x, const rope_table *r, int pos, int inverse);
 
 // Causal softmax attention. q (B, T, H, Dk) row stride sq per token, k (B, T, Hkv, Dk) stride sk,
 // v (B, T, Hkv, Dv) stride sv; head h reads kv head h / (H / Hkv). out (B, T, H, Dv) contiguous,
-// att (B, H, T, T) saved probabilities (row t: columns <= t; columns > t are 0 up to the end of t's
-// 64-row block and untouched beyond).
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+// lse (B, H, T) the log-sum-exp of each row's scaled scores (all the backward keeps: it rebuilds
+// the probabilities block by block).
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                        int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
 // p (n) = softmax(scale * p) in place (max-subtracted; the order of operations attention uses).
-void fg_softmax_scaled(float *p, int n, float scale);
+// Returns the row's log-sum-exp, max + log(sum of exp(scale * p - max)).
+float fg_softmax_scaled(float *p, int n, float scale);
 // One query row: p (n) = softmax(scale * q . k_u) over n keys (row stride sk), o (Dv) = p @ v
 // (row stride sv). Leaves the normalised probabilities in p. Shared by training and decoding.
 void attention_row(float *o, float *p, const float *q, const float *k, int sk, const float *v, int sv,
                    int n, int Dk, int Dv, float scale);
-// dq, dk, dv accumulate, with the same strides as q, k, v. scratch: (threads * T) floats.
+// dq, dk, dv accumulate, with the same strides as q, k, v; lse from attention_forward.
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *att,
+                        const float *k, const float *v, const float *lse,
                         int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
 
 // out (N, F) = silu(h1) * h3.
