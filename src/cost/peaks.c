@@ -39,24 +39,17 @@ static int n_threads(void) {
 #endif
 }
 
-// fp32 peak: 12 independent FMA chains of 16 lanes per thread (enough to cover FMA latency).
-double fg_peak_fp32_measure(double seconds) {
+// Runs kernel(iters) on every thread (it returns a value that keeps its work alive) and returns the
+// best of three runs long enough to time, as GFLOP/s for flops_per_iter per thread and iteration.
+static double best_rate(double seconds, long iters, double flops_per_iter, float (*kernel)(long iters)) {
     double best = 0;
-    long iters = 2000000;
     for (int rep = 0; rep < 3; rep++) {
         double t0 = fg_now();
         float sink = 0;
 #pragma omp parallel reduction(+ : sink)
-        {
-            v16 a[12], x = {0}, y = {0};
-            for (int i = 0; i < 16; i++) { x[i] = 1.0f + 1e-7f * i; y[i] = 1e-8f; }
-            for (int j = 0; j < 12; j++) a[j] = x * (float)(j + 1) * 1e-3f;
-            for (long it = 0; it < iters; it++)
-                for (int j = 0; j < 12; j++) a[j] = a[j] * x + y;
-            for (int j = 0; j < 12; j++) sink += a[j][0];
-        }
+        sink += kernel(iters);
         double dt = fg_now() - t0;
-        double g = 2.0 * 16 * 12 * (double)iters * n_threads() / dt / 1e9;
+        double g = flops_per_iter * (double)iters * n_threads() / dt / 1e9;
         if (g > best) best = g;
         if (sink == 12345.0f) fputc(' ', stderr);
         if (dt < seconds / 3) iters *= 2, rep--; // too short to time: grow first
@@ -64,6 +57,20 @@ double fg_peak_fp32_measure(double seconds) {
     }
     return best;
 }
+
+// fp32 peak: 12 independent FMA chains of 16 lanes per thread (enough to cover FMA latency).
+static float fma_chains(long iters) {
+    v16 a[12], x = {0}, y = {0};
+    float sink = 0;
+    for (int i = 0; i < 16; i++) { x[i] = 1.0f + 1e-7f * i; y[i] = 1e-8f; }
+    for (int j = 0; j < 12; j++) a[j] = x * (float)(j + 1) * 1e-3f;
+    for (long it = 0; it < iters; it++)
+        for (int j = 0; j < 12; j++) a[j] = a[j] * x + y;
+    for (int j = 0; j < 12; j++) sink += a[j][0];
+    return sink;
+}
+
+double fg_peak_fp32_measure(double seconds) { return best_rate(seconds, 2000000, 2.0 * 16 * 12, fma_chains); }
 
 #if defined(__x86_64__)
 static int cpu_has_bf16(int *amx) {
@@ -80,70 +87,41 @@ static int cpu_has_bf16(int *amx) {
     return avx512f && ((a >> 5) & 1); // AVX512_BF16
 }
 
-__attribute__((target("avx512f,avx512bf16"))) static double bf16_measure(double seconds) {
-    double best = 0;
-    long iters = 1000000;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = fg_now();
-        float sink = 0;
-#pragma omp parallel reduction(+ : sink)
-        {
-            __m512 acc[12];
-            __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380); // 1.0, ~6e-8
-            for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps((float)j);
-            for (long it = 0; it < iters; it++)
-                for (int j = 0; j < 12; j++) acc[j] = _mm512_dpbf16_ps(acc[j], x, y);
-            for (int j = 0; j < 12; j++) sink += _mm512_reduce_add_ps(acc[j]);
-        }
-        double dt = fg_now() - t0;
-        // One vdpbf16ps: 16 lanes x 2 bf16 products accumulated = 32 multiply-adds = 64 FLOPs.
-        double g = 64.0 * 12 * (double)iters * n_threads() / dt / 1e9;
-        if (g > best) best = g;
-        if (sink == 12345.0f) fputc(' ', stderr);
-        if (dt < seconds / 3) iters *= 2, rep--;
-        if (iters > ((long)1 << 40)) break;
-    }
-    return best;
+// bf16 peak: 12 independent vdpbf16ps chains per thread. One vdpbf16ps: 16 lanes x 2 bf16
+// products accumulated = 32 multiply-adds = 64 FLOPs.
+__attribute__((target("avx512f,avx512bf16"))) static float dpbf16_chains(long iters) {
+    __m512 acc[12];
+    float sink = 0;
+    __m512bh x = (__m512bh)_mm512_set1_epi16(0x3f80), y = (__m512bh)_mm512_set1_epi16(0x3380); // 1.0, ~6e-8
+    for (int j = 0; j < 12; j++) acc[j] = _mm512_set1_ps((float)j);
+    for (long it = 0; it < iters; it++)
+        for (int j = 0; j < 12; j++) acc[j] = _mm512_dpbf16_ps(acc[j], x, y);
+    for (int j = 0; j < 12; j++) sink += _mm512_reduce_add_ps(acc[j]);
+    return sink;
 }
 
 // AMX peak: 6 independent tdpbf16ps chains per thread into 16 x 16 fp32 tiles (0..5) from one A
 // and one B tile (6, 7) of 16 rows x 32 bf16, enough to cover the instruction's latency. Only
 // called when fg_amx_usable() says 1.
-__attribute__((target("amx-tile,amx-bf16"))) static double amx_measure(double seconds) {
+// One tdpbf16ps: 16 x 16 outputs x 32 bf16 products = 8192 multiply-adds = 16384 FLOPs.
+__attribute__((target("amx-tile,amx-bf16"))) static float tile_chains(long iters) {
     static const fg_amx_config cfg = {.palette = 1, .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
                                       .rows = {16, 16, 16, 16, 16, 16, 16, 16}};
-    double best = 0;
-    long iters = 100000;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = fg_now();
-        float sink = 0;
-#pragma omp parallel reduction(+ : sink)
-        {
-            uint16_t a[16 * 32], b[16 * 32];
-            float out[16 * 16];
-            for (int i = 0; i < 16 * 32; i++) { a[i] = 0x3f80; b[i] = 0x3380; } // 1.0, ~6e-8
-            fg_amx_hw_config(&cfg);
-            __asm__ volatile("" ::: "memory"); // GCC's tile loads do not say they read memory
-            _tile_loadd(6, a, 64);
-            _tile_loadd(7, b, 64);
-            _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); _tile_zero(4); _tile_zero(5);
-            for (long it = 0; it < iters; it++) {
-                _tile_dpbf16ps(0, 6, 7); _tile_dpbf16ps(1, 6, 7); _tile_dpbf16ps(2, 6, 7);
-                _tile_dpbf16ps(3, 6, 7); _tile_dpbf16ps(4, 6, 7); _tile_dpbf16ps(5, 6, 7);
-            }
-            _tile_stored(5, out, 64);
-            fg_amx_hw_release();
-            sink += out[0];
-        }
-        double dt = fg_now() - t0;
-        // One tdpbf16ps: 16 x 16 outputs x 32 bf16 products = 8192 multiply-adds = 16384 FLOPs.
-        double g = 16384.0 * 6 * (double)iters * n_threads() / dt / 1e9;
-        if (g > best) best = g;
-        if (sink == 12345.0f) fputc(' ', stderr);
-        if (dt < seconds / 3) iters *= 2, rep--;
-        if (iters > ((long)1 << 40)) break;
+    uint16_t a[16 * 32], b[16 * 32];
+    float out[16 * 16];
+    for (int i = 0; i < 16 * 32; i++) { a[i] = 0x3f80; b[i] = 0x3380; } // 1.0, ~6e-8
+    fg_amx_hw_config(&cfg);
+    __asm__ volatile("" ::: "memory"); // GCC's tile loads do not say they read memory
+    _tile_loadd(6, a, 64);
+    _tile_loadd(7, b, 64);
+    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); _tile_zero(4); _tile_zero(5);
+    for (long it = 0; it < iters; it++) {
+        _tile_dpbf16ps(0, 6, 7); _tile_dpbf16ps(1, 6, 7); _tile_dpbf16ps(2, 6, 7);
+        _tile_dpbf16ps(3, 6, 7); _tile_dpbf16ps(4, 6, 7); _tile_dpbf16ps(5, 6, 7);
     }
-    return best;
+    _tile_stored(5, out, 64);
+    fg_amx_hw_release();
+    return out[0];
 }
 #endif
 
@@ -267,10 +245,10 @@ int fg_peaks_get(fg_peaks *p, int remeasure) {
     p->fp32_gflops = fg_peak_fp32_measure(0.3);
 #if defined(__x86_64__)
     int amx = 0;
-    if (cpu_has_bf16(&amx)) p->bf16_gflops = bf16_measure(0.3);
+    if (cpu_has_bf16(&amx)) p->bf16_gflops = best_rate(0.3, 1000000, 64.0 * 12, dpbf16_chains);
     p->amx_present = amx;
     p->amx_gflops = 0;
-    if (fg_amx_usable(NULL)) p->amx_gflops = amx_measure(0.3);
+    if (fg_amx_usable(NULL)) p->amx_gflops = best_rate(0.3, 100000, 16384.0 * 6, tile_chains);
 #endif
     p->mem_gbs = fg_peak_mem_measure(256);
     if (!(p->fp32_gflops > 0) || !(p->mem_gbs > 0)) return fg_set_error("peaks: measurement failed (out of memory?)");
