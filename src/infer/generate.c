@@ -551,6 +551,16 @@ static void latdec_out(void *ctx, int h, int tid) { // merge the spans of head h
     for (int d = 0; d < Dv; d++) o[d] = fg_vdot(wh + (size_t)(Dn + d) * Rkv, ol, Rkv) * inv;
 }
 
+// Rows i < m of scores S (row stride t): row i sees positions [0, see0 + i); softmax over those
+// (scaled), zero after them.
+static void causal_softmax(float *S, int m, int t, int see0, float scale) {
+    for (int i = 0; i < m; i++) {
+        float *p = S + (size_t)i * t;
+        fg_softmax_scaled(p, see0 + i, scale);
+        for (int u = see0 + i; u < t; u++) p[u] = 0;
+    }
+}
+
 // Prefill of the same attention on the packed GEMM (n >= LATENT_GEMM_MIN), as tasks of one head
 // and ATT_ROWS query rows, each on one thread with single-threaded products: [q_lat | q_pe] =
 // [q_nope W_UK_h | q_pe], S = [q_lat | q_pe] cache[0, t)^T (one product: a cache row is
@@ -569,12 +579,7 @@ static void latent_task(fg_infer *s, int l, int n, int p0, const float *cache, i
     fg_gemm(0, 0, m, Rkv, Dn, qh, (long)H * Dq, wh, Rkv, pq, kw, 0, NULL, s->att_prec);
     for (int i = 0; i < m; i++) memcpy(pq + (size_t)i * kw + Rkv, qh + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
     fg_gemm(0, 1, m, t, kw, pq, kw, cache, kw, ps, t, 0, NULL, s->att_prec);
-    for (int i = 0; i < m; i++) {
-        float *p = ps + (size_t)i * t;
-        int see = p0 + i0 + i + 1;
-        fg_softmax_scaled(p, see, s->ws->softmax_scale);
-        for (int u = see; u < t; u++) p[u] = 0;
-    }
+    causal_softmax(ps, m, t, p0 + i0 + 1, s->ws->softmax_scale);
     fg_gemm(0, 0, m, Rkv, t, ps, t, cache, kw, po, Rkv, 0, NULL, s->att_prec);
     fg_gemm(0, 1, m, Dv, Rkv, po, Rkv, wh + (size_t)Dn * Rkv, Rkv, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv,
             (long)H * Dv, 0, NULL, s->att_prec);
@@ -608,12 +613,7 @@ static void expanded_head(fg_infer *s, int l, int n, int p0, const float *cache,
         int m = FG_MIN(ATT_ROWS, n - i0), t = p0 + i0 + m;
         const float *qh = s->q + ((size_t)i0 * H + h) * Dq;
         fg_gemm(0, 1, m, t, Dq, qh, (long)H * Dq, kvx, ew, ps, t, 0, NULL, s->att_prec);
-        for (int i = 0; i < m; i++) {
-            float *p = ps + (size_t)i * t;
-            int see = p0 + i0 + i + 1;
-            fg_softmax_scaled(p, see, s->ws->softmax_scale);
-            for (int u = see; u < t; u++) p[u] = 0;
-        }
+        causal_softmax(ps, m, t, p0 + i0 + 1, s->ws->softmax_scale);
         fg_gemm(0, 0, m, Dv, t, ps, t, kvx + Dq, ew, s->y + (size_t)i0 * H * Dv + (size_t)h * Dv, (long)H * Dv, 0, NULL,
                 s->att_prec);
     }
