@@ -640,7 +640,7 @@ static void gemm_run(const gemm_args *g) {
         if (amx == 1) fg_amx_hw_release();
         if (amx == 2) fg_amx_emu_release();
     }
-    (void)use_bf; (void)use_f;
+    (void)use_bf; (void)use_f; (void)work; // work: read only by the OpenMP pragma
 }
 
 void fg_gemm(int ta, int tb, int M, int N, int K, const float *A, long lda, const float *B, long ldb,
