@@ -111,7 +111,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -O
 FUZZ_LIB     := $(LIB_SRC)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard include/*.h src/*.h src/*/*.h)
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard include/*.h src/*.h src/*/*.h fuzz/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB) -o $@ -lm
 

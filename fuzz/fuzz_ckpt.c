@@ -13,34 +13,8 @@
 #include <string.h>
 
 #include "formats/checkpoint.h"
+#include "fuzz/sections.h"
 #include "util.h"
-
-static uint64_t rd64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
-
-// Walks the sections of b[0..n) as far as they are well formed. fix: rewrite each CRC. Returns 1
-// if CONF was found and describes a model whose rope table is too big for the fuzzer.
-static int walk(uint8_t *b, size_t n, int fix) {
-    size_t off = 16;
-    int huge = 0;
-    while (n >= 16 && off <= n && n - off >= 16) {
-        uint64_t len = rd64(b + off + 4);
-        if (len > n - off - 16) break;
-        const uint8_t *p = b + off + 12;
-        if (fix) {
-            uint32_t c = fg_crc32(0, p, (size_t)len);
-            for (int i = 0; i < 4; i++) b[off + 12 + len + i] = (uint8_t)(c >> (8 * i));
-        }
-        if (!memcmp(b + off, "CONF", 4)) {
-            fg_config c;
-            if (fg_config_from_json(&c, (const char *)p, (size_t)len, "fuzz", NULL) == 0) {
-                uint64_t rope = c.attn_type == FG_ATTN_MLA ? (uint64_t)c.qk_rope_head_dim : (uint64_t)c.head_dim;
-                huge |= (uint64_t)c.max_position_embeddings * rope * sizeof(float) > ((uint64_t)256 << 20);
-            }
-        }
-        off += 12 + (size_t)len + 4;
-    }
-    return huge;
-}
 
 static void load(const uint8_t *b, size_t n) {
     fg_adamw o;
@@ -59,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *copy = malloc(size ? size : 1);
     if (!copy) return 0;
     memcpy(copy, data, size);
-    if (!walk(copy, size, 1)) {
+    if (!fuzz_walk_sections(copy, size, 1, (uint64_t)256 << 20, 0)) {
         load(data, size);
         if (memcmp(copy, data, size)) load(copy, size);
     }

@@ -81,6 +81,18 @@ double fg_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+char *fg_next_line(char **at, char *end, size_t *len) {
+    char *s = *at;
+    if (s >= end) return NULL;
+    char *e = memchr(s, '\n', (size_t)(end - s));
+    if (!e) e = end;
+    size_t l = (size_t)(e - s);
+    while (l && (s[l - 1] == '\r' || s[l - 1] == ' ')) l--;
+    *len = l;
+    *at = e < end ? e + 1 : end;
+    return s;
+}
+
 char *fg_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) { fg_set_error("cannot open '%s': %s", path, strerror(errno)); return NULL; }

@@ -21,6 +21,10 @@ int fg_wrap_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // Reads a whole file; returns malloc'd buffer (caller frees) NUL-terminated, *len = size.
 // On failure returns NULL with fg_last_error set ("cannot open 'p': No such file").
 char *fg_read_file(const char *path, size_t *len);
+// Line by line over [*at, end) (a JSONL file read whole): returns the line at *at, its length
+// without the '\n' and trailing '\r' / spaces in *len (0: a blank line), and moves *at past it;
+// NULL once *at reaches end.
+char *fg_next_line(char **at, char *end, size_t *len);
 // Calloc that records an error with the size instead of returning silently.
 void *fg_calloc(size_t n, size_t size, const char *what);
 

@@ -131,12 +131,9 @@ static int load_prompts(const fg_distill_gen_opts *o, const fg_tokenizer *tok, p
     if (!text) return -1;
     int cap = 64, n = 0, line = 0, rc = 0;
     prompt_t *p = calloc((size_t)cap, sizeof *p);
-    for (char *s = text, *e; s < text + len && p && !rc; s = e + 1) {
-        e = memchr(s, '\n', (size_t)(text + len - s));
-        if (!e) e = text + len;
+    size_t l;
+    for (char *at = text, *s; p && !rc && (s = fg_next_line(&at, text + len, &l));) {
         line++;
-        size_t l = (size_t)(e - s);
-        while (l && (s[l - 1] == '\r' || s[l - 1] == ' ')) l--;
         if (!l) continue;
         fg_json *j = fg_json_parse(s, l, o->prompts);
         const fg_json *pr = j ? fg_json_get(j, "prompt") : NULL;

@@ -60,12 +60,9 @@ static int load_set(sft_set *set, const char *path, const fg_tokenizer *tok, int
     int32_t bos = tok ? fg_tokenizer_token_id(tok, FG_DS_BOS) : FG_TOK_BOS, eos = tok ? fg_tokenizer_token_id(tok, FG_DS_EOS) : FG_TOK_EOS;
     set->pad = tok ? eos : FG_TOK_PAD;
     int cap_t = 0, cap_v = 0, line = 0, rc = 0;
-    for (char *s = text, *e; s < text + len && !rc; s = e + 1) {
-        e = memchr(s, '\n', (size_t)(text + len - s));
-        if (!e) e = text + len;
+    size_t l;
+    for (char *at = text, *s; !rc && (s = fg_next_line(&at, text + len, &l));) {
         line++;
-        size_t l = (size_t)(e - s);
-        while (l && (s[l - 1] == '\r' || s[l - 1] == ' ')) l--;
         if (!l) continue;
         fg_json *j = fg_json_parse(s, l, path);
         if (!j) { rc = -1; break; }
