@@ -677,7 +677,7 @@ fg_gemm_packed *fg_gemm_pack(int N, int K, const void *W, long row_bytes, int bt
     if (!p || N < 1 || K < 1) { free(p); return NULL; }
     *p = (fg_gemm_packed){N, K, prec, amx, W, row_bytes, btype, nblocks * block, NULL};
     p->data = aligned_alloc(64, (p->bytes + 63) & ~(size_t)63);
-    float *cols = malloc(TMP_FLOATS * sizeof(float) * 2);
+    float *cols = malloc(TMP_FLOATS * sizeof(float)); // one pack_tmp
     if (!p->data || !cols) { free(cols); fg_gemm_packed_free(p); return NULL; }
     gemm_args g = {0, 1, 0, N, K, prec, NULL, NULL, 0, 0, W, row_bytes, btype, NULL, 0, 0, NULL, NULL};
     pack_tmp pt = {cols, (uint16_t *)(cols + (size_t)NR * KC)};
