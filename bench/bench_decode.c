@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "cost/cost.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "util.h"
 
 int main(int argc, char **argv) {

@@ -48,15 +48,58 @@ static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
     return fg_now() - t0;
 }
 
+// Aggregate decode tokens/s of `batch` sequences decoded together, each prefilled with its own
+// `context` random tokens (distinct caches: no shared blocks flatter the cache reads), then
+// `steps` steps of one row per sequence; best of 3 runs of the steps.
+static double time_batch(const fg_wstore *ws, int kind, int kv_type, int batch, int context, int steps, const int32_t *tok,
+                         int ntok) {
+    int V = fg_wstore_config(ws)->vocab_size, chunk = 512;
+    fg_ctx_params p = {.n_ctx = batch * (context + 3 * steps + FG_KV_BLOCK), .max_len = context + 3 * steps + 1,
+                       .max_seqs = batch, .max_batch = batch > chunk ? batch : chunk, .kind = kind, .kv_type = kv_type};
+    fg_ctx *c = fg_ctx_create(ws, &p);
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)p.max_batch), *sq = malloc(sizeof(int32_t) * (size_t)p.max_batch);
+    float *logits = malloc(sizeof(float) * (size_t)V * batch);
+    uint8_t *want = malloc((size_t)batch);
+    double best = -1;
+    if (!c || !t || !sq || !logits || !want) goto out;
+    for (int b = 0; b < batch; b++) {
+        if (fg_ctx_seq_new(c) != b) goto out;
+        for (int at = 0; at < context; at += chunk) { // each sequence its own slice of the token stream
+            int n = context - at < chunk ? context - at : chunk;
+            for (int i = 0; i < n; i++) { t[i] = tok[((size_t)b * 7919 + at + i) % ntok]; sq[i] = b; }
+            fg_batch bt = {.n = n, .token = t, .seq = sq};
+            if (fg_ctx_decode(c, &bt, NULL)) goto out;
+        }
+        want[b] = 1;
+    }
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = fg_now();
+        for (int k = 0; k < steps; k++) {
+            for (int b = 0; b < batch; b++) { t[b] = tok[((size_t)b * 31 + k + rep * steps) % ntok]; sq[b] = b; }
+            fg_batch bt = {.n = batch, .token = t, .seq = sq, .logits = want};
+            if (fg_ctx_decode(c, &bt, logits)) goto out;
+        }
+        double dt = fg_now() - t0, tps = (double)batch * steps / dt;
+        best = tps > best ? tps : best;
+    }
+out:
+    fg_ctx_free(c);
+    free(t); free(sq); free(logits); free(want);
+    return best;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096", *weights_s = NULL, *kv_s = "f32";
-    int json = 0, threads = 0, decode_tokens = 32, kind_full = 0;
+    const char *batch_s = NULL;
+    int json = 0, threads = 0, decode_tokens = 32, kind_full = 0, batch_ctx = 512;
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model with random weights: preset or config.json"},
         {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint or quantised model (.fgq) instead of --config"},
         {"prefill", OPT_STR, &prefill_s, "prompt lengths for prefill tokens/s (comma-separated)"},
         {"decode", OPT_STR, &decode_s, "contexts for decode tokens/s (comma-separated)"},
         {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement"},
+        {"batch", OPT_STR, &batch_s, "batched decode: aggregate tokens/s of B sequences decoded together (comma-separated, e.g. 1,4,16,64)"},
+        {"batch-context", OPT_INT, &batch_ctx, "context of each sequence in the batched decode (default 512)"},
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
         {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},
@@ -72,12 +115,17 @@ int cmd_bench(int argc, char **argv) {
     int kv_type = cli_kv_type("bench", kv_s);
     if (kv_type < 0) return 1;
     int pre[BENCH_MAX], dec[BENCH_MAX];
-    int npre = parse_list(prefill_s, pre), ndec = parse_list(decode_s, dec);
+    int npre = parse_list(prefill_s, pre), ndec = parse_list(decode_s, dec), bat[BENCH_MAX], nbat = 0;
+    if (batch_s && (nbat = parse_list(batch_s, bat)) < 1) return cli_fail("bench", "--batch takes up to 4 comma-separated batch sizes", "e.g. --batch 1,4,16,64");
+    for (int i = 0; i < nbat; i++)
+        if (bat[i] < 1 || bat[i] > 4096) return cli_fail("bench", "a --batch size is outside [1, 4096]", "e.g. --batch 1,4,16,64");
+    if (nbat && (batch_ctx < 1 || batch_ctx > 1 << 20)) return cli_fail("bench", "--batch-context must be in [1, 1048576]", NULL);
     if (npre < 1 || ndec < 1) return cli_fail("bench", "--prefill and --decode take up to 4 comma-separated lengths", "e.g. --prefill 128,512");
     if (decode_tokens < 1) return cli_fail("bench", "--decode-tokens must be >= 1", NULL);
     int need = 0;
     for (int i = 0; i < npre; i++) need = pre[i] > need ? pre[i] : need;
     for (int i = 0; i < ndec; i++) need = dec[i] + decode_tokens > need ? dec[i] + decode_tokens : need;
+    if (nbat && batch_ctx + 3 * decode_tokens + 1 > need) need = batch_ctx + 3 * decode_tokens + 1;
     cli_weights cw = {0};
     fg_config c;
     double open_s = 0;
@@ -153,6 +201,9 @@ int cmd_bench(int argc, char **argv) {
         double avg_ctx = dec[i] + decode_tokens / 2.0;
         dec_bw[i] = (wbytes + kv_tok * avg_ctx) * dec_tps[i] / 1e9;
     }
+    double bat_tps[BENCH_MAX];
+    for (int i = 0; i < nbat && !rc; i++)
+        if ((bat_tps[i] = time_batch(cw.ws, kind, kv_type, bat[i], batch_ctx, decode_tokens, tok, need)) < 0) rc = 1;
     if (rc) {
         free(tok); fg_infer_free(s); cli_weights_close(&cw);
         return cli_fail("bench", fg_last_error(), NULL);
@@ -176,6 +227,10 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < ndec; i++)
             printf("%s{\"context\": %d, \"tok_per_s\": %.2f, \"gb_per_s\": %.3f, \"fraction_of_bandwidth\": %.4f}", i ? ", " : "",
                    dec[i], dec_tps[i], dec_bw[i], pk.mem_gbs > 0 ? dec_bw[i] / pk.mem_gbs : 0);
+        printf("], \"batch\": [");
+        for (int i = 0; i < nbat; i++)
+            printf("%s{\"batch\": %d, \"context\": %d, \"tok_per_s\": %.2f, \"x_batch1\": %.3f}", i ? ", " : "", bat[i],
+                   batch_ctx, bat_tps[i], bat_tps[0] > 0 && bat[0] == 1 ? bat_tps[i] / bat_tps[0] : 0);
         printf("]}\n");
     } else {
         printf("frugal bench: %s, %.1fM parameters (%.1fM active), %s weights, %d threads\n", name, total / 1e6,
@@ -193,6 +248,14 @@ int cmd_bench(int argc, char **argv) {
         for (int i = 0; i < ndec; i++)
             printf("  context %-16d %12.1f %12.2f %13.1f%%\n", dec[i], dec_tps[i], dec_bw[i],
                    pk.mem_gbs > 0 ? 100 * dec_bw[i] / pk.mem_gbs : 0);
+        if (nbat) {
+            printf("\n  %-24s %12s %12s\n", "batched decode", "tokens/s", "x batch 1");
+            for (int i = 0; i < nbat; i++) {
+                printf("  batch %-4d context %-7d %12.1f", bat[i], batch_ctx, bat_tps[i]);
+                if (bat[0] == 1 && bat_tps[0] > 0) printf(" %11.2fx", bat_tps[i] / bat_tps[0]);
+                printf("\n");
+            }
+        }
         printf("\n(prefill GFLOP/s: forward FLOPs per token at the prompt's causal window (docs/cost.md), over this\n"
                " machine's measured %s peak, %.1f GFLOP/s: the kernels %s weights multiply with)\n",
                bf_peak ? "bf16 dot-product" : "fp32 FMA", peak, weights_s);

@@ -624,11 +624,60 @@ int fg_infer_pos(const fg_infer *s);               // tokens in the cache
 // would overflow or a token id is outside [0, V). Per-token work at decode is matrix-vector; MoE
 // layers run only the experts their router picks (same routing code as training).
 const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n);
+// The batched context under the session (fg_ctx_*, below).
+typedef struct fg_ctx fg_ctx;
+fg_ctx *fg_infer_ctx(fg_infer *s);
 // Bytes held by the KV cache: L * max_T * values per position * bytes per value (4, or 2 for a bf16
 // cache), with values per
 // position = Rkv + Dr for the MLA latent cache, H*(Dn+Dr) + H*Dv for MLA's expanded cache and
 // 2*Hkv*Dh for GQA.
 size_t fg_infer_cache_bytes(const fg_infer *s);
+
+// ---- the batched inference context (src/infer/ctx.c, docs/architecture.md) -----------------
+// Many sequences share one context: one paged latent (or full) KV cache of blocks of
+// FG_KV_BLOCK positions with a block table per sequence, and one forward per batch of rows
+// (every weight is read once per step for the whole batch). Sequences can be added, removed,
+// truncated to a position and forked: a fork shares its parent's blocks and copies a block only
+// when it writes into a shared one, so G samples of one prompt cost one prefill. A context reads
+// a weight store (which must outlive it); several contexts may share one store and its packed
+// GEMM panels. A context is used by one thread at a time.
+#define FG_KV_BLOCK 32
+typedef struct {
+    int n_ctx;       // positions the cache holds for all sequences together (rounded up to whole blocks)
+    int max_len;     // positions one sequence may reach (0: min(n_ctx, max_position_embeddings))
+    int max_seqs;    // sequences alive at once
+    int max_batch;   // rows one fg_ctx_decode may carry
+    int kind;        // FG_KV_AUTO / FG_KV_FULL / FG_KV_LATENT
+    int kv_type;     // FG_WEIGHTS_F32 or FG_WEIGHTS_BF16
+} fg_ctx_params;
+// NULL with an error (bad parameters, or cache + scratch + the store's owned bytes above 90% of
+// this machine's memory).
+fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p);
+void fg_ctx_free(fg_ctx *c);                       // NULL is fine
+int fg_ctx_seq_new(fg_ctx *c);                     // a new empty sequence's id, or -1 with an error
+int fg_ctx_seq_fork(fg_ctx *c, int seq);           // a new sequence holding seq's positions (shared blocks)
+int fg_ctx_seq_truncate(fg_ctx *c, int seq, int len); // keeps positions [0, len); 0 or -1
+int fg_ctx_seq_remove(fg_ctx *c, int seq);         // frees its blocks and its id
+int fg_ctx_seq_len(const fg_ctx *c, int seq);      // positions cached, or -1
+int fg_ctx_free_positions(const fg_ctx *c);        // free blocks * FG_KV_BLOCK
+int fg_ctx_set_mla_prefill(fg_ctx *c, int form);   // FG_MLA_* as fg_infer_set_mla_prefill
+int fg_ctx_cache_kind(const fg_ctx *c);
+int fg_ctx_max_len(const fg_ctx *c);
+const fg_wstore *fg_ctx_store(const fg_ctx *c);
+size_t fg_ctx_position_bytes(const fg_ctx *c);     // cache bytes per position (all layers)
+// A batch: n rows, row i appends token[i] to sequence seq[i]. Rows of one sequence are taken in
+// order and continue it: pos (may be NULL) must then be the sequence's length plus the rows of it
+// before i. logits (may be NULL) marks the rows whose logits are wanted.
+typedef struct {
+    int n;
+    const int32_t *token, *seq, *pos;
+    const uint8_t *logits;
+} fg_batch;
+// Runs the batch: appends every row's keys and values, writes the logits of the marked rows to
+// logits (one row of V per marked row, in batch order). -1 with an error, changing nothing, for a
+// bad token, sequence or position, more than max_batch rows, a sequence past max_len, or a cache
+// without the free blocks the batch needs.
+int fg_ctx_decode(fg_ctx *c, const fg_batch *b, float *logits);
 
 typedef struct {
     float temperature;      // 0 = greedy; otherwise > 0 and finite

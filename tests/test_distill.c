@@ -9,7 +9,7 @@
 #include "distill/distill.h"
 #include "formats/checkpoint.h"
 #include "model/model.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "util.h"
 #include "test.h"
 

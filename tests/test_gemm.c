@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "ops/amx.h"
 #include "ops/gemm.h"
 #include "test.h"

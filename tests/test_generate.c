@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "infer/generate.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "infer/wstore.h"
 #include "test.h"
 

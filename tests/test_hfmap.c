@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "formats/safetensors.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "infer/wstore.h"
 #include "model/model.h"
 #include "test.h"

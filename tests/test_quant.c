@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "formats/checkpoint.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "infer/wstore.h"
 #include "test.h"
 #include "train/train.h"

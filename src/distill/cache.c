@@ -17,7 +17,7 @@
 #include "data/task.h"
 #include "distill/distill.h"
 #include "formats/checkpoint.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "model/model.h"
 #include "util.h"
 

@@ -25,7 +25,7 @@
 #include "formats/interop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "model/model.h"
 #include "tokenizer/bpe.h"
 #include "util.h"

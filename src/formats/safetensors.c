@@ -4,7 +4,7 @@
 // been checked against the real file size.
 #include "formats/safetensors.h"
 #include "formats/json.h"
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "util.h"
 
 #include <errno.h>

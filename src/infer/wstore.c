@@ -55,7 +55,8 @@ void fg_wstore_free(fg_wstore *ws) {
     free(ws->maps); free(ws->map_lens);
     rope_table_free(&ws->own_rope);
     free(ws->t); free(ws->type); free(ws->data); free(ws->vec);
-    free(ws->layers); free(ws->experts); free(ws->tok);
+    free(ws->v.layers); free(ws->v.experts); free(ws->tok);
+    fg_packs_free(ws->packs);
     free(ws);
 }
 
@@ -69,53 +70,9 @@ int fg_wstore_weights(const fg_wstore *ws) { // the type of the largest matrices
     return type;
 }
 
-static fg_wref ref_at(const fg_wstore *ws, int *i) {
-    fg_wref r = {ws->type[*i], ws->data[*i]};
-    ++*i;
-    return r;
-}
-
-// Walks the table in fg_tensor_table's order (the same sequence as fg_weights_bind) and points the
-// layer view at each tensor.
+// The layer view, bound in fg_tensor_table's order by the model's own binder (layers.c).
 static void bind(fg_wstore *ws) {
-    const fg_config *c = &ws->cfg;
-    int i = 0, E = c->n_routed_experts;
-#define REF() ref_at(ws, &i)
-#define VEC() (ws->vec[i++])
-    ws->embed = REF();
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        fg_wlayer *w = &ws->layers[l];
-        memset(w, 0, sizeof *w);
-        w->attn_norm = VEC();
-        if (c->attn_type == FG_ATTN_MLA) {
-            if (c->q_lora_rank > 0) { w->wq_a = REF(); w->q_norm = VEC(); w->wq_b = REF(); }
-            else w->wq = REF();
-            w->wkv_a = REF(); w->kv_norm = VEC(); w->wkv_b = REF(); w->wo = REF();
-        } else {
-            w->wq = REF(); if (c->attention_bias) w->bq = VEC();
-            w->wk = REF(); if (c->attention_bias) w->bk = VEC();
-            w->wv = REF(); if (c->attention_bias) w->bv = VEC();
-            w->wo = REF();
-        }
-        w->ffn_norm = VEC();
-        if (!fg_config_is_moe_layer(c, l)) {
-            w->w1 = REF(); w->w2 = REF(); w->w3 = REF();
-        } else {
-            w->gate = REF();
-            if (c->topk_method == FG_TOPK_NOAUX_TC) w->gate_bias = VEC();
-            fg_wref *pool = ws->experts + (size_t)l * 3 * E;
-            w->ew1 = pool; w->ew2 = pool + E; w->ew3 = pool + 2 * E;
-            for (int e = 0; e < E; e++) w->ew1[e] = REF();
-            for (int e = 0; e < E; e++) w->ew2[e] = REF();
-            for (int e = 0; e < E; e++) w->ew3[e] = REF();
-            if (c->n_shared_experts > 0) { w->sw1 = REF(); w->sw2 = REF(); w->sw3 = REF(); }
-        }
-    }
-    ws->final_norm = VEC();
-    ws->lm_head = c->tie_word_embeddings ? ws->embed : REF();
-#undef REF
-#undef VEC
-    assert(i == ws->n && "tensor table and store binder disagree");
+    fg_wview_bind(&ws->v, &ws->cfg, ws->n, ws->type, (const void *const *)ws->data, (const float *const *)ws->vec);
 }
 
 // Everything but the tensor pointers: config, table, arrays, layer view storage. rope: the model's
@@ -133,9 +90,9 @@ static fg_wstore *store_alloc(const fg_config *c, const rope_table *rope, float 
     ws->type = calloc(ws->n, sizeof *ws->type);
     ws->data = calloc(ws->n, sizeof *ws->data);
     ws->vec = calloc(ws->n, sizeof *ws->vec);
-    ws->layers = calloc(L, sizeof *ws->layers);
-    ws->experts = calloc((size_t)L * 3 * E, sizeof *ws->experts);
-    if (!ws->type || !ws->data || !ws->vec || !ws->layers || !ws->experts) {
+    ws->v.layers = calloc(L, sizeof *ws->v.layers);
+    ws->v.experts = calloc((size_t)L * 3 * E, sizeof *ws->v.experts);
+    if (!ws->type || !ws->data || !ws->vec || !ws->v.layers || !ws->v.experts) {
         fg_wstore_free(ws);
         fg_set_error("out of memory");
         return NULL;

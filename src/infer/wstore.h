@@ -40,22 +40,13 @@
 #ifndef FG_WSTORE_H
 #define FG_WSTORE_H
 
-#include "infer/quant.h"
+#include "model/layers.h"
 #include "model/model.h"
+#include "ops/backend.h"
+#include "ops/quant.h"
 
 #define FG_QMODEL_VERSION 1
 
-typedef struct { int type; const void *p; } fg_wref; // a matrix: FG_WEIGHTS_* and its first row
-
-// One layer's weights, resolved from the table (fields absent in this architecture are zero).
-typedef struct {
-    const float *attn_norm, *q_norm, *kv_norm, *ffn_norm; // (C), (Rq), (Rkv), (C)
-    const float *bq, *bk, *bv;                            // GQA biases or NULL
-    const float *gate_bias;                               // (E) noaux_tc selection bias or NULL
-    fg_wref wq, wq_a, wq_b, wkv_a, wkv_b, wk, wv, wo;     // shapes as fg_layer_w (model.h)
-    fg_wref w1, w2, w3, gate, sw1, sw2, sw3;
-    fg_wref *ew1, *ew2, *ew3;                             // (E) per routed expert, or NULL
-} fg_wlayer;
 
 struct fg_wstore {
     fg_config cfg;
@@ -64,10 +55,8 @@ struct fg_wstore {
     int *type;                  // (n) FG_WEIGHTS_*
     const void **data;          // (n) first byte of each tensor
     const float **vec;          // (n) fp32 view of 1-D tensors (NULL for matrices)
-    fg_wref embed, lm_head;     // lm_head == embed when tied
-    const float *final_norm;
-    fg_wlayer *layers;          // (L)
-    fg_wref *experts;           // (L * 3 * E) pool behind the layers' ew1/ew2/ew3
+    fg_wview v;                 // the typed view of every tensor (layers.h)
+    fg_packs *packs;            // matrices packed once for the GEMM, shared by every context (backend.h)
     const rope_table *rope;     // the model's, or own_rope
     rope_table own_rope;
     float softmax_scale;

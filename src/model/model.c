@@ -5,6 +5,7 @@
 // Backward walks the same list in reverse. Every activation needed by backward is saved in
 // fg_layer_acts; nothing is recomputed. fp32 throughout.
 #include "model/model.h"
+#include "model/layers.h"
 #include "ops/gemm.h"
 #include "model/route.h"
 
@@ -166,6 +167,26 @@ const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name) {
 
 // ---- create / free ---------------------------------------------------------------------------
 
+// The typed view of the fp32 parameters the shared layers read (every tensor F32, in place).
+static int bind_view(fg_model *m) {
+    const fg_config *c = &m->cfg;
+    int n = m->n_tensors, L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    int *types = calloc(n, sizeof *types);
+    const void **data = calloc(n, sizeof *data);
+    m->view.layers = calloc(L, sizeof *m->view.layers);
+    m->view.experts = calloc((size_t)L * 3 * E, sizeof *m->view.experts);
+    int ok = types && data && m->view.layers && m->view.experts;
+    if (ok) {
+        for (int i = 0; i < n; i++) data[i] = m->params + m->tensors[i].offset; // types: FG_WEIGHTS_F32 (0)
+        fg_wview_bind(&m->view, c, n, types, data, (const float *const *)data);
+    }
+    free(types);
+    free(data);
+    return ok ? 0 : fg_set_error("out of memory");
+}
+
+void fg_model_set_backend(fg_model *m, const fg_backend *be) { m->be = be; }
+
 fg_model *fg_model_create(const fg_config *c) {
     if (fg_config_validate(c)) return NULL;
     fg_model *m = calloc(1, sizeof *m);
@@ -180,6 +201,8 @@ fg_model *fg_model_create(const fg_config *c) {
     m->touched = calloc(m->n_tensors, 1);
     if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
+    if (bind_view(m)) { fg_model_free(m); return NULL; }
+    m->be = &fg_backend_cpu;
     if (fg_model_rope_init(&m->rope, &m->softmax_scale, c)) { fg_model_free(m); return NULL; }
     return m;
 }
@@ -216,6 +239,7 @@ void fg_model_free(fg_model *m) {
     free_acts(m);
     free(m->tensors); free(m->params); free(m->grads);
     free(m->w.layers); free(m->g.layers); free(m->expert_load); free(m->touched);
+    free(m->view.layers); free(m->view.experts);
     rope_table_free(&m->rope);
     free(m);
 }
@@ -299,7 +323,7 @@ static size_t carve(fg_model *m, char *base, int B, int T) {
         max_layer = FG_MAX(max_layer, off - layer_start);
     }
     TAKE(m->xfin, N * C, float); TAKE(m->xf, N * C, float); TAKE(m->xf_rstd, N, float); TAKE(m->logits, N * V, float);
-    TAKE(m->inputs, N, int32_t); TAKE(m->targets, N, int32_t);
+    TAKE(m->inputs, N, int32_t); TAKE(m->targets, N, int32_t); TAKE(m->pos, N, int);
     // Backward scratch: gradients of one layer's activations (at most as many floats as the
     // layer saved, twice for safety) plus a few (N, C) residual-sized buffers.
     m->scratch_floats = 2 * max_layer / sizeof(float) + 8 * N * (size_t)C + (size_t)K * N + 64;
@@ -341,128 +365,64 @@ static void add_into(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+// How the training forward runs its products: the model's backend, no packed weights (they
+// change every step), the mixed-precision switch for the model's matmuls.
+static fg_exec train_exec(const fg_model *m) { return (fg_exec){m->be, NULL, fg_gemm_default_prec, 0}; }
+
 static void mla_forward(fg_model *m, int l) {
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
-    const fg_layer_w *w = &m->w.layers[l];
+    const fg_wlayer *w = &m->view.layers[l];
+    fg_exec x = train_exec(m);
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dq = Dn + Dr;
-    int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
-    if (Rq > 0) {
-        matmul_forward(a->qa, a->xn1, w->wq_a, NULL, N, C, Rq);
-        rmsnorm_forward(a->qan, a->qa_rstd, a->qa, w->q_norm, N, Rq, c->rms_norm_eps);
-        matmul_forward(a->q, a->qan, w->wq_b, NULL, N, Rq, H * Dq);
-    } else {
-        matmul_forward(a->q, a->xn1, w->wq, NULL, N, C, H * Dq);
-    }
+    int Rkv = c->kv_lora_rank;
     float *kva = m->scratch; // (N, Rkv+Dr), free during forward
-    matmul_forward(kva, a->xn1, w->wkv_a, NULL, N, C, Rkv + Dr);
-    for (int n = 0; n < N; n++) memcpy(a->ckv_raw + (size_t)n * Rkv, kva + (size_t)n * (Rkv + Dr), sizeof(float) * Rkv);
-    rmsnorm_forward(a->ckv, a->kv_rstd, a->ckv_raw, w->kv_norm, N, Rkv, c->rms_norm_eps);
-    matmul_forward(a->kvb, a->ckv, w->wkv_b, NULL, N, Rkv, H * (Dn + Dv));
+    fg_mla_proj o = {a->qa, a->qan, a->qa_rstd, a->q, kva, a->ckv_raw, a->ckv, a->kv_rstd};
+    fg_mla_project(&x, &o, a->xn1, w, c, &m->rope, m->pos, N);
+    fg_exec_matmul(&x, a->kvb, a->ckv, w->wkv_b, NULL, N, Rkv, H * (Dn + Dv));
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        int pos = n % T;
-        float *kpe = kva + (size_t)n * (Rkv + Dr) + Rkv;
-        rope_apply(kpe, &m->rope, pos, 0);
-        for (int h = 0; h < H; h++) {
-            float *k = a->k + ((size_t)n * H + h) * Dq;
-            const float *kvb = a->kvb + ((size_t)n * H + h) * (Dn + Dv);
-            memcpy(k, kvb, sizeof(float) * Dn);
-            memcpy(k + Dn, kpe, sizeof(float) * Dr);
-            memcpy(a->v + ((size_t)n * H + h) * Dv, kvb + Dn, sizeof(float) * Dv);
-            rope_apply(a->q + ((size_t)n * H + h) * Dq + Dn, &m->rope, pos, 0);
-        }
-    }
-    attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
-    matmul_forward(a->x2, a->y, w->wo, NULL, N, H * Dv, C);
+    for (int n = 0; n < N; n++)
+        fg_mla_expand_row(a->k + (size_t)n * H * Dq, a->v + (size_t)n * H * Dv, a->kvb + (size_t)n * H * (Dn + Dv),
+                          kva + (size_t)n * (Rkv + Dr) + Rkv, H, Dn, Dr, Dv);
+    m->be->attention(a->y, a->lse, a->q, a->k, a->v, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
+    fg_exec_matmul(&x, a->x2, a->y, w->wo, NULL, N, H * Dv, C);
     add_into(a->x2, a->x, (size_t)N * C);
 }
 
 static void gqa_forward(fg_model *m, int l) {
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
-    const fg_layer_w *w = &m->w.layers[l];
+    const fg_wlayer *w = &m->view.layers[l];
+    fg_exec x = train_exec(m);
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
     int Hkv = c->num_key_value_heads, Dh = c->head_dim;
-    matmul_forward(a->q, a->xn1, w->wq, w->bq, N, C, H * Dh);
-    matmul_forward(a->k, a->xn1, w->wk, w->bk, N, C, Hkv * Dh);
-    matmul_forward(a->v, a->xn1, w->wv, w->bv, N, C, Hkv * Dh);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        for (int h = 0; h < H; h++) rope_apply(a->q + ((size_t)n * H + h) * Dh, &m->rope, n % T, 0);
-        for (int h = 0; h < Hkv; h++) rope_apply(a->k + ((size_t)n * Hkv + h) * Dh, &m->rope, n % T, 0);
-    }
-    attention_forward(a->y, a->lse, a->q, a->k, a->v, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
-    matmul_forward(a->x2, a->y, w->wo, NULL, N, H * Dh, C);
+    fg_gqa_project(&x, a->q, a->k, a->v, a->xn1, w, c, &m->rope, m->pos, N);
+    m->be->attention(a->y, a->lse, a->q, a->k, a->v, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
+    fg_exec_matmul(&x, a->x2, a->y, w->wo, NULL, N, H * Dh, C);
     add_into(a->x2, a->x, (size_t)N * C);
 }
 
-// SwiGLU FFN on xn (N, C): out (N, C) = w2(silu(w1 xn) * w3 xn), saving h1, h3, act.
-static void swiglu_ffn_forward(float *out, float *h1, float *h3, float *act, const float *xn,
-                               const float *w1, const float *w2, const float *w3, int N, int C, int F) {
-    matmul_forward(h1, xn, w1, NULL, N, C, F);
-    matmul_forward(h3, xn, w3, NULL, N, C, F);
-    swiglu_forward(act, h1, h3, N, F);
-    matmul_forward(out, act, w2, NULL, N, F, C);
-}
-
-static void swiglu_ffn_backward(float *dxn, float *dw1, float *dw2, float *dw3, float *tmp3F,
+static void swiglu_ffn_backward(const fg_backend *be, float *dxn, float *dw1, float *dw2, float *dw3, float *tmp3F,
                                 const float *dout, const float *xn, const float *h1, const float *h3,
                                 const float *act, const float *w1, const float *w2, const float *w3,
                                 int N, int C, int F) {
     float *dact = tmp3F, *dh1 = tmp3F + (size_t)N * F, *dh3 = tmp3F + 2 * (size_t)N * F;
     memset(tmp3F, 0, sizeof(float) * 3 * (size_t)N * F);
-    matmul_backward(dact, dw2, NULL, dout, act, w2, N, F, C);
-    swiglu_backward(dh1, dh3, dact, h1, h3, N, F);
-    matmul_backward(dxn, dw1, NULL, dh1, xn, w1, N, C, F);
-    matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F);
+    be->matmul_backward(dact, dw2, NULL, dout, act, w2, N, F, C, fg_gemm_default_prec);
+    be->swiglu_backward(dh1, dh3, dact, h1, h3, N, F);
+    be->matmul_backward(dxn, dw1, NULL, dh1, xn, w1, N, C, F, fg_gemm_default_prec);
+    be->matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F, fg_gemm_default_prec);
 }
 
 static void moe_forward(fg_model *m, int l, float *out) {
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
-    const fg_layer_w *w = &m->w.layers[l];
-    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
-    int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    matmul_forward_prec(a->scores, a->xn2, w->gate, NULL, N, C, E, FG_GEMM_F32); // gating stays fp32
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        fg_moe_route(a->idx + (size_t)n * K, a->wts + (size_t)n * K, a->scores + (size_t)n * E, w->gate_bias, c);
-    // Group (token, choice) slots by expert, in token order.
-    int *load = m->expert_load + (size_t)l * E;
-    memset(load, 0, sizeof(int) * E);
-    for (int i = 0; i < N * K; i++) load[a->idx[i]]++;
-    a->expert_off[0] = 0;
-    for (int e = 0; e < E; e++) a->expert_off[e + 1] = a->expert_off[e] + load[e];
-    int *fill = (int *)m->scratch; // (E) cursors; scratch is free during forward
-    memcpy(fill, a->expert_off, sizeof(int) * E);
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            int slot = fill[a->idx[n * K + k]]++;
-            a->slot_tok[slot] = n;
-            a->slot_of[n * K + k] = slot;
-        }
-#pragma omp parallel for schedule(static)
-    for (int s = 0; s < N * K; s++)
-        memcpy(a->xe + (size_t)s * C, a->xn2 + (size_t)a->slot_tok[s] * C, sizeof(float) * C);
-    for (int e = 0; e < E; e++) {
-        int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
-        if (!ne) continue;
-        swiglu_ffn_forward(a->ey + (size_t)o * C, a->eh1 + (size_t)o * Fe, a->eh3 + (size_t)o * Fe,
-                           a->ea + (size_t)o * Fe, a->xe + (size_t)o * C, w->ew1 + (size_t)e * Fe * C,
-                           w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C, ne, C, Fe);
-    }
-    if (Fs > 0) swiglu_ffn_forward(out, a->h1, a->h3, a->a, a->xn2, w->sw1, w->sw2, w->sw3, N, C, Fs);
-    else memset(out, 0, sizeof(float) * (size_t)N * C);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int k = 0; k < K; k++) {
-            const float *y = a->ey + (size_t)a->slot_of[n * K + k] * C;
-            float wt = a->wts[n * K + k];
-            float *o = out + (size_t)n * C;
-            for (int i = 0; i < C; i++) o[i] += wt * y[i];
-        }
+    fg_exec x = train_exec(m);
+    int B = m->B, T = m->T, E = c->n_routed_experts, K = c->num_experts_per_tok;
+    fg_moe_bufs bufs = {a->scores, a->wts, a->idx, a->slot_tok, a->slot_of, a->expert_off, (int *)m->scratch,
+                        a->xe, a->eh1, a->eh3, a->ea, a->ey, a->h1, a->h3, a->a}; // scratch is free during forward
+    fg_moe_forward(&x, out, &bufs, m->expert_load + (size_t)l * E, a->xn2, &m->view.layers[l], c, B * T);
     // Sequence-wise balance loss: alpha * mean_b sum_i f_i P_i (docs/model.md).
     if (m->balance_alpha > 0) {
         double total = 0;
@@ -495,27 +455,31 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
             return fg_set_error("token id %d at position %d is outside the vocabulary [0, %d)", inputs[n], n, V);
     memcpy(m->inputs, inputs, sizeof(int32_t) * N);
     if (targets) memcpy(m->targets, targets, sizeof(int32_t) * N);
-    for (int n = 0; n < N; n++)
+    for (int n = 0; n < N; n++) {
         memcpy(m->acts[0].x + (size_t)n * C, m->w.embed + (size_t)inputs[n] * C, sizeof(float) * C);
+        m->pos[n] = n % T;
+    }
     m->bal_loss = 0;
+    fg_exec x = train_exec(m);
+    const fg_backend *be = m->be;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         fg_layer_acts *a = &m->acts[l];
-        const fg_layer_w *w = &m->w.layers[l];
+        const fg_wlayer *vw = &m->view.layers[l];
         float *next = l + 1 < c->num_hidden_layers ? m->acts[l + 1].x : m->xfin;
-        rmsnorm_forward(a->xn1, a->rstd1, a->x, w->attn_norm, N, C, c->rms_norm_eps);
+        be->rmsnorm(a->xn1, a->rstd1, a->x, vw->attn_norm, N, C, c->rms_norm_eps);
         if (c->attn_type == FG_ATTN_MLA) mla_forward(m, l); else gqa_forward(m, l);
-        rmsnorm_forward(a->xn2, a->rstd2, a->x2, w->ffn_norm, N, C, c->rms_norm_eps);
+        be->rmsnorm(a->xn2, a->rstd2, a->x2, vw->ffn_norm, N, C, c->rms_norm_eps);
         if (fg_config_is_moe_layer(c, l)) moe_forward(m, l, next);
-        else swiglu_ffn_forward(next, a->h1, a->h3, a->a, a->xn2, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
+        else fg_swiglu_ffn(&x, next, a->h1, a->h3, a->a, a->xn2, vw->w1, vw->w2, vw->w3, N, C, c->intermediate_size);
         add_into(next, a->x2, (size_t)N * C);
     }
-    rmsnorm_forward(m->xf, m->xf_rstd, m->xfin, m->w.final_norm, N, C, c->rms_norm_eps);
-    matmul_forward_prec(m->logits, m->xf, m->w.lm_head, NULL, N, C, V, FG_GEMM_F32); // the head stays fp32
+    be->rmsnorm(m->xf, m->xf_rstd, m->xfin, m->view.final_norm, N, C, c->rms_norm_eps);
+    be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_GEMM_F32); // the head stays fp32
     m->fwd_live = 1;
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) return fg_set_error("target id %d at position %d is outside the vocabulary", targets[n], n);
-    m->ce_loss = crossentropy_forward(m->logits, m->logits, targets, N, V, &m->n_counted);
+    m->ce_loss = m->be->xent(m->logits, m->logits, targets, N, V, &m->n_counted);
     if (loss) *loss = (float)(m->ce_loss + m->bal_loss);
     return 0;
 }
@@ -534,6 +498,7 @@ static float *take(bump *b, size_t n) {
 }
 
 static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
+    const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
     const fg_layer_w *w = &m->w.layers[l];
@@ -542,9 +507,9 @@ static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dq = Dn + Dr;
     int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
     float *dy = take(sc, (size_t)N * H * Dv);
-    matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dv, C);
+    be->matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dv, C, fg_gemm_default_prec);
     float *dq = take(sc, (size_t)N * H * Dq), *dk = take(sc, (size_t)N * H * Dq), *dv = take(sc, (size_t)N * H * Dv);
-    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
+    be->attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
     float *dkvb = take(sc, (size_t)N * H * (Dn + Dv)), *dkva = take(sc, (size_t)N * (Rkv + Dr));
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -555,28 +520,29 @@ static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
             memcpy(d, dkh, sizeof(float) * Dn);
             memcpy(d + Dn, dv + ((size_t)n * H + h) * Dv, sizeof(float) * Dv);
             for (int i = 0; i < Dr; i++) dkpe[i] += dkh[Dn + i]; // k_pe is shared by all heads
-            rope_apply(dq + ((size_t)n * H + h) * Dq + Dn, &m->rope, n % T, 1);
         }
-        rope_apply(dkpe, &m->rope, n % T, 1);
     }
+    be->rope(dq + Dn, N, H, (long)H * Dq, Dq, m->pos, &m->rope, 1);
+    be->rope(dkva + Rkv, N, 1, Rkv + Dr, 0, m->pos, &m->rope, 1);
     float *dckv = take(sc, (size_t)N * Rkv), *dckv_raw = take(sc, (size_t)N * Rkv);
-    matmul_backward(dckv, g->wkv_b, NULL, dkvb, a->ckv, w->wkv_b, N, Rkv, H * (Dn + Dv));
-    rmsnorm_backward(dckv_raw, g->kv_norm, dckv, a->ckv_raw, w->kv_norm, a->kv_rstd, N, Rkv);
+    be->matmul_backward(dckv, g->wkv_b, NULL, dkvb, a->ckv, w->wkv_b, N, Rkv, H * (Dn + Dv), fg_gemm_default_prec);
+    be->rmsnorm_backward(dckv_raw, g->kv_norm, dckv, a->ckv_raw, w->kv_norm, a->kv_rstd, N, Rkv);
     for (int n = 0; n < N; n++) memcpy(dkva + (size_t)n * (Rkv + Dr), dckv_raw + (size_t)n * Rkv, sizeof(float) * Rkv);
     float *dxn1 = take(sc, (size_t)N * C);
-    matmul_backward(dxn1, g->wkv_a, NULL, dkva, a->xn1, w->wkv_a, N, C, Rkv + Dr);
+    be->matmul_backward(dxn1, g->wkv_a, NULL, dkva, a->xn1, w->wkv_a, N, C, Rkv + Dr, fg_gemm_default_prec);
     if (Rq > 0) {
         float *dqan = take(sc, (size_t)N * Rq), *dqa = take(sc, (size_t)N * Rq);
-        matmul_backward(dqan, g->wq_b, NULL, dq, a->qan, w->wq_b, N, Rq, H * Dq);
-        rmsnorm_backward(dqa, g->q_norm, dqan, a->qa, w->q_norm, a->qa_rstd, N, Rq);
-        matmul_backward(dxn1, g->wq_a, NULL, dqa, a->xn1, w->wq_a, N, C, Rq);
+        be->matmul_backward(dqan, g->wq_b, NULL, dq, a->qan, w->wq_b, N, Rq, H * Dq, fg_gemm_default_prec);
+        be->rmsnorm_backward(dqa, g->q_norm, dqan, a->qa, w->q_norm, a->qa_rstd, N, Rq);
+        be->matmul_backward(dxn1, g->wq_a, NULL, dqa, a->xn1, w->wq_a, N, C, Rq, fg_gemm_default_prec);
     } else {
-        matmul_backward(dxn1, g->wq, NULL, dq, a->xn1, w->wq, N, C, H * Dq);
+        be->matmul_backward(dxn1, g->wq, NULL, dq, a->xn1, w->wq, N, C, H * Dq, fg_gemm_default_prec);
     }
-    rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
+    be->rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
 }
 
 static void gqa_backward(fg_model *m, int l, float *dres, bump *sc) {
+    const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
     const fg_layer_w *w = &m->w.layers[l];
@@ -584,22 +550,20 @@ static void gqa_backward(fg_model *m, int l, float *dres, bump *sc) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
     int Hkv = c->num_key_value_heads, Dh = c->head_dim;
     float *dy = take(sc, (size_t)N * H * Dh);
-    matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dh, C);
+    be->matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dh, C, fg_gemm_default_prec);
     float *dq = take(sc, (size_t)N * H * Dh), *dk = take(sc, (size_t)N * Hkv * Dh), *dv = take(sc, (size_t)N * Hkv * Dh);
-    attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        for (int h = 0; h < H; h++) rope_apply(dq + ((size_t)n * H + h) * Dh, &m->rope, n % T, 1);
-        for (int h = 0; h < Hkv; h++) rope_apply(dk + ((size_t)n * Hkv + h) * Dh, &m->rope, n % T, 1);
-    }
+    be->attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
+    be->rope(dq, N, H, (long)H * Dh, Dh, m->pos, &m->rope, 1);
+    be->rope(dk, N, Hkv, (long)Hkv * Dh, Dh, m->pos, &m->rope, 1);
     float *dxn1 = take(sc, (size_t)N * C);
-    matmul_backward(dxn1, g->wq, g->bq, dq, a->xn1, w->wq, N, C, H * Dh);
-    matmul_backward(dxn1, g->wk, g->bk, dk, a->xn1, w->wk, N, C, Hkv * Dh);
-    matmul_backward(dxn1, g->wv, g->bv, dv, a->xn1, w->wv, N, C, Hkv * Dh);
-    rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
+    be->matmul_backward(dxn1, g->wq, g->bq, dq, a->xn1, w->wq, N, C, H * Dh, fg_gemm_default_prec);
+    be->matmul_backward(dxn1, g->wk, g->bk, dk, a->xn1, w->wk, N, C, Hkv * Dh, fg_gemm_default_prec);
+    be->matmul_backward(dxn1, g->wv, g->bv, dv, a->xn1, w->wv, N, C, Hkv * Dh, fg_gemm_default_prec);
+    be->rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
 }
 
 static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, float grad_scale, bump *sc) {
+    const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
     const fg_layer_w *w = &m->w.layers[l];
@@ -607,7 +571,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
     int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
     if (Fs > 0)
-        swiglu_ffn_backward(dxn2, g->sw1, g->sw2, g->sw3, take(sc, 3 * (size_t)N * Fs), dout, a->xn2, a->h1,
+        swiglu_ffn_backward(be, dxn2, g->sw1, g->sw2, g->sw3, take(sc, 3 * (size_t)N * Fs), dout, a->xn2, a->h1,
                             a->h3, a->a, w->sw1, w->sw2, w->sw3, N, C, Fs);
     // Through the weighted sum: dey = w * dout, dwts = dout . ey.
     float *dey = take(sc, (size_t)N * K * C), *dwts = take(sc, (size_t)N * K);
@@ -624,7 +588,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
     for (int e = 0; e < E; e++) {
         int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
         if (!ne) continue;
-        swiglu_ffn_backward(dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
+        swiglu_ffn_backward(be, dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
                             g->ew3 + (size_t)e * Fe * C, tmp, dey + (size_t)o * C, a->xe + (size_t)o * C,
                             a->eh1 + (size_t)o * Fe, a->eh3 + (size_t)o * Fe, a->ea + (size_t)o * Fe,
                             w->ew1 + (size_t)e * Fe * C, w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C,
@@ -670,12 +634,13 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
             for (int e = 0; e < E; e++) d[e] *= s[e] * (1.0f - s[e]);
         }
     }
-    matmul_backward_prec(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_GEMM_F32);
+    be->matmul_backward(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_GEMM_F32);
 }
 
 static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark);
 
 int fg_model_backward(fg_model *m, float grad_scale) {
+    const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
     if (!m->acts || !m->n_counted) return fg_set_error("backward needs a forward with targets first");
     if (ensure_grads(m)) return -1;
@@ -684,7 +649,7 @@ int fg_model_backward(fg_model *m, float grad_scale) {
     float *dres = take(&sc, (size_t)N * C);
     size_t mark = sc.used;
     float *dlogits = m->logits; // in place over the probabilities
-    crossentropy_backward(dlogits, m->logits, m->targets, N, V, grad_scale / m->n_counted);
+    be->xent_backward(dlogits, m->logits, m->targets, N, V, grad_scale / m->n_counted);
     return backward_from_logits(m, grad_scale, &sc, dres, mark);
 }
 
@@ -703,13 +668,14 @@ int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scal
 // The shared body: m->logits holds d(loss)/d(logits) (N, V); grad_scale scales the model's own
 // extra terms (the balance loss).
 static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark) {
+    const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
     int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size;
     bump sc = *psc;
     float *dlogits = m->logits;
     float *dxf = take(&sc, (size_t)N * C);
-    matmul_backward_prec(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_GEMM_F32);
-    rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
+    be->matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_GEMM_F32);
+    be->rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
     m->fwd_live = 0;
     for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
@@ -719,9 +685,9 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
         sc.used = mark;
         float *dxn2 = take(&sc, (size_t)N * C);
         if (fg_config_is_moe_layer(c, l)) moe_backward(m, l, dres, dxn2, grad_scale, &sc);
-        else swiglu_ffn_backward(dxn2, g->w1, g->w2, g->w3, take(&sc, 3 * (size_t)N * c->intermediate_size), dres,
+        else swiglu_ffn_backward(be, dxn2, g->w1, g->w2, g->w3, take(&sc, 3 * (size_t)N * c->intermediate_size), dres,
                                  a->xn2, a->h1, a->h3, a->a, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
-        rmsnorm_backward(dres, g->ffn_norm, dxn2, a->x2, w->ffn_norm, a->rstd2, N, C);
+        be->rmsnorm_backward(dres, g->ffn_norm, dxn2, a->x2, w->ffn_norm, a->rstd2, N, C);
         sc.used = mark;
         if (c->attn_type == FG_ATTN_MLA) mla_backward(m, l, dres, &sc); else gqa_backward(m, l, dres, &sc);
     }

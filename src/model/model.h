@@ -9,6 +9,8 @@
 #define FG_MODEL_H
 
 #include "frugal.h"
+#include "model/layers.h"
+#include "ops/backend.h"
 #include "ops/ops.h"
 #include "util.h"
 
@@ -83,7 +85,9 @@ struct fg_model {
     // step count included, as PyTorch does with grad=None; once chosen, zero gradients count.
     // This is what the oracle's AdamW trajectories require.
     unsigned char *touched;
-    fg_weights w, g;
+    fg_weights w, g;                   // float views of the weights and gradients (backward)
+    fg_wview view;                     // the typed view of the weights the shared layers read (layers.h)
+    const fg_backend *be;              // what forward and backward run on (fg_backend_cpu unless set)
     rope_table rope;
     float softmax_scale;
     // activations for the current batch shape
@@ -92,6 +96,7 @@ struct fg_model {
     float *xfin, *xf, *xf_rstd;        // (N, C) last layer's output, (N, C) normed, (N)
     float *logits;                     // (N, V); probabilities after a forward with targets
     int32_t *inputs, *targets;         // (N) copies of the last batch
+    int *pos;                          // (N) position of each row, n % T
     int n_counted;                     // targets counted by the last loss
     float *scratch;                    // backward scratch (see model.c)
     size_t scratch_floats;
@@ -139,6 +144,8 @@ int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scal
 void fg_model_zero_grad(fg_model *m);
 // Aux-loss-free balancing: bias_e -= gamma*sign(load_e - mean) from the last forward's loads.
 void fg_model_update_routing_bias(fg_model *m, float gamma);
+// Runs the model's forward and backward on backend be (tests run the reference backend).
+void fg_model_set_backend(fg_model *m, const fg_backend *be);
 
 
 #endif

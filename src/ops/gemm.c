@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/quant.h"
+#include "ops/quant.h"
 #include "ops/amx.h"
 #include "util.h"
 

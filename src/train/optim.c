@@ -33,14 +33,8 @@ void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *p) {
         float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
         float decay = (t->flags & FG_TENSOR_NO_DECAY) ? 1.0f : 1.0f - lr * p->weight_decay;
         float *w = m->params + t->offset, *g = m->grads + t->offset;
-        float *mm = o->m + t->offset, *vv = o->v + t->offset;
-#pragma omp parallel for schedule(static) if (t->numel > 65536)
-        for (size_t j = 0; j < t->numel; j++) {
-            w[j] *= decay;
-            mm[j] = p->beta1 * mm[j] + (1.0f - p->beta1) * g[j];
-            vv[j] = p->beta2 * vv[j] + (1.0f - p->beta2) * g[j] * g[j];
-            w[j] -= step * mm[j] / (sqrtf(vv[j]) / bc2_sqrt + p->eps);
-        }
+        fg_adamw_k kk = {p->beta1, p->beta2, p->eps, step, bc2_sqrt, decay};
+        m->be->adamw(w, o->m + t->offset, o->v + t->offset, g, t->numel, &kk);
     }
 }
 

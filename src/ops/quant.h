@@ -6,7 +6,10 @@
 #ifndef FG_QUANT_H
 #define FG_QUANT_H
 
-#include "model/model.h"
+#include "frugal.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 #define FG_Q8_BLOCK 32
 typedef struct {

@@ -5,7 +5,7 @@
 // word itself says the job is exhausted. The caller rewrites the job (fn, ctx) only after every
 // chunk of the current one has finished (done == n), so a helper holding a claimed chunk reads
 // stable parameters.
-#include "infer/pool.h"
+#include "ops/pool.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -2,8 +2,8 @@
 // a packed int8 dot product (VNNI) or AMX int8 tiles (CPU-speed work not done). Prefill products
 // go through the packed GEMM, whose bf16 path has an AMX tile kernel (src/ops/gemm.c, verified
 // only through its emulator so far).
-#include "infer/quant.h"
-#include "infer/pool.h"
+#include "ops/quant.h"
+#include "ops/pool.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 
 #include "ops/gemm.h"
 #include "ops/ops.h"
+#include "util.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -72,6 +73,7 @@ size_t fg_qrow_bytes(int type, int cols) {
 }
 
 void fg_quantize_row(uint8_t *dst, const float *src, int cols, int type) {
+    if (type == FG_WEIGHTS_F32) { memcpy(dst, src, sizeof(float) * (size_t)cols); return; }
     if (type == FG_WEIGHTS_BF16) {
         for (int i = 0; i < cols; i++) { uint16_t b = fg_f32_to_bf16(src[i]); memcpy(dst + 2 * (size_t)i, &b, 2); }
         return;

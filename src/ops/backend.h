@@ -1,0 +1,86 @@
+// backend.h: the table of operations the model's forward and backward run on.
+//
+// The model code (model/layers.c, model/model.c, infer/ctx.c) never calls a kernel directly for
+// these operations: it calls them through a backend, so another implementation (CUDA) fills the
+// same table without touching the model. Two CPU backends:
+//   fg_backend_ref  the reference: plain scalar loops, written for reading, the executable spec;
+//   fg_backend_cpu  the fast one: packed GEMM (AVX-512, AVX512-BF16, AMX), quantised rows,
+//                   vectorised exp, OpenMP.
+// tests/test_backend.c runs every entry of every backend against the reference on random shapes
+// with tails, forward and gradient (in the spirit of llama.cpp's test-backend-ops).
+//
+// Conventions are ops.h's: outputs first; weights (OUT, IN) as torch.nn.Linear; every backward
+// ACCUMULATES into the gradients it is given (NULL: not needed).
+#ifndef FG_BACKEND_H
+#define FG_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+
+// A matrix of OUT rows of IN values stored as FG_WEIGHTS_* (f32, bf16, Q8_0); row r at
+// p + r * fg_qrow_bytes(type, IN).
+typedef struct { int type; const void *p; } fg_wref;
+
+// AdamW's constants for one tensor update (bias corrections folded in by the caller).
+typedef struct {
+    float beta1, beta2, eps;
+    float step;      // lr / (1 - beta1^t)
+    float bc2_sqrt;  // sqrt(1 - beta2^t)
+    float decay;     // 1 - lr * weight_decay (1 for no decay)
+} fg_adamw_k;
+
+typedef struct fg_backend {
+    const char *name;
+    // out (N, OUT) = inp (N, IN) @ dequant(w)^T + bias (may be NULL). prec (FG_GEMM_F32 /
+    // FG_GEMM_BF16) is the precision of products with f32 weights; bf16/Q8_0 rows multiply in
+    // bf16 on the GEMM. ctx: the backend's per-store state (packed weights) or NULL.
+    void (*matmul)(void *ctx, float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT, int prec);
+    // Optional (NULL: nothing to do): readies w for a product of `rows` rows that will run inside a
+    // parallel region (the fast backend packs it now: products in parallel regions never pack).
+    void (*prepare)(void *ctx, fg_wref w, int IN, int OUT, int rows);
+    // dinp (N, IN) +=, dw (OUT, IN) +=, dbias (OUT) += for f32 weights w.
+    void (*matmul_backward)(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w,
+                            int N, int IN, int OUT, int prec);
+    // out (N, C) = w * inp / sqrt(mean(inp^2) + eps); rstd (N) may be NULL. Rows at stride C.
+    void (*rmsnorm)(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+    void (*rmsnorm_backward)(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                             const float *rstd, int N, int C);
+    // Rotates, for each row n < N, the `heads` vectors of r->D floats at x + n*row_stride +
+    // h*head_stride, by position pos[n] (inverse: the transpose, for backward).
+    void (*rope)(float *x, int N, int heads, long row_stride, int head_stride, const int *pos, const rope_table *r,
+                 int inverse);
+    // Causal attention over B sequences of T rows, as attention_forward / attention_backward (ops.h).
+    void (*attention)(float *out, float *lse, const float *q, const float *k, const float *v,
+                      int B, int T, int H, int Hkv, int Dk, int Dv, int sq, int sk, int sv, float scale);
+    void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                               const float *v, const float *lse, int B, int T, int H, int Hkv, int Dk, int Dv,
+                               int sq, int sk, int sv, float scale);
+    // out (N, F) = silu(h1) * h3; backward dh1 +=, dh3 +=.
+    void (*swiglu)(float *out, const float *h1, const float *h3, int N, int F);
+    void (*swiglu_backward)(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, int N, int F);
+    // MoE dispatch: xe (S, C) row s = x row slot_tok[s]. Combine: out (N, C) += sum_k wts[n,k] *
+    // ey[slot_of[n,k]] (K choices per row).
+    void (*moe_gather)(float *xe, const float *x, const int *slot_tok, int S, int C);
+    void (*moe_combine)(float *out, const float *ey, const float *wts, const int *slot_of, int N, int K, int C);
+    // Softmax cross-entropy as crossentropy_forward / crossentropy_backward (ops.h).
+    double (*xent)(float *probs, const float *logits, const int32_t *targets, int N, int V, int *count);
+    void (*xent_backward)(float *dlogits, const float *probs, const int32_t *targets, int N, int V, float scale);
+    // One tensor's AdamW step over n values: w *= decay; m, v moments; w -= step * m / (sqrt(v)/bc2_sqrt + eps).
+    void (*adamw)(float *w, float *m, float *v, const float *g, size_t n, const fg_adamw_k *k);
+} fg_backend;
+
+extern const fg_backend fg_backend_ref;
+extern const fg_backend fg_backend_cpu;
+
+// The fast backend's per-store state: weight matrices packed once into GEMM panels at their first
+// product of at least FG_PACK_MIN_ROWS rows, within a byte budget (0: never pack). Shared by every
+// context reading the store (lookups and insertions are locked); a weight must outlive it.
+typedef struct fg_packs fg_packs;
+#define FG_PACK_MIN_ROWS 8
+fg_packs *fg_packs_create(size_t budget);
+void fg_packs_free(fg_packs *p);                 // NULL is fine
+size_t fg_packs_bytes(const fg_packs *p);
+
+#endif

@@ -1,0 +1,336 @@
+// test_backend.c: every entry of every backend (ops/backend.h) against the reference backend, on
+// random shapes with tails (sizes that are not multiples of any vector width or block), forward
+// and gradient; and the reference's own gradients against finite differences of its forward (so
+// the judge is judged too). In the spirit of llama.cpp's test-backend-ops.
+//
+// Budgets: fp32 paths 2e-5 relative L2 (sums in another order); bf16 products 1e-2 (operands
+// rounded to 8 bits of mantissa); finite differences 2e-2 (central, fp32 forward).
+#include <math.h>
+#include <string.h>
+
+#include "ops/backend.h"
+#include "ops/gemm.h"
+#include "ops/quant.h"
+#include "test.h"
+
+static const fg_backend *backends[] = {&fg_backend_ref, &fg_backend_cpu};
+#define NB (int)(sizeof backends / sizeof backends[0])
+static fg_rng rng;
+
+static float *rnd(size_t n, float scale) {
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) p[i] = scale * fg_rng_normal(&rng);
+    return p;
+}
+static float *zeros(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static float *dup(const float *a, size_t n) { float *p = malloc(sizeof(float) * (n ? n : 1)); memcpy(p, a, sizeof(float) * n); return p; }
+static double dotp(const float *a, const float *b, size_t n) { double s = 0; for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i]; return s; }
+
+static void expect(const char *what, const fg_backend *be, const float *got, const float *ref, size_t n, double tol) {
+    double e = tst_rel_err(got, ref, n);
+    CHECK_MSG(e <= tol, "%s [%s]: rel err %.3g > %.1g", what, be->name, e, tol);
+}
+
+// ---- matmul, prepare, matmul_backward --------------------------------------------------------
+
+static void test_matmul(void) {
+    static const int shapes[][3] = {{1, 64, 17}, {3, 96, 5}, {8, 32, 64}, {37, 64, 33}, {70, 160, 48}};
+    static const int types[] = {FG_WEIGHTS_F32, FG_WEIGHTS_BF16, FG_WEIGHTS_Q8_0};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        int N = shapes[si][0], IN = shapes[si][1], OUT = shapes[si][2];
+        float *x = rnd((size_t)N * IN, 1), *w = rnd((size_t)OUT * IN, 0.5f), *bias = rnd(OUT, 1);
+        for (int ti = 0; ti < 3; ti++)
+            for (int prec = FG_GEMM_F32; prec <= FG_GEMM_BF16; prec++) {
+                int ty = types[ti];
+                if (ty != FG_WEIGHTS_F32 && prec == FG_GEMM_F32 && N > 1) continue; // typed rows multiply in bf16
+                size_t rb = fg_qrow_bytes(ty, IN);
+                uint8_t *wq = malloc(rb * OUT);
+                for (int o = 0; o < OUT; o++) fg_quantize_row(wq + (size_t)o * rb, w + (size_t)o * IN, IN, ty);
+                fg_wref ref = {ty, wq};
+                fg_packs *packs = fg_packs_create((size_t)1 << 30); // keyed by weight pointer: one per weight
+                float *want = zeros((size_t)N * OUT), *got = zeros((size_t)N * OUT);
+                fg_backend_ref.matmul(NULL, want, x, ref, si % 2 ? bias : NULL, N, IN, OUT, prec);
+                double tol = (prec == FG_GEMM_BF16 || ty != FG_WEIGHTS_F32) && N > 1 ? 1e-2 : 2e-5;
+                for (int b = 0; b < NB; b++)
+                    for (int withctx = 0; withctx < 2; withctx++) {
+                        const fg_backend *be = backends[b];
+                        if (withctx && be->prepare) be->prepare(packs, ref, IN, OUT, N); // packed before use
+                        memset(got, 0, sizeof(float) * (size_t)N * OUT);
+                        be->matmul(withctx ? packs : NULL, got, x, ref, si % 2 ? bias : NULL, N, IN, OUT, prec);
+                        char what[96];
+                        snprintf(what, sizeof what, "matmul %dx%dx%d type %d prec %d ctx %d", N, IN, OUT, ty, prec, withctx);
+                        expect(what, be, got, want, (size_t)N * OUT, tol);
+                    }
+                fg_packs_free(packs);
+                free(want); free(got); free(wq);
+            }
+        // backward: every backend against the reference, the reference against finite differences
+        float *dout = rnd((size_t)N * OUT, 1);
+        float *rdx = zeros((size_t)N * IN), *rdw = zeros((size_t)OUT * IN), *rdb = zeros(OUT);
+        fg_backend_ref.matmul_backward(rdx, rdw, rdb, dout, x, w, N, IN, OUT, FG_GEMM_F32);
+        for (int b = 0; b < NB; b++) {
+            const fg_backend *be = backends[b];
+            float *dx = rnd((size_t)N * IN, 1), *dw = rnd((size_t)OUT * IN, 1), *db = rnd(OUT, 1);
+            float *dx0 = dup(dx, (size_t)N * IN), *dw0 = dup(dw, (size_t)OUT * IN), *db0 = dup(db, OUT);
+            be->matmul_backward(dx, dw, db, dout, x, w, N, IN, OUT, FG_GEMM_F32); // accumulates
+            for (size_t i = 0; i < (size_t)N * IN; i++) dx[i] -= dx0[i];
+            for (size_t i = 0; i < (size_t)OUT * IN; i++) dw[i] -= dw0[i];
+            for (int i = 0; i < OUT; i++) db[i] -= db0[i];
+            expect("matmul_backward dinp", be, dx, rdx, (size_t)N * IN, 2e-5);
+            expect("matmul_backward dw", be, dw, rdw, (size_t)OUT * IN, 2e-5);
+            expect("matmul_backward dbias", be, db, rdb, OUT, 2e-5);
+            free(dx); free(dw); free(db); free(dx0); free(dw0); free(db0);
+        }
+        // finite differences of L = sum(out * dout) along a random direction of x and of w
+        float *ux = rnd((size_t)N * IN, 1), *uw = rnd((size_t)OUT * IN, 1);
+        float *xp = dup(x, (size_t)N * IN), *out = zeros((size_t)N * OUT);
+        double h = 1e-2, lp, lm;
+        for (size_t i = 0; i < (size_t)N * IN; i++) xp[i] = x[i] + (float)h * ux[i];
+        fg_backend_ref.matmul(NULL, out, xp, (fg_wref){FG_WEIGHTS_F32, w}, bias, N, IN, OUT, FG_GEMM_F32);
+        lp = dotp(out, dout, (size_t)N * OUT);
+        for (size_t i = 0; i < (size_t)N * IN; i++) xp[i] = x[i] - (float)h * ux[i];
+        fg_backend_ref.matmul(NULL, out, xp, (fg_wref){FG_WEIGHTS_F32, w}, bias, N, IN, OUT, FG_GEMM_F32);
+        lm = dotp(out, dout, (size_t)N * OUT);
+        double fd = (lp - lm) / (2 * h), an = dotp(rdx, ux, (size_t)N * IN);
+        CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "matmul reference dinp vs finite differences: %g vs %g", an, fd);
+        float *wp = dup(w, (size_t)OUT * IN);
+        for (size_t i = 0; i < (size_t)OUT * IN; i++) wp[i] = w[i] + (float)h * uw[i];
+        fg_backend_ref.matmul(NULL, out, x, (fg_wref){FG_WEIGHTS_F32, wp}, bias, N, IN, OUT, FG_GEMM_F32);
+        lp = dotp(out, dout, (size_t)N * OUT);
+        for (size_t i = 0; i < (size_t)OUT * IN; i++) wp[i] = w[i] - (float)h * uw[i];
+        fg_backend_ref.matmul(NULL, out, x, (fg_wref){FG_WEIGHTS_F32, wp}, bias, N, IN, OUT, FG_GEMM_F32);
+        lm = dotp(out, dout, (size_t)N * OUT);
+        fd = (lp - lm) / (2 * h); an = dotp(rdw, uw, (size_t)OUT * IN);
+        CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "matmul reference dw vs finite differences: %g vs %g", an, fd);
+        free(ux); free(uw); free(xp); free(wp); free(out);
+        free(x); free(w); free(bias); free(dout); free(rdx); free(rdw); free(rdb);
+    }
+}
+
+// ---- elementwise and row ops -----------------------------------------------------------------
+
+static void test_rmsnorm(void) {
+    int N = 7, C = 45;
+    float *x = rnd((size_t)N * C, 2), *w = rnd(C, 1), *dout = rnd((size_t)N * C, 1);
+    float *ry = zeros((size_t)N * C), *rr = zeros(N), *rdx = zeros((size_t)N * C), *rdw = zeros(C);
+    fg_backend_ref.rmsnorm(ry, rr, x, w, N, C, 1e-6f);
+    fg_backend_ref.rmsnorm_backward(rdx, rdw, dout, x, w, rr, N, C);
+    for (int b = 0; b < NB; b++) {
+        const fg_backend *be = backends[b];
+        float *y = zeros((size_t)N * C), *r = zeros(N), *dx = zeros((size_t)N * C), *dw = zeros(C);
+        be->rmsnorm(y, r, x, w, N, C, 1e-6f);
+        expect("rmsnorm", be, y, ry, (size_t)N * C, 2e-6);
+        expect("rmsnorm rstd", be, r, rr, N, 2e-6);
+        be->rmsnorm_backward(dx, dw, dout, x, w, rr, N, C);
+        expect("rmsnorm_backward dinp", be, dx, rdx, (size_t)N * C, 2e-5);
+        expect("rmsnorm_backward dw", be, dw, rdw, C, 2e-5);
+        free(y); free(r); free(dx); free(dw);
+    }
+    // finite differences of the reference along a random direction of x
+    float *u = rnd((size_t)N * C, 1), *xp = zeros((size_t)N * C), *y = zeros((size_t)N * C);
+    double h = 1e-3, l[2];
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; i < (size_t)N * C; i++) xp[i] = x[i] + (float)(s ? -h : h) * u[i];
+        fg_backend_ref.rmsnorm(y, NULL, xp, w, N, C, 1e-6f);
+        l[s] = dotp(y, dout, (size_t)N * C);
+    }
+    double fd = (l[0] - l[1]) / (2 * h), an = dotp(rdx, u, (size_t)N * C);
+    CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "rmsnorm reference vs finite differences: %g vs %g", an, fd);
+    free(u); free(xp); free(y);
+    free(x); free(w); free(dout); free(ry); free(rr); free(rdx); free(rdw);
+}
+
+static void test_rope(void) {
+    for (int inter = 0; inter < 2; inter++) {
+        rope_table r;
+        CHECK(rope_table_init(&r, 12, 40, inter, 10000.0f, 0, 1.0f, 40, 32.0f, 1.0f) == 0);
+        int N = 9, H = 3, stride = H * 20, hs = 20; // rope on the last 12 of each head's 20 floats
+        int pos[9] = {0, 1, 5, 39, 17, 17, 2, 30, 11};
+        float *x = rnd((size_t)N * stride, 1), *want = dup(x, (size_t)N * stride);
+        fg_backend_ref.rope(want + 8, N, H, stride, hs, pos, &r, 0);
+        for (int b = 0; b < NB; b++) {
+            const fg_backend *be = backends[b];
+            float *y = dup(x, (size_t)N * stride);
+            be->rope(y + 8, N, H, stride, hs, pos, &r, 0);
+            expect("rope", be, y, want, (size_t)N * stride, 1e-6);
+            be->rope(y + 8, N, H, stride, hs, pos, &r, 1); // the inverse undoes it
+            expect("rope inverse", be, y, x, (size_t)N * stride, 1e-6);
+            free(y);
+        }
+        free(x); free(want);
+        rope_table_free(&r);
+    }
+}
+
+static void test_attention(void) {
+    static const int cfg[][6] = {{1, 5, 2, 2, 8, 8}, {2, 19, 4, 2, 12, 7}, {1, 70, 2, 1, 16, 16}}; // B T H Hkv Dk Dv
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
+        int B = cfg[ci][0], T = cfg[ci][1], H = cfg[ci][2], Hkv = cfg[ci][3], Dk = cfg[ci][4], Dv = cfg[ci][5];
+        int sq = H * Dk, sk = Hkv * Dk, sv = Hkv * Dv;
+        size_t nq = (size_t)B * T * sq, nk = (size_t)B * T * sk, nv = (size_t)B * T * sv, no = (size_t)B * T * H * Dv;
+        float scale = 1.0f / sqrtf((float)Dk);
+        float *q = rnd(nq, 1), *k = rnd(nk, 1), *v = rnd(nv, 1), *dout = rnd(no, 1);
+        float *ro = zeros(no), *rl = zeros((size_t)B * H * T), *rdq = zeros(nq), *rdk = zeros(nk), *rdv = zeros(nv);
+        fg_backend_ref.attention(ro, rl, q, k, v, B, T, H, Hkv, Dk, Dv, sq, sk, sv, scale);
+        fg_backend_ref.attention_backward(rdq, rdk, rdv, dout, q, k, v, rl, B, T, H, Hkv, Dk, Dv, sq, sk, sv, scale);
+        for (int b = 0; b < NB; b++) {
+            const fg_backend *be = backends[b];
+            float *o = zeros(no), *l = zeros((size_t)B * H * T), *dq = zeros(nq), *dk = zeros(nk), *dv = zeros(nv);
+            be->attention(o, l, q, k, v, B, T, H, Hkv, Dk, Dv, sq, sk, sv, scale);
+            expect("attention", be, o, ro, no, 2e-5);
+            expect("attention lse", be, l, rl, (size_t)B * H * T, 2e-5);
+            be->attention_backward(dq, dk, dv, dout, q, k, v, rl, B, T, H, Hkv, Dk, Dv, sq, sk, sv, scale);
+            expect("attention_backward dq", be, dq, rdq, nq, 2e-5);
+            expect("attention_backward dk", be, dk, rdk, nk, 2e-5);
+            expect("attention_backward dv", be, dv, rdv, nv, 2e-5);
+            free(o); free(l); free(dq); free(dk); free(dv);
+        }
+        // the reference's gradients against finite differences along random directions of q, k, v
+        float *in[3] = {q, k, v}, *g[3] = {rdq, rdk, rdv};
+        size_t n[3] = {nq, nk, nv};
+        for (int which = 0; which < 3; which++) {
+            float *u = rnd(n[which], 1), *keep = dup(in[which], n[which]), *o = zeros(no);
+            double h = 1e-3, L[2];
+            for (int s = 0; s < 2; s++) {
+                for (size_t i = 0; i < n[which]; i++) in[which][i] = keep[i] + (float)(s ? -h : h) * u[i];
+                fg_backend_ref.attention(o, NULL, q, k, v, B, T, H, Hkv, Dk, Dv, sq, sk, sv, scale);
+                L[s] = dotp(o, dout, no);
+            }
+            memcpy(in[which], keep, sizeof(float) * n[which]);
+            double fd = (L[0] - L[1]) / (2 * h), an = dotp(g[which], u, n[which]);
+            CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "attention reference d%c vs finite differences: %g vs %g",
+                      "qkv"[which], an, fd);
+            free(u); free(keep); free(o);
+        }
+        free(q); free(k); free(v); free(dout); free(ro); free(rl); free(rdq); free(rdk); free(rdv);
+    }
+}
+
+static void test_swiglu(void) {
+    int N = 5, F = 37;
+    size_t n = (size_t)N * F;
+    float *h1 = rnd(n, 2), *h3 = rnd(n, 1), *dout = rnd(n, 1);
+    float *ry = zeros(n), *rd1 = zeros(n), *rd3 = zeros(n);
+    fg_backend_ref.swiglu(ry, h1, h3, N, F);
+    fg_backend_ref.swiglu_backward(rd1, rd3, dout, h1, h3, N, F);
+    for (int b = 0; b < NB; b++) {
+        const fg_backend *be = backends[b];
+        float *y = zeros(n), *d1 = zeros(n), *d3 = zeros(n);
+        be->swiglu(y, h1, h3, N, F);
+        expect("swiglu", be, y, ry, n, 2e-6);
+        be->swiglu_backward(d1, d3, dout, h1, h3, N, F);
+        expect("swiglu_backward dh1", be, d1, rd1, n, 2e-6);
+        expect("swiglu_backward dh3", be, d3, rd3, n, 2e-6);
+        free(y); free(d1); free(d3);
+    }
+    float *u = rnd(n, 1), *p = zeros(n), *y = zeros(n);
+    double h = 1e-3, L[2];
+    for (int s = 0; s < 2; s++) {
+        for (size_t i = 0; i < n; i++) p[i] = h1[i] + (float)(s ? -h : h) * u[i];
+        fg_backend_ref.swiglu(y, p, h3, N, F);
+        L[s] = dotp(y, dout, n);
+    }
+    double fd = (L[0] - L[1]) / (2 * h), an = dotp(rd1, u, n);
+    CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "swiglu reference dh1 vs finite differences: %g vs %g", an, fd);
+    free(u); free(p); free(y);
+    free(h1); free(h3); free(dout); free(ry); free(rd1); free(rd3);
+}
+
+static void test_moe(void) {
+    int N = 11, K = 3, C = 21, S = N * K;
+    float *x = rnd((size_t)N * C, 1), *ey = rnd((size_t)S * C, 1), *wts = rnd((size_t)N * K, 1);
+    int slot_tok[33], slot_of[33];
+    for (int s = 0; s < S; s++) { slot_tok[s] = (int)fg_rng_below(&rng, N); slot_of[s] = (s * 7) % S; } // a permutation
+    float *rxe = zeros((size_t)S * C), *rout = rnd((size_t)N * C, 1), *out0 = dup(rout, (size_t)N * C);
+    fg_backend_ref.moe_gather(rxe, x, slot_tok, S, C);
+    fg_backend_ref.moe_combine(rout, ey, wts, slot_of, N, K, C);
+    for (int s = 0; s < S; s++) CHECK(rxe[(size_t)s * C + 3] == x[(size_t)slot_tok[s] * C + 3]); // the definition
+    for (int b = 0; b < NB; b++) {
+        const fg_backend *be = backends[b];
+        float *xe = zeros((size_t)S * C), *out = dup(out0, (size_t)N * C);
+        be->moe_gather(xe, x, slot_tok, S, C);
+        expect("moe_gather", be, xe, rxe, (size_t)S * C, 0);
+        be->moe_combine(out, ey, wts, slot_of, N, K, C);
+        expect("moe_combine", be, out, rout, (size_t)N * C, 1e-6);
+        free(xe); free(out);
+    }
+    free(x); free(ey); free(wts); free(rxe); free(rout); free(out0);
+}
+
+static void test_xent(void) {
+    int N = 6, V = 53;
+    float *lg = rnd((size_t)N * V, 3);
+    int32_t tg[6] = {0, 52, -1, 7, 7, 30};
+    float *rp = zeros((size_t)N * V), *rd = zeros((size_t)N * V);
+    int rc = 0;
+    double rl = fg_backend_ref.xent(rp, lg, tg, N, V, &rc);
+    fg_backend_ref.xent_backward(rd, rp, tg, N, V, 0.5f);
+    CHECK(rc == 5);
+    for (int b = 0; b < NB; b++) {
+        const fg_backend *be = backends[b];
+        float *p = dup(lg, (size_t)N * V), *d = zeros((size_t)N * V);
+        int cnt = 0;
+        double l = be->xent(p, p, tg, N, V, &cnt); // in place, as the model calls it
+        CHECK_MSG(cnt == rc && fabs(l - rl) <= 1e-5 * fabs(rl), "xent [%s]: %g vs %g", be->name, l, rl);
+        expect("xent probs", be, p, rp, (size_t)N * V, 2e-6);
+        be->xent_backward(d, rp, tg, N, V, 0.5f);
+        expect("xent_backward", be, d, rd, (size_t)N * V, 2e-6);
+        free(p); free(d);
+    }
+    // d(mean loss)/d(logit) against finite differences of the reference's loss, one logit per row
+    for (int n = 0; n < N; n++) {
+        int j = (n * 11) % V;
+        float *p = dup(lg, (size_t)N * V), *tmp = zeros((size_t)N * V);
+        double h = 1e-2, L[2];
+        int c;
+        for (int s = 0; s < 2; s++) {
+            p[(size_t)n * V + j] = lg[(size_t)n * V + j] + (float)(s ? -h : h);
+            L[s] = fg_backend_ref.xent(tmp, p, tg, N, V, &c);
+        }
+        double fd = (L[0] - L[1]) / (2 * h), an = rd[(size_t)n * V + j] / 0.5 / rc; // backward scaled by 0.5, mean over rc
+        CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-4, "xent reference gradient row %d: %g vs %g", n, an, fd);
+        free(p); free(tmp);
+    }
+    free(lg); free(rp); free(rd);
+}
+
+static void test_adamw(void) {
+    size_t n = 70001; // above the fast backend's threading threshold, with a tail
+    float *w = rnd(n, 1), *m = rnd(n, 0.1f), *v = zeros(n), *g = rnd(n, 1);
+    for (size_t i = 0; i < n; i++) v[i] = 0.01f * (1 + (float)(i % 7));
+    fg_adamw_k k = {0.9f, 0.95f, 1e-8f, 1e-3f / 0.1f, sqrtf(1 - 0.95f), 1 - 1e-3f * 0.1f};
+    float *rw = dup(w, n), *rm = dup(m, n), *rv = dup(v, n);
+    fg_backend_ref.adamw(rw, rm, rv, g, n, &k);
+    // the definition at one index, written out
+    double mm = 0.9 * m[5] + 0.1 * g[5], vv = 0.95 * v[5] + 0.05 * (double)g[5] * g[5];
+    double ww = w[5] * (double)k.decay - k.step * mm / (sqrt(vv) / k.bc2_sqrt + k.eps);
+    CHECK_MSG(fabs(ww - rw[5]) <= 1e-5 * fabs(ww) + 1e-7, "adamw reference: %g vs %g", rw[5], ww);
+    for (int b = 0; b < NB; b++) {
+        const fg_backend *be = backends[b];
+        float *bw = dup(w, n), *bm = dup(m, n), *bv = dup(v, n);
+        be->adamw(bw, bm, bv, g, n, &k);
+        expect("adamw w", be, bw, rw, n, 0);
+        expect("adamw m", be, bm, rm, n, 0);
+        expect("adamw v", be, bv, rv, n, 0);
+        free(bw); free(bm); free(bv);
+    }
+    free(w); free(m); free(v); free(g); free(rw); free(rm); free(rv);
+}
+
+int main(void) {
+    fg_rng_seed(&rng, 1234);
+    test_matmul();
+    test_rmsnorm();
+    test_rope();
+    test_attention();
+    test_swiglu();
+    test_moe();
+    test_xent();
+    test_adamw();
+    // Every entry of the table is exercised above; a new entry must be added here (this counts them).
+    size_t entries = (sizeof(fg_backend) - sizeof(const char *)) / sizeof(void (*)(void));
+    CHECK_MSG(entries == 15, "fg_backend has %zu operations; test_backend.c covers 15: add the new one's test", entries);
+    printf("backends %s and %s: every operation matches the reference (forward and gradient); the reference's "
+           "gradients match finite differences\n", fg_backend_ref.name, fg_backend_cpu.name);
+    return TEST_DONE();
+}
