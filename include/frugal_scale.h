@@ -148,17 +148,16 @@ typedef struct {
 int fg_scale_result_read(const char *run_dir, fg_scale_result *r);
 
 // A run's curves from log.jsonl for `frugal plot`: training loss per step, validation loss per
-// step, and per MoE layer the coefficient of variation of expert load per step. Arrays malloc'd;
-// fg_scale_curves_free releases them.
+// step, and per MoE layer the coefficient of variation of its routed-expert load per step (0 =
+// perfectly balanced). Arrays malloc'd; fg_scale_curves_free releases them.
 typedef struct {
-    int n_train, n_val, n_layers, n_load; // n_load steps of load statistics
+    int n_train, n_val, n_layers, n_load; // n_load steps with load statistics
     double *train_step, *train_loss, *val_step, *val_loss;
     int *layer;           // (n_layers) MoE layer indices
     double *load_step;    // (n_load)
     double *load_cv;      // (n_layers, n_load)
-    double *load_maxmean; // (n_layers, n_load) max load / mean load (1 = perfectly balanced)
 } fg_scale_curves;
-int fg_scale_curves_read(const char *run_dir, int experts_per_layer_total, fg_scale_curves *c);
+int fg_scale_curves_read(const char *run_dir, fg_scale_curves *c);
 void fg_scale_curves_free(fg_scale_curves *c);
 
 #ifdef __cplusplus
