@@ -80,10 +80,10 @@ int cmd_scale(int argc, char **argv) {
     fg_scale_sweep_opts_default(&so);
     fg_scale_fit_opts fo;
     fg_scale_fit_opts_default(&fo);
-    const char *families = "dense,moe", *widths_s = "32,48,64,96", *tokens_s = "0.5M,1M,2M", *budgets_s = NULL;
+    const char *families = "dense,moe", *widths_s = "32,48,64,96", *tokens_s = "0.5M,1M,2M,4M", *budgets_s = NULL;
     const char *at_budget_s = NULL, *corpus = "build/bench-distill/corpus.jsonl";
     double at_loss = 0, min_tpp = 0, max_tpp = 0;
-    int threads = 0, plan_only = 0, no_train = 0, json = 0;
+    int threads = 1, plan_only = 0, no_train = 0, json = 0;
     cli_opt opts[] = {
         {"out", OPT_STR, &so.out_dir, "sweep directory: one run directory per run, scale.json, plots/"},
         {"families", OPT_STR, &families, "families to train: dense (GQA), moe (MLA + DeepSeekMoE), comma-separated"},
@@ -103,7 +103,7 @@ int cmd_scale(int argc, char **argv) {
         {"level", OPT_DOUBLE, &fo.level, "interval level"},
         {"at-loss", OPT_DOUBLE, &at_loss, "also report the compute each family needs for this loss (0 = off)"},
         {"at-budget", OPT_STR, &at_budget_s, "also report the multiplier at these budgets (FLOPs, comma-separated)"},
-        {"threads", OPT_INT, &threads, "OpenMP threads per run (0 = all cores)"},
+        {"threads", OPT_INT, &threads, "OpenMP threads per run (0 = all cores; these small models train best on 1, measured in docs/scaling.md)"},
         {"plan", OPT_FLAG, &plan_only, "print the plan (runs, tokens, FLOPs) and exit"},
         {"no-train", OPT_FLAG, &no_train, "fit what has finished; train nothing"},
         {"json", OPT_FLAG, &json, "print scale.json (every fitted number) instead of the text report"},
@@ -355,9 +355,10 @@ int cmd_scale(int argc, char **argv) {
                 double Nopt, Lopt, cx[48], cy[48];
                 fg_scale_law_optimal(&f->fit.law, f->k, rb[i], &Nopt, NULL, &Lopt);
                 if (!isfinite(Nopt)) continue;
-                for (int j = 0; j < 48; j++) {
-                    cx[j] = Nopt * pow(10, (j - 24) / 16.0);
+                for (int j = 0; j < 48; j++) { // a decade either side of the optimum, cut where the loss passes 1.5x the optimum
+                    cx[j] = Nopt * pow(10, (j - 24) / 24.0);
                     cy[j] = fg_scale_law_loss(&f->fit.law, cx[j], rb[i] / (f->k * cx[j]));
+                    if (cy[j] > 1.5 * Lopt) cy[j] = NAN;
                 }
                 char nm[64];
                 snprintf(nm, sizeof nm, "%s C=%s", fam == FG_SCALE_MOE ? "moe" : "dense", si(b1, rb[i]));

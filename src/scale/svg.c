@@ -113,6 +113,10 @@ static void xml_text(FILE *f, const char *s) {
 
 static int usable(double v, int logaxis) { return isfinite(v) && (!logaxis || v > 0); }
 
+static int band_ok(const series *s, int j, int logx, int logy) {
+    return usable(s->x[j], logx) && usable(s->y[j], logy) && (usable(s->y2[j], logy) || (isinf(s->y2[j]) && s->y2[j] > 0));
+}
+
 typedef struct { double lo, hi; int log; double px0, px1; } axis;
 
 static double tr(const axis *a, double v) {
@@ -136,7 +140,7 @@ static void finish_range(axis *a) {
 
 static void fmt_num(char *buf, size_t cap, double v) {
     double a = fabs(v);
-    if (v != 0 && (a >= 1e5 || a < 1e-3)) {
+    if (v != 0 && (a >= 1e4 || a < 1e-3)) {
         int e = (int)floor(log10(a) + 1e-9);
         double m = v / pow(10, e);
         if (fabs(m - 1) < 1e-9) snprintf(buf, cap, "1e%d", e);
@@ -178,10 +182,10 @@ int fg_plot_write(const fg_plot *p, const char *path) {
         for (int j = 0; j < p->s[i].n; j++) {
             const series *s = &p->s[i];
             if (!usable(s->x[j], p->logx) || !usable(s->y[j], p->logy)) continue;
-            if (s->band && !usable(s->y2[j], p->logy)) continue;
+            if (s->band && !usable(s->y2[j], p->logy) && !(isinf(s->y2[j]) && s->y2[j] > 0)) continue;
             extend(&ax.lo, &ax.hi, s->x[j], p->logx);
             extend(&ay.lo, &ay.hi, s->y[j], p->logy);
-            if (s->band) extend(&ay.lo, &ay.hi, s->y2[j], p->logy);
+            if (s->band && isfinite(s->y2[j])) extend(&ay.lo, &ay.hi, s->y2[j], p->logy);
         }
     for (int i = 0; i < p->nm; i++) {
         if (p->m[i].kind != 1) extend(&ax.lo, &ax.hi, p->m[i].x, p->logx);
@@ -232,16 +236,16 @@ int fg_plot_write(const fg_plot *p, const char *path) {
         for (int i = 0; i < p->ns; i++) {
             const series *s = &p->s[i];
             const char *col = PALETTE[s->color % NPAL];
-            if (pass == 0 && s->band) {
+            if (pass == 0 && s->band) { // an upper edge of +inf (no bound) is drawn at the top of the axes
                 fprintf(f, "<path fill=\"%s\" fill-opacity=\"0.18\" stroke=\"none\" d=\"", col);
                 int first = 1;
                 for (int j = 0; j < s->n; j++) {
-                    if (!usable(s->x[j], p->logx) || !usable(s->y[j], p->logy) || !usable(s->y2[j], p->logy)) continue;
-                    fprintf(f, "%s%.2f %.2f ", first ? "M" : "L", tr(&ax, s->x[j]), tr(&ay, s->y2[j]));
+                    if (!band_ok(s, j, p->logx, p->logy)) continue;
+                    fprintf(f, "%s%.2f %.2f ", first ? "M" : "L", tr(&ax, s->x[j]), isinf(s->y2[j]) ? (double)MT : tr(&ay, s->y2[j]));
                     first = 0;
                 }
                 for (int j = s->n - 1; j >= 0; j--) {
-                    if (!usable(s->x[j], p->logx) || !usable(s->y[j], p->logy) || !usable(s->y2[j], p->logy)) continue;
+                    if (!band_ok(s, j, p->logx, p->logy)) continue;
                     fprintf(f, "L%.2f %.2f ", tr(&ax, s->x[j]), tr(&ay, s->y[j]));
                 }
                 fprintf(f, "Z\"/>\n");
