@@ -22,7 +22,12 @@ static int parse_list(const char *opt, const char *s, double *v, int cap, int *n
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", s ? s : "");
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (*n == cap) { char m[128]; snprintf(m, sizeof m, "--%s takes at most %d values", opt, cap); return cli_fail("scale", m, NULL) ? -1 : -1; }
+        if (*n == cap) {
+            char m[128];
+            snprintf(m, sizeof m, "--%s takes at most %d values", opt, cap);
+            cli_fail("scale", m, NULL);
+            return -1;
+        }
         if (fg_si_parse(t, &v[*n]) || !(v[*n] > 0)) {
             char m[256];
             snprintf(m, sizeof m, "--%s: '%s' is not a positive number", opt, t);
@@ -58,8 +63,6 @@ static int cmp_d(const void *a, const void *b) { double x = *(const double *)a, 
 // Percentile interval over replicates of a function of one family's law.
 typedef double (*law_fn)(const fg_scale_law *l, double k, double arg);
 static double f_tpp(const fg_scale_law *l, double k, double C) { double N, D; fg_scale_law_optimal(l, k, C, &N, &D, NULL); return D / N; }
-static double f_nopt(const fg_scale_law *l, double k, double C) { double N; fg_scale_law_optimal(l, k, C, &N, NULL, NULL); return N; }
-static double f_lopt(const fg_scale_law *l, double k, double C) { double L; fg_scale_law_optimal(l, k, C, NULL, NULL, &L); return L; }
 static double f_cfor(const fg_scale_law *l, double k, double L) { return fg_scale_law_compute_for(l, k, L); }
 static void boot_ci(const family_data *f, law_fn fn, double arg, double level, double *lo, double *hi) {
     double *v = malloc(sizeof(double) * (size_t)(f->fit.n_boot + 1));
@@ -422,10 +425,8 @@ int cmd_scale(int argc, char **argv) {
                     double N, D, L, lo, hi;
                     fg_scale_law_optimal(&f->fit.law, f->k, rb[i], &N, &D, &L);
                     boot_ci(f, f_tpp, rb[i], fo.level, &lo, &hi);
-                    char b4[32];
                     printf("  %10s %6s %10s %10s %8.4f  %.3g [%.3g, %.3g]%s\n", si(b1, rb[i]), fg_scale_family_name(fam), si(b2, N),
                            si(b3, D), L, D / N, lo, hi, rb[i] > cmax * 1.0001 || rb[i] < cmin * 0.9999 ? "  EXTRAPOLATED" : "");
-                    (void)b4;
                 }
         }
         if (both) {
@@ -450,7 +451,6 @@ int cmd_scale(int argc, char **argv) {
             }
         printf("json: %s/scale.json  plots: %s/*.svg\n", so.out_dir, pdir);
     }
-    (void)f_nopt; (void)f_lopt;
     for (int fam = 0; fam < FG_SCALE_NFAM; fam++) fg_scale_fit_free(&fd[fam].fit);
     free(fd);
     free(runs);
