@@ -83,7 +83,7 @@ int cmd_scale(int argc, char **argv) {
     fg_scale_sweep_opts_default(&so);
     fg_scale_fit_opts fo;
     fg_scale_fit_opts_default(&fo);
-    const char *families = "dense,moe", *widths_s = "32,48,64,96", *tokens_s = "0.5M,1M,2M,4M", *budgets_s = NULL;
+    const char *families = "dense,moe", *widths_s = "16,32,48,64", *tokens_s = "0.5M,1M,2M,4M", *budgets_s = NULL;
     const char *at_budget_s = NULL, *corpus = "build/bench-distill/corpus.jsonl";
     double at_loss = 0, min_tpp = 0, max_tpp = 0;
     int threads = 1, plan_only = 0, no_train = 0, json = 0;
