@@ -90,8 +90,22 @@ static void check_svg(void) {
     rmdir(dir);
 }
 
+// Percentile intervals with infinite replicates ("never reaches that loss") stay ordered, never NAN.
+static void check_percentiles(void) {
+    double v[10] = {5, 1, INFINITY, 3, INFINITY, 2, 4, INFINITY, 6, 7}, lo, hi;
+    fg_scale_percentiles(v, 10, 0.9, &lo, &hi);
+    CHECK_MSG(fabs(lo - 1.45) < 1e-12 && isinf(hi) && hi > 0, "lo %g hi %g", lo, hi);
+    double w[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
+    fg_scale_percentiles(w, 4, 0.9, &lo, &hi);
+    CHECK(isinf(lo) && isinf(hi));
+    double u[5] = {1, 2, 3, 4, 5};
+    fg_scale_percentiles(u, 5, 0.5, &lo, &hi); // numpy.percentile([1..5], [25, 75]) = 2, 4
+    CHECK(fabs(lo - 2) < 1e-12 && fabs(hi - 4) < 1e-12);
+}
+
 int main(void) {
     check_frontier();
+    check_percentiles();
     check_svg();
 
     fg_scale_point pts[128];

@@ -165,7 +165,8 @@ void fg_scale_percentiles(double *v, int n, double level, double *lo, double *hi
         int i = (int)floor(pos);
         if (i >= n - 1) { out[k] = v[n - 1]; continue; }
         double frac = pos - i;
-        out[k] = frac == 0 ? v[i] : v[i] + frac * (v[i + 1] - v[i]); // frac 0: an infinite neighbour must not give NAN
+        // equal or infinite neighbours are taken as they are: inf - inf must not give NAN
+        out[k] = frac == 0 || v[i + 1] == v[i] || isinf(v[i + 1]) || isinf(v[i]) ? (frac == 0 ? v[i] : v[i + 1]) : v[i] + frac * (v[i + 1] - v[i]);
     }
     *lo = out[0]; *hi = out[1];
 }
