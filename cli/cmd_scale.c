@@ -84,7 +84,7 @@ int cmd_scale(int argc, char **argv) {
     fg_scale_fit_opts fo;
     fg_scale_fit_opts_default(&fo);
     const char *families = "dense,moe", *widths_s = "16,32,48,64", *tokens_s = "0.5M,1M,2M,4M", *budgets_s = NULL;
-    const char *at_budget_s = NULL, *corpus = "build/bench-distill/corpus.jsonl";
+    const char *at_budget_s = NULL, *corpus = "build/bench-distill/corpus.jsonl", *params_s = "active";
     double at_loss = 0, min_tpp = 0, max_tpp = 0;
     int threads = 1, plan_only = 0, no_train = 0, json = 0;
     cli_opt opts[] = {
@@ -102,6 +102,7 @@ int cmd_scale(int argc, char **argv) {
         {"eval-batches", OPT_INT, &so.eval_batches, "batches per validation"},
         {"seed", OPT_U64, &so.seed, "initialisation and data-order seed of every run"},
         {"corpus", OPT_STR, &corpus, "training text when no files are given (make bench-distill builds it)"},
+        {"params", OPT_STR, &params_s, "N of the law: active (per token), total, or flops (training FLOPs per token / 6, DeepSeek LLM's M/6)"},
         {"boot", OPT_INT, &fo.n_boot, "bootstrap replicates of each fit"},
         {"level", OPT_DOUBLE, &fo.level, "interval level"},
         {"at-loss", OPT_DOUBLE, &at_loss, "also report the compute each family needs for this loss (0 = off)"},
@@ -137,6 +138,8 @@ int cmd_scale(int argc, char **argv) {
             so.families |= 1 << fam;
         }
     }
+    int pmode = !strcmp(params_s, "active") ? 0 : !strcmp(params_s, "total") ? 1 : !strcmp(params_s, "flops") ? 2 : -1;
+    if (pmode < 0) return cli_fail("scale", "--params must be active, total or flops", NULL);
     if (fo.n_boot < 0 || !(fo.level > 0 && fo.level < 1)) return cli_fail("scale", "--boot must be >= 0 and --level in (0, 1)", NULL);
     const char *data[64];
     int nd = nf;
@@ -211,10 +214,15 @@ int cmd_scale(int argc, char **argv) {
         if (fg_scale_run_done(&runs[i]) != 1 || fg_scale_result_read(runs[i].dir, &res)) continue;
         family_data *f = &fd[runs[i].family];
         if (f->n == 512) continue;
-        f->p[f->n] = (fg_scale_point){res.params_active, res.tokens, res.final_val_loss};
+        double N = pmode == 0 ? res.params_active : pmode == 1 ? res.params_total : res.flops_per_token / 6;
+        f->p[f->n] = (fg_scale_point){N, res.tokens, res.final_val_loss};
         f->C[f->n] = res.train_flops;
         f->n++; nres++;
         total_wall += res.wall_s;
+    }
+    if (!nres) {
+        free(fd); free(runs);
+        return cli_fail("scale", "no finished runs to fit", no_train ? "run without --no-train first, with the same --out" : NULL);
     }
     int rc = 0;
     for (int fam = 0; fam < FG_SCALE_NFAM; fam++) {
@@ -252,7 +260,8 @@ int cmd_scale(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/scale.json", so.out_dir);
     FILE *jf = fopen(path, "w");
     if (!jf) { free(runs); free(fd); return cli_fail("scale", "cannot write scale.json", "check --out"); }
-    fprintf(jf, "{\n  \"version\": 1,\n  \"law\": \"L(N, D) = E + A / N^alpha + B / D^beta; N = active parameters, D = training tokens\",\n");
+    fprintf(jf, "{\n  \"version\": 1,\n  \"law\": \"L(N, D) = E + A / N^alpha + B / D^beta; D = training tokens\",\n  \"N\": \"%s\",\n",
+            pmode == 0 ? "active parameters" : pmode == 1 ? "total parameters" : "training FLOPs per token / 6");
     fprintf(jf, "  \"fit\": {\"loss\": \"huber on log-loss\", \"huber_delta\": %g, \"bootstrap\": %d, \"level\": %g},\n", fo.huber_delta,
             fo.n_boot, fo.level);
     fprintf(jf, "  \"measured_compute\": [");
@@ -405,12 +414,13 @@ int cmd_scale(int argc, char **argv) {
         fmt_dur(b1, sizeof b1, total_wall);
         printf("scale: %d finished runs (dense %d, moe %d), %s of training in their ledgers; measured compute %s .. %s FLOPs\n",
                nres, fdn->n, fmo->n, b1, si(b2, cmin), si(b3, cmax));
-        printf("fit: L(N, D) = E + A/N^alpha + B/D^beta, N = active parameters, Huber (delta %g) on log-loss, %d bootstrap "
-               "replicates, %.0f%% intervals\n", fo.huber_delta, fo.n_boot, fo.level * 100);
+        printf("fit: L(N, D) = E + A/N^alpha + B/D^beta, N = %s, Huber (delta %g) on log-loss, %d bootstrap "
+               "replicates, %.0f%% intervals\n",
+               pmode == 0 ? "active parameters" : pmode == 1 ? "total parameters" : "training FLOPs per token / 6", fo.huber_delta, fo.n_boot, fo.level * 100);
         for (int fam = 0; fam < FG_SCALE_NFAM; fam++) {
             family_data *f = &fd[fam];
             if (!f->fitted) continue;
-            printf("  %-5s (%d runs, k = %.2f FLOPs per active parameter and token)\n", fg_scale_family_name(fam), f->n, f->k);
+            printf("  %-5s (%d runs, k = %.2f FLOPs per N and token)\n", fg_scale_family_name(fam), f->n, f->k);
             for (int k = 0; k < FG_SCALE_NPARAM; k++)
                 printf("      %-5s %10.4g  [%.4g, %.4g]\n", fg_scale_param_name(k), fg_scale_law_param(&f->fit.law, k),
                        fg_scale_law_param(&f->fit.lo, k), fg_scale_law_param(&f->fit.hi, k));
@@ -454,6 +464,5 @@ int cmd_scale(int argc, char **argv) {
     for (int fam = 0; fam < FG_SCALE_NFAM; fam++) fg_scale_fit_free(&fd[fam].fit);
     free(fd);
     free(runs);
-    if (!nres) return cli_fail("scale", "no finished runs to fit", "run without --no-train first");
     return rc;
 }
