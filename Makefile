@@ -47,7 +47,7 @@ $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # The CLI sees only the public header: it is compiled without -Isrc.
-$(BUILD)/cli/%.o: cli/%.c include/frugal.h $(wildcard cli/*.h)
+$(BUILD)/cli/%.o: cli/%.c $(wildcard include/*.h) $(wildcard cli/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Isrc,$(CFLAGS)) -c $< -o $@
 

@@ -28,6 +28,8 @@ int cmd_quantize(int argc, char **argv);     // cli/cmd_quantize.c
 int cmd_distill(int argc, char **argv);     // cli/cmd_distill.c: `frugal distill [cache|generate]`
 int cmd_convert(int argc, char **argv);     // cli/cmd_convert.c: `frugal convert`
 int cmd_export(int argc, char **argv);      // cli/cmd_convert.c: `frugal export`
+int cmd_scale(int argc, char **argv);       // cli/cmd_scale.c: `frugal scale`
+int cmd_plot(int argc, char **argv);        // cli/cmd_plot.c: `frugal plot`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;

@@ -23,6 +23,8 @@ static const fg_command COMMANDS[] = {
     {"tokenizer", "train a byte-level BPE tokenizer (DeepSeek-V3 pre-tokenizer) into tokenizer.json", cmd_tokenizer},
     {"convert", "convert a Hugging Face directory or GGUF file into a frugal checkpoint", cmd_convert},
     {"export", "write a model as GGUF (llama.cpp) or as a Hugging Face safetensors directory", cmd_export},
+    {"scale", "scaling-law lab: a sweep of runs, fits of L(N, D), the compute multiplier of MLA + MoE over dense", cmd_scale},
+    {"plot", "SVG plots of runs: loss curves (train, validation) and per-layer expert load", cmd_plot},
     {"help", "show commands, or every option of one command", cmd_help},
 };
 
