@@ -56,7 +56,7 @@ int cmd_bench(int argc, char **argv) {
         {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint or quantised model (.fgq) instead of --config"},
         {"prefill", OPT_STR, &prefill_s, "prompt lengths for prefill tokens/s (comma-separated)"},
         {"decode", OPT_STR, &decode_s, "contexts for decode tokens/s (comma-separated)"},
-        {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement"},
+        {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement", "[1,inf)"},
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
         {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},

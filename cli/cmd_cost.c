@@ -55,9 +55,9 @@ int cmd_cost(int argc, char **argv) {
         {"gpu", OPT_STR, &gpu, "accelerator: h800, h100-sxm, h200, a100, b200, mi300x, ascend-910b (or from --accelerators)"},
         {"price", OPT_STR, &price_s, "$ per accelerator-hour; auto: the table's default"},
         {"mfu", OPT_STR, &mfu_s, "model FLOPs utilisation in (0, 1]; auto: back-solved from published hours, else 0.40"},
-        {"context", OPT_INT, &context, "context T for the attention FLOPs (causal: average window (T+1)/2)"},
-        {"batch", OPT_INT, &batch, "micro-batch per device (activation memory)"},
-        {"seq", OPT_INT, &seq, "sequence length (activation memory)"},
+        {"context", OPT_INT, &context, "context T for the attention FLOPs (causal: average window (T+1)/2)", "[1,inf)"},
+        {"batch", OPT_INT, &batch, "micro-batch per device (activation memory)", "[1,inf)"},
+        {"seq", OPT_INT, &seq, "sequence length (activation memory)", "[1,inf)"},
         {"precision", OPT_STR, &precision_s, "bf16, fp8 or fp32: the peak used and the training memory layout"},
         {"devices", OPT_STR, &devices_s, "devices the run is spread over; auto: the published cluster, else 1"},
         {"accelerators", OPT_STR, &accel_file, "JSON file that adds or overrides accelerators (docs/cost.md)"},
@@ -254,7 +254,7 @@ static int cost_ledger(int argc, char **argv) {
     cli_opt opts[] = {
         {"target-loss", OPT_DOUBLE, &target, "also show the cost to reach this validation loss (-1 = off)"},
         {"gpu", OPT_STR, &gpu, "accelerator for the projected hours and dollars"},
-        {"mfu", OPT_DOUBLE, &mfu, "MFU of the projection"},
+        {"mfu", OPT_DOUBLE, &mfu, "MFU of the projection", "(0,1]"},
         {"json", OPT_FLAG, &json, "machine-readable output"},
         {NULL, 0, NULL, NULL},
     };

@@ -62,8 +62,8 @@ int cmd_eval(int argc, char **argv) {
     uint64_t seed = 2024;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to evaluate (required)"},
-        {"n", OPT_INT, &n, "held-out problems to solve"},
-        {"show", OPT_INT, &show, "print this many solutions"},
+        {"n", OPT_INT, &n, "held-out problems to solve", "[1,inf)"},
+        {"show", OPT_INT, &show, "print this many solutions", "[0,inf)"},
         {"seed", OPT_U64, &seed, "which held-out problems"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0; a quantised model runs as stored"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
@@ -122,10 +122,10 @@ int cmd_demo(int argc, char **argv) {
     int n = 500, threads = 0;
     cli_opt opts[] = {
         {"out", OPT_STR, &out, "where the checkpoint and log go"},
-        {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)"},
-        {"n", OPT_INT, &n, "held-out problems to evaluate"},
-        {"distill-steps", OPT_I64, &distill_steps, "steps of the distillation stage (0 = skip it)"},
-        {"distill-seqs", OPT_I64, &distill_seqs, "problems in the distillation stage's teacher cache"},
+        {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)", "[0,inf)"},
+        {"n", OPT_INT, &n, "held-out problems to evaluate", "[1,inf)"},
+        {"distill-steps", OPT_I64, &distill_steps, "steps of the distillation stage (0 = skip it)", "[0,inf)"},
+        {"distill-seqs", OPT_I64, &distill_seqs, "problems in the distillation stage's teacher cache", "[1,inf)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };

@@ -5,12 +5,19 @@
 
 #include <stdint.h>
 
+// Option tables leave `range` out where any value goes: that is not a missing initializer.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 enum { OPT_INT, OPT_I64, OPT_FLOAT, OPT_DOUBLE, OPT_STR, OPT_FLAG, OPT_U64 };
 typedef struct {
     const char *name;   // without the leading "--"
     int type;
     void *dst;
     const char *help;
+    // Numeric options: the values accepted, in interval notation ("[1,inf)", "(0,1]", "[0,0.5]");
+    // NULL = any. A value outside is refused with the value and the limit. Every option named
+    // "threads" is checked against this machine instead: 0 (all cores) or 1 .. 4 x cores.
+    const char *range;
 } cli_opt;
 
 // Parses argv[1..argc) against opts. Non-option words go to positional (up to max_pos; count in
