@@ -1,4 +1,5 @@
 // cmd_train.c: `frugal train`: pretrain or fine-tune from text/JSONL files or the built-in task.
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,92 @@ fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok) {
 }
 
 static const char *sched_name(int s) { return s == FG_SCHED_WSD ? "wsd" : s == FG_SCHED_CONSTANT ? "constant" : "cosine"; }
+
+// Prints a formatted one-line error; returns -1.
+__attribute__((format(printf, 1, 2))) static int merge_fail(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_fail("train", msg, NULL);
+    return -1;
+}
+
+// Options a resumed run may change: how long it runs and how often it reports and saves. Every
+// other option shapes the math and must agree with the run's record.
+static int changeable(const char *name) {
+    static const char *ok[] = {"steps", "stop-after", "eval-every", "eval-batches", "save-every", "out", NULL};
+    for (int i = 0; ok[i]; i++)
+        if (!strcmp(ok[i], name)) return 1;
+    return 0;
+}
+
+// Compares two paths by what they name (realpath), falling back to the text.
+static int same_path(const char *a, const char *b) {
+    if (!a || !b) return a == b;
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    int same = !strcmp(ra ? ra : a, rb ? rb : b);
+    free(ra); free(rb);
+    return same;
+}
+
+// Resume: the options the checkpoint recorded (st->train_json) fill every option not given again;
+// one given again must agree unless changeable(); changes are printed. Data files, --shards and
+// --sft come from the record too (given again, they must name the same files). *arena owns the
+// recorded strings. Returns 0, or prints the error and returns -1.
+static int resume_merge(fg_train_opts *o, const char **sched, const char **sft, const cli_opt *opts, int argc, char **argv,
+                        const fg_train_state *st, const char *resume, void **arena) {
+    fg_train_opts saved = *o;
+    const char *saved_sft = NULL;
+    int full = st->train_json ? fg_train_opts_from_json(&saved, &saved_sft, st->train_json, arena) : 0;
+    if (full < 0) return cli_fail("train", fg_last_error(), NULL), -1;
+    if (!full)
+        fprintf(stderr, "frugal train: note: %s predates recorded data sources: pass the run's data files and options again\n", resume);
+    for (const cli_opt *p = opts; p->name; p++) {
+        char *d = p->dst;
+        if (d < (char *)o || d >= (char *)(o + 1) || p->type == OPT_STR || p->type == OPT_FLAG) continue;
+        char *sv = (char *)&saved + (d - (char *)o);
+        size_t sz = p->type == OPT_INT ? sizeof(int) : p->type == OPT_FLOAT ? sizeof(float) : 8;
+        if (!memcmp(d, sv, sz)) continue;
+        char was[64], now[64];
+        cli_opt_format(p, sv, was, sizeof was);
+        cli_opt_format(p, d, now, sizeof now);
+        if (!cli_given(argc, argv, p->name)) { memcpy(d, sv, sz); continue; }
+        if (changeable(p->name)) { printf("resume: --%s %s -> %s\n", p->name, was, now); continue; }
+        return merge_fail("--%s %s differs from the run's %s (hint: drop --%s to continue the run as it was, or start a "
+                            "new run from its weights with --init %s)", p->name, now, was, p->name, resume);
+    }
+    if (saved.sched != o->sched) {
+        if (cli_given(argc, argv, "schedule"))
+            return merge_fail("--schedule %s differs from the run's %s (hint: drop --schedule)", sched_name(o->sched), sched_name(saved.sched));
+        o->sched = saved.sched;
+        *sched = sched_name(saved.sched);
+    }
+    if (saved.precision != o->precision) {
+        if (cli_given(argc, argv, "precision"))
+            return merge_fail("--precision differs from the run's %s (hint: drop --precision)", saved.precision == FG_PREC_BF16 ? "bf16" : "fp32");
+        o->precision = saved.precision;
+    }
+    if (!full) return 0;
+    if (o->n_data) {
+        int same = o->n_data == saved.n_data;
+        for (int i = 0; same && i < o->n_data; i++) same = same_path(o->data[i], saved.data[i]);
+        if (!same)
+            return merge_fail("the data files given differ from the run's (%d file%s, first '%s') (hint: give none to continue on "
+                                "the run's own data, or start a new run with --init %s)", saved.n_data, saved.n_data == 1 ? "" : "s",
+                                saved.n_data ? saved.data[0] : "none: the built-in task", resume);
+    } else {
+        o->data = saved.data; o->n_data = saved.n_data;
+    }
+    if (o->shards && !same_path(o->shards, saved.shards))
+        return merge_fail("--shards %s differs from the run's %s (hint: drop --shards)", o->shards, saved.shards ? saved.shards : "(none)");
+    if (!o->shards) o->shards = saved.shards;
+    if (*sft && !same_path(*sft, saved_sft))
+        return merge_fail("--sft %s differs from the run's %s (hint: drop --sft)", *sft, saved_sft ? saved_sft : "(none)");
+    if (!*sft) *sft = saved_sft;
+    return 0;
+}
 
 int cmd_train(int argc, char **argv) {
     fg_train_opts o;
@@ -95,38 +182,48 @@ int cmd_train(int argc, char **argv) {
     else if (!strcmp(sched, "wsd")) o.sched = FG_SCHED_WSD;
     else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;
     else return cli_fail("train", "--schedule must be cosine, wsd or constant", NULL);
-    int auto_seq = o.seq == 0;
-    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || (o.seq < 2 && !auto_seq) || o.warmup < 0)
-        return cli_fail("train", "--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
-    if (o.shards && nf) return cli_fail("train", "--shards and data files exclude each other", "prepare all files into the shards");
-    if (o.shards && o.tokenizer) return cli_fail("train", "--shards carries its own tokenizer", "drop --tokenizer");
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
 
     fg_model *m = NULL;
     fg_adamw opt = {0};
     fg_train_state st;
     memset(&st, 0, sizeof st);
-    int explicit_config = 0;
-    for (int i = 1; i < argc; i++) explicit_config |= !strncmp(argv[i], "--config", 8);
+    void *arena = NULL; // the resumed run's recorded paths (o.data, o.shards, sft)
+    char out_buf[1100];
+#define FAIL(...) do { fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st); free(arena); \
+                       return cli_fail("train", __VA_ARGS__); } while (0)
     if (resume) {
         m = fg_ckpt_load(resume, &opt, &st);
         if (!m) return cli_fail("train", fg_last_error(), "--resume takes a checkpoint written by frugal train");
-        if (explicit_config) {
+        if (cli_given(argc, argv, "config")) {
             fg_config c;
-            if (cli_load_config(&c, config)) {
-                fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st);
-                return cli_fail("train", fg_last_error(), NULL);
-            }
+            if (cli_load_config(&c, config)) FAIL(fg_last_error(), NULL);
             char *a = fg_config_to_json(&c), *b = fg_config_to_json(fg_model_config(m));
             int same = a && b && !strcmp(a, b);
             free(a); free(b);
-            if (!same) {
-                fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st);
-                return cli_fail("train", "--config differs from the checkpoint's config", "drop --config when resuming");
-            }
+            if (!same) FAIL("--config differs from the checkpoint's config", "drop --config when resuming");
         }
         if (!opt.m) fg_adamw_init_for(&opt, m);
-        printf("resuming %s at step %lld\n", resume, (long long)st.step);
+        if (resume_merge(&o, &sched, &sft, opts, argc, argv, &st, resume, &arena)) {
+            fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st); free(arena);
+            return 1;
+        }
+        if (!cli_given(argc, argv, "out")) { // the run's folder is where its checkpoint lies
+            const char *slash = strrchr(resume, '/');
+            snprintf(out_buf, sizeof out_buf, "%.*s", slash ? (int)(slash - resume) : 1, slash ? resume : ".");
+            if (!out_buf[0]) snprintf(out_buf, sizeof out_buf, "/");
+            o.out_dir = out_buf;
+        }
+        nf = o.n_data;
+    }
+    int auto_seq = o.seq == 0;
+    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || (o.seq < 2 && !auto_seq) || o.warmup < 0)
+        FAIL("--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
+    if (o.shards && nf) FAIL("--shards and data files exclude each other", "prepare all files into the shards");
+    if (o.shards && o.tokenizer) FAIL("--shards carries its own tokenizer", "drop --tokenizer");
+    if (resume) {
+        printf("resuming %s at step %lld of %lld; data: %s%s; out: %s\n", resume, (long long)st.step, (long long)o.steps,
+               o.shards ? o.shards : nf ? o.data[0] : sft ? sft : "built-in arithmetic task", nf > 1 ? " (+ more)" : "", o.out_dir);
     } else {
         if (init) {
             m = fg_ckpt_load(init, NULL, NULL);
@@ -142,21 +239,20 @@ int cmd_train(int argc, char **argv) {
         fg_train_state_init(&st, o.seed);
     }
     if (auto_seq) o.seq = nf || o.shards ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings) : FG_TASK_LONGEST;
-    char tj[512];
-    snprintf(tj, sizeof tj, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%g,\"min_lr\":%g,\"warmup\":%lld,"
-             "\"schedule\":\"%s\",\"weight_decay\":%g,\"clip\":%g,\"balance_alpha\":%g,\"bias_gamma\":%g,\"seed\":%llu}",
-             o.batch, o.seq, o.accum, (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup, sched_name(o.sched),
-             o.weight_decay, o.clip, o.balance_alpha, o.bias_gamma, (unsigned long long)o.seed);
     free(st.train_json);
-    st.train_json = strdup(tj);
+    if (!(st.train_json = fg_train_opts_to_json(&o, sft))) FAIL(fg_last_error(), NULL);
+#undef FAIL
     int64_t total, active;
     fg_config_param_counts(fg_model_config(m), &total, &active);
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
            fg_model_config(m)->num_hidden_layers, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
+    cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
+    cli_trap_signals(0);
     if (rc) cli_fail("train", fg_last_error(), NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
+    free(arena);
     fg_train_state_free(&st);
     fg_adamw_free(&opt);
     fg_model_free(m);

@@ -152,3 +152,17 @@ int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc,
     if (n_pos) *n_pos = np;
     return 0;
 }
+
+int cli_given(int argc, char **argv, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2) && !strncmp(argv[i] + 2, name, n) && (!argv[i][2 + n] || argv[i][2 + n] == '='))
+            return 1;
+    return 0;
+}
+
+void cli_opt_format(const cli_opt *o, const void *dst, char *buf, size_t cap) {
+    cli_opt c = *o;
+    c.dst = (void *)dst;
+    show_default(&c, buf, cap);
+}

@@ -3,6 +3,7 @@
 #ifndef FG_CLI_OPTS_H
 #define FG_CLI_OPTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 // Option tables leave `range` out where any value goes: that is not a missing initializer.
@@ -26,6 +27,10 @@ typedef struct {
 int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc, char **argv,
               const char **positional, int max_pos, int *n_pos);
 void cli_usage(const char *cmd, const char *usage, const cli_opt *opts);
+// Whether --name (or --name=...) appears in argv[1..argc).
+int cli_given(int argc, char **argv, const char *name);
+// The value at dst, of o's type, as the usage text shows it.
+void cli_opt_format(const cli_opt *o, const void *dst, char *buf, size_t cap);
 // One-line error: "frugal <cmd>: <what>" + optional hint, to stderr. Returns exit code 1.
 int cli_fail(const char *cmd, const char *what, const char *hint);
 

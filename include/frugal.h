@@ -459,8 +459,8 @@ void fg_train_opts_default(fg_train_opts *o);
 // the output folder. Returns a malloc'd JSON object (caller frees), NULL on out of memory.
 char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft);
 // Reads such a record into *o (fields it lacks keep their values). Strings (o->data, o->shards,
-// o->out_dir, *sft) point into *arena, which the caller frees with free() after the run. Returns 1
-// when the record names the run's data sources and folder (written by this version), 0 for an
+// *sft) point into *arena, which the caller frees with free() after the run. Returns 1
+// when the record names the run's data sources (written by this version), 0 for an
 // older record of options only, -1 on malformed JSON.
 int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json, void **arena);
 // Matrix products in fp32 (default) or bf16 mixed precision: operands rounded to bf16 (nearest

@@ -40,7 +40,8 @@ void fg_train_opts_default(fg_train_opts *o) {
 
 // ---- the run's record (fg_train_state.train_json) -----------------------------------------------
 // Everything `frugal train --resume CKPT` needs to continue the run without being told again: the
-// options, the data sources (as absolute paths), the SFT file, the output folder. Floats are
+// options, the data sources (as absolute paths), the SFT file. (Not the output folder: that is
+// where the checkpoint lies, so a run moved or copied elsewhere continues there.) Floats are
 // written with 9 significant digits and doubles with 17, so every value reads back to the same bits.
 
 static void json_path(FILE *f, const char *key, const char *path) {
@@ -76,7 +77,6 @@ char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft) {
     fputc(']', f);
     json_path(f, "shards", o->shards);
     json_path(f, "sft", sft);
-    json_path(f, "out", o->out_dir);
     fputc('}', f);
     int bad = ferror(f);
     if (fclose(f) || bad) { free(buf); fg_set_error("out of memory"); return NULL; }
@@ -116,8 +116,8 @@ int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json
     if (has_run) {
         size_t need = sizeof(char *) * (size_t)(data->n + 1);
         for (const fg_json *e = data->child; e; e = e->next) need += e->type == FG_JSON_STRING ? e->len + 1 : 0;
-        const char *keys[] = {"shards", "sft", "out"};
-        for (int i = 0; i < 3; i++)
+        const char *keys[] = {"shards", "sft"};
+        for (int i = 0; i < 2; i++)
             if ((v = fg_json_get(root, keys[i])) && v->type == FG_JSON_STRING) need += v->len + 1;
         char **ptrs = malloc(need);
         if (!ptrs) { fg_json_free(root); return fg_set_error("out of memory"); }
@@ -130,8 +130,6 @@ int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json
         o->shards = arena_str(&at, fg_json_get(root, "shards"));
         const char *s = arena_str(&at, fg_json_get(root, "sft"));
         if (sft) *sft = s;
-        const char *out = arena_str(&at, fg_json_get(root, "out"));
-        if (out) o->out_dir = out;
         *arena = ptrs;
     }
     fg_json_free(root);
