@@ -116,7 +116,9 @@ int cmd_distill(int argc, char **argv) {
            tactive ? 100.0 * active / tactive : 0, (long long)tactive, d.cache ? "from the teacher cache" : "online teacher",
            fg_divergence_name(d.loss.div), d.loss.temperature, d.loss.alpha,
            o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
+    cli_trap_signals(1);
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
+    cli_trap_signals(0);
     if (rc) cli_fail("distill", fg_last_error(), NULL);
     else {
         printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
@@ -247,7 +249,9 @@ int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t
     memset(&d, 0, sizeof d);
     fg_distill_loss_opts_default(&d.loss);
     d.teacher = ckpt; d.cache = cache;
+    cli_trap_signals(1);
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
+    cli_trap_signals(0);
     double acc = 0;
     fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_WEIGHTS_F32);
     if (!rc && ws) rc = cli_task_eval(ws, n, 2024, 0, &acc);

@@ -119,9 +119,10 @@ static void demo_train_opts(fg_train_opts *o) {
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo";
     int64_t steps = 0, distill_steps = 1200, distill_seqs = 8192;
-    int n = 500, threads = 0;
+    int n = 500, threads = 0, resume = 0;
     cli_opt opts[] = {
         {"out", OPT_STR, &out, "where the checkpoint and log go"},
+        {"resume", OPT_FLAG, &resume, "continue an interrupted demo from OUT/ckpt.fgck (Ctrl-C saves one)"},
         {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)", "[0,inf)"},
         {"n", OPT_INT, &n, "held-out problems to evaluate", "[1,inf)"},
         {"distill-steps", OPT_I64, &distill_steps, "steps of the distillation stage (0 = skip it)", "[0,inf)"},
@@ -151,8 +152,26 @@ int cmd_demo(int argc, char **argv) {
     fg_train_state_init(&st, o.seed);
     if (!m || fg_adamw_init_for(&opt, m)) return cli_fail("demo", fg_last_error(), NULL);
     fg_model_init_weights(m, o.seed);
-    int rc = fg_train(m, &opt, &st, &o);
-    if (rc) { fg_model_free(m); fg_adamw_free(&opt); return cli_fail("demo", fg_last_error(), NULL); }
+    char ckpt[1100];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.fgck", out);
+    if (resume) {
+        fg_train_state_free(&st);
+        if (fg_ckpt_load_into(ckpt, m, &opt, &st)) {
+            fg_model_free(m); fg_adamw_free(&opt);
+            return cli_fail("demo", fg_last_error(), "--resume continues a demo that was interrupted; drop it to start afresh");
+        }
+        printf("resuming %s at step %lld of %lld\n", ckpt, (long long)st.step, (long long)o.steps);
+    }
+    int rc = 0;
+    if (st.step < o.steps) {
+        cli_trap_signals(1);
+        rc = fg_train(m, &opt, &st, &o);
+        cli_trap_signals(0);
+    }
+    if (rc) {
+        fg_train_state_free(&st); fg_model_free(m); fg_adamw_free(&opt);
+        return cli_fail("demo", fg_last_error(), fg_train_interrupted() ? "continue with frugal demo --resume (same --out)" : NULL);
+    }
     double t_train = fg_now() - t0;
     printf("\ntrained %lld steps (%.2fM tokens) in %.0f s\n\nsolutions to held-out problems (greedy decoding):\n",
            (long long)st.step, st.tokens_seen / 1e6, t_train);

@@ -250,7 +250,9 @@ int cmd_train(int argc, char **argv) {
     cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
     cli_trap_signals(0);
-    if (rc) cli_fail("train", fg_last_error(), NULL);
+    char hint[1200];
+    snprintf(hint, sizeof hint, "continue with frugal train --resume %s/ckpt.fgck", o.out_dir);
+    if (rc) cli_fail("train", fg_last_error(), fg_train_interrupted() ? hint : NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
     free(arena);
     fg_train_state_free(&st);

@@ -458,8 +458,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         if ((o->save_every > 0 && st->step % o->save_every == 0) || last || sig)
             rc = fg_ckpt_save(path_ckpt, m, opt, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
         if (sig && !rc && !last) {
-            rc = fg_set_error("interrupted by %s at step %lld of %lld: checkpoint saved (hint: continue with frugal train "
-                              "--resume %s)", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal",
+            rc = fg_set_error("interrupted by %s at step %lld of %lld: checkpoint saved to %s",
+                              sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal",
                               (long long)st->step, (long long)o->steps, path_ckpt);
             break;
         }
