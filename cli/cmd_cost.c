@@ -282,8 +282,8 @@ static int cost_ledger(int argc, char **argv) {
             printf("  {\"run\": \"%s\", \"tokens\": %.17g, \"steps\": %.17g, \"train_flops\": %.17g, \"eval_flops\": %.17g, "
                    "\"teacher_flops\": %.17g, \"cache_bytes\": %.17g, \"wall_s\": %.6g, \"cpu_s\": %.6g, \"mfu\": %.6g, \"best_val_loss\": %.6g, "
                    "\"projected_hours\": %.6g, \"projected_dollars\": %.6g", dirs[i], li[i].tokens, li[i].steps, li[i].train_flops,
-                   li[i].eval_flops, li[i].teacher_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s, li[i].mfu,
-                   isnan(li[i].best_val_loss) ? -1 : li[i].best_val_loss, h, h * acc->price_hr);
+                   li[i].eval_flops, li[i].teacher_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s,
+                   isnan(li[i].mfu) ? -1 : li[i].mfu, isnan(li[i].best_val_loss) ? -1 : li[i].best_val_loss, h, h * acc->price_hr);
             if (target >= 0) {
                 if (reached[i]) printf(", \"reach\": {\"target_loss\": %g, \"tokens\": %.17g, \"step\": %.17g, \"flops\": %.17g}",
                                        target, rt[i], rs[i], rt[i] * li[i].flops_per_token);
@@ -308,7 +308,7 @@ static int cost_ledger(int argc, char **argv) {
     ROW("wall time", "%.1f s", li[i].wall_s);
     ROW("CPU time", "%.1f s", li[i].cpu_s);
     ROW("fp32 peak (measured)", "%.1f GFLOP/s", li[i].fp32_gflops);
-    ROW("MFU (vs fp32 peak)", "%.1f%%", 100 * li[i].mfu);
+    ROW("MFU (vs fp32 peak)", isnan(li[i].mfu) ? "unknown" : "%.1f%%", 100 * li[i].mfu);
     ROW("best val loss", isnan(li[i].best_val_loss) ? "-" : "%.4f @%.0f", li[i].best_val_loss, li[i].best_val_step);
     ROW("task accuracy", isnan(li[i].task_accuracy) ? "-" : "%.1f%%", 100 * li[i].task_accuracy);
     char lab[64];

@@ -1,5 +1,6 @@
 // cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems), `frugal demo`
 // (train + eval + examples on the built-in task) and `frugal config` (show a config and its size).
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,9 +187,12 @@ int cmd_demo(int argc, char **argv) {
                100 * acc, n, fg_now() - t1, fg_now() - t0);
         if (fg_ledger_record_accuracy(out, &c, acc)) fprintf(stderr, "frugal demo: warning: ledger: %s\n", fg_last_error());
         fg_ledger_info li;
-        if (!fg_ledger_read(out, &li))
+        if (!fg_ledger_read(out, &li) && !isnan(li.mfu))
             printf("cost: %.3g training FLOPs, %.0f s wall, MFU %.1f%% of this machine's fp32 peak\n", li.train_flops,
                    li.wall_s, 100 * li.mfu);
+        else if (!fg_ledger_read(out, &li))
+            printf("cost: %.3g training FLOPs, %.0f s wall, MFU unknown (the cached fp32 peak was below what the run "
+                   "achieved: frugal cost peaks --remeasure)\n", li.train_flops, li.wall_s);
         printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\nledger:     %s/ledger.json\n", out, out, out);
         printf("try:        ./frugal generate --ckpt %s/ckpt.fgck --prompt '1234+0567=' --temperature 0\n", out);
         if (distill_steps > 0) rc = cli_demo_distill(out, acc, n, distill_steps, distill_seqs);

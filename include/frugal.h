@@ -903,9 +903,17 @@ typedef struct {
     int amx_present;        // the CPU reports AMX-TILE and AMX-BF16 (usable or not)
     double mem_gbs;         // streaming read bandwidth over a buffer far beyond the caches
     int cached;             // 1: read from the cache file
+    double measured_at;     // when (Unix seconds; 0: unknown, an older cache)
+    double load1;           // the 1-minute load average then (-1: unknown)
+    double cpu_share;       // CPU time the fp32 measurement got / (wall x threads): < 1 means other work ran
 } fg_peaks;
-// Reads the cache, or measures (about a second) and writes it. remeasure: ignore the cache.
+// Reads the cache, or measures (about a second) and writes it, with when and under what load.
+// remeasure: ignore the cache.
 int fg_peaks_get(fg_peaks *p, int remeasure);
+// A run achieved `gflops` fp32 FLOP/s, more than p->fp32_gflops: the peak was measured under
+// load. Measures again and caches the larger of the two; if the run still beats it, the run's
+// rate itself becomes the peak. *p is updated either way, so p->fp32_gflops >= gflops after.
+int fg_peaks_beaten(fg_peaks *p, double gflops);
 
 // The measured ledger a training run writes beside its checkpoint (OUT/ledger.json, docs/cost.md).
 typedef struct {
@@ -913,7 +921,8 @@ typedef struct {
     double train_flops, eval_flops, teacher_flops; // model FLOPs (formula above); teacher: distill
     double flops_per_token;                         // training, at the run's seq
     double wall_s, cpu_s;                           // summed over every segment of a resumed run
-    double mfu;                                     // (train + eval FLOPs) / (wall_s * fp32 peak)
+    double mfu;                                     // (train + eval FLOPs) / (wall_s * fp32 peak), <= 1;
+                                                    //   NAN when a ledger records more (a peak measured under load)
     double fp32_gflops;                             // the peak used
     double best_val_loss;                           // NAN when no validation ran
     double best_val_step;
