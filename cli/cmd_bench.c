@@ -87,8 +87,22 @@ int cmd_bench(int argc, char **argv) {
         open_s = fg_now() - t0;
         c = *fg_wstore_config(cw.ws);
         if (need > c.max_position_embeddings) {
+            int lim = c.max_position_embeddings;
+            char msg[300], hint[160];
             cli_weights_close(&cw);
-            return cli_fail("bench", "a length exceeds the checkpoint's max_position_embeddings", "lower --prefill/--decode");
+            for (int i = 0; i < npre; i++)
+                if (pre[i] > lim) {
+                    snprintf(msg, sizeof msg, "--prefill %d exceeds the checkpoint's context (max_position_embeddings %d)", pre[i], lim);
+                    snprintf(hint, sizeof hint, "--prefill lengths <= %d", lim);
+                    return cli_fail("bench", msg, hint);
+                }
+            for (int i = 0; i < ndec; i++)
+                if (dec[i] + decode_tokens > lim) {
+                    snprintf(msg, sizeof msg, "--decode %d needs %d + %d timed tokens = %d positions, beyond the checkpoint's context "
+                             "(max_position_embeddings %d)", dec[i], dec[i], decode_tokens, dec[i] + decode_tokens, lim);
+                    snprintf(hint, sizeof hint, "--decode contexts <= %d, or fewer --decode-tokens", lim - decode_tokens);
+                    return cli_fail("bench", msg, hint);
+                }
         }
     } else {
         if (cli_load_config(&c, config)) return cli_fail("bench", fg_last_error(), NULL);
