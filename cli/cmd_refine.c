@@ -44,6 +44,7 @@ int cmd_data_refine(int argc, char **argv) {
     free(args);
     if (rc) return rc > 0 ? 0 : 1;
     if (!out) return cli_fail(cmd, "no output file", "pass -o refined.jsonl");
+    if (cli_output_ok(cmd, out)) return 1;
     if (n_in == 0) return cli_fail(cmd, "no input files", "pass .jsonl files ({\"text\": ...} per line) or text files");
     fg_refine *r = fg_refine_new(&o, out);
     if (!r) return cli_fail(cmd, fg_last_error(), "see frugal help data refine");
