@@ -103,7 +103,7 @@ char *fg_read_file(const char *path, size_t *len) {
     struct stat sb;
     if (!fstat(fileno(f), &sb) && S_ISDIR(sb.st_mode)) {
         fclose(f);
-        fg_set_error("'%s' is a directory, not a file (hint: name the files inside it)", path);
+        fg_set_error("'%s' is a directory, not a file", path);
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
