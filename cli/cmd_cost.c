@@ -67,7 +67,7 @@ int cmd_cost(int argc, char **argv) {
     const char *pos[1];
     int np = 0;
     int r = cli_parse("cost", "MODEL [options]   |   cost ledger RUN_DIR... [--target-loss X]   |   cost peaks\n"
-                      "  MODEL: deepseek-v3, deepseek-v2, deepseek-v2-lite, llama3-405b, llama3-8b, tiny, demo, bench-moe or config.json",
+                      "  MODEL: deepseek-v3, deepseek-v2, deepseek-v2-lite, llama3-405b, llama3-8b, tiny, demo, demo-student, bench-moe or config.json",
                       opts, argc, argv, pos, 1, &np);
     if (r) return r < 0 ? 1 : 0;
     if (np < 1) return cli_fail("cost", "which model? (for example: frugal cost deepseek-v3)", "frugal help cost");

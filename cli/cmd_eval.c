@@ -206,7 +206,7 @@ int cmd_demo(int argc, char **argv) {
 int cmd_config(int argc, char **argv) {
     const char *config = "demo";
     cli_opt opts[] = {
-        {"config", OPT_STR, &config, "preset (tiny, demo, bench-moe) or config.json path"},
+        {"config", OPT_STR, &config, "preset (tiny, demo, demo-student, bench-moe) or config.json path"},
         {NULL, 0, NULL, NULL},
     };
     int r = cli_parse("config", "[--config NAME|PATH]", opts, argc, argv, NULL, 0, NULL);

@@ -133,7 +133,7 @@ int cmd_train(int argc, char **argv) {
     int quiet = 0, no_progress = 0, threads = 0;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
-        {"config", OPT_STR, &config, "model: preset (tiny, demo, bench-moe) or config.json path"},
+        {"config", OPT_STR, &config, "model: preset (tiny, demo, demo-student, bench-moe) or config.json path"},
         {"out", OPT_STR, &o.out_dir, "output directory for ckpt.fgck and log.jsonl"},
         {"resume", OPT_STR, &resume, "continue a run from its checkpoint (bit-exact)"},
         {"init", OPT_STR, &init, "start from a checkpoint's weights with a fresh optimizer (fine-tuning)"},
@@ -230,7 +230,7 @@ int cmd_train(int argc, char **argv) {
             if (!m) return cli_fail("train", fg_last_error(), "--init takes a checkpoint written by frugal train");
         } else {
             fg_config c;
-            if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, bench-moe");
+            if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, demo-student, bench-moe");
             m = fg_model_create(&c);
             if (!m) return cli_fail("train", fg_last_error(), NULL);
             fg_model_init_weights(m, o.seed);
