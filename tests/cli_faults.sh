@@ -12,6 +12,9 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 # peaks for the ledger: a scratch cache, measured once here (never the user's ~/.cache)
 FRUGAL_CACHE_DIR=${FRUGAL_CACHE_DIR:-$T/cache}; export FRUGAL_CACHE_DIR
+# One thread everywhere (resumes and inference included): on a loaded machine OpenMP threads
+# waiting at barriers can make a tiny model's steps 100x slower.
+OMP_NUM_THREADS=1; export OMP_NUM_THREADS
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
 # expect_fail "description" "substring expected in stderr" command...: non-zero exit below 128,
