@@ -410,7 +410,7 @@ typedef struct {
     size_t tokenizer_len;    //   checkpoint's 'TOKN' section; malloc'd, freed by fg_train_state_free
     uint64_t stream[4];      // shard stream position: epoch (0 = not started), epoch seed, shard
                              //   cursor, window cursor (fg_train with o->shards; docs/formats.md)
-    char *train_json;        // the training options as JSON text (informational); malloc'd or NULL
+    char *train_json;        // the run's record (fg_train_opts_to_json): what --resume restores; malloc'd or NULL
 } fg_train_state;
 
 // A fresh state for a run with this seed (RNG streams derived from it, byte tokenizer).
