@@ -28,6 +28,12 @@ ifeq ($(HAVE_OMP),1)
   LDFLAGS += -fopenmp
 endif
 
+# A build tree remembers the flags it was built with: when they change (make, then make WERROR=1),
+# everything is rebuilt instead of passing unchecked.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)
+$(shell mkdir -p $(BUILD) && (echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_NOW)' >$(FLAGS_STAMP)))
+
 LIB_SRC  := $(wildcard src/*.c src/*/*.c)
 CLI_SRC  := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
@@ -42,12 +48,12 @@ all: info $(BIN) $(TESTS)
 info:
 	@echo "frugal: CC=$(CC) OpenMP=$(if $(HAVE_OMP),yes,no) ARCH=$(ARCH) build=$(BUILD)"
 
-$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
 # The CLI sees only the public header: it is compiled without -Isrc.
-$(BUILD)/cli/%.o: cli/%.c $(wildcard include/*.h) $(wildcard cli/*.h)
+$(BUILD)/cli/%.o: cli/%.c $(wildcard include/*.h) $(wildcard cli/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Isrc,$(CFLAGS)) -c $< -o $@
 
@@ -55,10 +61,10 @@ $(BUILD)/libfrugal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(CLI_OBJ) $(BUILD)/libfrugal.a
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+$(BIN): $(CLI_OBJ) $(BUILD)/libfrugal.a $(FLAGS_STAMP)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libfrugal.a
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libfrugal.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
@@ -106,7 +112,7 @@ clean:
 # it finds in fuzz/corpus-<t>/ (git-ignored) and crash reproducers in build/fuzz/.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -I. \
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-psabi -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_LIB     := $(LIB_SRC)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))

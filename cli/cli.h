@@ -38,6 +38,15 @@ int cli_load_config(fg_config *c, const char *spec);           // preset name or
 struct fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok); // prints the error itself
 int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy);
 void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
+int cli_max_threads(void);                                     // 4 x this machine's cores (opts.c)
+// SIGINT/SIGTERM during training (main.c): on = 1 installs handlers that ask the training loop
+// to finish its step and save (fg_train_interrupt; a second signal exits at once with 128 + the
+// signal); on = 0 restores the defaults. main exits 130/143 when a command failed after one.
+void cli_trap_signals(int on);
+// Refuses an output path that exists and is not a regular file (fg_output_check); prints the
+// error and returns nonzero.
+int cli_output_ok(const char *cmd, const char *path);
+int cmd_version(int argc, char **argv);
 // What an inference command runs (cmd_quantize.c): a checkpoint, its weights converted to
 // weights_s ("f32", "bf16", "q8_0"; NULL = f32), or a quantised model file (weights_s NULL or its
 // stored type), told apart by magic; a Hugging Face directory with weights_s NULL (or "bf16" over

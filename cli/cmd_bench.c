@@ -97,9 +97,9 @@ int cmd_bench(int argc, char **argv) {
         {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint or quantised model (.fgq) instead of --config"},
         {"prefill", OPT_STR, &prefill_s, "prompt lengths for prefill tokens/s (comma-separated)"},
         {"decode", OPT_STR, &decode_s, "contexts for decode tokens/s (comma-separated)"},
-        {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement"},
+        {"decode-tokens", OPT_INT, &decode_tokens, "tokens timed per decode measurement", "[1,inf)"},
         {"batch", OPT_STR, &batch_s, "batched decode: aggregate tokens/s of B sequences decoded together (comma-separated, e.g. 1,4,16,64)"},
-        {"batch-context", OPT_INT, &batch_ctx, "context of each sequence in the batched decode (default 512)"},
+        {"batch-context", OPT_INT, &batch_ctx, "context of each sequence in the batched decode (default 512)", "[1,1048576]"},
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
         {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},
@@ -135,8 +135,22 @@ int cmd_bench(int argc, char **argv) {
         open_s = fg_now() - t0;
         c = *fg_wstore_config(cw.ws);
         if (need > c.max_position_embeddings) {
+            int lim = c.max_position_embeddings;
+            char msg[300], hint[160];
             cli_weights_close(&cw);
-            return cli_fail("bench", "a length exceeds the checkpoint's max_position_embeddings", "lower --prefill/--decode");
+            for (int i = 0; i < npre; i++)
+                if (pre[i] > lim) {
+                    snprintf(msg, sizeof msg, "--prefill %d exceeds the checkpoint's context (max_position_embeddings %d)", pre[i], lim);
+                    snprintf(hint, sizeof hint, "--prefill lengths <= %d", lim);
+                    return cli_fail("bench", msg, hint);
+                }
+            for (int i = 0; i < ndec; i++)
+                if (dec[i] + decode_tokens > lim) {
+                    snprintf(msg, sizeof msg, "--decode %d needs %d + %d timed tokens = %d positions, beyond the checkpoint's context "
+                             "(max_position_embeddings %d)", dec[i], dec[i], decode_tokens, dec[i] + decode_tokens, lim);
+                    snprintf(hint, sizeof hint, "--decode contexts <= %d, or fewer --decode-tokens", lim - decode_tokens);
+                    return cli_fail("bench", msg, hint);
+                }
         }
     } else {
         if (cli_load_config(&c, config)) return cli_fail("bench", fg_last_error(), NULL);

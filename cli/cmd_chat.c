@@ -3,7 +3,9 @@
 // carry a BPE tokenizer; docs/tokenizer.md) and fed
 // incrementally: the KV cache keeps the whole conversation, so a new turn costs only its own
 // tokens. Tokens stream as they are sampled; a <think> block is shown dimmed on a terminal.
-// Commands: /reset (forget the conversation), /exit (or end of input).
+// Commands: /reset (forget the conversation), /help, /exit (or end of input). A line is one
+// message whatever its length; one that cannot fit the context even after /reset is refused once
+// with its token count, and a NUL byte (not text) is reported, never silently cut.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,23 +60,21 @@ int cmd_chat(int argc, char **argv) {
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to chat with (required)"},
         {"system", OPT_STR, &system, "system prompt"},
-        {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
-        {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
-        {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)"},
-        {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability"},
-        {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum tokens per reply"},
+        {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)", "[0,inf)"},
+        {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)", "[0,inf)"},
+        {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)", "(0,1]"},
+        {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability", "[0,1]"},
+        {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum tokens per reply", "[1,inf)"},
         {"seed", OPT_U64, &so.seed, "sampling seed"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0 (converted at load); a quantised model runs as stored"},
         {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("chat", "--ckpt PATH [options]   (then type; /reset, /exit)", opts, argc, argv, NULL, 0, NULL);
+    int r = cli_parse("chat", "--ckpt PATH [options]   (then type; /reset, /help, /exit)", opts, argc, argv, NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("chat", "--ckpt is required", "frugal chat --ckpt runs/demo/ckpt.fgck");
-    if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.min_p < 0 || so.min_p > 1 || so.max_new_tokens < 1)
-        return cli_fail("chat", "bad sampling option", "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --max-tokens >= 1");
     int kv_type = cli_kv_type("chat", kv_s);
     if (kv_type < 0) return 1;
     cli_weights cw;
@@ -101,14 +101,30 @@ int cmd_chat(int argc, char **argv) {
     int32_t pending[2]; // tokens the cache still needs before the next turn: the reply's last
     int npend = 0;      // token (fg_generate does not feed it) and, for a cut reply, its <|eos|>
     int turn = 0, rc = 0;
-    char line[8192];
-    if (view.tty) printf("frugal chat: %s (context %d tokens). /reset forgets, /exit quits.\n", ckpt, max_T);
+    char *line = NULL;
+    size_t line_cap = 0;
+    if (view.tty) printf("frugal chat: %s (context %d tokens). /help lists the commands.\n", ckpt, max_T);
     for (;;) {
         if (view.tty) { printf("\n> "); fflush(stdout); }
-        if (!fgets(line, sizeof line, stdin)) break;
-        line[strcspn(line, "\r\n")] = 0;
+        ssize_t got = getline(&line, &line_cap, stdin);
+        if (got < 0) break;
+        size_t len = (size_t)got;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (strlen(line) != len) {
+            printf("(message not sent: it holds a NUL byte at offset %zu; chat takes text)\n", strlen(line));
+            continue;
+        }
         if (!strcmp(line, "/exit")) break;
         if (!strcmp(line, "/reset")) { fg_infer_reset(s); turn = 0; npend = 0; printf("(conversation reset)\n"); continue; }
+        if (!strcmp(line, "/help")) {
+            printf("commands: /reset forgets the conversation, /exit quits (so does end of input), /help shows this.\n"
+                   "context: %d of %d tokens used; replies up to %d tokens.\n", fg_infer_pos(s), max_T, max_reply);
+            continue;
+        }
+        if (line[0] == '/' && line[1] && !strchr(line, ' ')) {
+            printf("(unknown command %s: /help lists the commands)\n", line);
+            continue;
+        }
         if (!line[0]) continue;
         // The new turn, rendered in the model's layout: the opening (first turn) and the user
         // message, then the assistant opener; the previous reply's end token is pending.
@@ -131,8 +147,14 @@ int cmd_chat(int argc, char **argv) {
         memcpy(feed + nf, ids, sizeof(int32_t) * n);
         nf += n;
         free(ids);
+        if (n + 1 >= max_T) { // too long for any conversation: /reset cannot help
+            printf("(message not sent: it is %d tokens, the context holds %d; shorten it)\n", n, max_T);
+            free(feed);
+            continue;
+        }
         if (fg_infer_pos(s) + nf + 1 >= max_T) {
-            printf("(context full: %d of %d tokens used; /reset to start a new conversation)\n", fg_infer_pos(s), max_T);
+            printf("(context full: %d of %d tokens used and this message needs %d; /reset to start a new conversation)\n",
+                   fg_infer_pos(s), max_T, nf);
             free(feed);
             continue;
         }
@@ -151,6 +173,7 @@ int cmd_chat(int argc, char **argv) {
         }
         turn++;
     }
+    free(line);
     free(out);
     fg_infer_free(s);
     cli_weights_close(&cw);

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/opts.h"
@@ -25,6 +28,7 @@ int cmd_convert(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail("convert", "one source is required", "frugal convert DeepSeek-V2-Lite/ -o v2lite.fgck");
     if (!out) return cli_fail("convert", "-o is required", "frugal convert DIR -o model.fgck");
+    if (cli_output_ok("convert", out)) return 1;
     double t0 = fg_now();
     char *td = NULL;
     size_t tl = 0;
@@ -48,21 +52,44 @@ int cmd_convert(int argc, char **argv) {
     return 0;
 }
 
+// Removes a directory this export created, with what it wrote there: a failed export leaves
+// nothing behind.
+static void remove_new_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char p[2048];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
 int cmd_export(int argc, char **argv) {
     const char *gguf = NULL, *hf = NULL, *type_s = NULL, *pos[2];
     int npos = 0;
     cli_opt opts[] = {
         {"gguf", OPT_STR, &gguf, "write this GGUF file (deepseek2 for MLA models, qwen2/llama for GQA)"},
         {"hf", OPT_STR, &hf, "write this Hugging Face directory (config.json, model.safetensors, tokenizer.json)"},
-        {"type", OPT_STR, &type_s, "weight type: f32 | bf16 | q8_0 (GGUF only) | f16 (safetensors only); default f32"},
+        {"type", OPT_STR, &type_s, "weight type: f32 | bf16 | q8_0 | q4_0 (GGUF only) | f16 (safetensors only); default f32"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("export", "--gguf OUT.gguf | --hf DIR [--type f32|bf16|q8_0] MODEL", opts, argc, argv, pos, 2, &npos);
+    int r = cli_parse("export", "--gguf OUT.gguf | --hf DIR [--type f32|bf16|q8_0|q4_0|f16] MODEL", opts, argc, argv, pos, 2, &npos);
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail("export", "one model is required", "frugal export --gguf out.gguf runs/demo/ckpt.fgck");
     if (!gguf == !hf) return cli_fail("export", "give exactly one of --gguf and --hf", NULL);
     int type = fg_export_type_parse(type_s ? type_s : "f32");
     if (type < 0) return cli_fail("export", fg_last_error(), NULL);
+    if (gguf && cli_output_ok("export", gguf)) return 1;
+    struct stat sb;
+    if (hf && !stat(hf, &sb) && !S_ISDIR(sb.st_mode)) {
+        char msg[1200];
+        snprintf(msg, sizeof msg, "--hf '%s' exists and is not a directory", hf);
+        return cli_fail("export", msg, "name a new or existing directory");
+    }
+    int hf_new = hf && stat(hf, &sb);
     double t0 = fg_now();
     char *td = NULL;
     size_t tl = 0;
@@ -71,7 +98,11 @@ int cmd_export(int argc, char **argv) {
     int rc = gguf ? fg_gguf_export(gguf, m, type, td, tl) : fg_hf_export(hf, m, type, td, tl);
     fg_model_free(m);
     free(td);
-    if (rc) return cli_fail("export", fg_last_error(), NULL);
+    if (rc) {
+        cli_fail("export", fg_last_error(), NULL);
+        if (hf_new) remove_new_dir(hf);
+        return 1;
+    }
     printf("%s -> %s (%s, %s), %.1f s\n", pos[0], gguf ? gguf : hf, gguf ? "GGUF" : "safetensors", type_s ? type_s : "f32", fg_now() - t0);
     return 0;
 }

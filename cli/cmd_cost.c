@@ -55,9 +55,9 @@ int cmd_cost(int argc, char **argv) {
         {"gpu", OPT_STR, &gpu, "accelerator: h800, h100-sxm, h200, a100, b200, mi300x, ascend-910b (or from --accelerators)"},
         {"price", OPT_STR, &price_s, "$ per accelerator-hour; auto: the table's default"},
         {"mfu", OPT_STR, &mfu_s, "model FLOPs utilisation in (0, 1]; auto: back-solved from published hours, else 0.40"},
-        {"context", OPT_INT, &context, "context T for the attention FLOPs (causal: average window (T+1)/2)"},
-        {"batch", OPT_INT, &batch, "micro-batch per device (activation memory)"},
-        {"seq", OPT_INT, &seq, "sequence length (activation memory)"},
+        {"context", OPT_INT, &context, "context T for the attention FLOPs (causal: average window (T+1)/2)", "[1,inf)"},
+        {"batch", OPT_INT, &batch, "micro-batch per device (activation memory)", "[1,inf)"},
+        {"seq", OPT_INT, &seq, "sequence length (activation memory)", "[1,inf)"},
         {"precision", OPT_STR, &precision_s, "bf16, fp8 or fp32: the peak used and the training memory layout"},
         {"devices", OPT_STR, &devices_s, "devices the run is spread over; auto: the published cluster, else 1"},
         {"accelerators", OPT_STR, &accel_file, "JSON file that adds or overrides accelerators (docs/cost.md)"},
@@ -67,7 +67,7 @@ int cmd_cost(int argc, char **argv) {
     const char *pos[1];
     int np = 0;
     int r = cli_parse("cost", "MODEL [options]   |   cost ledger RUN_DIR... [--target-loss X]   |   cost peaks\n"
-                      "  MODEL: deepseek-v3, deepseek-v2, deepseek-v2-lite, llama3-405b, llama3-8b, tiny, demo, bench-moe or config.json",
+                      "  MODEL: deepseek-v3, deepseek-v2, deepseek-v2-lite, llama3-405b, llama3-8b, tiny, demo, demo-student, bench-moe or config.json",
                       opts, argc, argv, pos, 1, &np);
     if (r) return r < 0 ? 1 : 0;
     if (np < 1) return cli_fail("cost", "which model? (for example: frugal cost deepseek-v3)", "frugal help cost");
@@ -254,7 +254,7 @@ static int cost_ledger(int argc, char **argv) {
     cli_opt opts[] = {
         {"target-loss", OPT_DOUBLE, &target, "also show the cost to reach this validation loss (-1 = off)"},
         {"gpu", OPT_STR, &gpu, "accelerator for the projected hours and dollars"},
-        {"mfu", OPT_DOUBLE, &mfu, "MFU of the projection"},
+        {"mfu", OPT_DOUBLE, &mfu, "MFU of the projection", "(0,1]"},
         {"json", OPT_FLAG, &json, "machine-readable output"},
         {NULL, 0, NULL, NULL},
     };
@@ -282,8 +282,8 @@ static int cost_ledger(int argc, char **argv) {
             printf("  {\"run\": \"%s\", \"tokens\": %.17g, \"steps\": %.17g, \"train_flops\": %.17g, \"eval_flops\": %.17g, "
                    "\"teacher_flops\": %.17g, \"cache_bytes\": %.17g, \"wall_s\": %.6g, \"cpu_s\": %.6g, \"mfu\": %.6g, \"best_val_loss\": %.6g, "
                    "\"projected_hours\": %.6g, \"projected_dollars\": %.6g", dirs[i], li[i].tokens, li[i].steps, li[i].train_flops,
-                   li[i].eval_flops, li[i].teacher_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s, li[i].mfu,
-                   isnan(li[i].best_val_loss) ? -1 : li[i].best_val_loss, h, h * acc->price_hr);
+                   li[i].eval_flops, li[i].teacher_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s,
+                   isnan(li[i].mfu) ? -1 : li[i].mfu, isnan(li[i].best_val_loss) ? -1 : li[i].best_val_loss, h, h * acc->price_hr);
             if (target >= 0) {
                 if (reached[i]) printf(", \"reach\": {\"target_loss\": %g, \"tokens\": %.17g, \"step\": %.17g, \"flops\": %.17g}",
                                        target, rt[i], rs[i], rt[i] * li[i].flops_per_token);
@@ -308,7 +308,7 @@ static int cost_ledger(int argc, char **argv) {
     ROW("wall time", "%.1f s", li[i].wall_s);
     ROW("CPU time", "%.1f s", li[i].cpu_s);
     ROW("fp32 peak (measured)", "%.1f GFLOP/s", li[i].fp32_gflops);
-    ROW("MFU (vs fp32 peak)", "%.1f%%", 100 * li[i].mfu);
+    ROW("MFU (vs fp32 peak)", isnan(li[i].mfu) ? "unknown" : "%.1f%%", 100 * li[i].mfu);
     ROW("best val loss", isnan(li[i].best_val_loss) ? "-" : "%.4f @%.0f", li[i].best_val_loss, li[i].best_val_step);
     ROW("task accuracy", isnan(li[i].task_accuracy) ? "-" : "%.1f%%", 100 * li[i].task_accuracy);
     char lab[64];

@@ -40,26 +40,26 @@ int cmd_distill(int argc, char **argv) {
         {"data", OPT_STR, &data, "a text/JSONL data file (more may follow as arguments; none: the built-in task)"},
         {"shards", OPT_STR, &o.shards, "train from a directory written by frugal data prepare (online mode)"},
         {"divergence", OPT_STR, &div, "fkl, rkl, skl (skew KL), srkl (skew reverse KL) or jsd (generalised JSD)"},
-        {"temperature", OPT_FLOAT, &d.loss.temperature, "softmax temperature T of teacher and student"},
-        {"alpha", OPT_FLOAT, &d.loss.alpha, "weight of the label cross-entropy (1 - alpha: T^2 x divergence)"},
-        {"lambda", OPT_FLOAT, &d.loss.lambda, "skl/srkl skew"},
-        {"beta", OPT_FLOAT, &d.loss.beta, "jsd mixture weight"},
+        {"temperature", OPT_FLOAT, &d.loss.temperature, "softmax temperature T of teacher and student", "(0,inf)"},
+        {"alpha", OPT_FLOAT, &d.loss.alpha, "weight of the label cross-entropy (1 - alpha: T^2 x divergence)", "[0,1]"},
+        {"lambda", OPT_FLOAT, &d.loss.lambda, "skl/srkl skew", "[0,1)"},
+        {"beta", OPT_FLOAT, &d.loss.beta, "jsd mixture weight", "(0,1)"},
         {"out", OPT_STR, &o.out_dir, "output directory (ckpt.fgck, log.jsonl, ledger.json)"},
-        {"steps", OPT_I64, &o.steps, "optimizer steps"},
-        {"batch", OPT_INT, &o.batch, "sequences per micro-batch"},
-        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: the cache's, 70 for the task, else min(128, context))"},
-        {"accum", OPT_INT, &o.accum, "micro-batches per step"},
-        {"lr", OPT_FLOAT, &o.lr, "peak learning rate"},
-        {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate"},
-        {"warmup", OPT_I64, &o.warmup, "linear warmup steps"},
-        {"weight-decay", OPT_FLOAT, &o.weight_decay, "AdamW decoupled weight decay"},
-        {"clip", OPT_FLOAT, &o.clip, "global gradient norm clip (0 = off)"},
-        {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (MoE students)"},
+        {"steps", OPT_I64, &o.steps, "optimizer steps", "[1,inf)"},
+        {"batch", OPT_INT, &o.batch, "sequences per micro-batch", "[1,inf)"},
+        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: the cache's, 70 for the task, else min(128, context))", "[0,inf)"},
+        {"accum", OPT_INT, &o.accum, "micro-batches per step", "[1,inf)"},
+        {"lr", OPT_FLOAT, &o.lr, "peak learning rate", "(0,inf)"},
+        {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate", "[0,inf)"},
+        {"warmup", OPT_I64, &o.warmup, "linear warmup steps", "[0,inf)"},
+        {"weight-decay", OPT_FLOAT, &o.weight_decay, "AdamW decoupled weight decay", "[0,inf)"},
+        {"clip", OPT_FLOAT, &o.clip, "global gradient norm clip (0 = off)", "[0,inf)"},
+        {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (MoE students)", "[0,inf)"},
         {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
-        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation"},
-        {"eval-every", OPT_INT, &o.eval_every, "validation every N steps"},
-        {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation"},
-        {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)"},
+        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation", "[0,0.5]"},
+        {"eval-every", OPT_INT, &o.eval_every, "validation every N steps", "[0,inf)"},
+        {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation", "[1,inf)"},
+        {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)", "[0,inf)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
         {"no-progress", OPT_FLAG, &no_progress, "no progress bar"},
@@ -116,7 +116,9 @@ int cmd_distill(int argc, char **argv) {
            tactive ? 100.0 * active / tactive : 0, (long long)tactive, d.cache ? "from the teacher cache" : "online teacher",
            fg_divergence_name(d.loss.div), d.loss.temperature, d.loss.alpha,
            o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
+    cli_trap_signals(1);
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
+    cli_trap_signals(0);
     if (rc) cli_fail("distill", fg_last_error(), NULL);
     else {
         printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
@@ -138,14 +140,14 @@ static int distill_cache(int argc, char **argv) {
     cli_opt opts[] = {
         {"teacher", OPT_STR, &co.teacher, "teacher checkpoint (required)"},
         {"out", OPT_STR, &co.out, "(or -o) output cache file (required; written atomically)"},
-        {"k", OPT_INT, &co.k, "teacher entries stored per token (5 bytes each)"},
-        {"temperature", OPT_FLOAT, &co.temperature, "temperature of the stored log-probabilities (training must match)"},
+        {"k", OPT_INT, &co.k, "teacher entries stored per token (5 bytes each)", "[1,inf)"},
+        {"temperature", OPT_FLOAT, &co.temperature, "temperature of the stored log-probabilities (training must match)", "(0,inf)"},
         {"data", OPT_STR, &data, "a text/JSONL data file (more may follow; none: the built-in task)"},
-        {"seqs", OPT_I64, &co.max_seqs, "sequences cached (0: every training window of the data; the task: 4096)"},
-        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for the task, else min(128, context))"},
-        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out (must match the distill run)"},
+        {"seqs", OPT_I64, &co.max_seqs, "sequences cached (0: every training window of the data; the task: 4096)", "[0,inf)"},
+        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for the task, else min(128, context))", "[0,inf)"},
+        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out (must match the distill run)", "[0,0.5]"},
         {"seed", OPT_U64, &co.seed, "task problems drawn from this seed"},
-        {"batch", OPT_INT, &co.batch, "teacher forward batch"},
+        {"batch", OPT_INT, &co.batch, "teacher forward batch", "[1,inf)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -180,13 +182,13 @@ static int distill_generate(int argc, char **argv) {
         {"teacher", OPT_STR, &g.teacher, "teacher checkpoint (required)"},
         {"out", OPT_STR, &g.out, "(or -o) SFT JSONL output (required; statistics in OUT.stats.json)"},
         {"prompts", OPT_STR, &g.prompts, "JSONL of {\"prompt\": ...} (none: problems of the built-in task)"},
-        {"n-prompts", OPT_INT, &g.n_prompts, "task problems drawn from the training split"},
-        {"n", OPT_INT, &g.n_samples, "completions sampled per prompt"},
-        {"temperature", OPT_FLOAT, &g.temperature, "sampling temperature (0 = greedy)"},
-        {"max-new-tokens", OPT_INT, &g.max_new_tokens, "tokens per completion at most"},
+        {"n-prompts", OPT_INT, &g.n_prompts, "task problems drawn from the training split", "[1,inf)"},
+        {"n", OPT_INT, &g.n_samples, "completions sampled per prompt", "[1,inf)"},
+        {"temperature", OPT_FLOAT, &g.temperature, "sampling temperature (0 = greedy)", "[0,inf)"},
+        {"max-new-tokens", OPT_INT, &g.max_new_tokens, "tokens per completion at most", "[1,inf)"},
         {"seed", OPT_U64, &g.seed, "sampling seed"},
         {"verifier", OPT_STR, &g.verifier, "shell command: reads a completion on stdin, exit 0 accepts (task: answer check)"},
-        {"verifier-timeout", OPT_DOUBLE, &g.verifier_timeout, "seconds before a hanging verifier is killed (the run then stops with an error)"},
+        {"verifier-timeout", OPT_DOUBLE, &g.verifier_timeout, "seconds before a hanging verifier is killed (the run then stops with an error)", "(0,inf)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -247,7 +249,9 @@ int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t
     memset(&d, 0, sizeof d);
     fg_distill_loss_opts_default(&d.loss);
     d.teacher = ckpt; d.cache = cache;
+    cli_trap_signals(1);
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
+    cli_trap_signals(0);
     double acc = 0;
     fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_WEIGHTS_F32);
     if (!rc && ws) rc = cli_task_eval(ws, n, 2024, 0, &acc);

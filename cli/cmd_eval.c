@@ -1,5 +1,6 @@
 // cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems), `frugal demo`
 // (train + eval + examples on the built-in task) and `frugal config` (show a config and its size).
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +63,8 @@ int cmd_eval(int argc, char **argv) {
     uint64_t seed = 2024;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to evaluate (required)"},
-        {"n", OPT_INT, &n, "held-out problems to solve"},
-        {"show", OPT_INT, &show, "print this many solutions"},
+        {"n", OPT_INT, &n, "held-out problems to solve", "[1,inf)"},
+        {"show", OPT_INT, &show, "print this many solutions", "[0,inf)"},
         {"seed", OPT_U64, &seed, "which held-out problems"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0; a quantised model runs as stored"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
@@ -119,13 +120,14 @@ static void demo_train_opts(fg_train_opts *o) {
 int cmd_demo(int argc, char **argv) {
     const char *out = "runs/demo";
     int64_t steps = 0, distill_steps = 1200, distill_seqs = 8192;
-    int n = 500, threads = 0;
+    int n = 500, threads = 0, resume = 0;
     cli_opt opts[] = {
         {"out", OPT_STR, &out, "where the checkpoint and log go"},
-        {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)"},
-        {"n", OPT_INT, &n, "held-out problems to evaluate"},
-        {"distill-steps", OPT_I64, &distill_steps, "steps of the distillation stage (0 = skip it)"},
-        {"distill-seqs", OPT_I64, &distill_seqs, "problems in the distillation stage's teacher cache"},
+        {"resume", OPT_FLAG, &resume, "continue an interrupted demo from OUT/ckpt.fgck (Ctrl-C saves one)"},
+        {"steps", OPT_I64, &steps, "override the demo's step count (0 = the tuned default)", "[0,inf)"},
+        {"n", OPT_INT, &n, "held-out problems to evaluate", "[1,inf)"},
+        {"distill-steps", OPT_I64, &distill_steps, "steps of the distillation stage (0 = skip it)", "[0,inf)"},
+        {"distill-seqs", OPT_I64, &distill_seqs, "problems in the distillation stage's teacher cache", "[1,inf)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -151,8 +153,26 @@ int cmd_demo(int argc, char **argv) {
     fg_train_state_init(&st, o.seed);
     if (!m || fg_adamw_init_for(&opt, m)) return cli_fail("demo", fg_last_error(), NULL);
     fg_model_init_weights(m, o.seed);
-    int rc = fg_train(m, &opt, &st, &o);
-    if (rc) { fg_model_free(m); fg_adamw_free(&opt); return cli_fail("demo", fg_last_error(), NULL); }
+    char ckpt[1100];
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt.fgck", out);
+    if (resume) {
+        fg_train_state_free(&st);
+        if (fg_ckpt_load_into(ckpt, m, &opt, &st)) {
+            fg_model_free(m); fg_adamw_free(&opt);
+            return cli_fail("demo", fg_last_error(), "--resume continues a demo that was interrupted; drop it to start afresh");
+        }
+        printf("resuming %s at step %lld of %lld\n", ckpt, (long long)st.step, (long long)o.steps);
+    }
+    int rc = 0;
+    if (st.step < o.steps) {
+        cli_trap_signals(1);
+        rc = fg_train(m, &opt, &st, &o);
+        cli_trap_signals(0);
+    }
+    if (rc) {
+        fg_train_state_free(&st); fg_model_free(m); fg_adamw_free(&opt);
+        return cli_fail("demo", fg_last_error(), fg_train_interrupted() ? "continue with frugal demo --resume (same --out)" : NULL);
+    }
     double t_train = fg_now() - t0;
     printf("\ntrained %lld steps (%.2fM tokens) in %.0f s\n\nsolutions to held-out problems (greedy decoding):\n",
            (long long)st.step, st.tokens_seen / 1e6, t_train);
@@ -167,9 +187,12 @@ int cmd_demo(int argc, char **argv) {
                100 * acc, n, fg_now() - t1, fg_now() - t0);
         if (fg_ledger_record_accuracy(out, &c, acc)) fprintf(stderr, "frugal demo: warning: ledger: %s\n", fg_last_error());
         fg_ledger_info li;
-        if (!fg_ledger_read(out, &li))
+        if (!fg_ledger_read(out, &li) && !isnan(li.mfu))
             printf("cost: %.3g training FLOPs, %.0f s wall, MFU %.1f%% of this machine's fp32 peak\n", li.train_flops,
                    li.wall_s, 100 * li.mfu);
+        else if (!fg_ledger_read(out, &li))
+            printf("cost: %.3g training FLOPs, %.0f s wall, MFU unknown (the cached fp32 peak was below what the run "
+                   "achieved: frugal cost peaks --remeasure)\n", li.train_flops, li.wall_s);
         printf("checkpoint: %s/ckpt.fgck\nlog:        %s/log.jsonl\nledger:     %s/ledger.json\n", out, out, out);
         printf("try:        ./frugal generate --ckpt %s/ckpt.fgck --prompt '1234+0567=' --temperature 0\n", out);
         if (distill_steps > 0) rc = cli_demo_distill(out, acc, n, distill_steps, distill_seqs);
@@ -183,7 +206,7 @@ int cmd_demo(int argc, char **argv) {
 int cmd_config(int argc, char **argv) {
     const char *config = "demo";
     cli_opt opts[] = {
-        {"config", OPT_STR, &config, "preset (tiny, demo, bench-moe) or config.json path"},
+        {"config", OPT_STR, &config, "preset (tiny, demo, demo-student, bench-moe) or config.json path"},
         {NULL, 0, NULL, NULL},
     };
     int r = cli_parse("config", "[--config NAME|PATH]", opts, argc, argv, NULL, 0, NULL);

@@ -30,20 +30,99 @@ static int print_token(int32_t id, void *ctx) {
     return hit;
 }
 
+// Writes s[0..n) as a JSON string literal: quotes, backslashes and control bytes escaped, valid
+// UTF-8 passed through, any other byte as U+FFFD.
+static void json_string(FILE *f, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    fputc('"', f);
+    for (size_t i = 0; i < n;) {
+        unsigned c = u[i];
+        if (c == '"' || c == '\\') { fputc('\\', f); fputc((int)c, f); i++; continue; }
+        if (c < 0x20) { fprintf(f, c == '\n' ? "\\n" : c == '\t' ? "\\t" : "\\u%04x", c); i++; continue; }
+        if (c < 0x80) { fputc((int)c, f); i++; continue; }
+        int len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+        int ok = len && i + (size_t)len <= n;
+        for (int k = 1; ok && k < len; k++) ok = (u[i + k] & 0xc0) == 0x80;
+        if (ok && len == 3) ok = !(c == 0xe0 && u[i + 1] < 0xa0) && !(c == 0xed && u[i + 1] >= 0xa0);
+        if (ok && len == 4) ok = !(c == 0xf0 && u[i + 1] < 0x90) && !(c == 0xf4 && u[i + 1] >= 0x90);
+        if (ok) { fwrite(u + i, 1, (size_t)len, f); i += (size_t)len; }
+        else { fputs("\\ufffd", f); i++; }
+    }
+    fputc('"', f);
+}
+
+// The prompt from a file, or from standard input for "-": malloc'd, NUL-terminated (caller frees);
+// *len its bytes. A NUL byte inside is refused (the prompt is text). Prints the error; NULL on failure.
+static char *read_prompt(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    char msg[1200];
+    if (!f) {
+        snprintf(msg, sizeof msg, "cannot open --prompt-file '%s'", path);
+        cli_fail("generate", msg, "give a text file, or - for standard input");
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0;) {
+        n += got;
+        if (n + 1 == cap) { char *nb = realloc(buf, cap *= 2); if (!nb) { free(buf); buf = NULL; } else buf = nb; }
+    }
+    int err = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || err) {
+        free(buf);
+        snprintf(msg, sizeof msg, "cannot read --prompt-file '%s'%s", path, buf ? "" : ": out of memory");
+        cli_fail("generate", msg, NULL);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (strlen(buf) != n) {
+        snprintf(msg, sizeof msg, "--prompt-file '%s' holds a NUL byte at offset %zu", path, strlen(buf));
+        cli_fail("generate", msg, "the prompt must be text");
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+// --json: the tokens' text is collected instead of streamed.
+typedef struct { stream_ctx sc; char *text; size_t n, cap; int oom; } json_ctx;
+
+static int collect_token(int32_t id, void *ctx) {
+    json_ctx *jc = ctx;
+    char small[FG_BYTETOK_MAX_PIECE + 256];
+    size_t n = jc->sc.tok ? fg_tokenizer_decode(jc->sc.tok, id, NULL, 0) : fg_bytetok_decode(id, small);
+    if (jc->n + n + 1 > jc->cap) {
+        size_t cap = (jc->n + n + 1) * 2;
+        char *t = realloc(jc->text, cap);
+        if (!t) { jc->oom = 1; return 1; }
+        jc->text = t; jc->cap = cap;
+    }
+    if (jc->sc.tok) fg_tokenizer_decode(jc->sc.tok, id, jc->text + jc->n, n);
+    else memcpy(jc->text + jc->n, small, n);
+    jc->n += n;
+    jc->text[jc->n] = 0;
+    return jc->sc.stop_len && jc->n >= jc->sc.stop_len && !memcmp(jc->text + jc->n - jc->sc.stop_len, jc->sc.stop, jc->sc.stop_len);
+}
+
 int cmd_generate(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = "", *stop_str = NULL, *weights_s = NULL, *kv_s = "f32";
     fg_sample_opts so = {.temperature = 0.8f, .top_k = 0, .top_p = 0.95f, .seed = 1, .max_new_tokens = 200,
                          .min_p = 0.0f, .repetition_penalty = 1.0f};
-    int threads = 0, no_bos = 0;
+    const char *prompt_file = NULL;
+    int threads = 0, no_bos = 0, json = 0;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to sample from (required)"},
         {"prompt", OPT_STR, &prompt, "prompt text; special tokens are parsed (<think>, <|eos|>; with a BPE checkpoint its own, e.g. <｜User｜>)"},
-        {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum new tokens"},
-        {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)"},
-        {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)"},
-        {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)"},
-        {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability (0 = off)"},
-        {"repeat-penalty", OPT_FLOAT, &so.repetition_penalty, "penalise ids already in the context (1 = off)"},
+        {"prompt-file", OPT_STR, &prompt_file, "read the prompt from this file (- = standard input)"},
+        {"json", OPT_FLAG, &json, "print one JSON object (prompt, text, token counts, why it stopped) instead of streaming"},
+        {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum new tokens", "[0,inf)"},
+        {"temperature", OPT_FLOAT, &so.temperature, "sampling temperature (0 = greedy)", "[0,inf)"},
+        {"top-k", OPT_INT, &so.top_k, "keep the k most likely tokens (0 = all)", "[0,inf)"},
+        {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)", "(0,1]"},
+        {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability (0 = off)", "[0,1]"},
+        {"repeat-penalty", OPT_FLOAT, &so.repetition_penalty, "penalise ids already in the context (1 = off)", "(0,inf)"},
         {"stop", OPT_STR, &stop_str, "stop once the output ends with this text (<|eos|> always stops)"},
         {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
         {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
@@ -52,14 +131,12 @@ int cmd_generate(int argc, char **argv) {
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("generate", "--ckpt PATH [--prompt TEXT] [options]", opts, argc, argv, NULL, 0, NULL);
+    int r = cli_parse("generate", "--ckpt PATH [--prompt TEXT | --prompt-file FILE|-] [--json] [options]", opts, argc, argv, NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("generate", "--ckpt is required", "frugal generate --ckpt runs/demo/ckpt.fgck --prompt '0123+4567='");
-    if (so.temperature < 0 || so.top_k < 0 || so.top_p <= 0 || so.top_p > 1 || so.max_new_tokens < 0 ||
-        so.min_p < 0 || so.min_p > 1 || so.repetition_penalty <= 0)
-        return cli_fail("generate", "bad sampling option",
-                        "--temperature >= 0, --top-k >= 0, 0 < --top-p <= 1, 0 <= --min-p <= 1, --repeat-penalty > 0, --max-tokens >= 0");
+    if (prompt_file && cli_given(argc, argv, "prompt"))
+        return cli_fail("generate", "--prompt and --prompt-file exclude each other", "give one of them");
     if (stop_str && (!*stop_str || strlen(stop_str) > 256))
         return cli_fail("generate", "--stop must be 1 to 256 bytes", NULL);
     int kv_type = cli_kv_type("generate", kv_s);
@@ -72,16 +149,26 @@ int cmd_generate(int argc, char **argv) {
         bos = fg_tokenizer_token_id(tok, FG_DS_BOS);
         stop = fg_tokenizer_token_id(tok, FG_DS_EOS);
     }
+    char *prompt_buf = NULL;
     size_t plen = strlen(prompt);
+    if (prompt_file) {
+        if (!(prompt_buf = read_prompt(prompt_file, &plen))) { cli_weights_close(&cw); return 1; }
+        prompt = prompt_buf;
+    }
     size_t need = tok ? fg_tokenizer_encode(tok, prompt, plen, 1, NULL, 0) : plen;
     int32_t *ids = need == SIZE_MAX ? NULL : malloc(sizeof(int32_t) * (need + 2));
-    if (!ids) { cli_weights_close(&cw); return cli_fail("generate", "out of memory encoding the prompt", NULL); }
+    if (!ids) { free(prompt_buf); cli_weights_close(&cw); return cli_fail("generate", "out of memory encoding the prompt", NULL); }
     int n = 0;
     if (!no_bos) ids[n++] = bos;
     n += (int)(tok ? fg_tokenizer_encode(tok, prompt, plen, 1, ids + n, need) : fg_bytetok_encode(prompt, plen, 1, ids + n, plen + 1));
     int max_T = fg_wstore_config(cw.ws)->max_position_embeddings;
-    if (n == 0) { free(ids); cli_weights_close(&cw); return cli_fail("generate", "the prompt is empty", "give --prompt TEXT, or drop --no-bos"); }
-    if (n >= max_T) { free(ids); cli_weights_close(&cw); return cli_fail("generate", "prompt is longer than the model's context", NULL); }
+    if (n == 0) { free(ids); free(prompt_buf); cli_weights_close(&cw); return cli_fail("generate", "the prompt is empty", "give --prompt TEXT, or drop --no-bos"); }
+    if (n >= max_T) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "the prompt is %d tokens, longer than the model's context of %d tokens (it needs room for one more)", n, max_T);
+        free(ids); free(prompt_buf); cli_weights_close(&cw);
+        return cli_fail("generate", msg, "shorten the prompt");
+    }
     if (n + so.max_new_tokens > max_T) so.max_new_tokens = max_T - n;
     so.stop_ids = &stop; so.n_stop = 1;
     // The cache needs room for this prompt and reply only (a 160k-token context would reserve GiBs).
@@ -90,7 +177,22 @@ int cmd_generate(int argc, char **argv) {
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
     int rc = 0;
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);
-    else {
+    else if (json) {
+        json_ctx jc = {.sc = {.stop = stop_str, .stop_len = stop_str ? strlen(stop_str) : 0, .tok = tok}};
+        int ng = fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, collect_token, &jc);
+        if (ng < 0 || jc.oom) rc = cli_fail("generate", jc.oom ? "out of memory collecting the text" : fg_last_error(), NULL);
+        else {
+            int eos = ng > 0 && out[ng - 1] == stop;
+            int hit = jc.sc.stop_len && jc.n >= jc.sc.stop_len && !memcmp(jc.text + jc.n - jc.sc.stop_len, stop_str, jc.sc.stop_len);
+            printf("{\"prompt\": ");
+            json_string(stdout, prompt, plen);
+            printf(", \"text\": ");
+            json_string(stdout, jc.text ? jc.text : "", jc.n);
+            printf(", \"prompt_tokens\": %d, \"tokens\": %d, \"stop\": \"%s\", \"seed\": %llu}\n", n, ng,
+                   hit ? "stop" : eos ? "eos" : "max_tokens", (unsigned long long)so.seed);
+        }
+        free(jc.text);
+    } else {
         fwrite(prompt, 1, plen, stdout);
         stream_ctx sc = {.stop = stop_str, .stop_len = stop_str ? strlen(stop_str) : 0, .tok = tok};
         if (fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, print_token, &sc) < 0)
@@ -98,7 +200,7 @@ int cmd_generate(int argc, char **argv) {
         printf("\n");
     }
     fg_infer_free(s);
-    free(out); free(ids);
+    free(out); free(ids); free(prompt_buf);
     cli_weights_close(&cw);
     return rc;
 }

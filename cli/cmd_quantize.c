@@ -84,6 +84,7 @@ int cmd_quantize(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail(cmd, "expected exactly one checkpoint", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq --type q8_0");
     if (!out) return cli_fail(cmd, "-o OUT is required", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq");
+    if (cli_output_ok(cmd, out)) return 1;
     int type = fg_weights_type_parse(type_s);
     if (type != FG_WEIGHTS_BF16 && type != FG_WEIGHTS_Q8_0) {
         char msg[300];

@@ -18,20 +18,20 @@ int cmd_data_refine(int argc, char **argv) {
     const cli_opt opts[] = {
         {"out", OPT_STR, &out, "kept documents as JSONL {\"text\": ...} (also -o)"},
         {"report", OPT_STR, &report, "write the JSON report here (counts, bytes, examples per rule)"},
-        {"jaccard", OPT_DOUBLE, &o.jaccard, "near-duplicate threshold on 5-word-shingle Jaccard"},
-        {"num-perm", OPT_INT, &o.num_perm, "MinHash signature length"},
-        {"bands", OPT_INT, &o.bands, "LSH bands (0: auto, P(candidate) >= 0.95 at the threshold)"},
-        {"min-chars", OPT_INT, &o.min_chars, "drop documents shorter than this (characters)"},
-        {"max-chars", OPT_INT, &o.max_chars, "drop documents longer than this (characters)"},
-        {"max-symbols", OPT_DOUBLE, &o.max_symbols, "max ASCII symbol fraction of non-space characters"},
-        {"max-digits", OPT_DOUBLE, &o.max_digits, "max digit fraction of non-space characters"},
-        {"max-repeated-lines", OPT_DOUBLE, &o.max_repeated_lines, "max fraction of repeated non-blank lines"},
-        {"max-repeated-ngrams", OPT_DOUBLE, &o.max_repeated_ngrams, "max fraction of repeated 5-word shingles"},
-        {"max-control", OPT_DOUBLE, &o.max_control, "max fraction of control bytes (not tab/CR/LF)"},
+        {"jaccard", OPT_DOUBLE, &o.jaccard, "near-duplicate threshold on 5-word-shingle Jaccard", "(0,1]"},
+        {"num-perm", OPT_INT, &o.num_perm, "MinHash signature length", "[1,inf)"},
+        {"bands", OPT_INT, &o.bands, "LSH bands (0: auto, P(candidate) >= 0.95 at the threshold)", "[0,inf)"},
+        {"min-chars", OPT_INT, &o.min_chars, "drop documents shorter than this (characters)", "[0,inf)"},
+        {"max-chars", OPT_INT, &o.max_chars, "drop documents longer than this (characters)", "[0,inf)"},
+        {"max-symbols", OPT_DOUBLE, &o.max_symbols, "max ASCII symbol fraction of non-space characters", "[0,1]"},
+        {"max-digits", OPT_DOUBLE, &o.max_digits, "max digit fraction of non-space characters", "[0,1]"},
+        {"max-repeated-lines", OPT_DOUBLE, &o.max_repeated_lines, "max fraction of repeated non-blank lines", "[0,1]"},
+        {"max-repeated-ngrams", OPT_DOUBLE, &o.max_repeated_ngrams, "max fraction of repeated 5-word shingles", "[0,1]"},
+        {"max-control", OPT_DOUBLE, &o.max_control, "max fraction of control bytes (not tab/CR/LF)", "[0,1]"},
         {"perplexity-model", OPT_STR, &o.ppl_model, "checkpoint scoring documents (byte tokenizer)"},
-        {"max-perplexity", OPT_DOUBLE, &o.max_perplexity, "drop documents above this perplexity"},
-        {"perplexity-tokens", OPT_INT, &o.ppl_tokens, "tokens scored per document (from its start)"},
-        {"examples", OPT_INT, &o.examples, "examples kept per rule in the report (<= 8)"},
+        {"max-perplexity", OPT_DOUBLE, &o.max_perplexity, "drop documents above this perplexity", "(0,inf)"},
+        {"perplexity-tokens", OPT_INT, &o.ppl_tokens, "tokens scored per document (from its start)", "[1,inf)"},
+        {"examples", OPT_INT, &o.examples, "examples kept per rule in the report (<= 8)", "[0,8]"},
         {NULL, 0, NULL, NULL}};
     const char *usage = "IN... -o OUT.jsonl [--report report.json] [--jaccard 0.8] [--num-perm 128] [--bands B] "
                         "[--min-chars N] [--perplexity-model CKPT --max-perplexity X]";
@@ -44,6 +44,7 @@ int cmd_data_refine(int argc, char **argv) {
     free(args);
     if (rc) return rc > 0 ? 0 : 1;
     if (!out) return cli_fail(cmd, "no output file", "pass -o refined.jsonl");
+    if (cli_output_ok(cmd, out)) return 1;
     if (n_in == 0) return cli_fail(cmd, "no input files", "pass .jsonl files ({\"text\": ...} per line) or text files");
     fg_refine *r = fg_refine_new(&o, out);
     if (!r) return cli_fail(cmd, fg_last_error(), "see frugal help data refine");

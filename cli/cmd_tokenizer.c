@@ -45,6 +45,7 @@ static int tokenizer_train(int argc, char **argv) {
     free(args);
     if (rc) return rc > 0 ? 0 : 1;
     if (!out) return cli_fail(cmd, "no output file", "pass -o tokenizer.json");
+    if (cli_output_ok(cmd, out)) return 1;
     if (n_files == 0) return cli_fail(cmd, "no input files", "pass text or .jsonl files to learn from");
     if (max_words < 1024) return cli_fail(cmd, "--max-words must be >= 1024", NULL);
     o.max_words = (size_t)max_words;

@@ -1,4 +1,5 @@
 // cmd_train.c: `frugal train`: pretrain or fine-tune from text/JSONL files or the built-in task.
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,92 @@ fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok) {
 
 static const char *sched_name(int s) { return s == FG_SCHED_WSD ? "wsd" : s == FG_SCHED_CONSTANT ? "constant" : "cosine"; }
 
+// Prints a formatted one-line error; returns -1.
+__attribute__((format(printf, 1, 2))) static int merge_fail(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cli_fail("train", msg, NULL);
+    return -1;
+}
+
+// Options a resumed run may change: how long it runs and how often it reports and saves. Every
+// other option shapes the math and must agree with the run's record.
+static int changeable(const char *name) {
+    static const char *ok[] = {"steps", "stop-after", "eval-every", "eval-batches", "save-every", "out", NULL};
+    for (int i = 0; ok[i]; i++)
+        if (!strcmp(ok[i], name)) return 1;
+    return 0;
+}
+
+// Compares two paths by what they name (realpath), falling back to the text.
+static int same_path(const char *a, const char *b) {
+    if (!a || !b) return a == b;
+    char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+    int same = !strcmp(ra ? ra : a, rb ? rb : b);
+    free(ra); free(rb);
+    return same;
+}
+
+// Resume: the options the checkpoint recorded (st->train_json) fill every option not given again;
+// one given again must agree unless changeable(); changes are printed. Data files, --shards and
+// --sft come from the record too (given again, they must name the same files). *arena owns the
+// recorded strings. Returns 0, or prints the error and returns -1.
+static int resume_merge(fg_train_opts *o, const char **sched, const char **sft, const cli_opt *opts, int argc, char **argv,
+                        const fg_train_state *st, const char *resume, void **arena) {
+    fg_train_opts saved = *o;
+    const char *saved_sft = NULL;
+    int full = st->train_json ? fg_train_opts_from_json(&saved, &saved_sft, st->train_json, arena) : 0;
+    if (full < 0) return cli_fail("train", fg_last_error(), NULL), -1;
+    if (!full)
+        fprintf(stderr, "frugal train: note: %s predates recorded data sources: pass the run's data files and options again\n", resume);
+    for (const cli_opt *p = opts; p->name; p++) {
+        char *d = p->dst;
+        if (d < (char *)o || d >= (char *)(o + 1) || p->type == OPT_STR || p->type == OPT_FLAG) continue;
+        char *sv = (char *)&saved + (d - (char *)o);
+        size_t sz = p->type == OPT_INT ? sizeof(int) : p->type == OPT_FLOAT ? sizeof(float) : 8;
+        if (!memcmp(d, sv, sz)) continue;
+        char was[64], now[64];
+        cli_opt_format(p, sv, was, sizeof was);
+        cli_opt_format(p, d, now, sizeof now);
+        if (!cli_given(argc, argv, p->name)) { memcpy(d, sv, sz); continue; }
+        if (changeable(p->name)) { printf("resume: --%s %s -> %s\n", p->name, was, now); continue; }
+        return merge_fail("--%s %s differs from the run's %s (hint: drop --%s to continue the run as it was, or start a "
+                            "new run from its weights with --init %s)", p->name, now, was, p->name, resume);
+    }
+    if (saved.sched != o->sched) {
+        if (cli_given(argc, argv, "schedule"))
+            return merge_fail("--schedule %s differs from the run's %s (hint: drop --schedule)", sched_name(o->sched), sched_name(saved.sched));
+        o->sched = saved.sched;
+        *sched = sched_name(saved.sched);
+    }
+    if (saved.precision != o->precision) {
+        if (cli_given(argc, argv, "precision"))
+            return merge_fail("--precision differs from the run's %s (hint: drop --precision)", saved.precision == FG_PREC_BF16 ? "bf16" : "fp32");
+        o->precision = saved.precision;
+    }
+    if (!full) return 0;
+    if (o->n_data) {
+        int same = o->n_data == saved.n_data;
+        for (int i = 0; same && i < o->n_data; i++) same = same_path(o->data[i], saved.data[i]);
+        if (!same)
+            return merge_fail("the data files given differ from the run's (%d file%s, first '%s') (hint: give none to continue on "
+                                "the run's own data, or start a new run with --init %s)", saved.n_data, saved.n_data == 1 ? "" : "s",
+                                saved.n_data ? saved.data[0] : "none: the built-in task", resume);
+    } else {
+        o->data = saved.data; o->n_data = saved.n_data;
+    }
+    if (o->shards && !same_path(o->shards, saved.shards))
+        return merge_fail("--shards %s differs from the run's %s (hint: drop --shards)", o->shards, saved.shards ? saved.shards : "(none)");
+    if (!o->shards) o->shards = saved.shards;
+    if (*sft && !same_path(*sft, saved_sft))
+        return merge_fail("--sft %s differs from the run's %s (hint: drop --sft)", *sft, saved_sft ? saved_sft : "(none)");
+    if (!*sft) *sft = saved_sft;
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     fg_train_opts o;
     fg_train_opts_default(&o);
@@ -46,35 +133,35 @@ int cmd_train(int argc, char **argv) {
     int quiet = 0, no_progress = 0, threads = 0;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
-        {"config", OPT_STR, &config, "model: preset (tiny, demo, bench-moe) or config.json path"},
+        {"config", OPT_STR, &config, "model: preset (tiny, demo, demo-student, bench-moe) or config.json path"},
         {"out", OPT_STR, &o.out_dir, "output directory for ckpt.fgck and log.jsonl"},
         {"resume", OPT_STR, &resume, "continue a run from its checkpoint (bit-exact)"},
         {"init", OPT_STR, &init, "start from a checkpoint's weights with a fresh optimizer (fine-tuning)"},
-        {"steps", OPT_I64, &o.steps, "total optimizer steps of the schedule"},
-        {"stop-after", OPT_I64, &o.stop_after, "stop this run after N steps (0 = at the end)"},
-        {"batch", OPT_INT, &o.batch, "sequences per micro-batch"},
-        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for the task, else min(128, context))"},
-        {"accum", OPT_INT, &o.accum, "micro-batches accumulated per step"},
-        {"lr", OPT_FLOAT, &o.lr, "peak learning rate"},
-        {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate"},
-        {"warmup", OPT_I64, &o.warmup, "linear warmup steps"},
+        {"steps", OPT_I64, &o.steps, "total optimizer steps of the schedule", "[1,inf)"},
+        {"stop-after", OPT_I64, &o.stop_after, "stop this run after N steps (0 = at the end)", "[0,inf)"},
+        {"batch", OPT_INT, &o.batch, "sequences per micro-batch", "[1,inf)"},
+        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for the task, else min(128, context))", "[0,inf)"},
+        {"accum", OPT_INT, &o.accum, "micro-batches accumulated per step", "[1,inf)"},
+        {"lr", OPT_FLOAT, &o.lr, "peak learning rate", "(0,inf)"},
+        {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate", "[0,inf)"},
+        {"warmup", OPT_I64, &o.warmup, "linear warmup steps", "[0,inf)"},
         {"schedule", OPT_STR, &sched, "cosine, wsd (warmup-stable-decay) or constant"},
-        {"decay-frac", OPT_FLOAT, &o.decay_frac, "wsd: fraction of steps in the final decay"},
-        {"weight-decay", OPT_FLOAT, &o.weight_decay, "AdamW decoupled weight decay (not on norms, biases, routing bias)"},
-        {"beta1", OPT_FLOAT, &o.beta1, "AdamW beta1"},
-        {"beta2", OPT_FLOAT, &o.beta2, "AdamW beta2"},
-        {"eps", OPT_FLOAT, &o.eps, "AdamW epsilon"},
-        {"clip", OPT_FLOAT, &o.clip, "clip the global gradient norm to this (0 = off)"},
-        {"balance-alpha", OPT_FLOAT, &o.balance_alpha, "sequence-wise balance loss weight (0 = off)"},
-        {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (0 = off)"},
+        {"decay-frac", OPT_FLOAT, &o.decay_frac, "wsd: fraction of steps in the final decay", "[0,1]"},
+        {"weight-decay", OPT_FLOAT, &o.weight_decay, "AdamW decoupled weight decay (not on norms, biases, routing bias)", "[0,inf)"},
+        {"beta1", OPT_FLOAT, &o.beta1, "AdamW beta1", "[0,1)"},
+        {"beta2", OPT_FLOAT, &o.beta2, "AdamW beta2", "[0,1)"},
+        {"eps", OPT_FLOAT, &o.eps, "AdamW epsilon", "(0,inf)"},
+        {"clip", OPT_FLOAT, &o.clip, "clip the global gradient norm to this (0 = off)", "[0,inf)"},
+        {"balance-alpha", OPT_FLOAT, &o.balance_alpha, "sequence-wise balance loss weight (0 = off)", "[0,inf)"},
+        {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (0 = off)", "[0,inf)"},
         {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
         {"tokenizer", OPT_STR, &o.tokenizer, "encode the data files with this BPE tokenizer.json / GGUF (stored in the checkpoint)"},
         {"shards", OPT_STR, &o.shards, "train from a directory written by frugal data prepare"},
         {"sft", OPT_STR, &sft, "fine-tune on completion tokens only of a prompt/completion JSONL (frugal distill generate)"},
-        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation"},
-        {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps"},
-        {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation"},
-        {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)"},
+        {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation", "[0,0.5]"},
+        {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps", "[0,inf)"},
+        {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation", "[1,inf)"},
+        {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)", "[0,inf)"},
         {"precision", OPT_STR, &precision, "matmul precision: fp32, or bf16 (mixed: bf16 products, fp32 weights/optimizer)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
@@ -95,45 +182,55 @@ int cmd_train(int argc, char **argv) {
     else if (!strcmp(sched, "wsd")) o.sched = FG_SCHED_WSD;
     else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;
     else return cli_fail("train", "--schedule must be cosine, wsd or constant", NULL);
-    int auto_seq = o.seq == 0;
-    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || (o.seq < 2 && !auto_seq) || o.warmup < 0)
-        return cli_fail("train", "--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
-    if (o.shards && nf) return cli_fail("train", "--shards and data files exclude each other", "prepare all files into the shards");
-    if (o.shards && o.tokenizer) return cli_fail("train", "--shards carries its own tokenizer", "drop --tokenizer");
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
 
     fg_model *m = NULL;
     fg_adamw opt = {0};
     fg_train_state st;
     memset(&st, 0, sizeof st);
-    int explicit_config = 0;
-    for (int i = 1; i < argc; i++) explicit_config |= !strncmp(argv[i], "--config", 8);
+    void *arena = NULL; // the resumed run's recorded paths (o.data, o.shards, sft)
+    char out_buf[1100];
+#define FAIL(...) do { fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st); free(arena); \
+                       return cli_fail("train", __VA_ARGS__); } while (0)
     if (resume) {
         m = fg_ckpt_load(resume, &opt, &st);
         if (!m) return cli_fail("train", fg_last_error(), "--resume takes a checkpoint written by frugal train");
-        if (explicit_config) {
+        if (cli_given(argc, argv, "config")) {
             fg_config c;
-            if (cli_load_config(&c, config)) {
-                fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st);
-                return cli_fail("train", fg_last_error(), NULL);
-            }
+            if (cli_load_config(&c, config)) FAIL(fg_last_error(), NULL);
             char *a = fg_config_to_json(&c), *b = fg_config_to_json(fg_model_config(m));
             int same = a && b && !strcmp(a, b);
             free(a); free(b);
-            if (!same) {
-                fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st);
-                return cli_fail("train", "--config differs from the checkpoint's config", "drop --config when resuming");
-            }
+            if (!same) FAIL("--config differs from the checkpoint's config", "drop --config when resuming");
         }
         if (!opt.m) fg_adamw_init_for(&opt, m);
-        printf("resuming %s at step %lld\n", resume, (long long)st.step);
+        if (resume_merge(&o, &sched, &sft, opts, argc, argv, &st, resume, &arena)) {
+            fg_model_free(m); fg_adamw_free(&opt); fg_train_state_free(&st); free(arena);
+            return 1;
+        }
+        if (!cli_given(argc, argv, "out")) { // the run's folder is where its checkpoint lies
+            const char *slash = strrchr(resume, '/');
+            snprintf(out_buf, sizeof out_buf, "%.*s", slash ? (int)(slash - resume) : 1, slash ? resume : ".");
+            if (!out_buf[0]) snprintf(out_buf, sizeof out_buf, "/");
+            o.out_dir = out_buf;
+        }
+        nf = o.n_data;
+    }
+    int auto_seq = o.seq == 0;
+    if (o.steps < 1 || o.accum < 1 || o.batch < 1 || (o.seq < 2 && !auto_seq) || o.warmup < 0)
+        FAIL("--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
+    if (o.shards && nf) FAIL("--shards and data files exclude each other", "prepare all files into the shards");
+    if (o.shards && o.tokenizer) FAIL("--shards carries its own tokenizer", "drop --tokenizer");
+    if (resume) {
+        printf("resuming %s at step %lld of %lld; data: %s%s; out: %s\n", resume, (long long)st.step, (long long)o.steps,
+               o.shards ? o.shards : nf ? o.data[0] : sft ? sft : "built-in arithmetic task", nf > 1 ? " (+ more)" : "", o.out_dir);
     } else {
         if (init) {
             m = fg_ckpt_load(init, NULL, NULL);
             if (!m) return cli_fail("train", fg_last_error(), "--init takes a checkpoint written by frugal train");
         } else {
             fg_config c;
-            if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, bench-moe");
+            if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, demo-student, bench-moe");
             m = fg_model_create(&c);
             if (!m) return cli_fail("train", fg_last_error(), NULL);
             fg_model_init_weights(m, o.seed);
@@ -142,21 +239,22 @@ int cmd_train(int argc, char **argv) {
         fg_train_state_init(&st, o.seed);
     }
     if (auto_seq) o.seq = nf || o.shards ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings) : FG_TASK_LONGEST;
-    char tj[512];
-    snprintf(tj, sizeof tj, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%g,\"min_lr\":%g,\"warmup\":%lld,"
-             "\"schedule\":\"%s\",\"weight_decay\":%g,\"clip\":%g,\"balance_alpha\":%g,\"bias_gamma\":%g,\"seed\":%llu}",
-             o.batch, o.seq, o.accum, (long long)o.steps, o.lr, o.min_lr, (long long)o.warmup, sched_name(o.sched),
-             o.weight_decay, o.clip, o.balance_alpha, o.bias_gamma, (unsigned long long)o.seed);
     free(st.train_json);
-    st.train_json = strdup(tj);
+    if (!(st.train_json = fg_train_opts_to_json(&o, sft))) FAIL(fg_last_error(), NULL);
+#undef FAIL
     int64_t total, active;
     fg_config_param_counts(fg_model_config(m), &total, &active);
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
            fg_model_config(m)->num_hidden_layers, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
+    cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
-    if (rc) cli_fail("train", fg_last_error(), NULL);
+    cli_trap_signals(0);
+    char hint[1200];
+    snprintf(hint, sizeof hint, "continue with frugal train --resume %s/ckpt.fgck", o.out_dir);
+    if (rc) cli_fail("train", fg_last_error(), fg_train_interrupted() ? hint : NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
+    free(arena);
     fg_train_state_free(&st);
     fg_adamw_free(&opt);
     fg_model_free(m);

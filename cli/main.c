@@ -1,9 +1,13 @@
 // main.c: the frugal command line. One dispatch table; each command lives in cli/<command>.c
 // and sees only the public header include/frugal.h.
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/opts.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -25,6 +29,7 @@ static const fg_command COMMANDS[] = {
     {"export", "write a model as GGUF (llama.cpp) or as a Hugging Face safetensors directory", cmd_export},
     {"scale", "scaling-law lab: a sweep of runs, fits of L(N, D), the compute multiplier of MLA + MoE over dense", cmd_scale},
     {"plot", "SVG plots of runs: loss curves (train, validation) and per-layer expert load", cmd_plot},
+    {"version", "print frugal's version", cmd_version},
     {"help", "show commands, or every option of one command", cmd_help},
 };
 
@@ -51,6 +56,44 @@ int cmd_help(int argc, char **argv) {
     return 0;
 }
 
+int cmd_version(int argc, char **argv) {
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { printf("usage: frugal version\n"); return 0; }
+    if (argc > 1) return cli_fail("version", "takes no arguments", NULL);
+    printf("frugal %s\n", FG_VERSION);
+    return 0;
+}
+
+static void on_signal(int sig) {
+    if (fg_train_interrupted()) _exit(128 + sig); // the second signal: stop now (the last checkpoint stays)
+    fg_train_interrupt(sig);
+    static const char msg[] = "\nfrugal: stopping after this step and saving a checkpoint (signal again to stop at once)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+}
+
+void cli_trap_signals(int on) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_signal : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_output_ok(const char *cmd, const char *path) {
+    if (!fg_output_check(path)) return 0;
+    return cli_fail(cmd, fg_last_error(), NULL);
+}
+
+// A command's output is only delivered once stdout took it: a full disk or a closed pipe is an
+// error (exit 1), not a silent success.
+static int finish_stdout(int rc) {
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout)) return rc;
+    fprintf(stderr, "frugal: cannot write to standard output: %s\n", errno ? strerror(errno) : "write error");
+    return rc ? rc : 1;
+}
+
 void cli_set_threads(int threads) {
 #ifdef _OPENMP
     if (threads > 0) omp_set_num_threads(threads);
@@ -64,9 +107,13 @@ int main(int argc, char **argv) {
     int n;
     const fg_command *cmds = cli_commands(&n);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return cmd_help(1, argv);
-    if (!strcmp(argv[1], "--version")) { printf("frugal %s\n", FG_VERSION); return 0; }
+    if (!strcmp(argv[1], "--version")) return finish_stdout(cmd_version(1, argv));
     for (int i = 0; i < n; i++)
-        if (!strcmp(cmds[i].name, argv[1])) return cmds[i].run(argc - 1, argv + 1);
+        if (!strcmp(cmds[i].name, argv[1])) {
+            int rc = cmds[i].run(argc - 1, argv + 1);
+            if (rc && fg_train_interrupted()) rc = 128 + fg_train_interrupted();
+            return finish_stdout(rc);
+        }
     fprintf(stderr, "frugal: unknown command '%s' (hint: frugal help lists the commands)\n", argv[1]);
     return 2;
 }

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+static int in_range(const char *r, double x, char *why, size_t cap);
 
 static void show_default(const cli_opt *o, char *buf, size_t cap) {
     switch (o->type) {
@@ -25,7 +28,9 @@ void cli_usage(const char *cmd, const char *usage, const cli_opt *opts) {
         char def[256], left[64];
         show_default(o, def, sizeof def);
         snprintf(left, sizeof left, "--%s%s", o->name, o->type == OPT_FLAG ? "" : " X");
-        printf("  %-22s %s [%s]\n", left, o->help, def);
+        char lim[96] = "";
+        if (o->range) { char why[80]; in_range(o->range, 0, why, sizeof why); snprintf(lim, sizeof lim, " (%s)", why); }
+        printf("  %-22s %s%s [%s]\n", left, o->help, lim, def);
     }
 }
 
@@ -33,6 +38,43 @@ int cli_fail(const char *cmd, const char *what, const char *hint) {
     if (hint) fprintf(stderr, "frugal %s: %s (hint: %s)\n", cmd, what, hint);
     else fprintf(stderr, "frugal %s: %s\n", cmd, what);
     return 1;
+}
+
+// Whether x lies in the interval r ("[lo,hi]", "(lo,hi)", hi may be "inf"); *why gets the limit in
+// words ("> 0", "in [0, 1]") either way.
+static int in_range(const char *r, double x, char *why, size_t cap) {
+    char *e;
+    double lo = strtod(r + 1, &e), hi = INFINITY;
+    if (*e == ',') e++;
+    if (strncmp(e, "inf", 3)) hi = strtod(e, NULL);
+    int lc = r[0] == '[', hc = r[strlen(r) - 1] == ']';
+    if (isinf(hi)) snprintf(why, cap, "%s %g", lc ? ">=" : ">", lo);
+    else snprintf(why, cap, "in %c%g, %g%c", r[0], lo, hi, r[strlen(r) - 1]);
+    return (lc ? x >= lo : x > lo) && (hc ? x <= hi : x < hi);
+}
+
+int cli_max_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return 4 * (int)(n > 0 ? n : 1);
+}
+
+// The option's limit check after a successful conversion; prints the error.
+static int check_range(const char *cmd, const cli_opt *o, double x, const char *v) {
+    char msg[400], why[96];
+    if (!strcmp(o->name, "threads")) {
+        int hi = cli_max_threads();
+        if (x == 0 || (x >= 1 && x <= hi)) return 0;
+        snprintf(msg, sizeof msg, "--threads %s is out of range: must be 0 (all cores) or 1 to %d (4 x this machine's %d cores)",
+                 v, hi, hi / 4);
+        cli_fail(cmd, msg, "--threads 0 uses every core");
+        return -1;
+    }
+    if (!o->range || in_range(o->range, x, why, sizeof why)) return 0;
+    snprintf(msg, sizeof msg, "--%s %s is out of range: must be %s", o->name, v, why);
+    char hint[64];
+    snprintf(hint, sizeof hint, "frugal help %s shows every option's limits", cmd);
+    cli_fail(cmd, msg, hint);
+    return -1;
 }
 
 static int parse_value(const char *cmd, const cli_opt *o, const char *v) {
@@ -45,6 +87,7 @@ static int parse_value(const char *cmd, const cli_opt *o, const char *v) {
         if (errno || *end || end == v || (o->type == OPT_INT && (x > 2147483647LL || x < -2147483647LL)) ||
             (o->type == OPT_U64 && x < 0))
             goto bad;
+        if (check_range(cmd, o, (double)x, v)) return -1;
         if (o->type == OPT_INT) *(int *)o->dst = (int)x;
         else if (o->type == OPT_I64) *(int64_t *)o->dst = x;
         else *(uint64_t *)o->dst = (uint64_t)x;
@@ -53,6 +96,7 @@ static int parse_value(const char *cmd, const cli_opt *o, const char *v) {
     case OPT_FLOAT: case OPT_DOUBLE: {
         double x = strtod(v, &end);
         if (errno || *end || end == v || !isfinite(x)) goto bad;
+        if (check_range(cmd, o, x, v)) return -1;
         if (o->type == OPT_FLOAT) *(float *)o->dst = (float)x; else *(double *)o->dst = x;
         return 0;
     }
@@ -107,4 +151,18 @@ int cli_parse(const char *cmd, const char *usage, const cli_opt *opts, int argc,
     }
     if (n_pos) *n_pos = np;
     return 0;
+}
+
+int cli_given(int argc, char **argv, const char *name) {
+    size_t n = strlen(name);
+    for (int i = 1; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2) && !strncmp(argv[i] + 2, name, n) && (!argv[i][2 + n] || argv[i][2 + n] == '='))
+            return 1;
+    return 0;
+}
+
+void cli_opt_format(const cli_opt *o, const void *dst, char *buf, size_t cap) {
+    cli_opt c = *o;
+    c.dst = (void *)dst;
+    show_default(&c, buf, cap);
 }

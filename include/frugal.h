@@ -26,6 +26,23 @@ extern "C" {
 const char *fg_last_error(void);
 double fg_now(void); // monotonic seconds
 
+// ---- runs that survive their users (src/util.c) ------------------------------------------------
+// Output targets: 0 when path may be (re)written by a save that renames a temporary file over it
+// (it does not exist, or it is a regular file); -1 with an error naming the path and what it is
+// (a device, a directory, a FIFO, ...) otherwise. Every writer of a named output calls it first.
+int fg_output_check(const char *path);
+// An exclusive lock on a run folder: flock on dir/.lock, which then holds this process's PID.
+// Returns the lock's descriptor (release with fg_dir_unlock, or at exit), or -1 with an error
+// naming the holder's PID when another process holds it. Stale locks of dead processes do not
+// count (the kernel drops a flock with its holder).
+int fg_dir_lock(const char *dir);
+void fg_dir_unlock(int fd);
+// Asks running training loops (fg_train and everything built on it) to stop after the current
+// step, save a checkpoint and return -1 with an error that says so. Async-signal-safe: meant to be
+// called from a SIGINT/SIGTERM handler. fg_train_interrupted() returns the signal (0: none).
+void fg_train_interrupt(int sig);
+int fg_train_interrupted(void);
+
 // ---- config --------------------------------------------------------------------------------
 enum { FG_ATTN_MLA = 0, FG_ATTN_GQA = 1 };
 enum { FG_SCORE_SOFTMAX = 0, FG_SCORE_SIGMOID = 1 };
@@ -393,7 +410,7 @@ typedef struct {
     size_t tokenizer_len;    //   checkpoint's 'TOKN' section; malloc'd, freed by fg_train_state_free
     uint64_t stream[4];      // shard stream position: epoch (0 = not started), epoch seed, shard
                              //   cursor, window cursor (fg_train with o->shards; docs/formats.md)
-    char *train_json;        // the training options as JSON text (informational); malloc'd or NULL
+    char *train_json;        // the run's record (fg_train_opts_to_json): what --resume restores; malloc'd or NULL
 } fg_train_state;
 
 // A fresh state for a run with this seed (RNG streams derived from it, byte tokenizer).
@@ -437,6 +454,15 @@ typedef struct {
 } fg_train_opts;
 
 void fg_train_opts_default(fg_train_opts *o);
+// The run's record a checkpoint keeps (fg_train_state.train_json): every option above that
+// shapes the run, the data files, --shards and sft (the SFT file, or NULL) as absolute paths, and
+// the output folder. Returns a malloc'd JSON object (caller frees), NULL on out of memory.
+char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft);
+// Reads such a record into *o (fields it lacks keep their values). Strings (o->data, o->shards,
+// *sft) point into *arena, which the caller frees with free() after the run. Returns 1
+// when the record names the run's data sources (written by this version), 0 for an
+// older record of options only, -1 on malformed JSON.
+int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json, void **arena);
 // Matrix products in fp32 (default) or bf16 mixed precision: operands rounded to bf16 (nearest
 // even) as they are packed, products accumulated in fp32; weights, gradients, attention and the
 // optimizer stay fp32 (docs/model.md, "Mixed precision"). Process-wide; fg_train sets it from
@@ -444,7 +470,10 @@ void fg_train_opts_default(fg_train_opts *o);
 // fg_precision_parse); anything else means fp32. Returns the previous value.
 int fg_set_matmul_precision(int prec);
 // Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
-// (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir. Returns 0 or -1.
+// (fresh or from a checkpoint). Writes checkpoints and the log into o->out_dir, holding its lock
+// (fg_dir_lock) for the run; a resumed run (st->step > 0) first cuts the log back to the
+// checkpoint's step. After fg_train_interrupt it finishes the step, saves and returns -1 with an
+// error saying so (fg_train_interrupted() tells it from a failure). Returns 0 or -1.
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o);
 // Validation: mean loss and bits per byte over o->eval_batches batches of held-out data (dataset:
 // an internal fg_dataset of byte-level ids, or NULL for the built-in task; fg_train itself also
@@ -923,9 +952,17 @@ typedef struct {
     int amx_present;        // the CPU reports AMX-TILE and AMX-BF16 (usable or not)
     double mem_gbs;         // streaming read bandwidth over a buffer far beyond the caches
     int cached;             // 1: read from the cache file
+    double measured_at;     // when (Unix seconds; 0: unknown, an older cache)
+    double load1;           // the 1-minute load average then (-1: unknown)
+    double cpu_share;       // CPU time the fp32 measurement got / (wall x threads): < 1 means other work ran
 } fg_peaks;
-// Reads the cache, or measures (about a second) and writes it. remeasure: ignore the cache.
+// Reads the cache, or measures (about a second) and writes it, with when and under what load.
+// remeasure: ignore the cache.
 int fg_peaks_get(fg_peaks *p, int remeasure);
+// A run achieved `gflops` fp32 FLOP/s, more than p->fp32_gflops: the peak was measured under
+// load. Measures again and caches the larger of the two; if the run still beats it, the run's
+// rate itself becomes the peak. *p is updated either way, so p->fp32_gflops >= gflops after.
+int fg_peaks_beaten(fg_peaks *p, double gflops);
 
 // The measured ledger a training run writes beside its checkpoint (OUT/ledger.json, docs/cost.md).
 typedef struct {
@@ -933,7 +970,8 @@ typedef struct {
     double train_flops, eval_flops, teacher_flops; // model FLOPs (formula above); teacher: distill
     double flops_per_token;                         // training, at the run's seq
     double wall_s, cpu_s;                           // summed over every segment of a resumed run
-    double mfu;                                     // (train + eval FLOPs) / (wall_s * fp32 peak)
+    double mfu;                                     // (train + eval FLOPs) / (wall_s * fp32 peak), <= 1;
+                                                    //   NAN when a ledger records more (a peak measured under load)
     double fp32_gflops;                             // the peak used
     double best_val_loss;                           // NAN when no validation ran
     double best_val_step;

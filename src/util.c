@@ -2,10 +2,14 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -96,6 +100,12 @@ char *fg_next_line(char **at, char *end, size_t *len) {
 char *fg_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) { fg_set_error("cannot open '%s': %s", path, strerror(errno)); return NULL; }
+    struct stat sb;
+    if (!fstat(fileno(f), &sb) && S_ISDIR(sb.st_mode)) {
+        fclose(f);
+        fg_set_error("'%s' is a directory, not a file", path);
+        return NULL;
+    }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap + 1);
     while (buf) {
@@ -106,10 +116,10 @@ char *fg_read_file(const char *path, size_t *len) {
         if (!nb) { free(buf); buf = NULL; break; }
         buf = nb; cap *= 2;
     }
-    int rerr = ferror(f);
+    int rerr = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
     if (!buf) { fg_set_error("out of memory reading '%s'", path); return NULL; }
-    if (rerr) { free(buf); fg_set_error("read error on '%s'", path); return NULL; }
+    if (rerr) { free(buf); fg_set_error("read error on '%s': %s", path, strerror(rerr)); return NULL; }
     buf[n] = 0;
     if (len) *len = n;
     return buf;
@@ -125,3 +135,56 @@ double fg_phys_mem_bytes(void) {
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGE_SIZE);
     return pages > 0 && psz > 0 ? (double)pages * psz : 0;
 }
+
+// ---- runs that survive their users ------------------------------------------------------------
+
+static const char *file_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+int fg_output_check(const char *path) {
+    struct stat sb;
+    if (!path || !*path) return fg_set_error("no output path given");
+    if (stat(path, &sb)) return 0; // absent (or unreachable: the write itself reports that)
+    if (S_ISREG(sb.st_mode)) return 0;
+    return fg_set_error("'%s' exists and is %s: frugal writes only regular files and will not replace it "
+                        "(hint: choose a file path)", path, file_kind(sb.st_mode));
+}
+
+int fg_dir_lock(const char *dir) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return fg_set_error("cannot create the run lock '%s': %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
+        int e = errno;
+        char buf[32] = {0};
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        close(fd);
+        long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+        if (e == EWOULDBLOCK) {
+            if (pid > 0)
+                return fg_set_error("run folder '%s' is in use by another frugal run (PID %ld) (hint: wait for it, "
+                                    "stop it with kill %ld, or pass another --out)", dir, pid, pid);
+            return fg_set_error("run folder '%s' is in use by another frugal run (hint: wait for it, or pass another --out)", dir);
+        }
+        return fg_set_error("cannot lock '%s': %s", path, strerror(e));
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, buf, (size_t)n, 0) != n) { /* the lock holds without the PID */ }
+    return fd;
+}
+
+void fg_dir_unlock(int fd) {
+    if (fd < 0) return;
+    if (ftruncate(fd, 0)) { /* a stale PID in an unlocked file is harmless */ }
+    flock(fd, LOCK_UN);
+    close(fd);
+}
+
+static volatile sig_atomic_t interrupted;
+
+void fg_train_interrupt(int sig) { interrupted = sig > 0 ? sig : 1; }
+int fg_train_interrupted(void) { return interrupted; }

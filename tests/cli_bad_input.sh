@@ -59,9 +59,9 @@ expect_fail "wrong version checkpoint" "version" $BIN generate --ckpt "$T/versio
 printf 'not a checkpoint at all' >"$T/junk.fgck"
 expect_fail "not a checkpoint" "junk.fgck" $BIN eval --ckpt "$T/junk.fgck"
 expect_fail "checkpoint from a different config" "differs" $BIN train --resume "$ck" --config demo --out "$T/run2"
-expect_fail "negative temperature" "bad sampling option" $BIN generate --ckpt "$ck" --temperature -1
-expect_fail "top-p outside (0, 1]" "bad sampling option" $BIN generate --ckpt "$ck" --top-p 1.5
-expect_fail "min-p outside [0, 1]" "bad sampling option" $BIN generate --ckpt "$ck" --min-p 2
+expect_fail "negative temperature" "--temperature -1 is out of range" $BIN generate --ckpt "$ck" --temperature -1
+expect_fail "top-p outside (0, 1]" "--top-p 1.5 is out of range" $BIN generate --ckpt "$ck" --top-p 1.5
+expect_fail "min-p outside [0, 1]" "--min-p 2 is out of range" $BIN generate --ckpt "$ck" --min-p 2
 long=$(printf 'x%.0s' $(seq 1 300))
 expect_fail "prompt longer than the context" "longer than the model's context" $BIN generate --ckpt "$ck" --prompt "$long"
 expect_fail "generate without a checkpoint" "--ckpt is required" $BIN generate --prompt hi
@@ -119,7 +119,10 @@ PY
     expect_fail "quantised model of another architecture" "different models" $BIN chat --ckpt "$T/arch.fgq"
 fi
 cp "$ck" "$T/before.fgck"
-expect_fail "resume with bad data keeps the checkpoint" "cannot open" $BIN train --resume "$ck" --steps 4 --out "$T/run" "$T/nope.txt"
+expect_fail "resume with other data keeps the checkpoint" "data files given differ" $BIN train --resume "$ck" --steps 4 --out "$T/run" "$T/nope.txt"
+mv "$T/text.txt" "$T/text.moved"
+expect_fail "resume whose data file is gone keeps the checkpoint" "cannot open" $BIN train --resume "$ck" --steps 4
+mv "$T/text.moved" "$T/text.txt"
 cmp -s "$ck" "$T/before.fgck" || { echo "FAIL: checkpoint changed after a failed run"; fails=$((fails+1)); }
 
 [ $fails -eq 0 ] && echo "all bad-input cases handled" && exit 0

@@ -58,7 +58,9 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
         li->train_flops = jnum(fl, "train", 0); li->eval_flops = jnum(fl, "eval", 0);
         li->teacher_flops = jnum(fl, "teacher", 0); li->flops_per_token = jnum(fl, "train_per_token", 0);
         li->wall_s = jnum(t, "wall_s", 0); li->cpu_s = jnum(t, "cpu_s", 0);
-        li->mfu = jnum(t, "mfu", 0); li->fp32_gflops = jnum(t, "fp32_peak_gflops", 0);
+        li->mfu = jnum(t, "mfu", 0);
+        if (li->mfu > 1) li->mfu = NAN; // written against a peak measured under load
+        li->fp32_gflops = jnum(t, "fp32_peak_gflops", 0);
         li->best_val_loss = jnum(q, "best_val_loss", NAN); li->best_val_step = jnum(q, "best_val_step", NAN);
         li->task_accuracy = jnum(q, "task_accuracy", NAN);
     }
@@ -120,6 +122,13 @@ void fg_ledger_begin(fg_ledger *lg, const char *out_dir, int resumed) {
 
 int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, const fg_peaks *pk, int partial) {
     double work = li->train_flops + li->eval_flops;
+    // A run cannot beat the machine's peak: if it does, the cached peak was measured under load.
+    fg_peaks fresh;
+    if (li->wall_s > 0 && pk->fp32_gflops > 0 && work / li->wall_s / 1e9 > pk->fp32_gflops) {
+        fresh = *pk;
+        fg_peaks_beaten(&fresh, work / li->wall_s / 1e9);
+        pk = &fresh;
+    }
     li->fp32_gflops = pk->fp32_gflops;
     li->mfu = li->wall_s > 0 && pk->fp32_gflops > 0 ? work / (li->wall_s * pk->fp32_gflops * 1e9) : 0;
     fg_cost_model cm;

@@ -9,12 +9,16 @@
 // an emulator, which cannot time anything).
 // Invariants: every loop keeps its result live (a sink) so the compiler cannot drop it; the cache
 // is written atomically (tmp + rename) and a corrupt or foreign cache is ignored, never fatal.
+// A busy machine measures a low peak (and an MFU above 100% follows): each entry records when it
+// was taken, the load average then and the CPU share the fp32 loop got, and a run that beats the
+// cached peak has it measured again (fg_peaks_beaten), so no MFU above 100% is ever reported.
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -71,6 +75,17 @@ static float fma_chains(long iters) {
 }
 
 double fg_peak_fp32_measure(double seconds) { return best_rate(seconds, 2000000, 2.0 * 16 * 12, fma_chains); }
+
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double load_average(void) {
+    double l[1];
+    return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
 
 #if defined(__x86_64__)
 static int cpu_has_bf16(int *amx) {
@@ -221,28 +236,47 @@ static int cache_read(const char *path, fg_peaks *p, char *keep, size_t cap) {
             if (!strcmp(cpu->str, p->cpu) && (int)thr == p->threads) {
                 p->fp32_gflops = fp32; p->bf16_gflops = bf16; p->mem_gbs = mem; p->amx_present = amx > 0;
                 p->amx_gflops = amxg;
+                p->measured_at = fg_json_get(e, "measured_at") ? num(e, "measured_at") : 0;
+                p->load1 = fg_json_get(e, "load1") ? num(e, "load1") : -1;
+                p->cpu_share = fg_json_get(e, "cpu_share") ? num(e, "cpu_share") : -1;
                 // an entry written before AMX was measured, on an AMX machine: measure again
                 found = !(amx > 0 && !fg_json_get(e, "amx_gflops"));
             } else {
                 size_t l = strlen(keep);
                 snprintf(keep + l, cap - l, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, "
-                         "\"amx_present\": %d, \"amx_gflops\": %.6g, \"mem_gbs\": %.6g},\n", cpu->str, (int)thr, fp32, bf16,
-                         amx > 0, amxg, mem);
+                         "\"amx_present\": %d, \"amx_gflops\": %.6g, \"mem_gbs\": %.6g, \"measured_at\": %.0f, \"load1\": %.3g, "
+                         "\"cpu_share\": %.3g},\n", cpu->str, (int)thr, fp32, bf16, amx > 0, amxg, mem,
+                         fmax(0, num(e, "measured_at")), num(e, "load1"), num(e, "cpu_share"));
             }
         }
     fg_json_free(root);
     return found;
 }
 
-int fg_peaks_get(fg_peaks *p, int remeasure) {
-    memset(p, 0, sizeof *p);
-    cpu_name(p->cpu, sizeof p->cpu);
-    p->threads = n_threads();
-    char path[1100], dir[1024], keep[8192];
-    int have_path = !cache_path(path, sizeof path, dir, sizeof dir);
-    keep[0] = 0;
-    if (have_path && cache_read(path, p, keep, sizeof keep) && !remeasure) { p->cached = 1; return 0; }
+// Writes the cache: the other machines' entries (keep) and p's.
+static void cache_write(const char *path, const char *dir, const char *keep, const fg_peaks *p) {
+    mkdirs(dir);
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return; // a read-only home is not an error: the numbers are just not cached
+    fprintf(f, "{\n  \"magic\": \"frugal-peaks\",\n  \"version\": 1,\n  \"machines\": [\n%s", keep);
+    fprintf(f, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, \"amx_present\": %d, "
+            "\"amx_gflops\": %.6g, \"mem_gbs\": %.6g, \"measured_at\": %.0f, \"load1\": %.3g, \"cpu_share\": %.3g}\n  ]\n}\n",
+            p->cpu, p->threads, p->fp32_gflops, p->bf16_gflops, p->amx_present, p->amx_gflops, p->mem_gbs, p->measured_at,
+            p->load1, p->cpu_share);
+    int bad = fclose(f) != 0;
+    if (bad || rename(tmp, path)) unlink(tmp);
+}
+
+// Measures every peak into p (cpu and threads already set).
+static int measure(fg_peaks *p) {
+    p->measured_at = (double)time(NULL);
+    p->load1 = load_average();
+    double w0 = fg_now(), c0 = cpu_seconds();
     p->fp32_gflops = fg_peak_fp32_measure(0.3);
+    double wall = fg_now() - w0;
+    p->cpu_share = wall > 0 ? (cpu_seconds() - c0) / (wall * p->threads) : -1;
 #if defined(__x86_64__)
     int amx = 0;
     if (cpu_has_bf16(&amx)) p->bf16_gflops = best_rate(0.3, 1000000, 64.0 * 12, dpbf16_chains);
@@ -252,17 +286,38 @@ int fg_peaks_get(fg_peaks *p, int remeasure) {
 #endif
     p->mem_gbs = fg_peak_mem_measure(256);
     if (!(p->fp32_gflops > 0) || !(p->mem_gbs > 0)) return fg_set_error("peaks: measurement failed (out of memory?)");
-    if (!have_path) return 0;
-    mkdirs(dir);
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) return 0; // a read-only home is not an error: the numbers are just not cached
-    fprintf(f, "{\n  \"magic\": \"frugal-peaks\",\n  \"version\": 1,\n  \"machines\": [\n%s", keep);
-    fprintf(f, "    {\"cpu\": \"%s\", \"threads\": %d, \"fp32_gflops\": %.6g, \"bf16_gflops\": %.6g, \"amx_present\": %d, "
-            "\"amx_gflops\": %.6g, \"mem_gbs\": %.6g}\n  ]\n}\n", p->cpu, p->threads, p->fp32_gflops, p->bf16_gflops,
-            p->amx_present, p->amx_gflops, p->mem_gbs);
-    int bad = fclose(f) != 0;
-    if (bad || rename(tmp, path)) unlink(tmp);
+    return 0;
+}
+
+int fg_peaks_get(fg_peaks *p, int remeasure) {
+    memset(p, 0, sizeof *p);
+    cpu_name(p->cpu, sizeof p->cpu);
+    p->threads = n_threads();
+    p->load1 = p->cpu_share = -1;
+    char path[1100], dir[1024], keep[8192];
+    int have_path = !cache_path(path, sizeof path, dir, sizeof dir);
+    keep[0] = 0;
+    if (have_path && cache_read(path, p, keep, sizeof keep) && !remeasure) { p->cached = 1; return 0; }
+    p->cached = 0;
+    if (measure(p)) return -1;
+    if (have_path) cache_write(path, dir, keep, p);
+    return 0;
+}
+
+int fg_peaks_beaten(fg_peaks *p, double gflops) {
+    fg_peaks now;
+    memset(&now, 0, sizeof now);
+    snprintf(now.cpu, sizeof now.cpu, "%s", p->cpu);
+    now.threads = p->threads;
+    if (measure(&now)) return -1;
+    now.fp32_gflops = fmax(now.fp32_gflops, fmax(p->fp32_gflops, gflops)); // a machine does at least what a run did
+    char path[1100], dir[1024], keep[8192];
+    keep[0] = 0;
+    if (!cache_path(path, sizeof path, dir, sizeof dir) && now.threads == n_threads()) {
+        fg_peaks old = now;
+        cache_read(path, &old, keep, sizeof keep);
+        cache_write(path, dir, keep, &now);
+    }
+    *p = now;
     return 0;
 }

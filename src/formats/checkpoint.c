@@ -834,6 +834,7 @@ int fg_ckpt_save(const char *path, const fg_model *m, const fg_adamw *opt, const
     if (st && (st->step < 0 || st->tokens_seen < 0))
         return fg_set_error("%s: train state has a negative step (%" PRId64 ") or tokens_seen (%" PRId64 ")", path, st->step,
                             st->tokens_seen);
+    if (fg_output_check(path)) return -1;
     char *conf = fg_config_to_json(&m->cfg), *meta = NULL, *tmp = malloc(strlen(path) + 5);
     size_t meta_len = 0, ttab_len = 0;
     uint8_t *ttab = ttab_bytes(m, &ttab_len);

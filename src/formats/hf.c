@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -542,10 +543,23 @@ fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void
     struct stat sb;
     if (stat(path, &sb)) { fg_set_error("cannot open '%s': %s", path, strerror(errno)); return NULL; }
     if (S_ISDIR(sb.st_mode)) return fg_hf_load(path, tok_data, tok_len, notice);
-    char magic[4] = {0};
+    char magic[8] = {0};
     int fd = open(path, O_RDONLY);
-    if (fd >= 0) { ssize_t r = read(fd, magic, 4); (void)r; close(fd); }
+    if (fd >= 0) { ssize_t r = read(fd, magic, 8); (void)r; close(fd); }
     if (!memcmp(magic, "GGUF", 4)) return fg_gguf_load(path, tok_data, tok_len, notice);
+    if (memcmp(magic, FG_CKPT_MAGIC, 8)) { // name what was found and what each format starts with
+        char seen[40] = "";
+        for (int i = 0; i < 4; i++)
+            snprintf(seen + strlen(seen), sizeof seen - strlen(seen), (unsigned char)magic[i] >= 32 && (unsigned char)magic[i] < 127 ? "%c" : "\\x%02x",
+                     (unsigned char)magic[i]);
+        size_t n = strlen(path);
+        if (n > 5 && !strcasecmp(path + n - 5, ".gguf"))
+            fg_set_error("%s: not a GGUF file (bad magic: it starts with '%s', a GGUF file with 'GGUF'; damaged, or not GGUF)", path, seen);
+        else
+            fg_set_error("%s: not a model frugal reads (bad magic: it starts with '%s'; a frugal checkpoint starts with '%s', a "
+                         "GGUF file with 'GGUF')", path, seen, FG_CKPT_MAGIC);
+        return NULL;
+    }
     fg_model *m = fg_ckpt_load(path, NULL, NULL);
     if (m && tok_data) {
         size_t len = 0;

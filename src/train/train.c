@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,6 +20,7 @@
 #include "data/task.h"
 #include "cost/cost.h"
 #include "formats/checkpoint.h"
+#include "formats/json.h"
 
 void fg_train_opts_default(fg_train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -34,6 +36,104 @@ void fg_train_opts_default(fg_train_opts *o) {
     o->save_every = 500;
     o->out_dir = "runs/default";
     o->progress = 1;
+}
+
+// ---- the run's record (fg_train_state.train_json) -----------------------------------------------
+// Everything `frugal train --resume CKPT` needs to continue the run without being told again: the
+// options, the data sources (as absolute paths), the SFT file. (Not the output folder: that is
+// where the checkpoint lies, so a run moved or copied elsewhere continues there.) Floats are
+// written with 9 significant digits and doubles with 17, so every value reads back to the same bits.
+
+static void json_path(FILE *f, const char *key, const char *path) {
+    fprintf(f, ",\"%s\":", key);
+    if (!path) { fputs("null", f); return; }
+    char *abs = realpath(path, NULL);
+    const char *p = abs ? abs : path;
+    fg_json_write_string(f, p, strlen(p));
+    free(abs);
+}
+
+char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) { fg_set_error("out of memory"); return NULL; }
+    static const char *sched[] = {"cosine", "wsd", "constant"};
+    fprintf(f, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%.9g,\"min_lr\":%.9g,\"warmup\":%lld,"
+               "\"schedule\":\"%s\",\"decay_frac\":%.9g,\"weight_decay\":%.9g,\"beta1\":%.9g,\"beta2\":%.9g,\"eps\":%.9g,"
+               "\"clip\":%.9g,\"balance_alpha\":%.9g,\"bias_gamma\":%.9g,\"seed\":%llu,\"val_fraction\":%.17g,"
+               "\"eval_every\":%d,\"eval_batches\":%d,\"save_every\":%d,\"precision\":\"%s\",\"data\":[",
+            o->batch, o->seq, o->accum, (long long)o->steps, o->lr, o->min_lr, (long long)o->warmup,
+            sched[o->sched >= 0 && o->sched <= 2 ? o->sched : 0], o->decay_frac, o->weight_decay, o->beta1, o->beta2, o->eps,
+            o->clip, o->balance_alpha, o->bias_gamma, (unsigned long long)o->seed, o->val_fraction, o->eval_every,
+            o->eval_batches, o->save_every, o->precision == FG_PREC_BF16 ? "bf16" : "fp32");
+    for (int i = 0; i < o->n_data; i++) {
+        char *abs = realpath(o->data[i], NULL);
+        const char *p = abs ? abs : o->data[i];
+        if (i) fputc(',', f);
+        fg_json_write_string(f, p, strlen(p));
+        free(abs);
+    }
+    fputc(']', f);
+    json_path(f, "shards", o->shards);
+    json_path(f, "sft", sft);
+    fputc('}', f);
+    int bad = ferror(f);
+    if (fclose(f) || bad) { free(buf); fg_set_error("out of memory"); return NULL; }
+    return buf;
+}
+
+// The arena holds, one after the other: the data pointer array, then the strings.
+static char *arena_str(char **at, const fg_json *v) {
+    if (!v || v->type != FG_JSON_STRING) return NULL;
+    char *s = *at;
+    memcpy(s, v->str, v->len + 1);
+    *at += v->len + 1;
+    return s;
+}
+
+int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json, void **arena) {
+    *arena = NULL;
+    if (sft) *sft = NULL;
+    fg_json *root = fg_json_parse(json, strlen(json), "the checkpoint's train_json");
+    if (!root) return -1;
+    if (root->type != FG_JSON_OBJECT) { fg_json_free(root); return fg_set_error("the checkpoint's train_json is not an object"); }
+    const fg_json *v;
+#define NUM(key, field, T) if ((v = fg_json_get(root, key)) && v->type == FG_JSON_NUMBER) o->field = (T)v->num
+    NUM("batch", batch, int); NUM("seq", seq, int); NUM("accum", accum, int); NUM("steps", steps, int64_t);
+    NUM("lr", lr, float); NUM("min_lr", min_lr, float); NUM("warmup", warmup, int64_t); NUM("decay_frac", decay_frac, float);
+    NUM("weight_decay", weight_decay, float); NUM("beta1", beta1, float); NUM("beta2", beta2, float); NUM("eps", eps, float);
+    NUM("clip", clip, float); NUM("balance_alpha", balance_alpha, float); NUM("bias_gamma", bias_gamma, float);
+    NUM("seed", seed, uint64_t); NUM("val_fraction", val_fraction, double); NUM("eval_every", eval_every, int);
+    NUM("eval_batches", eval_batches, int); NUM("save_every", save_every, int);
+#undef NUM
+    if ((v = fg_json_get(root, "schedule")) && v->type == FG_JSON_STRING)
+        o->sched = !strcmp(v->str, "wsd") ? FG_SCHED_WSD : !strcmp(v->str, "constant") ? FG_SCHED_CONSTANT : FG_SCHED_COSINE;
+    if ((v = fg_json_get(root, "precision")) && v->type == FG_JSON_STRING)
+        o->precision = !strcmp(v->str, "bf16") ? FG_PREC_BF16 : FG_PREC_FP32;
+    const fg_json *data = fg_json_get(root, "data");
+    int has_run = data && data->type == FG_JSON_ARRAY;
+    if (has_run) {
+        size_t need = sizeof(char *) * (size_t)(data->n + 1);
+        for (const fg_json *e = data->child; e; e = e->next) need += e->type == FG_JSON_STRING ? e->len + 1 : 0;
+        const char *keys[] = {"shards", "sft"};
+        for (int i = 0; i < 2; i++)
+            if ((v = fg_json_get(root, keys[i])) && v->type == FG_JSON_STRING) need += v->len + 1;
+        char **ptrs = malloc(need);
+        if (!ptrs) { fg_json_free(root); return fg_set_error("out of memory"); }
+        char *at = (char *)(ptrs + data->n + 1);
+        int n = 0;
+        for (const fg_json *e = data->child; e; e = e->next)
+            if (e->type == FG_JSON_STRING) ptrs[n++] = arena_str(&at, e);
+        ptrs[n] = NULL;
+        o->data = (const char *const *)ptrs; o->n_data = n;
+        o->shards = arena_str(&at, fg_json_get(root, "shards"));
+        const char *s = arena_str(&at, fg_json_get(root, "sft"));
+        if (sft) *sft = s;
+        *arena = ptrs;
+    }
+    fg_json_free(root);
+    return has_run;
 }
 
 void fg_train_state_init(fg_train_state *st, uint64_t seed) {
@@ -209,6 +309,35 @@ static void progress_bar(int64_t step, int64_t total, float loss, float lr, doub
     fflush(stderr);
 }
 
+// Cuts a run's log back to the lines of steps <= step (the checkpoint a resume starts from): the
+// steps after it, a kill -9 or a failed save left behind, are trained again and logged anew. A
+// torn last line is dropped too. Written to a temporary file and renamed over the log.
+static int log_truncate(const char *path, int64_t step) {
+    size_t len;
+    FILE *probe = fopen(path, "rb");
+    if (!probe) return 0; // no log yet
+    fclose(probe);
+    char *text = fg_read_file(path, &len);
+    if (!text) return -1;
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { free(text); return fg_set_error("cannot write '%s': %s", tmp, strerror(errno)); }
+    size_t kept = 0, dropped = 0;
+    for (char *at = text, *end = text + len, *line; (line = fg_next_line(&at, end, &len));) {
+        long long s = -1;
+        int complete = at <= end && at > line && at[-1] == '\n';
+        if (complete && !strncmp(line, "{\"step\":", 8)) s = strtoll(line + 8, NULL, 10);
+        if (s >= 0 && s <= step && len && line[len - 1] == '}') { fwrite(line, 1, len, f); fputc('\n', f); kept++; }
+        else if (len) dropped++;
+    }
+    free(text);
+    int bad = ferror(f) != 0;
+    if (fclose(f) || bad || rename(tmp, path)) { unlink(tmp); return fg_set_error("cannot rewrite the log '%s'", path); }
+    (void)kept; (void)dropped;
+    return 0;
+}
+
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o) {
     const fg_config *c = &m->cfg;
     int B = o->batch, T = o->seq, N = B * T, L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
@@ -238,12 +367,18 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     memset(&sh_mem, 0, sizeof sh_mem);
 #define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); } while (0)
     if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || mkdir_p(o->out_dir)) { FREE_DATA(); return -1; }
+    int lock = fg_dir_lock(o->out_dir);
+    if (lock < 0) { FREE_DATA(); return -1; }
+#undef FREE_DATA
+#define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); \
+                         fg_dir_unlock(lock); } while (0)
     const fg_dataset *ds = src.ds;
     fg_ledger ledger; // OUT/ledger.json: what this run cost (src/cost/ledger.c)
     fg_ledger_begin(&ledger, o->out_dir, st->step > 0);
     char path_ckpt[1100], path_log[1100];
     snprintf(path_ckpt, sizeof path_ckpt, "%s/ckpt.fgck", o->out_dir);
     snprintf(path_log, sizeof path_log, "%s/log.jsonl", o->out_dir);
+    if (fg_output_check(path_ckpt) || (st->step > 0 && log_truncate(path_log, st->step))) { FREE_DATA(); return -1; }
     FILE *log = fopen(path_log, st->step > 0 ? "a" : "w");
     if (!log) { FREE_DATA(); return fg_set_error("cannot write log '%s': %s", path_log, strerror(errno)); }
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
@@ -318,13 +453,20 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
                 fflush(stdout);
             }
         }
-        fflush(log);
-        if ((o->save_every > 0 && st->step % o->save_every == 0) || last)
+        if (fflush(log) || ferror(log)) { rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno)); break; }
+        int sig = fg_train_interrupted();
+        if ((o->save_every > 0 && st->step % o->save_every == 0) || last || sig)
             rc = fg_ckpt_save(path_ckpt, m, opt, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
+        if (sig && !rc && !last) {
+            rc = fg_set_error("interrupted by %s at step %lld of %lld: checkpoint saved to %s",
+                              sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal",
+                              (long long)st->step, (long long)o->steps, path_ckpt);
+            break;
+        }
     }
     if (tty) fprintf(stderr, "\n");
     fg_set_matmul_precision(old_prec);
-    fclose(log);
+    if (fclose(log) && !rc) rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno));
     free(in); free(tg); free(load); free(ls);
     FREE_DATA();
 #undef FREE_DATA
