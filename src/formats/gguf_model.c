@@ -99,7 +99,7 @@ static int gguf_decode(const fg_gguf *g, const fg_gguf_tensor *t, float *dst, ui
         return 0;
     }
     default:
-        return fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)",
+        return fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)",
                             g->where, (int)t->name.len, t->name.s, fg_ggml_type_name(t->type, tb));
     }
 }
@@ -120,7 +120,7 @@ static const fg_gguf_tensor *need_tensor(const fg_gguf *g, const char *name, int
     char tb[16];
     if (!t->data || (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 &&
                      t->type != FG_GGML_Q4_0)) {
-        fg_set_error("%s: GGUF tensor '%s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)", g->where, name,
+        fg_set_error("%s: GGUF tensor '%s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)", g->where, name,
                      fg_ggml_type_name(t->type, tb));
         return NULL;
     }
@@ -402,7 +402,7 @@ fg_model *fg_gguf_model_from(fg_gguf *g, char **tok_data, size_t *tok_len, void 
         const fg_gguf_tensor *t = &g->tensors[i];
         char tb[16];
         if (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 && t->type != FG_GGML_Q4_0) {
-            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)", path,
+            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)", path,
                          (int)FG_MIN(t->name.len, 200), t->name.s, fg_ggml_type_name(t->type, tb));
             return NULL;
         }
