@@ -20,7 +20,7 @@ static const fg_command COMMANDS[] = {
     {"data", "prepare token shards from text/JSONL/chat files (prepare), or refine a corpus (refine)", cmd_data},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
-    {"tokenizer", "train a byte-level BPE tokenizer (DeepSeek-V3 pre-tokenizer) into tokenizer.json", cmd_tokenizer},
+    {"tokenizer", "train a byte-level BPE tokenizer into tokenizer.json; encode / decode text with any model's tokenizer", cmd_tokenizer},
     {"convert", "convert a Hugging Face directory or GGUF file into a frugal checkpoint", cmd_convert},
     {"export", "write a model as GGUF (llama.cpp) or as a Hugging Face safetensors directory", cmd_export},
     {"help", "show commands, or every option of one command", cmd_help},
