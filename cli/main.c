@@ -37,8 +37,13 @@ int cmd_help(int argc, char **argv) {
     if (argc > 1) {
         for (int i = 0; i < n; i++)
             if (!strcmp(cmds[i].name, argv[1])) {
-                char *sub[] = {argv[1], "--help"};
-                return cmds[i].run(2, sub);
+                // `frugal help data refine`: the subcommand's own help (the command word, the
+                // subcommand words, then --help)
+                char *sub[8] = {argv[1]};
+                int n_sub = 1;
+                for (int k = 2; k < argc && n_sub < 6; k++) sub[n_sub++] = argv[k];
+                sub[n_sub++] = "--help";
+                return cmds[i].run(n_sub, sub);
             }
         fprintf(stderr, "frugal: unknown command '%s' (hint: frugal help)\n", argv[1]);
         return 2;
