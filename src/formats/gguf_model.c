@@ -697,7 +697,9 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     if (mla && c->moe_layer_freq > 1) return fg_set_error("GGUF export: deepseek2 cannot describe moe_layer_freq %d", c->moe_layer_freq);
     if (mla && c->rope_llama3) return fg_set_error("GGUF export: deepseek2 cannot describe llama3 RoPE scaling");
     if (c->rope_yarn && c->rope_mscale != c->rope_mscale_all_dim)
-        return fg_set_error("GGUF export: llama.cpp's yarn_log_multiplier needs mscale == mscale_all_dim");
+        return fg_set_error("GGUF export: rope_scaling.mscale %g differs from mscale_all_dim %g, which llama.cpp cannot describe "
+                            "(its yarn_log_multiplier assumes they are equal); hint: export --hf instead", c->rope_mscale,
+                            c->rope_mscale_all_dim);
     kvw w = {{0}, 0, arch};
     int n_out = 0, rc = -1;
     out_tensor *ot = calloc((size_t)m->n_tensors * 2 + 2, sizeof *ot);
