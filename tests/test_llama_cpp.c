@@ -16,6 +16,9 @@
 //  - the metadata: tests/llama_keys.py lists the keys llama.cpp requires of each architecture,
 //    checks that list against llama.cpp's own source (a newer llama.cpp that requires more fails
 //    here), and checks every export carries them and a pre-tokenizer name llama.cpp knows;
+//  - the Hugging Face checkpoints of tests/ref/hf_cases.py (when python3 has torch) with their
+//    real tokenizers, exported in f32: DeepSeek-V3 with YaRN and grouped sigmoid routing,
+//    DeepSeek-V2, Qwen2, Llama 3 with its RoPE scaling; the f32 budget over 48 positions;
 //  - the reverse: the f32 export quantised by llama.cpp (llama_model_quantize with pure = true, as
 //    `llama-quantize --pure F32.gguf OUT.gguf Q8_0|Q4_0`) loads in frugal, with frugal's logits
 //    on that file within the same budgets of llama.cpp's.
@@ -28,7 +31,8 @@
 #include "model/model.h"
 #include "test.h"
 
-#define T_IN 64
+#define T_MAX 64
+static int n_in = T_MAX; // prompt length: 64, or 48 for the Hugging Face cases (their context is 64)
 #define N_GEN 16
 #ifndef INNER_SCALE
 #define INNER_SCALE 0.3f
@@ -130,7 +134,7 @@ static int llama_run(const char *harness, const char *gguf, const char *ids_path
     FILE *f = fopen(out, "rb");
     if (!f) return -1;
     int32_t hdr[2];
-    int ok = fread(hdr, 4, 2, f) == 2 && hdr[0] == T_IN && hdr[1] > 0 && hdr[1] < (1 << 20);
+    int ok = fread(hdr, 4, 2, f) == 2 && hdr[0] == n_in && hdr[1] > 0 && hdr[1] < (1 << 20);
     if (ok) {
         o->T = hdr[0]; o->V = hdr[1];
         o->logits = malloc(sizeof(float) * (size_t)o->T * o->V);
@@ -142,7 +146,7 @@ static int llama_run(const char *harness, const char *gguf, const char *ids_path
 }
 
 // frugal on the same file: logits of the prompt and of llama.cpp's continuation after it (one
-// forward over T_IN + N_GEN tokens: tf[s] is frugal's argmax where llama.cpp chose its s-th
+// forward over n_in + N_GEN tokens: tf[s] is frugal's argmax where llama.cpp chose its s-th
 // token, the greedy comparison without the cascade of a single early difference), and frugal's own
 // greedy continuation (gen, from a decoding session).
 typedef struct { float *logits; int32_t gen[N_GEN], tf[N_GEN]; int V; } frugal_out;
@@ -158,18 +162,18 @@ static int frugal_run(const char *gguf, const int32_t *ids, const int32_t *llama
     fg_model *m = fg_model_open(gguf, NULL, NULL, NULL);
     if (!m) { fprintf(stderr, "frugal on %s: %s\n", gguf, fg_last_error()); return -1; }
     o->V = m->cfg.vocab_size;
-    int32_t all[T_IN + N_GEN];
-    memcpy(all, ids, sizeof(int32_t) * T_IN);
-    memcpy(all + T_IN, llama_gen, sizeof(int32_t) * N_GEN);
-    int rc = fg_model_forward(m, all, NULL, 1, T_IN + N_GEN, NULL);
+    int32_t all[T_MAX + N_GEN];
+    memcpy(all, ids, sizeof(int32_t) * n_in);
+    memcpy(all + n_in, llama_gen, sizeof(int32_t) * N_GEN);
+    int rc = fg_model_forward(m, all, NULL, 1, n_in + N_GEN, NULL);
     if (!rc) {
-        o->logits = malloc(sizeof(float) * T_IN * (size_t)o->V);
-        memcpy(o->logits, m->logits, sizeof(float) * T_IN * (size_t)o->V);
-        for (int s = 0; s < N_GEN; s++) o->tf[s] = argmax(m->logits + (size_t)(T_IN - 1 + s) * o->V, o->V);
-        fg_infer *s = fg_infer_create(m, T_IN + N_GEN);
+        o->logits = malloc(sizeof(float) * n_in * (size_t)o->V);
+        memcpy(o->logits, m->logits, sizeof(float) * n_in * (size_t)o->V);
+        for (int s = 0; s < N_GEN; s++) o->tf[s] = argmax(m->logits + (size_t)(n_in - 1 + s) * o->V, o->V);
+        fg_infer *s = fg_infer_create(m, n_in + N_GEN);
         fg_sample_opts so = {0};
         so.top_k = 0; so.top_p = 1; so.max_new_tokens = N_GEN;
-        rc = !s || fg_generate(s, ids, T_IN, &so, o->gen, N_GEN, NULL, NULL) != N_GEN;
+        rc = !s || fg_generate(s, ids, n_in, &so, o->gen, N_GEN, NULL, NULL) != N_GEN;
         fg_infer_free(s);
     }
     if (rc) fprintf(stderr, "frugal on %s: %s\n", gguf, fg_last_error());
@@ -198,7 +202,7 @@ static int same(const int32_t *a, const int32_t *b) { // positions that agree
 }
 // Median over positions of the per-position relative L2 error.
 static double med_rel(const float *a, const float *b, int T, int V) {
-    double e[T_IN];
+    double e[T_MAX];
     for (int t = 0; t < T; t++) e[t] = tst_rel_err(a + (size_t)t * V, b + (size_t)t * V, (size_t)V);
     for (int i = 1; i < T; i++) // insertion sort: T is 64
         for (int j = i; j > 0 && e[j - 1] > e[j]; j--) { double x = e[j]; e[j] = e[j - 1]; e[j - 1] = x; }
@@ -217,9 +221,9 @@ static void compare_file(const char *model, const char *label, int ti, const cha
     CHECK_MSG(lo->V == fo->V, "%s %s: vocabulary %d vs %d", model, label, lo->V, fo->V);
     if (lo->V != fo->V) return;
     int V = fo->V;
-    double emax = max_rel(lo->logits, fo->logits, T_IN, V), emed = med_rel(lo->logits, fo->logits, T_IN, V);
-    double ef = f32 && f32->logits ? med_rel(fo->logits, f32->logits, T_IN, V) : 0;
-    double el = l32 && l32->logits ? med_rel(lo->logits, l32->logits, T_IN, V) : 0;
+    double emax = max_rel(lo->logits, fo->logits, n_in, V), emed = med_rel(lo->logits, fo->logits, n_in, V);
+    double ef = f32 && f32->logits ? med_rel(fo->logits, f32->logits, n_in, V) : 0;
+    double el = l32 && l32->logits ? med_rel(lo->logits, l32->logits, n_in, V) : 0;
     int tf = same(lo->gen, fo->tf), run = agree(lo->gen, fo->gen);
     printf("%-36s %-7s %9.2e %9.2e %9.2e %9.2e %5d/%d %5d/%d\n", model, label, emax, emed, ef, el, tf, N_GEN, run, N_GEN);
     CHECK_MSG(emed <= BUDGET_MED[ti], "%s %s: median llama.cpp vs frugal %.3g > budget %.3g", model, label, emed, BUDGET_MED[ti]);
@@ -227,6 +231,52 @@ static void compare_file(const char *model, const char *label, int ti, const cha
     CHECK_MSG(tf >= MIN_TF[ti], "%s %s: frugal picks llama.cpp's greedy token at %d of %d steps, want >= %d", model, label, tf, N_GEN,
               MIN_TF[ti]);
     if (ti == 0) CHECK_MSG(run == N_GEN, "%s %s: greedy continuations differ after %d tokens", model, label, run);
+}
+
+// The Hugging Face checkpoints of tests/ref/hf_cases.py (needs python3 with torch), converted with
+// their real tokenizers and exported in f32: DeepSeek-V3 with YaRN, sigmoid routing in groups and
+// DeepSeek-V3's tokenizer; DeepSeek-V2 softmax; Qwen2 with biases; Llama 3 with its RoPE scaling
+// (rope_freqs). Same f32 budget, 48 positions (their context is 64).
+static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
+    char cmd[2048], dir[1100], path[1200], ids_path[1100];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 && /usr/bin/python3 tests/ref/hf_cases.py '%s/hf' >/dev/null 2>&1",
+             tmpdir);
+    if (system(cmd)) { printf("note: python3 with torch missing: the Hugging Face cases were not run\n"); return; }
+    static const char *const HF[] = {"dsv3_yarn_bf16", "dsv2_softmax", "qwen2_f16", "llama3"};
+    n_in = 48;
+    for (int k = 0; k < 4; k++) {
+        snprintf(dir, sizeof dir, "%s/hf/%s", tmpdir, HF[k]);
+        char *td = NULL;
+        size_t tl = 0;
+        fg_model *m = fg_model_open(dir, &td, &tl, NULL);
+        CHECK_MSG(m != NULL, "%s: %s", dir, fg_last_error());
+        if (!m) continue;
+        snprintf(path, sizeof path, "%s/hf-%s.gguf", tmpdir, HF[k]);
+        int rc = fg_gguf_export(path, m, FG_EXPORT_F32, td, tl);
+        CHECK_MSG(rc == 0, "export %s: %s", HF[k], fg_last_error());
+        int32_t ids[T_MAX];
+        fg_rng r;
+        fg_rng_seed(&r, 500 + (uint64_t)k);
+        for (int i = 0; i < n_in; i++) ids[i] = (int32_t)(fg_rng_uniform(&r) * (float)m->cfg.vocab_size) % m->cfg.vocab_size;
+        snprintf(ids_path, sizeof ids_path, "%s/hf-ids.txt", tmpdir);
+        FILE *f = fopen(ids_path, "w");
+        for (int i = 0; i < n_in && f; i++) fprintf(f, "%d ", ids[i]);
+        if (f) fclose(f);
+        if (!rc) {
+            size_t kl = strlen(keys_cmd);
+            snprintf(keys_cmd + kl, keys_cap - kl, " '%s'", path);
+            llama_out lo = {0};
+            frugal_out fo = {0};
+            char name[64];
+            snprintf(name, sizeof name, "HF %s (+tokenizer)", HF[k]);
+            compare_file(name, "f32", 0, harness, path, ids_path, ids, &lo, &fo, NULL, NULL);
+            free(lo.logits);
+            free(fo.logits);
+        }
+        fg_model_free(m);
+        free(td);
+    }
+    n_in = T_MAX;
 }
 
 int main(void) {
@@ -242,19 +292,19 @@ int main(void) {
     printf("llama.cpp (node-llama-cpp@%s) vs frugal on the same GGUF, %d positions; relative L2 logit errors: max and median over\n"
            "positions; fg/ll-f32: median error of frugal / llama.cpp against its own f32 logits (what the type costs);\n"
            "greedy: steps where frugal picks llama.cpp's token given the same context, then free-running agreement\n",
-           "3.21.1", T_IN);
+           "3.21.1", n_in);
     printf("%-36s %-7s %9s %9s %9s %9s %7s %7s\n", "model", "file", "max", "median", "fg-f32", "ll-f32", "greedy", "free");
     for (int ci = 0; ci < N_CASES; ci++) {
         fg_model *m = make_model(&CASES[ci], 1000 + (uint64_t)ci);
         CHECK_MSG(m != NULL, "%s: %s", CASES[ci].name, fg_last_error());
         if (!m) continue;
-        int32_t ids[T_IN];
+        int32_t ids[T_MAX];
         fg_rng r;
         fg_rng_seed(&r, 77 + (uint64_t)ci);
-        for (int i = 0; i < T_IN; i++) ids[i] = (int32_t)(fg_rng_uniform(&r) * 256) % 256;
+        for (int i = 0; i < n_in; i++) ids[i] = (int32_t)(fg_rng_uniform(&r) * 256) % 256;
         snprintf(ids_path, sizeof ids_path, "%s/ids.txt", tmpdir);
         FILE *f = fopen(ids_path, "w");
-        for (int i = 0; i < T_IN; i++) fprintf(f, "%d ", ids[i]);
+        for (int i = 0; i < n_in; i++) fprintf(f, "%d ", ids[i]);
         fclose(f);
         llama_out lo[N_TYPES] = {{0}};
         frugal_out fo[N_TYPES] = {{0}};
@@ -283,6 +333,7 @@ int main(void) {
         for (int ti = 0; ti < N_TYPES; ti++) { free(lo[ti].logits); free(fo[ti].logits); }
         fg_model_free(m);
     }
+    hf_cases(harness, keys_cmd, sizeof keys_cmd);
     char last[1024];
     int kr = run(keys_cmd, last, sizeof last);
     printf("metadata keys: %s\n", last);
