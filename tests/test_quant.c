@@ -43,6 +43,9 @@ static fg_wstore *through_file(fg_model *m, int w, const char *dir) {
     CHECK_MSG(ws != NULL, "%s", fg_last_error());
     if (!ws) exit(1);
     CHECK(ws->n_maps == 1 && ws->n_owned == 0 && ws->owned_bytes == 0); // no fp32 copy, nothing converted at load
+    for (int i = 0; i < ws->n; i++) // the MoE router stays fp32 in every type (as llama.cpp keeps ffn_gate_inp)
+        if (strstr(ws->t[i].name, "mlp.gate.weight"))
+            CHECK_MSG(ws->type[i] == FG_WEIGHTS_F32, "%s: router stored as type %d in a type-%d file", ws->t[i].name, ws->type[i], w);
     for (int i = 0; i < ws->n && ws->n_maps == 1; i++)
         CHECK((const uint8_t *)ws->data[i] >= (const uint8_t *)ws->maps[0] &&
               (const uint8_t *)ws->data[i] < (const uint8_t *)ws->maps[0] + ws->map_lens[0]);

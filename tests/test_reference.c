@@ -24,8 +24,10 @@ int main(void) {
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s tests/ref/ref.py make-all %s >/dev/null", py, out);
     if (system(cmd) != 0) { fprintf(stderr, "reference generation failed: %s\n", cmd); return 1; }
-    const char *cases[] = {"mla_moe_sigmoid", "mla_moe_softmax", "gqa_dense", "gqa_tied"};
-    for (int i = 0; i < 4; i++) {
+    // mla_mscale: YaRN with only rope_scaling.mscale given (Hugging Face scales cos/sin by
+    // yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim = 0) = 1.369)
+    const char *cases[] = {"mla_moe_sigmoid", "mla_moe_softmax", "gqa_dense", "gqa_tied", "mla_mscale"};
+    for (int i = 0; i < 5; i++) {
         char dir[512];
         snprintf(dir, sizeof dir, "%s/%s", out, cases[i]);
         check_case(dir, 1);

@@ -459,10 +459,14 @@ static int jsonl_line(fg_refine *r, uint32_t file, size_t lineno, const char *li
         bad_line(r, file, lineno, why);
         return 0;
     }
-    const fg_json *t = fg_json_get(j, "text");
+    const fg_json *t = fg_json_get(j, "text"), *dup = fg_json_dup_key(j);
     int rc = 0;
     if (j->type != FG_JSON_OBJECT) bad_line(r, file, lineno, "not a JSON object");
-    else if (!t) bad_line(r, file, lineno, "missing field \"text\"");
+    else if (dup) {
+        char why[160];
+        snprintf(why, sizeof why, "duplicate key \"%.*s\"", (int)(dup->key_len < 64 ? dup->key_len : 64), dup->key);
+        bad_line(r, file, lineno, why);
+    } else if (!t) bad_line(r, file, lineno, "missing field \"text\"");
     else if (t->type != FG_JSON_STRING) bad_line(r, file, lineno, "field \"text\" is not a string");
     else rc = refine_doc(r, file, lineno > UINT32_MAX ? UINT32_MAX : (uint32_t)lineno, t->str, t->len);
     fg_json_free(j);

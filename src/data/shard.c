@@ -7,6 +7,7 @@
 // holds the whole payload the header announces.
 #include "data/shard.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -352,6 +353,7 @@ typedef struct {
 
 typedef struct {
     const fg_prepare_opts *o;
+    const char *dir;               // where files are written: the staging folder inside out_dir
     const fg_tokenizer *tok;       // NULL: byte-level
     uint64_t tok_hash;
     int32_t vocab, bos, eos;
@@ -386,7 +388,7 @@ static int flush_shard(prep *p, int k) {
     }
     char name[64], path[4096];
     snprintf(name, sizeof name, "%s-%05d.fgsh", k ? "val" : "train", b->n_list);
-    snprintf(path, sizeof path, "%s/%s", p->o->out_dir, name);
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
     size_t tok_bytes = b->n * (size_t)p->width, mask_bytes = p->o->sft ? (b->n + 7) / 8 : 0;
     uint8_t *pay = calloc(tok_bytes + mask_bytes + 1, 1);
     if (!pay) return fg_set_error("out of memory writing '%s'", path);
@@ -524,7 +526,10 @@ static const char *parse_chat(const fg_json *j, fg_chat_msg **msgs, int *n) {
             return "each message needs string fields \"role\" and \"content\"";
         if (strcmp(r->str, "system") && strcmp(r->str, "user") && strcmp(r->str, "assistant") && strcmp(r->str, "tool"))
             return "a role is not system, user, assistant or tool";
-        if (strlen(t->str) != t->len || !fg_utf8_validate(t->str, t->len, NULL)) return "a content is not valid UTF-8 text";
+        if (fg_json_dup_key(m)) return "a message has a duplicate key";
+        if (!fg_utf8_validate(t->str, t->len, NULL)) return "a content is not valid UTF-8 text";
+        // the chat layout is rendered from C strings: a NUL would cut the content short
+        if (strlen(t->str) != t->len) return "a content holds a NUL character (\\u0000), which the chat layout cannot carry";
         (*msgs)[(*n)++] = (fg_chat_msg){r->str, t->str};
     }
     return NULL;
@@ -544,7 +549,13 @@ static int prepare_jsonl(prep *p, const char *path, const char *buf, size_t len)
         fg_json *j = fg_json_parse(line, n, path);
         if (!j) { skip_line(p, path, lineno, "not valid JSON"); continue; }
         int rc = 0;
-        if (p->o->sft) {
+        const fg_json *dup = fg_json_dup_key(j);
+        if (j->type != FG_JSON_OBJECT) skip_line(p, path, lineno, "not a JSON object");
+        else if (dup) {
+            char why[160];
+            snprintf(why, sizeof why, "duplicate key \"%.*s\"", (int)FG_MIN(dup->key_len, 64), dup->key);
+            skip_line(p, path, lineno, why);
+        } else if (p->o->sft) {
             fg_chat_msg *msgs = NULL;
             int nm = 0;
             const char *why = parse_chat(j, &msgs, &nm);
@@ -552,10 +563,12 @@ static int prepare_jsonl(prep *p, const char *path, const char *buf, size_t len)
             else if ((rc = add_chat_doc(p, msgs, nm, line, n)) == 1) { skip_line(p, path, lineno, "no assistant message"); rc = 0; }
             free(msgs);
         } else {
-            const fg_json *t = j->type == FG_JSON_OBJECT ? fg_json_get(j, "text") : NULL;
-            if (!t) skip_line(p, path, lineno, j->type == FG_JSON_OBJECT ? "missing field \"text\"" : "not a JSON object");
+            // NUL (\u0000) is text like any other character, as in .txt files, refine and
+            // tokenizer train: the tokenizers encode it and the shards hold it.
+            const fg_json *t = fg_json_get(j, "text");
+            if (!t) skip_line(p, path, lineno, "missing field \"text\"");
             else if (t->type != FG_JSON_STRING) skip_line(p, path, lineno, "field \"text\" is not a string");
-            else if (strlen(t->str) != t->len || !fg_utf8_validate(t->str, t->len, NULL)) skip_line(p, path, lineno, "field \"text\" is not valid UTF-8");
+            else if (!fg_utf8_validate(t->str, t->len, NULL)) skip_line(p, path, lineno, "field \"text\" is not valid UTF-8");
             else if (t->len) rc = add_text_doc(p, t->str, t->len);
         }
         fg_json_free(j);
@@ -572,7 +585,7 @@ static int is_jsonl(const char *path) {
 // Writes manifest.json (atomically enough: a temporary file renamed over it).
 static int write_manifest(prep *p, const char *tok_name, const char *const *files, int n_files) {
     char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/manifest.json", p->o->out_dir);
+    snprintf(path, sizeof path, "%s/manifest.json", p->dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f) return fg_set_error("cannot write '%s': %s", tmp, strerror(errno));
@@ -598,6 +611,93 @@ static int write_manifest(prep *p, const char *tok_name, const char *const *file
     return 0;
 }
 
+// ---- the output folder: a run writes into a staging folder inside it, then replaces the files
+// of the previous run (if any) only once everything is written; a failed run leaves the folder as
+// it was (and removes it if the run created it).
+#define STAGE_DIR ".prepare-partial"
+
+// A file a prepare run writes (what a rerun replaces).
+static int is_prepare_file(const char *name) {
+    size_t n = strlen(name);
+    int shard = (!strncmp(name, "train-", 6) || !strncmp(name, "val-", 4)) && n > 5 && !strcmp(name + n - 5, ".fgsh");
+    return shard || !strcmp(name, "manifest.json") || !strcmp(name, "tokenizer.json") || !strcmp(name, "tokenizer.gguf");
+}
+
+// Removes the plain files of dir and dir itself (cleanup: errors are ignored).
+static void remove_stage(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char path[4400];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+                unlink(path);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+// out_dir may be new, empty, or a previous run's folder (its manifest.json says frugal-shards);
+// anything else is refused so that a rerun never deletes files it did not write.
+static int check_out_dir(const char *out_dir, int *created) {
+    *created = 0;
+    if (!mkdir(out_dir, 0755)) { *created = 1; return 0; }
+    if (errno != EEXIST) return fg_set_error("cannot create '%s': %s", out_dir, strerror(errno));
+    struct stat st;
+    if (stat(out_dir, &st) || !S_ISDIR(st.st_mode)) return fg_set_error("'%s' exists and is not a folder; hint: choose another -o", out_dir);
+    DIR *d = opendir(out_dir);
+    if (!d) return fg_set_error("cannot read '%s': %s", out_dir, strerror(errno));
+    int others = 0, manifest = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, STAGE_DIR)) continue;
+        if (!strcmp(e->d_name, "manifest.json")) manifest = 1;
+        else if (!is_prepare_file(e->d_name)) others++;
+    }
+    closedir(d);
+    if (!manifest && !others) return 0;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.json", out_dir);
+    size_t len = 0;
+    char *m = manifest ? fg_read_file(path, &len) : NULL;
+    int ours = m && strstr(m, "\"frugal-shards\"") != NULL;
+    free(m);
+    if (!ours || others)
+        return fg_set_error("'%s' is not empty and not a folder written by data prepare (%s); hint: choose a new or empty -o folder",
+                            out_dir, ours ? "it holds other files" : "no frugal-shards manifest.json");
+    return 0;
+}
+
+// Moves the staged files into out_dir, replacing the previous run's, manifest.json last.
+static int commit_stage(const char *out_dir, const char *stage) {
+    char from[4800], to[4800];
+    DIR *d = opendir(out_dir);
+    if (!d) return fg_set_error("cannot read '%s': %s", out_dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (is_prepare_file(e->d_name) && strcmp(e->d_name, "manifest.json")) {
+            snprintf(to, sizeof to, "%s/%s", out_dir, e->d_name);
+            unlink(to);
+        }
+    closedir(d);
+    if (!(d = opendir(stage))) return fg_set_error("cannot read '%s': %s", stage, strerror(errno));
+    int rc = 0;
+    while (!rc && (e = readdir(d)))
+        if (is_prepare_file(e->d_name) && strcmp(e->d_name, "manifest.json")) {
+            snprintf(from, sizeof from, "%s/%s", stage, e->d_name);
+            snprintf(to, sizeof to, "%s/%s", out_dir, e->d_name);
+            if (rename(from, to)) rc = fg_set_error("cannot move '%s' to '%s': %s", from, to, strerror(errno));
+        }
+    closedir(d);
+    snprintf(from, sizeof from, "%s/manifest.json", stage);
+    snprintf(to, sizeof to, "%s/manifest.json", out_dir);
+    if (!rc && rename(from, to)) rc = fg_set_error("cannot move '%s' to '%s': %s", from, to, strerror(errno));
+    if (!rc) rmdir(stage);
+    return rc;
+}
+
 int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_files, fg_prepare_report *r) {
     memset(r, 0, sizeof *r);
     if (n_files < 1) return fg_set_error("no input files; hint: pass .txt or .jsonl files");
@@ -609,8 +709,13 @@ int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_fi
     size_t tok_len = 0;
     const char *tok_name = NULL;
     fg_tokenizer *tok = NULL;
-    int rc = -1;
-    if (mkdir(o->out_dir, 0755) && errno != EEXIST) { fg_set_error("cannot create '%s': %s", o->out_dir, strerror(errno)); goto done; }
+    int rc = -1, created = 0;
+    char stage[4200];
+    snprintf(stage, sizeof stage, "%s/%s", o->out_dir, STAGE_DIR);
+    p.dir = stage;
+    if (check_out_dir(o->out_dir, &created)) return -1;
+    remove_stage(stage); // left by a run that was killed
+    if (mkdir(stage, 0755)) { fg_set_error("cannot create '%s': %s", stage, strerror(errno)); goto done; }
     if (o->tokenizer) {
         if (!(tok_bytes = fg_read_file(o->tokenizer, &tok_len)) || !(tok = fg_tokenizer_load_mem(tok_bytes, tok_len, o->tokenizer)))
             goto done;
@@ -626,8 +731,8 @@ int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_fi
         }
         // The copy trainers load, named by kind so a GGUF stays a GGUF.
         tok_name = tok_len >= 4 && !memcmp(tok_bytes, "GGUF", 4) ? "tokenizer.gguf" : "tokenizer.json";
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", o->out_dir, tok_name);
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", stage, tok_name);
         FILE *f = fopen(path, "wb");
         int ok = f && fwrite(tok_bytes, 1, tok_len, f) == tok_len;
         if (f && fclose(f)) ok = 0;
@@ -661,8 +766,12 @@ int fg_data_prepare(const fg_prepare_opts *o, const char *const *files, int n_fi
         fg_set_error("every document went to validation; hint: lower --val-fraction or add documents");
         goto done;
     }
-    rc = write_manifest(&p, tok_name, files, n_files);
+    rc = write_manifest(&p, tok_name, files, n_files) || commit_stage(o->out_dir, stage) ? -1 : 0;
 done:
+    if (rc) {
+        remove_stage(stage);
+        if (created) rmdir(o->out_dir);
+    }
     for (int k = 0; k < 2; k++) {
         for (int i = 0; i < p.split[k].n_list; i++) free(p.split[k].list[i].file);
         free(p.split[k].list); free(p.split[k].tok); free(p.split[k].trained);

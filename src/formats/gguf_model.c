@@ -99,7 +99,7 @@ static int gguf_decode(const fg_gguf *g, const fg_gguf_tensor *t, float *dst, ui
         return 0;
     }
     default:
-        return fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)",
+        return fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)",
                             g->where, (int)t->name.len, t->name.s, fg_ggml_type_name(t->type, tb));
     }
 }
@@ -120,7 +120,7 @@ static const fg_gguf_tensor *need_tensor(const fg_gguf *g, const char *name, int
     char tb[16];
     if (!t->data || (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 &&
                      t->type != FG_GGML_Q4_0)) {
-        fg_set_error("%s: GGUF tensor '%s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)", g->where, name,
+        fg_set_error("%s: GGUF tensor '%s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)", g->where, name,
                      fg_ggml_type_name(t->type, tb));
         return NULL;
     }
@@ -402,7 +402,7 @@ fg_model *fg_gguf_model_from(fg_gguf *g, char **tok_data, size_t *tok_len, void 
         const fg_gguf_tensor *t = &g->tensors[i];
         char tb[16];
         if (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 && t->type != FG_GGML_Q4_0) {
-            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0)", path,
+            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)", path,
                          (int)FG_MIN(t->name.len, 200), t->name.s, fg_ggml_type_name(t->type, tb));
             return NULL;
         }
@@ -530,7 +530,7 @@ static int collect_end(void *ctx, size_t start, size_t end) {
     return 0;
 }
 static const char *probe_pre(const char *const *pats, int np, int bytelevel_regex) {
-    static const char *const CANDS[] = {"deepseek-v3", "deepseek-llm", "deepseek-coder", "qwen2", "llama-bpe", "gpt2"};
+    static const char *const CANDS[] = {"deepseek-v3", "deepseek-llm", "deepseek-coder", "qwen2", "llama-bpe", "gpt-2"};
     static const char *const PROBES[] = {
         "Hello world! It's 12345 or 3.14159, isn't it? I'll DO it's\n\n  two  spaces\tand\ttabs\r\n \n",
         "caf\xc3\xa9 na\xc3\xafve \xc3\x84rger \xce\xb1\xce\xb2\xce\xb3 \xd0\x94\xd0\xb6 \xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c "
@@ -612,7 +612,7 @@ static int tok_from_json(kvw *w, const char *data, size_t len, int V) {
     const char *pre = fg_pretok_name_of(pats, np, bytelevel_regex);
     if (!pre) pre = probe_pre(pats, np, bytelevel_regex);
     if (!pre) { fg_set_error("tokenizer.json: its pre-tokenizer matches none of llama.cpp's named ones (deepseek-v3, deepseek-llm, "
-                             "deepseek-coder, qwen2, llama-bpe, gpt2): GGUF cannot describe it"); goto done; }
+                             "deepseek-coder, qwen2, llama-bpe, gpt-2): GGUF cannot describe it"); goto done; }
     if (emit_tok(w, pre, tok, type, n, merges)) goto done;
     rc = 0;
 done:
@@ -626,7 +626,7 @@ done:
 static int tok_bytelevel(kvw *w, int V) {
     fg_byte_chars_init();
     kv_str(w, "tokenizer.ggml.model", "gpt2");
-    kv_str(w, "tokenizer.ggml.pre", "gpt2");
+    kv_str(w, "tokenizer.ggml.pre", "gpt-2"); // llama.cpp's name (it refuses "gpt2")
     kv_key(w, "tokenizer.ggml.tokens", FG_GGUF_ARRAY);
     wb_u32(&w->b, FG_GGUF_STRING); wb_u64(&w->b, (uint64_t)V);
     for (int i = 0; i < V; i++) {
@@ -697,7 +697,9 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     if (mla && c->moe_layer_freq > 1) return fg_set_error("GGUF export: deepseek2 cannot describe moe_layer_freq %d", c->moe_layer_freq);
     if (mla && c->rope_llama3) return fg_set_error("GGUF export: deepseek2 cannot describe llama3 RoPE scaling");
     if (c->rope_yarn && c->rope_mscale != c->rope_mscale_all_dim)
-        return fg_set_error("GGUF export: llama.cpp's yarn_log_multiplier needs mscale == mscale_all_dim");
+        return fg_set_error("GGUF export: rope_scaling.mscale %g differs from mscale_all_dim %g, which llama.cpp cannot describe "
+                            "(its yarn_log_multiplier assumes they are equal); hint: export --hf instead", c->rope_mscale,
+                            c->rope_mscale_all_dim);
     kvw w = {{0}, 0, arch};
     int n_out = 0, rc = -1;
     out_tensor *ot = calloc((size_t)m->n_tensors * 2 + 2, sizeof *ot);
@@ -722,7 +724,9 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
         int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
         kv_u32(&w, "attention.head_count_kv", 1);
         kv_u32(&w, "leading_dense_block_count", (uint32_t)(c->n_routed_experts ? c->first_k_dense_replace : c->num_hidden_layers));
-        if (c->q_lora_rank > 0) kv_u32(&w, "attention.q_lora_rank", (uint32_t)c->q_lora_rank);
+        // Written even without q compression: 0 selects llama.cpp's attn_q path, which it only
+        // assumes for the layer counts of DeepSeek's Lite models when the key is absent.
+        kv_u32(&w, "attention.q_lora_rank", (uint32_t)(c->q_lora_rank > 0 ? c->q_lora_rank : 0));
         kv_u32(&w, "attention.kv_lora_rank", (uint32_t)Rkv);
         kv_u32(&w, "attention.key_length", (uint32_t)(Rkv + Dr));
         kv_u32(&w, "attention.value_length", (uint32_t)Rkv);
@@ -841,9 +845,12 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     for (int i = 0; i < n_out; i++) {
         out_tensor *o = &ot[i];
         o->type = FG_GGML_F32;
-        if (o->n_dims >= 2 && type == FG_EXPORT_BF16) o->type = FG_GGML_BF16;
-        if (o->n_dims >= 2 && type == FG_EXPORT_Q8_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q8_0;
-        if (o->n_dims >= 2 && type == FG_EXPORT_Q4_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q4_0;
+        // The router stays F32 in every type, as llama.cpp's converter and llama-quantize keep it:
+        // a flipped expert choice costs far more than its bytes save.
+        int mat = o->n_dims >= 2 && !strstr(o->name, "ffn_gate_inp.");
+        if (mat && type == FG_EXPORT_BF16) o->type = FG_GGML_BF16;
+        if (mat && type == FG_EXPORT_Q8_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q8_0;
+        if (mat && type == FG_EXPORT_Q4_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q4_0;
         o->nbytes = row_bytes(o->type, o->ne[0]) * o->ne[1] * o->ne[2];
         o->offset = off;
         off += (o->nbytes + 31) / 32 * 32;

@@ -414,6 +414,14 @@ const fg_json *fg_json_get(const fg_json *obj, const char *key) {
     return found;
 }
 
+const fg_json *fg_json_dup_key(const fg_json *obj) {
+    if (!obj || obj->type != FG_JSON_OBJECT) return NULL;
+    for (const fg_json *c = obj->child; c; c = c->next)
+        for (const fg_json *d = obj->child; d != c; d = d->next)
+            if (d->key_len == c->key_len && !memcmp(d->key, c->key, c->key_len)) return c;
+    return NULL;
+}
+
 const char *fg_json_type_name(fg_json_type t) {
     switch (t) {
     case FG_JSON_NULL: return "null";

@@ -48,6 +48,10 @@ void fg_json_free(fg_json *j);
 // Returns the member named key, or NULL if absent or obj is not an object. With duplicate keys the
 // last one wins. Linear in the number of members.
 const fg_json *fg_json_get(const fg_json *obj, const char *key);
+// The first member of obj whose key repeats an earlier member's, or NULL (also for a non-object).
+// Quadratic in the member count: meant for small records (a JSONL line's object), which refuse
+// duplicates rather than silently keep the last one.
+const fg_json *fg_json_dup_key(const fg_json *obj);
 // "null", "bool", "number", "string", "array", "object": for error messages.
 const char *fg_json_type_name(fg_json_type t);
 // Offset of the first byte of s[0..len) that is not part of a valid UTF-8 sequence (overlongs,

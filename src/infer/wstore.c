@@ -11,7 +11,8 @@
 #include "util.h"
 
 int fg_wstore_policy(const fg_tensor *t, int weights) {
-    if (weights == FG_WEIGHTS_F32 || t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || strstr(t->name, "kv_b_proj"))
+    if (weights == FG_WEIGHTS_F32 || t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || strstr(t->name, "kv_b_proj") ||
+        strstr(t->name, "mlp.gate.weight")) // the router: a flipped expert choice costs more than its bytes save
         return FG_WEIGHTS_F32;
     if (weights == FG_WEIGHTS_Q8_0 && t->shape[1] % FG_Q8_BLOCK) return FG_WEIGHTS_F32;
     return weights;

@@ -89,8 +89,9 @@ int fg_wstore_keep_mapping(fg_wstore *ws, void *map, size_t len);
 size_t fg_wstore_owned_bytes(const fg_wstore *ws);
 
 // The type tensor t gets when a model is converted to `weights`: matrices become bf16 / Q8_0
-// (Q8_0 only when the columns are a multiple of 32); vectors, buffers and MLA's wkv_b (which
-// absorbed attention reads row by row) stay fp32.
+// (Q8_0 only when the columns are a multiple of 32); vectors, buffers, MLA's wkv_b (which
+// absorbed attention reads row by row) and the MoE router (mlp.gate, as llama.cpp keeps
+// ffn_gate_inp) stay fp32.
 int fg_wstore_policy(const fg_tensor *t, int weights);
 // Bytes of tensor t stored as type.
 size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type);

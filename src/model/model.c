@@ -207,6 +207,9 @@ fg_model *fg_model_create(const fg_config *c) {
     return m;
 }
 
+// Hugging Face's yarn_get_mscale: 1 for scale <= 1, else 0.1 * mscale * ln(scale) + 1.
+static double yarn_get_mscale(double scale, double mscale) { return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0; }
+
 int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *c) {
     int Drope = c->attn_type == FG_ATTN_MLA ? c->qk_rope_head_dim : c->head_dim;
     int yarn = c->rope_yarn && c->max_position_embeddings > c->rope_original_max_position_embeddings;
@@ -220,9 +223,12 @@ int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *
     if (rc) return -1;
     int Dk = c->attn_type == FG_ATTN_MLA ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
     *softmax_scale = 1.0f / sqrtf((float)Dk);
-    if (yarn && c->rope_mscale_all_dim > 0) {
-        float ms = 0.1f * c->rope_mscale_all_dim * logf(c->rope_factor) + 1.0f;
-        *softmax_scale *= ms * ms;
+    if (yarn) { // as Hugging Face's DeepSeek modeling (docs/model.md "YaRN")
+        double all = yarn_get_mscale(c->rope_factor, c->rope_mscale_all_dim);
+        float k = (float)(yarn_get_mscale(c->rope_factor, c->rope_mscale) / all); // 1 when mscale == mscale_all_dim
+        *softmax_scale *= (float)(all * all);
+        if (k != 1.0f)
+            for (size_t i = 0; i < (size_t)rope->T * (size_t)(rope->D / 2); i++) { rope->cos[i] *= k; rope->sin[i] *= k; }
     }
     return 0;
 }

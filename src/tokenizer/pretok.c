@@ -313,7 +313,7 @@ static const char *GPT2_STEPS[] = {GPT2_MAIN, NULL};
 int fg_pretok_add_named(fg_pretok *p, const char *name) {
     static const struct { const char *name; const char **steps; } named[] = {
         {"deepseek-llm", DSL_STEPS}, {"deepseek-coder", DSC_STEPS}, {"deepseek-v3", DS3_STEPS},
-        {"qwen2", QWEN2_STEPS}, {"llama-bpe", LLAMA3_STEPS}, {"llama3", LLAMA3_STEPS}, {"gpt2", GPT2_STEPS},
+        {"qwen2", QWEN2_STEPS}, {"llama-bpe", LLAMA3_STEPS}, {"llama3", LLAMA3_STEPS}, {"gpt-2", GPT2_STEPS}, {"gpt2", GPT2_STEPS},
         {"default", GPT2_STEPS}};
     for (size_t k = 0; k < sizeof named / sizeof named[0]; k++)
         if (!strcmp(name, named[k].name)) {
@@ -323,7 +323,7 @@ int fg_pretok_add_named(fg_pretok *p, const char *name) {
         }
     char q[80];
     return fg_set_error("unknown pre-tokenizer \"%s\" (supported: deepseek-llm, deepseek-coder, deepseek-v3, "
-                        "qwen2, llama-bpe, gpt2)", fg_quote(q, sizeof q, name, strlen(name)));
+                        "qwen2, llama-bpe, gpt-2)", fg_quote(q, sizeof q, name, strlen(name)));
 }
 
 // ---- matching ------------------------------------------------------------------------------
@@ -518,7 +518,7 @@ int fg_pretok_run(const fg_pretok *p, const char *text, size_t len, fg_pretok_fn
 const char *fg_pretok_name_of(const char *const *patterns, int n, int bytelevel_regex) {
     static const struct { const char *name; const char **steps; } named[] = {
         {"deepseek-v3", DS3_STEPS}, {"deepseek-llm", DSL_STEPS}, {"deepseek-coder", DSC_STEPS},
-        {"qwen2", QWEN2_STEPS}, {"llama-bpe", LLAMA3_STEPS}, {"gpt2", GPT2_STEPS}};
+        {"qwen2", QWEN2_STEPS}, {"llama-bpe", LLAMA3_STEPS}, {"gpt-2", GPT2_STEPS}};
     for (size_t k = 0; k < sizeof named / sizeof named[0]; k++) {
         const char **s = named[k].steps;
         int i = 0;

@@ -216,8 +216,10 @@ int fg_bpe_trainer_add_file(fg_bpe_trainer *t, const char *path) {
             while (k < (size_t)n && (line[k] == ' ' || line[k] == '\t' || line[k] == '\r' || line[k] == '\n')) k++;
             if (k == (size_t)n) continue;
             fg_json *j = fg_json_parse(line, (size_t)n, path);
-            const fg_json *tx = j ? fg_json_get(j, "text") : NULL;
+            const fg_json *tx = j ? fg_json_get(j, "text") : NULL, *dup = fg_json_dup_key(j);
             if (!j) note_bad_line(t, path, lineno, "not valid JSON");
+            else if (j->type != FG_JSON_OBJECT) note_bad_line(t, path, lineno, "not a JSON object");
+            else if (dup) note_bad_line(t, path, lineno, "duplicate key");
             else if (!tx) note_bad_line(t, path, lineno, "no \"text\" field");
             else if (tx->type != FG_JSON_STRING) note_bad_line(t, path, lineno, "\"text\" is not a string");
             else rc = fg_bpe_trainer_feed(t, tx->str, tx->len);

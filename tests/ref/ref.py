@@ -13,7 +13,7 @@ Subcommands
   check-oracle DIR            compare against DIR/expected.safetensors (exit 1 on failure)
   make-case --config CFG --out DIR [--seed S] [--batch B] [--seq T] [--train TRAIN.json]
                               [--selfcheck]
-  make-all OUTDIR [--selfcheck]   the four standard cases from tests/ref/configs/
+  make-all OUTDIR [--selfcheck]   the standard cases from tests/ref/configs/
   selfcheck DIR               float64 autograd vs finite differences + float64 vs stored float32
 
 =============================================================================================
@@ -50,8 +50,10 @@ YaRN (rope_scaling.type|rope_type == "yarn"), as DeepSeek's precompute_freqs_cis
   high = min(ceil(corr(beta_slow)), Drot-1); if low == high: high += 0.001;
   ramp_i = clamp((i - low)/(high - low), 0, 1); smooth = 1 - ramp;
   inv_freq = inv_freq/factor * (1 - smooth) + inv_freq * smooth;
-  mscale = 0.1 * mscale_all_dim * ln(factor) + 1 (1 if factor <= 1); softmax_scale *= mscale^2.
-  mscale and mscale_all_dim must be equal (no extra cos/sin scaling is applied).
+  as Hugging Face's DeepSeek modeling: yarn_get_mscale(f, m) = 0.1 * m * ln(f) + 1 (1 if f <= 1);
+  softmax_scale *= yarn_get_mscale(factor, mscale_all_dim)^2 and cos, sin are multiplied by
+  yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim) (defaults: mscale 1,
+  mscale_all_dim 0; the ratio is 1 in every released DeepSeek config, where the two are equal).
   When YaRN is not active, plain inv_freq and no mscale.
 
 DeepSeekMoE (per token x, E routed experts, top K):
@@ -248,12 +250,12 @@ class Cfg:
             assert typ == "yarn", f"rope_scaling type {typ} unsupported"
             orig = int(rs["original_max_position_embeddings"])
             if self.max_pos > orig:
-                ms, msa = rs.get("mscale", 1.0), rs.get("mscale_all_dim", rs.get("mscale", 1.0))
-                assert float(ms) == float(msa), "mscale != mscale_all_dim is not supported"
+                # Hugging Face's defaults (DeepseekV3YarnRotaryEmbedding: mscale=1, mscale_all_dim=0)
+                ms, msa = rs.get("mscale", 1.0), rs.get("mscale_all_dim", 0.0)
                 self.yarn = dict(factor=float(rs["factor"]), orig=orig,
                                  beta_fast=float(rs.get("beta_fast", 32)),
                                  beta_slow=float(rs.get("beta_slow", 1)),
-                                 mscale_all_dim=float(msa))
+                                 mscale=float(ms), mscale_all_dim=float(msa))
 
     def is_moe(self, l):
         return self.E > 0 and l >= self.first_dense and l % self.moe_freq == 0
@@ -264,10 +266,22 @@ class Cfg:
     def softmax_scale(self):
         d = (self.Dn + self.Dr) if self.attn == "mla" else self.head_dim
         sc = d ** -0.5
-        if self.yarn is not None and self.yarn["factor"] > 1:
-            m = 0.1 * self.yarn["mscale_all_dim"] * math.log(self.yarn["factor"]) + 1.0
+        if self.yarn is not None:
+            m = yarn_get_mscale(self.yarn["factor"], self.yarn["mscale_all_dim"])
             sc = sc * m * m
         return sc
+
+    def rope_mscale(self):
+        """The factor on cos and sin (Hugging Face's DeepseekV3YarnRotaryEmbedding._mscale)."""
+        if self.yarn is None:
+            return 1.0
+        y = self.yarn
+        return yarn_get_mscale(y["factor"], y["mscale"]) / yarn_get_mscale(y["factor"], y["mscale_all_dim"])
+
+
+def yarn_get_mscale(scale, mscale):
+    """Hugging Face modeling_deepseek.py: 1 for scale <= 1, else 0.1 * mscale * ln(scale) + 1."""
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
 
 
 def inv_freq(cfg):
@@ -506,8 +520,8 @@ def forward(cfg, P, rbias, ids):
     B, T = ids.shape
     dt = P["model.embed_tokens.weight"].dtype
     ang = np.outer(np.arange(T, dtype=np.float64), inv_freq(cfg))
-    cos = torch.tensor(np.cos(ang), dtype=dt)
-    sin = torch.tensor(np.sin(ang), dtype=dt)
+    cos = torch.tensor(np.cos(ang), dtype=dt) * cfg.rope_mscale()
+    sin = torch.tensor(np.sin(ang), dtype=dt) * cfg.rope_mscale()
     h = P["model.embed_tokens.weight"][ids]
     aux = []
     for l in range(cfg.L):
@@ -776,6 +790,7 @@ STANDARD = [
     ("mla_moe_softmax", "mla_moe_softmax.json", "train_moe.json", 6),
     ("gqa_dense", "gqa_dense.json", "train_dense.json", 3),
     ("gqa_tied", "gqa_tied.json", "train_dense.json", 4),
+    ("mla_mscale", "mla_mscale.json", "train_moe.json", 7),
 ]
 
 
