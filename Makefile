@@ -64,7 +64,7 @@ $(BUILD)/libfrugal.a: $(LIB_OBJ)
 $(BIN): $(CLI_OBJ) $(BUILD)/libfrugal.a $(FLAGS_STAMP)
 	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libfrugal.a $(FLAGS_STAMP)
+$(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libfrugal.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 

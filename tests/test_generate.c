@@ -12,26 +12,8 @@
 #include "infer/generate.h"
 #include "ops/quant.h"
 #include "infer/wstore.h"
+#include "model_fixture.h"
 #include "test.h"
-
-static fg_model *make_model(const fg_config *c, uint64_t seed) {
-    fg_model *m = fg_model_create(c);
-    if (!m) { fprintf(stderr, "fg_model_create: %s\n", fg_last_error()); exit(1); }
-    fg_model_init_weights(m, seed);
-    fg_rng r;
-    fg_rng_seed(&r, seed + 1);
-    for (int i = 0; i < m->n_tensors; i++) {
-        const fg_tensor *t = &m->tensors[i];
-        float *p = m->params + t->offset;
-        for (size_t j = 0; j < t->numel; j++) {
-            if (t->ndim == 2) p[j] *= 5.0f; // larger activations: peaked attention, varied routing
-            else if (strstr(t->name, "e_score_correction_bias")) p[j] = 0.05f * fg_rng_normal(&r);
-            else if (strstr(t->name, ".bias")) p[j] = 0.3f * fg_rng_normal(&r);
-            else p[j] = 1.0f + 0.3f * fg_rng_normal(&r); // norms
-        }
-    }
-    return m;
-}
 
 static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {
     fg_rng r;

@@ -121,42 +121,33 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
     return tb.t;
 }
 
+// The float views (backward's weights and gradients) of the allocation at base: the table's order
+// comes from the one binder (fg_wview_bind, layers.c), read back as float pointers.
 void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int n, float *base) {
-    int i = 0;
-#define NEXT() (base + t[i++].offset)
-    w->embed = NEXT();
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        fg_layer_w *lw = &w->layers[l];
-        memset(lw, 0, sizeof *lw);
-        lw->attn_norm = NEXT();
-        if (c->attn_type == FG_ATTN_MLA) {
-            if (c->q_lora_rank > 0) { lw->wq_a = NEXT(); lw->q_norm = NEXT(); lw->wq_b = NEXT(); }
-            else lw->wq = NEXT();
-            lw->wkv_a = NEXT(); lw->kv_norm = NEXT(); lw->wkv_b = NEXT(); lw->wo = NEXT();
-        } else {
-            lw->wq = NEXT(); if (c->attention_bias) lw->bq = NEXT();
-            lw->wk = NEXT(); if (c->attention_bias) lw->bk = NEXT();
-            lw->wv = NEXT(); if (c->attention_bias) lw->bv = NEXT();
-            lw->wo = NEXT();
-        }
-        lw->ffn_norm = NEXT();
-        if (!fg_config_is_moe_layer(c, l)) {
-            lw->w1 = NEXT(); lw->w2 = NEXT(); lw->w3 = NEXT();
-        } else {
-            int E = c->n_routed_experts;
-            lw->gate = NEXT();
-            if (c->topk_method == FG_TOPK_NOAUX_TC) lw->gate_bias = NEXT();
-            lw->ew1 = NEXT(); i += E - 1;
-            lw->ew2 = NEXT(); i += E - 1;
-            lw->ew3 = NEXT(); i += E - 1;
-            if (c->n_shared_experts > 0) { lw->sw1 = NEXT(); lw->sw2 = NEXT(); lw->sw3 = NEXT(); }
-        }
+    int L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    int *types = calloc(n, sizeof *types);
+    const void **data = calloc(n, sizeof *data);
+    fg_wview v = {.layers = calloc(L, sizeof(fg_wlayer)), .experts = calloc((size_t)L * 3 * E, sizeof(fg_wref))};
+    if (!types || !data || !v.layers || !v.experts) abort(); // a few KiB at model creation
+    for (int i = 0; i < n; i++) data[i] = base + t[i].offset;
+    fg_wview_bind(&v, c, n, types, data, (const float *const *)data);
+#define F(ref) ((float *)(ref).p)
+    w->embed = F(v.embed);
+    w->final_norm = (float *)v.final_norm;
+    w->lm_head = F(v.lm_head);
+    for (int l = 0; l < L; l++) {
+        const fg_wlayer *s = &v.layers[l];
+        w->layers[l] = (fg_layer_w){
+            .attn_norm = (float *)s->attn_norm, .wq = F(s->wq), .wq_a = F(s->wq_a), .q_norm = (float *)s->q_norm,
+            .wq_b = F(s->wq_b), .wkv_a = F(s->wkv_a), .kv_norm = (float *)s->kv_norm, .wkv_b = F(s->wkv_b),
+            .bq = (float *)s->bq, .wk = F(s->wk), .bk = (float *)s->bk, .wv = F(s->wv), .bv = (float *)s->bv,
+            .wo = F(s->wo), .ffn_norm = (float *)s->ffn_norm, .w1 = F(s->w1), .w2 = F(s->w2), .w3 = F(s->w3),
+            .gate = F(s->gate), .gate_bias = (float *)s->gate_bias, .ew1 = s->ew1 ? F(s->ew1[0]) : NULL,
+            .ew2 = s->ew2 ? F(s->ew2[0]) : NULL, .ew3 = s->ew3 ? F(s->ew3[0]) : NULL, .sw1 = F(s->sw1),
+            .sw2 = F(s->sw2), .sw3 = F(s->sw3)};
     }
-    w->final_norm = NEXT();
-    w->lm_head = c->tie_word_embeddings ? w->embed : NEXT();
-#undef NEXT
-    assert(i == n && "tensor table and binder disagree");
-    (void)n;
+#undef F
+    free(types); free(data); free(v.layers); free(v.experts);
 }
 
 const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name) {

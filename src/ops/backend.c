@@ -352,13 +352,14 @@ static void cpu_moe_combine(float *out, const float *ey, const float *wts, const
         }
 }
 
+// The reference's loop (it is elementwise), on the threads in contiguous chunks: bit for bit the same.
 static void cpu_adamw(float *w, float *m, float *v, const float *g, size_t n, const fg_adamw_k *k) {
+    const size_t chunk = 16384;
+    long nc = (long)((n + chunk - 1) / chunk);
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t j = 0; j < n; j++) {
-        w[j] *= k->decay;
-        m[j] = k->beta1 * m[j] + (1.0f - k->beta1) * g[j];
-        v[j] = k->beta2 * v[j] + (1.0f - k->beta2) * g[j] * g[j];
-        w[j] -= k->step * m[j] / (sqrtf(v[j]) / k->bc2_sqrt + k->eps);
+    for (long c = 0; c < nc; c++) {
+        size_t o = (size_t)c * chunk, len = n - o < chunk ? n - o : chunk;
+        ref_adamw(w + o, m + o, v + o, g + o, len, k);
     }
 }
 
