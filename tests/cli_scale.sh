@@ -46,7 +46,7 @@ fi
 # resume: a second invocation finds every run finished and trains nothing
 $BIN scale $SW README.md docs/cost.md docs/model.md >"$T/out2" 2>"$T/err2" || fail "second scale exit $?"
 grep -q "^\[" "$T/err2" && fail "second invocation trained again: $(head -2 "$T/err2")"
-$BIN scale $SW --json >"$T/json" 2>/dev/null || fail "--json exit $?"
+$BIN scale $SW --json README.md docs/cost.md docs/model.md >"$T/json" 2>/dev/null || fail "--json exit $?"
 if command -v python3 >/dev/null; then python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/json" || fail "--json does not parse"; fi
 $BIN plot "$T/sw/moe-w32-s188" "$T/sw/dense-w32-s188" --out "$T/plot" >"$T/out" 2>"$T/err" || { fail "plot exit $?"; cat "$T/err"; }
 for f in "$T/sw/plots/loss_vs_compute.svg:training compute" "$T/sw/plots/isoflop.svg:active parameters N" \
