@@ -252,7 +252,7 @@ static size_t carve(fg_ctx *s, char *base) {
         TAKE(s->y, n * H * Dv, float);
         if (s->kind == FG_KV_LATENT) {
             TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, nt * Rkv, float);
-            TAKE(s->lpart, (size_t)LAT_SPANS * H * (Rkv + 2), float); TAKE(s->lsc, nt * H * LAT_BLOCK, float);
+            TAKE(s->lpart, (size_t)FG_MAX(LAT_SPANS, s->nthreads) * H * (Rkv + 2), float); TAKE(s->lsc, nt * H * LAT_BLOCK, float);
             if (n >= LATENT_GEMM_MIN) {
                 TAKE(s->pq, nt * ATT_ROWS * (Rkv + Dr), float); TAKE(s->ps, nt * ATT_ROWS * s->max_T, float);
                 TAKE(s->po, nt * ATT_ROWS * Rkv, float); TAKE(s->kvf, (size_t)s->max_T * (Rkv + Dr), float);
@@ -491,7 +491,7 @@ static void latent_row(void *ctx, int r, int tid) {
 // heads while the row is in L1. Softmax runs online per span (running max and sum, rescaled per
 // block) and the spans' partials are merged per head (flash-decoding). Same math as latent_row;
 // only the summation order differs.
-typedef struct { fg_ctx *s; int l, i, t, nspans, span; } latdec_job;
+typedef struct { fg_ctx *s; int l, i, t, nspans, span, slot0; } latdec_job; // span sp's partials at lpart slot slot0 + sp
 
 static void latdec_qlat(void *ctx, int h, int tid) { // q_lat_h = W_UK_h^T q_nope_h
     const latdec_job *j = ctx;
@@ -513,7 +513,7 @@ static void latdec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h)
     const kv_seq *sq = &s->seqs[s->rseq[j->i]];
     const float *qlat = s->qlat + (size_t)j->i * H * Rkv, *qi = s->q + (size_t)j->i * H * Dq;
     float scale = s->ws->softmax_scale, *sc = s->lsc + (size_t)tid * H * LAT_BLOCK;
-    float *part = s->lpart + (size_t)sp * H * (Rkv + 2); // head h: o (Rkv), then m, l
+    float *part = s->lpart + (size_t)(j->slot0 + sp) * H * (Rkv + 2); // head h: o (Rkv), then m, l
     for (int h = 0; h < H; h++) {
         float *ph = part + (size_t)h * (Rkv + 2);
         for (int k = 0; k < Rkv; k++) ph[k] = 0;
@@ -550,12 +550,12 @@ static void latdec_out(void *ctx, int h, int tid) { // merge the spans of head h
     const fg_config *c = &s->ws->cfg;
     int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
     float *ol = s->olat + (size_t)tid * Rkv, M = -INFINITY, L = 0;
-    for (int sp = 0; sp < j->nspans; sp++) {
+    for (int sp = j->slot0; sp < j->slot0 + j->nspans; sp++) {
         float m = s->lpart[((size_t)sp * H + h) * (Rkv + 2) + Rkv];
         M = m > M ? m : M;
     }
     for (int k = 0; k < Rkv; k++) ol[k] = 0;
-    for (int sp = 0; sp < j->nspans; sp++) {
+    for (int sp = j->slot0; sp < j->slot0 + j->nspans; sp++) {
         const float *ph = s->lpart + ((size_t)sp * H + h) * (Rkv + 2);
         float w = expf(ph[Rkv] - M);
         L += w * ph[Rkv + 1];
@@ -572,10 +572,24 @@ static void latent_decode(fg_ctx *s, int l, int i) {
     int nspans = FG_MIN(LAT_SPANS, (T + LAT_BLOCK - 1) / LAT_BLOCK);
     int span = ((T + nspans - 1) / nspans + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK;
     nspans = (T + span - 1) / span;
-    latdec_job j = {s, l, i, s->rpos[i], nspans, span};
+    latdec_job j = {s, l, i, s->rpos[i], nspans, span, 0};
     fg_pool_for(H, latdec_qlat, &j);
     fg_pool_for(nspans, latdec_span, &j);
     fg_pool_for(H, latdec_out, &j);
+}
+
+// The same for one row of a batch on one thread: its whole context as one span (partials in the
+// thread's own lpart slot), every head scored per cached row. Rows run side by side.
+typedef struct { fg_ctx *s; int l; const int *rows; } latrow_job;
+
+static void latent_row_all_heads(void *ctx, int r, int tid) {
+    const latrow_job *jr = ctx;
+    fg_ctx *s = jr->s;
+    int H = s->ws->cfg.num_attention_heads, i = jr->rows[r], t = s->rpos[i];
+    latdec_job j = {s, jr->l, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid};
+    for (int h = 0; h < H; h++) latdec_qlat(&j, h, tid);
+    latdec_span(&j, 0, tid);
+    for (int h = 0; h < H; h++) latdec_out(&j, h, tid);
 }
 
 // Rows i < m of scores S (row stride t): row i sees positions [0, see0 + i); softmax over those
@@ -702,6 +716,16 @@ static void latent_attention(fg_ctx *s, int l, int n) {
         i = j;
     }
     if (!nsolo) return;
+    if (nsolo > 1) { // rows of different sequences (a decode step): one row, all heads, per task
+        latrow_job jr = {s, l, s->solo};
+        if (work <= 65536) {
+            for (int r = 0; r < nsolo; r++) latent_row_all_heads(&jr, r, 0);
+        } else {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(s->nthreads, omp_threads()))
+            for (int r = 0; r < nsolo; r++) latent_row_all_heads(&jr, r, THREAD_ID());
+        }
+        return;
+    }
     latent_job j = {s, l, s->solo};
     attention_rows(s, nsolo * H, work, latent_row, &j);
 }
