@@ -29,6 +29,7 @@
 
 #include "ops/quant.h"
 #include "ops/amx.h"
+#include "ops/vec.h"
 #include "util.h"
 
 #ifdef _OPENMP
@@ -370,8 +371,6 @@ static void pack_a_amx(uint16_t *dst, const gemm_args *g, int i0, int mr, int p0
 // C[0:mr, 0:nr] (row stride ldc) = acc (+ bias) when first, else += acc. acc: rows of NR floats
 // (MR of them for the register kernels, AMR for the tile kernel).
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-static inline v16 vload(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
 
 static void store_tile(float *c, long ldc, const float (*acc)[NR], int mr, int nr, int first, const float *bias) {
     for (int r = 0; r < mr; r++) {

@@ -12,19 +12,8 @@
 #include <string.h>
 
 #include "ops/gemm.h"
+#include "ops/vec.h"
 #include "util.h"
-
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-#define VW 16
-
-static inline v16 vload(const float *p) { v16 v; memcpy(&v, p, sizeof v); return v; }
-static inline void vstore(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-static inline v16 vbcast(float x) { return (v16){0} + x; }
-static inline float vsum(v16 v) {
-    float s = 0;
-    for (int i = 0; i < VW; i++) s += v[i];
-    return s;
-}
 
 // dot(a, b) over n floats: two vector accumulators and a scalar tail.
 float fg_vdot(const float *a, const float *b, int n) {

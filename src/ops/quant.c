@@ -11,13 +11,13 @@
 
 #include "ops/gemm.h"
 #include "ops/ops.h"
+#include "ops/vec.h"
 #include "util.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
 
 float fg_fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
@@ -129,13 +129,9 @@ static float qdot(const float *x, const uint8_t *row, int cols, int type) {
             u16x16 h;
             memcpy(&h, row + 2 * (size_t)i, sizeof h);
             u32x16 w = __builtin_convertvector(h, u32x16) << 16;
-            v16 wf, xv;
-            memcpy(&wf, &w, sizeof wf);
-            memcpy(&xv, x + i, sizeof xv);
-            acc += wf * xv;
+            acc += (v16)w * vload(x + i);
         }
-        float s = 0;
-        for (int j = 0; j < 16; j++) s += acc[j];
+        float s = vsum(acc);
         for (; i < cols; i++) {
             uint16_t b;
             memcpy(&b, row + 2 * (size_t)i, 2);
@@ -170,14 +166,10 @@ static float qdot(const float *x, const uint8_t *row, int cols, int type) {
         i8x16 q0, q1;
         memcpy(&q0, blk->qs, 16);
         memcpy(&q1, blk->qs + 16, 16);
-        v16 w0 = __builtin_convertvector(q0, v16), w1 = __builtin_convertvector(q1, v16), x0, x1;
-        memcpy(&x0, x + (size_t)b * FG_Q8_BLOCK, sizeof x0);
-        memcpy(&x1, x + (size_t)b * FG_Q8_BLOCK + 16, sizeof x1);
-        acc += fp16_table[dh] * (w0 * x0 + w1 * x1);
+        v16 w0 = __builtin_convertvector(q0, v16), w1 = __builtin_convertvector(q1, v16);
+        acc += fp16_table[dh] * (w0 * vload(x + (size_t)b * FG_Q8_BLOCK) + w1 * vload(x + (size_t)b * FG_Q8_BLOCK + 16));
     }
-    float s = 0;
-    for (int j = 0; j < 16; j++) s += acc[j];
-    return s;
+    return vsum(acc);
 #endif
 }
 

@@ -1,0 +1,36 @@
+// vec.h: the portable 16-float vector of the plain kernels (GCC/Clang vector extensions: lowered
+// to AVX-512, AVX2 or SSE as the target allows).
+//
+// Loads and stores dereference a may_alias, 4-byte-aligned vector type rather than memcpy into a
+// v16: with -march=native on CPUs whose tuning prefers 256-bit vectors (gcc 12 calls this EPYC
+// "rocketlake"), a 64-byte memcpy is lowered to two ymm stores into a stack slot and one zmm load
+// back, a store-forwarding stall on every load. That made fg_vdot about 10x slower than the loop.
+#ifndef FG_OPS_VEC_H
+#define FG_OPS_VEC_H
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
+#define VW 16
+
+static inline v16 vload(const float *p) { return *(const v16u *)p; }
+static inline void vstore(float *p, v16 v) { *(v16u *)p = v; }
+static inline v16 vbcast(float x) { return (v16){0} + x; }
+// The sum of the lanes as a tree (log depth): the plain loop is 16 dependent adds, which cost more
+// than the 8 products of a 128-long dot product before them.
+static inline float vsum(v16 v) {
+#if defined(__AVX512F__)
+    return _mm512_reduce_add_ps((__m512)v);
+#else
+    float s[VW];
+    for (int i = 0; i < VW; i++) s[i] = v[i];
+    for (int w = VW / 2; w > 0; w /= 2)
+        for (int i = 0; i < w; i++) s[i] += s[i + w];
+    return s[0];
+#endif
+}
+
+#endif
