@@ -10,6 +10,7 @@
 
 #include "ops/backend.h"
 #include "ops/gemm.h"
+#include "ops/ops.h"
 #include "ops/quant.h"
 #include "test.h"
 
@@ -317,6 +318,42 @@ static void test_adamw(void) {
     free(w); free(m); free(v); free(g); free(rw); free(rm); free(rv);
 }
 
+// ---- the latent decode's vector kernels (ops.h) against double loops -------------------------
+// Row counts around the 16-row pass, widths with vector tails, a row stride wider than the row.
+static void test_vector_rows(void) {
+    static const int rows_s[] = {1, 3, 15, 16, 17, 32, 37}, n_s[] = {7, 16, 128, 160, 171};
+    for (size_t a = 0; a < sizeof rows_s / sizeof rows_s[0]; a++)
+        for (size_t b = 0; b < sizeof n_s / sizeof n_s[0]; b++) {
+            int R = rows_s[a], n = n_s[b];
+            long ld = n + 5;
+            float *q = rnd((size_t)n, 1), *x = rnd((size_t)R * ld, 1), *p = rnd((size_t)R, 1);
+            float *out = zeros((size_t)R), *ref = zeros((size_t)R), *y = rnd((size_t)n, 1), *yref = dup(y, (size_t)n);
+            fg_vdot_rows(out, q, x, R, ld, n);
+            for (int r = 0; r < R; r++) ref[r] = (float)dotp(q, x + (size_t)r * ld, (size_t)n);
+            char what[96];
+            snprintf(what, sizeof what, "fg_vdot_rows %d rows x %d", R, n);
+            expect(what, &fg_backend_cpu, out, ref, (size_t)R, 2e-6);
+            fg_vaxpy_rows(y, p, x, R, ld, n);
+            for (int i = 0; i < n; i++) {
+                double acc = yref[i];
+                for (int r = 0; r < R; r++) acc += (double)p[r] * x[(size_t)r * ld + i];
+                yref[i] = (float)acc;
+            }
+            snprintf(what, sizeof what, "fg_vaxpy_rows %d rows x %d", R, n);
+            expect(what, &fg_backend_cpu, y, yref, (size_t)n, 2e-6);
+            float *e = dup(x, (size_t)n);
+            double sum = 0;
+            float got = fg_exp_sum(e, n, 0.5f);
+            for (int i = 0; i < n; i++) {
+                double want = exp((double)x[i] - 0.5);
+                sum += want;
+                CHECK_MSG(fabs(e[i] - want) <= 2e-6 * want, "fg_exp_sum n=%d: exp(%g) = %g, want %g", n, x[i] - 0.5, e[i], want);
+            }
+            CHECK_MSG(fabs(got - sum) <= 1e-5 * sum, "fg_exp_sum n=%d: sum %g, want %g", n, got, sum);
+            free(q); free(x); free(p); free(out); free(ref); free(y); free(yref); free(e);
+        }
+}
+
 int main(void) {
     fg_rng_seed(&rng, 1234);
     test_matmul();
@@ -327,6 +364,7 @@ int main(void) {
     test_moe();
     test_xent();
     test_adamw();
+    test_vector_rows();
     // Every entry of the table is exercised above; a new entry must be added here (this counts them).
     size_t entries = (sizeof(fg_backend) - sizeof(const char *)) / sizeof(void (*)(void));
     CHECK_MSG(entries == 15, "fg_backend has %zu operations; test_backend.c covers 15: add the new one's test", entries);

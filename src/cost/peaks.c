@@ -31,9 +31,9 @@
 #include "cost/cost.h"
 #include "formats/json.h"
 #include "ops/amx.h"
+#include "ops/vec.h"
 #include "util.h"
 
-typedef float v16 __attribute__((vector_size(64)));
 
 static int n_threads(void) {
 #ifdef _OPENMP
@@ -69,7 +69,7 @@ static float fma_chains(long iters) {
     for (int i = 0; i < 16; i++) { x[i] = 1.0f + 1e-7f * i; y[i] = 1e-8f; }
     for (int j = 0; j < 12; j++) a[j] = x * (float)(j + 1) * 1e-3f;
     for (long it = 0; it < iters; it++)
-        for (int j = 0; j < 12; j++) a[j] = a[j] * x + y;
+        for (int j = 0; j < 12; j++) a[j] = vfma(a[j], x, y); // fused: -std=c11 would not contract a * x + y
     for (int j = 0; j < 12; j++) sink += a[j][0];
     return sink;
 }
@@ -152,12 +152,9 @@ double fg_peak_mem_measure(int mb) {
     for (int rep = 0; rep < 3; rep++) {
         double t0 = fg_now(), s = 0;
 #pragma omp parallel for schedule(static) reduction(+ : s)
-        for (size_t i = 0; i < n; i += 16) {
-            v16 v;
-            memcpy(&v, buf + i, sizeof v); // n is a multiple of 16
-            float t = 0;
-            for (int j = 0; j < 16; j++) t += v[j];
-            s += t;
+        for (size_t i = 0; i < n; i += 64) { // n is a multiple of 64; four vector sums hide the add latency
+            v16 v = vload(buf + i) + vload(buf + i + 16) + (vload(buf + i + 32) + vload(buf + i + 48));
+            s += vsum(v);
         }
         double dt = fg_now() - t0, g = (double)n * sizeof(float) / dt / 1e9;
         if (g > best) best = g;

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "infer/wstore.h"
 #include "model/layers.h"
@@ -88,7 +89,8 @@ struct fg_ctx {
     float *wkvb;                // latent with a non-fp32 wkv_b: (nthreads, Dn+Dv, Rkv) one head dequantised
     int *wkvb_key;              // (nthreads) which layer and head each thread's wkvb holds: l*H+h+1, 0 = none
     float *y;                   // (n, H*Dv) or (n, H*Dh) attention output before wo
-    float *qlat;                // latent: (n, H, Rkv) queries folded through wkv_b's key half
+    float *qlat;                // latent: (n, H, Rkv+Dr) [q_lat | q_pe]: queries folded through wkv_b's key half,
+                                //   then the roped part (one dot product with a cache row [c_kv | k_pe])
     float *olat;                // latent: (nthreads, Rkv) weighted sum of cached latents
     float *pq, *ps, *po;        // latent prefill on the GEMM, per thread: (ATT_ROWS, Rkv+Dr) [q_lat | q_pe],
                                 //   (ATT_ROWS, max_T) scores, (ATT_ROWS, Rkv) o_lat; NULL: row by row only
@@ -251,7 +253,7 @@ static size_t carve(fg_ctx *s, char *base) {
         TAKE(s->kva, n * (Rkv + Dr), float); TAKE(s->ckv, n * Rkv, float);
         TAKE(s->y, n * H * Dv, float);
         if (s->kind == FG_KV_LATENT) {
-            TAKE(s->qlat, n * H * Rkv, float); TAKE(s->olat, nt * Rkv, float);
+            TAKE(s->qlat, n * H * s->kw, float); TAKE(s->olat, nt * Rkv, float);
             TAKE(s->lpart, (size_t)FG_MAX(LAT_SPANS, s->nthreads) * H * (Rkv + 2), float); TAKE(s->lsc, nt * H * LAT_BLOCK, float);
             if (n >= LATENT_GEMM_MIN) {
                 TAKE(s->pq, nt * ATT_ROWS * (Rkv + Dr), float); TAKE(s->ps, nt * ATT_ROWS * s->max_T, float);
@@ -283,6 +285,20 @@ static size_t carve(fg_ctx *s, char *base) {
     TAKE(s->probs, nt * s->max_T, float);
 #undef TAKE
     return off;
+}
+
+// The arena in 2 MiB-aligned memory that the kernel may back with huge pages: a decode step reads
+// every live sequence's blocks, scattered over the arena, and with 4 KiB pages a block of 32
+// positions spans several pages (a TLB miss each).
+static void *kv_alloc(size_t bytes) {
+    size_t huge = (size_t)2 << 20, len = (bytes + huge - 1) / huge * huge;
+    void *p = aligned_alloc(huge, len ? len : huge);
+    if (!p) { fg_set_error("out of memory allocating the KV cache (%.1f MiB)", bytes / 1048576.0); return NULL; }
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE);
+#endif
+    memset(p, 0, len);
+    return p;
 }
 
 fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
@@ -364,7 +380,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
         if (!ws->packs) { free(s); fg_set_error("out of memory"); return NULL; }
     }
     s->ex = (fg_exec){&fg_backend_cpu, ws->packs, FG_GEMM_F32, EXPERT_PAR_ROWS};
-    s->kv = fg_calloc((size_t)s->nblocks * s->blk_elems, s->kv_bf16 ? 2 : 4, "KV cache");
+    s->kv = kv_alloc((size_t)s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4));
     s->ref = calloc((size_t)s->nblocks, sizeof(int));
     s->freel = malloc(sizeof(int) * (size_t)s->nblocks);
     s->seqs = calloc((size_t)s->max_seqs, sizeof(kv_seq));
@@ -468,14 +484,12 @@ static void latent_row(void *ctx, int r, int tid) {
     int i = jb->rows[r / H], h = r % H, t = s->rpos[i];
     const kv_seq *sq = &s->seqs[s->rseq[i]];
     const float *q = s->q + ((size_t)i * H + h) * Dq, *wh = wkv_b_head(s, jb->l, h, tid);
-    float *ql = s->qlat + ((size_t)i * H + h) * Rkv, *ol = s->olat + (size_t)tid * Rkv;
+    float *ql = s->qlat + ((size_t)i * H + h) * s->kw, *ol = s->olat + (size_t)tid * Rkv;
     float *p = s->probs + (size_t)tid * s->max_T;
     for (int k = 0; k < Rkv; k++) ql[k] = 0;
     for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv); // q_lat += q_nope[d] W_UK_h[d, :]
-    for (int u = 0; u <= t; u++) {
-        size_t cu = kv_key(s, sq, jb->l, u);
-        p[u] = kv_dot(s, ql, cu, Rkv) + kv_dot(s, q + Dn, cu + Rkv, Dr);
-    }
+    memcpy(ql + Rkv, q + Dn, sizeof(float) * Dr);
+    for (int u = 0; u <= t; u++) p[u] = kv_dot(s, ql, kv_key(s, sq, jb->l, u), s->kw);
     fg_softmax_scaled(p, t + 1, s->ws->softmax_scale);
     for (int k = 0; k < Rkv; k++) ol[k] = 0;
     for (int u = 0; u <= t; u++) kv_axpy(s, ol, p[u], kv_key(s, sq, jb->l, u), Rkv);
@@ -493,25 +507,26 @@ static void latent_row(void *ctx, int r, int tid) {
 // only the summation order differs.
 typedef struct { fg_ctx *s; int l, i, t, nspans, span, slot0; } latdec_job; // span sp's partials at lpart slot slot0 + sp
 
-static void latdec_qlat(void *ctx, int h, int tid) { // q_lat_h = W_UK_h^T q_nope_h
+static void latdec_qlat(void *ctx, int h, int tid) { // [q_lat_h | q_pe_h], q_lat_h = W_UK_h^T q_nope_h
     const latdec_job *j = ctx;
     fg_ctx *s = j->s;
     const fg_config *c = &s->ws->cfg;
-    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dq = Dn + c->qk_rope_head_dim, Rkv = c->kv_lora_rank;
-    const float *wh = wkv_b_head(s, j->l, h, tid), *q = s->q + ((size_t)j->i * H + h) * Dq;
-    float *ql = s->qlat + ((size_t)j->i * H + h) * Rkv;
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Rkv = c->kv_lora_rank;
+    const float *wh = wkv_b_head(s, j->l, h, tid), *q = s->q + ((size_t)j->i * H + h) * (Dn + Dr);
+    float *ql = s->qlat + ((size_t)j->i * H + h) * s->kw;
     for (int k = 0; k < Rkv; k++) ql[k] = 0;
     for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv);
+    memcpy(ql + Rkv, q + Dn, sizeof(float) * Dr);
 }
 
 static void latdec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of span sp for every head
     const latdec_job *j = ctx;
     fg_ctx *s = j->s;
     const fg_config *c = &s->ws->cfg;
-    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Rkv = c->kv_lora_rank;
-    int Dq = Dn + Dr, u0 = sp * j->span, u1 = FG_MIN(j->t + 1, u0 + j->span);
+    int H = c->num_attention_heads, Rkv = c->kv_lora_rank, kw = s->kw;
+    int u0 = sp * j->span, u1 = FG_MIN(j->t + 1, u0 + j->span);
     const kv_seq *sq = &s->seqs[s->rseq[j->i]];
-    const float *qlat = s->qlat + (size_t)j->i * H * Rkv, *qi = s->q + (size_t)j->i * H * Dq;
+    const float *qlat = s->qlat + (size_t)j->i * H * kw;
     float scale = s->ws->softmax_scale, *sc = s->lsc + (size_t)tid * H * LAT_BLOCK;
     float *part = s->lpart + (size_t)(j->slot0 + sp) * H * (Rkv + 2); // head h: o (Rkv), then m, l
     for (int h = 0; h < H; h++) {
@@ -523,23 +538,25 @@ static void latdec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h)
     for (int b0 = u0; b0 < u1; b0 += LAT_BLOCK) {
         int nb = FG_MIN(LAT_BLOCK, u1 - b0);
         size_t base = kv_key(s, sq, j->l, b0); // rows b0 .. b0+nb-1 are contiguous
-        for (int k = 0; k < nb; k++) {
-            size_t cu = base + (size_t)k * s->kw;
-            for (int h = 0; h < H; h++)
-                sc[h * LAT_BLOCK + k] = (kv_dot(s, qlat + (size_t)h * Rkv, cu, Rkv) + kv_dot(s, qi + (size_t)h * Dq + Dn, cu + Rkv, Dr)) * scale;
+        const float *blk = (const float *)s->kv + base;
+        for (int h = 0; h < H; h++) { // scores of head h for the block's rows (read from L1 after the first head)
+            if (!s->kv_bf16) fg_vdot_rows(sc + h * LAT_BLOCK, qlat + (size_t)h * kw, blk, nb, kw, kw);
+            else for (int k = 0; k < nb; k++) sc[h * LAT_BLOCK + k] = kv_dot(s, qlat + (size_t)h * kw, base + (size_t)k * kw, kw);
         }
         for (int h = 0; h < H; h++) { // online softmax: rescale the running sums to the new max
             float *ph = part + (size_t)h * (Rkv + 2), *sh = sc + h * LAT_BLOCK, mx = ph[Rkv];
+            for (int k = 0; k < nb; k++) sh[k] *= scale;
             for (int k = 0; k < nb; k++) mx = sh[k] > mx ? sh[k] : mx;
-            float r = expf(ph[Rkv] - mx), sum = 0; // exp(-inf) = 0 on the first block
+            float r = expf(ph[Rkv] - mx); // exp(-inf) = 0 on the first block
             if (r != 1.0f) { for (int k = 0; k < Rkv; k++) ph[k] *= r; }
-            for (int k = 0; k < nb; k++) { sh[k] = expf(sh[k] - mx); sum += sh[k]; }
+            float sum = fg_exp_sum(sh, nb, mx);
             ph[Rkv] = mx;
             ph[Rkv + 1] = ph[Rkv + 1] * r + sum;
         }
-        for (int k = 0; k < nb; k++) {
-            size_t cu = base + (size_t)k * s->kw;
-            for (int h = 0; h < H; h++) kv_axpy(s, part + (size_t)h * (Rkv + 2), sc[h * LAT_BLOCK + k], cu, Rkv);
+        for (int h = 0; h < H; h++) { // o_lat_h += p_h(u) c_kv(u) over the block, o_lat_h in registers
+            float *ph = part + (size_t)h * (Rkv + 2);
+            if (!s->kv_bf16) fg_vaxpy_rows(ph, sc + h * LAT_BLOCK, blk, nb, kw, Rkv);
+            else for (int k = 0; k < nb; k++) kv_axpy(s, ph, sc[h * LAT_BLOCK + k], base + (size_t)k * kw, Rkv);
         }
     }
 }

@@ -78,7 +78,7 @@ extern const fg_backend fg_backend_cpu;
 // product of at least FG_PACK_MIN_ROWS rows, within a byte budget (0: never pack). Shared by every
 // context reading the store (lookups and insertions are locked); a weight must outlive it.
 typedef struct fg_packs fg_packs;
-#define FG_PACK_MIN_ROWS 8
+#define FG_PACK_MIN_ROWS 2
 fg_packs *fg_packs_create(size_t budget);
 void fg_packs_free(fg_packs *p);                 // NULL is fine
 size_t fg_packs_bytes(const fg_packs *p);

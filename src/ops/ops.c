@@ -19,8 +19,8 @@
 float fg_vdot(const float *a, const float *b, int n) {
     v16 s0 = {0}, s1 = {0};
     int i = 0;
-    for (; i + 2 * VW <= n; i += 2 * VW) { s0 += vload(a + i) * vload(b + i); s1 += vload(a + i + VW) * vload(b + i + VW); }
-    for (; i + VW <= n; i += VW) s0 += vload(a + i) * vload(b + i);
+    for (; i + 2 * VW <= n; i += 2 * VW) { s0 = vfma(vload(a + i), vload(b + i), s0); s1 = vfma(vload(a + i + VW), vload(b + i + VW), s1); }
+    for (; i + VW <= n; i += VW) s0 = vfma(vload(a + i), vload(b + i), s0);
     float s = vsum(s0 + s1);
     for (; i < n; i++) s += a[i] * b[i];
     return s;
@@ -30,8 +30,73 @@ float fg_vdot(const float *a, const float *b, int n) {
 void fg_vaxpy(float *y, float a, const float *x, int n) {
     v16 av = vbcast(a);
     int i = 0;
-    for (; i + VW <= n; i += VW) vstore(y + i, vload(y + i) + av * vload(x + i));
+    for (; i + VW <= n; i += VW) vstore(y + i, vfma(av, vload(x + i), vload(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
+}
+
+#if defined(__AVX512F__)
+// Lane r of the result = the sum of v[r]'s lanes, for 16 vectors at once: a transposing tree of
+// 15 adds (and 30 shuffles) instead of 16 separate reductions of 8 operations each. After the
+// four levels lane 4k+j holds input slot 4j+k, so the caller passes row 4(s%4) + s/4 in slot s.
+static inline __m512 hsum16(const __m512 *v) {
+    __m512 w[8], x[4], y[2];
+    for (int i = 0; i < 8; i++) // chunks (128 bits) 0+2 and 1+3 of slots 2i, 2i+1
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    for (int i = 0; i < 4; i++) // chunk k of x[i]: four partial sums of slot 4i+k
+        x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88), _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+    for (int i = 0; i < 2; i++) // within chunks: pairs of lanes of slots 8i+k and 8i+4+k
+        y[i] = _mm512_add_ps(_mm512_unpacklo_ps(x[2 * i], x[2 * i + 1]), _mm512_unpackhi_ps(x[2 * i], x[2 * i + 1]));
+    return _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x44), _mm512_shuffle_ps(y[0], y[1], 0xEE));
+}
+#endif
+
+void fg_vdot_rows(float *out, const float *q, const float *x, int rows, long ldx, int n) {
+    int r = 0, n16 = n / VW * VW;
+#if defined(__AVX512F__)
+    for (; r + 16 <= rows; r += 16) { // sixteen rows per pass, one accumulator each
+        __m512 acc[16];
+        const float *xs[16];
+        for (int k = 0; k < 16; k++) { acc[k] = _mm512_setzero_ps(); xs[k] = x + (size_t)(r + 4 * (k % 4) + k / 4) * ldx; }
+        for (int i = 0; i < n16; i += VW) {
+            __m512 qv = _mm512_loadu_ps(q + i);
+            for (int k = 0; k < 16; k++) acc[k] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(xs[k] + i), acc[k]);
+        }
+        _mm512_storeu_ps(out + r, hsum16(acc));
+        for (int i = n16; i < n; i++)
+            for (int k = 0; k < 16; k++) out[r + 4 * (k % 4) + k / 4] += q[i] * xs[k][i];
+    }
+#endif
+    for (; r + 4 <= rows; r += 4) { // four rows per pass: each q vector is loaded once for them
+        const float *x0 = x + (size_t)r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+        for (int i = 0; i < n16; i += VW) {
+            v16 qv = vload(q + i);
+            a0 = vfma(qv, vload(x0 + i), a0);
+            a1 = vfma(qv, vload(x1 + i), a1);
+            a2 = vfma(qv, vload(x2 + i), a2);
+            a3 = vfma(qv, vload(x3 + i), a3);
+        }
+        float s0 = vsum(a0), s1 = vsum(a1), s2 = vsum(a2), s3 = vsum(a3);
+        for (int i = n16; i < n; i++) { s0 += q[i] * x0[i]; s1 += q[i] * x1[i]; s2 += q[i] * x2[i]; s3 += q[i] * x3[i]; }
+        out[r] = s0; out[r + 1] = s1; out[r + 2] = s2; out[r + 3] = s3;
+    }
+    for (; r < rows; r++) out[r] = fg_vdot(q, x + (size_t)r * ldx, n);
+}
+
+void fg_vaxpy_rows(float *y, const float *p, const float *x, int rows, long ldx, int n) {
+    int c0 = 0;
+    for (; c0 + 8 * VW <= n; c0 += 8 * VW) { // 128 columns at a time: 8 accumulators stay in registers
+        v16 acc[8];
+        for (int j = 0; j < 8; j++) acc[j] = vload(y + c0 + j * VW);
+        for (int r = 0; r < rows; r++) {
+            const float *xr = x + (size_t)r * ldx + c0;
+            v16 pr = vbcast(p[r]);
+            for (int j = 0; j < 8; j++) acc[j] = vfma(pr, vload(xr + j * VW), acc[j]);
+        }
+        for (int j = 0; j < 8; j++) vstore(y + c0 + j * VW, acc[j]);
+    }
+    if (c0 < n)
+        for (int r = 0; r < rows; r++) fg_vaxpy(y + c0, p[r], x + (size_t)r * ldx + c0, n - c0);
 }
 
 // ---- matmul ----------------------------------------------------------------------------------
@@ -48,7 +113,7 @@ static void dot_tile(float *out, const float *inp, const float *w, const float *
             for (int r = 0; r < 4; r++) a[r] = vload(a0 + (size_t)r * IN + i);
             for (int c = 0; c < 4; c++) b[c] = vload(b0 + (size_t)c * IN + i);
             for (int r = 0; r < 4; r++)
-                for (int c = 0; c < 4; c++) acc[r][c] += a[r] * b[c];
+                for (int c = 0; c < 4; c++) acc[r][c] = vfma(a[r], b[c], acc[r][c]);
         }
         for (int r = 0; r < 4; r++)
             for (int c = 0; c < 4; c++) {
@@ -63,7 +128,7 @@ static void dot_tile(float *out, const float *inp, const float *w, const float *
             const float *a = inp + (size_t)(n0 + r) * IN, *b = w + (size_t)(o0 + c) * IN;
             v16 acc = {0};
             int i = 0;
-            for (; i + VW <= IN; i += VW) acc += vload(a + i) * vload(b + i);
+            for (; i + VW <= IN; i += VW) acc = vfma(vload(a + i), vload(b + i), acc);
             float s = vsum(acc);
             for (; i < IN; i++) s += a[i] * b[i];
             out[(size_t)(n0 + r) * OUT + o0 + c] = s + (bias ? bias[o0 + c] : 0.0f);
@@ -294,6 +359,24 @@ float fg_softmax_scaled(float *p, int n, float scale) {
     for (int u = 0; u < n16; u += VW) vstore(p + u, vload(p + u) * inv);
     for (int u = n16; u < n; u++) p[u] *= inv[0];
     return mx + logf(sum);
+}
+
+float fg_exp_sum(float *p, int n, float m) {
+    int n16 = n & ~(VW - 1), tail = n - n16;
+    v16 vs = {0};
+    for (int u = 0; u < n16; u += VW) {
+        v16 e = vexp(vload(p + u) - m);
+        vstore(p + u, e);
+        vs += e;
+    }
+    float sum = vsum(vs);
+    if (tail) {
+        float t[VW];
+        for (int i = 0; i < VW; i++) t[i] = i < tail ? p[n16 + i] : m;
+        v16 e = vexp(vload(t) - m);
+        for (int i = 0; i < tail; i++) { p[n16 + i] = e[i]; sum += e[i]; }
+    }
+    return sum;
 }
 
 // p[u] = exp(scale * p[u] - lse) for u < n: a softmax row rebuilt from its scores and the

@@ -22,6 +22,12 @@ extern int64_t fg_ops_macs;
 // Vector helpers shared by the attention loops: dot(a, b) over n floats, and y += a * x.
 float fg_vdot(const float *a, const float *b, int n);
 void fg_vaxpy(float *y, float a, const float *x, int n);
+// The same over the rows of a block (row stride ldx): out[r] = dot(q, x_r) for r < rows, and
+// y += sum_r p[r] x_r with y held in registers across the rows (attention over cached rows).
+void fg_vdot_rows(float *out, const float *q, const float *x, int rows, long ldx, int n);
+void fg_vaxpy_rows(float *y, const float *p, const float *x, int rows, long ldx, int n);
+// p[u] = exp(p[u] - m) for u < n (the softmax's vectorised exp); returns their sum.
+float fg_exp_sum(float *p, int n, float m);
 
 // out (N, OUT) = inp (N, IN) @ w^T (OUT, IN) + bias (OUT) [bias may be NULL]. Overwrites out.
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
