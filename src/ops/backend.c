@@ -311,7 +311,7 @@ done:
 }
 
 static void cpu_prepare(void *ctx, fg_wref w, int IN, int OUT, int rows) {
-    if (ctx && rows >= FG_PACK_MIN_ROWS) packs_get(ctx, w, IN, OUT, 1);
+    if (ctx && rows >= (w.type == FG_WEIGHTS_F32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS)) packs_get(ctx, w, IN, OUT, 1);
 }
 
 // ---- the fast backend ------------------------------------------------------------------------
@@ -324,7 +324,7 @@ static void cpu_matmul(void *ctx, float *out, const float *inp, fg_wref w, const
     int f32 = w.type == FG_WEIGHTS_F32;
     fg_gemm_packed *p;
     if (N == 1 && (ctx || !f32)) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
-    else if (ctx && N >= FG_PACK_MIN_ROWS && (!f32 || prec == FG_GEMM_F32) && (p = packs_get(ctx, w, IN, OUT, 1)))
+    else if (ctx && N >= (f32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS) && (!f32 || prec == FG_GEMM_F32) && (p = packs_get(ctx, w, IN, OUT, 1)))
         fg_gemm_qb_packed(N, inp, IN, p, out, OUT, bias);
     else if (f32) matmul_forward_prec(out, inp, w.p, bias, N, IN, OUT, prec);
     else fg_qmatmul_forward(out, inp, w.p, w.type, bias, N, IN, OUT);

@@ -78,7 +78,11 @@ extern const fg_backend fg_backend_cpu;
 // product of at least FG_PACK_MIN_ROWS rows, within a byte budget (0: never pack). Shared by every
 // context reading the store (lookups and insertions are locked); a weight must outlive it.
 typedef struct fg_packs fg_packs;
-#define FG_PACK_MIN_ROWS 2
+#define FG_PACK_MIN_ROWS 8
+// fp32 weights from 2 rows: their packed product is the same fp32 arithmetic (a decode batch's
+// few rows per expert gain the streamed panels); bf16 / Q8_0 panels would round the activations
+// of a 2..7-row product to bf16, which the unpacked path does not.
+#define FG_PACK_MIN_ROWS_F32 2
 fg_packs *fg_packs_create(size_t budget);
 void fg_packs_free(fg_packs *p);                 // NULL is fine
 size_t fg_packs_bytes(const fg_packs *p);
