@@ -107,7 +107,30 @@ void cli_set_threads(int threads) {
 #endif
 }
 
+// The library's log callback (fg_set_log): progress lines overwrite each other on a terminal
+// (stderr) and are dropped otherwise; the run's record lines go to stdout, after clearing a
+// progress line that is showing.
+static void cli_log(void *ud, int level, const char *text) {
+    static int shown;
+    (void)ud;
+    if (level == FG_LOG_PROGRESS) {
+        if (!isatty(2)) return;
+        fprintf(stderr, "\r%s", text);
+        fflush(stderr);
+        shown = 1;
+    } else if (level == FG_LOG_PROGRESS_END) {
+        if (shown) fputc('\n', stderr);
+        shown = 0;
+    } else {
+        if (shown) fprintf(stderr, "\r%*s\r", 110, "");
+        shown = 0;
+        fputs(text, stdout);
+        fflush(stdout);
+    }
+}
+
 int main(int argc, char **argv) {
+    fg_set_log(cli_log, NULL);
     if (argc < 2) return cmd_help(1, argv);
     int n;
     const fg_command *cmds = cli_commands(&n);

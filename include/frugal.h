@@ -26,6 +26,14 @@ extern "C" {
 const char *fg_last_error(void);
 double fg_now(void); // monotonic seconds
 
+// Progress and log lines: the library prints nothing itself; what a long call (fg_train) has to
+// say goes to this process-wide callback (NULL, the default: nowhere). FG_LOG_PROGRESS is a
+// transient status line (a terminal overwrites it in place), FG_LOG_PROGRESS_END ends a run of
+// them, FG_LOG_INFO is a line of the run's record (with its newline).
+enum { FG_LOG_PROGRESS = 0, FG_LOG_PROGRESS_END = 1, FG_LOG_INFO = 2 };
+typedef void (*fg_log_fn)(void *ud, int level, const char *text);
+void fg_set_log(fg_log_fn fn, void *ud);
+
 // ---- runs that survive their users (src/util.c) ------------------------------------------------
 // Output targets: 0 when path may be (re)written by a save that renames a temporary file over it
 // (it does not exist, or it is a regular file); -1 with an error naming the path and what it is

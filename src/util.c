@@ -25,6 +25,21 @@ int fg_set_error(const char *fmt, ...) {
     return -1;
 }
 
+static fg_log_fn log_fn;
+static void *log_ud;
+
+void fg_set_log(fg_log_fn fn, void *ud) { log_fn = fn; log_ud = ud; }
+
+void fg_log(int level, const char *fmt, ...) {
+    if (!log_fn) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    log_fn(log_ud, level, line);
+}
+
 int fg_wrap_error(const char *fmt, ...) {
     char old[sizeof err_buf], pre[256];
     memcpy(old, err_buf, sizeof old);

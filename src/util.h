@@ -13,6 +13,8 @@
 // fg_set_error formats into a thread-local buffer and returns -1 so callers can write
 //     if (bad) return fg_set_error("%s: field 'x' must be > 0 (got %d)", path, x);
 int fg_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Formats one line for the log callback (fg_set_log); nothing when none is set.
+void fg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // Prefix the current error with more context ("loading ckpt.bin: <old reason>"); returns -1.
 int fg_wrap_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -304,9 +304,8 @@ static void progress_bar(int64_t step, int64_t total, float loss, float lr, doub
     char bar[64];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[width] = 0;
-    fprintf(stderr, "\r  step %lld/%lld [%s] loss %.4f lr %.2e %.1fk tok/s eta %dm%02ds ", (long long)step,
-            (long long)total, bar, loss, lr, tps / 1000, (int)(eta / 60), (int)eta % 60);
-    fflush(stderr);
+    fg_log(FG_LOG_PROGRESS, "  step %lld/%lld [%s] loss %.4f lr %.2e %.1fk tok/s eta %dm%02ds ", (long long)step,
+           (long long)total, bar, loss, lr, tps / 1000, (int)(eta / 60), (int)eta % 60);
 }
 
 // Cuts a run's log back to the lines of steps <= step (the checkpoint a resume starts from): the
@@ -389,7 +388,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     int rc = (in && tg && load && ls) ? 0 : fg_set_error("out of memory");
     m->balance_alpha = o->balance_alpha;
     fg_adamw_opts ao = {o->beta1, o->beta2, o->eps, o->weight_decay};
-    int tty = o->progress && isatty(2);
+    int tty = o->progress; // the log callback decides whether a terminal shows it
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
     double t_start = fg_now(), t_tokens = 0;
     int old_prec = fg_set_matmul_precision(o->precision);
@@ -445,12 +444,11 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             if (rc) break;
             fprintf(log, "{\"step\":%lld,\"val_loss\":%.6f,\"val_bpb\":%.5f}\n", (long long)st->step, vl, bpb);
             if (!o->quiet) {
-                if (tty) fprintf(stderr, "\r%*s\r", 110, "");
-                printf("step %6lld  loss %.4f  val %.4f  bpb %.4f  lr %.2e  %.1fk tok/s", (long long)st->step, loss,
-                       vl, bpb, lr, t_tokens / elapsed / 1000);
-                for (int i = 0; i < nl && i < 4; i++) printf("  L%d cv %.2f", ls[i].layer, ls[i].cv);
-                printf("\n");
-                fflush(stdout);
+                char cv[128] = "";
+                for (int i = 0, at = 0; i < nl && i < 4 && at < (int)sizeof cv; i++)
+                    at += snprintf(cv + at, sizeof cv - (size_t)at, "  L%d cv %.2f", ls[i].layer, ls[i].cv);
+                fg_log(FG_LOG_INFO, "step %6lld  loss %.4f  val %.4f  bpb %.4f  lr %.2e  %.1fk tok/s%s\n", (long long)st->step,
+                       loss, vl, bpb, lr, t_tokens / elapsed / 1000, cv);
             }
         }
         if (fflush(log) || ferror(log)) { rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno)); break; }
@@ -464,7 +462,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             break;
         }
     }
-    if (tty) fprintf(stderr, "\n");
+    if (tty) fg_log(FG_LOG_PROGRESS_END, "%s", "");
     fg_set_matmul_precision(old_prec);
     if (fclose(log) && !rc) rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno));
     free(in); free(tg); free(load); free(ls);
