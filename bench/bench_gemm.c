@@ -11,6 +11,7 @@
 #endif
 
 #include "frugal.h"
+#include "frugal_tools.h"
 #include "bench/bench.h"
 #include "ops/gemm.h"
 #include "util.h"

@@ -88,7 +88,7 @@ static result bench_frugal(const char *name, int B, int T, int steps, int precis
     int old_threads = omp_get_max_threads();
     omp_set_num_threads(threads);
 #endif
-    int old_prec = fg_set_matmul_precision(precision);
+    fg_model_set_precision(m, precision);
     double best = 1e30;
     for (int s = 0; s <= steps; s++) {
         double t0 = bench_now();
@@ -99,7 +99,6 @@ static result bench_frugal(const char *name, int B, int T, int steps, int precis
         double dt = bench_now() - t0;
         if (s && dt < best) best = dt; // step 0 warms up (allocations, page faults)
     }
-    fg_set_matmul_precision(old_prec);
 #ifdef _OPENMP
     omp_set_num_threads(old_threads);
 #endif

@@ -3,6 +3,7 @@
 #define FG_CLI_H
 
 #include "frugal.h"
+#include "frugal_tools.h"
 
 #define CLI_MIN(a, b) ((a) < (b) ? (a) : (b))
 

@@ -4,6 +4,7 @@
 // number within the input; a second pass over the same bytes keeps nothing (every document kept
 // the first time is now an exact duplicate).
 #include "frugal.h"
+#include "frugal_tools.h"
 
 #include <stdint.h>
 #include <stdio.h>

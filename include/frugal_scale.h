@@ -2,14 +2,14 @@
 // L(N, D) = E + A / N^alpha + B / D^beta with bootstrap intervals, the compute-optimal frontier and
 // the compute multiplier of one family over another, a dependency-free SVG plotter, and the sweep
 // of training runs that feeds them. The CLI (`frugal scale`, `frugal plot`) sees only this header
-// and include/frugal.h. Nothing here prints; errors go through fg_last_error().
+// and include/frugal.h, frugal_tools.h. Nothing here prints; errors go through fg_last_error().
 #ifndef FRUGAL_SCALE_H
 #define FRUGAL_SCALE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "frugal.h"
+#include "frugal_tools.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "frugal_tools.h"
 #include "formats/checkpoint.h"
 #include "ops/quant.h"
 #include "infer/wstore.h"

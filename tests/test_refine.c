@@ -6,6 +6,7 @@
 // >= 0.95.
 #include "test.h"
 #include "frugal.h"
+#include "frugal_tools.h"
 #include "data/refine.h"
 
 #include <stdint.h>

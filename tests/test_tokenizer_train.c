@@ -6,6 +6,7 @@
 // exactly the size asked for (or fewer ids when the corpus runs out of pairs, reported).
 #include "test.h"
 #include "frugal.h"
+#include "frugal_tools.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/pretok.h"
 #include "formats/json.h"

@@ -9,6 +9,7 @@
 #define FG_COST_H
 
 #include "frugal.h"
+#include "frugal_tools.h"
 
 #define FG_LEDGER_MAGIC "frugal-ledger"
 #define FG_LEDGER_VERSION 1

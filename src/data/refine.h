@@ -13,6 +13,7 @@
 #define FG_REFINE_H
 
 #include "frugal.h"
+#include "frugal_tools.h"
 
 #define FG_REFINE_SHINGLE 5 // words per shingle
 

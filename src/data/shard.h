@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "frugal.h"
+#include "frugal_tools.h"
 
 #define FG_SHARD_MAGIC "FRUGALSH"
 #define FG_SHARD_VERSION 1

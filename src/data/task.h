@@ -16,6 +16,7 @@
 #define FG_TASK_H
 
 #include "frugal.h"
+#include "frugal_tools.h"
 #include "util.h"
 
 

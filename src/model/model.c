@@ -178,6 +178,12 @@ static int bind_view(fg_model *m) {
 
 void fg_model_set_backend(fg_model *m, const fg_backend *be) { m->be = be; }
 
+int fg_model_set_precision(fg_model *m, int prec) {
+    int old = m->prec == FG_GEMM_BF16 ? FG_PREC_BF16 : FG_PREC_FP32;
+    m->prec = prec == FG_PREC_BF16 ? FG_GEMM_BF16 : FG_GEMM_F32;
+    return old;
+}
+
 fg_model *fg_model_create(const fg_config *c) {
     if (fg_config_validate(c)) return NULL;
     fg_model *m = calloc(1, sizeof *m);
@@ -194,6 +200,7 @@ fg_model *fg_model_create(const fg_config *c) {
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
     if (bind_view(m)) { fg_model_free(m); return NULL; }
     m->be = &fg_backend_cpu;
+    m->prec = FG_GEMM_F32;
     if (fg_model_rope_init(&m->rope, &m->softmax_scale, c)) { fg_model_free(m); return NULL; }
     return m;
 }
@@ -364,7 +371,7 @@ static void add_into(float *dst, const float *src, size_t n) {
 
 // How the training forward runs its products: the model's backend, no packed weights (they
 // change every step), the mixed-precision switch for the model's matmuls.
-static fg_exec train_exec(const fg_model *m) { return (fg_exec){m->be, NULL, fg_gemm_default_prec, 0}; }
+static fg_exec train_exec(const fg_model *m) { return (fg_exec){m->be, NULL, m->prec, 0}; }
 
 static void mla_forward(fg_model *m, int l) {
     const fg_config *c = &m->cfg;
@@ -400,16 +407,17 @@ static void gqa_forward(fg_model *m, int l) {
     add_into(a->x2, a->x, (size_t)N * C);
 }
 
-static void swiglu_ffn_backward(const fg_backend *be, float *dxn, float *dw1, float *dw2, float *dw3, float *tmp3F,
+static void swiglu_ffn_backward(const fg_model *m, float *dxn, float *dw1, float *dw2, float *dw3, float *tmp3F,
                                 const float *dout, const float *xn, const float *h1, const float *h3,
                                 const float *act, const float *w1, const float *w2, const float *w3,
                                 int N, int C, int F) {
+    const fg_backend *be = m->be;
     float *dact = tmp3F, *dh1 = tmp3F + (size_t)N * F, *dh3 = tmp3F + 2 * (size_t)N * F;
     memset(tmp3F, 0, sizeof(float) * 3 * (size_t)N * F);
-    be->matmul_backward(dact, dw2, NULL, dout, act, w2, N, F, C, fg_gemm_default_prec);
+    be->matmul_backward(dact, dw2, NULL, dout, act, w2, N, F, C, m->prec);
     be->swiglu_backward(dh1, dh3, dact, h1, h3, N, F);
-    be->matmul_backward(dxn, dw1, NULL, dh1, xn, w1, N, C, F, fg_gemm_default_prec);
-    be->matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F, fg_gemm_default_prec);
+    be->matmul_backward(dxn, dw1, NULL, dh1, xn, w1, N, C, F, m->prec);
+    be->matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F, m->prec);
 }
 
 static void moe_forward(fg_model *m, int l, float *out) {
@@ -504,7 +512,7 @@ static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dq = Dn + Dr;
     int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
     float *dy = take(sc, (size_t)N * H * Dv);
-    be->matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dv, C, fg_gemm_default_prec);
+    be->matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dv, C, m->prec);
     float *dq = take(sc, (size_t)N * H * Dq), *dk = take(sc, (size_t)N * H * Dq), *dv = take(sc, (size_t)N * H * Dv);
     be->attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, H, Dq, Dv, H * Dq, H * Dq, H * Dv, m->softmax_scale);
     float *dkvb = take(sc, (size_t)N * H * (Dn + Dv)), *dkva = take(sc, (size_t)N * (Rkv + Dr));
@@ -522,18 +530,18 @@ static void mla_backward(fg_model *m, int l, float *dres, bump *sc) {
     be->rope(dq + Dn, N, H, (long)H * Dq, Dq, m->pos, &m->rope, 1);
     be->rope(dkva + Rkv, N, 1, Rkv + Dr, 0, m->pos, &m->rope, 1);
     float *dckv = take(sc, (size_t)N * Rkv), *dckv_raw = take(sc, (size_t)N * Rkv);
-    be->matmul_backward(dckv, g->wkv_b, NULL, dkvb, a->ckv, w->wkv_b, N, Rkv, H * (Dn + Dv), fg_gemm_default_prec);
+    be->matmul_backward(dckv, g->wkv_b, NULL, dkvb, a->ckv, w->wkv_b, N, Rkv, H * (Dn + Dv), m->prec);
     be->rmsnorm_backward(dckv_raw, g->kv_norm, dckv, a->ckv_raw, w->kv_norm, a->kv_rstd, N, Rkv);
     for (int n = 0; n < N; n++) memcpy(dkva + (size_t)n * (Rkv + Dr), dckv_raw + (size_t)n * Rkv, sizeof(float) * Rkv);
     float *dxn1 = take(sc, (size_t)N * C);
-    be->matmul_backward(dxn1, g->wkv_a, NULL, dkva, a->xn1, w->wkv_a, N, C, Rkv + Dr, fg_gemm_default_prec);
+    be->matmul_backward(dxn1, g->wkv_a, NULL, dkva, a->xn1, w->wkv_a, N, C, Rkv + Dr, m->prec);
     if (Rq > 0) {
         float *dqan = take(sc, (size_t)N * Rq), *dqa = take(sc, (size_t)N * Rq);
-        be->matmul_backward(dqan, g->wq_b, NULL, dq, a->qan, w->wq_b, N, Rq, H * Dq, fg_gemm_default_prec);
+        be->matmul_backward(dqan, g->wq_b, NULL, dq, a->qan, w->wq_b, N, Rq, H * Dq, m->prec);
         be->rmsnorm_backward(dqa, g->q_norm, dqan, a->qa, w->q_norm, a->qa_rstd, N, Rq);
-        be->matmul_backward(dxn1, g->wq_a, NULL, dqa, a->xn1, w->wq_a, N, C, Rq, fg_gemm_default_prec);
+        be->matmul_backward(dxn1, g->wq_a, NULL, dqa, a->xn1, w->wq_a, N, C, Rq, m->prec);
     } else {
-        be->matmul_backward(dxn1, g->wq, NULL, dq, a->xn1, w->wq, N, C, H * Dq, fg_gemm_default_prec);
+        be->matmul_backward(dxn1, g->wq, NULL, dq, a->xn1, w->wq, N, C, H * Dq, m->prec);
     }
     be->rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
 }
@@ -547,15 +555,15 @@ static void gqa_backward(fg_model *m, int l, float *dres, bump *sc) {
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, H = c->num_attention_heads;
     int Hkv = c->num_key_value_heads, Dh = c->head_dim;
     float *dy = take(sc, (size_t)N * H * Dh);
-    be->matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dh, C, fg_gemm_default_prec);
+    be->matmul_backward(dy, g->wo, NULL, dres, a->y, w->wo, N, H * Dh, C, m->prec);
     float *dq = take(sc, (size_t)N * H * Dh), *dk = take(sc, (size_t)N * Hkv * Dh), *dv = take(sc, (size_t)N * Hkv * Dh);
     be->attention_backward(dq, dk, dv, dy, a->q, a->k, a->v, a->lse, B, T, H, Hkv, Dh, Dh, H * Dh, Hkv * Dh, Hkv * Dh, m->softmax_scale);
     be->rope(dq, N, H, (long)H * Dh, Dh, m->pos, &m->rope, 1);
     be->rope(dk, N, Hkv, (long)Hkv * Dh, Dh, m->pos, &m->rope, 1);
     float *dxn1 = take(sc, (size_t)N * C);
-    be->matmul_backward(dxn1, g->wq, g->bq, dq, a->xn1, w->wq, N, C, H * Dh, fg_gemm_default_prec);
-    be->matmul_backward(dxn1, g->wk, g->bk, dk, a->xn1, w->wk, N, C, Hkv * Dh, fg_gemm_default_prec);
-    be->matmul_backward(dxn1, g->wv, g->bv, dv, a->xn1, w->wv, N, C, Hkv * Dh, fg_gemm_default_prec);
+    be->matmul_backward(dxn1, g->wq, g->bq, dq, a->xn1, w->wq, N, C, H * Dh, m->prec);
+    be->matmul_backward(dxn1, g->wk, g->bk, dk, a->xn1, w->wk, N, C, Hkv * Dh, m->prec);
+    be->matmul_backward(dxn1, g->wv, g->bv, dv, a->xn1, w->wv, N, C, Hkv * Dh, m->prec);
     be->rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
 }
 
@@ -568,7 +576,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
     int B = m->B, T = m->T, N = B * T, C = c->hidden_size, E = c->n_routed_experts;
     int K = c->num_experts_per_tok, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
     if (Fs > 0)
-        swiglu_ffn_backward(be, dxn2, g->sw1, g->sw2, g->sw3, take(sc, 3 * (size_t)N * Fs), dout, a->xn2, a->h1,
+        swiglu_ffn_backward(m, dxn2, g->sw1, g->sw2, g->sw3, take(sc, 3 * (size_t)N * Fs), dout, a->xn2, a->h1,
                             a->h3, a->a, w->sw1, w->sw2, w->sw3, N, C, Fs);
     // Through the weighted sum: dey = w * dout, dwts = dout . ey.
     float *dey = take(sc, (size_t)N * K * C), *dwts = take(sc, (size_t)N * K);
@@ -585,7 +593,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
     for (int e = 0; e < E; e++) {
         int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
         if (!ne) continue;
-        swiglu_ffn_backward(be, dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
+        swiglu_ffn_backward(m, dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
                             g->ew3 + (size_t)e * Fe * C, tmp, dey + (size_t)o * C, a->xe + (size_t)o * C,
                             a->eh1 + (size_t)o * Fe, a->eh3 + (size_t)o * Fe, a->ea + (size_t)o * Fe,
                             w->ew1 + (size_t)e * Fe * C, w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C,
@@ -682,7 +690,7 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
         sc.used = mark;
         float *dxn2 = take(&sc, (size_t)N * C);
         if (fg_config_is_moe_layer(c, l)) moe_backward(m, l, dres, dxn2, grad_scale, &sc);
-        else swiglu_ffn_backward(be, dxn2, g->w1, g->w2, g->w3, take(&sc, 3 * (size_t)N * c->intermediate_size), dres,
+        else swiglu_ffn_backward(m, dxn2, g->w1, g->w2, g->w3, take(&sc, 3 * (size_t)N * c->intermediate_size), dres,
                                  a->xn2, a->h1, a->h3, a->a, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
         be->rmsnorm_backward(dres, g->ffn_norm, dxn2, a->x2, w->ffn_norm, a->rstd2, N, C);
         sc.used = mark;

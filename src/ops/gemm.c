@@ -49,14 +49,6 @@
 #define AMR 32                           // AMX: rows of an A panel and of the C block (MC is a multiple)
 #define AK 32                            // AMX: bf16 per tile row; K is padded to a multiple
 
-int fg_gemm_default_prec = FG_GEMM_F32;
-
-int fg_set_matmul_precision(int prec) {
-    int old = fg_gemm_default_prec;
-    fg_gemm_default_prec = prec == FG_PREC_BF16 ? FG_GEMM_BF16 : FG_GEMM_F32;
-    return old == FG_GEMM_BF16 ? FG_PREC_BF16 : FG_PREC_FP32;
-}
-
 static int force_generic, amx_emulate;
 
 int fg_gemm_force_generic(int on) { int old = force_generic; force_generic = on; return old; }

@@ -46,9 +46,6 @@ void fg_gemm_packed_free(fg_gemm_packed *p); // NULL is fine
 // C (M, N) = A (M, K) @ B + bias, as fg_gemm_qb with B's N, K, W and precision.
 void fg_gemm_qb_packed(int M, const float *A, long lda, const fg_gemm_packed *B, float *C, long ldc, const float *bias);
 
-// Precision used by the model's matmuls (FG_GEMM_F32 unless set): training's mixed precision switch.
-extern int fg_gemm_default_prec;
-
 // "avx512" / "generic" (fp32), "amx-bf16" / "amx-bf16-emulated" / "avx512-bf16" / "generic-bf16"
 // (bf16): the kernels this CPU runs, for reports.
 const char *fg_gemm_kernel_name(int prec);

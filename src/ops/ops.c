@@ -143,7 +143,7 @@ int64_t fg_ops_macs = 0;
 #define GEMM_MIN_ROWS 8
 
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
-    matmul_forward_prec(out, inp, w, bias, N, IN, OUT, fg_gemm_default_prec);
+    matmul_forward_prec(out, inp, w, bias, N, IN, OUT, FG_GEMM_F32);
 }
 
 void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT,
@@ -164,7 +164,7 @@ void matmul_forward_prec(float *out, const float *inp, const float *w, const flo
 
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT) {
-    matmul_backward_prec(dinp, dw, dbias, dout, inp, w, N, IN, OUT, fg_gemm_default_prec);
+    matmul_backward_prec(dinp, dw, dbias, dout, inp, w, N, IN, OUT, FG_GEMM_F32);
 }
 
 void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,

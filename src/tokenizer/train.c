@@ -20,6 +20,7 @@
 // Ids: 0..255 are the byte tokens (id = byte value), then the merges in order, then the added
 // special tokens. What it does not do: normalization, dropout, continuing-subword prefixes,
 // parallel counting.
+#include "frugal_tools.h"
 #include "data/data.h"
 #include "formats/json.h"
 #include "tokenizer/bpe.h"

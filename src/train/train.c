@@ -391,7 +391,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     int tty = o->progress; // the log callback decides whether a terminal shows it
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
     double t_start = fg_now(), t_tokens = 0;
-    int old_prec = fg_set_matmul_precision(o->precision);
+    int old_prec = fg_model_set_precision(m, o->precision);
     int64_t first = st->step;
     while (!rc && st->step < end) {
         double t0 = fg_now();
@@ -463,7 +463,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         }
     }
     if (tty) fg_log(FG_LOG_PROGRESS_END, "%s", "");
-    fg_set_matmul_precision(old_prec);
+    fg_model_set_precision(m, old_prec);
     if (fclose(log) && !rc) rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno));
     free(in); free(tg); free(load); free(ls);
     FREE_DATA();
