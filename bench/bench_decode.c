@@ -14,7 +14,7 @@ int main(int argc, char **argv) {
     int mb = argc > 1 ? atoi(argv[1]) : 1024, IN = 4096;
     double peak = fg_peak_mem_measure(256);
     printf("streaming read bandwidth (fg_peak_mem_measure, this run): %.2f GB/s\n", peak);
-    for (int type = FG_WEIGHTS_F32; type <= FG_WEIGHTS_Q8_0; type++) {
+    for (int type = FG_F32; type <= FG_Q8_0; type++) {
         size_t rb = fg_qrow_bytes(type, IN);
         int OUT = (int)((size_t)mb * 1048576 / rb);
         uint8_t *w = aligned_alloc(64, rb * OUT);
@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < IN; i++) { x[i] = fg_rng_normal(&r); row[i] = fg_rng_normal(&r); }
 #pragma omp parallel for schedule(static)
         for (int o = 0; o < OUT; o++) {
-            if (type == FG_WEIGHTS_F32) memcpy(w + (size_t)o * rb, row, rb);
+            if (type == FG_F32) memcpy(w + (size_t)o * rb, row, rb);
             else fg_quantize_row(w + (size_t)o * rb, row, IN, type);
         }
         double best = 1e30;
@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
         }
         double gbs = (double)rb * OUT / best / 1e9;
         printf("%-5s %5.0f MB: %.2f ms, %.2f GB/s = %.1f%% of streaming bandwidth\n",
-               type == FG_WEIGHTS_F32 ? "f32" : type == FG_WEIGHTS_BF16 ? "bf16" : "q8_0", (double)rb * OUT / 1e6, best * 1e3,
+               type == FG_F32 ? "f32" : type == FG_BF16 ? "bf16" : "q8_0", (double)rb * OUT / 1e6, best * 1e3,
                gbs, 100 * gbs / peak);
         free(w); free(x); free(out);
     }

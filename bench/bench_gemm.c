@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
     threads = omp_get_max_threads();
 #endif
     printf("gemm: %d threads; peaks (measured): fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s; kernels %s / %s\n", threads,
-           pk.fp32_gflops, pk.bf16_gflops, fg_gemm_kernel_name(FG_GEMM_F32), fg_gemm_kernel_name(FG_GEMM_BF16));
+           pk.fp32_gflops, pk.bf16_gflops, fg_gemm_kernel_name(FG_F32), fg_gemm_kernel_name(FG_BF16));
     static const struct { const char *what; int ta, tb, M, N, K; } shapes[] = {
         {"1024^3 forward (A B^T)", 0, 1, 1024, 1024, 1024},
         {"1024^3 dinp    (A B)", 0, 0, 1024, 1024, 1024},
@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     if (argc == 6) { // bench_gemm M N K ta tb: one shape
         int M = atoi(argv[1]), N = atoi(argv[2]), K = atoi(argv[3]), ta = atoi(argv[4]), tb = atoi(argv[5]);
         if ((size_t)M * K > mx || (size_t)N * K > mx || (size_t)M * N > mx) { fprintf(stderr, "bench_gemm: shape too large\n"); return 1; }
-        double f = time_gemm(ta, tb, M, N, K, FG_GEMM_F32, A, B, C), b = time_gemm(ta, tb, M, N, K, FG_GEMM_BF16, A, B, C);
+        double f = time_gemm(ta, tb, M, N, K, FG_F32, A, B, C), b = time_gemm(ta, tb, M, N, K, FG_BF16, A, B, C);
         printf("%dx%dx%d ta=%d tb=%d: fp32 %.1f GFLOP/s (%.1f%%), bf16 %.1f GFLOP/s (%.1f%%)\n", M, N, K, ta, tb, f,
                100 * f / pk.fp32_gflops, b, pk.bf16_gflops > 0 ? 100 * b / pk.bf16_gflops : 0.0);
         free(A); free(B); free(C);
@@ -62,8 +62,8 @@ int main(int argc, char **argv) {
     }
     printf("%-28s %10s %8s %10s %8s\n", "shape (M x N x K)", "fp32 GF/s", "% peak", "bf16 GF/s", "% peak");
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes && (!quick || s < 1); s++) {
-        double f = time_gemm(shapes[s].ta, shapes[s].tb, shapes[s].M, shapes[s].N, shapes[s].K, FG_GEMM_F32, A, B, C);
-        double b = time_gemm(shapes[s].ta, shapes[s].tb, shapes[s].M, shapes[s].N, shapes[s].K, FG_GEMM_BF16, A, B, C);
+        double f = time_gemm(shapes[s].ta, shapes[s].tb, shapes[s].M, shapes[s].N, shapes[s].K, FG_F32, A, B, C);
+        double b = time_gemm(shapes[s].ta, shapes[s].tb, shapes[s].M, shapes[s].N, shapes[s].K, FG_BF16, A, B, C);
         printf("%-28s %10.1f %7.1f%% %10.1f %7.1f%%\n", shapes[s].what, f, 100 * f / pk.fp32_gflops, b,
                pk.bf16_gflops > 0 ? 100 * b / pk.bf16_gflops : 0.0);
     }

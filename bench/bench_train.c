@@ -128,8 +128,8 @@ static void bench_config(const char *name, int B, int T, int steps, const fg_pea
     int64_t total, active;
     fg_config_param_counts(&c, &total, &active);
     printf("%s: %.2fM parameters (%.2fM active), B=%d T=%d, %d threads\n", name, total / 1e6, active / 1e6, B, T, threads);
-    result f32 = bench_frugal(name, B, T, steps, FG_PREC_FP32, threads);
-    result b16 = bench_frugal(name, B, T, steps, FG_PREC_BF16, threads);
+    result f32 = bench_frugal(name, B, T, steps, FG_F32, threads);
+    result b16 = bench_frugal(name, B, T, steps, FG_BF16, threads);
     double mf = f32.gflops / pk->fp32_gflops, mb = pk->bf16_gflops > 0 ? b16.gflops / pk->bf16_gflops : 0;
     printf("  frugal  fp32           %9.0f tok/s %9.1f ms/step %7.1f GFLOP/s  MFU %5.1f%% of fp32 peak\n", f32.tps, f32.ms,
            f32.gflops, 100 * mf);
@@ -138,7 +138,7 @@ static void bench_config(const char *name, int B, int T, int steps, const fg_pea
     csv_row(name, "frugal", "fp32", threads, B, T, f32, mf);
     csv_row(name, "frugal", "bf16", threads, B, T, b16, mb);
     if (scaling && threads > 1) {
-        result one = bench_frugal(name, B, T, steps, FG_PREC_FP32, 1);
+        result one = bench_frugal(name, B, T, steps, FG_F32, 1);
         printf("  frugal  fp32 1 thread  %9.0f tok/s  -> %d-thread scaling %.2fx\n", one.tps, threads, f32.tps / one.tps);
         csv_row(name, "frugal", "fp32", 1, B, T, one, one.gflops / pk->fp32_gflops);
     }

@@ -110,7 +110,7 @@ int cmd_bench(int argc, char **argv) {
     int r = cli_parse("bench", "[--config NAME|PATH | --ckpt PATH] [options]", opts, argc, argv, NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
-    int weights = weights_s ? fg_weights_type_parse(weights_s) : FG_WEIGHTS_F32;
+    int weights = weights_s ? fg_dtype_parse(weights_s, FG_WEIGHT_TYPES, "weight type") : FG_F32;
     if (weights < 0) return cli_fail("bench", fg_last_error(), NULL);
     int kv_type = cli_kv_type("bench", kv_s);
     if (kv_type < 0) return 1;
@@ -162,7 +162,7 @@ int cmd_bench(int argc, char **argv) {
         if (!(cw.ws = fg_wstore_from_model(cw.m, weights))) { cli_weights_close(&cw); return cli_fail("bench", fg_last_error(), NULL); }
     }
     int stored = fg_wstore_weights(cw.ws);
-    weights_s = stored == FG_WEIGHTS_BF16 ? "bf16" : stored == FG_WEIGHTS_Q8_0 ? "q8_0" : "f32";
+    weights_s = fg_dtype_name(stored);
     int kind = c.attn_type == FG_ATTN_MLA && !kind_full ? FG_KV_LATENT : FG_KV_FULL;
     fg_infer *s = fg_infer_create_store(cw.ws, need, kind, kv_type);
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)need);
@@ -183,7 +183,7 @@ int cmd_bench(int argc, char **argv) {
     // (docs/cost.md), for every token but the output head, which only the last token runs. The
     // peak is that of the kernels the weight type multiplies with: fp32 FMA for f32 weights, bf16
     // dot products for bf16 and Q8_0 (their rows are converted to bf16 panels as they are packed).
-    int bf_peak = stored != FG_WEIGHTS_F32 && pk.bf16_gflops > 0;
+    int bf_peak = stored != FG_F32 && pk.bf16_gflops > 0;
     double peak = bf_peak ? pk.bf16_gflops : pk.fp32_gflops;
     int rc = 0;
     for (int i = 0; i < npre && !rc; i++) {
@@ -226,7 +226,7 @@ int cmd_bench(int argc, char **argv) {
     long hwm, anon, file;
     rss_kb(&hwm, &anon, &file);
     double expanded = c.attn_type == FG_ATTN_MLA
-        ? (kv_type == FG_WEIGHTS_BF16 ? 2.0 : 4.0) * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
+        ? (kv_type == FG_BF16 ? 2.0 : 4.0) * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
                "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_type\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "

@@ -80,7 +80,7 @@ int cmd_export(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail("export", "one model is required", "frugal export --gguf out.gguf runs/demo/ckpt.fgck");
     if (!gguf == !hf) return cli_fail("export", "give exactly one of --gguf and --hf", NULL);
-    int type = fg_export_type_parse(type_s ? type_s : "f32");
+    int type = fg_dtype_parse(type_s ? type_s : "f32", FG_EXPORT_TYPES, "export type");
     if (type < 0) return cli_fail("export", fg_last_error(), NULL);
     if (gguf && cli_output_ok("export", gguf)) return 1;
     struct stat sb;

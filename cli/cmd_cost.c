@@ -77,7 +77,7 @@ int cmd_cost(int argc, char **argv) {
     if (fg_cost_config(&c, &mtp, pos[0], warn_cb)) return fail_err(fg_last_error());
     const fg_accel *acc = fg_accel_find(gpu);
     if (!acc) return fail_err(fg_last_error());
-    int prec = fg_precision_parse(precision_s);
+    int prec = fg_dtype_parse(precision_s, FG_PRECISIONS, "precision");
     if (prec < 0) return fail_err(fg_last_error());
     if (fg_accel_peak(acc, prec) <= 0) {
         char msg[256];
@@ -114,7 +114,7 @@ int cmd_cost(int argc, char **argv) {
     const fg_accel *pacc = pub ? fg_accel_find(pub->accel) : NULL;
     if (!strcmp(mfu_s, "auto")) {
         if (pub && pacc) {
-            mfu = pub->tokens * cm.train_per_token / (pub->hours * 3600 * fg_accel_peak(pacc, prec > 0 ? prec : FG_PREC_BF16));
+            mfu = pub->tokens * cm.train_per_token / (pub->hours * 3600 * fg_accel_peak(pacc, prec > 0 ? prec : FG_BF16));
             mfu_from = "back-solved";
         } else mfu = 0.40, mfu_from = "default";
     }
@@ -190,7 +190,7 @@ int cmd_cost(int argc, char **argv) {
         printf("  DeepSeek's figure: about 250 GFLOP per training token (at 4K context): frugal %s (%+.1f%%)\n",
                SI(cm.train_per_token), 100 * (cm.train_per_token / 250e9 - 1));
 
-    double kvp = prec == FG_PREC_FP32 ? 4 : 2;
+    double kvp = prec == FG_F32 ? 4 : 2;
     printf("\nKV cache (%s): %sB per token%s vs %sB for a full multi-head cache (%.1fx)\n", kvp == 4 ? "fp32" : "bf16",
            SI(cm.kv_bytes_per_token), c.attn_type == FG_ATTN_MLA ? " (MLA latent + rope key)" : " (GQA)",
            SI(cm.kv_mha_bytes_per_token), cm.kv_mha_bytes_per_token / cm.kv_bytes_per_token);
@@ -274,7 +274,7 @@ static int cost_ledger(int argc, char **argv) {
         reached[i] = target >= 0 ? fg_ledger_reach(dirs[i], target, &rt[i], &rs[i]) : 0;
         if (reached[i] < 0) return cli_fail("cost ledger", fg_last_error(), NULL);
     }
-    double peak = fg_accel_peak(acc, FG_PREC_BF16);
+    double peak = fg_accel_peak(acc, FG_BF16);
     if (json) {
         printf("[\n");
         for (int i = 0; i < nd; i++) {

@@ -253,7 +253,7 @@ int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t
     int rc = fg_distill_train(m, &opt, &st, &o, &d);
     cli_trap_signals(0);
     double acc = 0;
-    fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_F32);
     if (!rc && ws) rc = cli_task_eval(ws, n, 2024, 0, &acc);
     else rc = -1;
     fg_wstore_free(ws);

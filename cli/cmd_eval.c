@@ -25,7 +25,7 @@ static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
 // Prints the first `show` solutions.
 int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy) {
     int max_T = CLI_MIN(fg_wstore_config(ws)->max_position_embeddings, FG_TASK_MAX_TOKENS);
-    fg_infer *s = fg_infer_create_store(ws, max_T, FG_KV_AUTO, FG_WEIGHTS_F32);
+    fg_infer *s = fg_infer_create_store(ws, max_T, FG_KV_AUTO, FG_F32);
     if (!s) return -1;
     fg_rng r;
     fg_rng_seed(&r, seed);
@@ -98,7 +98,7 @@ int cmd_eval(int argc, char **argv) {
         FILE *lf = fopen(lpath, "r");
         if (lf) {
             fclose(lf);
-            if (cw.m && fg_wstore_weights(cw.ws) == FG_WEIGHTS_F32 && fg_ledger_record_accuracy(dir, fg_model_config(cw.m), acc))
+            if (cw.m && fg_wstore_weights(cw.ws) == FG_F32 && fg_ledger_record_accuracy(dir, fg_model_config(cw.m), acc))
                 fprintf(stderr, "frugal eval: warning: could not update %s: %s\n", lpath, fg_last_error());
         }
     }
@@ -178,7 +178,7 @@ int cmd_demo(int argc, char **argv) {
            (long long)st.step, st.tokens_seen / 1e6, t_train);
     double acc;
     double t1 = fg_now();
-    fg_wstore *ws = fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
     rc = ws ? cli_task_eval(ws, n, 2024, 6, &acc) : -1;
     fg_wstore_free(ws);
     if (rc) cli_fail("demo", fg_last_error(), NULL);

@@ -14,10 +14,10 @@ static void notice_cb(const char *msg) { fprintf(stderr, "frugal: %s\n", msg); }
 
 int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w) {
     memset(w, 0, sizeof *w);
-    int weights = FG_WEIGHTS_F32;
-    if (weights_s && (weights = fg_weights_type_parse(weights_s)) < 0) return cli_fail(cmd, fg_last_error(), NULL);
+    int weights = FG_F32;
+    if (weights_s && (weights = fg_dtype_parse(weights_s, FG_WEIGHT_TYPES, "weight type")) < 0) return cli_fail(cmd, fg_last_error(), NULL);
     struct stat sb;
-    if (!stat(path, &sb) && S_ISDIR(sb.st_mode) && (!weights_s || weights == FG_WEIGHTS_BF16)) {
+    if (!stat(path, &sb) && S_ISDIR(sb.st_mode) && (!weights_s || weights == FG_BF16)) {
         // A Hugging Face directory runs from its mapped shards, weights as stored (BF16 stays BF16);
         // --weights bf16 over F32/F16 shards falls through to the converting path below.
         if (!(w->ws = fg_wstore_open_hf(path, notice_cb)))
@@ -35,7 +35,7 @@ int cli_open_weights(const char *cmd, const char *path, const char *weights_s, c
         if (weights_s && weights != stored) {
             char msg[1200];
             snprintf(msg, sizeof msg, "%s is a quantised model stored as %s; --weights %s converts checkpoints only", path,
-                     stored == FG_WEIGHTS_BF16 ? "bf16" : stored == FG_WEIGHTS_Q8_0 ? "q8_0" : "f32", weights_s);
+                     fg_dtype_name(stored), weights_s);
             cli_weights_close(w);
             return cli_fail(cmd, msg, "drop --weights, or quantize the checkpoint to the type you want");
         }
@@ -58,8 +58,8 @@ void cli_weights_close(cli_weights *w) {
 }
 
 int cli_kv_type(const char *cmd, const char *s) {
-    int t = fg_weights_type_parse(s);
-    if (t != FG_WEIGHTS_F32 && t != FG_WEIGHTS_BF16) {
+    int t = fg_dtype_parse(s, FG_WEIGHT_TYPES, "weight type");
+    if (t != FG_F32 && t != FG_BF16) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown KV cache type '%.200s'", s);
         cli_fail(cmd, msg, "--kv-type f32 or bf16");
@@ -85,8 +85,8 @@ int cmd_quantize(int argc, char **argv) {
     if (npos != 1) return cli_fail(cmd, "expected exactly one checkpoint", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq --type q8_0");
     if (!out) return cli_fail(cmd, "-o OUT is required", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq");
     if (cli_output_ok(cmd, out)) return 1;
-    int type = fg_weights_type_parse(type_s);
-    if (type != FG_WEIGHTS_BF16 && type != FG_WEIGHTS_Q8_0) {
+    int type = fg_dtype_parse(type_s, FG_WEIGHT_TYPES, "weight type");
+    if (type != FG_BF16 && type != FG_Q8_0) {
         char msg[300];
         snprintf(msg, sizeof msg, "--type must be bf16 or q8_0 (got '%.200s')", type_s);
         return cli_fail(cmd, msg, NULL);

@@ -103,7 +103,7 @@ static int resume_merge(fg_train_opts *o, const char **sched, const char **sft, 
     }
     if (saved.precision != o->precision) {
         if (cli_given(argc, argv, "precision"))
-            return merge_fail("--precision differs from the run's %s (hint: drop --precision)", saved.precision == FG_PREC_BF16 ? "bf16" : "fp32");
+            return merge_fail("--precision differs from the run's %s (hint: drop --precision)", saved.precision == FG_BF16 ? "bf16" : "fp32");
         o->precision = saved.precision;
     }
     if (!full) return 0;
@@ -175,8 +175,8 @@ int cmd_train(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     o.data = files; o.n_data = nf; o.quiet = quiet; o.progress = !no_progress;
-    o.precision = fg_precision_parse(precision);
-    if (o.precision != FG_PREC_FP32 && o.precision != FG_PREC_BF16)
+    o.precision = fg_dtype_parse(precision, FG_PRECISIONS, "precision");
+    if (o.precision != FG_F32 && o.precision != FG_BF16)
         return cli_fail("train", "--precision must be fp32 or bf16 (fp8 is a cost-model setting, not a CPU training mode)", NULL);
     if (!strcmp(sched, "cosine")) o.sched = FG_SCHED_COSINE;
     else if (!strcmp(sched, "wsd")) o.sched = FG_SCHED_WSD;

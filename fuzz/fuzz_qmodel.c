@@ -23,7 +23,7 @@ static void open_and_run(const uint8_t *b, size_t n) {
     fg_wstore *ws = fg_qmodel_open_mem(b, n, "fuzz.fgq");
     if (!ws) return;
     const fg_config *c = fg_wstore_config(ws);
-    fg_infer *s = fg_infer_create_store(ws, 3, FG_KV_AUTO, FG_WEIGHTS_BF16);
+    fg_infer *s = fg_infer_create_store(ws, 3, FG_KV_AUTO, FG_BF16);
     if (s) {
         int32_t tok[3] = {0, c->vocab_size - 1, c->vocab_size / 2};
         fg_infer_feed(s, tok, 2);

@@ -5,6 +5,7 @@
 // For an accepted file it checks that every tensor lies inside the buffer with the size its dtype
 // and shape say, that find() returns it, and it reads every convertible tensor as F32.
 #include "formats/safetensors.h"
+#include "ops/dtype.h"
 #include "util.h"
 
 #include <stdint.h>
@@ -20,12 +21,12 @@ static void check(const uint8_t *buf, size_t size) {
     for (int i = 0; i < st.n; i++) {
         const fg_st_tensor *t = &st.t[i];
         if (t->data < buf + 8 || t->nbytes > size || t->data + t->nbytes > buf + size) abort();
-        if ((uint64_t)t->numel * fg_st_dtype_size(t->dtype) != t->nbytes) abort();
+        if ((uint64_t)t->numel * (uint64_t)fg_dtype_info(t->dtype)->block_bytes != t->nbytes) abort();
         const fg_st_tensor *f = fg_safetensors_find(&st, t->name);
         if (!f || strcmp(f->name, t->name)) abort();
         float *out = malloc((size_t)t->numel * sizeof *out + 1);
         if (!out) abort();
-        int convertible = t->dtype == FG_DT_F32 || t->dtype == FG_DT_F16 || t->dtype == FG_DT_BF16 || t->dtype == FG_DT_F64;
+        int convertible = t->dtype == FG_F32 || t->dtype == FG_F16 || t->dtype == FG_BF16 || t->dtype == FG_F64;
         int rc = fg_safetensors_read_f32(&st, t->name, out, t->numel);
         if (rc != (convertible ? 0 : -1)) abort();
         if (fg_safetensors_read_f32(&st, t->name, out, t->numel + 1) != -1) abort();

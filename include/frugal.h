@@ -54,6 +54,26 @@ void fg_dir_unlock(int fd);
 void fg_train_interrupt(int sig);
 int fg_train_interrupted(void);
 
+// ---- element types (src/ops/dtype.c) ----------------------------------------------------------
+// One enum names every element type frugal reads, stores, writes or multiplies in: weights in
+// memory (FG_WEIGHT_TYPES), export types (FG_EXPORT_TYPES: GGUF takes f32, bf16, q8_0, q4_0;
+// safetensors f32, bf16, f16), matrix-product precisions (FG_PRECISIONS: training's mixed
+// precision, the cost model's peaks), and the tensor types of GGUF and safetensors files, which
+// map onto it through one traits table (src/ops/dtype.h). The first five values are what
+// qmodel files and older APIs stored; they never change.
+typedef enum {
+    FG_F32 = 0, FG_BF16 = 1, FG_Q8_0 = 2, FG_F16 = 3, FG_Q4_0 = 4, FG_F8_E4M3 = 5, FG_F8_E5M2, FG_F64,
+    FG_I8, FG_U8, FG_I16, FG_U16, FG_I32, FG_U32, FG_I64, FG_U64, FG_BOOL, FG_DTYPE_COUNT
+} fg_dtype;
+#define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0)
+#define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_0)
+#define FG_PRECISIONS (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_F8_E4M3)
+// name ("f32", "bf16", "q8_0", "f16", "q4_0", "f8_e4m3", ... or an alias: "fp32", "q8", "fp8")
+// -> the type when it is in the set `allowed` (a mask of 1u << type); else -1 with "unknown
+// <what> 'name' (use ...)" listing the set.
+int fg_dtype_parse(const char *name, unsigned allowed, const char *what);
+const char *fg_dtype_name(int t); // "f32", ...; "?" outside the enum
+
 // ---- config --------------------------------------------------------------------------------
 enum { FG_ATTN_MLA = 0, FG_ATTN_GQA = 1 };
 enum { FG_SCORE_SOFTMAX = 0, FG_SCORE_SIGMOID = 1 };
@@ -221,11 +241,6 @@ typedef struct { const char *role; const char *content; } fg_chat_msg; // role: 
 // assistant opener. SIZE_MAX with an error for an unknown role or style or a NULL content.
 size_t fg_chat_render(int style, const fg_chat_msg *msgs, int n, int add_generation_prompt, char *buf, size_t cap);
 
-// ---- precision (src/cost/cost.c) -----------------------------------------------------------
-// Number formats of matrix products (training's mixed precision, the cost model's peaks).
-enum { FG_PREC_FP32 = 0, FG_PREC_BF16 = 1, FG_PREC_FP8 = 2 };
-// "fp32" | "bf16" | "fp8" -> FG_PREC_*, or -1 with an error.
-int fg_precision_parse(const char *s);
 
 // ---- optimizer (src/train/optim.c) -----------------------------------------------------------
 typedef struct {
@@ -296,7 +311,7 @@ typedef struct {
     const char *out_dir;                   // ckpt.fgck and log.jsonl go here
     int progress;                          // progress bar on stderr
     int quiet;                             // no per-eval lines on stdout
-    int precision;                         // FG_PREC_FP32 or FG_PREC_BF16 (mixed precision, see below)
+    int precision;                         // FG_F32 or FG_BF16 (mixed precision, see below)
     // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
     // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
     // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward
@@ -324,7 +339,7 @@ int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json
 // even) as they are packed, products accumulated in fp32; weights, gradients, attention and the
 // optimizer stay fp32 (docs/model.md, "Mixed precision"). A setting of the model m (two models
 // in one process train at their own precisions); fg_train sets it from opts.precision for the run
-// and restores it. prec: FG_PREC_FP32 or FG_PREC_BF16 (below, with fg_precision_parse); anything
+// and restores it. prec: FG_F32 or FG_BF16 (below, with fg_precision_parse); anything
 // else means fp32. Returns the previous value.
 int fg_model_set_precision(fg_model *m, int prec);
 // Trains m (already initialised or loaded). opt and st carry the optimizer and trainer state
@@ -409,9 +424,6 @@ fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void
 fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
 // A GGUF file of architecture deepseek2, llama or qwen2; tensor types F32, F16, BF16, Q8_0, Q4_0.
 fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
-// Export weight types.
-enum { FG_EXPORT_F32 = 0, FG_EXPORT_BF16 = 1, FG_EXPORT_Q8_0 = 2, FG_EXPORT_F16 = 3, FG_EXPORT_Q4_0 = 4 };
-int fg_export_type_parse(const char *name); // "f32" "bf16" "q8_0" "f16" "q4_0"; -1 with an error otherwise
 // Writes dir/config.json (architectures + model_type for the model's kind), dir/model.safetensors
 // (table order, F32, BF16 or F16) and, when tok_data is tokenizer.json text, dir/tokenizer.json;
 // each file atomically. dir is created when missing.
@@ -436,18 +448,15 @@ fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind);
 // values sharing an fp16 scale). A session with bf16/Q8_0 weights holds a converted copy of the
 // matrices, embedding included (norms, biases, the routing bias and MLA's wkv_b stay fp32;
 // docs/model.md); the session owns that store (fg_wstore_from_model).
-enum { FG_WEIGHTS_F32 = 0, FG_WEIGHTS_BF16 = 1, FG_WEIGHTS_Q8_0 = 2 };
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights);
 // Bytes of the weights a session reads for its matrix products (after conversion).
 size_t fg_infer_weight_bytes(const fg_infer *s);
 // The share of those a single decode step reads (routed experts count K/E of their bytes), plus
 // one row of an untied embedding table (its lookup).
 double fg_infer_decode_weight_bytes(const fg_infer *s);
-// Parses "f32", "bf16", "q8_0" into FG_WEIGHTS_*; -1 with an error otherwise.
-int fg_weights_type_parse(const char *name);
 
 // Typed weight stores (src/infer/wstore.h): a config plus, per tensor of its table, a type
-// (FG_WEIGHTS_*) and a pointer, into an fp32 model, into converted buffers, or into a read-only
+// (FG_F32, FG_BF16, FG_Q8_0) and a pointer, into an fp32 model, into converted buffers, or into a read-only
 // mapping of a quantised model file. Sessions read every weight through one; a store is
 // read-only once built and may serve several sessions.
 typedef struct fg_wstore fg_wstore;
@@ -485,7 +494,7 @@ fg_wstore *fg_qmodel_open(const char *path);       // free with fg_wstore_free (
 fg_wstore *fg_qmodel_open_mem(const uint8_t *buf, size_t len, const char *where);
 int fg_file_is_qmodel(const char *path);           // 1 when path starts with FG_QMODEL_MAGIC
 
-// A session over a store (which must outlive it). kv_type: FG_WEIGHTS_F32 or FG_WEIGHTS_BF16, the
+// A session over a store (which must outlive it). kv_type: FG_F32 or FG_BF16, the
 // element type of the KV cache (both cache kinds; bf16 halves its bytes, docs/model.md gives the
 // accuracy). NULL with an error, also when the KV cache for max_T positions, the scratch and the
 // store's owned bytes (fg_wstore_owned_bytes) together exceed 90% of this machine's memory (a
@@ -535,7 +544,7 @@ typedef struct {
     int max_seqs;    // sequences alive at once
     int max_batch;   // rows one fg_ctx_decode may carry
     int kind;        // FG_KV_AUTO / FG_KV_FULL / FG_KV_LATENT
-    int kv_type;     // FG_WEIGHTS_F32 or FG_WEIGHTS_BF16
+    int kv_type;     // FG_F32 or FG_BF16
 } fg_ctx_params;
 // NULL with an error (bad parameters, or cache + scratch + the store's owned bytes above 90% of
 // this machine's memory).

@@ -239,7 +239,7 @@ typedef struct {
     int mtp_layers;        // MTP modules (V3: 1); reported apart, not in the totals
     int context;           // T of the attention term (causal: average window (T+1)/2)
     int batch, seq;        // per-device micro-batch for activation memory
-    int precision;         // FG_PREC_*
+    int precision;         // FG_F32, FG_BF16 or FG_F8_E4M3
     int devices;           // weights, gradients and optimizer states sharded over them (ZeRO-3)
 } fg_cost_opts;
 

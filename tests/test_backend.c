@@ -36,14 +36,14 @@ static void expect(const char *what, const fg_backend *be, const float *got, con
 
 static void test_matmul(void) {
     static const int shapes[][3] = {{1, 64, 17}, {3, 96, 5}, {8, 32, 64}, {37, 64, 33}, {70, 160, 48}};
-    static const int types[] = {FG_WEIGHTS_F32, FG_WEIGHTS_BF16, FG_WEIGHTS_Q8_0};
+    static const int types[] = {FG_F32, FG_BF16, FG_Q8_0};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int N = shapes[si][0], IN = shapes[si][1], OUT = shapes[si][2];
         float *x = rnd((size_t)N * IN, 1), *w = rnd((size_t)OUT * IN, 0.5f), *bias = rnd(OUT, 1);
         for (int ti = 0; ti < 3; ti++)
-            for (int prec = FG_GEMM_F32; prec <= FG_GEMM_BF16; prec++) {
+            for (int prec = FG_F32; prec <= FG_BF16; prec++) {
                 int ty = types[ti];
-                if (ty != FG_WEIGHTS_F32 && prec == FG_GEMM_F32 && N > 1) continue; // typed rows multiply in bf16
+                if (ty != FG_F32 && prec == FG_F32 && N > 1) continue; // typed rows multiply in bf16
                 size_t rb = fg_qrow_bytes(ty, IN);
                 uint8_t *wq = malloc(rb * OUT);
                 for (int o = 0; o < OUT; o++) fg_quantize_row(wq + (size_t)o * rb, w + (size_t)o * IN, IN, ty);
@@ -51,7 +51,7 @@ static void test_matmul(void) {
                 fg_packs *packs = fg_packs_create((size_t)1 << 30); // keyed by weight pointer: one per weight
                 float *want = zeros((size_t)N * OUT), *got = zeros((size_t)N * OUT);
                 fg_backend_ref.matmul(NULL, want, x, ref, si % 2 ? bias : NULL, N, IN, OUT, prec);
-                double tol = (prec == FG_GEMM_BF16 || ty != FG_WEIGHTS_F32) && N > 1 ? 1e-2 : 2e-5;
+                double tol = (prec == FG_BF16 || ty != FG_F32) && N > 1 ? 1e-2 : 2e-5;
                 for (int b = 0; b < NB; b++)
                     for (int withctx = 0; withctx < 2; withctx++) {
                         const fg_backend *be = backends[b];
@@ -68,12 +68,12 @@ static void test_matmul(void) {
         // backward: every backend against the reference, the reference against finite differences
         float *dout = rnd((size_t)N * OUT, 1);
         float *rdx = zeros((size_t)N * IN), *rdw = zeros((size_t)OUT * IN), *rdb = zeros(OUT);
-        fg_backend_ref.matmul_backward(rdx, rdw, rdb, dout, x, w, N, IN, OUT, FG_GEMM_F32);
+        fg_backend_ref.matmul_backward(rdx, rdw, rdb, dout, x, w, N, IN, OUT, FG_F32);
         for (int b = 0; b < NB; b++) {
             const fg_backend *be = backends[b];
             float *dx = rnd((size_t)N * IN, 1), *dw = rnd((size_t)OUT * IN, 1), *db = rnd(OUT, 1);
             float *dx0 = dup(dx, (size_t)N * IN), *dw0 = dup(dw, (size_t)OUT * IN), *db0 = dup(db, OUT);
-            be->matmul_backward(dx, dw, db, dout, x, w, N, IN, OUT, FG_GEMM_F32); // accumulates
+            be->matmul_backward(dx, dw, db, dout, x, w, N, IN, OUT, FG_F32); // accumulates
             for (size_t i = 0; i < (size_t)N * IN; i++) dx[i] -= dx0[i];
             for (size_t i = 0; i < (size_t)OUT * IN; i++) dw[i] -= dw0[i];
             for (int i = 0; i < OUT; i++) db[i] -= db0[i];
@@ -87,19 +87,19 @@ static void test_matmul(void) {
         float *xp = dup(x, (size_t)N * IN), *out = zeros((size_t)N * OUT);
         double h = 1e-2, lp, lm;
         for (size_t i = 0; i < (size_t)N * IN; i++) xp[i] = x[i] + (float)h * ux[i];
-        fg_backend_ref.matmul(NULL, out, xp, (fg_wref){FG_WEIGHTS_F32, w}, bias, N, IN, OUT, FG_GEMM_F32);
+        fg_backend_ref.matmul(NULL, out, xp, (fg_wref){FG_F32, w}, bias, N, IN, OUT, FG_F32);
         lp = dotp(out, dout, (size_t)N * OUT);
         for (size_t i = 0; i < (size_t)N * IN; i++) xp[i] = x[i] - (float)h * ux[i];
-        fg_backend_ref.matmul(NULL, out, xp, (fg_wref){FG_WEIGHTS_F32, w}, bias, N, IN, OUT, FG_GEMM_F32);
+        fg_backend_ref.matmul(NULL, out, xp, (fg_wref){FG_F32, w}, bias, N, IN, OUT, FG_F32);
         lm = dotp(out, dout, (size_t)N * OUT);
         double fd = (lp - lm) / (2 * h), an = dotp(rdx, ux, (size_t)N * IN);
         CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "matmul reference dinp vs finite differences: %g vs %g", an, fd);
         float *wp = dup(w, (size_t)OUT * IN);
         for (size_t i = 0; i < (size_t)OUT * IN; i++) wp[i] = w[i] + (float)h * uw[i];
-        fg_backend_ref.matmul(NULL, out, x, (fg_wref){FG_WEIGHTS_F32, wp}, bias, N, IN, OUT, FG_GEMM_F32);
+        fg_backend_ref.matmul(NULL, out, x, (fg_wref){FG_F32, wp}, bias, N, IN, OUT, FG_F32);
         lp = dotp(out, dout, (size_t)N * OUT);
         for (size_t i = 0; i < (size_t)OUT * IN; i++) wp[i] = w[i] - (float)h * uw[i];
-        fg_backend_ref.matmul(NULL, out, x, (fg_wref){FG_WEIGHTS_F32, wp}, bias, N, IN, OUT, FG_GEMM_F32);
+        fg_backend_ref.matmul(NULL, out, x, (fg_wref){FG_F32, wp}, bias, N, IN, OUT, FG_F32);
         lm = dotp(out, dout, (size_t)N * OUT);
         fd = (lp - lm) / (2 * h); an = dotp(rdw, uw, (size_t)OUT * IN);
         CHECK_MSG(fabs(fd - an) <= 2e-2 * fabs(an) + 1e-3, "matmul reference dw vs finite differences: %g vs %g", an, fd);

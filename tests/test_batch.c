@@ -40,7 +40,7 @@ typedef struct {
 // 8 bits of mantissa, so those last-bit differences can move a cached value by one bf16 step
 // (measured up to 1.9e-5 after a truncation): 1e-3 there, as test_generate's bf16 cache budget.
 static void check_alone(const char *name, const fg_wstore *ws, int kind, int kv_type, const track *t, int V) {
-    double tol = kv_type == FG_WEIGHTS_BF16 ? 1e-3 : 1e-5;
+    double tol = kv_type == FG_BF16 ? 1e-3 : 1e-5;
     fg_infer *s = fg_infer_create_store(ws, ws->cfg.max_position_embeddings, kind, kv_type);
     CHECK_MSG(s != NULL, "%s: %s", name, fg_last_error());
     if (!s) return;
@@ -66,7 +66,7 @@ static void check_alone(const char *name, const fg_wstore *ws, int kind, int kv_
 
 static void check_batch(const char *name, const fg_config *c, int kind, int kv_type) {
     fg_model *m = make_model(c, 42);
-    fg_wstore *ws = fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
     int V = c->vocab_size, T = c->max_position_embeddings;
     fg_ctx_params p = {.n_ctx = NSEQ * T, .max_seqs = NSEQ + 2, .max_batch = 256, .kind = kind, .kv_type = kv_type};
     fg_ctx *ctx = fg_ctx_create(ws, &p);
@@ -178,7 +178,7 @@ static void check_batch(const char *name, const fg_config *c, int kind, int kv_t
 // and a cache too small for the batch refused without a change.
 static void check_all_rows(const char *name, const fg_config *c, int kind) {
     fg_model *m = make_model(c, 5);
-    fg_wstore *ws = fg_wstore_from_model(m, FG_WEIGHTS_F32);
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
     int V = c->vocab_size, T = 50;
     int32_t tok[64], seq[64] = {0};
     uint8_t want[64];
@@ -186,7 +186,7 @@ static void check_all_rows(const char *name, const fg_config *c, int kind) {
     fg_rng_seed(&r, 3);
     for (int i = 0; i < T; i++) { tok[i] = (int32_t)fg_rng_below(&r, (uint64_t)V); want[i] = 1; }
     CHECK(fg_model_forward(m, tok, NULL, 1, T, NULL) == 0);
-    fg_ctx_params p = {.n_ctx = 64, .max_seqs = 2, .max_batch = 64, .kind = kind, .kv_type = FG_WEIGHTS_F32};
+    fg_ctx_params p = {.n_ctx = 64, .max_seqs = 2, .max_batch = 64, .kind = kind, .kv_type = FG_F32};
     fg_ctx *ctx = fg_ctx_create(ws, &p);
     float *out = malloc(sizeof(float) * (size_t)V * T);
     int id = ctx ? fg_ctx_seq_new(ctx) : -1;
@@ -223,11 +223,11 @@ int main(void) {
     gqa.n_routed_experts = 0; gqa.n_shared_experts = 0; gqa.first_k_dense_replace = 0;
 
     printf("batched decode vs each sequence alone (8 sequences, 2 forks, 1 truncation, %d greedy steps):\n", STEPS);
-    check_batch("tiny MLA+MoE, latent cache", &tiny, FG_KV_LATENT, FG_WEIGHTS_F32);
-    check_batch("tiny MLA+MoE, latent cache, bf16", &tiny, FG_KV_LATENT, FG_WEIGHTS_BF16);
-    check_batch("tiny MLA+MoE, full cache", &tiny, FG_KV_FULL, FG_WEIGHTS_F32);
-    check_batch("MLA no q-LoRA, softmax routing, latent", &mla2, FG_KV_LATENT, FG_WEIGHTS_F32);
-    check_batch("GQA 2/1 heads, biases, dense", &gqa, FG_KV_FULL, FG_WEIGHTS_F32);
+    check_batch("tiny MLA+MoE, latent cache", &tiny, FG_KV_LATENT, FG_F32);
+    check_batch("tiny MLA+MoE, latent cache, bf16", &tiny, FG_KV_LATENT, FG_BF16);
+    check_batch("tiny MLA+MoE, full cache", &tiny, FG_KV_FULL, FG_F32);
+    check_batch("MLA no q-LoRA, softmax routing, latent", &mla2, FG_KV_LATENT, FG_F32);
+    check_batch("GQA 2/1 heads, biases, dense", &gqa, FG_KV_FULL, FG_F32);
     check_all_rows("tiny MLA+MoE, latent cache", &tiny, FG_KV_LATENT);
     check_all_rows("GQA 2/1 heads", &gqa, FG_KV_FULL);
     return TEST_DONE();

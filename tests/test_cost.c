@@ -19,7 +19,7 @@ static void check_params(const char *name, double total, double active, double t
     fg_config c;
     int mtp;
     CHECK_MSG(fg_cost_config(&c, &mtp, name, NULL) == 0, "%s: %s", name, fg_last_error());
-    fg_cost_opts o = {mtp, 4096, 1, 4096, FG_PREC_BF16, 1};
+    fg_cost_opts o = {mtp, 4096, 1, 4096, FG_BF16, 1};
     fg_cost_model r;
     CHECK(fg_cost_model_compute(&r, &c, &o) == 0);
     CHECK_MSG(rel(r.total, total) < tol_t, "%s total %.4g vs %.4g", name, r.total, total);
@@ -45,7 +45,7 @@ static void check_flops(const fg_config *c, const char *what) {
     fg_ops_count_macs = 1;
     CHECK(fg_model_forward(m, in, tg, B, T, NULL) == 0);
     fg_ops_count_macs = 0;
-    fg_cost_opts o = {0, T, 1, T, FG_PREC_FP32, 1};
+    fg_cost_opts o = {0, T, 1, T, FG_F32, 1};
     fg_cost_model r;
     CHECK(fg_cost_model_compute(&r, c, &o) == 0);
     double want = r.fwd_per_token * B * T, got = 2.0 * (double)fg_ops_macs;
@@ -68,7 +68,7 @@ int main(void) {
         fg_config c;
         int mtp;
         CHECK(fg_cost_config(&c, &mtp, "deepseek-v3", NULL) == 0 && mtp == 1);
-        fg_cost_opts o = {mtp, 4096, 1, 4096, FG_PREC_BF16, 2048};
+        fg_cost_opts o = {mtp, 4096, 1, 4096, FG_BF16, 2048};
         fg_cost_model r;
         CHECK(fg_cost_model_compute(&r, &c, &o) == 0);
         CHECK_MSG(rel(r.train_per_token, 250e9) < 0.03, "V3 %.4g FLOP/token", r.train_per_token);
@@ -82,7 +82,7 @@ int main(void) {
         const fg_accel *h800 = fg_accel_find("h800");
         CHECK(p && h800);
         if (p && h800) {
-            double mfu = p->tokens * r.train_per_token / (p->hours * 3600 * fg_accel_peak(h800, FG_PREC_BF16));
+            double mfu = p->tokens * r.train_per_token / (p->hours * 3600 * fg_accel_peak(h800, FG_BF16));
             CHECK_MSG(mfu > 0.3 && mfu < 0.5, "V3 MFU %.3f", mfu);
             CHECK(fabs(p->hours + p->extra_hours[0] + p->extra_hours[1] - 2.788e6) < 1);
             CHECK(fabs(p->hours * p->price_hr - 5.328e6) < 1);
@@ -129,7 +129,7 @@ int main(void) {
         CHECK(!strcmp(fg_si_format(b, sizeof b, 1500, 0), "1.500K"));
         CHECK(!strcmp(fg_si_format(b, sizeof b, 980, 0), "980"));
         CHECK(!strcmp(fg_si_format(b, sizeof b, 14.8e12, 0), "14.80T"));
-        CHECK(fg_precision_parse("bf16") == FG_PREC_BF16 && fg_precision_parse("fp4") == -1);
+        CHECK(fg_dtype_parse("bf16", FG_PRECISIONS, "precision") == FG_BF16 && fg_dtype_parse("fp4", FG_PRECISIONS, "precision") == -1);
     }
 
     // --- accelerators -----------------------------------------------------------------------------
@@ -140,7 +140,7 @@ int main(void) {
             CHECK_MSG(a && a->bf16_tflops > 0 && a->mem_gb > 0 && a->bw_tbs > 0 && a->watts > 0 && a->price_hr > 0 && a->source[0],
                       "%s", need[i]);
         }
-        CHECK(fg_accel_peak(fg_accel_find("a100"), FG_PREC_FP8) == 0);
+        CHECK(fg_accel_peak(fg_accel_find("a100"), FG_F8_E4M3) == 0);
         CHECK(fg_accel_find("h100sxm") == fg_accel_find("H100-SXM"));
         CHECK(fg_accel_find("tpu-v5") == NULL && strstr(fg_last_error(), "H800") && strstr(fg_last_error(), "MI300X"));
         char path[300];
@@ -217,7 +217,7 @@ int main(void) {
         fg_ledger_info a, b;
         CHECK_MSG(fg_ledger_read(run, &a) == 0, "%s", fg_last_error());
         fg_cost_model cm;
-        CHECK(fg_cost_model_compute(&cm, &c, &(fg_cost_opts){0, 70, 1, 70, FG_PREC_FP32, 1}) == 0);
+        CHECK(fg_cost_model_compute(&cm, &c, &(fg_cost_opts){0, 70, 1, 70, FG_F32, 1}) == 0);
         CHECK(a.tokens == 2 * 2 * 70 && a.steps == 2 && a.segments == 1);
         CHECK(rel(a.train_flops, a.tokens * cm.train_per_token) < 1e-12);
         CHECK(rel(a.eval_flops, 1 * 2 * 70 * cm.fwd_per_token) < 1e-12); // one validation at step 2

@@ -45,7 +45,7 @@ static void check_one(int ta, int tb, int M, int N, int K, int acc, int use_bias
             for (int k = 0; k < K; k++) {
                 double a = ta ? A[(long)k * lda + i] : A[(long)i * lda + k];
                 double b = tb ? B[(long)j * ldb + k] : B[(long)k * ldb + j];
-                if (prec == FG_GEMM_BF16) { a = bf16r((float)a); b = bf16r((float)b); }
+                if (prec == FG_BF16) { a = bf16r((float)a); b = bf16r((float)b); }
                 s += a * b;
                 mag += fabs(a * b);
             }
@@ -75,7 +75,7 @@ static void check_qb(int M, int N, int K, int btype, int prec, fg_rng *r) {
     size_t rb = fg_qrow_bytes(btype, K);
     uint8_t *Q = malloc(rb * N);
     for (int j = 0; j < N; j++) {
-        if (btype == FG_GEMM_B_F32) { memcpy(Q + rb * j, W + (size_t)j * K, rb); memcpy(Wd + (size_t)j * K, W + (size_t)j * K, rb); continue; }
+        if (btype == FG_F32) { memcpy(Q + rb * j, W + (size_t)j * K, rb); memcpy(Wd + (size_t)j * K, W + (size_t)j * K, rb); continue; }
         fg_quantize_row(Q + rb * j, W + (size_t)j * K, K, btype);
         fg_dequantize_row(Wd + (size_t)j * K, Q + rb * j, K, btype);
     }
@@ -84,7 +84,7 @@ static void check_qb(int M, int N, int K, int btype, int prec, fg_rng *r) {
     // and after switching kernels (packed under others), the fallback still gives the same bits.
     fg_gemm_packed *P = fg_gemm_pack(N, K, Q, (long)rb, btype, prec);
     float *C2 = malloc(sizeof(float) * M * N);
-    CHECK(P != NULL && fg_gemm_packed_bytes(P) >= (size_t)N * K * (prec == FG_GEMM_BF16 ? 2 : 4));
+    CHECK(P != NULL && fg_gemm_packed_bytes(P) >= (size_t)N * K * (prec == FG_BF16 ? 2 : 4));
     if (P) {
         fg_gemm_qb_packed(M, A, K, P, C2, N, bias);
         CHECK_MSG(!memcmp(C, C2, sizeof(float) * M * N), "packed qb M=%d N=%d K=%d btype=%d prec=%d differs", M, N, K, btype, prec);
@@ -102,7 +102,7 @@ static void check_qb(int M, int N, int K, int btype, int prec, fg_rng *r) {
             double s = bias[j], mag = fabs(bias[j]);
             for (int k = 0; k < K; k++) {
                 double a = A[(size_t)i * K + k], b = Wd[(size_t)j * K + k];
-                if (prec == FG_GEMM_BF16) { a = bf16r((float)a); b = bf16r((float)b); }
+                if (prec == FG_BF16) { a = bf16r((float)a); b = bf16r((float)b); }
                 s += a * b;
                 mag += fabs(a * b);
             }
@@ -181,9 +181,9 @@ static void check_stale_padding(fg_rng *r) {
     int n = 64;
     float *X = malloc(sizeof(float) * n * n), *C = malloc(sizeof(float) * n * n);
     for (int i = 0; i < n * n; i++) X[i] = INFINITY;
-    fg_gemm(0, 1, n, n, n, X, n, X, n, C, n, 0, NULL, FG_GEMM_BF16);
+    fg_gemm(0, 1, n, n, n, X, n, X, n, C, n, 0, NULL, FG_BF16);
     free(X); free(C);
-    check_one(0, 1, n, n, 33, 0, 0, FG_GEMM_BF16, r);
+    check_one(0, 1, n, n, 33, 0, 0, FG_BF16, r);
 }
 
 // ---- the GEMM through each kernel ------------------------------------------------------------
@@ -214,8 +214,8 @@ static void run_cases(int do_f32, fg_rng *r) {
             check_qb(20, 45, 1056, bt, prec, r); // two blocks of K, the second 32 long
         }
     // K beyond the 1024 block: a second block of 6 (padding within a tile step), 3 blocks ending odd
-    check_one(0, 1, 40, 50, 1030, 0, 1, FG_GEMM_BF16, r);
-    check_one(1, 0, 33, 70, 2051, 1, 0, FG_GEMM_BF16, r);
+    check_one(0, 1, 40, 50, 1030, 0, 1, FG_BF16, r);
+    check_one(1, 0, 33, 70, 2051, 1, 0, FG_BF16, r);
     check_stale_padding(r);
 }
 
@@ -248,11 +248,11 @@ int main(void) {
     if (!amx_hw) printf("gemm amx-bf16 (hardware): skipped: no AMX\n");
 
     // A big product crosses many blocks and threads.
-    check_one(0, 1, 515, 300, 1030, 0, 1, FG_GEMM_F32, &r);
-    check_one(1, 0, 300, 260, 2000, 1, 0, FG_GEMM_F32, &r);
-    check_one(0, 0, 260, 520, 300, 1, 0, FG_GEMM_BF16, &r);
+    check_one(0, 1, 515, 300, 1030, 0, 1, FG_F32, &r);
+    check_one(1, 0, 300, 260, 2000, 1, 0, FG_F32, &r);
+    check_one(0, 0, 260, 520, 300, 1, 0, FG_BF16, &r);
     old = fg_gemm_amx_emulate(1);
-    check_one(0, 0, 260, 520, 300, 1, 0, FG_GEMM_BF16, &r);
+    check_one(0, 0, 260, 520, 300, 1, 0, FG_BF16, &r);
     fg_gemm_amx_emulate(old);
     return TEST_DONE();
 }

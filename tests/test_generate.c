@@ -55,8 +55,8 @@ static size_t expected_cache_bytes(const fg_config *c, int max_T, int kind) {
 #define KV_BF16_TOL 1e-2 // measured: at most 2.3e-3 on these configs
 static void check_kv_bf16(const char *name, fg_model *m, const int32_t *tok, const float *ref, int T, int kind) {
     int V = m->cfg.vocab_size;
-    fg_wstore *ws = fg_wstore_from_model(m, FG_WEIGHTS_F32);
-    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_WEIGHTS_BF16) : NULL;
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
+    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_BF16) : NULL;
     CHECK_MSG(s != NULL, "%s: bf16 cache: %s", name, fg_last_error());
     if (!s) { fg_wstore_free(ws); return; }
     CHECK(fg_infer_cache_bytes(s) == expected_cache_bytes(&m->cfg, T, kind) / 2);
@@ -73,7 +73,7 @@ static void check_kv_bf16(const char *name, fg_model *m, const int32_t *tok, con
     printf("%s: bf16 KV cache, token by token max rel err %.2e, one feed %.2e\n", name, worst, whole);
     CHECK_MSG(worst < KV_BF16_TOL && whole < KV_BF16_TOL, "%s: bf16 KV cache: rel err %.3g / %.3g", name, worst, whole);
     CHECK_MSG(worst > 1e-6, "%s: bf16 KV cache gives fp32 results (rel err %.3g): is it used?", name, worst);
-    CHECK(fg_infer_create_store(ws, T, kind, FG_WEIGHTS_Q8_0) == NULL && strstr(fg_last_error(), "KV cache"));
+    CHECK(fg_infer_create_store(ws, T, kind, FG_Q8_0) == NULL && strstr(fg_last_error(), "KV cache"));
     fg_infer_free(s);
     fg_wstore_free(ws);
 }
@@ -92,15 +92,15 @@ static void check_typed_store(const char *name, const fg_model *m, const int32_t
     for (int i = 0; i < n; i++) {
         const fg_tensor *t = &m->tensors[i];
         uint8_t *dst = bytes + 2 * t->offset;
-        fg_quantize_row(dst, m->params + t->offset, (int)t->numel, FG_WEIGHTS_BF16);
-        fg_dequantize_row(mr->params + t->offset, dst, (int)t->numel, FG_WEIGHTS_BF16);
-        types[i] = FG_WEIGHTS_BF16;
+        fg_quantize_row(dst, m->params + t->offset, (int)t->numel, FG_BF16);
+        fg_dequantize_row(mr->params + t->offset, dst, (int)t->numel, FG_BF16);
+        types[i] = FG_BF16;
         data[i] = dst;
     }
     float *ref = reference_logits(mr, tok, T);
     fg_wstore *ws = fg_wstore_create(c, m->tensors, n, types, (const void *const *)data);
     CHECK_MSG(ws != NULL, "%s: typed store: %s", name, fg_last_error());
-    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_WEIGHTS_F32) : NULL;
+    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_F32) : NULL;
     double worst = 0;
     for (int t = 0; s && t < T; t++) {
         const float *lg = fg_infer_feed(s, &tok[t], 1);
@@ -124,7 +124,7 @@ static void check_typed_store(const char *name, const fg_model *m, const int32_t
     CHECK_MSG(s && prefill < 1e-2, "%s: typed store prefill rel err %.3g", name, prefill);
     // The constructor refuses what does not fit the table.
     CHECK(fg_wstore_create(c, m->tensors, n - 1, types, (const void *const *)data) == NULL && strstr(fg_last_error(), "tensors given"));
-    types[1] = FG_WEIGHTS_Q8_0; // tensor 1 is the first layer's input norm: a vector
+    types[1] = FG_Q8_0; // tensor 1 is the first layer's input norm: a vector
     CHECK(fg_wstore_create(c, m->tensors, n, types, (const void *const *)data) == NULL && strstr(fg_last_error(), "q8_0"));
     fg_infer_free(s);
     fg_wstore_free(ws);

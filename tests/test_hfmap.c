@@ -78,8 +78,8 @@ static fg_model *bf16_model(const char *preset, int qwen2) {
 // Returns the largest per-step relative error; *same = 1 when every step is bit-identical.
 static double compare_stores(const fg_wstore *a, const fg_wstore *b, int *same) {
     const fg_config *c = fg_wstore_config(a);
-    fg_infer *sa = fg_infer_create_store(a, PROMPT + STEPS, FG_KV_AUTO, FG_WEIGHTS_F32);
-    fg_infer *sb = fg_infer_create_store(b, PROMPT + STEPS, FG_KV_AUTO, FG_WEIGHTS_F32);
+    fg_infer *sa = fg_infer_create_store(a, PROMPT + STEPS, FG_KV_AUTO, FG_F32);
+    fg_infer *sb = fg_infer_create_store(b, PROMPT + STEPS, FG_KV_AUTO, FG_F32);
     CHECK_MSG(sa && sb, "%s", fg_last_error());
     if (!sa || !sb) { fg_infer_free(sa); fg_infer_free(sb); *same = 0; return 1e9; }
     int32_t tok[PROMPT + STEPS];
@@ -155,7 +155,7 @@ static void write_sharded(const fg_model *m, const char *name) {
         for (int i = lo; i < hi; i++) {
             const fg_tensor *t = &m->tensors[i];
             o[i - lo] = (fg_st_out){t->name, t->ndim, {t->shape[0], t->shape[1]}, m->params + t->offset,
-                                    (t->flags & FG_TENSOR_BUFFER) ? FG_DT_F32 : FG_DT_BF16};
+                                    (t->flags & FG_TENSOR_BUFFER) ? FG_F32 : FG_BF16};
             fprintf(ix, "%s\"%s\": \"model-%05d-of-00002.safetensors\"", i ? ", " : "", t->name, k + 1);
         }
         snprintf(p, sizeof p, "%s/model-%05d-of-00002.safetensors", d, k + 1);
@@ -198,7 +198,7 @@ static void check_model(const char *name, const char *preset, int qwen2) {
     fg_model *m = bf16_model(preset, qwen2);
     char d[512];
     snprintf(d, sizeof d, "%s/%s", dir, name);
-    CHECK_MSG(fg_hf_export(d, m, FG_EXPORT_BF16, NULL, 0) == 0, "%s", fg_last_error());
+    CHECK_MSG(fg_hf_export(d, m, FG_BF16, NULL, 0) == 0, "%s", fg_last_error());
 
     // The mapped store: matrices BF16 in place, vectors (fp32) the only owned bytes.
     notices[0] = 0;
@@ -211,7 +211,7 @@ static void check_model(const char *name, const char *preset, int qwen2) {
     for (int i = 0; i < ws->n; i++) {
         if (ws->t[i].ndim != 2) continue;
         matrices++;
-        in_place += ws->type[i] == FG_WEIGHTS_BF16 && in_mapping(ws, ws->data[i]);
+        in_place += ws->type[i] == FG_BF16 && in_mapping(ws, ws->data[i]);
     }
     CHECK_MSG(in_place == matrices, "%s: %d of %d matrices read in place", name, in_place, matrices);
     size_t wb = matrix_bf16_bytes(ws);
@@ -221,7 +221,7 @@ static void check_model(const char *name, const char *preset, int qwen2) {
     // Against the converting path: fp32 load of the same directory, matrices converted to bf16.
     fg_model *m2 = fg_hf_load(d, NULL, NULL, NULL);
     CHECK_MSG(m2 != NULL, "%s", fg_last_error());
-    fg_wstore *ref = m2 ? fg_wstore_from_model(m2, FG_WEIGHTS_BF16) : NULL;
+    fg_wstore *ref = m2 ? fg_wstore_from_model(m2, FG_BF16) : NULL;
     CHECK(ref != NULL);
     int same;
     double e = ref ? compare_stores(ws, ref, &same) : 1;
@@ -259,15 +259,15 @@ static void check_model(const char *name, const char *preset, int qwen2) {
 
     // F16 shards: converted to fp32 into owned memory; logits as the fp32 load's.
     snprintf(d, sizeof d, "%s/%s_f16", dir, name);
-    CHECK_MSG(fg_hf_export(d, m, FG_EXPORT_F16, NULL, 0) == 0, "%s", fg_last_error());
+    CHECK_MSG(fg_hf_export(d, m, FG_F16, NULL, 0) == 0, "%s", fg_last_error());
     fg_wstore *f16 = fg_wstore_open_hf(d, NULL);
     fg_model *m3 = fg_hf_load(d, NULL, NULL, NULL);
-    fg_wstore *ref3 = m3 ? fg_wstore_from_model(m3, FG_WEIGHTS_F32) : NULL;
+    fg_wstore *ref3 = m3 ? fg_wstore_from_model(m3, FG_F32) : NULL;
     CHECK_MSG(f16 && ref3, "%s: %s", d, fg_last_error());
     if (f16 && ref3) {
         CHECK(fg_wstore_owned_bytes(f16) >= 2 * wb);
         for (int i = 0; i < f16->n; i++)
-            if (f16->t[i].ndim == 2) CHECK(f16->type[i] == FG_WEIGHTS_F32 && !in_mapping(f16, f16->data[i]));
+            if (f16->t[i].ndim == 2) CHECK(f16->type[i] == FG_F32 && !in_mapping(f16, f16->data[i]));
         double e3 = compare_stores(f16, ref3, &same);
         printf(", F16 (converted) rel err %.2e", e3);
         CHECK_MSG(e3 < 1e-5, "%s: F16 store logits differ by %.3e", name, e3);
@@ -324,16 +324,16 @@ static void check_session_memory(void) {
     c.head_dim = c.hidden_size / c.num_attention_heads ? c.hidden_size / c.num_attention_heads : 1;
     fg_model *m = fg_model_create(&c);
     CHECK_MSG(m != NULL, "%s", fg_last_error());
-    fg_wstore *ws = m ? fg_wstore_from_model(m, FG_WEIGHTS_F32) : NULL;
+    fg_wstore *ws = m ? fg_wstore_from_model(m, FG_F32) : NULL;
     CHECK(ws != NULL);
     double kv = 4.0 * c.max_position_embeddings * c.num_attention_heads * (128 + 64 + 128), mem = fg_phys_mem_bytes();
     if (ws && mem > 0 && kv > 0.95 * mem) {
-        fg_infer *s = fg_infer_create_store(ws, c.max_position_embeddings, FG_KV_FULL, FG_WEIGHTS_F32);
+        fg_infer *s = fg_infer_create_store(ws, c.max_position_embeddings, FG_KV_FULL, FG_F32);
         CHECK_MSG(s == NULL, "a %.1f GiB KV cache was accepted on a %.1f GiB machine", kv / 1073741824.0, mem / 1073741824.0);
         fg_infer_free(s);
         CHECK_MSG(strstr(fg_last_error(), "decoding session: the KV cache (40.0 GiB for 262144 positions)") != NULL, "%s", fg_last_error());
         // a short context of the same model is fine
-        s = fg_infer_create_store(ws, 64, FG_KV_FULL, FG_WEIGHTS_F32);
+        s = fg_infer_create_store(ws, 64, FG_KV_FULL, FG_F32);
         CHECK_MSG(s != NULL, "%s", fg_last_error());
         fg_infer_free(s);
     } else {

@@ -110,7 +110,7 @@ static void check_dense_yarn(const char *dir) {
     fg_model_init_weights(m, 3);
     char g[512];
     snprintf(g, sizeof g, "%s/dense_yarn.gguf", dir);
-    CHECK_MSG(fg_gguf_export(g, m, FG_EXPORT_F32, NULL, 0) == 0, "%s: %s", g, fg_last_error());
+    CHECK_MSG(fg_gguf_export(g, m, FG_F32, NULL, 0) == 0, "%s: %s", g, fg_last_error());
     fg_model *mg = fg_model_open(g, NULL, NULL, NULL);
     CHECK_MSG(mg != NULL, "%s: %s", g, fg_last_error());
     if (mg) {
@@ -173,7 +173,7 @@ int main(void) {
         if (cases[c].rt) {
             char out[512];
             snprintf(out, sizeof out, "%s/%s.rt", dir, cases[c].name);
-            int type = !strcmp(cases[c].rt, "bf16") ? FG_EXPORT_BF16 : FG_EXPORT_F32;
+            int type = !strcmp(cases[c].rt, "bf16") ? FG_BF16 : FG_F32;
             CHECK_MSG(fg_hf_export(out, m, type, td, tl) == 0, "%s", fg_last_error());
             check_roundtrip(path, out, cases[c].sharded);
             fg_model *m2 = fg_model_open(out, NULL, NULL, NULL);
@@ -185,7 +185,7 @@ int main(void) {
         }
         // GGUF: f32 round trip is exact; bf16 and q8_0 within rounding
         static const char *const types[] = {"f32", "bf16", "q8_0", "q4_0"};
-        static const int tcode[] = {FG_EXPORT_F32, FG_EXPORT_BF16, FG_EXPORT_Q8_0, FG_EXPORT_Q4_0};
+        static const int tcode[] = {FG_F32, FG_BF16, FG_Q8_0, FG_Q4_0};
         for (int t = 0; t < 4; t++) {
             char g[512];
             snprintf(g, sizeof g, "%s/%s.%s.gguf", dir, cases[c].name, types[t]);

@@ -40,7 +40,7 @@ static int n_in = T_MAX; // prompt length: 64, or 48 for the Hugging Face cases 
 
 enum { N_TYPES = 4 };
 static const char *const TYPE_NAME[N_TYPES] = {"f32", "bf16", "q8_0", "q4_0"};
-static const int TYPE_ID[N_TYPES] = {FG_EXPORT_F32, FG_EXPORT_BF16, FG_EXPORT_Q8_0, FG_EXPORT_Q4_0};
+static const int TYPE_ID[N_TYPES] = {FG_F32, FG_BF16, FG_Q8_0, FG_Q4_0};
 // Budgets for llama.cpp vs frugal on the same file (max over positions of the relative L2 error).
 // f32: both compute in fp32. The others: llama.cpp also rounds the activations (to bf16 for bf16
 // weights, to Q8_0 blocks for Q8_0/Q4_0 weights) while frugal multiplies fp32 activations with the
@@ -252,7 +252,7 @@ static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
         CHECK_MSG(m != NULL, "%s: %s", dir, fg_last_error());
         if (!m) continue;
         snprintf(path, sizeof path, "%s/hf-%s.gguf", tmpdir, HF[k]);
-        int rc = fg_gguf_export(path, m, FG_EXPORT_F32, td, tl);
+        int rc = fg_gguf_export(path, m, FG_F32, td, tl);
         CHECK_MSG(rc == 0, "export %s: %s", HF[k], fg_last_error());
         int32_t ids[T_MAX];
         fg_rng r;

@@ -1,4 +1,4 @@
-// test_mixed.c: bf16 mixed-precision training (fg_train_opts.precision = FG_PREC_BF16) tracks fp32.
+// test_mixed.c: bf16 mixed-precision training (fg_train_opts.precision = FG_BF16) tracks fp32.
 //
 // The demo preset is trained twice for 300 steps on the built-in task from the same seed and data
 // order (B=16, T=70, lr 5e-4), once with fp32 matrix products and once with bf16 products (fp32
@@ -45,7 +45,7 @@ static int run(int precision, double *loss, char *dir) {
     o.batch = BATCH; o.seq = 70; o.steps = STEPS; o.warmup = 30; o.lr = 5e-4f; o.eval_every = 0; o.save_every = 0;
     o.out_dir = dir; o.progress = 0; o.quiet = 1; o.precision = precision;
     int rc = fg_train(m, &opt, &st, &o);
-    CHECK(fg_model_set_precision(m, FG_PREC_FP32) == FG_PREC_FP32); // restored by fg_train
+    CHECK(fg_model_set_precision(m, FG_F32) == FG_F32); // restored by fg_train
     fg_adamw_free(&opt);
     fg_model_free(m);
     if (rc) return rc;
@@ -67,8 +67,8 @@ int main(void) {
     static double l32[STEPS], l16[STEPS];
     char d32[] = "/tmp/fg_mixed32_XXXXXX", d16[] = "/tmp/fg_mixed16_XXXXXX";
     CHECK(mkdtemp(d32) && mkdtemp(d16));
-    CHECK_MSG(run(FG_PREC_FP32, l32, d32) == 0, "fp32 run: %s", fg_last_error());
-    CHECK_MSG(run(FG_PREC_BF16, l16, d16) == 0, "bf16 run: %s", fg_last_error());
+    CHECK_MSG(run(FG_F32, l32, d32) == 0, "fp32 run: %s", fg_last_error());
+    CHECK_MSG(run(FG_BF16, l16, d16) == 0, "bf16 run: %s", fg_last_error());
     double worst = 0, worst_late = 0;
     for (int w = 0; w < STEPS / WIN; w++) {
         double a = 0, b = 0;

@@ -46,7 +46,7 @@ static fg_wstore *through_file(fg_model *m, int w, const char *dir) {
     CHECK(ws->n_maps == 1 && ws->n_owned == 0 && ws->owned_bytes == 0); // no fp32 copy, nothing converted at load
     for (int i = 0; i < ws->n; i++) // the MoE router stays fp32 in every type (as llama.cpp keeps ffn_gate_inp)
         if (strstr(ws->t[i].name, "mlp.gate.weight"))
-            CHECK_MSG(ws->type[i] == FG_WEIGHTS_F32, "%s: router stored as type %d in a type-%d file", ws->t[i].name, ws->type[i], w);
+            CHECK_MSG(ws->type[i] == FG_F32, "%s: router stored as type %d in a type-%d file", ws->t[i].name, ws->type[i], w);
     for (int i = 0; i < ws->n && ws->n_maps == 1; i++)
         CHECK((const uint8_t *)ws->data[i] >= (const uint8_t *)ws->maps[0] &&
               (const uint8_t *)ws->data[i] < (const uint8_t *)ws->maps[0] + ws->map_lens[0]);
@@ -59,8 +59,8 @@ static void check_ppl(const char *label, fg_model *m, int32_t *const *seqs, cons
     double ppl[3], mb[3];
     int V = fg_model_config(m)->vocab_size;
     for (int w = 0; w < 3; w++) {
-        fg_wstore *ws = w == FG_WEIGHTS_F32 ? fg_wstore_from_model(m, w) : through_file(m, w, dir);
-        fg_infer *s = fg_infer_create_store(ws, fg_model_config(m)->max_position_embeddings, FG_KV_LATENT, FG_WEIGHTS_F32);
+        fg_wstore *ws = w == FG_F32 ? fg_wstore_from_model(m, w) : through_file(m, w, dir);
+        fg_infer *s = fg_infer_create_store(ws, fg_model_config(m)->max_position_embeddings, FG_KV_LATENT, FG_F32);
         CHECK_MSG(s != NULL, "%s", fg_last_error());
         double nll = 0;
         int cnt = 0;
@@ -103,9 +103,9 @@ static void expect_bad(const char *what, const uint8_t *b, size_t n, const char 
 // The file: logits from the mapped file equal those of the in-memory conversion bit for bit;
 // every kind of damage is refused with a clear error.
 static void check_file(fg_model *m, const char *dir, const int32_t *seq, int n) {
-    for (int w = FG_WEIGHTS_BF16; w <= FG_WEIGHTS_Q8_0; w++) {
+    for (int w = FG_BF16; w <= FG_Q8_0; w++) {
         fg_wstore *ws = through_file(m, w, dir);
-        fg_infer *a = fg_infer_create_store(ws, n, FG_KV_AUTO, FG_WEIGHTS_F32), *b = fg_infer_create_ex(m, n, FG_KV_AUTO, w);
+        fg_infer *a = fg_infer_create_store(ws, n, FG_KV_AUTO, FG_F32), *b = fg_infer_create_ex(m, n, FG_KV_AUTO, w);
         CHECK(a && b);
         const float *la = fg_infer_feed(a, seq, n), *lb = fg_infer_feed(b, seq, n);
         CHECK(la && lb && !memcmp(la, lb, sizeof(float) * fg_model_config(m)->vocab_size));
@@ -114,7 +114,7 @@ static void check_file(fg_model *m, const char *dir, const int32_t *seq, int n) 
         fg_wstore_free(ws);
     }
     char path[512];
-    snprintf(path, sizeof path, "%s/model-%d.fgq", dir, FG_WEIGHTS_Q8_0);
+    snprintf(path, sizeof path, "%s/model-%d.fgq", dir, FG_Q8_0);
     size_t n_img;
     uint8_t *img = (uint8_t *)fg_read_file(path, &n_img), *b = malloc(n_img);
     CHECK(img && b && fg_file_is_qmodel(path) && !fg_file_is_qmodel("README.md"));
@@ -126,14 +126,14 @@ static void check_file(fg_model *m, const char *dir, const int32_t *seq, int n) 
     // The first tensor is the embedding (V, C): name_len, name, ndim 2, 2 shapes, type, offset, nbytes.
     size_t e = qtab + 4, nl = img[e] | img[e + 1] << 8;
     size_t type_at = e + 4 + nl + 4 + 16, nbytes_at = type_at + 4 + 8;
-    CHECK(img[type_at] == FG_WEIGHTS_Q8_0);
+    CHECK(img[type_at] == FG_Q8_0);
     memcpy(b, img, n_img);
     put32(b + nbytes_at, (uint32_t)get64(b + nbytes_at) - 34);
     fix_crc(b, qtab, qlen);
     expect_bad("blocks do not match the header", b, n_img, "blocks do not match the header");
     // The same tensor claiming bf16 while its bytes are Q8_0 blocks.
     memcpy(b, img, n_img);
-    b[type_at] = FG_WEIGHTS_BF16;
+    b[type_at] = FG_BF16;
     fix_crc(b, qtab, qlen);
     expect_bad("type does not match the bytes", b, n_img, "bf16 data");
     // An offset past the data.
@@ -216,12 +216,12 @@ int main(void) {
     float x[256], y[256];
     uint8_t buf[1024];
     for (int i = 0; i < 256; i++) x[i] = fg_rng_normal(&r) * (i % 7 == 0 ? 10.0f : 0.5f);
-    fg_quantize_row(buf, x, 256, FG_WEIGHTS_BF16);
-    fg_dequantize_row(y, buf, 256, FG_WEIGHTS_BF16);
+    fg_quantize_row(buf, x, 256, FG_BF16);
+    fg_dequantize_row(y, buf, 256, FG_BF16);
     for (int i = 0; i < 256; i++) CHECK(fabsf(x[i] - y[i]) <= fabsf(x[i]) * (1.0f / 256));
-    fg_quantize_row(buf, x, 256, FG_WEIGHTS_Q8_0);
-    fg_dequantize_row(y, buf, 256, FG_WEIGHTS_Q8_0);
-    CHECK(fg_qrow_bytes(FG_WEIGHTS_Q8_0, 256) == 8 * 34);
+    fg_quantize_row(buf, x, 256, FG_Q8_0);
+    fg_dequantize_row(y, buf, 256, FG_Q8_0);
+    CHECK(fg_qrow_bytes(FG_Q8_0, 256) == 8 * 34);
     for (int b = 0; b < 8; b++) {
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[b * 32 + i]));
@@ -229,7 +229,7 @@ int main(void) {
     }
     // Quantised products == fp32 products on the dequantised rows (both the per-row and the
     // dequantise-then-multiply paths).
-    for (int type = FG_WEIGHTS_BF16; type <= FG_WEIGHTS_Q8_0; type++) {
+    for (int type = FG_BF16; type <= FG_Q8_0; type++) {
         int IN = 96, OUT = 40;
         float *w = malloc(sizeof(float) * IN * OUT), *wd = malloc(sizeof(float) * IN * OUT), *in = malloc(sizeof(float) * 20 * IN);
         float *o1 = malloc(sizeof(float) * 20 * OUT), *o2 = malloc(sizeof(float) * 20 * OUT), bias[40];
@@ -256,12 +256,12 @@ int main(void) {
     }
     // The decode kernel (fg_qmatvec, every type; widths that take the AVX-512 path and widths that
     // do not; row counts that leave tails) against the fp32 product on the dequantised rows.
-    for (int type = FG_WEIGHTS_F32; type <= FG_WEIGHTS_Q8_0; type++) {
+    for (int type = FG_F32; type <= FG_Q8_0; type++) {
         static const int ins[] = {32, 96, 48, 40, 1024}, outs[] = {1, 5, 64, 67, 301};
         for (int a = 0; a < 5; a++)
             for (int bo = 0; bo < 5; bo++) {
                 int IN = ins[a], OUT = outs[bo];
-                if (type == FG_WEIGHTS_Q8_0 && IN % 32) continue;
+                if (type == FG_Q8_0 && IN % 32) continue;
                 size_t rb = fg_qrow_bytes(type, IN);
                 float *w = malloc(sizeof(float) * IN * OUT), *wd = malloc(sizeof(float) * IN * OUT), *x = malloc(sizeof(float) * IN);
                 float *o1 = malloc(sizeof(float) * OUT), *o2 = malloc(sizeof(float) * OUT), *bias = malloc(sizeof(float) * OUT);
@@ -270,7 +270,7 @@ int main(void) {
                 for (int i = 0; i < IN; i++) x[i] = fg_rng_normal(&r);
                 for (int i = 0; i < OUT; i++) bias[i] = fg_rng_normal(&r);
                 for (int o = 0; o < OUT; o++) {
-                    if (type == FG_WEIGHTS_F32) memcpy(q + o * rb, w + (size_t)o * IN, rb);
+                    if (type == FG_F32) memcpy(q + o * rb, w + (size_t)o * IN, rb);
                     else fg_quantize_row(q + o * rb, w + (size_t)o * IN, IN, type);
                     fg_dequantize_row(wd + (size_t)o * IN, q + o * rb, IN, type);
                 }
@@ -281,8 +281,8 @@ int main(void) {
                 free(w); free(wd); free(x); free(o1); free(o2); free(bias); free(q);
             }
     }
-    CHECK(fg_weights_type_parse("q8_0") == FG_WEIGHTS_Q8_0 && fg_weights_type_parse("bf16") == FG_WEIGHTS_BF16);
-    CHECK(fg_weights_type_parse("q4") == -1 && strstr(fg_last_error(), "q4"));
+    CHECK(fg_dtype_parse("q8_0", FG_WEIGHT_TYPES, "weight type") == FG_Q8_0 && fg_dtype_parse("bf16", FG_WEIGHT_TYPES, "weight type") == FG_BF16);
+    CHECK(fg_dtype_parse("q4", FG_WEIGHT_TYPES, "weight type") == -1 && strstr(fg_last_error(), "q4"));
 
     // Quality: held-out perplexity within 1% for a model trained on the task and one on text.
     char dir[] = "/tmp/fg_quant_XXXXXX";

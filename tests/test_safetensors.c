@@ -53,7 +53,7 @@ static void test_roundtrip(void) {
     CHECK_MSG(fg_safetensors_open(&st, tmp_path) == 0, "%s", fg_last_error());
     CHECK(st.n == 2 && st.t && !strcmp(st.path, tmp_path));
     const fg_st_tensor *t = fg_safetensors_find(&st, "layer.w");
-    CHECK(t && t->dtype == FG_DT_F32 && t->ndim == 2 && t->shape[0] == R && t->shape[1] == C && t->numel == R * C &&
+    CHECK(t && t->dtype == FG_F32 && t->ndim == 2 && t->shape[0] == R && t->shape[1] == C && t->numel == R * C &&
           t->nbytes == sizeof w);
     CHECK(t && ((uintptr_t)t->data % 8) == 0); // the writer pads the header
     CHECK(fg_safetensors_read_f32(&st, "layer.w", out, R * C) == 0 && !memcmp(out, w, sizeof w));
@@ -141,7 +141,7 @@ static void test_conversions(void) {
     CHECK(fg_safetensors_read_f32(&st, "d", out, 2) == 0 && out[0] == 0.1f && isinf(out[1]) && out[1] < 0);
     CHECK(fg_safetensors_read_f32(&st, "i", out, 1) == -1 && strstr(fg_last_error(), "conv: tensor 'i': dtype I32"));
     const fg_st_tensor *t = fg_safetensors_find(&st, "i");
-    CHECK(t && t->dtype == FG_DT_I32 && t->nbytes == 4 && t->data == data + 34);
+    CHECK(t && t->dtype == FG_I32 && t->nbytes == 4 && t->data == data + 34);
     CHECK(st.n == 4 && !strcmp(st.t[0].name, "h") && !strcmp(st.t[3].name, "i")); // header order
     fg_safetensors_close(&st);
     free(buf);
@@ -237,9 +237,9 @@ static int test_oracle(void) {
     // 139 tensors; the header has 140 entries counting "__metadata__" ({"format": "pt"}).
     CHECK_MSG(st.n == 139, "n = %d", st.n);
     const fg_st_tensor *e = fg_safetensors_find(&st, "model.embed_tokens.weight");
-    CHECK(e && e->dtype == FG_DT_F32 && e->ndim == 2 && e->shape[0] == 512 && e->shape[1] == 64);
+    CHECK(e && e->dtype == FG_F32 && e->ndim == 2 && e->shape[0] == 512 && e->shape[1] == 64);
     const fg_st_tensor *g = fg_safetensors_find(&st, "model.layers.1.mlp.gate.weight");
-    CHECK(g && g->dtype == FG_DT_F32 && g->ndim == 2 && g->shape[0] == 16 && g->shape[1] == 64);
+    CHECK(g && g->dtype == FG_F32 && g->ndim == 2 && g->shape[0] == 16 && g->shape[1] == 64);
     // Raw bytes, located independently: u64 header length, then the offsets that Python's
     // json.loads reports for these tensors ([0, 131072] and [378496, 382592]).
     size_t len;

@@ -52,13 +52,6 @@ char *fg_si_format(char *buf, size_t cap, double v, int billions) {
     return buf;
 }
 
-int fg_precision_parse(const char *s) {
-    if (!strcmp(s, "fp32")) return FG_PREC_FP32;
-    if (!strcmp(s, "bf16")) return FG_PREC_BF16;
-    if (!strcmp(s, "fp8")) return FG_PREC_FP8;
-    return fg_set_error("unknown precision '%s' (known: bf16, fp8, fp32)", s);
-}
-
 // ---- accelerators ----------------------------------------------------------------------------
 
 #define MAX_ACCEL 64
@@ -122,7 +115,7 @@ const fg_accel *fg_accel_find(const char *name) {
 }
 
 double fg_accel_peak(const fg_accel *a, int precision) {
-    double t = precision == FG_PREC_FP8 ? a->fp8_tflops : precision == FG_PREC_FP32 ? a->fp32_tflops : a->bf16_tflops;
+    double t = precision == FG_F8_E4M3 ? a->fp8_tflops : precision == FG_F32 ? a->fp32_tflops : a->bf16_tflops;
     return t * 1e12;
 }
 
@@ -369,13 +362,13 @@ int fg_cost_model_compute(fg_cost_model *r, const fg_config *c, const fg_cost_op
     }
     r->train_per_token = 3 * r->fwd_per_token;
     // Caches and memory.
-    double bytes = o->precision == FG_PREC_FP32 ? 4 : 2; // fp8 training keeps bf16 activations and caches
+    double bytes = o->precision == FG_F32 ? 4 : 2; // fp8 training keeps bf16 activations and caches
     if (c->attn_type == FG_ATTN_MLA) r->kv_bytes_per_token = L * (c->kv_lora_rank + c->qk_rope_head_dim) * bytes;
     else r->kv_bytes_per_token = L * 2.0 * c->num_key_value_heads * c->head_dim * bytes;
     r->kv_mha_bytes_per_token = L * attn_dims(c) * bytes;
-    double wb = o->precision == FG_PREC_FP32 ? 4 : o->precision == FG_PREC_BF16 ? 2 : 1;
-    double gb = o->precision == FG_PREC_FP32 ? 4 : 2;
-    double ob = o->precision == FG_PREC_FP32 ? 8 : 12; // AdamW m, v (+ fp32 master weights in mixed precision)
+    double wb = o->precision == FG_F32 ? 4 : o->precision == FG_BF16 ? 2 : 1;
+    double gb = o->precision == FG_F32 ? 4 : 2;
+    double ob = o->precision == FG_F32 ? 8 : 12; // AdamW m, v (+ fp32 master weights in mixed precision)
     double np = r->total + r->mtp_unique, D = o->devices;
     r->mem_weights = np * wb / D;
     r->mem_grads = np * gb / D;

@@ -132,7 +132,7 @@ int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, con
     li->fp32_gflops = pk->fp32_gflops;
     li->mfu = li->wall_s > 0 && pk->fp32_gflops > 0 ? work / (li->wall_s * pk->fp32_gflops * 1e9) : 0;
     fg_cost_model cm;
-    fg_cost_opts co = {0, li->seq > 0 ? li->seq : 1, 1, li->seq > 0 ? li->seq : 1, FG_PREC_FP32, 1};
+    fg_cost_opts co = {0, li->seq > 0 ? li->seq : 1, 1, li->seq > 0 ? li->seq : 1, FG_F32, 1};
     if (fg_cost_model_compute(&cm, c, &co)) return -1;
     char path[1100], tmp[1200];
     snprintf(path, sizeof path, "%s/ledger.json", dir);
@@ -171,7 +171,7 @@ int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, con
     fprintf(f, "  \"projections\": {\"mfu\": %.2f, \"precision\": \"bf16\", \"accelerators\": [\n", FG_LEDGER_MFU);
     for (int i = 0; i < fg_accel_count(); i++) {
         const fg_accel *a = fg_accel_get(i);
-        double h = work / (fg_accel_peak(a, FG_PREC_BF16) * FG_LEDGER_MFU) / 3600;
+        double h = work / (fg_accel_peak(a, FG_BF16) * FG_LEDGER_MFU) / 3600;
         fprintf(f, "    {\"name\": \"%s\", \"hours\": %.6g, \"dollars\": %.6g, \"kwh\": %.6g}%s\n", a->name, h, h * a->price_hr,
                 h * a->watts / 1000, i + 1 < fg_accel_count() ? "," : "");
     }
@@ -186,7 +186,7 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     fg_peaks pk;
     if (fg_peaks_get(&pk, 0)) memset(&pk, 0, sizeof pk); // no peak: MFU 0, the rest still useful
     fg_cost_model cm;
-    fg_cost_opts co = {0, o->seq, 1, o->seq, FG_PREC_FP32, 1};
+    fg_cost_opts co = {0, o->seq, 1, o->seq, FG_F32, 1};
     if (fg_cost_model_compute(&cm, c, &co)) return -1;
     fg_ledger_info li;
     memset(&li, 0, sizeof li);

@@ -76,6 +76,5 @@ int fg_gguf_read_tensors(fg_gguf *g);
 const fg_gguf_tensor *fg_gguf_find_tensor(const fg_gguf *g, const char *name);
 // "F32", "Q4_K", ... or "type N" for an id this reader does not know (buf of 16 bytes for that case).
 const char *fg_ggml_type_name(uint32_t type, char *buf);
-enum { FG_GGML_F32 = 0, FG_GGML_F16 = 1, FG_GGML_Q4_0 = 2, FG_GGML_Q8_0 = 8, FG_GGML_BF16 = 30 };
 
 #endif

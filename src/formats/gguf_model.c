@@ -77,31 +77,23 @@ static int gguf_name(const char *hf, char *out, size_t cap) {
 
 // ---- import ----------------------------------------------------------------------------------
 
-// Decodes n elements of t starting at element `first` into dst.
+// The GGUF tensor types frugal reads: the ones it exports (F32, F16, BF16, Q8_0, Q4_0).
+static int gguf_readable(uint32_t ggml) {
+    int t = fg_dtype_from_ggml(ggml);
+    return t >= 0 && (FG_EXPORT_TYPES >> t & 1);
+}
+#define GGUF_TYPES_HINT "(F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)"
+
+// Decodes n elements of t starting at element `first` into dst (first and n are multiples of the
+// type's block: rows are whole blocks, checked by fg_gguf_read_tensors).
 static int gguf_decode(const fg_gguf *g, const fg_gguf_tensor *t, float *dst, uint64_t first, uint64_t n) {
     char tb[16];
-    const uint8_t *p = t->data;
-    switch (t->type) {
-    case FG_GGML_F32: memcpy(dst, p + first * 4, n * 4); return 0;
-    case FG_GGML_F16: for (uint64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + (first + i) * 2, 2); dst[i] = fg_fp16_to_f32(h); } return 0;
-    case FG_GGML_BF16: for (uint64_t i = 0; i < n; i++) { uint16_t h; memcpy(&h, p + (first + i) * 2, 2); uint32_t u = (uint32_t)h << 16; memcpy(&dst[i], &u, 4); } return 0;
-    case FG_GGML_Q8_0: case FG_GGML_Q4_0: {
-        // first and n are multiples of 32 (rows are whole blocks: checked by fg_gguf_read_tensors)
-        size_t bb = t->type == FG_GGML_Q8_0 ? 34 : 18;
-        for (uint64_t b = 0; b < n / 32; b++) {
-            const uint8_t *q = p + (first / 32 + b) * bb;
-            uint16_t h;
-            memcpy(&h, q, 2);
-            float d = fg_fp16_to_f32(h), *o = dst + b * 32;
-            if (t->type == FG_GGML_Q8_0) for (int j = 0; j < 32; j++) o[j] = d * (float)(int8_t)q[2 + j];
-            else for (int j = 0; j < 16; j++) { o[j] = d * (float)((q[2 + j] & 15) - 8); o[j + 16] = d * (float)((q[2 + j] >> 4) - 8); }
-        }
-        return 0;
-    }
-    default:
-        return fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)",
+    if (!gguf_readable(t->type))
+        return fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read " GGUF_TYPES_HINT,
                             g->where, (int)t->name.len, t->name.s, fg_ggml_type_name(t->type, tb));
-    }
+    const fg_dtype_traits *d = fg_dtype_info(fg_dtype_from_ggml(t->type));
+    d->to_f32(dst, t->data + first / (uint64_t)d->block * (uint64_t)d->block_bytes, n);
+    return 0;
 }
 
 static const fg_gguf_tensor *need_tensor(const fg_gguf *g, const char *name, int nd, uint64_t n0, uint64_t n1, uint64_t n2) {
@@ -118,9 +110,8 @@ static const fg_gguf_tensor *need_tensor(const fg_gguf *g, const char *name, int
         return NULL;
     }
     char tb[16];
-    if (!t->data || (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 &&
-                     t->type != FG_GGML_Q4_0)) {
-        fg_set_error("%s: GGUF tensor '%s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)", g->where, name,
+    if (!t->data || !gguf_readable(t->type)) {
+        fg_set_error("%s: GGUF tensor '%s' has type %s, which frugal does not read " GGUF_TYPES_HINT, g->where, name,
                      fg_ggml_type_name(t->type, tb));
         return NULL;
     }
@@ -254,7 +245,7 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
                 int64_t o;
                 if (fg_gguf_get_int(g, "frugal.rope.llama3.original_max_position_embeddings", &o)) return -1;
                 c->rope_original_max_position_embeddings = (int)FG_MIN(o, 1 << 30);
-            } else if (rf->type == FG_GGML_F32 && rf->data) {
+            } else if (rf->type == (uint32_t)fg_dtype_info(FG_F32)->ggml && rf->data) {
                 float mx = 1;
                 for (uint64_t i = 0; i < rf->ne[0]; i++) { float v; memcpy(&v, rf->data + 4 * i, 4); mx = FG_MAX(mx, v); }
                 c->rope_factor = mx;
@@ -401,8 +392,8 @@ fg_model *fg_gguf_model_from(fg_gguf *g, char **tok_data, size_t *tok_len, void 
     for (uint64_t i = 0; i < g->n_tensors; i++) { // refuse what cannot be decoded, by name, up front
         const fg_gguf_tensor *t = &g->tensors[i];
         char tb[16];
-        if (t->type != FG_GGML_F32 && t->type != FG_GGML_F16 && t->type != FG_GGML_BF16 && t->type != FG_GGML_Q8_0 && t->type != FG_GGML_Q4_0) {
-            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read (F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)", path,
+        if (!gguf_readable(t->type)) {
+            fg_set_error("%s: GGUF tensor '%.*s' has type %s, which frugal does not read " GGUF_TYPES_HINT, path,
                          (int)FG_MIN(t->name.len, 200), t->name.s, fg_ggml_type_name(t->type, tb));
             return NULL;
         }
@@ -533,8 +524,8 @@ static const char *probe_pre(const char *const *pats, int np, int bytelevel_rege
     static const char *const CANDS[] = {"deepseek-v3", "deepseek-llm", "deepseek-coder", "qwen2", "llama-bpe", "gpt-2"};
     static const char *const PROBES[] = {
         "Hello world! It's 12345 or 3.14159, isn't it? I'll DO it's\n\n  two  spaces\tand\ttabs\r\n \n",
-        "caf\xc3\xa9 na\xc3\xafve \xc3\x84rger \xce\xb1\xce\xb2\xce\xb3 \xd0\x94\xd0\xb6 \xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c "
-        "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf \xed\x95\x9c\xea\xb5\xad\xec\x96\xb4 1234567890 \xef\xbd\x81\xef\xbc\x81",
+        ("caf\xc3\xa9 na\xc3\xafve \xc3\x84rger \xce\xb1\xce\xb2\xce\xb3 \xd0\x94\xd0\xb6 \xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c "
+        "\xe3\x81\x93\xe3\x82\x93\xe3\x81\xab\xe3\x81\xa1\xe3\x81\xaf \xed\x95\x9c\xea\xb5\xad\xec\x96\xb4 1234567890 \xef\xbd\x81\xef\xbc\x81"), // one probe in two lines
         "def f(x):\n    return x**2 + 10000 # comment\n\tprint('ok');;  !!!??? $$$ \"quoted\" `tick` {a:[1,2]}   ",
         "\xe1\xbd\x9f\xe1\xbd\xbd \xe2\x84\xa6 \xe2\x84\xaa \xe1\xbe\xbe x\xc2\xb2 \xe2\x85\xa0 \xf0\x9f\x98\x80\xf0\x9f\x98\x80 end.",
     };
@@ -655,41 +646,17 @@ static int tok_bytelevel(kvw *w, int V) {
 // One tensor to write: its GGUF name, ne, type and where its floats come from.
 typedef struct {
     char name[96];
-    uint32_t n_dims, type;
+    uint32_t n_dims;
+    int type;             // fg_dtype of its rows
     uint64_t ne[3];
     const float *src;     // numel floats (NULL: data is owned below)
     float *own;           // rearranged copy (llama permutation, k_b/v_b split, rope_freqs)
     uint64_t offset, nbytes;
 } out_tensor;
 
-static uint64_t row_bytes(uint32_t type, uint64_t cols) {
-    return type == FG_GGML_F32 ? cols * 4 : type == FG_GGML_BF16 ? cols * 2 : type == FG_GGML_Q4_0 ? cols / 32 * 18 : cols / 32 * 34;
-}
-
-// Q4_0 (ggml's layout: fp16 scale d, then 16 bytes; low nibbles are values 0..15 of the block,
-// high nibbles 16..31; value = d * (nibble - 8)). d = (the value of largest magnitude) / -8, so that
-// value maps to nibble 0 exactly and the rest round to nearest within [-8, 7].
-static void quantize_row_q4_0(uint8_t *dst, const float *src, int cols) {
-    for (int b = 0; b < cols / 32; b++, dst += 18) {
-        const float *x = src + 32 * b;
-        float amax = 0, mx = 0;
-        for (int j = 0; j < 32; j++)
-            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); mx = x[j]; }
-        float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
-        uint16_t h = fg_f32_to_fp16(d);
-        memcpy(dst, &h, 2);
-        for (int j = 0; j < 16; j++) {
-            int a = (int)(x[j] * id + 8.5f), c = (int)(x[j + 16] * id + 8.5f);
-            a = a < 0 ? 0 : a > 15 ? 15 : a;
-            c = c < 0 ? 0 : c > 15 ? 15 : c;
-            dst[2 + j] = (uint8_t)(a | c << 4);
-        }
-    }
-}
-
 int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len) {
     const fg_config *c = &m->cfg;
-    if (type != FG_EXPORT_F32 && type != FG_EXPORT_BF16 && type != FG_EXPORT_Q8_0 && type != FG_EXPORT_Q4_0)
+    if (type != FG_F32 && type != FG_BF16 && type != FG_Q8_0 && type != FG_Q4_0)
         return fg_set_error("GGUF export: type must be f32, bf16, q8_0 or q4_0");
     int mla = c->attn_type == FG_ATTN_MLA;
     const char *arch = mla ? "deepseek2" : (c->attention_bias && !c->rope_interleave) ? "qwen2" : "llama";
@@ -844,14 +811,11 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     uint64_t off = 0;
     for (int i = 0; i < n_out; i++) {
         out_tensor *o = &ot[i];
-        o->type = FG_GGML_F32;
         // The router stays F32 in every type, as llama.cpp's converter and llama-quantize keep it:
-        // a flipped expert choice costs far more than its bytes save.
+        // a flipped expert choice costs far more than its bytes save. Rows blocks cannot hold stay F32.
         int mat = o->n_dims >= 2 && !strstr(o->name, "ffn_gate_inp.");
-        if (mat && type == FG_EXPORT_BF16) o->type = FG_GGML_BF16;
-        if (mat && type == FG_EXPORT_Q8_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q8_0;
-        if (mat && type == FG_EXPORT_Q4_0 && o->ne[0] % 32 == 0) o->type = FG_GGML_Q4_0;
-        o->nbytes = row_bytes(o->type, o->ne[0]) * o->ne[1] * o->ne[2];
+        o->type = mat && o->ne[0] % (uint64_t)fg_dtype_info(type)->block == 0 ? type : FG_F32;
+        o->nbytes = fg_qrow_bytes(o->type, (int)o->ne[0]) * o->ne[1] * o->ne[2];
         o->offset = off;
         off += (o->nbytes + 31) / 32 * 32;
     }
@@ -867,7 +831,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
         wb_str(&hb, o->name, strlen(o->name));
         wb_u32(&hb, o->n_dims);
         for (uint32_t d = 0; d < o->n_dims; d++) wb_u64(&hb, o->ne[d]);
-        wb_u32(&hb, o->type);
+        wb_u32(&hb, (uint32_t)fg_dtype_info(o->type)->ggml);
         wb_u64(&hb, o->offset);
     }
     static const uint8_t zeros[32];
@@ -880,18 +844,15 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     int ok = fwrite(hb.p, 1, hb.n, f) == hb.n;
     free(hb.p);
     uint64_t max_rb = 0;
-    for (int i = 0; i < n_out; i++) max_rb = FG_MAX(max_rb, row_bytes(ot[i].type, ot[i].ne[0]));
+    for (int i = 0; i < n_out; i++) max_rb = FG_MAX(max_rb, fg_qrow_bytes(ot[i].type, (int)ot[i].ne[0]));
     uint8_t *row = malloc((size_t)max_rb + 64);
     if (!row) { ok = 0; errno = ENOMEM; }
     for (int i = 0; ok && i < n_out; i++) {
         out_tensor *o = &ot[i];
-        uint64_t nrows = o->ne[1] * o->ne[2], cols = o->ne[0], rb = row_bytes(o->type, cols);
+        uint64_t nrows = o->ne[1] * o->ne[2], cols = o->ne[0], rb = fg_qrow_bytes(o->type, (int)cols);
         for (uint64_t r = 0; ok && r < nrows; r++) {
             const float *s = o->src + r * cols;
-            if (o->type == FG_GGML_F32) memcpy(row, s, rb);
-            else if (o->type == FG_GGML_BF16) for (uint64_t j = 0; j < cols; j++) { uint16_t h = fg_f32_to_bf16(s[j]); memcpy(row + 2 * j, &h, 2); }
-            else if (o->type == FG_GGML_Q4_0) quantize_row_q4_0(row, s, (int)cols);
-            else fg_quantize_row(row, s, (int)cols, FG_WEIGHTS_Q8_0);
+            fg_quantize_row(row, s, (int)cols, o->type);
             ok = fwrite(row, 1, rb, f) == rb;
         }
         if (ok) ok = fwrite(zeros, 1, (32 - o->nbytes % 32) % 32, f) == (32 - o->nbytes % 32) % 32;

@@ -20,6 +20,7 @@
 #include "formats/interop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "ops/dtype.h"
 #include "infer/wstore.h"
 #include "model/model.h"
 #include "util.h"
@@ -283,13 +284,6 @@ static const fg_safetensors *src_st_of(const hf_src *s, const fg_st_tensor *t) {
 }
 static const char *src_file_of(const hf_src *s, const fg_st_tensor *t) { return src_st_of(s, t)->path; }
 
-// FP8 E4M3 (OCP "e4m3fn": bias 7, no infinities, S.1111.111 is NaN) to float.
-static float fp8_e4m3_to_f32(uint8_t b) {
-    int e = (b >> 3) & 15, mant = b & 7;
-    float v = e == 15 && mant == 7 ? NAN : e == 0 ? ldexpf((float)mant, -9) : ldexpf((float)(8 + mant), e - 10);
-    return b & 0x80 ? -v : v;
-}
-
 // The checkpoint's tensor for table entry t, with the table's shape; NULL with an error otherwise.
 static const fg_st_tensor *find_tensor(hf_src *s, const fg_tensor *t) {
     int err;
@@ -316,14 +310,14 @@ static const fg_st_tensor *find_tensor(hf_src *s, const fg_tensor *t) {
 static int check_dtype(const hf_src *s, const hf_config *h, const fg_tensor *t, const fg_st_tensor *st) {
     const char *file = src_file_of(s, st);
     switch (st->dtype) {
-    case FG_DT_F32: case FG_DT_F16: case FG_DT_BF16: case FG_DT_F64: return 0;
-    case FG_DT_F8_E4M3:
+    case FG_F32: case FG_F16: case FG_BF16: case FG_F64: return 0;
+    case FG_F8_E4M3:
         if (t->ndim != 2) return fg_set_error("%s: tensor '%s': F8_E4M3 is only read for matrices", file, t->name);
         if (!h->block[0]) return fg_set_error("%s: tensor '%s' is F8_E4M3 but config.json has no fp8 quantization_config", file, t->name);
         return 0;
     default:
         return fg_set_error("%s: tensor '%s': dtype %s is not supported (F32, F16, BF16, F8_E4M3 with weight_scale_inv)", file,
-                            t->name, fg_st_dtype_name(st->dtype));
+                            t->name, fg_dtype_info(st->dtype)->st);
     }
 }
 
@@ -334,7 +328,7 @@ static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float 
     if (!st || check_dtype(s, h, t, st)) return -1;
     const char *file = src_file_of(s, st);
     switch (st->dtype) {
-    case FG_DT_F32: case FG_DT_F16: case FG_DT_BF16: case FG_DT_F64:
+    case FG_F32: case FG_F16: case FG_BF16: case FG_F64:
         return fg_safetensors_read_f32(src_st_of(s, st), t->name, dst, (int64_t)t->numel);
     default: break; // F8_E4M3 (check_dtype refused the rest)
     }
@@ -352,7 +346,9 @@ static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float 
     if (!scale) return fg_set_error("out of memory");
     if (fg_safetensors_read_f32(src_st_of(s, sc), sname, scale, nbr * nbc)) { free(scale); return -1; }
     float lut[256];
-    for (int b = 0; b < 256; b++) lut[b] = fp8_e4m3_to_f32((uint8_t)b);
+    uint8_t all[256];
+    for (int b = 0; b < 256; b++) all[b] = (uint8_t)b;
+    fg_dequantize_row(lut, all, 256, FG_F8_E4M3);
     const uint8_t *q = st->data;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < R; r++)
@@ -443,8 +439,8 @@ fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*n
 // aligned, or any vector: the store copies misaligned vectors itself) stays F32; -1 when it must
 // be converted or copied into memory.
 static int mapped_type(const fg_st_tensor *st, int ndim) {
-    if (st->dtype == FG_DT_BF16 && (uintptr_t)st->data % 2 == 0) return FG_WEIGHTS_BF16;
-    if (st->dtype == FG_DT_F32 && (ndim == 1 || (uintptr_t)st->data % 4 == 0)) return FG_WEIGHTS_F32;
+    if (st->dtype == FG_BF16 && (uintptr_t)st->data % 2 == 0) return FG_BF16;
+    if (st->dtype == FG_F32 && (ndim == 1 || (uintptr_t)st->data % 4 == 0)) return FG_F32;
     return -1;
 }
 
@@ -482,7 +478,7 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
             mapped += sts[i]->nbytes;
             pointed[src_st_of(&s, sts[i]) - s.st] = 1;
         } else {
-            types[i] = sts[i]->dtype == FG_DT_BF16 ? FG_WEIGHTS_BF16 : FG_WEIGHTS_F32;
+            types[i] = sts[i]->dtype == FG_BF16 ? FG_BF16 : FG_F32;
             own += (fg_wstore_tensor_bytes(&t[i], types[i]) + 63) & ~(size_t)63;
             n_own++;
         }
@@ -503,7 +499,7 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
     for (int i = 0; i < n; i++) {
         if (data[i]) continue;
         uint8_t *dst = arena + off;
-        if (sts[i]->dtype == FG_DT_BF16 || sts[i]->dtype == FG_DT_F32)
+        if (sts[i]->dtype == FG_BF16 || sts[i]->dtype == FG_F32)
             memcpy(dst, sts[i]->data, sts[i]->nbytes); // a misaligned BF16 / F32 matrix: copied as stored
         else if (load_tensor(&s, &h, &t[i], (float *)dst)) goto fail;
         data[i] = dst;
@@ -569,13 +565,6 @@ fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void
     return m;
 }
 
-int fg_export_type_parse(const char *name) {
-    static const char *const names[] = {"f32", "bf16", "q8_0", "f16", "q4_0"};
-    for (int i = 0; i < 5; i++)
-        if (name && !strcmp(name, names[i])) return i;
-    return fg_set_error("unknown weight type '%s' (use f32, bf16, q8_0, q4_0 or f16)", name ? name : "");
-}
-
 // ---- export ----------------------------------------------------------------------------------
 
 int fg_write_file_atomic(const char *path, const void *data, size_t len) {
@@ -607,7 +596,7 @@ static int model_arch(const fg_config *c) {
 }
 
 int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_data, size_t tok_len) {
-    if (type != FG_EXPORT_F32 && type != FG_EXPORT_BF16 && type != FG_EXPORT_F16)
+    if (type != FG_F32 && type != FG_BF16 && type != FG_F16)
         return fg_set_error("safetensors export: type must be f32, bf16 or f16");
     if (mkdir(dir, 0755) && errno != EEXIST) return fg_set_error("cannot create directory '%s': %s", dir, strerror(errno));
     const fg_config *c = &m->cfg;
@@ -638,7 +627,7 @@ int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_d
         ts[i].shape[1] = t->shape[1];
         ts[i].data = m->params + t->offset;
         // DeepSeek-V3 keeps its routing bias in fp32; norms follow the checkpoint's dtype.
-        ts[i].dtype = (t->flags & FG_TENSOR_BUFFER) || type == FG_EXPORT_F32 ? FG_DT_F32 : type == FG_EXPORT_BF16 ? FG_DT_BF16 : FG_DT_F16;
+        ts[i].dtype = (t->flags & FG_TENSOR_BUFFER) || type == FG_F32 ? FG_F32 : type == FG_BF16 ? FG_BF16 : FG_F16;
     }
     p = path_join(dir, "model.safetensors");
     rc = p ? fg_safetensors_write_f32(p, ts, m->n_tensors) : -1;

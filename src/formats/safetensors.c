@@ -4,7 +4,7 @@
 // been checked against the real file size.
 #include "formats/safetensors.h"
 #include "formats/json.h"
-#include "ops/quant.h"
+#include "ops/dtype.h"
 #include "util.h"
 
 #include <errno.h>
@@ -30,17 +30,8 @@ typedef struct {
     char *names;   // every tensor name, NUL-separated; fg_st_tensor.name points in here
 } st_priv;
 
-static const struct { const char *name; size_t size; } dtypes[FG_DT_COUNT] = {
-    [FG_DT_F32] = {"F32", 4},         [FG_DT_F16] = {"F16", 2},   [FG_DT_BF16] = {"BF16", 2},
-    [FG_DT_I32] = {"I32", 4},         [FG_DT_I64] = {"I64", 8},   [FG_DT_U8] = {"U8", 1},
-    [FG_DT_I8] = {"I8", 1},           [FG_DT_F64] = {"F64", 8},   [FG_DT_I16] = {"I16", 2},
-    [FG_DT_U16] = {"U16", 2},         [FG_DT_U32] = {"U32", 4},   [FG_DT_U64] = {"U64", 8},
-    [FG_DT_BOOL] = {"BOOL", 1},       [FG_DT_F8_E4M3] = {"F8_E4M3", 1},
-    [FG_DT_F8_E5M2] = {"F8_E5M2", 1},
-};
-
-const char *fg_st_dtype_name(int dtype) { return dtype >= 0 && dtype < FG_DT_COUNT ? dtypes[dtype].name : NULL; }
-size_t fg_st_dtype_size(int dtype) { return dtype >= 0 && dtype < FG_DT_COUNT ? dtypes[dtype].size : 0; }
+#define ST_NAME(t) (fg_dtype_info(t)->st)
+#define ST_SIZE(t) ((uint64_t)fg_dtype_info(t)->block_bytes) // every safetensors type has blocks of one
 
 static void shape_str(char *buf, size_t n, const int64_t *shape, int ndim) {
     size_t o = (size_t)snprintf(buf, n, "[");
@@ -77,9 +68,7 @@ static int load_entry(fg_st_tensor *t, const fg_json *e, const uint8_t *data, ui
     if (!v) return fg_set_error("%s: tensor '%s': field 'dtype' is missing", where, nm);
     if (v->type != FG_JSON_STRING)
         return fg_set_error("%s: tensor '%s': field 'dtype' must be a string (got %s)", where, nm, fg_json_type_name(v->type));
-    t->dtype = -1;
-    for (int d = 0; d < FG_DT_COUNT; d++)
-        if (v->len == strlen(dtypes[d].name) && !memcmp(v->str, dtypes[d].name, v->len)) t->dtype = d;
+    t->dtype = fg_dtype_from_st(v->str, v->len);
     if (t->dtype < 0)
         return fg_set_error("%s: tensor '%s': field 'dtype': unknown dtype \"%.32s\"", where, nm, v->str);
     // shape
@@ -106,9 +95,9 @@ static int load_entry(fg_st_tensor *t, const fg_json *e, const uint8_t *data, ui
     char sh[160];
     shape_str(sh, sizeof sh, t->shape, t->ndim);
     uint64_t need;
-    if (__builtin_mul_overflow((uint64_t)t->numel, (uint64_t)dtypes[t->dtype].size, &need) || need > SIZE_MAX)
+    if (__builtin_mul_overflow((uint64_t)t->numel, (uint64_t)ST_SIZE(t->dtype), &need) || need > SIZE_MAX)
         return fg_set_error("%s: tensor '%s': field 'shape': %s of %s overflows the byte count", where, nm, sh,
-                            dtypes[t->dtype].name);
+                            ST_NAME(t->dtype));
     // data_offsets
     v = fg_json_get(e, "data_offsets");
     if (!v) return fg_set_error("%s: tensor '%s': field 'data_offsets' is missing", where, nm);
@@ -122,7 +111,7 @@ static int load_entry(fg_st_tensor *t, const fg_json *e, const uint8_t *data, ui
                             "data area (%" PRIu64 " bytes)", where, nm, begin, end, data_size);
     if (end - begin != need)
         return fg_set_error("%s: tensor '%s': field 'data_offsets' spans %" PRIu64 " bytes but shape %s of %s needs %"
-                            PRIu64, where, nm, end - begin, sh, dtypes[t->dtype].name, need);
+                            PRIu64, where, nm, end - begin, sh, ST_NAME(t->dtype), need);
     t->data = data + begin;
     t->nbytes = (size_t)need;
     return 0;
@@ -296,19 +285,6 @@ void fg_safetensors_close(fg_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
-static float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1F, man = h & 0x3FF, bits;
-    if (exp == 0) { // zero or subnormal: man * 2^-24, exact in float
-        float v = (float)man * 0x1p-24f;
-        return sign ? -v : v;
-    }
-    if (exp == 31) bits = sign | 0x7F800000u | (man << 13); // inf / nan
-    else bits = sign | ((exp + 112) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *out, int64_t numel) {
     const char *where = st && st->path ? st->path : "<safetensors>";
     if (!st || !st->priv) return fg_set_error("%s: reading tensor '%s': file is not open", where, name ? name : "?");
@@ -322,37 +298,16 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
                             where, name, t->numel, sh, numel);
     if (numel && !out) return fg_set_error("%s: tensor '%s': no output buffer", where, name);
     const uint8_t *p = t->data;
-    switch (t->dtype) {
-    case FG_DT_F32:
-        if (t->nbytes) memcpy(out, p, t->nbytes);
-        return 0;
-    case FG_DT_F16:
+    if (t->dtype == FG_F32 || t->dtype == FG_F16 || t->dtype == FG_BF16 || t->dtype == FG_F64) {
+        const fg_dtype_traits *d = fg_dtype_info(t->dtype);
+        const int64_t chunk = 1 << 16;
 #pragma omp parallel for schedule(static) if (numel > (1 << 18))
-        for (int64_t i = 0; i < numel; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = f16_to_f32(h);
-        }
-        return 0;
-    case FG_DT_BF16:
-#pragma omp parallel for schedule(static) if (numel > (1 << 18))
-        for (int64_t i = 0; i < numel; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            uint32_t bits = (uint32_t)h << 16;
-            memcpy(&out[i], &bits, 4);
-        }
-        return 0;
-    case FG_DT_F64:
-        for (int64_t i = 0; i < numel; i++) {
-            double d;
-            memcpy(&d, p + 8 * i, 8);
-            out[i] = (float)d;
-        }
+        for (int64_t i = 0; i < numel; i += chunk)
+            d->to_f32(out + i, p + i * d->block_bytes, (size_t)FG_MIN(chunk, numel - i));
         return 0;
     }
     return fg_set_error("%s: tensor '%s': dtype %s cannot be read as F32 (supported: F32, F16, BF16, F64)", where,
-                        name, dtypes[t->dtype].name);
+                        name, ST_NAME(t->dtype));
 }
 
 // ---- writer --------------------------------------------------------------------------------
@@ -382,9 +337,9 @@ static int check_out(const char *path, const fg_st_out *ts, int n, uint64_t *byt
                 return fg_set_error("%s: writing tensor '%s': element count overflows", path, o->name);
         }
         if (numel > 0 && !o->data) return fg_set_error("%s: writing tensor '%s': data is NULL", path, o->name);
-        if (o->dtype != FG_DT_F32 && o->dtype != FG_DT_BF16 && o->dtype != FG_DT_F16)
+        if (o->dtype != FG_F32 && o->dtype != FG_BF16 && o->dtype != FG_F16)
             return fg_set_error("%s: writing tensor '%s': dtype %d cannot be written (F32, BF16, F16)", path, o->name, o->dtype);
-        if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)dtypes[o->dtype].size, &bytes[i]) ||
+        if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)ST_SIZE(o->dtype), &bytes[i]) ||
             __builtin_add_overflow(total, bytes[i], &total) || (double)total > MAX_EXACT_INT)
             return fg_set_error("%s: writing tensor '%s': total size overflows", path, o->name);
     }
@@ -413,7 +368,7 @@ static int build_header(const char *path, const fg_st_out *ts, int n, const uint
     for (int i = 0; i < n; i++) {
         fputc(',', m);
         fg_json_write_string(m, ts[i].name, strlen(ts[i].name));
-        fprintf(m, ":{\"dtype\":\"%s\",\"shape\":[", dtypes[ts[i].dtype].name);
+        fprintf(m, ":{\"dtype\":\"%s\",\"shape\":[", ST_NAME(ts[i].dtype));
         for (int d = 0; d < ts[i].ndim; d++) fprintf(m, "%s%" PRId64, d ? "," : "", ts[i].shape[d]);
         fprintf(m, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes[i]);
         off += bytes[i];
@@ -441,15 +396,14 @@ static void fsync_parent_dir(const char *path) {
 
 // Writes one tensor's data (bytes long in its dtype), converting from float in chunks.
 static int write_data(FILE *f, const fg_st_out *o, uint64_t bytes) {
-    if (o->dtype == FG_DT_F32) return fwrite(o->data, 1, (size_t)bytes, f) == bytes;
-    uint16_t buf[4096];
-    size_t n = (size_t)(bytes / 2);
-    for (size_t i = 0; i < n;) {
-        size_t k = FG_MIN(n - i, sizeof buf / sizeof *buf);
-        for (size_t j = 0; j < k; j++)
-            buf[j] = o->dtype == FG_DT_BF16 ? fg_f32_to_bf16(o->data[i + j]) : fg_f32_to_fp16(o->data[i + j]);
-        if (fwrite(buf, 2, k, f) != k) return 0;
-        i += k;
+    if (o->dtype == FG_F32) return fwrite(o->data, 1, (size_t)bytes, f) == bytes;
+    const fg_dtype_traits *d = fg_dtype_info(o->dtype); // BF16 or F16 (checked by the caller)
+    uint8_t buf[8192];
+    size_t n = (size_t)(bytes / (uint64_t)d->block_bytes), per = sizeof buf / (size_t)d->block_bytes;
+    for (size_t i = 0; i < n; i += per) {
+        size_t k = FG_MIN(n - i, per);
+        d->from_f32(buf, o->data + i, k);
+        if (fwrite(buf, (size_t)d->block_bytes, k, f) != k) return 0;
     }
     return 1;
 }

@@ -27,17 +27,15 @@
 #define FG_ST_MAX_DIMS 8
 #define FG_ST_MAX_HEADER 100000000ull // header bytes; larger headers are rejected as hostile
 
-enum { FG_DT_F32, FG_DT_F16, FG_DT_BF16, FG_DT_I32, FG_DT_I64, FG_DT_U8, FG_DT_I8, FG_DT_F64, FG_DT_I16,
-       FG_DT_U16, FG_DT_U32, FG_DT_U64, FG_DT_BOOL, FG_DT_F8_E4M3, FG_DT_F8_E5M2, FG_DT_COUNT };
 
 typedef struct {
     char *name;                     // NUL-terminated, never contains NUL itself
-    int dtype;                      // FG_DT_*
+    int dtype;                      // fg_dtype (frugal.h)
     int ndim;                       // 0 (a scalar) .. FG_ST_MAX_DIMS
     int64_t shape[FG_ST_MAX_DIMS];  // unused dims are 0
     int64_t numel;                  // product of shape (1 for a scalar)
     const uint8_t *data;            // into the mapping; no alignment guaranteed
-    size_t nbytes;                  // numel * fg_st_dtype_size(dtype)
+    size_t nbytes;                  // numel * fg_dtype_info(dtype)->block_bytes
 } fg_st_tensor;
 
 typedef struct {
@@ -72,14 +70,10 @@ int fg_safetensors_read_f32(const fg_safetensors *st, const char *name, float *o
 // Writes an F32 safetensors file atomically (write path.tmp, fflush, fsync, rename, fsync of the
 // directory). Names must be non-empty, distinct and contain no NUL; 0 <= ndim <= 8; dims >= 0;
 // data may be NULL only for tensors with no elements. On error path is left untouched.
-// dtype: FG_DT_F32 (0, the default of a zeroed entry), FG_DT_BF16 (rounded to nearest even) or
-// FG_DT_F16: data is always float and converted while writing.
+// dtype: FG_F32 (0, the default of a zeroed entry), FG_BF16 (rounded to nearest even) or
+// FG_F16: data is always float and converted while writing.
 typedef struct { const char *name; int ndim; int64_t shape[8]; const float *data; int dtype; } fg_st_out;
 int fg_safetensors_write_f32(const char *path, const fg_st_out *tensors, int n);
-// (float -> bf16 bits: fg_f32_to_bf16 in infer/quant.h)
-
-// "F32", "BF16", ... (NULL for an invalid dtype) and bytes per element (0 for an invalid dtype).
-const char *fg_st_dtype_name(int dtype);
-size_t fg_st_dtype_size(int dtype);
+// Names and sizes of the dtypes: fg_dtype_info(dtype)->st and ->block_bytes (ops/dtype.h).
 
 #endif

@@ -119,7 +119,7 @@ static void kv_put(fg_ctx *s, size_t at, const float *src, int n) {
 }
 static void kv_get(const fg_ctx *s, float *dst, size_t at, int n) {
     if (!s->kv_bf16) memcpy(dst, (const float *)s->kv + at, sizeof(float) * n);
-    else fg_dequantize_row(dst, (const uint8_t *)((const uint16_t *)s->kv + at), n, FG_WEIGHTS_BF16);
+    else fg_dequantize_row(dst, (const uint8_t *)((const uint16_t *)s->kv + at), n, FG_BF16);
 }
 static inline float kv_dot(const fg_ctx *s, const float *a, size_t at, int n) {
     return s->kv_bf16 ? fg_bf16_dot(a, (const uint16_t *)s->kv + at, n) : fg_vdot(a, (const float *)s->kv + at, n);
@@ -260,7 +260,7 @@ static size_t carve(fg_ctx *s, char *base) {
                 TAKE(s->po, nt * ATT_ROWS * Rkv, float); TAKE(s->kvf, (size_t)s->max_T * (Rkv + Dr), float);
                 if (nt * s->max_T * (Dn + Dr + Dv) * sizeof(float) <= EXPAND_MAX_BYTES) TAKE(s->kvx, nt * s->max_T * (Dn + Dr + Dv), float);
             }
-            if (s->ws->v.layers[0].wkv_b.type != FG_WEIGHTS_F32) {
+            if (s->ws->v.layers[0].wkv_b.type != FG_F32) {
                 TAKE(s->wkvb, nt * (Dn + Dv) * Rkv, float); TAKE(s->wkvb_key, nt, int);
             }
         } else {
@@ -310,7 +310,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
         fg_set_error("decoding session: cache kind %d is not available for this model (the latent cache needs MLA)", kind);
         return NULL;
     }
-    if (p->kv_type != FG_WEIGHTS_F32 && p->kv_type != FG_WEIGHTS_BF16) {
+    if (p->kv_type != FG_F32 && p->kv_type != FG_BF16) {
         fg_set_error("decoding session: the KV cache holds f32 or bf16 values (got type %d)", p->kv_type);
         return NULL;
     }
@@ -330,11 +330,11 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
     s->ws = ws;
     s->kind = kind;
-    s->kv_bf16 = p->kv_type == FG_WEIGHTS_BF16;
+    s->kv_bf16 = p->kv_type == FG_BF16;
     // A context whose weights are bf16 or Q8_0 multiplies them on the bf16 GEMM (activations rounded
     // to bf16, fp32 accumulation); its prefill attention does the same (q, k, v and the softmax
     // probabilities rounded to bf16 as they are packed), as flash attention does in bf16 on GPUs.
-    s->att_prec = fg_wstore_weights(ws) == FG_WEIGHTS_F32 ? FG_GEMM_F32 : FG_GEMM_BF16;
+    s->att_prec = fg_wstore_weights(ws) == FG_F32 ? FG_F32 : FG_BF16;
     s->max_T = max_T;
     s->max_rows = p->max_batch;
     s->max_seqs = p->max_seqs;
@@ -374,12 +374,12 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     if (!ws->packs) {
         int64_t total, active;
         fg_config_param_counts(c, &total, &active);
-        double packed = (double)total * (fg_wstore_weights(ws) == FG_WEIGHTS_F32 ? 4 : 2);
+        double packed = (double)total * (fg_wstore_weights(ws) == FG_F32 ? 4 : 2);
         double budget = mem > 0 ? FG_MIN(0.25 * mem, 0.9 * mem - need) : 0;
         ((fg_wstore *)ws)->packs = fg_packs_create(packed <= budget ? (size_t)budget : 0);
         if (!ws->packs) { free(s); fg_set_error("out of memory"); return NULL; }
     }
-    s->ex = (fg_exec){&fg_backend_cpu, ws->packs, FG_GEMM_F32, EXPERT_PAR_ROWS};
+    s->ex = (fg_exec){&fg_backend_cpu, ws->packs, FG_F32, EXPERT_PAR_ROWS};
     s->kv = kv_alloc((size_t)s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4));
     s->ref = calloc((size_t)s->nblocks, sizeof(int));
     s->freel = malloc(sizeof(int) * (size_t)s->nblocks);
@@ -461,7 +461,7 @@ static const float *wkv_b_head(fg_ctx *s, int l, int h, int tid) { // (Dn+Dv, Rk
     const fg_config *c = &s->ws->cfg;
     int Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
     fg_wref wkv_b = s->ws->v.layers[l].wkv_b;
-    if (wkv_b.type == FG_WEIGHTS_F32) return (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
+    if (wkv_b.type == FG_F32) return (const float *)wkv_b.p + (size_t)h * (Dn + Dv) * Rkv;
     float *tmp = s->wkvb + (size_t)tid * (Dn + Dv) * Rkv;
     int key = l * c->num_attention_heads + h + 1;
     if (s->wkvb_key[tid] == key) return tmp; // this thread converted the same head last time
@@ -662,12 +662,12 @@ static void expanded_head(fg_ctx *s, int l, att_run r, const float *cache, int h
     fg_wref wkv_b = s->ws->v.layers[l].wkv_b;
     size_t rb = fg_qrow_bytes(wkv_b.type, Rkv);
     const uint8_t *wk = (const uint8_t *)wkv_b.p + (size_t)h * (Dn + Dv) * rb, *wv = wk + (size_t)Dn * rb;
-    if (wkv_b.type == FG_WEIGHTS_F32) {
+    if (wkv_b.type == FG_F32) {
         fg_gemm(0, 1, t1, Dn, Rkv, cache, kw, (const float *)wk, Rkv, kvx, ew, 0, NULL, s->att_prec);
         fg_gemm(0, 1, t1, Dv, Rkv, cache, kw, (const float *)wv, Rkv, kvx + Dq, ew, 0, NULL, s->att_prec);
     } else {
-        fg_gemm_qb(t1, Dn, Rkv, cache, kw, wk, (long)rb, wkv_b.type, kvx, ew, NULL, FG_GEMM_BF16);
-        fg_gemm_qb(t1, Dv, Rkv, cache, kw, wv, (long)rb, wkv_b.type, kvx + Dq, ew, NULL, FG_GEMM_BF16);
+        fg_gemm_qb(t1, Dn, Rkv, cache, kw, wk, (long)rb, wkv_b.type, kvx, ew, NULL, FG_BF16);
+        fg_gemm_qb(t1, Dv, Rkv, cache, kw, wv, (long)rb, wkv_b.type, kvx + Dq, ew, NULL, FG_BF16);
     }
     for (int u = 0; u < t1; u++) memcpy(kvx + (size_t)u * ew + Dn, cache + (size_t)u * kw + Rkv, sizeof(float) * Dr);
     for (int i0 = 0; i0 < r.n; i0 += ATT_ROWS) {

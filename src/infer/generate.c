@@ -24,18 +24,18 @@ struct fg_infer {
 
 fg_infer *fg_infer_create(const fg_model *m, int max_T) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
-    return fg_infer_create_ex(m, max_T, FG_KV_AUTO, FG_WEIGHTS_F32);
+    return fg_infer_create_ex(m, max_T, FG_KV_AUTO, FG_F32);
 }
 
 fg_infer *fg_infer_create_kind(const fg_model *m, int max_T, int kind) {
-    return fg_infer_create_ex(m, max_T, kind, FG_WEIGHTS_F32);
+    return fg_infer_create_ex(m, max_T, kind, FG_F32);
 }
 
 fg_infer *fg_infer_create_ex(const fg_model *m, int max_T, int kind, int weights) {
     if (!m) { fg_set_error("fg_infer_create: no model"); return NULL; }
     fg_wstore *ws = fg_wstore_from_model(m, weights);
     if (!ws) { fg_wrap_error("decoding session"); return NULL; }
-    fg_infer *s = fg_infer_create_store(ws, max_T, kind, FG_WEIGHTS_F32);
+    fg_infer *s = fg_infer_create_store(ws, max_T, kind, FG_F32);
     if (!s) { fg_wstore_free(ws); return NULL; }
     s->own_ws = ws;
     return s;

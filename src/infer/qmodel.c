@@ -26,7 +26,6 @@
 #define Q_MAX_SECTIONS 65536
 #define Q_ALIGN 64
 
-static const char *type_name(int t) { return t == FG_WEIGHTS_F32 ? "f32" : t == FG_WEIGHTS_BF16 ? "bf16" : "q8_0"; }
 
 static uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -127,20 +126,20 @@ static int q_table(fg_wstore *ws, const uint8_t *b, const q_sec *sec, const char
         uint32_t type = get_u32(p + pos);
         uint64_t off = get_u64(p + pos + 4), nbytes = get_u64(p + pos + 12);
         pos += 20;
-        if (type > FG_WEIGHTS_Q8_0) return fg_set_error("%s: tensor '%s' has unknown type %" PRIu32 " (file is corrupted)", where, t->name, type);
+        if (type > FG_Q8_0) return fg_set_error("%s: tensor '%s' has unknown type %" PRIu32 " (file is corrupted)", where, t->name, type);
         int cols = t->ndim == 2 ? t->shape[1] : (int)t->numel;
-        if (type == FG_WEIGHTS_Q8_0 && (t->ndim != 2 || cols % FG_Q8_BLOCK))
+        if (type == FG_Q8_0 && (t->ndim != 2 || cols % FG_Q8_BLOCK))
             return fg_set_error("%s: tensor '%s' is q8_0 but its rows of %d values are not whole blocks of %d", where, t->name, cols,
                                 FG_Q8_BLOCK);
         uint64_t want = fg_wstore_tensor_bytes(t, (int)type);
         if (nbytes != want) {
-            if (type == FG_WEIGHTS_Q8_0)
+            if (type == FG_Q8_0)
                 return fg_set_error("%s: tensor '%s' holds %" PRIu64 " bytes of q8_0 blocks; its header shape [%d, %d] needs %d rows x "
                                     "%d blocks x %zu bytes = %" PRIu64 " (blocks do not match the header; file is corrupted)",
                                     where, t->name, nbytes, t->shape[0], cols, t->shape[0], cols / FG_Q8_BLOCK,
                                     sizeof(fg_block_q8_0), want);
             return fg_set_error("%s: tensor '%s' holds %" PRIu64 " bytes of %s data; its header shape needs %" PRIu64
-                                " (file is corrupted)", where, t->name, nbytes, type_name((int)type), want);
+                                " (file is corrupted)", where, t->name, nbytes, fg_dtype_name((int)type), want);
         }
         if (off % Q_ALIGN || off < prev_end || off > dlen || nbytes > dlen - off)
             return fg_set_error("%s: tensor '%s' data at offset %" PRIu64 " (+%" PRIu64 " bytes) is misaligned, overlaps the "

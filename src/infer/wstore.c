@@ -11,10 +11,10 @@
 #include "util.h"
 
 int fg_wstore_policy(const fg_tensor *t, int weights) {
-    if (weights == FG_WEIGHTS_F32 || t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || strstr(t->name, "kv_b_proj") ||
+    if (weights == FG_F32 || t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || strstr(t->name, "kv_b_proj") ||
         strstr(t->name, "mlp.gate.weight")) // the router: a flipped expert choice costs more than its bytes save
-        return FG_WEIGHTS_F32;
-    if (weights == FG_WEIGHTS_Q8_0 && t->shape[1] % FG_Q8_BLOCK) return FG_WEIGHTS_F32;
+        return FG_F32;
+    if (weights == FG_Q8_0 && t->shape[1] % FG_Q8_BLOCK) return FG_F32;
     return weights;
 }
 
@@ -65,7 +65,7 @@ const fg_config *fg_wstore_config(const fg_wstore *ws) { return &ws->cfg; }
 
 int fg_wstore_weights(const fg_wstore *ws) { // the type of the largest matrices (what a user asked for)
     size_t best = 0;
-    int type = FG_WEIGHTS_F32;
+    int type = FG_F32;
     for (int i = 0; i < ws->n; i++)
         if (ws->t[i].ndim == 2 && ws->t[i].numel > best) { best = ws->t[i].numel; type = ws->type[i]; }
     return type;
@@ -114,7 +114,7 @@ static int store_finish(fg_wstore *ws) {
     for (int i = 0; i < ws->n; i++) {
         const fg_tensor *t = &ws->t[i];
         if (t->ndim == 2) continue;
-        if (ws->type[i] == FG_WEIGHTS_F32 && (uintptr_t)ws->data[i] % 4 == 0) { ws->vec[i] = ws->data[i]; continue; }
+        if (ws->type[i] == FG_F32 && (uintptr_t)ws->data[i] % 4 == 0) { ws->vec[i] = ws->data[i]; continue; }
         float *v = malloc(sizeof(float) * t->numel); // another type, or a misaligned f32 vector
         if (!v || fg_wstore_keep(ws, v)) { free(v); return fg_set_error("out of memory"); }
         ws->owned_bytes += sizeof(float) * t->numel;
@@ -143,11 +143,11 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
             fg_wstore_free(ws);
             return NULL;
         }
-        if ((ty != FG_WEIGHTS_F32 && ty != FG_WEIGHTS_BF16 && ty != FG_WEIGHTS_Q8_0) ||
-            (ty == FG_WEIGHTS_Q8_0 && (b->ndim != 2 || b->shape[1] % FG_Q8_BLOCK)) || !data[i] ||
-            (b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_WEIGHTS_F32 ? 4 : ty == FG_WEIGHTS_BF16 ? 2 : 1))) {
+        if ((ty != FG_F32 && ty != FG_BF16 && ty != FG_Q8_0) ||
+            (ty == FG_Q8_0 && (b->ndim != 2 || b->shape[1] % FG_Q8_BLOCK)) || !data[i] ||
+            (b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_F32 ? 4 : ty == FG_BF16 ? 2 : 1))) {
             fg_set_error("weight store: tensor '%s': type %d %s", b->name, ty,
-                         !data[i] ? "has no data" : ty == FG_WEIGHTS_Q8_0 ? "(q8_0 needs a matrix with columns a multiple of 32)"
+                         !data[i] ? "has no data" : ty == FG_Q8_0 ? "(q8_0 needs a matrix with columns a multiple of 32)"
                                                                         : "is unknown or its data is misaligned");
             fg_wstore_free(ws);
             return NULL;
@@ -161,7 +161,7 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
 
 fg_wstore *fg_wstore_from_model(const fg_model *m, int weights) {
     if (!m) { fg_set_error("weight store: no model"); return NULL; }
-    if (weights != FG_WEIGHTS_F32 && weights != FG_WEIGHTS_BF16 && weights != FG_WEIGHTS_Q8_0) {
+    if (weights != FG_F32 && weights != FG_BF16 && weights != FG_Q8_0) {
         fg_set_error("weight store: unknown weight type %d", weights);
         return NULL;
     }
@@ -171,7 +171,7 @@ fg_wstore *fg_wstore_from_model(const fg_model *m, int weights) {
     size_t bytes = 0;
     for (int i = 0; i < ws->n; i++) {
         int ty = fg_wstore_policy(&m->tensors[i], weights);
-        if (ty != FG_WEIGHTS_F32) bytes += (fg_wstore_tensor_bytes(&m->tensors[i], ty) + 63) & ~(size_t)63;
+        if (ty != FG_F32) bytes += (fg_wstore_tensor_bytes(&m->tensors[i], ty) + 63) & ~(size_t)63;
     }
     uint8_t *arena = bytes ? aligned_alloc(64, bytes) : NULL;
     if (bytes && (!arena || fg_wstore_keep(ws, arena))) {
@@ -187,7 +187,7 @@ fg_wstore *fg_wstore_from_model(const fg_model *m, int weights) {
         const float *src = m->params + t->offset;
         int ty = fg_wstore_policy(t, weights);
         ws->type[i] = ty;
-        if (ty == FG_WEIGHTS_F32) { ws->data[i] = src; continue; }
+        if (ty == FG_F32) { ws->data[i] = src; continue; }
         uint8_t *dst = arena + off;
         size_t rows = (size_t)t->shape[0], rb = fg_qrow_bytes(ty, t->shape[1]);
 #pragma omp parallel for schedule(static) if (rows * t->shape[1] > 65536)

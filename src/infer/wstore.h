@@ -2,7 +2,7 @@
 // quantised model file (.fgq) that maps straight into one.
 //
 // A store is a model's config plus, for each tensor of the config's table (fg_tensor_table order,
-// Hugging Face names), a type (FG_WEIGHTS_F32 / BF16 / Q8_0) and a pointer to its rows. Rows are
+// Hugging Face names), a type (FG_F32 / BF16 / Q8_0) and a pointer to its rows. Rows are
 // laid out as the fp32 model's (row r of a (rows, cols) matrix at r * fg_qrow_bytes(type, cols)).
 // The pointers may lead into an fp32 fg_model (not owned), into buffers converted from one
 // (owned), or into read-only mappings of a quantised model file or of the safetensors shards of a
@@ -52,7 +52,7 @@ struct fg_wstore {
     fg_config cfg;
     int n;                      // tensors in the table
     fg_tensor *t;               // (n) the config's table (owned)
-    int *type;                  // (n) FG_WEIGHTS_*
+    int *type;                  // (n) FG_F32 / FG_BF16 / FG_Q8_0
     const void **data;          // (n) first byte of each tensor
     const float **vec;          // (n) fp32 view of 1-D tensors (NULL for matrices)
     fg_wview v;                 // the typed view of every tensor (layers.h)
@@ -71,12 +71,12 @@ struct fg_wstore {
 };
 
 // Builds a store over caller-owned tensors: c is validated; t (n entries) must equal
-// fg_tensor_table(c) in names and shapes; types[i] is tensor i's FG_WEIGHTS_* and data[i] its
+// fg_tensor_table(c) in names and shapes; types[i] is tensor i's weight type and data[i] its
 // bytes (rows as in wstore.h's header), which must stay valid and unchanged for the store's life
 // (hand ownership over with fg_wstore_keep / fg_wstore_keep_mapping). Matrices must be aligned to
 // their element (f32 4, bf16 2 bytes); vectors may be anything (copied to fp32 when not aligned
 // f32). NULL with an error naming the tensor otherwise. Example, a bf16 safetensors file mapped
-// read-only: t = fg_tensor_table(c), types[i] = FG_WEIGHTS_BF16, data[i] = map + offset of
+// read-only: t = fg_tensor_table(c), types[i] = FG_BF16, data[i] = map + offset of
 // t[i].name, then fg_wstore_keep_mapping(ws, map, len).
 fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data);
 // The store frees buf (free()) when it is freed. -1 (buf not taken) when out of memory.

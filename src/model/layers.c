@@ -112,7 +112,7 @@ void fg_moe_forward(const fg_exec *x, float *out, const fg_moe_bufs *b, int *loa
     const fg_backend *be = x->be;
     int C = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
     int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
-    be->matmul(x->bctx, b->scores, xn, w->gate, NULL, N, C, E, FG_GEMM_F32); // the router stays fp32
+    be->matmul(x->bctx, b->scores, xn, w->gate, NULL, N, C, E, FG_F32); // the router stays fp32
 #pragma omp parallel for schedule(static) if (N >= 16)
     for (int n = 0; n < N; n++)
         fg_moe_route(b->idx + (size_t)n * K, b->wts + (size_t)n * K, b->scores + (size_t)n * E, w->gate_bias, c);

@@ -45,7 +45,7 @@ void fg_wview_bind(fg_wview *v, const fg_config *c, int n, const int *types, con
                    const float *const *vec);
 
 // How the layers run: the backend and its context (packed weights, or NULL), the precision of the
-// model's products (FG_GEMM_F32 / FG_GEMM_BF16: training's mixed precision; the head and the
+// model's products (FG_F32 / FG_BF16: training's mixed precision; the head and the
 // router always run fp32), and from how many rows a MoE layer runs its routed experts side by side
 // (one per thread, single-threaded products; 0: one after the other, each product threaded).
 typedef struct {

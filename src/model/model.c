@@ -168,7 +168,7 @@ static int bind_view(fg_model *m) {
     m->view.experts = calloc((size_t)L * 3 * E, sizeof *m->view.experts);
     int ok = types && data && m->view.layers && m->view.experts;
     if (ok) {
-        for (int i = 0; i < n; i++) data[i] = m->params + m->tensors[i].offset; // types: FG_WEIGHTS_F32 (0)
+        for (int i = 0; i < n; i++) data[i] = m->params + m->tensors[i].offset; // types: FG_F32 (0)
         fg_wview_bind(&m->view, c, n, types, data, (const float *const *)data);
     }
     free(types);
@@ -179,8 +179,8 @@ static int bind_view(fg_model *m) {
 void fg_model_set_backend(fg_model *m, const fg_backend *be) { m->be = be; }
 
 int fg_model_set_precision(fg_model *m, int prec) {
-    int old = m->prec == FG_GEMM_BF16 ? FG_PREC_BF16 : FG_PREC_FP32;
-    m->prec = prec == FG_PREC_BF16 ? FG_GEMM_BF16 : FG_GEMM_F32;
+    int old = m->prec == FG_BF16 ? FG_BF16 : FG_F32;
+    m->prec = prec == FG_BF16 ? FG_BF16 : FG_F32;
     return old;
 }
 
@@ -200,7 +200,7 @@ fg_model *fg_model_create(const fg_config *c) {
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
     if (bind_view(m)) { fg_model_free(m); return NULL; }
     m->be = &fg_backend_cpu;
-    m->prec = FG_GEMM_F32;
+    m->prec = FG_F32;
     if (fg_model_rope_init(&m->rope, &m->softmax_scale, c)) { fg_model_free(m); return NULL; }
     return m;
 }
@@ -479,7 +479,7 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
         add_into(next, a->x2, (size_t)N * C);
     }
     be->rmsnorm(m->xf, m->xf_rstd, m->xfin, m->view.final_norm, N, C, c->rms_norm_eps);
-    be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_GEMM_F32); // the head stays fp32
+    be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_F32); // the head stays fp32
     m->fwd_live = 1;
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
@@ -639,7 +639,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
             for (int e = 0; e < E; e++) d[e] *= s[e] * (1.0f - s[e]);
         }
     }
-    be->matmul_backward(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_GEMM_F32);
+    be->matmul_backward(dxn2, g->gate, NULL, ds, a->xn2, w->gate, N, C, E, FG_F32);
 }
 
 static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark);
@@ -679,7 +679,7 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
     bump sc = *psc;
     float *dlogits = m->logits;
     float *dxf = take(&sc, (size_t)N * C);
-    be->matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_GEMM_F32);
+    be->matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_F32);
     be->rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
     m->fwd_live = 0;

@@ -88,7 +88,7 @@ struct fg_model {
     fg_weights w, g;                   // float views of the weights and gradients (backward)
     fg_wview view;                     // the typed view of the weights the shared layers read (layers.h)
     const fg_backend *be;              // what forward and backward run on (fg_backend_cpu unless set)
-    int prec;                          // FG_GEMM_F32 / FG_GEMM_BF16: the model's products (fg_model_set_precision)
+    int prec;                          // FG_F32 / FG_BF16: the model's products (fg_model_set_precision)
     rope_table rope;
     float softmax_scale;
     // activations for the current batch shape

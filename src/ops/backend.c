@@ -298,10 +298,10 @@ static fg_gemm_packed *packs_get(fg_packs *ps, fg_wref w, int IN, int OUT, int i
         ps->t = t;
         ps->cap = cap;
     }
-    int f32 = w.type == FG_WEIGHTS_F32;
+    int f32 = w.type == FG_F32;
     size_t need = (size_t)OUT * IN * (f32 ? 4 : 2);
     res = ps->bytes + need <= ps->budget
-        ? fg_gemm_pack(OUT, IN, w.p, (long)fg_qrow_bytes(w.type, IN), w.type, f32 ? FG_GEMM_F32 : FG_GEMM_BF16) : NULL;
+        ? fg_gemm_pack(OUT, IN, w.p, (long)fg_qrow_bytes(w.type, IN), w.type, f32 ? FG_F32 : FG_BF16) : NULL;
     *pack_slot(ps->t, ps->cap, w.p) = (struct wpack){w.p, res};
     ps->n++;
     ps->bytes += fg_gemm_packed_bytes(res);
@@ -311,7 +311,7 @@ done:
 }
 
 static void cpu_prepare(void *ctx, fg_wref w, int IN, int OUT, int rows) {
-    if (ctx && rows >= (w.type == FG_WEIGHTS_F32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS)) packs_get(ctx, w, IN, OUT, 1);
+    if (ctx && rows >= (w.type == FG_F32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS)) packs_get(ctx, w, IN, OUT, 1);
 }
 
 // ---- the fast backend ------------------------------------------------------------------------
@@ -321,10 +321,10 @@ static void cpu_prepare(void *ctx, fg_wref w, int IN, int OUT, int rows) {
 // panels hold one precision).
 static void cpu_matmul(void *ctx, float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT,
                        int prec) {
-    int f32 = w.type == FG_WEIGHTS_F32;
+    int f32 = w.type == FG_F32;
     fg_gemm_packed *p;
     if (N == 1 && (ctx || !f32)) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
-    else if (ctx && N >= (f32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS) && (!f32 || prec == FG_GEMM_F32) && (p = packs_get(ctx, w, IN, OUT, 1)))
+    else if (ctx && N >= (f32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS) && (!f32 || prec == FG_F32) && (p = packs_get(ctx, w, IN, OUT, 1)))
         fg_gemm_qb_packed(N, inp, IN, p, out, OUT, bias);
     else if (f32) matmul_forward_prec(out, inp, w.p, bias, N, IN, OUT, prec);
     else fg_qmatmul_forward(out, inp, w.p, w.type, bias, N, IN, OUT);

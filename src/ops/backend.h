@@ -19,7 +19,7 @@
 
 #include "ops/ops.h"
 
-// A matrix of OUT rows of IN values stored as FG_WEIGHTS_* (f32, bf16, Q8_0); row r at
+// A matrix of OUT rows of IN values stored as a weight type (FG_F32, FG_BF16, FG_Q8_0); row r at
 // p + r * fg_qrow_bytes(type, IN).
 typedef struct { int type; const void *p; } fg_wref;
 
@@ -33,8 +33,8 @@ typedef struct {
 
 typedef struct fg_backend {
     const char *name;
-    // out (N, OUT) = inp (N, IN) @ dequant(w)^T + bias (may be NULL). prec (FG_GEMM_F32 /
-    // FG_GEMM_BF16) is the precision of products with f32 weights; bf16/Q8_0 rows multiply in
+    // out (N, OUT) = inp (N, IN) @ dequant(w)^T + bias (may be NULL). prec (FG_F32 /
+    // FG_BF16) is the precision of products with f32 weights; bf16/Q8_0 rows multiply in
     // bf16 on the GEMM. ctx: the backend's per-store state (packed weights) or NULL.
     void (*matmul)(void *ctx, float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT, int prec);
     // Optional (NULL: nothing to do): readies w for a product of `rows` rows that will run inside a

@@ -81,7 +81,7 @@ static int cpu_avx512bf16(void) {
 }
 
 const char *fg_gemm_kernel_name(int prec) {
-    if (prec == FG_GEMM_BF16) {
+    if (prec == FG_BF16) {
         int amx = amx_mode();
         if (amx) return amx == 1 ? "amx-bf16" : "amx-bf16-emulated";
         return cpu_avx512bf16() ? "avx512-bf16" : "generic-bf16";
@@ -239,14 +239,14 @@ static void pack_a_bf16(uint16_t *dst, const gemm_args *g, int i0, int mr, int p
 static const float *b_column(float *col, const gemm_args *g, int j, int p0, int kc) {
     if (!g->W) return g->B + (long)j * g->ldb + p0; // tb = 1
     const uint8_t *row = (const uint8_t *)g->W + (long)j * g->row_bytes;
-    if (g->btype == FG_GEMM_B_F32) return (const float *)row + p0;
-    if (g->btype == FG_GEMM_B_BF16) {
+    if (g->btype == FG_F32) return (const float *)row + p0;
+    if (g->btype == FG_BF16) {
         const uint16_t *h = (const uint16_t *)row + p0;
         for (int k = 0; k < kc; k++) { uint32_t x = (uint32_t)h[k] << 16; memcpy(col + k, &x, 4); }
         return col;
     }
     // Q8_0: p0 and kc are multiples of the block (KC is, and K is for Q8_0 rows)
-    fg_dequantize_row(col, row + (long)(p0 / FG_Q8_BLOCK) * sizeof(fg_block_q8_0), kc, FG_WEIGHTS_Q8_0);
+    fg_dequantize_row(col, row + (long)(p0 / FG_Q8_BLOCK) * sizeof(fg_block_q8_0), kc, FG_Q8_0);
     return col;
 }
 
@@ -315,7 +315,7 @@ static void pack_b_bf16(uint16_t *dst, const gemm_args *g, int j0, int nr, int p
     for (int c = 0; c < NR; c++) {
         uint16_t *h = tmp->h + (size_t)c * hs;
         if (c >= nr) { memset(h, 0, sizeof(uint16_t) * (kc + 1)); rows[c] = (const float *)h; continue; }
-        if (g->W && g->btype == FG_GEMM_B_BF16) {
+        if (g->W && g->btype == FG_BF16) {
             const uint16_t *w = (const uint16_t *)((const uint8_t *)g->W + (long)(j0 + c) * g->row_bytes) + p0;
             if (!(kc & 1)) { rows[c] = (const float *)w; continue; }
             memcpy(h, w, sizeof(uint16_t) * kc);
@@ -538,7 +538,7 @@ static void *grow(tbuf *t, size_t bytes) {
 static int k_extent(int kc, int bf, int amx) { return amx ? (kc + AK - 1) / AK * AK : bf ? (kc + 1) & ~1 : kc; }
 
 static void gemm_run(const gemm_args *g) {
-    int M = g->M, N = g->N, K = g->K, bf = g->prec == FG_GEMM_BF16;
+    int M = g->M, N = g->N, K = g->K, bf = g->prec == FG_BF16;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { // C = bias (or unchanged when accumulating)
         if (!g->accumulate)
@@ -661,7 +661,7 @@ struct fg_gemm_packed {
 };
 
 fg_gemm_packed *fg_gemm_pack(int N, int K, const void *W, long row_bytes, int btype, int prec) {
-    int bf = prec == FG_GEMM_BF16, amx = bf ? amx_mode() : 0, np = (N + NR - 1) / NR;
+    int bf = prec == FG_BF16, amx = bf ? amx_mode() : 0, np = (N + NR - 1) / NR;
     size_t esz = bf ? 2 : 4, block = (size_t)np * NR * k_extent(FG_MIN(K, KC), bf, amx) * esz;
     size_t nblocks = (size_t)(K + KC - 1) / KC;
     fg_gemm_packed *p = calloc(1, sizeof *p);
@@ -694,7 +694,7 @@ void fg_gemm_packed_free(fg_gemm_packed *p) {
 }
 
 void fg_gemm_qb_packed(int M, const float *A, long lda, const fg_gemm_packed *B, float *C, long ldc, const float *bias) {
-    int bf = B->prec == FG_GEMM_BF16;
+    int bf = B->prec == FG_BF16;
     gemm_args g = {0, 1, M, B->N, B->K, B->prec, A, NULL, lda, 0, B->W, B->row_bytes, B->btype, C, ldc, 0, bias, B->data};
     if ((bf ? amx_mode() : 0) != B->amx) g.Bpre = NULL; // packed for other kernels (a test switched them)
     gemm_run(&g);

@@ -6,7 +6,7 @@
 // transpose flag: op(A)[i][k] = ta ? A[k*lda + i] : A[i*lda + k], op(B)[k][j] likewise. So
 // out = inp @ w^T is (ta=0, tb=1), dinp += dout @ w is (0, 0) and dw += dout^T @ inp is (1, 0).
 //
-// Precision: FG_GEMM_F32 multiplies in fp32; FG_GEMM_BF16 rounds both operands to bf16 while
+// Precision: FG_F32 multiplies in fp32; FG_BF16 rounds both operands to bf16 while
 // packing (round to nearest even) and accumulates in fp32 (AMX tdpbf16ps tiles where the CPU and
 // the OS allow them, else AVX512-BF16 vdpbf16ps where the CPU has it, else an exact emulation of
 // the same products). Inputs and outputs are fp32 either way, so bf16 mixed precision is one flag
@@ -21,21 +21,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { FG_GEMM_F32 = 0, FG_GEMM_BF16 = 1 };
-// Source types of fg_gemm_qb's B rows (same values as FG_WEIGHTS_*).
-enum { FG_GEMM_B_F32 = 0, FG_GEMM_B_BF16 = 1, FG_GEMM_B_Q8_0 = 2 };
+// prec: FG_F32 or FG_BF16 (fg_dtype, frugal.h); fg_gemm_qb's B rows: FG_F32, FG_BF16 or FG_Q8_0.
 
 void fg_gemm(int ta, int tb, int M, int N, int K, const float *A, long lda, const float *B, long ldb,
              float *C, long ldc, int accumulate, const float *bias, int prec);
 
 // C (M, N) = A (M, K) @ dequant(W)^T + bias, W being N rows of K values stored as btype
-// (FG_GEMM_B_*), row r at W + r * row_bytes. prec as for fg_gemm (Q8_0 and BF16 rows are exact in
-// bf16 only for BF16; Q8_0 with FG_GEMM_BF16 rounds d * q to bf16).
+// (FG_F32, FG_BF16, FG_Q8_0), row r at W + r * row_bytes. prec as for fg_gemm (Q8_0 and BF16 rows are exact in
+// bf16 only for BF16; Q8_0 with FG_BF16 rounds d * q to bf16).
 void fg_gemm_qb(int M, int N, int K, const float *A, long lda, const void *W, long row_bytes, int btype,
                 float *C, long ldc, const float *bias, int prec);
 
 // Weights packed once for many products (inference prefill): B = dequant(W)^T as fg_gemm_qb
-// takes it, converted and laid out in the GEMM's panels (bf16 for FG_GEMM_BF16: 2 bytes per
+// takes it, converted and laid out in the GEMM's panels (bf16 for FG_BF16: 2 bytes per
 // value; fp32: 4), so each product skips packing B. W must outlive the packed copy (a product run
 // under other kernels than the packing, after fg_gemm_force_generic / fg_gemm_amx_emulate,
 // repacks from W). fg_gemm_pack returns NULL when out of memory.

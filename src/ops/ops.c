@@ -143,7 +143,7 @@ int64_t fg_ops_macs = 0;
 #define GEMM_MIN_ROWS 8
 
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
-    matmul_forward_prec(out, inp, w, bias, N, IN, OUT, FG_GEMM_F32);
+    matmul_forward_prec(out, inp, w, bias, N, IN, OUT, FG_F32);
 }
 
 void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT,
@@ -164,7 +164,7 @@ void matmul_forward_prec(float *out, const float *inp, const float *w, const flo
 
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT) {
-    matmul_backward_prec(dinp, dw, dbias, dout, inp, w, N, IN, OUT, FG_GEMM_F32);
+    matmul_backward_prec(dinp, dw, dbias, dout, inp, w, N, IN, OUT, FG_F32);
 }
 
 void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
@@ -426,14 +426,14 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                 for (int t0 = 0; t0 < T && P; t0 += ATT_QB) {
                     int t1 = FG_MIN(T, t0 + ATT_QB), nq = t1 - t0;
                     fg_gemm(0, 1, nq, t1, Dk, q + ((size_t)b * T + t0) * sq + (size_t)h * Dk, sq, kb, sk, P, t1, 0, NULL,
-                            FG_GEMM_F32);
+                            FG_F32);
                     for (int t = t0; t < t1; t++) {
                         float *p = P + (size_t)(t - t0) * t1;
                         L[t] = fg_softmax_scaled(p, t + 1, scale);
                         for (int u = t + 1; u < t1; u++) p[u] = 0;
                     }
                     fg_gemm(0, 0, nq, Dv, t1, P, t1, vb, sv, out + (((size_t)b * T + t0) * H + h) * Dv, (long)H * Dv, 0,
-                            NULL, FG_GEMM_F32);
+                            NULL, FG_F32);
                 }
             }
         if (!P) abort(); // a few hundred KB per thread: nothing sane to do without them
@@ -462,15 +462,15 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         const float *dO = dout + (((size_t)b * T + t0) * H + h) * Dv;
                         size_t qo = ((size_t)b * T + t0) * sq + (size_t)h * Dk;
                         long ldo = (long)H * Dv;
-                        fg_gemm(0, 1, nq, t1, Dk, q + qo, sq, k + ko, sk, P, t1, 0, NULL, FG_GEMM_F32);
+                        fg_gemm(0, 1, nq, t1, Dk, q + qo, sq, k + ko, sk, P, t1, 0, NULL, FG_F32);
                         for (int i = 0; i < nq; i++) {
                             float *p = P + (size_t)i * t1;
                             int n = t0 + i + 1;
                             softmax_from_lse(p, n, scale, L[t0 + i]);
                             for (int u = n; u < t1; u++) p[u] = 0;
                         }
-                        fg_gemm(0, 1, nq, t1, Dv, dO, ldo, v + vo, sv, dS, t1, 0, NULL, FG_GEMM_F32);
-                        fg_gemm(1, 0, t1, Dv, nq, P, t1, dO, ldo, dv + vo, sv, 1, NULL, FG_GEMM_F32);
+                        fg_gemm(0, 1, nq, t1, Dv, dO, ldo, v + vo, sv, dS, t1, 0, NULL, FG_F32);
+                        fg_gemm(1, 0, t1, Dv, nq, P, t1, dO, ldo, dv + vo, sv, 1, NULL, FG_F32);
                         for (int i = 0; i < nq; i++) {
                             const float *p = P + (size_t)i * t1;
                             float *d = dS + (size_t)i * t1, sum = 0;
@@ -479,8 +479,8 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                             for (int u = 0; u < n; u++) d[u] = p[u] * (d[u] - sum) * scale;
                             for (int u = n; u < t1; u++) d[u] = 0;
                         }
-                        fg_gemm(0, 0, nq, Dk, t1, dS, t1, k + ko, sk, dq + qo, sq, 1, NULL, FG_GEMM_F32);
-                        fg_gemm(1, 0, t1, Dk, nq, dS, t1, q + qo, sq, dk + ko, sk, 1, NULL, FG_GEMM_F32);
+                        fg_gemm(0, 0, nq, Dk, t1, dS, t1, k + ko, sk, dq + qo, sq, 1, NULL, FG_F32);
+                        fg_gemm(1, 0, t1, Dk, nq, dS, t1, q + qo, sq, dk + ko, sk, 1, NULL, FG_F32);
                     }
                 }
             }

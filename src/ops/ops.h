@@ -34,7 +34,7 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 // dinp (N, IN) += dout @ w; dw (OUT, IN) += dout^T @ inp; dbias (OUT) += column sums of dout.
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                      const float *w, int N, int IN, int OUT);
-// The same with an explicit precision (FG_GEMM_F32 / FG_GEMM_BF16, gemm.h; the two above are fp32).
+// The same with an explicit precision (FG_F32 / FG_BF16, gemm.h; the two above are fp32).
 void matmul_forward_prec(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int prec);
 void matmul_backward_prec(float *dinp, float *dw, float *dbias, const float *dout, const float *inp,
                           const float *w, int N, int IN, int OUT, int prec);

@@ -19,96 +19,6 @@
 #endif
 
 
-float fg_fp16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else { // subnormal: renormalise
-            int e = -1;
-            do { e++; man <<= 1; } while (!(man & 0x400));
-            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | man << 13;
-    } else {
-        bits = sign | (exp + 127 - 15) << 23 | man << 13;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t fg_f32_to_fp16(float f) { // round to nearest even; saturates to inf
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000;
-    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
-    uint32_t man = x & 0x7fffff;
-    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
-    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
-    if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
-        man |= 0x800000;
-        int shift = 14 - exp;
-        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = sign | (uint32_t)exp << 10 | man >> 13, rem = man & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
-    return (uint16_t)half;
-}
-
-uint16_t fg_f32_to_bf16(float f) { // round to nearest even (NaN kept quiet)
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
-    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
-size_t fg_qrow_bytes(int type, int cols) {
-    if (type == FG_WEIGHTS_BF16) return 2 * (size_t)cols;
-    if (type == FG_WEIGHTS_Q8_0) return (size_t)(cols / FG_Q8_BLOCK) * sizeof(fg_block_q8_0);
-    return 4 * (size_t)cols;
-}
-
-void fg_quantize_row(uint8_t *dst, const float *src, int cols, int type) {
-    if (type == FG_WEIGHTS_F32) { memcpy(dst, src, sizeof(float) * (size_t)cols); return; }
-    if (type == FG_WEIGHTS_BF16) {
-        for (int i = 0; i < cols; i++) { uint16_t b = fg_f32_to_bf16(src[i]); memcpy(dst + 2 * (size_t)i, &b, 2); }
-        return;
-    }
-    for (int b = 0; b < cols / FG_Q8_BLOCK; b++) {
-        const float *x = src + (size_t)b * FG_Q8_BLOCK;
-        float amax = 0;
-        for (int i = 0; i < FG_Q8_BLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
-        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-        fg_block_q8_0 blk;
-        blk.d = fg_f32_to_fp16(d);
-        for (int i = 0; i < FG_Q8_BLOCK; i++) blk.qs[i] = (int8_t)lrintf(x[i] * id);
-        memcpy(dst + (size_t)b * sizeof blk, &blk, sizeof blk);
-    }
-}
-
-void fg_dequantize_row(float *dst, const uint8_t *src, int cols, int type) {
-    if (type == FG_WEIGHTS_F32) { memcpy(dst, src, sizeof(float) * (size_t)cols); return; }
-    if (type == FG_WEIGHTS_BF16) {
-        for (int i = 0; i < cols; i++) {
-            uint16_t b;
-            memcpy(&b, src + 2 * (size_t)i, 2);
-            uint32_t x = (uint32_t)b << 16;
-            memcpy(&dst[i], &x, 4);
-        }
-        return;
-    }
-    for (int b = 0; b < cols / FG_Q8_BLOCK; b++) {
-        fg_block_q8_0 blk;
-        memcpy(&blk, src + (size_t)b * sizeof blk, sizeof blk);
-        float d = fg_fp16_to_f32(blk.d);
-        for (int i = 0; i < FG_Q8_BLOCK; i++) dst[(size_t)b * FG_Q8_BLOCK + i] = d * blk.qs[i];
-    }
-}
-
 // fp16 -> fp32 for the Q8_0 scales, by table (256 KiB, built once before any parallel use).
 static float fp16_table[65536];
 static int fp16_table_ready;
@@ -120,7 +30,7 @@ static void fp16_table_init(void) {
 
 // dot(x, dequant(row)) without materialising the row.
 static float qdot(const float *x, const uint8_t *row, int cols, int type) {
-    if (type == FG_WEIGHTS_BF16) {
+    if (type == FG_BF16) {
         typedef uint16_t u16x16 __attribute__((vector_size(32), aligned(2)));
         typedef uint32_t u32x16 __attribute__((vector_size(64)));
         v16 acc = {0};
@@ -211,7 +121,7 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
     size_t rb = fg_qrow_bytes(type, IN);
     int r = r0;
 #if defined(__AVX512F__)
-    if (type == FG_WEIGHTS_F32 && IN % 16 == 0) {
+    if (type == FG_F32 && IN % 16 == 0) {
         for (; r + 4 <= r1; r += 4) {
             const float *w0 = (const float *)(w + (size_t)r * rb), *w1 = w0 + IN, *w2 = w1 + IN, *w3 = w2 + IN;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -225,7 +135,7 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
             out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
             out[r + 2] = _mm512_reduce_add_ps(a2); out[r + 3] = _mm512_reduce_add_ps(a3);
         }
-    } else if (type == FG_WEIGHTS_BF16 && IN % 32 == 0 && xperm) {
+    } else if (type == FG_BF16 && IN % 32 == 0 && xperm) {
         // 32 bf16 per 64-byte load; interleaving with zeros (vpunpck{l,h}wd) widens them to two
         // vectors of fp32 in lane-interleaved order, which xperm (x permuted once per product)
         // matches: one load, two shuffles and two FMAs per 64 bytes.
@@ -244,7 +154,7 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
             out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
             out[r + 2] = _mm512_reduce_add_ps(a2); out[r + 3] = _mm512_reduce_add_ps(a3);
         }
-    } else if (type == FG_WEIGHTS_Q8_0) {
+    } else if (type == FG_Q8_0) {
         int nb = IN / FG_Q8_BLOCK;
         for (; r + 2 <= r1; r += 2) {
             const fg_block_q8_0 *b0 = (const fg_block_q8_0 *)(w + (size_t)r * rb), *b1 = (const fg_block_q8_0 *)(w + (size_t)(r + 1) * rb);
@@ -264,7 +174,7 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
     }
 #endif
     for (; r < r1; r++) // the reference (and the tails)
-        out[r] = type == FG_WEIGHTS_F32 ? fg_vdot(x, (const float *)(w + (size_t)r * rb), IN) : qdot(x, w + (size_t)r * rb, IN, type);
+        out[r] = type == FG_F32 ? fg_vdot(x, (const float *)(w + (size_t)r * rb), IN) : qdot(x, w + (size_t)r * rb, IN, type);
     if (bias)
         for (r = r0; r < r1; r++) out[r] += bias[r];
 }
@@ -283,7 +193,7 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
     fp16_table_init();
     size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
     float xp_small[4096], *xperm = NULL;
-    if (type == FG_WEIGHTS_BF16 && IN % 32 == 0) {
+    if (type == FG_BF16 && IN % 32 == 0) {
         xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path
         if (xperm) bf16_perm_x(xperm, x, IN);
     }
@@ -307,20 +217,13 @@ void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type
     size_t rb = fg_qrow_bytes(type, IN);
     if (N >= 8) { // many rows (prefill): the packed GEMM converts the rows to bf16 panels as it packs
         // them and multiplies with bf16 activations and fp32 accumulation (AVX512-BF16 where present).
-        fg_gemm_qb(N, OUT, IN, inp, IN, w, (long)rb, type, out, OUT, bias, FG_GEMM_BF16);
+        fg_gemm_qb(N, OUT, IN, inp, IN, w, (long)rb, type, out, OUT, bias, FG_BF16);
         return;
     }
 #pragma omp parallel for collapse(2) schedule(static) if ((long)N * OUT * IN > 32768)
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OUT; o++)
             out[(size_t)n * OUT + o] = qdot(inp + (size_t)n * IN, w + (size_t)o * rb, IN, type) + (bias ? bias[o] : 0.0f);
-}
-
-int fg_weights_type_parse(const char *name) {
-    if (!strcmp(name, "f32") || !strcmp(name, "fp32")) return FG_WEIGHTS_F32;
-    if (!strcmp(name, "bf16")) return FG_WEIGHTS_BF16;
-    if (!strcmp(name, "q8_0") || !strcmp(name, "q8")) return FG_WEIGHTS_Q8_0;
-    return fg_set_error("unknown weight type '%s' (hint: f32, bf16 or q8_0)", name);
 }
 
 // ---- bf16 rows of the KV cache ----------------------------------------------------------------

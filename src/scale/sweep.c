@@ -71,7 +71,7 @@ void fg_scale_sweep_opts_default(fg_scale_sweep_opts *o) {
 
 static double flops_per_token(const fg_config *c, int seq) {
     fg_cost_model cm;
-    fg_cost_opts co = {0, seq, 1, seq, FG_PREC_FP32, 1};
+    fg_cost_opts co = {0, seq, 1, seq, FG_F32, 1};
     return fg_cost_model_compute(&cm, c, &co) ? NAN : cm.train_per_token;
 }
 

@@ -66,7 +66,7 @@ char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft) {
             o->batch, o->seq, o->accum, (long long)o->steps, o->lr, o->min_lr, (long long)o->warmup,
             sched[o->sched >= 0 && o->sched <= 2 ? o->sched : 0], o->decay_frac, o->weight_decay, o->beta1, o->beta2, o->eps,
             o->clip, o->balance_alpha, o->bias_gamma, (unsigned long long)o->seed, o->val_fraction, o->eval_every,
-            o->eval_batches, o->save_every, o->precision == FG_PREC_BF16 ? "bf16" : "fp32");
+            o->eval_batches, o->save_every, o->precision == FG_BF16 ? "bf16" : "fp32");
     for (int i = 0; i < o->n_data; i++) {
         char *abs = realpath(o->data[i], NULL);
         const char *p = abs ? abs : o->data[i];
@@ -110,7 +110,7 @@ int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json
     if ((v = fg_json_get(root, "schedule")) && v->type == FG_JSON_STRING)
         o->sched = !strcmp(v->str, "wsd") ? FG_SCHED_WSD : !strcmp(v->str, "constant") ? FG_SCHED_CONSTANT : FG_SCHED_COSINE;
     if ((v = fg_json_get(root, "precision")) && v->type == FG_JSON_STRING)
-        o->precision = !strcmp(v->str, "bf16") ? FG_PREC_BF16 : FG_PREC_FP32;
+        o->precision = !strcmp(v->str, "bf16") ? FG_BF16 : FG_F32;
     const fg_json *data = fg_json_get(root, "data");
     int has_run = data && data->type == FG_JSON_ARRAY;
     if (has_run) {

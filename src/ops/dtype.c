@@ -1,0 +1,187 @@
+// dtype.c: see dtype.h. The row conversions are the reference ones (plain C); the kernels that
+// multiply quantised rows without converting them are in quant.c and gemm.c.
+#include "ops/dtype.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "util.h"
+
+// ---- scalars ---------------------------------------------------------------------------------
+
+float fg_fp16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) bits = sign;
+        else { // subnormal: renormalise
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400));
+            bits = sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ff) << 13;
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | man << 13;
+    } else {
+        bits = sign | (exp + 127 - 15) << 23 | man << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t fg_f32_to_fp16(float f) { // round to nearest even; saturates to inf
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t man = x & 0x7fffff;
+    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+    if (exp <= 0) {
+        if (exp < -10) return (uint16_t)sign;
+        man |= 0x800000;
+        int shift = 14 - exp;
+        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | (uint32_t)exp << 10 | man >> 13, rem = man & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    return (uint16_t)half;
+}
+
+uint16_t fg_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
+    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+// FP8 E4M3 (OCP "e4m3fn": bias 7, no infinities, S.1111.111 is NaN).
+static float fp8_e4m3_to_f32(uint8_t b) {
+    int e = (b >> 3) & 15, mant = b & 7;
+    float v = e == 15 && mant == 7 ? NAN : e == 0 ? ldexpf((float)mant, -9) : ldexpf((float)(8 + mant), e - 10);
+    return b & 0x80 ? -v : v;
+}
+
+// ---- rows ------------------------------------------------------------------------------------
+
+static uint16_t u16_at(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return h; }
+
+static void f32_to(float *d, const uint8_t *s, size_t n) { memcpy(d, s, 4 * n); }
+static void f32_from(uint8_t *d, const float *s, size_t n) { memcpy(d, s, 4 * n); }
+static void f64_to(float *d, const uint8_t *s, size_t n) {
+    for (size_t i = 0; i < n; i++) { double x; memcpy(&x, s + 8 * i, 8); d[i] = (float)x; }
+}
+static void bf16_to(float *d, const uint8_t *s, size_t n) { for (size_t i = 0; i < n; i++) d[i] = fg_bf16_to_f32(u16_at(s + 2 * i)); }
+static void bf16_from(uint8_t *d, const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++) { uint16_t h = fg_f32_to_bf16(s[i]); memcpy(d + 2 * i, &h, 2); }
+}
+static void f16_to(float *d, const uint8_t *s, size_t n) { for (size_t i = 0; i < n; i++) d[i] = fg_fp16_to_f32(u16_at(s + 2 * i)); }
+static void f16_from(uint8_t *d, const float *s, size_t n) {
+    for (size_t i = 0; i < n; i++) { uint16_t h = fg_f32_to_fp16(s[i]); memcpy(d + 2 * i, &h, 2); }
+}
+static void e4m3_to(float *d, const uint8_t *s, size_t n) { for (size_t i = 0; i < n; i++) d[i] = fp8_e4m3_to_f32(s[i]); }
+
+// Q8_0: d = amax / 127, q = round(x / d).
+static void q8_0_from(uint8_t *dst, const float *src, size_t n) {
+    for (size_t b = 0; b < n / FG_Q8_BLOCK; b++) {
+        const float *x = src + b * FG_Q8_BLOCK;
+        float amax = 0;
+        for (int i = 0; i < FG_Q8_BLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        fg_block_q8_0 blk;
+        blk.d = fg_f32_to_fp16(d);
+        for (int i = 0; i < FG_Q8_BLOCK; i++) blk.qs[i] = (int8_t)lrintf(x[i] * id);
+        memcpy(dst + b * sizeof blk, &blk, sizeof blk);
+    }
+}
+static void q8_0_to(float *dst, const uint8_t *src, size_t n) {
+    for (size_t b = 0; b < n / FG_Q8_BLOCK; b++) {
+        fg_block_q8_0 blk;
+        memcpy(&blk, src + b * sizeof blk, sizeof blk);
+        float d = fg_fp16_to_f32(blk.d);
+        for (int i = 0; i < FG_Q8_BLOCK; i++) dst[b * FG_Q8_BLOCK + i] = d * blk.qs[i];
+    }
+}
+
+// Q4_0 (ggml's layout: fp16 scale d, then 16 bytes; low nibbles are values 0..15 of the block,
+// high nibbles 16..31; value = d * (nibble - 8)). d = (the value of largest magnitude) / -8, so that
+// value maps to nibble 0 exactly and the rest round to nearest within [-8, 7].
+static void q4_0_from(uint8_t *dst, const float *src, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, dst += 18) {
+        const float *x = src + 32 * b;
+        float amax = 0, mx = 0;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(x[j]) > amax) { amax = fabsf(x[j]); mx = x[j]; }
+        float d = mx / -8.0f, id = d != 0 ? 1.0f / d : 0.0f;
+        uint16_t h = fg_f32_to_fp16(d);
+        memcpy(dst, &h, 2);
+        for (int j = 0; j < 16; j++) {
+            int a = (int)(x[j] * id + 8.5f), c = (int)(x[j + 16] * id + 8.5f);
+            a = a < 0 ? 0 : a > 15 ? 15 : a;
+            c = c < 0 ? 0 : c > 15 ? 15 : c;
+            dst[2 + j] = (uint8_t)(a | c << 4);
+        }
+    }
+}
+static void q4_0_to(float *dst, const uint8_t *src, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, src += 18, dst += 32) {
+        float d = fg_fp16_to_f32(u16_at(src));
+        for (int j = 0; j < 16; j++) { dst[j] = d * (float)((src[2 + j] & 15) - 8); dst[j + 16] = d * (float)((src[2 + j] >> 4) - 8); }
+    }
+}
+
+// ---- the table -------------------------------------------------------------------------------
+
+static const fg_dtype_traits TYPES[FG_DTYPE_COUNT] = {
+    //             name       alias   safetensors  ggml blk bytes  to_f32     from_f32
+    [FG_F32]     = {"f32",     "fp32", "F32",      0,  1,  4,     f32_to,    f32_from},
+    [FG_BF16]    = {"bf16",    NULL,   "BF16",     30, 1,  2,     bf16_to,   bf16_from},
+    [FG_Q8_0]    = {"q8_0",    "q8",   NULL,       8,  32, 34,    q8_0_to,   q8_0_from},
+    [FG_F16]     = {"f16",     "fp16", "F16",      1,  1,  2,     f16_to,    f16_from},
+    [FG_Q4_0]    = {"q4_0",    "q4",   NULL,       2,  32, 18,    q4_0_to,   q4_0_from},
+    [FG_F8_E4M3] = {"f8_e4m3", "fp8",  "F8_E4M3",  -1, 1,  1,     e4m3_to,   NULL},
+    [FG_F8_E5M2] = {"f8_e5m2", NULL,   "F8_E5M2",  -1, 1,  1,     NULL,      NULL},
+    [FG_F64]     = {"f64",     NULL,   "F64",      28, 1,  8,     f64_to,    NULL},
+    [FG_I8]      = {"i8",      NULL,   "I8",       24, 1,  1,     NULL,      NULL},
+    [FG_U8]      = {"u8",      NULL,   "U8",       -1, 1,  1,     NULL,      NULL},
+    [FG_I16]     = {"i16",     NULL,   "I16",      25, 1,  2,     NULL,      NULL},
+    [FG_U16]     = {"u16",     NULL,   "U16",      -1, 1,  2,     NULL,      NULL},
+    [FG_I32]     = {"i32",     NULL,   "I32",      26, 1,  4,     NULL,      NULL},
+    [FG_U32]     = {"u32",     NULL,   "U32",      -1, 1,  4,     NULL,      NULL},
+    [FG_I64]     = {"i64",     NULL,   "I64",      27, 1,  8,     NULL,      NULL},
+    [FG_U64]     = {"u64",     NULL,   "U64",      -1, 1,  8,     NULL,      NULL},
+    [FG_BOOL]    = {"bool",    NULL,   "BOOL",     -1, 1,  1,     NULL,      NULL},
+};
+
+const fg_dtype_traits *fg_dtype_info(int t) { return t >= 0 && t < FG_DTYPE_COUNT ? &TYPES[t] : NULL; }
+const char *fg_dtype_name(int t) { return t >= 0 && t < FG_DTYPE_COUNT ? TYPES[t].name : "?"; }
+
+int fg_dtype_from_ggml(uint32_t id) {
+    for (int t = 0; t < FG_DTYPE_COUNT; t++)
+        if (TYPES[t].ggml >= 0 && (uint32_t)TYPES[t].ggml == id) return t;
+    return -1;
+}
+
+int fg_dtype_from_st(const char *s, size_t len) {
+    for (int t = 0; t < FG_DTYPE_COUNT; t++)
+        if (TYPES[t].st && strlen(TYPES[t].st) == len && !memcmp(TYPES[t].st, s, len)) return t;
+    return -1;
+}
+
+int fg_dtype_parse(const char *name, unsigned allowed, const char *what) {
+    char list[160] = "";
+    size_t o = 0;
+    for (int t = 0; t < FG_DTYPE_COUNT; t++) {
+        if (!(allowed >> t & 1)) continue;
+        if (name && (!strcmp(name, TYPES[t].name) || (TYPES[t].alias && !strcmp(name, TYPES[t].alias)))) return t;
+        if (o < sizeof list)
+            o += (size_t)snprintf(list + o, sizeof list - o, "%s%s%s%s%s", o ? ", " : "", TYPES[t].name,
+                                  TYPES[t].alias ? " (" : "", TYPES[t].alias ? TYPES[t].alias : "", TYPES[t].alias ? ")" : "");
+    }
+    return fg_set_error("unknown %s '%s' (use %s)", what, name ? name : "", list);
+}
+
+size_t fg_qrow_bytes(int t, int cols) { return (size_t)(cols / TYPES[t].block) * (size_t)TYPES[t].block_bytes; }
+void fg_quantize_row(uint8_t *dst, const float *src, int cols, int t) { TYPES[t].from_f32(dst, src, (size_t)cols); }
+void fg_dequantize_row(float *dst, const uint8_t *src, int cols, int t) { TYPES[t].to_f32(dst, src, (size_t)cols); }
