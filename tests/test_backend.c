@@ -207,6 +207,83 @@ static void test_attention(void) {
     }
 }
 
+// ---- latent_attention, full_attention, attn_scratch (paged caches) ----------------------------
+
+// A random arena of NBLK cache blocks of FG_KV_BLOCK positions for 2 layers (layer 1 is read, so
+// the layer offset counts), and NSEQ sequences whose block tables are shuffled block ids.
+#define NBLK 24
+#define NSEQ 4
+typedef struct { int pos[64]; const int *tab[64]; int n; } rowset;
+
+static void paged_case(const char *what, int latent, int bf16, int wtype, int form, const rowset *rs) {
+    int H = latent ? 3 : 4, Hkv = latent ? 3 : 2, Dn = 16, Dr = 8, Dv = latent ? 12 : 10, Rkv = wtype == FG_Q8_0 ? 64 : 40, Dk = latent ? Dn + Dr : 12;
+    int kw = latent ? Rkv + Dr : Hkv * Dk, vw = latent ? 0 : Hkv * Dv, B = FG_KV_BLOCK;
+    size_t blk_elems = (size_t)2 * B * (kw + vw), total = NBLK * blk_elems;
+    float *arena = rnd(total, 1);
+    uint16_t *arena16 = malloc(sizeof(uint16_t) * total);
+    for (size_t i = 0; i < total; i++) arena16[i] = fg_f32_to_bf16(arena[i]);
+    size_t off = (size_t)B * (kw + vw);
+    fg_kv_pages kv = {bf16 ? (const void *)arena16 : arena, bf16, B, kw, vw, blk_elems, off, off + (size_t)B * kw};
+    size_t nw = (size_t)H * (Dn + Dv) * Rkv, rb = fg_qrow_bytes(wtype, Rkv);
+    float *wf = rnd(nw, 0.2f);
+    uint8_t *wq = malloc(rb * (size_t)H * (Dn + Dv));
+    for (int r = 0; r < H * (Dn + Dv); r++) fg_quantize_row(wq + r * rb, wf + (size_t)r * Rkv, Rkv, wtype);
+    int n = rs->n;
+    float *q = rnd((size_t)n * H * Dk, 1), *ref = zeros((size_t)n * H * Dv);
+    fg_attn_limits lim = {64, NBLK * B / NSEQ, 4, latent, H, Dn, Dr, latent ? Dv : 0, Rkv, Dk, Dv, wtype == FG_F32};
+    int prec = wtype == FG_F32 ? FG_F32 : FG_BF16;
+    fg_attn_call a = {n, rs->pos, rs->tab, H, Hkv, Dk, Dv, latent ? Dn : 0, latent ? Dr : 0, latent ? Rkv : 0,
+                      1.0f / sqrtf((float)Dk), {wtype, wq}, form, prec, &lim, NULL};
+    for (int b = 0; b < NB; b++) {
+        const fg_backend *be = backends[b];
+        float *y = b ? zeros((size_t)n * H * Dv) : ref;
+        a.scratch = malloc(be->attn_scratch(&lim));
+        if (latent) be->latent_attention(y, q, &kv, &a);
+        else be->full_attention(y, q, &kv, &a);
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s attention, %s (%s cache, %s wkv_b, form %d)", latent ? "latent" : "full", what, bf16 ? "bf16" : "f32", fg_dtype_name(wtype), form);
+        // bf16 products (the prefill forms with non-fp32 weights) round q, k and p to bf16
+        if (b) expect(msg, be, y, ref, (size_t)n * H * Dv, prec == FG_BF16 ? 1e-2 : 2e-5);
+        free(a.scratch);
+        if (b) free(y);
+    }
+    free(arena); free(arena16); free(wf); free(wq); free(q); free(ref);
+}
+
+static void test_paged_attention(void) {
+    // block tables: sequence s owns blocks perm[s*6 .. s*6+5] (6 blocks: up to 192 positions)
+    static int tab[NSEQ][NBLK / NSEQ];
+    int perm[NBLK];
+    for (int i = 0; i < NBLK; i++) perm[i] = i;
+    for (int i = NBLK - 1; i > 0; i--) { int j = (int)fg_rng_below(&rng, (uint64_t)i + 1), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    for (int s = 0; s < NSEQ; s++)
+        for (int k = 0; k < NBLK / NSEQ; k++) tab[s][k] = perm[s * (NBLK / NSEQ) + k];
+    rowset one_long = {{150}, {tab[2]}, 1};                                  // one token, long context: the span kernels
+    rowset one_short = {{9}, {tab[1]}, 1};                                   // one token, short context
+    rowset decode = {{0, 37, 191, 100, 64}, {tab[0], tab[1], tab[2], tab[3], tab[0]}, 5}; // a batched step
+    rowset prefill = {{0}, {0}, 0};                                          // a chunk of 20 rows + 2 decode rows
+    for (int i = 0; i < 20; i++) { prefill.pos[i] = 45 + i; prefill.tab[i] = tab[3]; }
+    prefill.pos[20] = 70; prefill.tab[20] = tab[0];
+    prefill.pos[21] = 3; prefill.tab[21] = tab[1];
+    prefill.n = 22;
+    rowset fresh = {{0}, {0}, 0};                                            // a prompt from position 0 (expanded form wins)
+    for (int i = 0; i < 40; i++) { fresh.pos[i] = i; fresh.tab[i] = tab[2]; }
+    fresh.n = 40;
+    const rowset *sets[] = {&one_long, &one_short, &decode, &prefill, &fresh};
+    const char *names[] = {"1 row at 150", "1 row at 9", "5 decode rows", "20-row run + 2 rows", "40-row prompt"};
+    for (int bf = 0; bf < 2; bf++)
+        for (size_t k = 0; k < sizeof sets / sizeof *sets; k++) {
+            paged_case(names[k], 1, bf, FG_F32, FG_MLA_AUTO, sets[k]);
+            paged_case(names[k], 1, bf, FG_BF16, FG_MLA_AUTO, sets[k]);
+            if (k >= 3) {
+                paged_case(names[k], 1, bf, FG_F32, FG_MLA_ABSORBED, sets[k]);
+                paged_case(names[k], 1, bf, FG_F32, FG_MLA_EXPANDED, sets[k]);
+                paged_case(names[k], 1, bf, FG_Q8_0, FG_MLA_AUTO, sets[k]);
+            }
+            paged_case(names[k], 0, bf, FG_F32, 0, sets[k]); // full cache, 4 heads over 2
+        }
+}
+
 static void test_swiglu(void) {
     int N = 5, F = 37;
     size_t n = (size_t)N * F;
@@ -360,6 +437,7 @@ int main(void) {
     test_rmsnorm();
     test_rope();
     test_attention();
+    test_paged_attention();
     test_swiglu();
     test_moe();
     test_xent();
@@ -367,7 +445,7 @@ int main(void) {
     test_vector_rows();
     // Every entry of the table is exercised above; a new entry must be added here (this counts them).
     size_t entries = (sizeof(fg_backend) - sizeof(const char *)) / sizeof(void (*)(void));
-    CHECK_MSG(entries == 15, "fg_backend has %zu operations; test_backend.c covers 15: add the new one's test", entries);
+    CHECK_MSG(entries == 18, "fg_backend has %zu operations; test_backend.c covers 18: add the new one's test", entries);
     printf("backends %s and %s: every operation matches the reference (forward and gradient); the reference's "
            "gradients match finite differences\n", fg_backend_ref.name, fg_backend_cpu.name);
     return TEST_DONE();

@@ -230,12 +230,92 @@ static void ref_adamw(float *w, float *m, float *v, const float *g, size_t n, co
     }
 }
 
+// Paged-cache attention, one (row, head) at a time in double: the scores, the softmax, the
+// weighted sum. Scratch: one row of scores (max_T doubles), a query and an output (floats).
+static size_t ref_attn_scratch(const fg_attn_limits *L) {
+    size_t kw = L->latent ? (size_t)L->Rkv + L->Dr : (size_t)L->Dk, w = L->latent ? (size_t)L->Rkv : (size_t)L->Dvf;
+    return sizeof(double) * ((size_t)L->max_T + kw + w);
+}
+
+static float ref_kv(const fg_kv_pages *kv, size_t at) {
+    if (!kv->bf16) return ((const float *)kv->arena)[at];
+    uint32_t u = (uint32_t)((const uint16_t *)kv->arena)[at] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static size_t ref_row(const fg_kv_pages *kv, const int *tab, int u, size_t off, int w) {
+    return (size_t)tab[u / kv->block] * kv->blk_elems + off + (size_t)(u % kv->block) * (size_t)w;
+}
+// p[0..t] = softmax(scale * q . key(u)) over the row's positions, keys at (off, w) + koff.
+static void ref_probs(double *p, const double *q, int n, const fg_kv_pages *kv, const int *tab, int t, size_t off, int w,
+                      size_t koff, float scale) {
+    double mx = -INFINITY, sum = 0;
+    for (int u = 0; u <= t; u++) {
+        double d = 0;
+        size_t at = ref_row(kv, tab, u, off, w) + koff;
+        for (int k = 0; k < n; k++) d += q[k] * ref_kv(kv, at + k);
+        p[u] = d * scale;
+        mx = fmax(mx, p[u]);
+    }
+    for (int u = 0; u <= t; u++) sum += p[u] = exp(p[u] - mx);
+    for (int u = 0; u <= t; u++) p[u] /= sum;
+}
+
+static void ref_full_attention(float *y, const float *q, const fg_kv_pages *kv, const fg_attn_call *a) {
+    double *p = a->scratch, *qd = p + a->lim->max_T, *o = qd + a->Dk;
+    for (int i = 0; i < a->n; i++)
+        for (int h = 0; h < a->H; h++) {
+            int kh = h / (a->H / a->Hkv), t = a->pos[i];
+            for (int k = 0; k < a->Dk; k++) qd[k] = q[((size_t)i * a->H + h) * a->Dk + k];
+            ref_probs(p, qd, a->Dk, kv, a->tab[i], t, kv->key_off, kv->kw, (size_t)kh * a->Dk, a->scale);
+            for (int d = 0; d < a->Dv; d++) o[d] = 0;
+            for (int u = 0; u <= t; u++) {
+                size_t at = ref_row(kv, a->tab[i], u, kv->val_off, kv->vw) + (size_t)kh * a->Dv;
+                for (int d = 0; d < a->Dv; d++) o[d] += p[u] * ref_kv(kv, at + d);
+            }
+            for (int d = 0; d < a->Dv; d++) y[((size_t)i * a->H + h) * a->Dv + d] = (float)o[d];
+        }
+}
+
+static void ref_latent_attention(float *y, const float *q, const fg_kv_pages *kv, const fg_attn_call *a) {
+    int H = a->H, Dn = a->Dn, Dr = a->Dr, Dv = a->Dv, Rkv = a->Rkv, kw = Rkv + Dr;
+    double *p = a->scratch, *ql = p + a->lim->max_T, *ol = ql + kw;
+    float wt[(size_t)(Dn + Dv) * Rkv];
+    for (int h = 0; h < H; h++) {
+        size_t rb = fg_qrow_bytes(a->wkv_b.type, Rkv); // head h's rows [W_UK_h ; W_UV_h] in fp32
+        for (int r = 0; r < Dn + Dv; r++)
+            fg_dequantize_row(wt + (size_t)r * Rkv, (const uint8_t *)a->wkv_b.p + (size_t)(h * (Dn + Dv) + r) * rb, Rkv, a->wkv_b.type);
+        for (int i = 0; i < a->n; i++) {
+            const float *qh = q + ((size_t)i * H + h) * (Dn + Dr);
+            int t = a->pos[i];
+            for (int k = 0; k < Rkv; k++) { // q_lat = W_UK_h^T q_nope
+                ql[k] = 0;
+                for (int d = 0; d < Dn; d++) ql[k] += (double)qh[d] * wt[(size_t)d * Rkv + k];
+            }
+            for (int d = 0; d < Dr; d++) ql[Rkv + d] = qh[Dn + d];
+            ref_probs(p, ql, kw, kv, a->tab[i], t, kv->key_off, kw, 0, a->scale);
+            for (int k = 0; k < Rkv; k++) ol[k] = 0;
+            for (int u = 0; u <= t; u++) {
+                size_t at = ref_row(kv, a->tab[i], u, kv->key_off, kw);
+                for (int k = 0; k < Rkv; k++) ol[k] += p[u] * ref_kv(kv, at + k);
+            }
+            for (int d = 0; d < Dv; d++) { // y_h = W_UV_h o_lat
+                double v = 0;
+                for (int k = 0; k < Rkv; k++) v += (double)wt[(size_t)(Dn + d) * Rkv + k] * ol[k];
+                y[((size_t)i * H + h) * Dv + d] = (float)v;
+            }
+        }
+    }
+}
+
 const fg_backend fg_backend_ref = {
     .name = "reference",
     .matmul = ref_matmul, .matmul_backward = ref_matmul_backward,
     .rmsnorm = ref_rmsnorm, .rmsnorm_backward = ref_rmsnorm_backward,
     .rope = ref_rope,
     .attention = ref_attention, .attention_backward = ref_attention_backward,
+    .latent_attention = ref_latent_attention, .full_attention = ref_full_attention, .attn_scratch = ref_attn_scratch,
     .swiglu = ref_swiglu, .swiglu_backward = ref_swiglu_backward,
     .moe_gather = ref_moe_gather, .moe_combine = ref_moe_combine,
     .xent = ref_xent, .xent_backward = ref_xent_backward,
@@ -369,6 +449,8 @@ const fg_backend fg_backend_cpu = {
     .rmsnorm = rmsnorm_forward, .rmsnorm_backward = rmsnorm_backward,
     .rope = cpu_rope,
     .attention = attention_forward, .attention_backward = attention_backward,
+    .latent_attention = fg_cpu_latent_attention, .full_attention = fg_cpu_full_attention,
+    .attn_scratch = fg_cpu_attn_scratch,
     .swiglu = swiglu_forward, .swiglu_backward = swiglu_backward,
     .moe_gather = cpu_moe_gather, .moe_combine = cpu_moe_combine,
     .xent = crossentropy_forward, .xent_backward = crossentropy_backward,

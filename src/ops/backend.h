@@ -31,6 +31,50 @@ typedef struct {
     float decay;     // 1 - lr * weight_decay (1 for no decay)
 } fg_adamw_k;
 
+// Positions the latent decode kernels score together; a cache block holds a whole number of them.
+#define FG_ATTN_ROW_BLOCK 32
+
+// A paged KV cache as the attention entries read it (the batched context's layout, infer/ctx.c):
+// fixed blocks of `block` positions in one arena; position u of a sequence whose block table is
+// tab has its key row at element tab[u / block] * blk_elems + key_off + (u % block) * kw and its
+// value row at ... + val_off + (u % block) * vw (one layer's offsets). Elements f32 or bf16.
+// Latent (MLA) rows are [c_kv (Rkv) | roped k_pe (Dr)], kw = Rkv + Dr, no values; full rows are
+// the Hkv heads' keys (kw = Hkv*Dk) and values (vw = Hkv*Dv).
+typedef struct {
+    const void *arena;
+    int bf16;
+    int block, kw, vw;
+    size_t blk_elems, key_off, val_off;
+} fg_kv_pages;
+
+// What the attention entries may be asked for at most, fixed when a context is created: the
+// caller carves attn_scratch(limits) bytes once and passes them to every call (a decode never
+// allocates).
+typedef struct {
+    int max_rows, max_T, threads;   // rows per call, positions a row may see, workers (tid < threads)
+    int latent;                     // 1: MLA latent cache (dims below), 0: full cache
+    int H, Dn, Dr, Dv, Rkv;         // MLA dims (latent)
+    int Dk, Dvf;                    // full cache: key and value widths per head
+    int wkv_b_f32;                  // latent: wkv_b is stored fp32 (else heads are dequantised)
+} fg_attn_limits;
+
+// One attention call over a paged cache: n query rows; row i at position pos[i] of the sequence
+// whose block table is tab[i] (rows of one sequence share the pointer) sees that sequence's
+// positions [0, pos[i]], its own cache row included (written before the call).
+typedef struct {
+    int n;
+    const int *pos;
+    const int *const *tab;
+    int H, Hkv, Dk, Dv;             // heads, cached heads (full), key and value width per head
+    int Dn, Dr, Rkv;                // latent: MLA dims (Dk = Dn + Dr)
+    float scale;
+    fg_wref wkv_b;                  // latent: (H*(Dn+Dv), Rkv), [W_UK_h ; W_UV_h] per head
+    int form;                       // latent prefill runs: FG_MLA_AUTO / _ABSORBED / _EXPANDED
+    int prec;                       // FG_F32 / FG_BF16: products of the prefill forms (bf16 operands, fp32 sums)
+    const fg_attn_limits *lim;
+    void *scratch;                  // attn_scratch(lim) bytes
+} fg_attn_call;
+
 typedef struct fg_backend {
     const char *name;
     // out (N, OUT) = inp (N, IN) @ dequant(w)^T + bias (may be NULL). prec (FG_F32 /
@@ -57,6 +101,16 @@ typedef struct fg_backend {
     void (*attention_backward)(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                                const float *v, const float *lse, int B, int T, int H, int Hkv, int Dk, int Dv,
                                int sq, int sk, int sv, float scale);
+    // Inference attention over a paged cache (the modes of one operation): y (n, H*Dv) from q
+    // (n, H*Dk) roped. latent_attention: MLA's absorbed form over the latent cache, q per head
+    // [q_nope | q_pe]: q_lat = W_UK_h^T q_nope, score(u) = (q_lat . c_kv(u) + q_pe . k_pe(u)) *
+    // scale, softmax, y_h = W_UV_h sum_u p(u) c_kv(u) (the fast backend picks per run of one
+    // sequence's rows the absorbed or the expanded form by counting multiply-adds, and for decode
+    // rows the one-pass-for-all-heads kernels). full_attention: softmax attention over the full
+    // cache, head h reading cached head h / (H / Hkv).
+    void (*latent_attention)(float *y, const float *q, const fg_kv_pages *kv, const fg_attn_call *a);
+    void (*full_attention)(float *y, const float *q, const fg_kv_pages *kv, const fg_attn_call *a);
+    size_t (*attn_scratch)(const fg_attn_limits *lim);
     // out (N, F) = silu(h1) * h3; backward dh1 +=, dh3 +=.
     void (*swiglu)(float *out, const float *h1, const float *h3, int N, int F);
     void (*swiglu_backward)(float *dh1, float *dh3, const float *dout, const float *h1, const float *h3, int N, int F);
@@ -70,6 +124,11 @@ typedef struct fg_backend {
     // One tensor's AdamW step over n values: w *= decay; m, v moments; w -= step * m / (sqrt(v)/bc2_sqrt + eps).
     void (*adamw)(float *w, float *m, float *v, const float *g, size_t n, const fg_adamw_k *k);
 } fg_backend;
+
+// The fast backend's attention entries (ops/attn.c).
+void fg_cpu_latent_attention(float *y, const float *q, const fg_kv_pages *kv, const fg_attn_call *a);
+void fg_cpu_full_attention(float *y, const float *q, const fg_kv_pages *kv, const fg_attn_call *a);
+size_t fg_cpu_attn_scratch(const fg_attn_limits *lim);
 
 extern const fg_backend fg_backend_ref;
 extern const fg_backend fg_backend_cpu;
