@@ -143,6 +143,13 @@ static inline int fg_config_is_moe_layer(const fg_config *c, int l) {
 
 // ---- model ---------------------------------------------------------------------------------
 typedef struct fg_model fg_model;
+// One training micro-batch's settings and what its forward measured: the trainer's, not the
+// model's (an fg_model holds weights, gradients and the activations of its last batch).
+typedef struct {
+    float balance_alpha;        // in: sequence-wise balance loss weight (0 = off)
+    double loss;                // out: what the step minimised (cross-entropy or a distillation loss, + balance)
+    double ce_loss, bal_loss;   // out: mean cross-entropy over the counted targets (0 without), balance loss
+} fg_step;
 // Allocates a model for c (validated first; weights zeroed). Free with fg_model_free.
 fg_model *fg_model_create(const fg_config *c);
 void fg_model_free(fg_model *m);
@@ -315,10 +322,11 @@ typedef struct {
     // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
     // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
     // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward
-    // of one micro-batch, gradients accumulating scaled by grad_scale, and returns its loss.
+    // of one micro-batch, gradients accumulating scaled by grad_scale, and fills st's outputs
+// (st->balance_alpha is the run's).
     int (*batch_fn)(void *ctx, int64_t index, int32_t *inputs, int32_t *targets, int B, int T);
     int (*step_fn)(void *ctx, fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T,
-                   float grad_scale, float *loss);
+                   float grad_scale, fg_step *st);
     void *hook_ctx;
     double teacher_flops_per_token;        // ledger: teacher forward FLOPs per trained token (online)
     double teacher_flops_base;             // ledger: teacher FLOPs spent before this run (the cache)

@@ -60,7 +60,7 @@ static int check_case(const char *dir, int verbose) {
     if (fg_safetensors_open(&ex, path)) { fprintf(stderr, "%s\n", fg_last_error()); return 1; }
     case_train tr;
     case_train_load(&tr, dir);
-    m->balance_alpha = tr.alpha;
+    fg_step ms = {tr.alpha, 0, 0, 0};
     const fg_st_tensor *it = fg_safetensors_find(&ex, "input_ids");
     int B = (int)it->shape[0], T = (int)it->shape[1], N = B * T, V = cfg.vocab_size;
     float *fin = read_all(&ex, "input_ids", NULL), *ftg = read_all(&ex, "targets", NULL);
@@ -69,14 +69,15 @@ static int check_case(const char *dir, int verbose) {
 
     // logits
     float *want = read_all(&ex, "logits", NULL);
-    CHECK(fg_model_forward(m, in, NULL, B, T, NULL) == 0);
+    CHECK(fg_model_forward(m, in, NULL, B, T, &ms) == 0);
     double e_logits = tst_rel_err(m->logits, want, (size_t)N * V);
     CHECK_MSG(e_logits <= 1e-5, "%s: logits rel err %.3g", dir, e_logits);
     fails += e_logits > 1e-5;
     free(want);
     // loss and gradients
     float loss = 0, *wl = read_all(&ex, "loss", NULL);
-    CHECK(fg_model_forward(m, in, tg, B, T, &loss) == 0);
+    CHECK(fg_model_forward(m, in, tg, B, T, &ms) == 0);
+    loss = (float)ms.loss;
     double e_loss = fabs(loss - wl[0]) / fabs(wl[0]);
     CHECK_MSG(e_loss <= 1e-5, "%s: loss %.8f want %.8f (rel %.3g)", dir, loss, wl[0], e_loss);
     fails += e_loss > 1e-5;
@@ -109,7 +110,8 @@ static int check_case(const char *dir, int verbose) {
     fg_adamw_opts ao = {tr.beta1, tr.beta2, tr.eps, tr.weight_decay};
     double e_traj = 0;
     for (int s = 0; s < nsteps; s++) {
-        CHECK(fg_model_forward(m, in, tg, B, T, &loss) == 0);
+        CHECK(fg_model_forward(m, in, tg, B, T, &ms) == 0);
+        loss = (float)ms.loss;
         double e = fabs(loss - traj[s]) / fabs(traj[s]);
         if (verbose > 1) printf("  step %d loss %.7f want %.7f\n", s, loss, traj[s]);
         e_traj = e > e_traj ? e : e_traj;
@@ -117,7 +119,7 @@ static int check_case(const char *dir, int verbose) {
         fg_model_backward(m, 1.0f);
         fg_grad_clip(m, tr.clip);
         fg_adamw_step(&opt, m, tr.lr, &ao);
-        fg_model_update_routing_bias(m, tr.gamma);
+        fg_model_update_routing_bias(m, NULL, tr.gamma);
     }
     CHECK_MSG(e_traj <= 1e-4, "%s: AdamW loss trajectory rel err %.3g", dir, e_traj);
     fails += e_traj > 1e-4;

@@ -63,11 +63,11 @@ static int cache_batch(void *ctx, int64_t index, int32_t *in, int32_t *tg, int B
 }
 
 static int distill_step(void *ctx, fg_model *m, const int32_t *in, const int32_t *tg, int B, int T, float grad_scale,
-                        float *loss) {
+                        fg_step *st) {
     dctx *d = ctx;
     int N = B * T, V = m->cfg.vocab_size;
     if (d->teacher && fg_model_forward(d->teacher, in, NULL, B, T, NULL)) return fg_wrap_error("teacher forward");
-    if (fg_model_forward(m, in, NULL, B, T, NULL)) return -1;
+    if (fg_model_forward(m, in, NULL, B, T, st)) return -1;
     fg_distill_loss_out out;
     int rc;
     if (d->teacher) {
@@ -82,8 +82,8 @@ static int distill_step(void *ctx, fg_model *m, const int32_t *in, const int32_t
         rc = fg_distill_loss_topk(&d->lo, m->logits, d->ids, d->logp, d->logtail, k, tg, N, V, grad_scale, m->logits, &out);
     }
     if (rc) return fg_wrap_error("distillation loss");
-    m->ce_loss = out.ce;
-    *loss = (float)(out.loss + m->bal_loss);
+    st->ce_loss = out.ce;
+    st->loss = (float)(out.loss + st->bal_loss);
     return fg_model_backward_dlogits(m, m->logits, grad_scale);
 }
 

@@ -420,7 +420,7 @@ static void swiglu_ffn_backward(const fg_model *m, float *dxn, float *dw1, float
     be->matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F, m->prec);
 }
 
-static void moe_forward(fg_model *m, int l, float *out) {
+static void moe_forward(fg_model *m, int l, float *out, double *bal_loss) {
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
     fg_exec x = train_exec(m);
@@ -429,7 +429,7 @@ static void moe_forward(fg_model *m, int l, float *out) {
                         a->xe, a->eh1, a->eh3, a->ea, a->ey, a->h1, a->h3, a->a}; // scratch is free during forward
     fg_moe_forward(&x, out, &bufs, m->expert_load + (size_t)l * E, a->xn2, &m->view.layers[l], c, B * T);
     // Sequence-wise balance loss: alpha * mean_b sum_i f_i P_i (docs/model.md).
-    if (m->balance_alpha > 0) {
+    if (m->fwd_alpha > 0) {
         double total = 0;
         for (int b = 0; b < B; b++) {
             for (int e = 0; e < E; e++) {
@@ -447,11 +447,11 @@ static void moe_forward(fg_model *m, int l, float *out) {
                 total += f * (P / T);
             }
         }
-        m->bal_loss += m->balance_alpha * total / B;
+        *bal_loss += m->fwd_alpha * total / B;
     }
 }
 
-int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss) {
+int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, fg_step *st) {
     const fg_config *c = &m->cfg;
     if (fg_model_ensure_acts(m, B, T)) return -1;
     int N = B * T, C = c->hidden_size, V = c->vocab_size;
@@ -464,7 +464,8 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
         memcpy(m->acts[0].x + (size_t)n * C, m->w.embed + (size_t)inputs[n] * C, sizeof(float) * C);
         m->pos[n] = n % T;
     }
-    m->bal_loss = 0;
+    double bal = 0;
+    m->fwd_alpha = st ? st->balance_alpha : 0;
     fg_exec x = train_exec(m);
     const fg_backend *be = m->be;
     for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -474,18 +475,19 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
         be->rmsnorm(a->xn1, a->rstd1, a->x, vw->attn_norm, N, C, c->rms_norm_eps);
         if (c->attn_type == FG_ATTN_MLA) mla_forward(m, l); else gqa_forward(m, l);
         be->rmsnorm(a->xn2, a->rstd2, a->x2, vw->ffn_norm, N, C, c->rms_norm_eps);
-        if (fg_config_is_moe_layer(c, l)) moe_forward(m, l, next);
+        if (fg_config_is_moe_layer(c, l)) moe_forward(m, l, next, &bal);
         else fg_swiglu_ffn(&x, next, a->h1, a->h3, a->a, a->xn2, vw->w1, vw->w2, vw->w3, N, C, c->intermediate_size);
         add_into(next, a->x2, (size_t)N * C);
     }
     be->rmsnorm(m->xf, m->xf_rstd, m->xfin, m->view.final_norm, N, C, c->rms_norm_eps);
     be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_F32); // the head stays fp32
     m->fwd_live = 1;
+    if (st) { st->bal_loss = bal; st->ce_loss = 0; st->loss = bal; }
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) return fg_set_error("target id %d at position %d is outside the vocabulary", targets[n], n);
-    m->ce_loss = m->be->xent(m->logits, m->logits, targets, N, V, &m->n_counted);
-    if (loss) *loss = (float)(m->ce_loss + m->bal_loss);
+    double ce = m->be->xent(m->logits, m->logits, targets, N, V, &m->n_counted);
+    if (st) { st->ce_loss = ce; st->loss = ce + bal; }
     return 0;
 }
 
@@ -604,9 +606,9 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
         for (int k = 0; k < K; k++) add_into(dxn2 + (size_t)n * C, dxe + (size_t)a->slot_of[n * K + k] * C, C);
     // Gate: d(scores) from the gathered weights (and their normalisation), plus the balance loss.
     float *ds = take(sc, (size_t)N * E);
-    float bal_coef = m->balance_alpha * grad_scale / B;
+    float bal_coef = m->fwd_alpha * grad_scale / B;
     float *fcount = take(sc, (size_t)B * E);
-    if (m->balance_alpha > 0)
+    if (m->fwd_alpha > 0)
         for (int n = 0; n < N; n++)
             for (int k = 0; k < K; k++) fcount[(n / T) * E + a->idx[n * K + k]] += 1.0f;
 #pragma omp parallel for schedule(static)
@@ -622,7 +624,7 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
         } else {
             for (int k = 0; k < K; k++) d[idx[k]] += rs * dw[k];
         }
-        if (m->balance_alpha > 0) { // P_i = mean_t s_i / S_t;  dL/dP_i = coef * f_i
+        if (m->fwd_alpha > 0) { // P_i = mean_t s_i / S_t;  dL/dP_i = coef * f_i
             const float *f = fcount + (size_t)(n / T) * E;
             float S = 0, dot = 0, fs = (float)E / ((float)K * T);
             for (int e = 0; e < E; e++) S += s[e];
@@ -704,14 +706,14 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
     return 0;
 }
 
-void fg_model_update_routing_bias(fg_model *m, float gamma) {
+void fg_model_update_routing_bias(fg_model *m, const int *loads, float gamma) {
     const fg_config *c = &m->cfg;
     if (gamma == 0 || c->topk_method != FG_TOPK_NOAUX_TC) return;
     int E = c->n_routed_experts;
     for (int l = 0; l < c->num_hidden_layers; l++) {
         float *bias = m->w.layers[l].gate_bias;
         if (!bias) continue;
-        const int *load = m->expert_load + (size_t)l * E;
+        const int *load = (loads ? loads : m->expert_load) + (size_t)l * E;
         double mean = 0;
         for (int e = 0; e < E; e++) mean += load[e];
         mean /= E;

@@ -102,12 +102,9 @@ struct fg_model {
     float *scratch;                    // backward scratch (see model.c)
     size_t scratch_floats;
     void *acts_mem;
-    // training options read by forward/backward
-    float balance_alpha;               // sequence-wise balance loss weight (0 = off)
-    // last forward's statistics
-    double ce_loss, bal_loss;
+    float fwd_alpha;                   // the balance loss weight the live forward ran with (its backward's)
     int fwd_live;                      // a forward's activations await a backward (dlogits entry)
-    int *expert_load;                  // (L, E) selections per expert in the last forward
+    int *expert_load;                  // (L, E) selections per expert in the last forward (its routing)
 };
 
 // Config parsing and validation without the check that fp32 weights fit this machine's memory
@@ -131,9 +128,10 @@ size_t fg_model_acts_bytes(fg_model *m, int B, int T);
 // Allocates activations for batch shape (B, T) if it differs from the current one; refuses up
 // front (with the numbers) when they cannot fit in this machine's memory.
 int fg_model_ensure_acts(fg_model *m, int B, int T);
-// Forward over inputs (B, T). With targets (B, T; < 0 ignored) returns the loss (CE + balance)
-// in *loss and keeps probabilities for backward; without targets keeps logits in m->logits.
-int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss);
+// Forward over inputs (B, T) with st's settings (NULL: no balance loss). With targets (B, T; < 0
+// ignored) fills st->loss (CE + balance), ce_loss and bal_loss and keeps probabilities for
+// backward; without targets keeps logits in m->logits (st->bal_loss still filled).
+int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, fg_step *st);
 // Backward of the last forward (which had targets): gradients ACCUMULATE into m->grads, scaled by
 // grad_scale (1/accumulation steps). Allocates m->grads on first use.
 int fg_model_backward(fg_model *m, float grad_scale);
@@ -143,8 +141,9 @@ int fg_model_backward(fg_model *m, float grad_scale);
 // own extra term, the balance loss. Gradients ACCUMULATE as in fg_model_backward.
 int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scale);
 void fg_model_zero_grad(fg_model *m);
-// Aux-loss-free balancing: bias_e -= gamma*sign(load_e - mean) from the last forward's loads.
-void fg_model_update_routing_bias(fg_model *m, float gamma);
+// Aux-loss-free balancing: bias_e -= gamma*sign(load_e - mean) from load (L, E): the selections
+// per expert of the step's micro-batches (NULL: the last forward's, m->expert_load).
+void fg_model_update_routing_bias(fg_model *m, const int *load, float gamma);
 // Runs the model's forward and backward on backend be (tests run the reference backend).
 void fg_model_set_backend(fg_model *m, const fg_backend *be);
 

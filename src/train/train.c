@@ -197,8 +197,9 @@ static int eval_src(fg_model *m, const fg_train_opts *o, const data_src *src, do
     int rc = 0;
     for (int i = 0; i < o->eval_batches && !rc; i++) {
         val_batch(o, src, i, in, tg);
-        rc = fg_model_forward(m, in, tg, o->batch, o->seq, NULL);
-        nats += m->ce_loss * m->n_counted;
+        fg_step es = {0};
+        rc = fg_model_forward(m, in, tg, o->batch, o->seq, &es);
+        nats += es.ce_loss * m->n_counted;
         count += m->n_counted;
         for (int n = 0; n < N; n++)
             bytes += src->tok_bytes ? (tg[n] >= 0 && tg[n] < src->V ? (long)src->tok_bytes[tg[n]] : 0) : tg[n] >= 0 && tg[n] < 256;
@@ -386,7 +387,6 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     fg_sampler sp;
     if (ds) { fg_sampler_init(&sp, &ds->train, 0); sp.rng = st->data_rng; sp.batches_drawn = st->batches_drawn; }
     int rc = (in && tg && load && ls) ? 0 : fg_set_error("out of memory");
-    m->balance_alpha = o->balance_alpha;
     fg_adamw_opts ao = {o->beta1, o->beta2, o->eps, o->weight_decay};
     int tty = o->progress; // the log callback decides whether a terminal shows it
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
@@ -404,14 +404,14 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             else if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
             else if (ds) fg_sampler_next(&sp, in, tg, B, T);
             else fg_task_batch(&st->rng, in, tg, B, T);
-            float l = 0;
+            fg_step ms = {o->balance_alpha, 0, 0, 0};
             if (rc) break;
-            if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, 1.0f / o->accum, &l);
+            if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, 1.0f / o->accum, &ms);
             else {
-                rc = fg_model_forward(m, in, tg, B, T, &l);
+                rc = fg_model_forward(m, in, tg, B, T, &ms);
                 if (!rc) rc = fg_model_backward(m, 1.0f / o->accum);
             }
-            loss += l / o->accum; ce += m->ce_loss / o->accum; bal += m->bal_loss / o->accum;
+            loss += (float)ms.loss / o->accum; ce += ms.ce_loss / o->accum; bal += ms.bal_loss / o->accum;
             for (int i = 0; i < L * E; i++) load[i] += m->expert_load[i];
             st->tokens_seen += N;
         }
@@ -419,8 +419,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         if (!isfinite(loss)) { rc = fg_set_error("loss became %f at step %lld (hint: lower --lr)", loss, (long long)st->step); break; }
         float gnorm = fg_grad_clip(m, o->clip);
         fg_adamw_step(opt, m, lr, &ao);
-        memcpy(m->expert_load, load, sizeof(int) * (size_t)L * E);
-        fg_model_update_routing_bias(m, o->bias_gamma);
+        fg_model_update_routing_bias(m, load, o->bias_gamma);
         st->step++;
         if (ds) { st->data_rng = sp.rng; st->batches_drawn = sp.batches_drawn; }
         double dt = fg_now() - t0;
