@@ -1,9 +1,11 @@
 // fuzz_gguf.c: libFuzzer target for the GGUF reader: metadata, the tokenizer loader, the tensor
 // table (fg_gguf_read_tensors) and the model importer behind it (fg_gguf_model_from: config from
-// metadata, names, shapes, dequantisation, llama row order, the split attn_k_b/attn_v_b).
+// metadata, names, shapes, dequantisation, llama row order, the split attn_k_b/attn_v_b), and
+// the block decoders of every tensor type frugal reads (K-quants included), tensor by tensor.
 // Every accepted file's keys, strings, arrays and tensor data must lie inside the buffer.
 #include "formats/gguf.h"
 #include "formats/interop.h"
+#include "ops/dtype.h"
 #include "frugal.h"
 #include "util.h"
 
@@ -31,6 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (uint64_t i = 0; i < g->n_tensors; i++) {
                 const fg_gguf_tensor *t = &g->tensors[i];
                 if (t->data && (t->data < data || t->nbytes > size || t->data + t->nbytes > data + size)) abort();
+                int dt = fg_dtype_from_ggml(t->type);
+                if (t->data && dt >= 0 && (FG_GGUF_READ_TYPES >> dt & 1) && t->nbytes <= (1u << 22)) {
+                    const fg_dtype_traits *d = fg_dtype_info(dt);
+                    size_t n = (size_t)(t->nbytes / (uint64_t)d->block_bytes) * (size_t)d->block;
+                    float *x = malloc(sizeof(float) * (n ? n : 1));
+                    if (x) d->to_f32(x, t->data, n);
+                    free(x);
+                }
             }
             char *tok = NULL;
             size_t tl = 0;

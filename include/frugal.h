@@ -63,11 +63,18 @@ int fg_train_interrupted(void);
 // qmodel files and older APIs stored; they never change.
 typedef enum {
     FG_F32 = 0, FG_BF16 = 1, FG_Q8_0 = 2, FG_F16 = 3, FG_Q4_0 = 4, FG_F8_E4M3 = 5, FG_F8_E5M2, FG_F64,
-    FG_I8, FG_U8, FG_I16, FG_U16, FG_I32, FG_U32, FG_I64, FG_U64, FG_BOOL, FG_DTYPE_COUNT
+    FG_I8, FG_U8, FG_I16, FG_U16, FG_I32, FG_U32, FG_I64, FG_U64, FG_BOOL,
+    FG_Q4_1, FG_Q5_0, FG_Q5_1, FG_Q4_K, FG_Q5_K, FG_Q6_K, // GGUF blocks frugal reads (dequantised at load)
+    FG_DTYPE_COUNT
 } fg_dtype;
 #define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0)
 #define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_0)
 #define FG_PRECISIONS (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_F8_E4M3)
+// What the GGUF reader decodes: the export types plus the legacy and K-quant blocks of the files
+// people download (Q4_K_M and Q5_K_M mix Q4_K / Q5_K with Q6_K, and Q5_0 / Q5_1 / Q4_1 / Q8_0
+// where rows do not hold 256-value super-blocks).
+#define FG_GGUF_READ_TYPES (FG_EXPORT_TYPES | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q4_K | \
+                            1u << FG_Q5_K | 1u << FG_Q6_K)
 // name ("f32", "bf16", "q8_0", "f16", "q4_0", "f8_e4m3", ... or an alias: "fp32", "q8", "fp8")
 // -> the type when it is in the set `allowed` (a mask of 1u << type); else -1 with "unknown
 // <what> 'name' (use ...)" listing the set.
@@ -430,7 +437,7 @@ fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void
 // block scales (weight_scale_inv), dequantised on load. MTP layers (index >= num_hidden_layers)
 // are skipped with a notice.
 fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
-// A GGUF file of architecture deepseek2, llama or qwen2; tensor types F32, F16, BF16, Q8_0, Q4_0.
+// A GGUF file of architecture deepseek2, llama or qwen2; tensor types FG_GGUF_READ_TYPES.
 fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
 // Writes dir/config.json (architectures + model_type for the model's kind), dir/model.safetensors
 // (table order, F32, BF16 or F16) and, when tok_data is tokenizer.json text, dir/tokenizer.json;

@@ -165,8 +165,8 @@ patch_gguf "$B.utf8.gguf" 'i = at(b"general.name") + 4 + 8; b[i + 2] = 0xff'
 expect_fail "GGUF string not UTF-8" "not valid UTF-8" $BIN generate --ckpt "$B.utf8.gguf" --prompt x
 patch_gguf "$B.align.gguf" 'i = at(b"general.alignment") + 4; b[i:i + 4] = struct.pack("<I", 24)'
 expect_fail "GGUF alignment not a power of two" "general.alignment 24 is not a power of two" $BIN generate --ckpt "$B.align.gguf" --prompt x
-patch_gguf "$B.type.gguf" 'i = at(b"token_embd.weight") + 4 + 16; b[i:i + 4] = struct.pack("<I", 12)'
-expect_fail "GGUF tensor type frugal does not read" "has type Q4_K, which frugal does not read" $BIN generate --ckpt "$B.type.gguf" --prompt x
+patch_gguf "$B.type.gguf" 'i = at(b"token_embd.weight") + 4 + 16; b[i:i + 4] = struct.pack("<I", 10)'
+expect_fail "GGUF tensor type frugal does not read" "has type Q2_K, which frugal does not read" $BIN generate --ckpt "$B.type.gguf" --prompt x
 patch_gguf "$B.arch.gguf" 'i = at(b"general.architecture") + 4 + 8; b[i:i + 5] = b"mamba"'
 expect_fail "GGUF unknown architecture" "GGUF architecture 'mamba' is not supported (known: deepseek2, llama, qwen2)" $BIN generate --ckpt "$B.arch.gguf" --prompt x
 patch_gguf "$B.trunc.gguf" 'del b[len(b) // 2:]'

@@ -7,10 +7,11 @@
 //       batch with logits at every position, then N_GEN greedy steps (argmax, lowest id on ties,
 //       as frugal's fg_sample at temperature 0). OUT.bin: int32 T, int32 V, T*V float32 logits
 //       (position-major), int32 N_GEN, N_GEN int32 ids.
-//   llama_logits quantize IN.gguf OUT.gguf q8_0|q4_0
-//       llama_model_quantize with pure = true: what `llama-quantize --pure IN OUT Q4_0` does (the
-//       same function, the same parameters), every matrix in the one type, the router and the
-//       vectors kept F32 by llama.cpp's own rules.
+//   llama_logits quantize IN.gguf OUT.gguf q8_0|q4_0|q4_k_m|q5_k_m|q6_k
+//       llama_model_quantize: q8_0 and q4_0 with pure = true, what `llama-quantize --pure IN OUT
+//       Q4_0` does (every matrix in the one type); the K types as `llama-quantize IN OUT Q4_K_M`
+//       does (llama.cpp's own mixture and fallbacks). The router and the vectors stay F32 by
+//       llama.cpp's rules.
 // Exit 0 on success; 1 with one line on stderr otherwise. llama.cpp's log goes to stderr only
 // when LLAMA_LOGITS_VERBOSE is set.
 #include <stdint.h>
@@ -99,8 +100,11 @@ static int do_quantize(const char *in, const char *out, const char *type) {
     struct llama_model_quantize_params qp = llama_model_quantize_default_params();
     if (!strcmp(type, "q8_0")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q8_0;
     else if (!strcmp(type, "q4_0")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q4_0;
-    else { fprintf(stderr, "llama_logits: quantize type must be q8_0 or q4_0, not %s\n", type); return 1; }
-    qp.pure = 1;
+    else if (!strcmp(type, "q4_k_m")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M;
+    else if (!strcmp(type, "q5_k_m")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q5_K_M;
+    else if (!strcmp(type, "q6_k")) qp.ftype = LLAMA_FTYPE_MOSTLY_Q6_K;
+    else { fprintf(stderr, "llama_logits: quantize type must be q8_0, q4_0, q4_k_m, q5_k_m or q6_k, not %s\n", type); return 1; }
+    qp.pure = !strcmp(type, "q8_0") || !strcmp(type, "q4_0");
     qp.nthread = 2;
     if (llama_model_quantize(in, out, &qp)) { fprintf(stderr, "llama_logits: llama_model_quantize %s -> %s failed\n", in, out); return 1; }
     return 0;
@@ -113,7 +117,7 @@ int main(int argc, char **argv) {
     if (argc == 6 && !strcmp(argv[1], "logits")) rc = do_logits(argv[2], argv[3], atoi(argv[4]), argv[5]);
     else if (argc == 5 && !strcmp(argv[1], "quantize")) rc = do_quantize(argv[2], argv[3], argv[4]);
     else {
-        fprintf(stderr, "usage: llama_logits logits MODEL.gguf IDS.txt N_GEN OUT.bin | quantize IN.gguf OUT.gguf q8_0|q4_0\n");
+        fprintf(stderr, "usage: llama_logits logits MODEL.gguf IDS.txt N_GEN OUT.bin | quantize IN.gguf OUT.gguf q8_0|q4_0|q4_k_m|q5_k_m|q6_k\n");
         rc = 1;
     }
     llama_backend_free();

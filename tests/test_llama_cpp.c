@@ -22,12 +22,17 @@
 //  - the reverse: the f32 export quantised by llama.cpp (llama_model_quantize with pure = true, as
 //    `llama-quantize --pure F32.gguf OUT.gguf Q8_0|Q4_0`) loads in frugal, with frugal's logits
 //    on that file within the same budgets of llama.cpp's.
+//  - the K-quant mixtures people download: two 256-wide models quantised by llama.cpp to Q4_K_M,
+//    Q5_K_M and Q6_K (its own mixture rules); every tensor's blocks decoded by frugal bit for bit
+//    equal to gguf-py's reference dequantiser (tests/gguf_dequant.py), and the logits as above.
 // Skipped (77) when npm, git, cmake or a C++ compiler is missing, or when FRUGAL_NO_LLAMA_CPP is
 // set. The first run builds llama.cpp (5-10 min on 2 cores); later runs reuse it.
 #include <string.h>
 #include <unistd.h>
 
 #include "formats/gguf.h"
+#include "ops/dtype.h"
+#include "util.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -209,6 +214,16 @@ static double med_rel(const float *a, const float *b, int T, int V) {
     return T % 2 ? e[T / 2] : 0.5 * (e[T / 2 - 1] + e[T / 2]);
 }
 
+// n_in random token ids below V (seeded) into ids and, whitespace-separated, into path.
+static void write_ids(const char *path, int32_t *ids, uint64_t seed, int V) {
+    fg_rng r;
+    fg_rng_seed(&r, seed);
+    for (int i = 0; i < n_in; i++) ids[i] = (int32_t)(fg_rng_uniform(&r) * (float)V) % V;
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < n_in && f; i++) fprintf(f, "%d ", ids[i]);
+    if (f) fclose(f);
+}
+
 // One file in both engines: a row of the table, and the checks. l32/f32: each engine's results on
 // the f32 export (NULL for that export itself). lo/fo receive this file's results (caller frees).
 static void compare_file(const char *model, const char *label, int ti, const char *harness, const char *path, const char *ids_path,
@@ -255,13 +270,8 @@ static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
         int rc = fg_gguf_export(path, m, FG_F32, td, tl);
         CHECK_MSG(rc == 0, "export %s: %s", HF[k], fg_last_error());
         int32_t ids[T_MAX];
-        fg_rng r;
-        fg_rng_seed(&r, 500 + (uint64_t)k);
-        for (int i = 0; i < n_in; i++) ids[i] = (int32_t)(fg_rng_uniform(&r) * (float)m->cfg.vocab_size) % m->cfg.vocab_size;
         snprintf(ids_path, sizeof ids_path, "%s/hf-ids.txt", tmpdir);
-        FILE *f = fopen(ids_path, "w");
-        for (int i = 0; i < n_in && f; i++) fprintf(f, "%d ", ids[i]);
-        if (f) fclose(f);
+        write_ids(ids_path, ids, 500 + (uint64_t)k, m->cfg.vocab_size);
         if (!rc) {
             size_t kl = strlen(keys_cmd);
             snprintf(keys_cmd + kl, keys_cap - kl, " '%s'", path);
@@ -277,6 +287,103 @@ static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
         free(td);
     }
     n_in = T_MAX;
+}
+
+// The quantised files people download: llama.cpp's own Q4_K_M, Q5_K_M and Q6_K mixtures of two
+// models whose rows hold whole 256-value super-blocks (and some that do not, which llama.cpp
+// writes as Q5_0 / Q5_1 / Q8_0 instead). For each file: every tensor frugal decodes is compared
+// bit for bit with llama.cpp's reference dequantiser (gguf-py's gguf.quants.dequantize, run by
+// tests/gguf_dequant.py), and the logits of both engines on the file as above (the q4_0 budget for
+// the 4- and 5-bit mixtures, the q8_0 budget for Q6_K).
+static const model_case KCASES[] = {
+    {"llama dense GQA, 256 wide", "demo-student", "{\"hidden_size\": 256, \"intermediate_size\": 512}"},
+    {"deepseek2 MLA+MoE, 256 wide", "demo", "{\"hidden_size\": 256, \"intermediate_size\": 512, \"moe_intermediate_size\": 256}"},
+};
+
+// Bit-exact blocks: frugal's fp32 values of every tensor of path against gguf-py's. Returns the
+// number of values compared; counts the block types seen in seen[type].
+static long blocks_exact(const char *src, const char *path, const char *label, int *seen) {
+    char cmd[4096], last[1024], out[1300];
+    snprintf(out, sizeof out, "%s.deq", path);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/gguf_dequant.py '%s/gguf-py' '%s' '%s' 2>&1", src, path, out);
+    if (run(cmd, last, sizeof last)) { CHECK_MSG(0, "%s: gguf_dequant.py: %s", label, last); return 0; }
+    size_t len = 0;
+    uint8_t *ref = (uint8_t *)fg_read_file(out, &len);
+    fg_gguf *g = fg_gguf_open(path);
+    CHECK_MSG(ref && g && fg_gguf_read_tensors(g) == 0, "%s: %s", label, fg_last_error());
+    long compared = 0;
+    size_t at = 0;
+    for (uint64_t i = 0; ref && g && g->tensors && i < g->n_tensors; i++) {
+        const fg_gguf_tensor *t = &g->tensors[i];
+        uint32_t nl, type;
+        uint64_t n;
+        if (at + 4 > len) break;
+        memcpy(&nl, ref + at, 4);
+        if (at + 4 + nl + 12 > len) break;
+        memcpy(&type, ref + at + 4 + nl, 4);
+        memcpy(&n, ref + at + 8 + nl, 8);
+        const float *want = (const float *)(ref + at + 16 + nl);
+        at += 16 + nl + 4 * n;
+        CHECK_MSG(nl == t->name.len && !memcmp(ref + at - 4 * n - 12 - nl, t->name.s, nl) && type == t->type,
+                  "%s: tensor %llu differs between the readers", label, (unsigned long long)i);
+        int dt = fg_dtype_from_ggml(t->type);
+        CHECK_MSG(dt >= 0 && (FG_GGUF_READ_TYPES >> dt & 1), "%s: llama.cpp wrote type %u, which frugal does not read", label, t->type);
+        if (dt < 0 || !(FG_GGUF_READ_TYPES >> dt & 1) || at > len) continue;
+        seen[dt]++;
+        float *got = malloc(sizeof(float) * (n ? n : 1));
+        fg_dequantize_row(got, t->data, (int)n, dt); // rows are whole blocks, so the tensor is one long row
+        long bad = 0;
+        for (uint64_t k = 0; k < n; k++) bad += memcmp(&got[k], &want[k], 4) != 0;
+        CHECK_MSG(bad == 0, "%s: %.*s (%s): %ld of %llu values differ from gguf-py's", label, (int)t->name.len, t->name.s,
+                  fg_dtype_name(dt), bad, (unsigned long long)n);
+        compared += (long)n;
+        free(got);
+    }
+    CHECK_MSG(ref && at == len, "%s: %s has %zu bytes, %zu read", label, out, len, at);
+    fg_gguf_free(g);
+    free(ref);
+    return compared;
+}
+
+static void kquant_cases(const char *harness, const char *src) {
+    static const char *const KT[] = {"q4_k_m", "q5_k_m", "q6_k"};
+    static const int KB[] = {3, 3, 2}; // budget rows: q4_0's, q4_0's, q8_0's
+    char cmd[4096], last[1024], in[1100], path[1200], ids_path[1100];
+    if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1")) { printf("note: python3 numpy missing: K-quant cases not run\n"); return; }
+    for (size_t ci = 0; ci < sizeof KCASES / sizeof *KCASES; ci++) {
+        fg_model *m = make_model(&KCASES[ci], 3000 + (uint64_t)ci);
+        CHECK_MSG(m != NULL, "%s: %s", KCASES[ci].name, fg_last_error());
+        if (!m) continue;
+        snprintf(in, sizeof in, "%s/k%zu-f32.gguf", tmpdir, ci);
+        CHECK_MSG(fg_gguf_export(in, m, FG_F32, NULL, 0) == 0, "export %s: %s", KCASES[ci].name, fg_last_error());
+        int32_t ids[T_MAX];
+        snprintf(ids_path, sizeof ids_path, "%s/kids.txt", tmpdir);
+        write_ids(ids_path, ids, 900 + (uint64_t)ci, 256);
+        llama_out l32 = {0};
+        frugal_out f32 = {0};
+        compare_file(KCASES[ci].name, "f32", 0, harness, in, ids_path, ids, &l32, &f32, NULL, NULL);
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof path, "%s/k%zu-%s.gguf", tmpdir, ci, KT[k]);
+            snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' %s 2>&1", harness, in, path, KT[k]);
+            if (run(cmd, last, sizeof last)) { CHECK_MSG(0, "llama_model_quantize %s: %s", KT[k], last); continue; }
+            int seen[FG_DTYPE_COUNT] = {0};
+            char label[160], types[160] = "";
+            snprintf(label, sizeof label, "%s %s", KCASES[ci].name, KT[k]);
+            long nv = blocks_exact(src, path, label, seen);
+            for (int t = 0; t < FG_DTYPE_COUNT; t++)
+                if (seen[t]) snprintf(types + strlen(types), sizeof types - strlen(types), " %s:%d", fg_dtype_name(t), seen[t]);
+            printf("%-36s %-7s blocks bit-exact vs gguf-py: %ld values, tensors by type%s\n", KCASES[ci].name, KT[k], nv, types);
+            CHECK_MSG(seen[k == 0 ? FG_Q4_K : k == 1 ? FG_Q5_K : FG_Q6_K] > 0, "%s: no tensor of the mixture's main type", label);
+            llama_out l = {0};
+            frugal_out fq = {0};
+            compare_file(KCASES[ci].name, KT[k], KB[k], harness, path, ids_path, ids, &l, &fq, &l32, &f32);
+            free(l.logits);
+            free(fq.logits);
+        }
+        free(l32.logits);
+        free(f32.logits);
+        fg_model_free(m);
+    }
 }
 
 int main(void) {
@@ -299,13 +406,8 @@ int main(void) {
         CHECK_MSG(m != NULL, "%s: %s", CASES[ci].name, fg_last_error());
         if (!m) continue;
         int32_t ids[T_MAX];
-        fg_rng r;
-        fg_rng_seed(&r, 77 + (uint64_t)ci);
-        for (int i = 0; i < n_in; i++) ids[i] = (int32_t)(fg_rng_uniform(&r) * 256) % 256;
         snprintf(ids_path, sizeof ids_path, "%s/ids.txt", tmpdir);
-        FILE *f = fopen(ids_path, "w");
-        for (int i = 0; i < n_in; i++) fprintf(f, "%d ", ids[i]);
-        fclose(f);
+        write_ids(ids_path, ids, 77 + (uint64_t)ci, 256);
         llama_out lo[N_TYPES] = {{0}};
         frugal_out fo[N_TYPES] = {{0}};
         for (int ti = 0; ti < N_TYPES; ti++) {
@@ -333,6 +435,7 @@ int main(void) {
         for (int ti = 0; ti < N_TYPES; ti++) { free(lo[ti].logits); free(fo[ti].logits); }
         fg_model_free(m);
     }
+    kquant_cases(harness, src);
     hf_cases(harness, keys_cmd, sizeof keys_cmd);
     char last[1024];
     int kr = run(keys_cmd, last, sizeof last);

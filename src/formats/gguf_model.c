@@ -16,7 +16,7 @@
 //  - Llama 3 RoPE scaling is the tensor rope_freqs.weight (per-frequency divisors): export writes it
 //    (plus frugal.rope.llama3.* keys with the exact parameters); import reads those keys, or fits the
 //    tensor against Llama 3.1's rule (low 1, high 4, original context 8192) and refuses a mismatch.
-// Tensor types read: F32, F16, BF16, Q8_0, Q4_0; any other is refused by name. Written: F32 for
+// Tensor types read: FG_GGUF_READ_TYPES (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K); any other is refused by name. Written: F32 for
 // vectors, F32/BF16/Q8_0 for matrices (Q8_0 only where the row length is a multiple of 32).
 // The tokenizer: tokenizer.ggml.* keys. Import hands them back as a metadata-only GGUF (what
 // fg_tokenizer_load_mem and a frugal checkpoint's TOKN section take); export copies them from such
@@ -77,12 +77,12 @@ static int gguf_name(const char *hf, char *out, size_t cap) {
 
 // ---- import ----------------------------------------------------------------------------------
 
-// The GGUF tensor types frugal reads: the ones it exports (F32, F16, BF16, Q8_0, Q4_0).
+// The GGUF tensor types frugal reads (FG_GGUF_READ_TYPES), dequantised to fp32 at load.
 static int gguf_readable(uint32_t ggml) {
     int t = fg_dtype_from_ggml(ggml);
-    return t >= 0 && (FG_EXPORT_TYPES >> t & 1);
+    return t >= 0 && (FG_GGUF_READ_TYPES >> t & 1);
 }
-#define GGUF_TYPES_HINT "(F32, F16, BF16, Q8_0, Q4_0; hint: llama-quantize --pure IN.gguf OUT.gguf Q8_0 or Q4_0 writes only those)"
+#define GGUF_TYPES_HINT "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; hint: llama-quantize IN.gguf OUT.gguf Q4_K_M writes only those)"
 
 // Decodes n elements of t starting at element `first` into dst (first and n are multiples of the
 // type's block: rows are whole blocks, checked by fg_gguf_read_tensors).

@@ -416,7 +416,7 @@ static void mla_layer(fg_ctx *s, int l, int n) {
     const fg_config *c = &ws->cfg;
     const fg_wlayer *w = &ws->v.layers[l];
     int C = c->hidden_size, H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim;
-    int Dv = c->v_head_dim, Dq = Dn + Dr, Rkv = c->kv_lora_rank;
+    int Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
     fg_mla_proj o = {s->qa, s->qan, NULL, s->q, s->kva, NULL, s->ckv, NULL};
     fg_mla_project(&s->ex, &o, s->xn, w, c, ws->rope, s->rpos, n);
     if (s->kind == FG_KV_LATENT) {
@@ -425,7 +425,7 @@ static void mla_layer(fg_ctx *s, int l, int n) {
         attention(s, l, n);
     } else {
         fg_exec_matmul(&s->ex, s->kvb, s->ckv, w->wkv_b, NULL, n, Rkv, H * (Dn + Dv));
-#pragma omp parallel for schedule(static) if ((long)n * H * (Dq + Dv) > 65536)
+#pragma omp parallel for schedule(static) if ((long)n * H * (Dn + Dr + Dv) > 65536)
         for (int i = 0; i < n; i++) {
             const kv_seq *q = &s->seqs[s->rseq[i]];
             float *k = s->kn + (size_t)i * s->kw, *v = s->vn + (size_t)i * s->vw;

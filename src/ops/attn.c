@@ -395,6 +395,7 @@ static void latent_run_gemm(const job *j, att_run r) {
         int u0 = b * B, nu = FG_MIN(B, t1 - u0);
         kv_get(j->kv, j->S.kvf + (size_t)u0 * kw, kv_key(j->kv, tab, u0), nu * kw);
     }
+    (void)nthr; // read by the pragmas only
     if (mla_uses_expanded(j, r.n, r.p0)) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr)
         for (int h = 0; h < H; h++) expanded_head(j, r, h, THREAD_ID());

@@ -131,6 +131,75 @@ static void q4_0_to(float *dst, const uint8_t *src, size_t n) {
     }
 }
 
+// Q4_1: fp16 d and m, 16 bytes of nibbles (low: values 0..15, high: 16..31); x = d q + m.
+// Q5_0 / Q5_1: the same with a fifth bit per value in a 32-bit word (bit j for value j); Q5_0 has
+// no m and centres q at 16. (ggml's layouts; the products are those of ggml's reference code, in
+// the same order, so the values are bit for bit ggml's.)
+static void q4_1_to(float *dst, const uint8_t *src, size_t n) {
+    for (size_t b = 0; b < n / 32; b++, src += 20, dst += 32) {
+        float d = fg_fp16_to_f32(u16_at(src)), m = fg_fp16_to_f32(u16_at(src + 2));
+        for (int j = 0; j < 16; j++) { dst[j] = (float)(src[4 + j] & 15) * d + m; dst[j + 16] = (float)(src[4 + j] >> 4) * d + m; }
+    }
+}
+static void q5_to(float *dst, const uint8_t *src, size_t n, int with_min) {
+    size_t bb = with_min ? 24 : 22;
+    for (size_t b = 0; b < n / 32; b++, src += bb, dst += 32) {
+        float d = fg_fp16_to_f32(u16_at(src)), m = with_min ? fg_fp16_to_f32(u16_at(src + 2)) : 0;
+        const uint8_t *p = src + (with_min ? 4 : 2), *qs = p + 4;
+        uint32_t qh = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        for (int j = 0; j < 16; j++) {
+            int lo = (qs[j] & 15) | (int)(qh >> j & 1) << 4, hi = (qs[j] >> 4) | (int)(qh >> (j + 16) & 1) << 4;
+            if (with_min) { dst[j] = (float)lo * d + m; dst[j + 16] = (float)hi * d + m; }
+            else { dst[j] = (float)(lo - 16) * d; dst[j + 16] = (float)(hi - 16) * d; }
+        }
+    }
+}
+static void q5_0_to(float *dst, const uint8_t *src, size_t n) { q5_to(dst, src, n, 0); }
+static void q5_1_to(float *dst, const uint8_t *src, size_t n) { q5_to(dst, src, n, 1); }
+
+// K-quants: super-blocks of 256 values. Q4_K / Q5_K: fp16 d and dmin, 12 bytes packing eight 6-bit
+// scales and eight 6-bit mins (one per 32 values), then (Q5_K) 32 bytes of fifth bits, then 128
+// bytes of nibbles: x = d*scale_j * q - dmin*min_j. Q6_K: 128 bytes of low nibbles, 64 of high
+// bit pairs, sixteen int8 scales (one per 16 values), fp16 d: x = d * scale * (q - 32).
+static void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
+    if (j < 4) { *sc = s[j] & 63; *mn = s[j + 4] & 63; }
+    else { *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4; *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4; }
+}
+static void q45_k_to(float *y, const uint8_t *src, size_t n, int five) {
+    size_t bb = five ? 176 : 144;
+    for (size_t b = 0; b < n / 256; b++, src += bb) {
+        float d = fg_fp16_to_f32(u16_at(src)), dmin = fg_fp16_to_f32(u16_at(src + 2));
+        const uint8_t *sc = src + 4, *qh = src + 16, *q = src + (five ? 48 : 16);
+        for (int g = 0; g < 4; g++, q += 32) { // 64 values: the low nibbles of 32 bytes, then the high ones
+            int s0, m0, s1, m1;
+            k_scale_min(2 * g, sc, &s0, &m0);
+            k_scale_min(2 * g + 1, sc, &s1, &m1);
+            float d0 = d * (float)s0, c0 = dmin * (float)m0, d1 = d * (float)s1, c1 = dmin * (float)m1;
+            for (int l = 0; l < 32; l++) *y++ = d0 * (float)((q[l] & 15) + (five && (qh[l] >> (2 * g) & 1) ? 16 : 0)) - c0;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] >> 4) + (five && (qh[l] >> (2 * g + 1) & 1) ? 16 : 0)) - c1;
+        }
+    }
+}
+static void q4_k_to(float *dst, const uint8_t *src, size_t n) { q45_k_to(dst, src, n, 0); }
+static void q5_k_to(float *dst, const uint8_t *src, size_t n) { q45_k_to(dst, src, n, 1); }
+static void q6_k_to(float *y, const uint8_t *src, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 210) {
+        float d = fg_fp16_to_f32(u16_at(src + 208));
+        const uint8_t *ql = src, *qh = src + 128;
+        const int8_t *sc = (const int8_t *)(src + 192);
+        for (int h = 0; h < 2; h++, y += 128, ql += 64, qh += 32, sc += 8) // 128 values per half
+            for (int l = 0; l < 32; l++) {
+                int s = l / 16;
+                int q1 = ((ql[l] & 15) | (qh[l] & 3) << 4) - 32, q2 = ((ql[l + 32] & 15) | (qh[l] >> 2 & 3) << 4) - 32;
+                int q3 = ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) - 32, q4 = ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) - 32;
+                y[l] = d * (float)sc[s] * (float)q1;
+                y[l + 32] = d * (float)sc[s + 2] * (float)q2;
+                y[l + 64] = d * (float)sc[s + 4] * (float)q3;
+                y[l + 96] = d * (float)sc[s + 6] * (float)q4;
+            }
+    }
+}
+
 // ---- the table -------------------------------------------------------------------------------
 
 static const fg_dtype_traits TYPES[FG_DTYPE_COUNT] = {
@@ -152,6 +221,12 @@ static const fg_dtype_traits TYPES[FG_DTYPE_COUNT] = {
     [FG_I64]     = {"i64",     NULL,   "I64",      27, 1,  8,     NULL,      NULL},
     [FG_U64]     = {"u64",     NULL,   "U64",      -1, 1,  8,     NULL,      NULL},
     [FG_BOOL]    = {"bool",    NULL,   "BOOL",     -1, 1,  1,     NULL,      NULL},
+    [FG_Q4_1]    = {"q4_1",    NULL,   NULL,       3,  32, 20,    q4_1_to,   NULL},
+    [FG_Q5_0]    = {"q5_0",    NULL,   NULL,       6,  32, 22,    q5_0_to,   NULL},
+    [FG_Q5_1]    = {"q5_1",    NULL,   NULL,       7,  32, 24,    q5_1_to,   NULL},
+    [FG_Q4_K]    = {"q4_k",    NULL,   NULL,       12, 256, 144,  q4_k_to,   NULL},
+    [FG_Q5_K]    = {"q5_k",    NULL,   NULL,       13, 256, 176,  q5_k_to,   NULL},
+    [FG_Q6_K]    = {"q6_k",    NULL,   NULL,       14, 256, 210,  q6_k_to,   NULL},
 };
 
 const fg_dtype_traits *fg_dtype_info(int t) { return t >= 0 && t < FG_DTYPE_COUNT ? &TYPES[t] : NULL; }
