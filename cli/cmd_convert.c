@@ -73,10 +73,10 @@ int cmd_export(int argc, char **argv) {
     cli_opt opts[] = {
         {"gguf", OPT_STR, &gguf, "write this GGUF file (deepseek2 for MLA models, qwen2/llama for GQA)"},
         {"hf", OPT_STR, &hf, "write this Hugging Face directory (config.json, model.safetensors, tokenizer.json)"},
-        {"type", OPT_STR, &type_s, "weight type: f32 | bf16 | q8_0 | q4_0 (GGUF only) | f16 (safetensors only); default f32"},
+        {"type", OPT_STR, &type_s, "weight type: f32 | bf16 | q8_0 | q4_0 | q4_k | q6_k (GGUF only) | f16 (safetensors only); default f32"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("export", "--gguf OUT.gguf | --hf DIR [--type f32|bf16|q8_0|q4_0|f16] MODEL", opts, argc, argv, pos, 2, &npos);
+    int r = cli_parse("export", "--gguf OUT.gguf | --hf DIR [--type f32|bf16|q8_0|q4_0|q4_k|q6_k|f16] MODEL", opts, argc, argv, pos, 2, &npos);
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail("export", "one model is required", "frugal export --gguf out.gguf runs/demo/ckpt.fgck");
     if (!gguf == !hf) return cli_fail("export", "give exactly one of --gguf and --hf", NULL);

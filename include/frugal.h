@@ -56,7 +56,7 @@ int fg_train_interrupted(void);
 
 // ---- element types (src/ops/dtype.c) ----------------------------------------------------------
 // One enum names every element type frugal reads, stores, writes or multiplies in: weights in
-// memory (FG_WEIGHT_TYPES), export types (FG_EXPORT_TYPES: GGUF takes f32, bf16, q8_0, q4_0;
+// memory (FG_WEIGHT_TYPES), export types (FG_EXPORT_TYPES: GGUF takes f32, bf16, q8_0, q4_0, q4_k, q6_k;
 // safetensors f32, bf16, f16), matrix-product precisions (FG_PRECISIONS: training's mixed
 // precision, the cost model's peaks), and the tensor types of GGUF and safetensors files, which
 // map onto it through one traits table (src/ops/dtype.h). The first five values are what
@@ -68,13 +68,12 @@ typedef enum {
     FG_DTYPE_COUNT
 } fg_dtype;
 #define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0)
-#define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_0)
+#define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_0 | 1u << FG_Q4_K | 1u << FG_Q6_K)
 #define FG_PRECISIONS (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_F8_E4M3)
 // What the GGUF reader decodes: the export types plus the legacy and K-quant blocks of the files
 // people download (Q4_K_M and Q5_K_M mix Q4_K / Q5_K with Q6_K, and Q5_0 / Q5_1 / Q4_1 / Q8_0
 // where rows do not hold 256-value super-blocks).
-#define FG_GGUF_READ_TYPES (FG_EXPORT_TYPES | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q4_K | \
-                            1u << FG_Q5_K | 1u << FG_Q6_K)
+#define FG_GGUF_READ_TYPES (FG_EXPORT_TYPES | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q5_K)
 // name ("f32", "bf16", "q8_0", "f16", "q4_0", "f8_e4m3", ... or an alias: "fp32", "q8", "fp8")
 // -> the type when it is in the set `allowed` (a mask of 1u << type); else -1 with "unknown
 // <what> 'name' (use ...)" listing the set.

@@ -24,7 +24,8 @@
 //    on that file within the same budgets of llama.cpp's.
 //  - the K-quant mixtures people download: two 256-wide models quantised by llama.cpp to Q4_K_M,
 //    Q5_K_M and Q6_K (its own mixture rules); every tensor's blocks decoded by frugal bit for bit
-//    equal to gguf-py's reference dequantiser (tests/gguf_dequant.py), and the logits as above.
+//    equal to gguf-py's reference dequantiser (tests/gguf_dequant.py), and the logits as above;
+//    frugal's own Q4_K / Q6_K exports of them, run by llama.cpp the same way.
 // Skipped (77) when npm, git, cmake or a C++ compiler is missing, or when FRUGAL_NO_LLAMA_CPP is
 // set. The first run builds llama.cpp (5-10 min on 2 cores); later runs reuse it.
 #include <string.h>
@@ -294,7 +295,8 @@ static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
 // writes as Q5_0 / Q5_1 / Q8_0 instead). For each file: every tensor frugal decodes is compared
 // bit for bit with llama.cpp's reference dequantiser (gguf-py's gguf.quants.dequantize, run by
 // tests/gguf_dequant.py), and the logits of both engines on the file as above (the q4_0 budget for
-// the 4- and 5-bit mixtures, the q8_0 budget for Q6_K).
+// the 4- and 5-bit mixtures, the q8_0 budget for Q6_K). And frugal's own Q4_K and Q6_K exports of the
+// same models: decoded by gguf-py as frugal decodes them, and run by llama.cpp within those budgets.
 static const model_case KCASES[] = {
     {"llama dense GQA, 256 wide", "demo-student", "{\"hidden_size\": 256, \"intermediate_size\": 512}"},
     {"deepseek2 MLA+MoE, 256 wide", "demo", "{\"hidden_size\": 256, \"intermediate_size\": 512, \"moe_intermediate_size\": 256}"},
@@ -362,6 +364,23 @@ static void kquant_cases(const char *harness, const char *src) {
         llama_out l32 = {0};
         frugal_out f32 = {0};
         compare_file(KCASES[ci].name, "f32", 0, harness, in, ids_path, ids, &l32, &f32, NULL, NULL);
+        for (int k = 0; k < 2; k++) { // frugal's own K-quant writers, read by llama.cpp
+            static const char *const FT[] = {"q4_k", "q6_k"};
+            snprintf(path, sizeof path, "%s/k%zu-fg-%s.gguf", tmpdir, ci, FT[k]);
+            if (fg_gguf_export(path, m, k ? FG_Q6_K : FG_Q4_K, NULL, 0)) { CHECK_MSG(0, "export %s: %s", FT[k], fg_last_error()); continue; }
+            int seen[FG_DTYPE_COUNT] = {0};
+            char label[160];
+            snprintf(label, sizeof label, "%s frugal %s", KCASES[ci].name, FT[k]);
+            long nv = blocks_exact(src, path, label, seen);
+            printf("%-36s fg-%-4s blocks bit-exact vs gguf-py: %ld values (%d %s tensors)\n", KCASES[ci].name, FT[k], nv,
+                   seen[k ? FG_Q6_K : FG_Q4_K], FT[k]);
+            llama_out l = {0};
+            frugal_out fq = {0};
+            snprintf(label, sizeof label, "fg-%s", FT[k]);
+            compare_file(KCASES[ci].name, label, k ? 2 : 3, harness, path, ids_path, ids, &l, &fq, &l32, &f32);
+            free(l.logits);
+            free(fq.logits);
+        }
         for (int k = 0; k < 3; k++) {
             snprintf(path, sizeof path, "%s/k%zu-%s.gguf", tmpdir, ci, KT[k]);
             snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' %s 2>&1", harness, in, path, KT[k]);

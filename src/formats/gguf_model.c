@@ -656,8 +656,8 @@ typedef struct {
 
 int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len) {
     const fg_config *c = &m->cfg;
-    if (type != FG_F32 && type != FG_BF16 && type != FG_Q8_0 && type != FG_Q4_0)
-        return fg_set_error("GGUF export: type must be f32, bf16, q8_0 or q4_0");
+    if (type != FG_F32 && type != FG_BF16 && type != FG_Q8_0 && type != FG_Q4_0 && type != FG_Q4_K && type != FG_Q6_K)
+        return fg_set_error("GGUF export: type must be f32, bf16, q8_0, q4_0, q4_k or q6_k");
     int mla = c->attn_type == FG_ATTN_MLA;
     const char *arch = mla ? "deepseek2" : (c->attention_bias && !c->rope_interleave) ? "qwen2" : "llama";
     int permute = !mla && !strcmp(arch, "llama") && !c->rope_interleave;
@@ -674,10 +674,11 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     char *tmp = NULL;
     if (!ot) return fg_set_error("out of memory");
     // ---- metadata
-    static const uint32_t ftype[] = {0, 32, 7, 1, 2}; // llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_BF16, _Q8_0, -, _Q4_0
     kv_str(&w, "general.architecture", arch);
     kv_str(&w, "general.name", "frugal");
-    kv_u32(&w, "general.file_type", ftype[type]);
+    // llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_BF16, _Q8_0, _Q4_0, _Q4_K_S, _Q6_K
+    kv_u32(&w, "general.file_type", type == FG_F32 ? 0 : type == FG_BF16 ? 32 : type == FG_Q8_0 ? 7 : type == FG_Q4_0 ? 2 :
+                                    type == FG_Q4_K ? 14 : 18);
     kv_u32(&w, "general.alignment", 32);
     kv_u32(&w, "context_length", (uint32_t)c->max_position_embeddings);
     kv_u32(&w, "embedding_length", (uint32_t)c->hidden_size);
@@ -812,9 +813,11 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     for (int i = 0; i < n_out; i++) {
         out_tensor *o = &ot[i];
         // The router stays F32 in every type, as llama.cpp's converter and llama-quantize keep it:
-        // a flipped expert choice costs far more than its bytes save. Rows blocks cannot hold stay F32.
+        // a flipped expert choice costs far more than its bytes save. Rows the type's blocks cannot
+        // hold fall back to Q8_0 (K-quants, as llama.cpp falls back) or stay F32.
         int mat = o->n_dims >= 2 && !strstr(o->name, "ffn_gate_inp.");
-        o->type = mat && o->ne[0] % (uint64_t)fg_dtype_info(type)->block == 0 ? type : FG_F32;
+        o->type = !mat ? FG_F32 : o->ne[0] % (uint64_t)fg_dtype_info(type)->block == 0 ? type
+                : (type == FG_Q4_K || type == FG_Q6_K) && o->ne[0] % 32 == 0 ? FG_Q8_0 : FG_F32;
         o->nbytes = fg_qrow_bytes(o->type, (int)o->ne[0]) * o->ne[1] * o->ne[2];
         o->offset = off;
         off += (o->nbytes + 31) / 32 * 32;

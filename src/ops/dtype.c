@@ -181,7 +181,88 @@ static void q45_k_to(float *y, const uint8_t *src, size_t n, int five) {
     }
 }
 static void q4_k_to(float *dst, const uint8_t *src, size_t n) { q45_k_to(dst, src, n, 0); }
+
+// frugal's Q4_K writer (not llama.cpp's search, a direct fit): per 32 values the range [min(0, lo),
+// hi] in 15 steps; the eight steps and eight offsets as 6-bit multiples of the super-block's d and
+// dmin (the largest of each / 63, rounded to fp16 first so the codes are fitted to what a reader
+// sees); each value to the nearest of its 16 levels.
+static void q4_k_from(uint8_t *dst, const float *src, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, dst += 144) {
+        float step[8], off[8], smax = 0, omax = 0;
+        for (int j = 0; j < 8; j++) {
+            float lo = 0, hi = -INFINITY;
+            for (int l = 0; l < 32; l++) { lo = fminf(lo, src[32 * j + l]); hi = fmaxf(hi, src[32 * j + l]); }
+            step[j] = (hi - lo) / 15.0f;
+            off[j] = -lo;
+            smax = fmaxf(smax, step[j]);
+            omax = fmaxf(omax, off[j]);
+        }
+        uint16_t hd = fg_f32_to_fp16(smax / 63.0f), hm = fg_f32_to_fp16(omax / 63.0f);
+        float d = fg_fp16_to_f32(hd), dmin = fg_fp16_to_f32(hm);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            sc[j] = d > 0 ? (int)fminf(63.0f, ceilf(step[j] / d - 1e-3f)) : 0; // round up: the range fits
+            mn[j] = dmin > 0 ? (int)fminf(63.0f, lrintf(off[j] / dmin)) : 0;
+        }
+        memcpy(dst, &hd, 2);
+        memcpy(dst + 2, &hm, 2);
+        uint8_t *s = dst + 4, *q = dst + 16;
+        for (int j = 0; j < 4; j++) {
+            s[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+            s[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6);
+            s[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
+        }
+        uint8_t code[256];
+        for (int j = 0; j < 8; j++) {
+            float d1 = d * (float)sc[j], m1 = dmin * (float)mn[j], id = d1 > 0 ? 1.0f / d1 : 0;
+            for (int l = 0; l < 32; l++) {
+                int v = (int)lrintf((src[32 * j + l] + m1) * id);
+                code[32 * j + l] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
+            }
+        }
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) q[32 * g + l] = (uint8_t)(code[64 * g + l] | code[64 * g + 32 + l] << 4);
+    }
+}
 static void q5_k_to(float *dst, const uint8_t *src, size_t n) { q45_k_to(dst, src, n, 1); }
+// frugal's Q6_K writer: per 16 values a signed step (the value of largest magnitude / -32, so it
+// maps to -32 exactly), the sixteen steps as int8 multiples of the super-block's d (the largest
+// step magnitude / 127, rounded to fp16 first), each value to the nearest level in [-32, 31].
+static void q6_k_from(uint8_t *dst, const float *src, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 256, dst += 210) {
+        float step[16], smax = 0;
+        for (int i = 0; i < 16; i++) {
+            float amax = 0, mx = 0;
+            for (int l = 0; l < 16; l++)
+                if (fabsf(src[16 * i + l]) > amax) { amax = fabsf(src[16 * i + l]); mx = src[16 * i + l]; }
+            step[i] = mx / -32.0f;
+            smax = fmaxf(smax, fabsf(step[i]));
+        }
+        uint16_t hd = fg_f32_to_fp16(smax / 127.0f);
+        float d = fg_fp16_to_f32(hd);
+        int8_t *sc = (int8_t *)(dst + 192);
+        uint8_t code[256];
+        for (int i = 0; i < 16; i++) {
+            long v = d > 0 ? lrintf(step[i] / d) : 0;
+            sc[i] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+            float d1 = d * (float)sc[i], id = d1 != 0 ? 1.0f / d1 : 0;
+            for (int l = 0; l < 16; l++) {
+                int q = (int)lrintf(src[16 * i + l] * id);
+                code[16 * i + l] = (uint8_t)((q < -32 ? -32 : q > 31 ? 31 : q) + 32);
+            }
+        }
+        uint8_t *ql = dst, *qh = dst + 128;
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                const uint8_t *c = code + 128 * h + l;
+                ql[64 * h + l] = (uint8_t)((c[0] & 15) | (c[64] & 15) << 4);
+                ql[64 * h + 32 + l] = (uint8_t)((c[32] & 15) | (c[96] & 15) << 4);
+                qh[32 * h + l] = (uint8_t)(c[0] >> 4 | (c[32] >> 4) << 2 | (c[64] >> 4) << 4 | (c[96] >> 4) << 6);
+            }
+        memcpy(dst + 208, &hd, 2);
+    }
+}
+
 static void q6_k_to(float *y, const uint8_t *src, size_t n) {
     for (size_t b = 0; b < n / 256; b++, src += 210) {
         float d = fg_fp16_to_f32(u16_at(src + 208));
@@ -224,9 +305,9 @@ static const fg_dtype_traits TYPES[FG_DTYPE_COUNT] = {
     [FG_Q4_1]    = {"q4_1",    NULL,   NULL,       3,  32, 20,    q4_1_to,   NULL},
     [FG_Q5_0]    = {"q5_0",    NULL,   NULL,       6,  32, 22,    q5_0_to,   NULL},
     [FG_Q5_1]    = {"q5_1",    NULL,   NULL,       7,  32, 24,    q5_1_to,   NULL},
-    [FG_Q4_K]    = {"q4_k",    NULL,   NULL,       12, 256, 144,  q4_k_to,   NULL},
+    [FG_Q4_K]    = {"q4_k",    NULL,   NULL,       12, 256, 144,  q4_k_to,   q4_k_from},
     [FG_Q5_K]    = {"q5_k",    NULL,   NULL,       13, 256, 176,  q5_k_to,   NULL},
-    [FG_Q6_K]    = {"q6_k",    NULL,   NULL,       14, 256, 210,  q6_k_to,   NULL},
+    [FG_Q6_K]    = {"q6_k",    NULL,   NULL,       14, 256, 210,  q6_k_to,   q6_k_from},
 };
 
 const fg_dtype_traits *fg_dtype_info(int t) { return t >= 0 && t < FG_DTYPE_COUNT ? &TYPES[t] : NULL; }
