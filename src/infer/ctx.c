@@ -30,15 +30,6 @@
 #include "ops/pool.h"
 #include "util.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#define THREAD_ID() omp_get_thread_num()
-static int omp_threads(void) { return omp_get_max_threads(); }
-#else
-#define THREAD_ID() 0
-static int omp_threads(void) { return 1; }
-#endif
-
 #define BLK FG_KV_BLOCK
 #define EXPERT_PAR_ROWS 16 // a MoE layer runs its experts side by side from this many rows
 
@@ -302,7 +293,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     s->max_rows = p->max_batch;
     s->max_seqs = p->max_seqs;
     s->max_blk = (max_T + BLK - 1) / BLK;
-    s->nthreads = FG_MAX(omp_threads(), fg_pool_threads()); // scratch rows for either kind of worker
+    s->nthreads = FG_MAX(fg_max_threads(), fg_pool_threads()); // scratch rows for either kind of worker
     int H = c->num_attention_heads;
     if (kind == FG_KV_LATENT) {
         s->kw = c->kv_lora_rank + c->qk_rope_head_dim;

@@ -20,15 +20,6 @@
 #include "ops/quant.h"
 #include "util.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#define THREAD_ID() omp_get_thread_num()
-static int omp_threads(void) { return omp_get_max_threads(); }
-#else
-#define THREAD_ID() 0
-static int omp_threads(void) { return 1; }
-#endif
-
 #define ATT_ROWS 64        // latent prefill on the GEMM: query rows per (head, row block) task
 #define EXPAND_MAX_BYTES ((size_t)256 << 20) // scratch for the expanded prefill form: at most 256 MiB
 #define LAT_BLOCK FG_ATTN_ROW_BLOCK // latent decode: positions scored together (a divisor of the cache block)
@@ -123,8 +114,8 @@ static void attention_rows(const job *j, int rows, long work, void (*fn)(void *,
     } else if (rows <= j->a->H) {
         fg_pool_for(rows, fn, ctx);
     } else {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(j->a->lim->threads, omp_threads()))
-        for (int r = 0; r < rows; r++) fn(ctx, r, THREAD_ID());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(j->a->lim->threads, fg_max_threads()))
+        for (int r = 0; r < rows; r++) fn(ctx, r, fg_thread_id());
     }
 }
 
@@ -387,7 +378,7 @@ static int mla_uses_expanded(const job *j, int n, int p0) {
 static void latent_run_gemm(const job *j, att_run r) {
     const fg_attn_call *a = j->a;
     int H = a->H, nb = (r.n + ATT_ROWS - 1) / ATT_ROWS, kw = a->Rkv + a->Dr, t1 = r.p0 + r.n, B = j->kv->block;
-    int nthr = FG_MIN(a->lim->threads, omp_threads());
+    int nthr = FG_MIN(a->lim->threads, fg_max_threads());
     const int *tab = a->tab[r.r0];
     // The sequence's rows, contiguous and fp32, once for all tasks.
 #pragma omp parallel for schedule(static) if ((long)t1 * kw > 65536)
@@ -398,12 +389,12 @@ static void latent_run_gemm(const job *j, att_run r) {
     (void)nthr; // read by the pragmas only
     if (mla_uses_expanded(j, r.n, r.p0)) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr)
-        for (int h = 0; h < H; h++) expanded_head(j, r, h, THREAD_ID());
+        for (int h = 0; h < H; h++) expanded_head(j, r, h, fg_thread_id());
         return;
     }
     // Head by head (a converted wkv_b head stays put), each head's costliest (last) row blocks first.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr)
-    for (int task = 0; task < nb * H; task++) latent_task(j, r, task / nb, nb - 1 - task % nb, THREAD_ID());
+    for (int task = 0; task < nb * H; task++) latent_task(j, r, task / nb, nb - 1 - task % nb, fg_thread_id());
 }
 
 // Splits the rows into runs (consecutive rows of one sequence at consecutive positions); runs of
@@ -434,8 +425,8 @@ void fg_cpu_latent_attention(float *y, const float *q, const fg_kv_pages *kv, co
         if (work <= 65536) {
             for (int r = 0; r < nsolo; r++) latent_row_all_heads(&rj, r, 0);
         } else {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(a->lim->threads, omp_threads()))
-            for (int r = 0; r < nsolo; r++) latent_row_all_heads(&rj, r, THREAD_ID());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(a->lim->threads, fg_max_threads()))
+            for (int r = 0; r < nsolo; r++) latent_row_all_heads(&rj, r, fg_thread_id());
         }
         return;
     }

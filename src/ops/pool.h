@@ -20,6 +20,17 @@
 
 #define FG_POOL_MAX_CHUNKS 65535
 
+// The calling OpenMP thread's number and the team size a parallel region gets (0 and 1 in a build
+// without OpenMP): for indexing per-thread scratch.
+#ifdef _OPENMP
+#include <omp.h>
+static inline int fg_thread_id(void) { return omp_get_thread_num(); }
+static inline int fg_max_threads(void) { return omp_get_max_threads(); }
+#else
+static inline int fg_thread_id(void) { return 0; }
+static inline int fg_max_threads(void) { return 1; }
+#endif
+
 void fg_pool_for(int n, void (*fn)(void *ctx, int i, int tid), void *ctx);
 // Threads a job may run on (caller included); starts the helpers.
 int fg_pool_threads(void);
