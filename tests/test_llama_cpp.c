@@ -324,9 +324,10 @@ static long blocks_exact(const char *src, const char *path, const char *label, i
         if (at + 4 + nl + 12 > len) break;
         memcpy(&type, ref + at + 4 + nl, 4);
         memcpy(&n, ref + at + 8 + nl, 8);
-        const float *want = (const float *)(ref + at + 16 + nl);
+        const uint8_t *name = ref + at + 4;
+        const float *want = (const float *)(name + nl + 12);
         at += 16 + nl + 4 * n;
-        CHECK_MSG(nl == t->name.len && !memcmp(ref + at - 4 * n - 12 - nl, t->name.s, nl) && type == t->type,
+        CHECK_MSG(nl == t->name.len && !memcmp(name, t->name.s, nl) && type == t->type,
                   "%s: tensor %llu differs between the readers", label, (unsigned long long)i);
         int dt = fg_dtype_from_ggml(t->type);
         CHECK_MSG(dt >= 0 && (FG_GGUF_READ_TYPES >> dt & 1), "%s: llama.cpp wrote type %u, which frugal does not read", label, t->type);

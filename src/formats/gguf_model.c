@@ -245,7 +245,7 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
                 int64_t o;
                 if (fg_gguf_get_int(g, "frugal.rope.llama3.original_max_position_embeddings", &o)) return -1;
                 c->rope_original_max_position_embeddings = (int)FG_MIN(o, 1 << 30);
-            } else if (rf->type == (uint32_t)fg_dtype_info(FG_F32)->ggml && rf->data) {
+            } else if (fg_dtype_from_ggml(rf->type) == FG_F32 && rf->data) {
                 float mx = 1;
                 for (uint64_t i = 0; i < rf->ne[0]; i++) { float v; memcpy(&v, rf->data + 4 * i, 4); mx = FG_MAX(mx, v); }
                 c->rope_factor = mx;

@@ -63,7 +63,7 @@ struct fg_ctx {
     int att_prec;               // FG_F32 / FG_BF16: prefill attention's products (bf16 when the weights are not fp32)
     fg_attn_limits alim;        // what the backend's attention is asked for at most
     void *ascr;                 // its scratch (alim), carved with the rest
-    const int **tabs;           // (n) each row's block table, for the attention
+    const int **tabs;           // (n) each row's block table (set with rseq), for the attention
     void *mem;                  // scratch arena, carved below
     int *rseq, *rpos;           // (n) each row's sequence and position
     int *cnt;                   // (max_seqs) rows per sequence in the current batch (validation)
@@ -89,9 +89,7 @@ static inline size_t kv_val(const fg_ctx *s, const kv_seq *q, int l, int u) { //
            (size_t)(u % BLK) * s->vw;
 }
 static void kv_put(fg_ctx *s, size_t at, const float *src, int n) {
-    if (!s->kv_bf16) { memcpy((float *)s->kv + at, src, sizeof(float) * n); return; }
-    uint16_t *d = (uint16_t *)s->kv + at;
-    for (int i = 0; i < n; i++) d[i] = fg_f32_to_bf16(src[i]);
+    fg_quantize_row((uint8_t *)s->kv + at * (s->kv_bf16 ? 2 : 4), src, n, s->kv_bf16 ? FG_BF16 : FG_F32);
 }
 
 static int blk_take(fg_ctx *s) { int b = s->freel[--s->nfree]; s->ref[b] = 1; return b; }
@@ -378,7 +376,6 @@ static fg_kv_pages kv_pages(const fg_ctx *s, int l) {
 }
 static fg_attn_call attn_call(fg_ctx *s, int l, int n) {
     const fg_config *c = &s->ws->cfg;
-    for (int i = 0; i < n; i++) s->tabs[i] = s->seqs[s->rseq[i]].blk;
     fg_attn_call a = {n, s->rpos, s->tabs, c->num_attention_heads, c->num_attention_heads, 0, 0, 0, 0, 0,
                       s->ws->softmax_scale, {0}, s->mla_prefill, s->att_prec, &s->alim, s->ascr};
     if (c->attn_type == FG_ATTN_MLA) {
@@ -496,6 +493,7 @@ int fg_ctx_decode(fg_ctx *s, const fg_batch *b, float *logits) {
                                 "it, or create the context with a larger max_len)", b->seq[i], s->max_T);
         s->rseq[i] = b->seq[i];
         s->rpos[i] = want;
+        s->tabs[i] = q->blk; // the table's storage is fixed; copy on write changes its entries only
         if (b->logits && b->logits[i]) s->want[nwant++] = i;
     }
     if (nwant && !logits) return fg_set_error("context decode: rows ask for logits but no output buffer was given");

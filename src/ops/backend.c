@@ -231,18 +231,14 @@ static void ref_adamw(float *w, float *m, float *v, const float *g, size_t n, co
 }
 
 // Paged-cache attention, one (row, head) at a time in double: the scores, the softmax, the
-// weighted sum. Scratch: one row of scores (max_T doubles), a query and an output (floats).
+// weighted sum. Scratch (doubles): one row of scores (max_T), a query and an output.
 static size_t ref_attn_scratch(const fg_attn_limits *L) {
     size_t kw = L->latent ? (size_t)L->Rkv + L->Dr : (size_t)L->Dk, w = L->latent ? (size_t)L->Rkv : (size_t)L->Dvf;
     return sizeof(double) * ((size_t)L->max_T + kw + w);
 }
 
 static float ref_kv(const fg_kv_pages *kv, size_t at) {
-    if (!kv->bf16) return ((const float *)kv->arena)[at];
-    uint32_t u = (uint32_t)((const uint16_t *)kv->arena)[at] << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
+    return kv->bf16 ? fg_bf16_to_f32(((const uint16_t *)kv->arena)[at]) : ((const float *)kv->arena)[at];
 }
 static size_t ref_row(const fg_kv_pages *kv, const int *tab, int u, size_t off, int w) {
     return (size_t)tab[u / kv->block] * kv->blk_elems + off + (size_t)(u % kv->block) * (size_t)w;

@@ -91,12 +91,6 @@ const char *fg_gemm_kernel_name(int prec) {
 
 // ---- conversions -----------------------------------------------------------------------------
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t x = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
-}
 
 // ---- packing ---------------------------------------------------------------------------------
 // A panel: for k in [0, kc): MR values of rows i0..i0+MR (zero beyond mc). bf16: for each pair
@@ -393,8 +387,8 @@ static void kern_bf16_generic(int kp, const uint16_t *a, const uint16_t *b, floa
     memset(acc, 0, sizeof acc);
     for (int q = 0; q < kp; q++, a += 2 * MR, b += 2 * NR)
         for (int r = 0; r < MR; r++) {
-            float a0 = bf16_to_f32(a[2 * r]), a1 = bf16_to_f32(a[2 * r + 1]);
-            for (int j = 0; j < NR; j++) acc[r][j] += a0 * bf16_to_f32(b[2 * j]) + a1 * bf16_to_f32(b[2 * j + 1]);
+            float a0 = fg_bf16_to_f32(a[2 * r]), a1 = fg_bf16_to_f32(a[2 * r + 1]);
+            for (int j = 0; j < NR; j++) acc[r][j] += a0 * fg_bf16_to_f32(b[2 * j]) + a1 * fg_bf16_to_f32(b[2 * j + 1]);
         }
     store_tile(c, ldc, (const float(*)[NR])acc, mr, nr, first, bias);
 }

@@ -45,9 +45,7 @@ static float qdot(const float *x, const uint8_t *row, int cols, int type) {
         for (; i < cols; i++) {
             uint16_t b;
             memcpy(&b, row + 2 * (size_t)i, 2);
-            uint32_t u = (uint32_t)b << 16;
-            float w;
-            memcpy(&w, &u, 4);
+            float w = fg_bf16_to_f32(b);
             s += w * x[i];
         }
         return s;
@@ -236,7 +234,7 @@ float fg_bf16_dot(const float *a, const uint16_t *b, int n) {
     for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), bf16_load16((const uint8_t *)(b + i)), acc);
     s = _mm512_reduce_add_ps(acc);
 #endif
-    for (; i < n; i++) { uint32_t u = (uint32_t)b[i] << 16; float f; memcpy(&f, &u, 4); s += a[i] * f; }
+    for (; i < n; i++) s += a[i] * fg_bf16_to_f32(b[i]);
     return s;
 }
 
@@ -247,5 +245,5 @@ void fg_bf16_axpy(float *y, float a, const uint16_t *x, int n) {
     for (; i + 16 <= n; i += 16)
         _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, bf16_load16((const uint8_t *)(x + i)), _mm512_loadu_ps(y + i)));
 #endif
-    for (; i < n; i++) { uint32_t u = (uint32_t)x[i] << 16; float f; memcpy(&f, &u, 4); y[i] += a * f; }
+    for (; i < n; i++) y[i] += a * fg_bf16_to_f32(x[i]);
 }
