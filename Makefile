@@ -4,7 +4,7 @@ CC      ?= cc
 ARCH    ?= -march=native
 OPT     ?= -O3
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-psabi -Iinclude -Isrc -I. $(ARCH)
-LDLIBS  := -lm
+LDLIBS  := -lm -lpthread
 
 ifeq ($(DEBUG),1)
   OPT := -O0 -g
@@ -28,17 +28,25 @@ ifeq ($(HAVE_OMP),1)
   LDFLAGS += -fopenmp
 endif
 
+# libmicrohttpd: `frugal serve`'s HTTP layer (Debian: libmicrohttpd-dev). Without it everything
+# else builds and `frugal serve` says how to get it.
+HAVE_MHD := $(shell printf '\043include <microhttpd.h>\nint main(void){return MHD_is_feature_supported(MHD_FEATURE_THREADS);}\n' | $(CC) -x c - -lmicrohttpd -o /dev/null 2>/dev/null && echo 1)
+ifeq ($(HAVE_MHD),1)
+  SERVER_CFLAGS := -DFG_HAVE_MHD
+  SERVER_LIBS := -lmicrohttpd
+endif
+
 # A build tree remembers the flags it was built with: when they change (make, then make WERROR=1),
 # everything is rebuilt instead of passing unchecked.
 FLAGS_STAMP := $(BUILD)/.flags
-FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS)
+FLAGS_NOW := $(CC) $(CFLAGS) $(LDFLAGS) $(LDLIBS) $(SERVER_CFLAGS) $(SERVER_LIBS)
 $(shell mkdir -p $(BUILD) && (echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_NOW)' >$(FLAGS_STAMP)))
 
 LIB_SRC  := $(wildcard src/*.c src/*/*.c)
-CLI_SRC  := $(wildcard cli/*.c)
+CLI_SRC  := $(wildcard cli/*.c) $(wildcard server/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/page_html.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
@@ -46,7 +54,7 @@ BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 all: info $(BIN) $(TESTS)
 
 info:
-	@echo "frugal: CC=$(CC) OpenMP=$(if $(HAVE_OMP),yes,no) ARCH=$(ARCH) build=$(BUILD)"
+	@echo "frugal: CC=$(CC) OpenMP=$(if $(HAVE_OMP),yes,no) libmicrohttpd=$(if $(HAVE_MHD),yes,no) ARCH=$(ARCH) build=$(BUILD)"
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -57,12 +65,25 @@ $(BUILD)/cli/%.o: cli/%.c $(wildcard include/*.h) $(wildcard cli/*.h) $(FLAGS_ST
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -Isrc,$(CFLAGS)) -c $< -o $@
 
+# The server, like the CLI, sees only the public headers; the chat page is compiled in as bytes.
+$(BUILD)/server/%.o: server/%.c $(wildcard include/*.h) $(wildcard server/*.h) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -Isrc,$(CFLAGS)) $(SERVER_CFLAGS) -c $< -o $@
+
+$(BUILD)/server/page_html.c: server/page.html
+	@mkdir -p $(dir $@)
+	{ echo '#include <stddef.h>'; echo 'const unsigned char fg_page_html[] = {'; od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '0};'; echo "const size_t fg_page_html_len = sizeof fg_page_html - 1;"; } >$@
+
+$(BUILD)/server/page_html.o: $(BUILD)/server/page_html.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/libfrugal.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BIN): $(CLI_OBJ) $(BUILD)/libfrugal.a $(FLAGS_STAMP)
-	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(CLI_OBJ) $(BUILD)/libfrugal.a -o $@ $(LDLIBS) $(SERVER_LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libfrugal.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -119,7 +140,7 @@ FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 
 build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard include/*.h src/*.h src/*/*.h fuzz/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB) -o $@ -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB) -o $@ -lm -lpthread
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \

@@ -18,6 +18,7 @@ static const fg_command COMMANDS[] = {
     {"distill", "distil a teacher into a student: logits (online or cached top-k) or verified samples", cmd_distill},
     {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
+    {"serve", "an OpenAI-compatible HTTP server with continuous batching and prefix reuse (docs/serve.md)", cmd_serve},
     {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},
     {"quantize", "convert a checkpoint to a quantised model file (bf16 or Q8_0) that inference maps", cmd_quantize},
     {"bench", "inference speed: prefill and decode tokens/s, KV bytes per token, bandwidth", cmd_bench},

@@ -87,6 +87,85 @@ int fg_jsonm_done(const fg_jsonm *m);
 // their count (may exceed cap - 1). Feeding them makes fg_jsonm_done true.
 size_t fg_jsonm_closing(const fg_jsonm *m, char *buf, size_t cap);
 
+// ---- the engine (src/serve/engine.c) -----------------------------------------------------------
+// One engine owns one batched context (fg_ctx) over a weight store and runs it from its own
+// thread. Each step mixes one decode row per running choice with chunks of waiting prompts under
+// a row budget (continuous batching: a long prompt is prefilled a chunk per step, so running
+// streams keep going). Admission reserves each request's worst case (prompt + max_tokens per
+// choice), so an admitted request never runs out of cache. Prefix reuse: every sequence the
+// cache holds (running, or kept after its request ended until its blocks are needed) is indexed
+// by a chained hash of its full token blocks; a new prompt forks the one sharing the longest
+// prefix and prefills only the rest. n > 1 choices fork one prefill. Sampling per choice:
+// temperature, top_p, frequency/presence penalties on its generated tokens, a seeded rng
+// (seed + choice index), JSON mode by masking tokens whose bytes cannot continue a valid object
+// (and closing it when max_tokens runs out). Text inside <think> .. </think> is reasoning.
+typedef struct {
+    int parallel;       // choices decoded together (>= 1; default 16)
+    int max_len;        // positions one sequence may reach (0: the model's max_position_embeddings)
+    int n_ctx;          // cache positions in all (0: parallel * max_len, plus room for kept prefixes)
+    int max_queue;      // choices that may wait beyond those the free slots take at once; then FG_JOB_BUSY (default 64)
+    int kv_type;        // FG_F32 or FG_BF16
+    int step_rows;      // rows one step may carry: decode rows first, then prompt chunks (default 256)
+    int chat_style;     // FG_CHAT_*; -1: FRUGAL for the byte tokenizer, DEEPSEEK_V3 for BPE
+    int max_tokens;     // default max_tokens of a request that names none (0: what the context allows)
+} fg_engine_opts;
+void fg_engine_opts_default(fg_engine_opts *o);
+
+typedef struct fg_engine fg_engine;
+// tok: the model's BPE tokenizer, or NULL for frugal's byte tokenizer; ws and tok must outlive
+// the engine. Starts the engine thread. NULL with an error (bad options, no memory for the cache).
+fg_engine *fg_engine_create(const fg_wstore *ws, const fg_tokenizer *tok, const fg_engine_opts *o);
+// Stops admitting, lets running requests finish for up to drain_s seconds, cancels the rest and
+// wakes every waiter (their jobs end with finish "cancelled"). Idempotent.
+void fg_engine_drain(fg_engine *e, double drain_s);
+void fg_engine_free(fg_engine *e);  // drains with 0 s, joins the thread; jobs still held stay valid to release
+
+enum { FG_JOB_OK = 0, FG_JOB_BUSY = 1, FG_JOB_INVALID = 2, FG_JOB_CLOSED = 3 };
+enum { FG_FINISH_NONE = 0, FG_FINISH_STOP = 1, FG_FINISH_LENGTH = 2, FG_FINISH_CANCELLED = 3 };
+typedef struct fg_job fg_job;
+// Renders (chat) or takes (completion: BOS + the prompt, special tokens parsed, as `frugal
+// generate`) the prompt, tokenizes it and queues the request. Returns the job (*status
+// FG_JOB_OK), or NULL with *status FG_JOB_BUSY (queue full), FG_JOB_INVALID (*err filled: a
+// prompt longer than the context, max_tokens beyond it) or FG_JOB_CLOSED (draining). Thread-safe.
+fg_job *fg_engine_submit(fg_engine *e, const fg_api_request *r, int *status, fg_api_error *err);
+
+typedef struct {
+    int prompt_tokens, completion_tokens, cache_hit_tokens;
+    double ttft_s;      // submit to the first sampled token
+} fg_job_usage;
+typedef struct {        // what a waiter gets: text since its previous fg_job_wait
+    int n;              // choices
+    struct {
+        char *content, *reasoning;   // deltas (NUL-terminated), owned by the update
+        size_t n_content, n_reasoning, cap_content, cap_reasoning;
+        int finish;                  // FG_FINISH_*, reported once (then 0 in later updates)
+    } ch[FG_API_MAX_N];
+    int done;           // every choice finished: usage is final, no more updates
+    fg_job_usage usage;
+} fg_job_update;
+// Waits up to timeout_ms for new text or the end. Returns 1 when *u holds something new (or the
+// job is done), 0 on timeout. Text is released only as whole UTF-8 characters and never while it
+// could still turn out to be the start of a stop string. u starts zeroed; free with
+// fg_job_update_free.
+int fg_job_wait(fg_job *j, int timeout_ms, fg_job_update *u);
+void fg_job_update_free(fg_job_update *u);
+// Ends the caller's hold: a job still running is cancelled (its sequences freed at the next
+// step); memory is freed once the engine has dropped it too. Thread-safe; once per job.
+void fg_job_release(fg_job *j);
+
+#define FG_ENGINE_HIST 12 // latency histogram buckets (upper bounds in fg_engine_stats.le) + 1 overflow
+typedef struct {
+    uint64_t requests, prompt_tokens, completion_tokens, cache_hit_tokens, cancelled;
+    uint64_t steps, step_rows;               // engine steps run and rows they carried
+    int queued, running, last_batch;         // requests waiting, choices running, rows of the last step
+    double le[FG_ENGINE_HIST];               // bucket bounds in seconds (the last is +inf)
+    uint64_t ttft[FG_ENGINE_HIST], itl[FG_ENGINE_HIST]; // counts per bucket (not cumulative)
+    double ttft_sum, itl_sum;
+    uint64_t ttft_n, itl_n;
+    int n_ctx, free_positions, kept_sequences;
+} fg_engine_stats;
+void fg_engine_stats_get(fg_engine *e, fg_engine_stats *s);
+
 #ifdef __cplusplus
 }
 #endif
