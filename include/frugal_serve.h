@@ -35,7 +35,7 @@ typedef struct {
     int include_usage;         // "stream_options": {"include_usage": true}
     int max_tokens;            // "max_tokens" or "max_completion_tokens" (>= 1), -1 when absent
     float temperature;         // [0, 2], default 1
-    float top_p;               // (0, 1], default 1
+    float top_p;               // [0, 1], default 1 (0 is kept as given; the engine clamps it)
     const char *stop[FG_API_MAX_STOP]; size_t stop_len[FG_API_MAX_STOP]; int n_stop; // non-empty strings
     int has_seed; uint64_t seed;
     int n;                     // [1, FG_API_MAX_N], default 1
