@@ -11,7 +11,8 @@
 // prefix cache can reuse only the chat template, not the question.
 // Overload (--overload C): C threads send non-streamed requests as fast as replies come; every
 // reply must be 200 or 429, the server (--pid) must stay alive (its VmRSS is sampled every 0.5 s),
-// and once the load has stopped, one request (max_tokens 1) must get a 200 within 1 s.
+// and once the load has stopped, one request (max_tokens 1) must get a 200 within 1 s (requests
+// follow each other without pause until one does, for at most 3 s).
 //
 // What it deliberately is not: no keep-alive (one request per connection, `Connection: close`),
 // no TLS, no HTTP/2, no general HTTP client: it reads the status, Content-Length, chunked transfer
@@ -608,7 +609,7 @@ static int overload(void) {
         dvec unused = {0};
         r.itl = &unused;
         double r0 = fg_now();
-        for (long i = 0; fg_now() - r0 < 10; i++) {
+        for (long i = 0; fg_now() - r0 < 3; i++) { // 3 s: the pass mark is 1 s, the rest for the report
             size_t len;
             char *req = chat_request(n, n + 1, i, 0, 1, &len);
             exchange(req, len, &r);
@@ -616,7 +617,7 @@ static int overload(void) {
             if (r.fail < 0 && r.status == 200) { rec = fg_now() - r0; break; }
         }
         if (rec >= 0) printf("  recovered in %.1f ms (one request, max_tokens 1, until a 200)\n", rec * 1e3);
-        else printf("  not recovered: no 200 within 10 s after the load (last: %s)\n", r.fail >= 0 || r.status ? r.why : "?");
+        else printf("  not recovered: no 200 within 3 s after the load (last: %s)\n", r.fail >= 0 || r.status ? r.why : "?");
         reply_free(&r); free(unused.v);
     }
     int ok = !other && !failed && !died && rec >= 0 && rec <= 1.0 && c->status[200] + c->status[429] > 0;
