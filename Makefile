@@ -68,7 +68,8 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libfrugal.a $(FLAGS_S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-test: $(BIN) $(TESTS)
+# bench_serve is built for tests/cli_serve_clients.sh (its HTTP/SSE client, against a mock server).
+test: $(BIN) $(TESTS) $(BUILD)/bench/bench_serve
 	@BUILD=$(BUILD) BIN=$(BIN) sh tests/run.sh
 
 demo: $(BIN)
