@@ -50,7 +50,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/page_html.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill fuzz clean info
+.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill bench-serve fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -89,7 +89,8 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(BUILD)/libfrugal.a $(FLAGS_S
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libfrugal.a -o $@ $(LDLIBS)
 
-test: $(BIN) $(TESTS)
+# bench_serve is built for tests/cli_serve_clients.sh (its HTTP/SSE client, against a mock server).
+test: $(BIN) $(TESTS) $(BUILD)/bench/bench_serve
 	@BUILD=$(BUILD) BIN=$(BIN) sh tests/run.sh
 
 demo: $(BIN)
@@ -122,6 +123,25 @@ bench-tokenizer: $(BUILD)/bench/bench_tokenizer
 # machine's docs (bench/distill_text.sh; about 10 minutes on 2 cores; not part of `make test`).
 bench-distill: $(BIN)
 	sh bench/distill_text.sh
+
+# `frugal serve` under load (bench/bench_serve.c): bench-moe's random weights, streaming clients
+# 1, 4, 16 and 64 for 10 s each (64 tokens), then 4 x --max-queue clients of non-streamed overload
+# that must see only 200 and 429, a live server and a 200 within 1 s after. SERVE_CMD can point the
+# run at another server on SERVE_PORT (tests/mock_openai.py, say); its log: $(BUILD)/bench/serve.log.
+SERVE_PORT  ?= 18080
+SERVE_QUEUE ?= 64
+SERVE_CMD   ?= ./$(BIN) serve --config bench-moe --port $(SERVE_PORT) --parallel 64 --max-queue $(SERVE_QUEUE)
+$(BUILD)/bench/bench_serve: LDLIBS += -lpthread
+bench-serve: $(BIN) $(BUILD)/bench/bench_serve
+	@B=./$(BUILD)/bench/bench_serve; \
+	if $$B --port $(SERVE_PORT) --wait-health 0 >/dev/null 2>&1; then \
+	    echo "bench-serve: a server already answers on port $(SERVE_PORT); hint: stop it or set SERVE_PORT"; exit 1; fi; \
+	$(SERVE_CMD) >$(BUILD)/bench/serve.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	$$B --port $(SERVE_PORT) --pid $$pid --wait-health 300 || { tail -n 20 $(BUILD)/bench/serve.log; exit 1; }; \
+	$$B --port $(SERVE_PORT) --clients 1,4,16,64 --seconds 10 --max-tokens 64; sweep=$$?; \
+	$$B --port $(SERVE_PORT) --overload $$((4 * $(SERVE_QUEUE))) --seconds 10 --max-tokens 16 --pid $$pid; over=$$?; \
+	[ $$sweep = 0 ] && [ $$over = 0 ] || { tail -n 20 $(BUILD)/bench/serve.log; exit 1; }
 
 clean:
 	rm -rf build frugal
