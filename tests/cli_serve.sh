@@ -75,21 +75,8 @@ const check = (ok, what, d) => { console.log((ok ? "ok   " : "FAIL ") + what + (
   process.exit(fails ? 1 : 0);
 })();' "$URL" || fails=$((fails+1))
 
-# the chat page in headless Chromium (skipped with a note when chromium or puppeteer-core is missing)
-if [ -f tests/serve_page.mjs ]; then
-    mkdir -p build/test-artifacts
-    CHROME=$(command -v chromium || command -v chromium-browser)
-    if [ -n "$CHROME" ] && [ -f .cache/npm/node_modules/puppeteer-core/package.json ]; then
-        kill $SRV; wait $SRV 2>/dev/null
-        start_server --parallel 4
-        node tests/serve_page.mjs "$URL" build/test-artifacts/serve_page.png || fails=$((fails+1))
-    else
-        echo "note: chat page test skipped (needs chromium and npm puppeteer-core)"
-    fi
-fi
-
 # A slower model (bench-moe's shape, random weights) for what needs a request still running: a
-# streaming client that hangs up after its first chunk is cancelled; SIGTERM during a request lets
+# streaming client that hangs up after its first chunk is cancelled; the chat page; SIGTERM during a request lets
 # it finish, then the server exits 0.
 kill $SRV 2>/dev/null; wait $SRV 2>/dev/null
 "$BIN" serve --config bench-moe --port 0 --parallel 2 >"$T/srv.out" 2>"$T/srv.err" &
@@ -99,6 +86,15 @@ for k in $(seq 1 200); do
     URL=$(sed -n 's/^frugal serve: listening on \(http:[^ ]*\)$/\1/p' "$T/srv.out"); [ -n "$URL" ] && break; sleep 0.1
 done
 [ -n "$URL" ] || { echo "FAIL: bench-moe server did not start"; cat "$T/srv.err"; exit 1; }
+# the chat page in headless Chromium, streaming from the slower model (skipped with a note when
+# chromium or puppeteer-core is missing)
+CHROME=$(command -v chromium || command -v chromium-browser)
+if [ -n "$CHROME" ] && [ -f .cache/npm/node_modules/puppeteer-core/package.json ]; then
+    mkdir -p build/test-artifacts
+    node tests/serve_page.mjs "$URL" build/test-artifacts/serve_page.png || fails=$((fails+1))
+else
+    echo "note: chat page test skipped (needs chromium and npm puppeteer-core)"
+fi
 node -e '
 const url = process.argv[1];
 (async () => {

@@ -83,6 +83,7 @@ struct fg_engine {
     int V, max_len, max_seqs, style;
     int32_t bos, eos, think, end_think;
     char *pieces; uint32_t *piece_off; // (V+1) every token's bytes, special ids' included
+    int32_t *nul_ids; int n_nul;       // tokens whose bytes hold a NUL: never sampled (API text has none)
     slot *slots;                       // (max_seqs)
     pthread_t th;
     pthread_mutex_t mu;
@@ -118,6 +119,15 @@ static int build_pieces(fg_engine *e) {
         else { size_t n = fg_bytetok_decode(i, small); memcpy(e->pieces + at, small, n); at += n; }
     }
     e->piece_off[e->V] = (uint32_t)at;
+    for (int pass = 0; pass < 2; pass++) {
+        e->n_nul = 0;
+        for (int i = 0; i < e->V; i++)
+            if (memchr(e->pieces + e->piece_off[i], 0, e->piece_off[i + 1] - e->piece_off[i])) {
+                if (pass) e->nul_ids[e->n_nul] = i;
+                e->n_nul++;
+            }
+        if (!pass && !(e->nul_ids = malloc(sizeof(int32_t) * (size_t)(e->n_nul + 1)))) return fg_set_error("engine: out of memory");
+    }
     return 0;
 }
 
@@ -360,6 +370,7 @@ static int32_t choice_sample(fg_engine *e, fg_job *j, int i, const float *logits
     }
     float *w = e->work_logits;
     memcpy(w, logits, sizeof(float) * (size_t)V);
+    for (int k = 0; k < e->n_nul; k++) w[e->nul_ids[k]] = -INFINITY;
     if (c->counts && (j->fpen != 0 || j->ppen != 0))
         for (int t = 0; t < V; t++)
             if (c->counts[t]) w[t] -= j->fpen * (float)c->counts[t] + j->ppen;
@@ -640,7 +651,7 @@ void fg_engine_free(fg_engine *e) {
     for (int q = 0; e->slots && q < e->max_seqs; q++) { free(e->slots[q].tok); free(e->slots[q].bh); }
     fg_ctx_free(e->ctx);
     free(e->slots); free(e->b_tok); free(e->b_seq); free(e->b_want); free(e->r_job); free(e->r_ch);
-    free(e->logits); free(e->work_logits); free(e->sscratch); free(e->pieces); free(e->piece_off);
+    free(e->logits); free(e->work_logits); free(e->sscratch); free(e->pieces); free(e->piece_off); free(e->nul_ids);
     free(e);
 }
 
