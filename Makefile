@@ -131,6 +131,8 @@ bench-distill: $(BIN)
 SERVE_PORT  ?= 18080
 SERVE_QUEUE ?= 64
 SERVE_CMD   ?= ./$(BIN) serve --config bench-moe --port $(SERVE_PORT) --parallel 64 --max-queue $(SERVE_QUEUE)
+# prefix reuse needs a context past 1,000 tokens: bench-moe's random weights stretched to 2048
+SERVE_PREFIX_CMD ?= ./$(BIN) serve --config bench-moe --ctx 2048 --port $(SERVE_PORT) --parallel 4
 $(BUILD)/bench/bench_serve: LDLIBS += -lpthread
 bench-serve: $(BIN) $(BUILD)/bench/bench_serve
 	@B=./$(BUILD)/bench/bench_serve; \
@@ -141,7 +143,10 @@ bench-serve: $(BIN) $(BUILD)/bench/bench_serve
 	$$B --port $(SERVE_PORT) --pid $$pid --wait-health 300 || { tail -n 20 $(BUILD)/bench/serve.log; exit 1; }; \
 	$$B --port $(SERVE_PORT) --clients 1,4,16,64 --seconds 10 --max-tokens 64; sweep=$$?; \
 	$$B --port $(SERVE_PORT) --overload $$((4 * $(SERVE_QUEUE))) --seconds 10 --max-tokens 16 --pid $$pid; over=$$?; \
-	[ $$sweep = 0 ] && [ $$over = 0 ] || { tail -n 20 $(BUILD)/bench/serve.log; exit 1; }
+	kill $$pid; wait $$pid 2>/dev/null; \
+	$(SERVE_PREFIX_CMD) >$(BUILD)/bench/serve.log 2>&1 & pid=$$!; \
+	$$B --port $(SERVE_PORT) --pid $$pid --wait-health 300 --prefix 1000; pre=$$?; \
+	[ $$sweep = 0 ] && [ $$over = 0 ] && [ $$pre = 0 ] || { tail -n 20 $(BUILD)/bench/serve.log; exit 1; }
 
 clean:
 	rm -rf build frugal

@@ -139,6 +139,8 @@ typedef struct {        // what a waiter gets: text since its previous fg_job_wa
         char *content, *reasoning;   // deltas (NUL-terminated), owned by the update
         size_t n_content, n_reasoning, cap_content, cap_reasoning;
         int finish;                  // FG_FINISH_*, reported once (then 0 in later updates)
+        int n_tokens;                // tokens sampled since the previous update (their text may be
+                                     // empty, or held back: a part of a character or of a stop string)
     } ch[FG_API_MAX_N];
     int done;           // every choice finished: usage is final, no more updates
     fg_job_usage usage;

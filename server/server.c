@@ -161,7 +161,9 @@ static void sse_update(req *r, const fg_job_update *u) {
         const char *parts[2] = {u->ch[i].reasoning, u->ch[i].content};
         size_t lens[2] = {u->ch[i].n_reasoning, u->ch[i].n_content};
         for (int k = 0; k < 2; k++) {
-            if (!lens[k]) continue;
+            // an event per update with tokens, even when their text is empty or held back: a
+            // client sees every step (the content event carries it when there is no reasoning)
+            if (!lens[k] && !(k == 1 && !lens[0] && u->ch[i].n_tokens)) continue;
             tb_cstr(&r->out, "data: ");
             head_json(&r->out, r, chat ? "chat.completion.chunk" : "text_completion");
             tb_printf(&r->out, ", \"choices\": [{\"index\": %d, ", i);

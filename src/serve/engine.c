@@ -53,6 +53,7 @@ typedef struct {
     int ntok;                   // tokens sampled
     sbuf content, reasoning;
     size_t sent_c, sent_r;      // bytes already given to the waiter
+    int sent_tok;               // tokens already reported to the waiter
     int in_think, finish, finish_sent;
     fg_rng rng;
     fg_jsonm jm;
@@ -782,6 +783,8 @@ int fg_job_wait(fg_job *j, int timeout_ms, fg_job_update *u) {
             got |= copy_delta(&u->ch[i].reasoning, &u->ch[i].n_reasoning, &u->ch[i].cap_reasoning, &c->reasoning, &c->sent_r,
                               committed(j, &c->reasoning, 0, fin));
             u->ch[i].finish = 0;
+            u->ch[i].n_tokens = c->ntok - c->sent_tok;
+            if (u->ch[i].n_tokens) { c->sent_tok = c->ntok; got = 1; }
             if (fin && !c->finish_sent) { u->ch[i].finish = c->finish; c->finish_sent = 1; got = 1; }
         }
         if (done) {
