@@ -35,7 +35,8 @@ static void expect(const char *what, const fg_backend *be, const float *got, con
 // ---- matmul, prepare, matmul_backward --------------------------------------------------------
 
 static void test_matmul(void) {
-    static const int shapes[][3] = {{1, 64, 17}, {3, 96, 5}, {8, 32, 64}, {37, 64, 33}, {70, 160, 48}};
+    // {5, 512, 160}: a few rows over more than 128 KiB of weights (the decode pool's few-rows product)
+    static const int shapes[][3] = {{1, 64, 17}, {3, 96, 5}, {8, 32, 64}, {37, 64, 33}, {70, 160, 48}, {5, 512, 160}};
     static const int types[] = {FG_F32, FG_BF16, FG_Q8_0};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         int N = shapes[si][0], IN = shapes[si][1], OUT = shapes[si][2];

@@ -208,6 +208,47 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
     if (xperm != xp_small) free(xperm);
 }
 
+// A few rows (2..7: a small decode batch, or the rows a batch routes to one expert): each weight
+// row is expanded to fp32 once, in a small buffer, and dotted with every input row, so the weights
+// are read once for all of them (not once per row), in chunks claimed as fg_qmatvec's.
+typedef struct {
+    float *out; const float *inp; const uint8_t *w; int type; const float *bias; int N, IN, OUT, chunk;
+} mm_few_job;
+static void mm_few_chunk(void *ctx, int k, int tid) {
+    (void)tid;
+    const mm_few_job *j = ctx;
+    int r0 = k * j->chunk, r1 = FG_MIN(j->OUT, r0 + j->chunk), IN = j->IN;
+    size_t rb = fg_qrow_bytes(j->type, IN);
+    float small[4096], *row = IN <= 4096 ? small : malloc(sizeof(float) * (size_t)IN);
+    for (int r = r0; r < r1; r++) {
+        if (row && j->type == FG_BF16) { // the common case, widened 16 at a time
+            const uint16_t *h = (const uint16_t *)(j->w + (size_t)r * rb);
+            int i = 0;
+#if defined(__AVX512F__)
+            for (; i + 16 <= IN; i += 16) _mm512_storeu_ps(row + i, bf16_load16((const uint8_t *)(h + i)));
+#endif
+            for (; i < IN; i++) { uint16_t b; memcpy(&b, h + i, 2); row[i] = fg_bf16_to_f32(b); }
+        } else if (row) fg_dequantize_row(row, j->w + (size_t)r * rb, IN, j->type);
+        for (int n = 0; n < j->N; n++)
+            j->out[(size_t)n * j->OUT + r] = (row ? fg_vdot(j->inp + (size_t)n * IN, row, IN)
+                                                  : qdot(j->inp + (size_t)n * IN, j->w + (size_t)r * rb, IN, j->type)) +
+                                             (j->bias ? j->bias[r] : 0.0f);
+    }
+    if (row != small) free(row);
+}
+
+void fg_qmatmul_few(float *out, const float *inp, const uint8_t *w, int type, const float *bias, int N, int IN, int OUT) {
+    fp16_table_init();
+    size_t rb = fg_qrow_bytes(type, IN), bytes = rb * (size_t)OUT;
+    mm_few_job job = {out, inp, w, type, bias, N, IN, OUT, 0};
+    size_t chunk_bytes = FG_MIN((size_t)256 << 10, FG_MAX((size_t)16 << 10, bytes / 16));
+    job.chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, chunk_bytes / rb));
+    if ((OUT + job.chunk - 1) / job.chunk > FG_POOL_MAX_CHUNKS) job.chunk = (OUT + FG_POOL_MAX_CHUNKS - 1) / FG_POOL_MAX_CHUNKS;
+    int nchunks = (OUT + job.chunk - 1) / job.chunk;
+    if (bytes > (128u << 10)) fg_pool_for(nchunks, mm_few_chunk, &job);
+    else for (int k = 0; k < nchunks; k++) mm_few_chunk(&job, k, 0);
+}
+
 void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type, const float *bias,
                         int N, int IN, int OUT) {
     fp16_table_init();
@@ -218,6 +259,9 @@ void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type
         fg_gemm_qb(N, OUT, IN, inp, IN, w, (long)rb, type, out, OUT, bias, FG_BF16);
         return;
     }
+    if (type == FG_BF16) { fg_qmatmul_few(out, inp, w, type, bias, N, IN, OUT); return; }
+    // Q8_0 and the rest: qdot's fused AVX-512 forms beat expanding a row first (measured), so these
+    // read the weights once per row
 #pragma omp parallel for collapse(2) schedule(static) if ((long)N * OUT * IN > 32768)
     for (int n = 0; n < N; n++)
         for (int o = 0; o < OUT; o++)

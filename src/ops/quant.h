@@ -21,6 +21,9 @@ void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type
 // decode product. Threads split the rows into contiguous blocks; AVX-512 kernels for IN a multiple
 // of 16 (Q8_0: any block count), the scalar-vector reference (fg_vdot / qdot) otherwise.
 void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT);
+// out (N, OUT) = inp (N, IN) @ w^T for a few rows (any type, N small): each weight row is read once
+// (expanded to fp32 once when stored otherwise) and dotted with every input row, on the decode pool.
+void fg_qmatmul_few(float *out, const float *inp, const uint8_t *w, int type, const float *bias, int N, int IN, int OUT);
 // bf16 rows (the bf16 KV cache): dot(a, b) over n values, y += a * x.
 float fg_bf16_dot(const float *a, const uint16_t *b, int n);
 void fg_bf16_axpy(float *y, float a, const uint16_t *x, int n);
