@@ -27,7 +27,7 @@ int cmd_serve(int argc, char **argv) {
         {"host", OPT_STR, &host, "IPv4 address to listen on (0.0.0.0: every interface)"},
         {"port", OPT_INT, &port, "TCP port (0: any free one; the chosen one is printed)", "[0,65535]"},
         {"parallel", OPT_INT, &eo.parallel, "sequences decoded together", "[1,1024]"},
-        {"ctx", OPT_INT, &eo.max_len, "positions one request may use, prompt and answer (0: the model's context)", "[0,inf)"},
+        {"ctx", OPT_INT, &eo.max_len, "positions one request may use, prompt and answer (0: the model's context, at most 4096)", "[0,inf)"},
         {"cache", OPT_INT, &eo.n_ctx, "KV cache positions in all (0: parallel x ctx plus room for reused prefixes)", "[0,inf)"},
         {"max-queue", OPT_INT, &eo.max_queue, "requests waiting for a slot before new ones get 429", "[0,inf)"},
         {"max-tokens", OPT_INT, &eo.max_tokens, "max_tokens of a request that names none (0: what the context allows)", "[0,inf)"},

@@ -101,7 +101,8 @@ size_t fg_jsonm_closing(const fg_jsonm *m, char *buf, size_t cap);
 // (and closing it when max_tokens runs out). Text inside <think> .. </think> is reasoning.
 typedef struct {
     int parallel;       // choices decoded together (>= 1; default 16)
-    int max_len;        // positions one sequence may reach (0: the model's max_position_embeddings)
+    int max_len;        // positions one sequence may reach (0: the model's max_position_embeddings,
+                        // at most FG_ENGINE_DEFAULT_CTX; a larger one must be asked for)
     int n_ctx;          // cache positions in all (0: parallel * max_len, plus room for kept prefixes)
     int max_queue;      // choices that may wait beyond those the free slots take at once; then FG_JOB_BUSY (default 64)
     int kv_type;        // FG_F32 or FG_BF16
@@ -109,6 +110,7 @@ typedef struct {
     int chat_style;     // FG_CHAT_*; -1: FRUGAL for the byte tokenizer, DEEPSEEK_V3 for BPE
     int max_tokens;     // default max_tokens of a request that names none (0: what the context allows)
 } fg_engine_opts;
+#define FG_ENGINE_DEFAULT_CTX 4096
 void fg_engine_opts_default(fg_engine_opts *o);
 
 typedef struct fg_engine fg_engine;

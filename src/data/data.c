@@ -106,18 +106,6 @@ static int utf8_error(const char *path, const char *s, size_t len, size_t off) {
                         path, off, line, col, hex);
 }
 
-static const char *json_type_name(fg_json_type t) {
-    switch (t) {
-    case FG_JSON_NULL: return "null";
-    case FG_JSON_BOOL: return "a boolean";
-    case FG_JSON_NUMBER: return "a number";
-    case FG_JSON_STRING: return "a string";
-    case FG_JSON_ARRAY: return "an array";
-    case FG_JSON_OBJECT: return "an object";
-    }
-    return "an unknown value";
-}
-
 static int load_jsonl(doc_arena *a, const char *path, const char *buf, size_t len) {
     size_t lineno = 0, n_lines = 0;
     char where[512];
@@ -143,12 +131,12 @@ static int load_jsonl(doc_arena *a, const char *path, const char *buf, size_t le
         const fg_json *t = fg_json_get(j, "text");
         if (j->type != FG_JSON_OBJECT)
             rc = fg_set_error("'%s' line %zu: expected a JSON object, got %s; " HINT_JSONL,
-                              path, lineno, json_type_name(j->type));
+                              path, lineno, fg_json_type_article(j->type));
         else if (!t)
             rc = fg_set_error("'%s' line %zu: missing field \"text\"; " HINT_JSONL, path, lineno);
         else if (t->type != FG_JSON_STRING)
             rc = fg_set_error("'%s' line %zu: field \"text\" is %s, not a string; " HINT_JSONL,
-                              path, lineno, json_type_name(t->type));
+                              path, lineno, fg_json_type_article(t->type));
         else {
             size_t bad;
             if (!fg_utf8_validate(t->str, t->len, &bad))

@@ -422,6 +422,18 @@ const fg_json *fg_json_dup_key(const fg_json *obj) {
     return NULL;
 }
 
+const char *fg_json_type_article(fg_json_type t) {
+    switch (t) {
+    case FG_JSON_NULL: return "null";
+    case FG_JSON_BOOL: return "a boolean";
+    case FG_JSON_NUMBER: return "a number";
+    case FG_JSON_STRING: return "a string";
+    case FG_JSON_ARRAY: return "an array";
+    case FG_JSON_OBJECT: return "an object";
+    }
+    return "an unknown value";
+}
+
 const char *fg_json_type_name(fg_json_type t) {
     switch (t) {
     case FG_JSON_NULL: return "null";

@@ -54,6 +54,8 @@ const fg_json *fg_json_get(const fg_json *obj, const char *key);
 const fg_json *fg_json_dup_key(const fg_json *obj);
 // "null", "bool", "number", "string", "array", "object": for error messages.
 const char *fg_json_type_name(fg_json_type t);
+// "null", "a boolean", "a number", "a string", "an array", "an object": for "expected X, got Y".
+const char *fg_json_type_article(fg_json_type t);
 // Offset of the first byte of s[0..len) that is not part of a valid UTF-8 sequence (overlongs,
 // surrogates and code points above U+10FFFF are invalid), or len if all of it is valid.
 size_t fg_utf8_check(const char *s, size_t len);

@@ -24,6 +24,7 @@
 
 #include "frugal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -519,8 +520,23 @@ __attribute__((target("amx-tile,amx-bf16"))) AMX_KERNEL(HW)
 typedef struct { void *p; size_t cap; } tbuf;
 static _Thread_local tbuf buf_a, buf_b, buf_col;
 
+// A thread's buffers are freed when it exits (threads come and go: a server's engine thread and
+// its OpenMP team, say): a key whose destructor runs in the exiting thread, set at its first grow.
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static void buf_release(void *unused) {
+    (void)unused;
+    free(buf_a.p); free(buf_b.p); free(buf_col.p);
+    buf_a = buf_b = buf_col = (tbuf){0};
+}
+static void buf_key_make(void) { pthread_key_create(&buf_key, buf_release); }
+
 static void *grow(tbuf *t, size_t bytes) {
     if (bytes <= t->cap) return t->p;
+    if (!buf_a.p && !buf_b.p && !buf_col.p) { // this thread's first buffer
+        pthread_once(&buf_once, buf_key_make);
+        pthread_setspecific(buf_key, (void *)1);
+    }
     free(t->p);
     t->cap = bytes + bytes / 4;
     t->p = aligned_alloc(64, (t->cap + 63) & ~(size_t)63);

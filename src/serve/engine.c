@@ -96,7 +96,7 @@ struct fg_engine {
     int32_t *b_tok, *b_seq; uint8_t *b_want;
     fg_job **r_job; int *r_ch;          // per wanted row: whose logits
     float *logits, *work_logits, *sscratch;
-    fg_engine_stats st;
+    fg_engine_stats st;                 // counters; free_positions is refreshed after each step
 };
 
 // ---- token text --------------------------------------------------------------------------------
@@ -478,6 +478,7 @@ static int step(fg_engine *e) {
     int rc = fg_ctx_decode(e->ctx, &b, e->logits);
     pthread_mutex_lock(&e->mu);
     e->st.steps++; e->st.step_rows += (uint64_t)rows;
+    e->st.free_positions = fg_ctx_free_positions(e->ctx); // read here: other threads must not touch the context
     now = fg_now();
     if (rc) { // cannot happen for admitted jobs (their worst case was reserved): end them all
         fg_log(0, "engine: step failed: %s", fg_last_error());
@@ -590,7 +591,7 @@ fg_engine *fg_engine_create(const fg_wstore *ws, const fg_tokenizer *tok, const 
     if (!e) { fg_set_error("engine: out of memory"); return NULL; }
     e->ws = ws; e->tok = tok; e->o = *o;
     e->V = c->vocab_size;
-    e->max_len = o->max_len ? FG_MIN(o->max_len, c->max_position_embeddings) : c->max_position_embeddings;
+    e->max_len = o->max_len ? FG_MIN(o->max_len, c->max_position_embeddings) : FG_MIN(c->max_position_embeddings, FG_ENGINE_DEFAULT_CTX);
     e->style = o->chat_style >= 0 ? o->chat_style : tok ? FG_CHAT_DEEPSEEK_V3 : FG_CHAT_FRUGAL;
     if (tok) {
         e->bos = fg_tokenizer_token_id(tok, FG_DS_BOS);
@@ -625,6 +626,7 @@ fg_engine *fg_engine_create(const fg_wstore *ws, const fg_tokenizer *tok, const 
     static const double le[FG_ENGINE_HIST] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, INFINITY};
     memcpy(e->st.le, le, sizeof le);
     e->st.n_ctx = n_ctx;
+    e->st.free_positions = fg_ctx_free_positions(e->ctx);
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->work, NULL);
     pthread_cond_init(&e->out, NULL);
@@ -823,7 +825,6 @@ void fg_engine_stats_get(fg_engine *e, fg_engine_stats *s) {
     s->running = 0;
     for (fg_job *j = e->run; j; j = j->next)
         for (int i = 0; i < j->n; i++) s->running += !j->ch[i].finish;
-    s->free_positions = fg_ctx_free_positions(e->ctx);
     s->kept_sequences = 0;
     for (int q = 0; q < e->max_seqs; q++) s->kept_sequences += e->slots[q].live && !e->slots[q].owner;
     pthread_mutex_unlock(&e->mu);

@@ -77,18 +77,6 @@ static const char *excerpt(const fg_json *v, char *buf, size_t cap) {
     return buf;
 }
 
-static const char *a_type(fg_json_type t) {
-    switch (t) {
-    case FG_JSON_NULL: return "null";
-    case FG_JSON_BOOL: return "a boolean";
-    case FG_JSON_NUMBER: return "a number";
-    case FG_JSON_STRING: return "a string";
-    case FG_JSON_ARRAY: return "an array";
-    case FG_JSON_OBJECT: return "an object";
-    }
-    return "?";
-}
-
 static int bad_type(fg_api_error *err, const char *param, const char *want, const fg_json *v) {
     return fail(err, "invalid_type", param, "invalid type for '%s': expected %s, got %s", param, want,
                 fg_json_type_name(v->type));
@@ -320,7 +308,7 @@ static int read_response_format(walk *w, const fg_json *root, fg_api_request *r)
 static int read_request(walk *w, const fg_json *root, int kind, fg_api_request *r) {
     *r = (fg_api_request){.kind = kind, .max_tokens = -1, .temperature = 1, .top_p = 1, .n = 1};
     if (root->type != FG_JSON_OBJECT)
-        return fail(w->err, "invalid_type", "", "the request body must be a JSON object, got %s", a_type(root->type));
+        return fail(w->err, "invalid_type", "", "the request body must be a JSON object, got %s", fg_json_type_article(root->type));
     if (kind == FG_API_CHAT ? read_messages(w, root, r) : read_prompt(w, root, r)) return -1;
 
     const fg_json *model = member(root, "model");
