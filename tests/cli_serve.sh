@@ -3,7 +3,8 @@
 # prompts are continued greedily by `frugal generate` one at a time (the oracle for batching);
 # then the server runs and the official OpenAI client (tests/serve_openai.mjs) checks chat
 # (whole and streamed), n, seed, stop, JSON mode, the SDK's error classes for 401/400/429 and the
-# 16 concurrent completions against generate's text; raw HTTP checks 413, 404, 405, /health,
+# 16 concurrent completions against generate's text; raw HTTP checks 413, 404, 405, /health, an
+# idle connection timed out,
 # /metrics, a client that hangs up mid-stream (cancelled, counted), the chat page in headless
 # Chromium (tests/serve_page.mjs, screenshot kept in build/test-artifacts/), and SIGTERM during a
 # request (the request completes, the server exits 0).
@@ -51,7 +52,7 @@ start_server() { # args: extra options; sets SRV and URL
     echo "FAIL: server did not start"; cat "$T/srv.err"; exit 1
 }
 
-start_server --parallel 16 --max-queue 4 --api-key sekrit --max-body 64
+start_server --parallel 16 --max-queue 4 --api-key sekrit --max-body 64 --timeout 2
 node tests/serve_openai.mjs "$URL/v1" sekrit "$T/expect.jsonl" || fails=$((fails+1))
 
 # raw HTTP: limits, routes, a client that hangs up, metrics
@@ -69,6 +70,13 @@ const check = (ok, what, d) => { console.log((ok ? "ok   " : "FAIL ") + what + (
   r = await fetch(url + "/nowhere"); check(r.status === 404 && (await r.json()).error, "unknown path -> 404", r.status);
   r = await fetch(url + "/v1/completions"); check(r.status === 405, "GET on a POST endpoint -> 405", r.status);
   r = await fetch(url + "/health"); check(r.status === 200 && (await r.json()).status === "ok", "/health", r.status);
+  // a connection that sends nothing is closed after --timeout (2 s)
+  const u = new URL(url), t0 = Date.now();
+  const sock = require("net").connect(+u.port, u.hostname);
+  const closed = await new Promise(res => { sock.on("close", () => res(true)); setTimeout(() => res(false), 8000); });
+  sock.destroy();
+  const idle = (Date.now() - t0) / 1000;
+  check(closed && idle >= 1.5 && idle < 6, "an idle connection is closed after --timeout 2 (" + idle.toFixed(1) + " s)", idle);
   const m = await (await fetch(url + "/metrics")).text();
   check(/^frugal_requests_total\{status="429"\} [1-9]/m.test(m) && /^frugal_time_to_first_token_seconds_bucket\{le="\+Inf"\} [1-9]/m.test(m) &&
         /^frugal_prompt_cache_hit_tokens_total [1-9]/m.test(m), "/metrics counts 429s, time to first token, cache hits", m.slice(0, 300));

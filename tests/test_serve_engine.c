@@ -203,6 +203,44 @@ int main(void) {
     CHECK_MSG(res.usage.prompt_tokens == (int)fg_bytetok_encode(text, tl, 1, NULL, 0), "chat prompt %d tokens", res.usage.prompt_tokens);
     fg_engine_free(e);
 
+    // reasoning: DeepSeek-R1's layout ends its generation prompt inside <think>, so everything the
+    // (random) model writes before a </think> is reasoning_content; it is the text fg_generate
+    // continues the same token ids with.
+    o.chat_style = FG_CHAT_DEEPSEEK_R1;
+    e = fg_engine_create(ws, NULL, &o);
+    fg_chat_msg um[1] = {{"user", "think first"}};
+    tl = fg_chat_render(FG_CHAT_DEEPSEEK_R1, um, 1, 1, text, sizeof text);
+    int32_t rids[256];
+    int nr = (int)fg_bytetok_encode(text, tl, 1, rids, 256);
+    q = (fg_api_request){.kind = FG_API_CHAT, .msgs = um, .n_msgs = 1, .max_tokens = 12, .temperature = 0, .top_p = 1, .n = 1};
+    fg_job *rj = fg_engine_submit(e, &q, &st, &err);
+    char reasoning[4096] = "";
+    size_t nreason = 0;
+    memset(&res, 0, sizeof res);
+    fg_job_update ru = {0};
+    while (rj && fg_job_wait(rj, 1000, &ru) >= 0) {
+        if (ru.ch[0].n_reasoning && nreason + ru.ch[0].n_reasoning < sizeof reasoning) {
+            memcpy(reasoning + nreason, ru.ch[0].reasoning, ru.ch[0].n_reasoning);
+            nreason += ru.ch[0].n_reasoning;
+        }
+        res.n[0] += ru.ch[0].n_content;
+        if (ru.done) break;
+    }
+    fg_job_update_free(&ru);
+    fg_job_release(rj);
+    fg_infer *rsess = fg_infer_create_store(ws, 128, FG_KV_AUTO, FG_F32);
+    int32_t stop = FG_TOK_EOS, rout[64];
+    ref rr = {0};
+    fg_sample_opts rso = {.temperature = 0, .top_p = 1, .max_new_tokens = 12, .stop_ids = &stop, .n_stop = 1};
+    fg_generate(rsess, rids, nr, &rso, rout, 13, collect, &rr);
+    fg_infer_free(rsess);
+    int has_end = strstr(rr.text, "</think>") != NULL;
+    CHECK_MSG(has_end || (res.n[0] == 0 && nreason == (size_t)rr.n && !memcmp(reasoning, rr.text, nreason)),
+              "R1 layout: content %zu bytes, reasoning \"%.*s\" vs generate \"%s\"", res.n[0], (int)nreason, reasoning, rr.text);
+    printf("  R1 layout: the answer starts inside <think>: %zu bytes of reasoning_content, no content\n", nreason);
+    fg_engine_free(e);
+    o.chat_style = -1;
+
     // busy and cancel: parallel 1, queue 1
     o.parallel = 1; o.max_queue = 1;
     e = fg_engine_create(ws, NULL, &o);
