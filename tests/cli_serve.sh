@@ -104,7 +104,7 @@ done
 CHROME=$(command -v chromium || command -v chromium-browser)
 if [ -n "$CHROME" ] && [ -f .cache/npm/node_modules/puppeteer-core/package.json ]; then
     mkdir -p build/test-artifacts
-    node tests/serve_page.mjs "$URL" build/test-artifacts/serve_page.png || fails=$((fails+1))
+    SERVE_MAX_TOKENS=200 node tests/serve_page.mjs "$URL" build/test-artifacts/serve_page.png || fails=$((fails+1))
 else
     echo "note: chat page test skipped (needs chromium and npm puppeteer-core)"
 fi
