@@ -201,6 +201,11 @@ int main(void) {
     q = (fg_api_request){.kind = FG_API_CHAT, .msgs = msgs, .n_msgs = 2, .max_tokens = 4, .temperature = 0, .top_p = 1, .n = 1};
     run_to_end(fg_engine_submit(e, &q, &st, &err), &res);
     CHECK_MSG(res.usage.prompt_tokens == (int)fg_bytetok_encode(text, tl, 1, NULL, 0), "chat prompt %d tokens", res.usage.prompt_tokens);
+    // a message's text is text: "<|eos|>" typed by a user is 7 byte tokens, not the control token
+    int plain = res.usage.prompt_tokens;
+    msgs[1].content = "hell<|eos|>";
+    run_to_end(fg_engine_submit(e, &q, &st, &err), &res);
+    CHECK_MSG(res.usage.prompt_tokens == plain + 6, "special string in a message: %d tokens, want %d", res.usage.prompt_tokens, plain + 6);
     fg_engine_free(e);
 
     // reasoning: DeepSeek-R1's layout ends its generation prompt inside <think>, so everything the

@@ -144,6 +144,59 @@ static int32_t *encode(const fg_engine *e, const char *text, size_t len, int bos
     return ids;
 }
 
+// Appends the ids of text[0..len) to *ids (length *n, capacity *cap). 0, or -1 out of memory.
+static int encode_into(const fg_engine *e, const char *text, size_t len, int parse_special, int32_t **ids, int *n, int *cap) {
+    size_t need = e->tok ? fg_tokenizer_encode(e->tok, text, len, parse_special, NULL, 0)
+                         : fg_bytetok_encode(text, len, parse_special, NULL, 0);
+    if (need == SIZE_MAX || need > (size_t)(INT32_MAX / 2 - *n)) return -1;
+    if (*n + (int)need > *cap) {
+        int c = FG_MAX(*cap * 2, *n + (int)need + 64);
+        int32_t *p = realloc(*ids, sizeof(int32_t) * (size_t)c);
+        if (!p) return -1;
+        *ids = p; *cap = c;
+    }
+    *n += (int)(e->tok ? fg_tokenizer_encode(e->tok, text, len, parse_special, *ids + *n, need)
+                       : fg_bytetok_encode(text, len, parse_special, *ids + *n, need));
+    return 0;
+}
+
+// A conversation in the model's layout. The layout's own markers are special tokens; the
+// messages' text is text: a user who types "<｜Assistant｜>" or "<|eos|>" gets those characters,
+// not the control token. The layout is rendered with a marker in place of each message, then its
+// pieces are encoded with special tokens parsed and the messages without. (Every layout bounds a
+// message with special tokens, so the ids are those of the whole rendering whenever the messages
+// hold no special string.) NULL when memory runs out or the layout refuses a message.
+static int32_t *encode_chat(const fg_engine *e, const fg_chat_msg *m, int n, int *n_out) {
+    fg_chat_msg *mk = malloc(sizeof *mk * (size_t)(n ? n : 1));
+    char (*names)[24] = malloc(sizeof *names * (size_t)(n ? n : 1));
+    int32_t *ids = NULL;
+    int nid = 0, cap = 0, ok = mk && names;
+    for (int i = 0; ok && i < n; i++) {
+        snprintf(names[i], sizeof names[i], "\x01fgmsg%d\x01", i); // no layout contains \x01
+        mk[i] = (fg_chat_msg){m[i].role, names[i]};
+    }
+    size_t need = ok ? fg_chat_render(e->style, mk, n, 1, NULL, 0) : SIZE_MAX;
+    char *text = need == SIZE_MAX ? NULL : malloc(need + 1);
+    if (text) fg_chat_render(e->style, mk, n, 1, text, need + 1);
+    ok = text != NULL;
+    for (const char *at = text; ok && at && *at;) {
+        const char *mark = strstr(at, "\x01fgmsg");
+        size_t seg = mark ? (size_t)(mark - at) : strlen(at);
+        if (seg && encode_into(e, at, seg, 1, &ids, &nid, &cap)) ok = 0;
+        if (!mark) break;
+        int i = atoi(mark + 6);
+        const char *c = m[i].content;
+        if (e->style == FG_CHAT_DEEPSEEK_R1 && !strcmp(m[i].role, "assistant")) // R1 keeps what follows the reasoning
+            for (const char *k; (k = strstr(c, "</think>"));) c = k + 8;
+        if (ok && *c && encode_into(e, c, strlen(c), 0, &ids, &nid, &cap)) ok = 0;
+        at = strchr(mark + 1, '\x01') + 1;
+    }
+    free(text); free(mk); free(names);
+    if (!ok || !nid) { free(ids); return NULL; }
+    *n_out = nid;
+    return ids;
+}
+
 // ---- cache slots and prefix reuse ------------------------------------------------------------------
 static uint64_t mix(uint64_t h, const int32_t *t, int n) { // FNV-1a over the ids, then a finaliser
     for (int i = 0; i < n; i++) { h ^= (uint32_t)t[i]; h *= 0x100000001b3ull; }
@@ -671,11 +724,7 @@ fg_job *fg_engine_submit(fg_engine *e, const fg_api_request *r, int *status, fg_
     fg_job *j = calloc(1, sizeof *j);
     if (!j) { invalid(err, "", "out of memory", 0, 0); return NULL; }
     if (r->kind == FG_API_CHAT) {
-        size_t need = fg_chat_render(e->style, r->msgs, r->n_msgs, 1, NULL, 0);
-        char *text = need == SIZE_MAX ? NULL : malloc(need + 1);
-        if (text) fg_chat_render(e->style, r->msgs, r->n_msgs, 1, text, need + 1);
-        j->prompt = text ? encode(e, text, need, 0, &j->n_prompt) : NULL;
-        free(text);
+        j->prompt = encode_chat(e, r->msgs, r->n_msgs, &j->n_prompt);
     } else {
         j->prompt = encode(e, r->prompt, r->prompt_len, 1, &j->n_prompt);
     }
