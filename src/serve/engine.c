@@ -172,7 +172,7 @@ static int32_t *encode_chat(const fg_engine *e, const fg_chat_msg *m, int n, int
     int32_t *ids = NULL;
     int nid = 0, cap = 0, ok = mk && names;
     for (int i = 0; ok && i < n; i++) {
-        snprintf(names[i], sizeof names[i], "\x01fgmsg%d\x01", i); // no layout contains \x01
+        snprintf(names[i], sizeof names[i], "\x01" "msg %d" "\x01", i); // no layout contains \x01
         mk[i] = (fg_chat_msg){m[i].role, names[i]};
     }
     size_t need = ok ? fg_chat_render(e->style, mk, n, 1, NULL, 0) : SIZE_MAX;
@@ -180,11 +180,12 @@ static int32_t *encode_chat(const fg_engine *e, const fg_chat_msg *m, int n, int
     if (text) fg_chat_render(e->style, mk, n, 1, text, need + 1);
     ok = text != NULL;
     for (const char *at = text; ok && at && *at;) {
-        const char *mark = strstr(at, "\x01fgmsg");
+        const char *mark = strstr(at, "\x01" "msg ");
         size_t seg = mark ? (size_t)(mark - at) : strlen(at);
         if (seg && encode_into(e, at, seg, 1, &ids, &nid, &cap)) ok = 0;
         if (!mark) break;
-        int i = atoi(mark + 6);
+        int i = atoi(mark + 5);
+        if (i < 0 || i >= n) { ok = 0; break; } // cannot happen: the markers are ours
         const char *c = m[i].content;
         if (e->style == FG_CHAT_DEEPSEEK_R1 && !strcmp(m[i].role, "assistant")) // R1 keeps what follows the reasoning
             for (const char *k; (k = strstr(c, "</think>"));) c = k + 8;
