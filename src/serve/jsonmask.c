@@ -7,7 +7,7 @@
 // need it (which literal and how far, how many \u hex digits, which UTF-8 continuation bytes are
 // still due, and whether the open string is an object key). It checks everything JSON's syntax
 // checks: whitespace only where the grammar allows it, the exact number grammar
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, escapes (\uXXXX with any hex digits: a lone
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, escapes (\u and four hex digits, any of them: a lone
 // surrogate escape is valid JSON syntax), no raw control bytes in strings, and UTF-8 inside strings
 // byte by byte (no overlong forms, no encoded surrogates, nothing above U+10FFFF).
 // What it deliberately does not do: no values, no duplicate-key or schema checks, no tokenizer
@@ -33,7 +33,7 @@ enum {
     J_DONE,       // the top-level object is closed: whitespace only
     J_STR,        // inside a string (aux & KEY: it is an object key)
     J_ESC,        // after '\' in a string
-    J_HEX,        // inside \uXXXX: aux & 7 digits seen
+    J_HEX,        // inside a \u escape: aux & 7 of its four hex digits seen
     J_UTF8,       // inside a multi-byte UTF-8 sequence: aux & 3 bytes due, (aux >> 2) & 7 first-byte range
     J_MINUS,      // number: after '-'
     J_ZERO,       // number: a leading 0
