@@ -67,8 +67,8 @@ enum { J_QUEUED, J_PREFILL, J_DECODE, J_DONE };
 struct fg_job {
     fg_engine *e;
     struct fg_job *next;        // queue / running list
-    int refs, state, cancelled, released;
-    int32_t *prompt; int n_prompt, fed, hit;
+    int refs, state, cancelled;
+    int32_t *prompt; int n_prompt, fed, hit, chunk; // chunk: prompt rows in the current step
     int max_tokens, json, n, start_think, split; // split: <think> text is reasoning (chat), else plain text
     float temperature, top_p, fpen, ppen;
     char *stop[FG_API_MAX_STOP]; size_t stop_len[FG_API_MAX_STOP]; int n_stop;
@@ -130,18 +130,6 @@ static int build_pieces(fg_engine *e) {
         if (!pass && !(e->nul_ids = malloc(sizeof(int32_t) * (size_t)(e->n_nul + 1)))) return fg_set_error("engine: out of memory");
     }
     return 0;
-}
-
-static int32_t *encode(const fg_engine *e, const char *text, size_t len, int bos, int *n) {
-    size_t need = e->tok ? fg_tokenizer_encode(e->tok, text, len, 1, NULL, 0) : fg_bytetok_encode(text, len, 1, NULL, 0);
-    if (need == SIZE_MAX || need > (size_t)INT32_MAX - 2) return NULL;
-    int32_t *ids = malloc(sizeof(int32_t) * (need + 2));
-    if (!ids) return NULL;
-    int k = 0;
-    if (bos) ids[k++] = e->bos;
-    k += (int)(e->tok ? fg_tokenizer_encode(e->tok, text, len, 1, ids + k, need) : fg_bytetok_encode(text, len, 1, ids + k, need));
-    *n = k;
-    return ids;
 }
 
 // Appends the ids of text[0..len) to *ids (length *n, capacity *cap). 0, or -1 out of memory.
@@ -516,7 +504,7 @@ static int step(fg_engine *e) {
     int budget = FG_MAX(e->o.step_rows - rows, 16);
     for (fg_job *j = e->run; j && budget > 0; j = j->next) {
         if (j->state != J_PREFILL) continue;
-        int k = FG_MIN(budget, j->n_prompt - j->fed);
+        int k = j->chunk = FG_MIN(budget, j->n_prompt - j->fed);
         for (int r = 0; r < k; r++) {
             e->b_tok[rows] = j->prompt[j->fed + r]; e->b_seq[rows] = j->ch[0].seq;
             e->b_want[rows] = j->fed + r == j->n_prompt - 1;
@@ -542,11 +530,7 @@ static int step(fg_engine *e) {
         // the slots' token lists follow the cache
         for (int r = 0; r < rows; r++) slot_push(&e->slots[e->b_seq[r]], &e->b_tok[r], 1);
         for (fg_job *j = e->run; j; j = j->next)
-            if (j->state == J_PREFILL) {
-                int k = 0;
-                for (int r = 0; r < rows; r++) k += e->b_seq[r] == j->ch[0].seq;
-                j->fed += k;
-            }
+            if (j->state == J_PREFILL) { j->fed += j->chunk; j->chunk = 0; }
         for (int w = 0; w < nwant; w++) {
             fg_job *j = e->r_job[w];
             const float *lg = e->logits + (size_t)w * e->V;
@@ -727,7 +711,13 @@ fg_job *fg_engine_submit(fg_engine *e, const fg_api_request *r, int *status, fg_
     if (r->kind == FG_API_CHAT) {
         j->prompt = encode_chat(e, r->msgs, r->n_msgs, &j->n_prompt);
     } else {
-        j->prompt = encode(e, r->prompt, r->prompt_len, 1, &j->n_prompt);
+        // as `frugal generate`: BOS, then the prompt with special tokens parsed
+        int cap = 1;
+        if ((j->prompt = malloc(sizeof(int32_t)))) {
+            j->prompt[0] = e->bos;
+            j->n_prompt = 1;
+            if (encode_into(e, r->prompt, r->prompt_len, 1, &j->prompt, &j->n_prompt, &cap)) { free(j->prompt); j->prompt = NULL; }
+        }
     }
     if (!j->prompt) { invalid(err, "", "cannot render or encode the prompt", 0, 0); job_free(j); return NULL; }
     if (j->n_prompt >= e->max_len) {
