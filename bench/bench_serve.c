@@ -383,34 +383,22 @@ static void exchange(const char *req, size_t len, reply *r) {
 static void reply_free(reply *r) { free(r->line.p); free(r->data.p); free(r->body.p); }
 
 // ---- requests -------------------------------------------------------------------------------
-// s as the inside of a JSON string literal; o has room for 6 * strlen(s) + 1 bytes.
-static size_t json_escape(char *o, const char *s) {
-    size_t n = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') { o[n++] = '\\'; o[n++] = (char)c; }
-        else if (c < 0x20) n += (size_t)sprintf(o + n, "\\u%04x", c);
-        else o[n++] = (char)c;
-    }
-    o[n] = 0;
-    return n;
+// s as a JSON string literal (quotes included); the caller frees it.
+static char *jlit(const char *s) {
+    size_t n = strlen(s), cap = 6 * n + 3, pos = 0;
+    char *o = xrealloc(NULL, cap);
+    fg_json_append_string(o, cap, &pos, s, n);
+    return o;
 }
 
-// A POST /v1/chat/completions with one user message "Request i of client c/n, run R: PROMPT"
-// (R: this process's start time, so prompts repeat neither across client counts nor across runs
-// on one server); *len gets its length. The caller frees the returned buffer.
-static char *chat_request(int client, int n, long i, int stream, int max_tokens, size_t *len) {
-    size_t pl = strlen(opt.prompt) + 96;
-    char *msg = xrealloc(NULL, pl), *esc = xrealloc(NULL, 6 * pl + 1), *model = xrealloc(NULL, 6 * strlen(opt.model) + 1);
-    snprintf(msg, pl, "Request %ld of client %d/%d, run %lx: %s", i, client, n, run_id, opt.prompt);
-    size_t cap = json_escape(esc, msg) + json_escape(model, opt.model) + strlen(opt.host) +
-                 (opt.api_key ? strlen(opt.api_key) : 0) + 1024;
-    char *body = xrealloc(NULL, cap), *out = xrealloc(NULL, cap);
-    int bn = snprintf(body, cap,
-                      "{\"model\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":%d,"
-                      "\"temperature\":0,\"stream\":%s%s}",
-                      model, esc, max_tokens, stream ? "true" : "false",
-                      stream ? ",\"stream_options\":{\"include_usage\":true}" : "");
+// A POST /v1/chat/completions of these messages (a JSON array), greedy, max_tokens, streamed or
+// not; *len gets its length. The caller frees the returned buffer.
+static char *post_chat(const char *messages, int max_tokens, int stream, size_t *len) {
+    char *model = jlit(opt.model);
+    size_t cap = strlen(messages) + strlen(model) + strlen(opt.host) + (opt.api_key ? strlen(opt.api_key) : 0) + 1024;
+    char *body = xrealloc(NULL, cap), *out = xrealloc(NULL, 2 * cap);
+    int bn = snprintf(body, cap, "{\"model\":%s,\"messages\":%s,\"max_tokens\":%d,\"temperature\":0,\"stream\":%s%s}", model,
+                      messages, max_tokens, stream ? "true" : "false", stream ? ",\"stream_options\":{\"include_usage\":true}" : "");
     int hl = snprintf(out, cap,
                       "POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: frugal-bench_serve\r\n"
                       "Accept: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -420,26 +408,29 @@ static char *chat_request(int client, int n, long i, int stream, int max_tokens,
                       opt.api_key ? "\r\n" : "");
     memcpy(out + hl, body, (size_t)bn + 1);
     *len = (size_t)(hl + bn);
-    free(msg); free(esc); free(model); free(body);
+    free(model); free(body);
     return out;
 }
 
-// A streamed chat request with a system message and a user message (both plain ASCII).
+// One user message "Request i of client c/n, run R: PROMPT" (R: this process's start time, so
+// prompts repeat neither across client counts nor across runs on one server).
+static char *chat_request(int client, int n, long i, int stream, int max_tokens, size_t *len) {
+    size_t pl = strlen(opt.prompt) + 96;
+    char *msg = xrealloc(NULL, pl);
+    snprintf(msg, pl, "Request %ld of client %d/%d, run %lx: %s", i, client, n, run_id, opt.prompt);
+    char *content = jlit(msg), *messages = xrealloc(NULL, strlen(content) + 64);
+    sprintf(messages, "[{\"role\":\"user\",\"content\":%s}]", content);
+    char *out = post_chat(messages, max_tokens, stream, len);
+    free(msg); free(content); free(messages);
+    return out;
+}
+
+// A streamed chat request with a system message and a user message.
 static char *sys_request(const char *sys, const char *user, size_t *len) {
-    size_t cap = strlen(sys) + strlen(user) + 1024;
-    char *body = xrealloc(NULL, cap), *out = xrealloc(NULL, cap + 512);
-    int bn = snprintf(body, cap,
-                      "{\"model\":\"%s\",\"messages\":[{\"role\":\"system\",\"content\":\"%s\"},{\"role\":\"user\",\"content\":\"%s\"}],"
-                      "\"max_tokens\":4,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
-                      opt.model, sys, user);
-    int hl = snprintf(out, cap + 512,
-                      "POST /v1/chat/completions HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %d\r\nConnection: close\r\n%s%s%s\r\n",
-                      opt.host, opt.port, bn, opt.api_key ? "Authorization: Bearer " : "", opt.api_key ? opt.api_key : "",
-                      opt.api_key ? "\r\n" : "");
-    memcpy(out + hl, body, (size_t)bn + 1);
-    *len = (size_t)(hl + bn);
-    free(body);
+    char *a = jlit(sys), *b = jlit(user), *messages = xrealloc(NULL, strlen(a) + strlen(b) + 96);
+    sprintf(messages, "[{\"role\":\"system\",\"content\":%s},{\"role\":\"user\",\"content\":%s}]", a, b);
+    char *out = post_chat(messages, 4, 1, len);
+    free(a); free(b); free(messages);
     return out;
 }
 

@@ -33,22 +33,12 @@ static int print_token(int32_t id, void *ctx) {
 // Writes s[0..n) as a JSON string literal: quotes, backslashes and control bytes escaped, valid
 // UTF-8 passed through, any other byte as U+FFFD.
 static void json_string(FILE *f, const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    fputc('"', f);
-    for (size_t i = 0; i < n;) {
-        unsigned c = u[i];
-        if (c == '"' || c == '\\') { fputc('\\', f); fputc((int)c, f); i++; continue; }
-        if (c < 0x20) { fprintf(f, c == '\n' ? "\\n" : c == '\t' ? "\\t" : "\\u%04x", c); i++; continue; }
-        if (c < 0x80) { fputc((int)c, f); i++; continue; }
-        int len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-        int ok = len && i + (size_t)len <= n;
-        for (int k = 1; ok && k < len; k++) ok = (u[i + k] & 0xc0) == 0x80;
-        if (ok && len == 3) ok = !(c == 0xe0 && u[i + 1] < 0xa0) && !(c == 0xed && u[i + 1] >= 0xa0);
-        if (ok && len == 4) ok = !(c == 0xf0 && u[i + 1] < 0x90) && !(c == 0xf4 && u[i + 1] >= 0x90);
-        if (ok) { fwrite(u + i, 1, (size_t)len, f); i += (size_t)len; }
-        else { fputs("\\ufffd", f); i++; }
-    }
-    fputc('"', f);
+    size_t cap = 6 * n + 3, pos = 0; // the longest literal s can become
+    char small[1024], *buf = cap <= sizeof small ? small : malloc(cap);
+    if (!buf) { fprintf(stderr, "frugal generate: out of memory writing the JSON output\n"); exit(1); } // the CLI may exit
+    fg_json_append_string(buf, cap, &pos, s, n);
+    fwrite(buf, 1, pos, f);
+    if (buf != small) free(buf);
 }
 
 // The prompt from a file, or from standard input for "-": malloc'd, NUL-terminated (caller frees);

@@ -28,6 +28,11 @@ extern "C" {
 
 const char *fg_last_error(void);
 double fg_now(void); // monotonic seconds
+// Appends s[0..len) as a JSON string literal (with quotes) to buf at *pos (capacity cap; writes
+// stop at cap - 1, always NUL-terminated when cap > 0, but *pos advances by the full length, so
+// callers can size a second try; at most 6 * len + 2 bytes). Escapes '"', '\\' and control
+// characters; bytes that are not valid UTF-8 become \ufffd (src/formats/json.c).
+void fg_json_append_string(char *buf, size_t cap, size_t *pos, const char *s, size_t len);
 
 // Progress and log lines: the library prints nothing itself; what a long call (fg_train) has to
 // say goes to this process-wide callback (NULL, the default: nowhere). FG_LOG_PROGRESS is a

@@ -60,10 +60,6 @@ typedef struct {
 int fg_api_request_parse(const char *body, size_t len, int kind, fg_api_request *r, fg_api_error *err);
 void fg_api_request_free(fg_api_request *r);   // zeroes *r; safe on a zeroed or freed request
 
-// Appends s[0..len) as a JSON string literal (with quotes) to buf at *pos (capacity cap; writes
-// stop at cap - 1 but *pos advances by the full length, so callers can size a second try).
-// Escapes '"', '\\' and control characters; bytes that are not valid UTF-8 become \ufffd.
-void fg_json_append_string(char *buf, size_t cap, size_t *pos, const char *s, size_t len);
 
 // ---- JSON mode (src/serve/jsonmask.c) -------------------------------------------------------------
 // An incremental checker for "bytes so far are a prefix of a valid JSON text whose top-level value is

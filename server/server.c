@@ -57,10 +57,8 @@ static void tb_printf(tb *b, const char *fmt, ...) {
     va_end(a);
     b->n += (size_t)n;
 }
-static void tb_str(tb *b, const char *s, size_t n) { // a JSON string literal
-    size_t len = 0;
-    fg_json_append_string(NULL, 0, &len, s, n); // measure
-    tb_grow(b, len);
+static void tb_str(tb *b, const char *s, size_t n) { // a JSON string literal: room for its longest form
+    tb_grow(b, 6 * n + 2);
     if (b->oom) return;
     fg_json_append_string(b->p, b->cap, &b->n, s, n);
 }

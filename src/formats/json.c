@@ -457,30 +457,52 @@ size_t fg_utf8_check(const char *str, size_t len) {
     return len;
 }
 
-void fg_json_write_string(FILE *f, const char *str, size_t len) {
+// The one JSON string escaper, writing through emit: fg_json_write_string (a FILE) and
+// fg_json_append_string (a bounded buffer) differ only in where the bytes go.
+typedef struct { FILE *f; char *buf; size_t cap, *pos; } str_sink;
+
+static void sink_put(str_sink *k, const char *s, size_t n) {
+    if (k->f) { fwrite(s, 1, n, k->f); return; }
+    if (k->cap && *k->pos < k->cap - 1) memcpy(k->buf + *k->pos, s, FG_MIN(n, k->cap - 1 - *k->pos));
+    *k->pos += n;
+}
+
+static void escape_string(str_sink *k, const char *str, size_t len) {
     const unsigned char *s = (const unsigned char *)str;
     size_t run = 0; // start of the pending run of bytes that go out unchanged
-    fputc('"', f);
+    sink_put(k, "\"", 1);
     for (size_t i = 0; i < len;) {
         unsigned c = s[i];
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) { i++; continue; }
         int n = c >= 0x80 ? utf8_seq_len(s + i, len - i) : 0;
         if (n) { i += (size_t)n; continue; }
-        if (i > run) fwrite(s + run, 1, i - run, f);
+        if (i > run) sink_put(k, str + run, i - run);
+        char esc[8];
         switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\b': fputs("\\b", f); break;
-        case '\f': fputs("\\f", f); break;
+        case '"': sink_put(k, "\\\"", 2); break;
+        case '\\': sink_put(k, "\\\\", 2); break;
+        case '\n': sink_put(k, "\\n", 2); break;
+        case '\r': sink_put(k, "\\r", 2); break;
+        case '\t': sink_put(k, "\\t", 2); break;
+        case '\b': sink_put(k, "\\b", 2); break;
+        case '\f': sink_put(k, "\\f", 2); break;
         default:
-            if (c < 0x20) fprintf(f, "\\u%04x", c);
-            else fputs("\\ufffd", f); // a byte that starts no valid UTF-8 sequence
+            if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); sink_put(k, esc, 6); }
+            else sink_put(k, "\\ufffd", 6); // a byte that starts no valid UTF-8 sequence
         }
         run = ++i;
     }
-    if (len > run) fwrite(s + run, 1, len - run, f);
-    fputc('"', f);
+    if (len > run) sink_put(k, str + run, len - run);
+    sink_put(k, "\"", 1);
+}
+
+void fg_json_write_string(FILE *f, const char *str, size_t len) {
+    str_sink k = {.f = f};
+    escape_string(&k, str, len);
+}
+
+void fg_json_append_string(char *buf, size_t cap, size_t *pos, const char *str, size_t len) {
+    str_sink k = {.buf = buf, .cap = cap, .pos = pos};
+    escape_string(&k, str, len);
+    if (cap) buf[FG_MIN(*pos, cap - 1)] = 0;
 }

@@ -1,6 +1,5 @@
 // request.c: OpenAI-shaped request bodies (POST /v1/chat/completions, /v1/completions) into
-// validated fg_api_request values, and the bounded JSON string writer the server's replies use
-// (frugal_serve.h; the HTTP side lives in server/).
+// validated fg_api_request values (frugal_serve.h; the HTTP side lives in server/).
 //
 // What it is: the body goes through the strict DOM parser (formats/json.h), then one walk over the
 // known fields checks types and ranges and copies every string the request keeps into a single
@@ -376,43 +375,4 @@ void fg_api_request_free(fg_api_request *r) {
     if (!r) return;
     free(r->arena_);
     memset(r, 0, sizeof *r);
-}
-
-// ---- JSON string writer ----------------------------------------------------------------------
-// Bytes go to buf while they fit in cap - 1; pos counts all of them.
-static void emit(char *buf, size_t cap, size_t *pos, const char *s, size_t n) {
-    if (cap && *pos < cap - 1) memcpy(buf + *pos, s, FG_MIN(n, cap - 1 - *pos));
-    *pos += n;
-}
-
-void fg_json_append_string(char *buf, size_t cap, size_t *pos, const char *str, size_t len) {
-    const unsigned char *s = (const unsigned char *)str;
-    size_t run = 0; // start of the pending run of bytes that go out unchanged
-    emit(buf, cap, pos, "\"", 1);
-    for (size_t i = 0; i < len;) {
-        unsigned c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) { i++; continue; }
-        if (c >= 0x80) { // a valid sequence passes through unchanged
-            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
-            if (len - i >= n && fg_utf8_check(str + i, n) == n) { i += n; continue; }
-        }
-        if (i > run) emit(buf, cap, pos, str + run, i - run);
-        char esc[8];
-        switch (c) {
-        case '"': emit(buf, cap, pos, "\\\"", 2); break;
-        case '\\': emit(buf, cap, pos, "\\\\", 2); break;
-        case '\n': emit(buf, cap, pos, "\\n", 2); break;
-        case '\r': emit(buf, cap, pos, "\\r", 2); break;
-        case '\t': emit(buf, cap, pos, "\\t", 2); break;
-        case '\b': emit(buf, cap, pos, "\\b", 2); break;
-        case '\f': emit(buf, cap, pos, "\\f", 2); break;
-        default:
-            if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); emit(buf, cap, pos, esc, 6); }
-            else emit(buf, cap, pos, "\\ufffd", 6); // a byte that starts no valid UTF-8 sequence
-        }
-        run = ++i;
-    }
-    if (len > run) emit(buf, cap, pos, str + run, len - run);
-    emit(buf, cap, pos, "\"", 1);
-    if (cap) buf[FG_MIN(*pos, cap - 1)] = 0;
 }
