@@ -58,6 +58,10 @@ int cmd_version(int argc, char **argv);
 typedef struct { struct fg_model *m; fg_wstore *ws; fg_tokenizer *tok; } cli_weights;
 int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w);
 void cli_weights_close(cli_weights *w);
+// Random weights of a config (preset or config.json) in the given weight type, for benchmarks: the
+// context stretched to min_ctx positions when the config's is shorter (RoPE tables only; the
+// weights and per-token work are the same model). Prints and returns -1 on error.
+int cli_random_weights(const char *cmd, const char *config, int weights, int min_ctx, cli_weights *w);
 int cli_kv_type(const char *cmd, const char *s); // "f32" | "bf16" -> FG_F32 / FG_BF16, or prints and returns -1
 // The demo's distillation stage (cmd_distill.c): teacher in teacher_dir, student in teacher_dir/student.
 int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);

@@ -153,13 +153,8 @@ int cmd_bench(int argc, char **argv) {
                 }
         }
     } else {
-        if (cli_load_config(&c, config)) return cli_fail("bench", fg_last_error(), NULL);
-        // Random weights: the context may be stretched past the preset's training length (RoPE
-        // tables only; the weights and per-token work are the same model).
-        if (need > c.max_position_embeddings) c.max_position_embeddings = need;
-        if (!(cw.m = fg_model_create(&c))) return cli_fail("bench", fg_last_error(), NULL);
-        fg_model_init_weights(cw.m, 1);
-        if (!(cw.ws = fg_wstore_from_model(cw.m, weights))) { cli_weights_close(&cw); return cli_fail("bench", fg_last_error(), NULL); }
+        if (cli_random_weights("bench", config, weights, need, &cw)) return 1;
+        c = *fg_wstore_config(cw.ws);
     }
     int stored = fg_wstore_weights(cw.ws);
     weights_s = fg_dtype_name(stored);

@@ -50,6 +50,17 @@ int cli_open_weights(const char *cmd, const char *path, const char *weights_s, c
     return 0;
 }
 
+int cli_random_weights(const char *cmd, const char *config, int weights, int min_ctx, cli_weights *w) {
+    memset(w, 0, sizeof *w);
+    fg_config c;
+    if (cli_load_config(&c, config)) return cli_fail(cmd, fg_last_error(), NULL);
+    if (min_ctx > c.max_position_embeddings) c.max_position_embeddings = min_ctx;
+    if (!(w->m = fg_model_create(&c))) return cli_fail(cmd, fg_last_error(), NULL);
+    fg_model_init_weights(w->m, 1);
+    if (!(w->ws = fg_wstore_from_model(w->m, weights))) { cli_weights_close(w); return cli_fail(cmd, fg_last_error(), NULL); }
+    return 0;
+}
+
 void cli_weights_close(cli_weights *w) {
     fg_wstore_free(w->ws);
     fg_tokenizer_free(w->tok);

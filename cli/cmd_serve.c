@@ -54,15 +54,9 @@ int cmd_serve(int argc, char **argv) {
         if (cli_open_weights("serve", model, weights_s, &cw)) return 1;
         if (!name) { name = strrchr(model, '/'); name = name && name[1] ? name + 1 : model; }
     } else {
-        fg_config c;
         int weights = weights_s ? fg_dtype_parse(weights_s, FG_WEIGHT_TYPES, "weight type") : FG_F32;
         if (weights < 0) return cli_fail("serve", fg_last_error(), NULL);
-        if (cli_load_config(&c, config)) return cli_fail("serve", fg_last_error(), NULL);
-        // random weights may be stretched past the preset's context (RoPE tables only), as in bench
-        if (eo.max_len > c.max_position_embeddings) c.max_position_embeddings = eo.max_len;
-        if (!(cw.m = fg_model_create(&c))) return cli_fail("serve", fg_last_error(), NULL);
-        fg_model_init_weights(cw.m, 1);
-        if (!(cw.ws = fg_wstore_from_model(cw.m, weights))) { cli_weights_close(&cw); return cli_fail("serve", fg_last_error(), NULL); }
+        if (cli_random_weights("serve", config, weights, eo.max_len, &cw)) return 1;
         if (!name) name = config;
     }
     fg_engine *e = fg_engine_create(cw.ws, cw.tok, &eo);
