@@ -84,7 +84,7 @@ typedef struct {          // one request (MHD's con_cls)
     int route, too_big, status;
     tb body;
     fg_job *job;
-    int kind, stream, include_usage, n_choices, started[FG_API_MAX_N];
+    int kind, stream, include_usage, started[FG_API_MAX_N];
     char id[48];
     char *model;
     long created;
@@ -272,7 +272,6 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, req *r) {
     r->job = fg_engine_submit(s->e, &q, &status, &err);
     r->stream = q.stream;
     r->include_usage = q.include_usage;
-    r->n_choices = q.n;
     fg_api_request_free(&q);
     if (!r->job) {
         if (status == FG_JOB_BUSY)
