@@ -397,39 +397,57 @@ static void test_adamw(void) {
 }
 
 // ---- the latent decode's vector kernels (ops.h) against double loops -------------------------
-// Row counts around the 16-row pass, widths with vector tails, a row stride wider than the row.
+// Block sizes around the 4 x 4 register blocks (and the 64-column pass), widths with vector
+// tails, row strides wider than the row.
 static void test_vector_rows(void) {
-    static const int rows_s[] = {1, 3, 15, 16, 17, 32, 37}, n_s[] = {7, 16, 128, 160, 171};
-    for (size_t a = 0; a < sizeof rows_s / sizeof rows_s[0]; a++)
-        for (size_t b = 0; b < sizeof n_s / sizeof n_s[0]; b++) {
-            int R = rows_s[a], n = n_s[b];
-            long ld = n + 5;
-            float *q = rnd((size_t)n, 1), *x = rnd((size_t)R * ld, 1), *p = rnd((size_t)R, 1);
-            float *out = zeros((size_t)R), *ref = zeros((size_t)R), *y = rnd((size_t)n, 1), *yref = dup(y, (size_t)n);
-            fg_vdot_rows(out, q, x, R, ld, n);
-            for (int r = 0; r < R; r++) ref[r] = (float)dotp(q, x + (size_t)r * ld, (size_t)n);
-            char what[96];
-            snprintf(what, sizeof what, "fg_vdot_rows %d rows x %d", R, n);
-            expect(what, &fg_backend_cpu, out, ref, (size_t)R, 2e-6);
-            fg_vaxpy_rows(y, p, x, R, ld, n);
-            for (int i = 0; i < n; i++) {
-                double acc = yref[i];
-                for (int r = 0; r < R; r++) acc += (double)p[r] * x[(size_t)r * ld + i];
-                yref[i] = (float)acc;
+    static const int na_s[] = {1, 3, 4, 5, 8, 13}, nb_s[] = {1, 3, 4, 7, 16, 17, 37}, n_s[] = {7, 16, 128, 160, 171};
+    char what[128];
+    for (size_t ia = 0; ia < sizeof na_s / sizeof na_s[0]; ia++)
+        for (size_t ib = 0; ib < sizeof nb_s / sizeof nb_s[0]; ib++)
+            for (size_t in = 0; in < sizeof n_s / sizeof n_s[0]; in++) {
+                int na = na_s[ia], nb = nb_s[ib], n = n_s[in];
+                long ldq = n + 3, ldx = n + 5, ldo = nb + 2, ldy = n + 1, ldp = nb + 4;
+                float *q = rnd((size_t)na * ldq, 1), *x = rnd((size_t)nb * ldx, 1), *p = rnd((size_t)na * ldp, 1);
+                float *out = rnd((size_t)na * ldo, 1), *ref = dup(out, (size_t)na * ldo);
+                float *y = rnd((size_t)na * ldy, 1), *yref = dup(y, (size_t)na * ldy);
+                fg_vdot_block(out, ldo, q, ldq, na, x, ldx, nb, n);
+                for (int a = 0; a < na; a++) // only out[a][b < nb] is written; the padding keeps its value
+                    for (int b = 0; b < nb; b++) ref[a * ldo + b] = (float)dotp(q + a * ldq, x + b * ldx, (size_t)n);
+                snprintf(what, sizeof what, "fg_vdot_block %d x %d rows of %d", na, nb, n);
+                expect(what, &fg_backend_cpu, out, ref, (size_t)na * ldo, 2e-6);
+                fg_vaxpy_block(y, ldy, na, p, ldp, x, ldx, nb, n);
+                for (int a = 0; a < na; a++)
+                    for (int i = 0; i < n; i++) {
+                        double acc = yref[a * ldy + i];
+                        for (int b = 0; b < nb; b++) acc += (double)p[a * ldp + b] * x[b * ldx + i];
+                        yref[a * ldy + i] = (float)acc;
+                    }
+                snprintf(what, sizeof what, "fg_vaxpy_block %d x %d rows of %d", na, nb, n);
+                expect(what, &fg_backend_cpu, y, yref, (size_t)na * ldy, 2e-6);
+                free(q); free(x); free(p); free(out); free(ref); free(y); free(yref);
             }
-            snprintf(what, sizeof what, "fg_vaxpy_rows %d rows x %d", R, n);
-            expect(what, &fg_backend_cpu, y, yref, (size_t)n, 2e-6);
-            float *e = dup(x, (size_t)n);
-            double sum = 0;
-            float got = fg_exp_sum(e, n, 0.5f);
-            for (int i = 0; i < n; i++) {
-                double want = exp((double)x[i] - 0.5);
-                sum += want;
-                CHECK_MSG(fabs(e[i] - want) <= 2e-6 * want, "fg_exp_sum n=%d: exp(%g) = %g, want %g", n, x[i] - 0.5, e[i], want);
-            }
-            CHECK_MSG(fabs(got - sum) <= 1e-5 * sum, "fg_exp_sum n=%d: sum %g, want %g", n, got, sum);
-            free(q); free(x); free(p); free(out); free(ref); free(y); free(yref); free(e);
+    for (size_t in = 0; in < sizeof n_s / sizeof n_s[0]; in++) {
+        int n = n_s[in];
+        float *x = rnd((size_t)n, 1), *e = dup(x, (size_t)n), *s = dup(x, (size_t)n);
+        double sum = 0;
+        float got = fg_exp_sum(e, n, 0.5f);
+        for (int i = 0; i < n; i++) {
+            double want = exp((double)x[i] - 0.5);
+            sum += want;
+            CHECK_MSG(fabs(e[i] - want) <= 2e-6 * want, "fg_exp_sum n=%d: exp(%g) = %g, want %g", n, x[i] - 0.5, e[i], want);
         }
+        CHECK_MSG(fabs(got - sum) <= 1e-5 * sum, "fg_exp_sum n=%d: sum %g, want %g", n, got, sum);
+        // fg_scale_max: scaled in place, the largest of them and the given floor
+        double mx = -1e30;
+        for (int i = 0; i < n; i++) mx = fmax(mx, (double)x[i] * 0.37f);
+        float m = fg_scale_max(s, n, 0.37f, -1e30f);
+        CHECK_MSG(fabs(m - mx) <= 1e-6 * fabs(mx), "fg_scale_max n=%d: %g, want %g", n, m, mx);
+        for (int i = 0; i < n; i++) CHECK_MSG(s[i] == x[i] * 0.37f, "fg_scale_max n=%d: p[%d] = %g, want %g", n, i, s[i], x[i] * 0.37f);
+        CHECK_MSG(fg_scale_max(s, n, 1.0f, 5.0f) == 5.0f, "fg_scale_max n=%d: the floor 5 was not returned", n);
+        fg_vscale(s, n, -2.0f);
+        for (int i = 0; i < n; i++) CHECK_MSG(s[i] == x[i] * 0.37f * -2.0f, "fg_vscale n=%d: p[%d] = %g", n, i, s[i]);
+        free(x); free(e); free(s);
+    }
 }
 
 int main(void) {

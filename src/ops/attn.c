@@ -39,6 +39,7 @@ typedef struct {
     float *wkvb;       // non-fp32 wkv_b: (threads, Dn+Dv, Rkv) one head dequantised
     const void **wkvb_src; // (threads) which head each thread's wkvb holds (its source rows), NULL: none
     float *probs;      // (threads, max_T) one attention row per thread
+    float *blkf;       // bf16 cache: (threads, LAT_BLOCK, kw) one block of rows widened to fp32
 } scratch;
 
 static size_t carve_scratch(scratch *s, char *base, const fg_attn_limits *L) {
@@ -51,7 +52,7 @@ static size_t carve_scratch(scratch *s, char *base, const fg_attn_limits *L) {
     if (L->latent) {
         TAKE(s->qlat, n * L->H * kw, float); TAKE(s->olat, nt * Rkv, float);
         TAKE(s->lpart, (size_t)FG_MAX(LAT_SPANS, L->threads) * L->H * (Rkv + 2), float);
-        TAKE(s->lsc, nt * L->H * LAT_BLOCK, float);
+        TAKE(s->lsc, nt * L->H * LAT_BLOCK, float); TAKE(s->blkf, nt * LAT_BLOCK * kw, float);
         if (n >= LATENT_GEMM_MIN) {
             TAKE(s->pq, nt * ATT_ROWS * kw, float); TAKE(s->ps, nt * ATT_ROWS * T, float);
             TAKE(s->po, nt * ATT_ROWS * Rkv, float); TAKE(s->kvf, T * kw, float);
@@ -225,25 +226,29 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
         int nb = FG_MIN(LAT_BLOCK, u1 - b0);
         size_t base = kv_key(kv, tab, b0); // rows b0 .. b0+nb-1 are contiguous
         const float *blk = (const float *)kv->arena + base;
-        for (int h = 0; h < H; h++) { // scores of head h for the block's rows (read from L1 after the first head)
-            if (!kv->bf16) fg_vdot_rows(sc + h * LAT_BLOCK, qlat + (size_t)h * kw, blk, nb, kw, kw);
-            else for (int k = 0; k < nb; k++) sc[h * LAT_BLOCK + k] = kv_dot(kv, qlat + (size_t)h * kw, base + (size_t)k * kw, kw);
+        if (kv->bf16) { // widened once per block, for all heads
+            float *f = j->S.blkf + (size_t)tid * LAT_BLOCK * kw;
+            kv_get(kv, f, base, nb * kw);
+            blk = f;
+        }
+        // Scores of every head for the block's rows, 8 rows at a time, each part fetching a quarter
+        // of the next block (elsewhere in the arena: the hardware prefetchers do not see it coming).
+        const char *nx = b0 + LAT_BLOCK < u1 ? (const char *)kv->arena + kv_key(kv, tab, b0 + LAT_BLOCK) * (kv->bf16 ? 2 : 4) : NULL;
+        size_t nbytes = nx ? (size_t)FG_MIN(LAT_BLOCK, u1 - b0 - LAT_BLOCK) * kw * (kv->bf16 ? 2 : 4) : 0, quarter = (nbytes / 4 + 63) & ~(size_t)63;
+        for (int g = 0, part_i = 0; g < nb; g += LAT_BLOCK / 4, part_i++) {
+            for (size_t o = part_i * quarter; o < FG_MIN(nbytes, (part_i + 1) * quarter); o += 64) __builtin_prefetch(nx + o, 0, 3);
+            fg_vdot_block(sc + g, LAT_BLOCK, qlat, kw, H, blk + (size_t)g * kw, kw, FG_MIN(LAT_BLOCK / 4, nb - g), kw);
         }
         for (int h = 0; h < H; h++) { // online softmax: rescale the running sums to the new max
-            float *ph = part + (size_t)h * (Rkv + 2), *sh = sc + h * LAT_BLOCK, mx = ph[Rkv];
-            for (int k = 0; k < nb; k++) sh[k] *= scale;
-            for (int k = 0; k < nb; k++) mx = sh[k] > mx ? sh[k] : mx;
+            float *ph = part + (size_t)h * (Rkv + 2), *sh = sc + h * LAT_BLOCK;
+            float mx = fg_scale_max(sh, nb, scale, ph[Rkv]);
             float r = expf(ph[Rkv] - mx); // exp(-inf) = 0 on the first block
-            if (r != 1.0f) { for (int k = 0; k < Rkv; k++) ph[k] *= r; }
+            if (r != 1.0f) fg_vscale(ph, Rkv, r);
             float sum = fg_exp_sum(sh, nb, mx);
             ph[Rkv] = mx;
             ph[Rkv + 1] = ph[Rkv + 1] * r + sum;
         }
-        for (int h = 0; h < H; h++) { // o_lat_h += p_h(u) c_kv(u) over the block, o_lat_h in registers
-            float *ph = part + (size_t)h * (Rkv + 2);
-            if (!kv->bf16) fg_vaxpy_rows(ph, sc + h * LAT_BLOCK, blk, nb, kw, Rkv);
-            else for (int k = 0; k < nb; k++) kv_axpy(kv, ph, sc[h * LAT_BLOCK + k], base + (size_t)k * kw, Rkv);
-        }
+        fg_vaxpy_block(part, Rkv + 2, H, sc, LAT_BLOCK, blk, kw, nb, Rkv); // o_lat_h += p_h(u) c_kv(u)
     }
 }
 
@@ -281,15 +286,67 @@ static void latent_decode(const job *j, int i) {
     fg_pool_for(H, dec_out, &d);
 }
 
-// The same for one row of a batch on one thread: its whole context as one span (partials in the
-// thread's own lpart slot), every head scored per cached row. Rows run side by side.
-static void latent_row_all_heads(void *ctx, int r, int tid) {
-    const row_job *rj = ctx;
-    int H = rj->j->a->H, i = rj->rows[r], t = rj->j->a->pos[i];
-    dec_job d = {rj->j, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid};
-    for (int h = 0; h < H; h++) dec_qlat(&d, h, tid);
+// Rows of different sequences (a batched decode step), in three passes:
+//   1. q_lat of every (row, head): per head, W_UK_h read once for all rows (fg_vaxpy_block);
+//   2. per row, on one thread: its whole context as one span (dec_span: every cached row read once
+//      for all heads), then o_lat_h / l_h written over the row's q_lat (no longer needed);
+//   3. y_h = W_UV_h o_lat_h: per head, W_UV_h read once for all rows (fg_vdot_block).
+// Passes 1 and 3 work on runs of consecutive rows (the batch's rows are usually one run).
+typedef struct { const job *j; const int *rows; int nrows; } rows_job;
+
+static void rows_qlat(const rows_job *rj, int h, int tid) {
+    const fg_attn_call *a = rj->j->a;
+    int H = a->H, Dn = a->Dn, Dr = a->Dr, Rkv = a->Rkv, kw = Rkv + Dr, Dq = Dn + Dr;
+    const float *wh = wkv_b_head(rj->j, h, tid);
+    for (int r = 0; r < rj->nrows;) {
+        int i0 = rj->rows[r], m = 1;
+        while (r + m < rj->nrows && rj->rows[r + m] == i0 + m) m++;
+        float *ql = rj->j->S.qlat + ((size_t)i0 * H + h) * kw;
+        const float *q = rj->j->q + ((size_t)i0 * H + h) * Dq;
+        for (int i = 0; i < m; i++) {
+            memset(ql + (size_t)i * H * kw, 0, sizeof(float) * Rkv);
+            memcpy(ql + (size_t)i * H * kw + Rkv, q + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
+        }
+        fg_vaxpy_block(ql, (long)H * kw, m, q, (long)H * Dq, wh, Rkv, Dn, Rkv);
+        r += m;
+    }
+}
+
+static void rows_span(const rows_job *rj, int r, int tid) {
+    const job *j = rj->j;
+    int H = j->a->H, Rkv = j->a->Rkv, kw = Rkv + j->a->Dr, i = rj->rows[r], t = j->a->pos[i];
+    dec_job d = {j, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid};
     dec_span(&d, 0, tid);
-    for (int h = 0; h < H; h++) dec_out(&d, h, tid);
+    for (int h = 0; h < H; h++) {
+        const float *ph = j->S.lpart + ((size_t)tid * H + h) * (Rkv + 2);
+        float inv = 1.0f / ph[Rkv + 1], *ol = j->S.qlat + ((size_t)i * H + h) * kw;
+        for (int k = 0; k < Rkv; k++) ol[k] = ph[k] * inv;
+    }
+}
+
+static void rows_out(const rows_job *rj, int h, int tid) {
+    const fg_attn_call *a = rj->j->a;
+    int H = a->H, Dn = a->Dn, Dv = a->Dv, Rkv = a->Rkv, kw = Rkv + a->Dr;
+    const float *wv = wkv_b_head(rj->j, h, tid) + (size_t)Dn * Rkv;
+    for (int r = 0; r < rj->nrows;) {
+        int i0 = rj->rows[r], m = 1;
+        while (r + m < rj->nrows && rj->rows[r + m] == i0 + m) m++;
+        fg_vdot_block(rj->j->y + ((size_t)i0 * H + h) * Dv, (long)H * Dv, rj->j->S.qlat + ((size_t)i0 * H + h) * kw,
+                      (long)H * kw, m, wv, Rkv, Dv, Rkv);
+        r += m;
+    }
+}
+
+static void latent_rows(const job *j, const int *rows, int nrows, int par) {
+    rows_job rj = {j, rows, nrows};
+    int H = j->a->H, nthr = FG_MIN(j->a->lim->threads, fg_max_threads());
+    (void)nthr; // read by the pragmas only
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (par)
+    for (int h = 0; h < H; h++) rows_qlat(&rj, h, fg_thread_id());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (par)
+    for (int r = 0; r < nrows; r++) rows_span(&rj, r, fg_thread_id());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (par)
+    for (int h = 0; h < H; h++) rows_out(&rj, h, fg_thread_id());
 }
 
 // ---- latent cache: a run of one sequence's rows on the GEMM (prefill) ----------------------------
@@ -420,15 +477,7 @@ void fg_cpu_latent_attention(float *y, const float *q, const fg_kv_pages *kv, co
         i = k;
     }
     if (!nsolo) return;
+    if (nsolo > 1) { latent_rows(&j, solo, nsolo, work > 65536); return; } // rows of different sequences
     row_job rj = {&j, solo};
-    if (nsolo > 1) { // rows of different sequences (a decode step): one row, all heads, per task
-        if (work <= 65536) {
-            for (int r = 0; r < nsolo; r++) latent_row_all_heads(&rj, r, 0);
-        } else {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(FG_MIN(a->lim->threads, fg_max_threads()))
-            for (int r = 0; r < nsolo; r++) latent_row_all_heads(&rj, r, fg_thread_id());
-        }
-        return;
-    }
     attention_rows(&j, nsolo * H, work, latent_row, &rj);
 }

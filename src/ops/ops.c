@@ -34,6 +34,13 @@ void fg_vaxpy(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+void fg_vscale(float *y, int n, float a) {
+    v16 av = vbcast(a);
+    int i = 0;
+    for (; i + VW <= n; i += VW) vstore(y + i, vload(y + i) * av);
+    for (; i < n; i++) y[i] *= a;
+}
+
 #if defined(__AVX512F__)
 // Lane r of the result = the sum of v[r]'s lanes, for 16 vectors at once: a transposing tree of
 // 15 adds (and 30 shuffles) instead of 16 separate reductions of 8 operations each. After the
@@ -50,53 +57,83 @@ static inline __m512 hsum16(const __m512 *v) {
 }
 #endif
 
-void fg_vdot_rows(float *out, const float *q, const float *x, int rows, long ldx, int n) {
-    int r = 0, n16 = n / VW * VW;
+void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const float *x, long ldx, int nb, int n) {
+    int a0 = 0;
 #if defined(__AVX512F__)
-    for (; r + 16 <= rows; r += 16) { // sixteen rows per pass, one accumulator each
-        __m512 acc[16];
-        const float *xs[16];
-        for (int k = 0; k < 16; k++) { acc[k] = _mm512_setzero_ps(); xs[k] = x + (size_t)(r + 4 * (k % 4) + k / 4) * ldx; }
-        for (int i = 0; i < n16; i += VW) {
-            __m512 qv = _mm512_loadu_ps(q + i);
-            for (int k = 0; k < 16; k++) acc[k] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(xs[k] + i), acc[k]);
+    int n16 = n / VW * VW;
+    for (; a0 + 4 <= na; a0 += 4) { // 4 q rows x 4 x rows per pass: 8 loads for 16 FMAs
+        int b0 = 0;
+        for (; b0 + 4 <= nb; b0 += 4) {
+            __m512 acc[16]; // slot s: q row a0 + s%4 with x row b0 + s/4, summed into lane 4(s%4) + s/4
+            for (int s = 0; s < 16; s++) acc[s] = _mm512_setzero_ps();
+            const float *qa = q + (size_t)a0 * ldq, *xb = x + (size_t)b0 * ldx;
+            for (int i = 0; i < n16; i += VW) {
+                __m512 qv[4], xv[4];
+                for (int k = 0; k < 4; k++) { qv[k] = _mm512_loadu_ps(qa + k * ldq + i); xv[k] = _mm512_loadu_ps(xb + k * ldx + i); }
+                for (int s = 0; s < 16; s++) acc[s] = _mm512_fmadd_ps(qv[s % 4], xv[s / 4], acc[s]);
+            }
+            __m512 sum = hsum16(acc); // lanes 4a .. 4a+3: q row a0 + a with x rows b0 .. b0+3
+            if (n16 < n) {
+                float t[16];
+                _mm512_storeu_ps(t, sum);
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++)
+                        for (int i = n16; i < n; i++) t[4 * a + b] += qa[a * ldq + i] * xb[b * ldx + i];
+                sum = _mm512_loadu_ps(t);
+            }
+            float *o = out + (size_t)a0 * ldo + b0;
+            _mm_storeu_ps(o, _mm512_castps512_ps128(sum));
+            _mm_storeu_ps(o + ldo, _mm512_extractf32x4_ps(sum, 1));
+            _mm_storeu_ps(o + 2 * ldo, _mm512_extractf32x4_ps(sum, 2));
+            _mm_storeu_ps(o + 3 * ldo, _mm512_extractf32x4_ps(sum, 3));
         }
-        _mm512_storeu_ps(out + r, hsum16(acc));
-        for (int i = n16; i < n; i++)
-            for (int k = 0; k < 16; k++) out[r + 4 * (k % 4) + k / 4] += q[i] * xs[k][i];
+        for (int a = a0; a < a0 + 4; a++)
+            for (int b = b0; b < nb; b++) out[(size_t)a * ldo + b] = fg_vdot(q + (size_t)a * ldq, x + (size_t)b * ldx, n);
     }
 #endif
-    for (; r + 4 <= rows; r += 4) { // four rows per pass: each q vector is loaded once for them
-        const float *x0 = x + (size_t)r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
-        v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-        for (int i = 0; i < n16; i += VW) {
-            v16 qv = vload(q + i);
-            a0 = vfma(qv, vload(x0 + i), a0);
-            a1 = vfma(qv, vload(x1 + i), a1);
-            a2 = vfma(qv, vload(x2 + i), a2);
-            a3 = vfma(qv, vload(x3 + i), a3);
-        }
-        float s0 = vsum(a0), s1 = vsum(a1), s2 = vsum(a2), s3 = vsum(a3);
-        for (int i = n16; i < n; i++) { s0 += q[i] * x0[i]; s1 += q[i] * x1[i]; s2 += q[i] * x2[i]; s3 += q[i] * x3[i]; }
-        out[r] = s0; out[r + 1] = s1; out[r + 2] = s2; out[r + 3] = s3;
-    }
-    for (; r < rows; r++) out[r] = fg_vdot(q, x + (size_t)r * ldx, n);
+    for (; a0 < na; a0++)
+        for (int b = 0; b < nb; b++) out[(size_t)a0 * ldo + b] = fg_vdot(q + (size_t)a0 * ldq, x + (size_t)b * ldx, n);
 }
 
-void fg_vaxpy_rows(float *y, const float *p, const float *x, int rows, long ldx, int n) {
-    int c0 = 0;
-    for (; c0 + 8 * VW <= n; c0 += 8 * VW) { // 128 columns at a time: 8 accumulators stay in registers
-        v16 acc[8];
-        for (int j = 0; j < 8; j++) acc[j] = vload(y + c0 + j * VW);
-        for (int r = 0; r < rows; r++) {
-            const float *xr = x + (size_t)r * ldx + c0;
-            v16 pr = vbcast(p[r]);
-            for (int j = 0; j < 8; j++) acc[j] = vfma(pr, vload(xr + j * VW), acc[j]);
+void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long ldp, const float *x, long ldx, int nb, int n) {
+    int a0 = 0;
+    for (; a0 + 4 <= na; a0 += 4) { // 4 y rows x 64 columns in 16 accumulators: 4 loads for 16 FMAs per x row
+        float *ya = y + (size_t)a0 * ldy;
+        const float *pa = p + (size_t)a0 * ldp;
+        int c = 0;
+        for (; c + 4 * VW <= n; c += 4 * VW) {
+            v16 acc[4][4];
+            for (int a = 0; a < 4; a++)
+                for (int v = 0; v < 4; v++) acc[a][v] = vload(ya + a * ldy + c + v * VW);
+            for (int b = 0; b < nb; b++) {
+                const float *xb = x + (size_t)b * ldx + c;
+                v16 xv[4] = {vload(xb), vload(xb + VW), vload(xb + 2 * VW), vload(xb + 3 * VW)};
+                for (int a = 0; a < 4; a++) {
+                    v16 pb = vbcast(pa[a * ldp + b]);
+                    for (int v = 0; v < 4; v++) acc[a][v] = vfma(pb, xv[v], acc[a][v]);
+                }
+            }
+            for (int a = 0; a < 4; a++)
+                for (int v = 0; v < 4; v++) vstore(ya + a * ldy + c + v * VW, acc[a][v]);
         }
-        for (int j = 0; j < 8; j++) vstore(y + c0 + j * VW, acc[j]);
+        for (; c + VW <= n; c += VW) {
+            v16 acc[4];
+            for (int a = 0; a < 4; a++) acc[a] = vload(ya + a * ldy + c);
+            for (int b = 0; b < nb; b++) {
+                v16 xv = vload(x + (size_t)b * ldx + c);
+                for (int a = 0; a < 4; a++) acc[a] = vfma(vbcast(pa[a * ldp + b]), xv, acc[a]);
+            }
+            for (int a = 0; a < 4; a++) vstore(ya + a * ldy + c, acc[a]);
+        }
+        for (; c < n; c++)
+            for (int a = 0; a < 4; a++) {
+                float v = ya[a * ldy + c];
+                for (int b = 0; b < nb; b++) v += pa[a * ldp + b] * x[(size_t)b * ldx + c];
+                ya[a * ldy + c] = v;
+            }
     }
-    if (c0 < n)
-        for (int r = 0; r < rows; r++) fg_vaxpy(y + c0, p[r], x + (size_t)r * ldx + c0, n - c0);
+    for (; a0 < na; a0++)
+        for (int b = 0; b < nb; b++) fg_vaxpy(y + (size_t)a0 * ldy, p[(size_t)a0 * ldp + b], x + (size_t)b * ldx, n);
 }
 
 // ---- matmul ----------------------------------------------------------------------------------
@@ -359,6 +396,19 @@ float fg_softmax_scaled(float *p, int n, float scale) {
     for (int u = 0; u < n16; u += VW) vstore(p + u, vload(p + u) * inv);
     for (int u = n16; u < n; u++) p[u] *= inv[0];
     return mx + logf(sum);
+}
+
+float fg_scale_max(float *p, int n, float scale, float m) {
+    int n16 = n & ~(VW - 1);
+    v16 vm = vbcast(m);
+    for (int u = 0; u < n16; u += VW) {
+        v16 x = vload(p + u) * scale;
+        vstore(p + u, x);
+        vm = vselect(x > vm, vm, x);
+    }
+    for (int i = 0; i < VW; i++) m = vm[i] > m ? vm[i] : m;
+    for (int u = n16; u < n; u++) { p[u] *= scale; m = p[u] > m ? p[u] : m; }
+    return m;
 }
 
 float fg_exp_sum(float *p, int n, float m) {

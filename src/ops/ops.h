@@ -22,10 +22,17 @@ extern int64_t fg_ops_macs;
 // Vector helpers shared by the attention loops: dot(a, b) over n floats, and y += a * x.
 float fg_vdot(const float *a, const float *b, int n);
 void fg_vaxpy(float *y, float a, const float *x, int n);
-// The same over the rows of a block (row stride ldx): out[r] = dot(q, x_r) for r < rows, and
-// y += sum_r p[r] x_r with y held in registers across the rows (attention over cached rows).
-void fg_vdot_rows(float *out, const float *q, const float *x, int rows, long ldx, int n);
-void fg_vaxpy_rows(float *y, const float *p, const float *x, int rows, long ldx, int n);
+void fg_vscale(float *y, int n, float a); // y *= a
+// The same between two blocks of rows (attention over cached rows for all heads at once, and the
+// small per-head products around it), each in register blocks of 4 x 4 rows or 4 rows x 64
+// columns, so an operand vector is loaded once for four products:
+//   fg_vdot_block:  out[a*ldo + b] = dot(q_a, x_b) over n, for a < na, b < nb;
+//   fg_vaxpy_block: y_a += sum_b p[a*ldp + b] x_b over n columns, for a < na, b < nb.
+// Rows at strides ldq, ldx, ldy. Sums run in a different order than fg_vdot's.
+void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const float *x, long ldx, int nb, int n);
+void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long ldp, const float *x, long ldx, int nb, int n);
+// p[u] *= scale for u < n; returns the largest of them and m.
+float fg_scale_max(float *p, int n, float scale, float m);
 // p[u] = exp(p[u] - m) for u < n (the softmax's vectorised exp); returns their sum.
 float fg_exp_sum(float *p, int n, float m);
 

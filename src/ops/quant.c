@@ -214,9 +214,11 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
     if (xperm != xp_small) free(xperm);
 }
 
-// A few rows (2..7: a small decode batch, or the rows a batch routes to one expert): each weight
-// row is expanded to fp32 once, in a small buffer, and dotted with every input row, so the weights
-// are read once for all of them (not once per row), in chunks claimed as fg_qmatvec's.
+// A few rows (2..7: a small decode batch, or the rows a batch routes to one expert): FEW_ROWS
+// weight rows at a time are expanded to fp32 in a small buffer (L1) and dotted with every input
+// row in 4 x 4 register blocks (fg_vdot_block), so the weights are read once for all of them (not
+// once per row), in chunks claimed as fg_qmatvec's.
+#define FEW_ROWS 16
 typedef struct {
     float *out; const float *inp; const uint8_t *w; int type; const float *bias; int N, IN, OUT, chunk;
 } mm_few_job;
@@ -225,22 +227,33 @@ static void mm_few_chunk(void *ctx, int k, int tid) {
     const mm_few_job *j = ctx;
     int r0 = k * j->chunk, r1 = FG_MIN(j->OUT, r0 + j->chunk), IN = j->IN;
     size_t rb = fg_qrow_bytes(j->type, IN);
-    float small[4096], *row = IN <= 4096 ? small : malloc(sizeof(float) * (size_t)IN);
-    for (int r = r0; r < r1; r++) {
-        if (row && j->type == FG_BF16) { // the common case, widened 16 at a time
-            const uint16_t *h = (const uint16_t *)(j->w + (size_t)r * rb);
-            int i = 0;
+    int step = IN <= 1024 ? FEW_ROWS : 4;
+    float small[FEW_ROWS * 1024], *rows = (size_t)step * IN <= sizeof small / sizeof(float) ? small : malloc(sizeof(float) * (size_t)step * IN);
+    for (int g = r0; g < r1; g += step) {
+        int m = FG_MIN(step, r1 - g);
+        if (!rows) { // no memory for the expanded rows: one fused dot per (row, weight row)
+            for (int r = g; r < g + m; r++)
+                for (int n = 0; n < j->N; n++) j->out[(size_t)n * j->OUT + r] = qdot(j->inp + (size_t)n * IN, j->w + (size_t)r * rb, IN, j->type);
+        } else {
+            for (int r = 0; r < m; r++) {
+                float *row = rows + (size_t)r * IN;
+                const uint8_t *src = j->w + (size_t)(g + r) * rb;
+                if (j->type == FG_BF16) { // the common case, widened 16 at a time
+                    const uint16_t *h = (const uint16_t *)src;
+                    int i = 0;
 #if defined(__AVX512F__)
-            for (; i + 16 <= IN; i += 16) _mm512_storeu_ps(row + i, bf16_load16((const uint8_t *)(h + i)));
+                    for (; i + 16 <= IN; i += 16) _mm512_storeu_ps(row + i, bf16_load16((const uint8_t *)(h + i)));
 #endif
-            for (; i < IN; i++) { uint16_t b; memcpy(&b, h + i, 2); row[i] = fg_bf16_to_f32(b); }
-        } else if (row) fg_dequantize_row(row, j->w + (size_t)r * rb, IN, j->type);
-        for (int n = 0; n < j->N; n++)
-            j->out[(size_t)n * j->OUT + r] = (row ? fg_vdot(j->inp + (size_t)n * IN, row, IN)
-                                                  : qdot(j->inp + (size_t)n * IN, j->w + (size_t)r * rb, IN, j->type)) +
-                                             (j->bias ? j->bias[r] : 0.0f);
+                    for (; i < IN; i++) { uint16_t b; memcpy(&b, h + i, 2); row[i] = fg_bf16_to_f32(b); }
+                } else fg_dequantize_row(row, src, IN, j->type);
+            }
+            fg_vdot_block(j->out + g, j->OUT, j->inp, IN, j->N, rows, IN, m, IN);
+        }
+        if (j->bias)
+            for (int n = 0; n < j->N; n++)
+                for (int r = g; r < g + m; r++) j->out[(size_t)n * j->OUT + r] += j->bias[r];
     }
-    if (row != small) free(row);
+    if (rows != small) free(rows);
 }
 
 void fg_qmatmul_few(float *out, const float *inp, const uint8_t *w, int type, const float *bias, int N, int IN, int OUT) {

@@ -18,7 +18,15 @@ typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 
 static inline v16 vload(const float *p) { return *(const v16u *)p; }
 static inline void vstore(float *p, v16 v) { *(v16u *)p = v; }
-static inline v16 vbcast(float x) { return (v16){0} + x; }
+// x in every lane: a broadcast (straight from memory when x is loaded), not `(v16){0} + x`,
+// which GCC lowers to a scalar add and a register broadcast, a shuffle competing with the FMAs.
+static inline v16 vbcast(float x) {
+#if defined(__AVX512F__)
+    return (v16)_mm512_set1_ps(x);
+#else
+    return (v16){0} + x;
+#endif
+}
 // acc + a * b as one fused multiply-add: -std=c11 turns off contraction (-ffp-contract=off), so
 // `acc += a * b` on vectors is a multiply and an add, half the FMA units' rate.
 static inline v16 vfma(v16 a, v16 b, v16 acc) {
