@@ -161,16 +161,21 @@ static const float *wkv_b_head(const job *j, int h, int tid) {
     return tmp;
 }
 
-// [q_lat_h | q_pe_h] of row i, q_lat_h = W_UK_h^T q_nope_h.
-static void make_qlat(const job *j, int i, int h, int tid) {
+// [q_lat_h | q_pe_h] of rows i0 .. i0+m-1, q_lat_h = W_UK_h^T q_nope_h: W_UK_h read once for the
+// m rows (fg_vaxpy_block).
+static void make_qlat_rows(const job *j, int i0, int m, int h, int tid) {
     const fg_attn_call *a = j->a;
-    int H = a->H, Dn = a->Dn, Dr = a->Dr, Rkv = a->Rkv;
-    const float *wh = wkv_b_head(j, h, tid), *q = j->q + ((size_t)i * H + h) * (Dn + Dr);
-    float *ql = j->S.qlat + ((size_t)i * H + h) * (Rkv + Dr);
-    for (int k = 0; k < Rkv; k++) ql[k] = 0;
-    for (int d = 0; d < Dn; d++) fg_vaxpy(ql, q[d], wh + (size_t)d * Rkv, Rkv);
-    memcpy(ql + Rkv, q + Dn, sizeof(float) * Dr);
+    int H = a->H, Dn = a->Dn, Dr = a->Dr, Rkv = a->Rkv, kw = Rkv + Dr, Dq = Dn + Dr;
+    const float *wh = wkv_b_head(j, h, tid), *q = j->q + ((size_t)i0 * H + h) * Dq;
+    float *ql = j->S.qlat + ((size_t)i0 * H + h) * kw;
+    for (int i = 0; i < m; i++) {
+        memset(ql + (size_t)i * H * kw, 0, sizeof(float) * Rkv);
+        memcpy(ql + (size_t)i * H * kw + Rkv, q + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
+    }
+    fg_vaxpy_block(ql, (long)H * kw, m, q, (long)H * Dq, wh, Rkv, Dn, Rkv);
 }
+
+static void make_qlat(const job *j, int i, int h, int tid) { make_qlat_rows(j, i, 1, h, tid); }
 
 // One (row, head) of the absorbed form, row by row over the cache. rows: the batch rows to run.
 typedef struct { const job *j; const int *rows; } row_job;
@@ -233,8 +238,9 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
         }
         // Scores of every head for the block's rows, 8 rows at a time, each part fetching a quarter
         // of the next block (elsewhere in the arena: the hardware prefetchers do not see it coming).
-        const char *nx = b0 + LAT_BLOCK < u1 ? (const char *)kv->arena + kv_key(kv, tab, b0 + LAT_BLOCK) * (kv->bf16 ? 2 : 4) : NULL;
-        size_t nbytes = nx ? (size_t)FG_MIN(LAT_BLOCK, u1 - b0 - LAT_BLOCK) * kw * (kv->bf16 ? 2 : 4) : 0, quarter = (nbytes / 4 + 63) & ~(size_t)63;
+        size_t es = kv->bf16 ? 2 : 4;
+        const char *nx = b0 + LAT_BLOCK < u1 ? (const char *)kv->arena + kv_key(kv, tab, b0 + LAT_BLOCK) * es : NULL;
+        size_t nbytes = nx ? (size_t)FG_MIN(LAT_BLOCK, u1 - b0 - LAT_BLOCK) * kw * es : 0, quarter = (nbytes / 4 + 63) & ~(size_t)63;
         for (int g = 0, part_i = 0; g < nb; g += LAT_BLOCK / 4, part_i++) {
             for (size_t o = part_i * quarter; o < FG_MIN(nbytes, (part_i + 1) * quarter); o += 64) __builtin_prefetch(nx + o, 0, 3);
             fg_vdot_block(sc + g, LAT_BLOCK, qlat, kw, H, blk + (size_t)g * kw, kw, FG_MIN(LAT_BLOCK / 4, nb - g), kw);
@@ -294,21 +300,17 @@ static void latent_decode(const job *j, int i) {
 // Passes 1 and 3 work on runs of consecutive rows (the batch's rows are usually one run).
 typedef struct { const job *j; const int *rows; int nrows; } rows_job;
 
+// The length of the run of consecutive batch rows starting at rows[r].
+static int run_len(const rows_job *rj, int r) {
+    int m = 1;
+    while (r + m < rj->nrows && rj->rows[r + m] == rj->rows[r] + m) m++;
+    return m;
+}
+
 static void rows_qlat(const rows_job *rj, int h, int tid) {
-    const fg_attn_call *a = rj->j->a;
-    int H = a->H, Dn = a->Dn, Dr = a->Dr, Rkv = a->Rkv, kw = Rkv + Dr, Dq = Dn + Dr;
-    const float *wh = wkv_b_head(rj->j, h, tid);
-    for (int r = 0; r < rj->nrows;) {
-        int i0 = rj->rows[r], m = 1;
-        while (r + m < rj->nrows && rj->rows[r + m] == i0 + m) m++;
-        float *ql = rj->j->S.qlat + ((size_t)i0 * H + h) * kw;
-        const float *q = rj->j->q + ((size_t)i0 * H + h) * Dq;
-        for (int i = 0; i < m; i++) {
-            memset(ql + (size_t)i * H * kw, 0, sizeof(float) * Rkv);
-            memcpy(ql + (size_t)i * H * kw + Rkv, q + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
-        }
-        fg_vaxpy_block(ql, (long)H * kw, m, q, (long)H * Dq, wh, Rkv, Dn, Rkv);
-        r += m;
+    for (int r = 0, m; r < rj->nrows; r += m) {
+        m = run_len(rj, r);
+        make_qlat_rows(rj->j, rj->rows[r], m, h, tid);
     }
 }
 
@@ -328,12 +330,11 @@ static void rows_out(const rows_job *rj, int h, int tid) {
     const fg_attn_call *a = rj->j->a;
     int H = a->H, Dn = a->Dn, Dv = a->Dv, Rkv = a->Rkv, kw = Rkv + a->Dr;
     const float *wv = wkv_b_head(rj->j, h, tid) + (size_t)Dn * Rkv;
-    for (int r = 0; r < rj->nrows;) {
-        int i0 = rj->rows[r], m = 1;
-        while (r + m < rj->nrows && rj->rows[r + m] == i0 + m) m++;
+    for (int r = 0, m; r < rj->nrows; r += m) {
+        int i0 = rj->rows[r];
+        m = run_len(rj, r);
         fg_vdot_block(rj->j->y + ((size_t)i0 * H + h) * Dv, (long)H * Dv, rj->j->S.qlat + ((size_t)i0 * H + h) * kw,
                       (long)H * kw, m, wv, Rkv, Dv, Rkv);
-        r += m;
     }
 }
 

@@ -371,30 +371,8 @@ static inline v16 vexp(v16 x) {
 }
 
 float fg_softmax_scaled(float *p, int n, float scale) {
-    int n16 = n & ~(VW - 1), tail = n - n16;
-    v16 vm = vbcast(-INFINITY), vs = {0};
-    for (int u = 0; u < n16; u += VW) {
-        v16 x = vload(p + u) * scale;
-        vstore(p + u, x);
-        vm = vselect(x > vm, vm, x);
-    }
-    float mx = -INFINITY, sum = 0, t[VW];
-    for (int i = 0; i < VW; i++) mx = vm[i] > mx ? vm[i] : mx;
-    for (int u = n16; u < n; u++) { p[u] *= scale; mx = p[u] > mx ? p[u] : mx; }
-    for (int u = 0; u < n16; u += VW) {
-        v16 e = vexp(vload(p + u) - mx);
-        vstore(p + u, e);
-        vs += e;
-    }
-    if (tail) { // the last n % 16 through the same exp, padded with mx (whose lanes are dropped)
-        for (int i = 0; i < VW; i++) t[i] = i < tail ? p[n16 + i] : mx;
-        v16 e = vexp(vload(t) - mx);
-        for (int i = 0; i < tail; i++) { p[n16 + i] = e[i]; sum += e[i]; }
-    }
-    sum += vsum(vs);
-    v16 inv = vbcast(1.0f / sum);
-    for (int u = 0; u < n16; u += VW) vstore(p + u, vload(p + u) * inv);
-    for (int u = n16; u < n; u++) p[u] *= inv[0];
+    float mx = fg_scale_max(p, n, scale, -INFINITY), sum = fg_exp_sum(p, n, mx);
+    fg_vscale(p, n, 1.0f / sum);
     return mx + logf(sum);
 }
 
