@@ -415,11 +415,13 @@ static void test_vector_rows(void) {
                     for (int b = 0; b < nb; b++) ref[a * ldo + b] = (float)dotp(q + a * ldq, x + b * ldx, (size_t)n);
                 snprintf(what, sizeof what, "fg_vdot_block %d x %d rows of %d", na, nb, n);
                 expect(what, &fg_backend_cpu, out, ref, (size_t)na * ldo, 2e-6);
-                fg_vaxpy_block(y, ldy, na, p, ldp, x, ldx, nb, n);
+                long pa = ldp, pb = 1; // p row-major, or (every other case) column-major
+                if ((ia + ib) % 2) { pa = 1; pb = na; }
+                fg_vaxpy_block(y, ldy, na, p, pa, pb, x, ldx, nb, n);
                 for (int a = 0; a < na; a++)
                     for (int i = 0; i < n; i++) {
                         double acc = yref[a * ldy + i];
-                        for (int b = 0; b < nb; b++) acc += (double)p[a * ldp + b] * x[b * ldx + i];
+                        for (int b = 0; b < nb; b++) acc += (double)p[a * pa + b * pb] * x[b * ldx + i];
                         yref[a * ldy + i] = (float)acc;
                     }
                 snprintf(what, sizeof what, "fg_vaxpy_block %d x %d rows of %d", na, nb, n);
@@ -450,6 +452,56 @@ static void test_vector_rows(void) {
     }
 }
 
+// Lane space (ops.h): every head count's layout (r = 16/H lanes per head, or one lane per head
+// padded to 16), scores against double loops, the padding lanes zero, and one online-softmax step
+// per lane against its formula, from nothing (m = -inf) and from a running state.
+static void test_lanes(void) {
+    static const int H_s[] = {1, 2, 3, 4, 8, 12, 16, 32}, nb_s[] = {1, 3, 8, 13, 32}, n_s[] = {7, 16, 160, 171};
+    char what[128];
+    for (size_t ih = 0; ih < sizeof H_s / sizeof H_s[0]; ih++)
+        for (size_t in = 0; in < sizeof n_s / sizeof n_s[0]; in++)
+            for (size_t ib = 0; ib < sizeof nb_s / sizeof nb_s[0]; ib++) {
+                int H = H_s[ih], n = n_s[in], nb = nb_s[ib], nl, r;
+                fg_lanes(H, &nl, &r);
+                CHECK_MSG(nl % 16 == 0 && nl >= H * r && (r == 1 || H * r == 16), "fg_lanes(%d): nl %d r %d", H, nl, r);
+                long ldq = n + 3, ldx = n + 5;
+                float *q = rnd((size_t)H * ldq, 1), *x = rnd((size_t)nb * ldx, 1), *qt = rnd((size_t)(n + 16) * nl, 1);
+                float *sc = rnd((size_t)nb * nl, 1), *ref = dup(sc, (size_t)nb * nl);
+                fg_lane_q(qt, q, ldq, H, n);
+                fg_lane_scores(sc, qt, H, x, ldx, nb, n);
+                for (int u = 0; u < nb; u++)
+                    for (int l = 0; l < nl; l++)
+                        ref[u * nl + l] = l / r < H ? (float)dotp(q + (l / r) * ldq, x + u * ldx, (size_t)n) : 0.0f;
+                snprintf(what, sizeof what, "fg_lane_scores H=%d, %d rows of %d", H, nb, n);
+                expect(what, &fg_backend_cpu, sc, ref, (size_t)nb * nl, 2e-6);
+                for (int u = 0; u < nb; u++)
+                    for (int l = H * r; l < nl; l++) CHECK_MSG(sc[u * nl + l] == 0, "%s: padding lane %d is %g", what, l, sc[u * nl + l]);
+                for (int fresh = 0; fresh < 2; fresh++) {
+                    float *m = rnd((size_t)nl, 1), *lsum = rnd((size_t)nl, 1), *rs = rnd((size_t)nl, 1), *s2 = dup(sc, (size_t)nb * nl);
+                    float *m0 = dup(m, (size_t)nl), *l0 = dup(lsum, (size_t)nl), scale = 0.3f;
+                    for (int l = 0; l < nl; l++) {
+                        if (fresh) { m[l] = m0[l] = -INFINITY; lsum[l] = l0[l] = 0; } else lsum[l] = l0[l] = fabsf(l0[l]);
+                    }
+                    fg_lane_softmax(s2, nl, nb, scale, m, lsum, rs);
+                    for (int l = 0; l < nl; l++) {
+                        double mx = m0[l], sum = 0;
+                        for (int u = 0; u < nb; u++) mx = fmax(mx, (double)(sc[u * nl + l] * scale));
+                        for (int u = 0; u < nb; u++) {
+                            double e = exp((double)(sc[u * nl + l] * scale) - mx);
+                            sum += e;
+                            CHECK_MSG(fabs(s2[u * nl + l] - e) <= 2e-6 * e, "fg_lane_softmax %s lane %d row %d: %g, want %g", what, l, u, s2[u * nl + l], e);
+                        }
+                        double rr = fresh ? 0 : exp(m0[l] - mx), lw = l0[l] * rr + sum;
+                        CHECK_MSG(m[l] == (float)mx, "fg_lane_softmax %s lane %d: max %g, want %g", what, l, m[l], mx);
+                        CHECK_MSG(fresh ? rs[l] <= 1e-30f : fabs(rs[l] - rr) <= 2e-6 * rr, "fg_lane_softmax %s lane %d: rescale %g, want %g", what, l, rs[l], rr);
+                        CHECK_MSG(fabs(lsum[l] - lw) <= 1e-5 * lw, "fg_lane_softmax %s lane %d: sum %g, want %g", what, l, lsum[l], lw);
+                    }
+                    free(m); free(lsum); free(rs); free(s2); free(m0); free(l0);
+                }
+                free(q); free(x); free(qt); free(sc); free(ref);
+            }
+}
+
 int main(void) {
     fg_rng_seed(&rng, 1234);
     test_matmul();
@@ -462,6 +514,7 @@ int main(void) {
     test_xent();
     test_adamw();
     test_vector_rows();
+    test_lanes();
     // Every entry of the table is exercised above; a new entry must be added here (this counts them).
     size_t entries = (sizeof(fg_backend) - sizeof(const char *)) / sizeof(void (*)(void));
     CHECK_MSG(entries == 18, "fg_backend has %zu operations; test_backend.c covers 18: add the new one's test", entries);

@@ -81,12 +81,14 @@ struct fg_ctx {
 
 // ---- the cache -------------------------------------------------------------------------------
 
+static inline size_t kv_at(const fg_ctx *s, int l, int blk) { // element index of layer l's part of a block
+    return (size_t)l * s->nblocks * s->blk_elems + (size_t)blk * s->blk_elems;
+}
 static inline size_t kv_key(const fg_ctx *s, const kv_seq *q, int l, int u) { // element index of key row u
-    return (size_t)q->blk[u / BLK] * s->blk_elems + (size_t)l * BLK * (s->kw + s->vw) + (size_t)(u % BLK) * s->kw;
+    return kv_at(s, l, q->blk[u / BLK]) + (size_t)(u % BLK) * s->kw;
 }
 static inline size_t kv_val(const fg_ctx *s, const kv_seq *q, int l, int u) { // element index of value row u
-    return (size_t)q->blk[u / BLK] * s->blk_elems + (size_t)l * BLK * (s->kw + s->vw) + (size_t)BLK * s->kw +
-           (size_t)(u % BLK) * s->vw;
+    return kv_at(s, l, q->blk[u / BLK]) + (size_t)BLK * s->kw + (size_t)(u % BLK) * s->vw;
 }
 static void kv_put(fg_ctx *s, size_t at, const float *src, int n) {
     fg_quantize_row((uint8_t *)s->kv + at * (s->kv_bf16 ? 2 : 4), src, n, s->kv_bf16 ? FG_BF16 : FG_F32);
@@ -110,8 +112,8 @@ static void blocks_reserve(fg_ctx *s, kv_seq *q, int n) {
         if (s->ref[old] > 1) { // copy on write
             int b = blk_take(s);
             size_t esz = s->kv_bf16 ? 2 : 4;
-            memcpy((char *)s->kv + (size_t)b * s->blk_elems * esz, (char *)s->kv + (size_t)old * s->blk_elems * esz,
-                   s->blk_elems * esz);
+            for (int l = 0; l < s->ws->cfg.num_hidden_layers; l++)
+                memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
             blk_drop(s, old);
             q->blk[i] = b;
         }
@@ -302,7 +304,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     } else {
         s->kw = s->vw = c->num_key_value_heads * c->head_dim;
     }
-    s->blk_elems = (size_t)c->num_hidden_layers * BLK * (s->kw + s->vw);
+    s->blk_elems = (size_t)BLK * (s->kw + s->vw);
     s->nblocks = (p->n_ctx + BLK - 1) / BLK;
     s->ex = (fg_exec){&fg_backend_cpu, NULL, FG_F32, EXPERT_PAR_ROWS}; // the packs are made below
     int mla = c->attn_type == FG_ATTN_MLA;
@@ -314,7 +316,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     // The cache, the scratch and what the store holds in memory must fit together: refused here
     // rather than paged out later (weights in a file mapping are not counted: the kernel can drop
     // and re-read those pages).
-    double kv_bytes = (double)s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4), mem = fg_phys_mem_bytes();
+    double kv_bytes = (double)c->num_hidden_layers * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4), mem = fg_phys_mem_bytes();
     double need = kv_bytes + (double)bytes + (double)ws->owned_bytes;
     if (mem > 0 && need > 0.9 * mem) {
         fg_set_error("decoding session: the KV cache (%.1f GiB for %d positions), scratch (%.1f GiB) and the weights held in "
@@ -337,7 +339,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
         if (!ws->packs) { free(s); fg_set_error("out of memory"); return NULL; }
     }
     s->ex.bctx = ws->packs;
-    s->kv = kv_alloc((size_t)s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4));
+    s->kv = kv_alloc((size_t)c->num_hidden_layers * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4));
     s->ref = calloc((size_t)s->nblocks, sizeof(int));
     s->freel = malloc(sizeof(int) * (size_t)s->nblocks);
     s->seqs = calloc((size_t)s->max_seqs, sizeof(kv_seq));
@@ -371,7 +373,7 @@ static void add_into(float *dst, const float *src, size_t n) {
 
 // Layer l of the cache as the backend's attention reads it, and a call for the batch's n rows.
 static fg_kv_pages kv_pages(const fg_ctx *s, int l) {
-    size_t off = (size_t)l * BLK * (s->kw + s->vw);
+    size_t off = kv_at(s, l, 0);
     return (fg_kv_pages){s->kv, s->kv_bf16, BLK, s->kw, s->vw, s->blk_elems, off, off + (size_t)BLK * s->kw};
 }
 static fg_attn_call attn_call(fg_ctx *s, int l, int n) {

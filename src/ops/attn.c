@@ -23,6 +23,7 @@
 #define ATT_ROWS 64        // latent prefill on the GEMM: query rows per (head, row block) task
 #define EXPAND_MAX_BYTES ((size_t)256 << 20) // scratch for the expanded prefill form: at most 256 MiB
 #define LAT_BLOCK FG_ATTN_ROW_BLOCK // latent decode: positions scored together (a divisor of the cache block)
+#define LAT_AHEAD 3        // latent decode: blocks fetched ahead (measured on Zen 4: 1 left the loop waiting on DRAM)
 #define LAT_SPANS 16       // latent decode: at most this many position spans run in parallel
 #define LATENT_GEMM_MIN 16 // rows of one sequence from which its latent attention runs on the GEMM
 
@@ -32,7 +33,8 @@ typedef struct {
     float *qlat;       // (n, H, kw) [q_lat | q_pe] per row and head
     float *olat;       // (threads, Rkv) weighted sum of cached latents
     float *lpart;      // (max(LAT_SPANS, threads), H, Rkv + 2) per-span softmax partials (o, max, sum)
-    float *lsc;        // (threads, H, LAT_BLOCK) scores of one block
+    float *lsc;        // (threads, LAT_BLOCK + 3, nl) one block's scores in lane space (ops.h), then max, sum, rescale
+    float *lqt;        // (threads, kw + 16, nl) the row's [q_lat | q_pe] of all heads in lane space
     float *pq, *ps, *po; // GEMM prefill per thread: (ATT_ROWS, kw), (ATT_ROWS, max_T), (ATT_ROWS, Rkv); NULL: none
     float *kvf;        // GEMM prefill: (max_T, kw) one sequence's rows, fp32, contiguous
     float *kvx;        // expanded form: (threads, max_T, Dn+Dr+Dv) one head's [k_nope | k_pe | v]; NULL: none
@@ -52,7 +54,10 @@ static size_t carve_scratch(scratch *s, char *base, const fg_attn_limits *L) {
     if (L->latent) {
         TAKE(s->qlat, n * L->H * kw, float); TAKE(s->olat, nt * Rkv, float);
         TAKE(s->lpart, (size_t)FG_MAX(LAT_SPANS, L->threads) * L->H * (Rkv + 2), float);
-        TAKE(s->lsc, nt * L->H * LAT_BLOCK, float); TAKE(s->blkf, nt * LAT_BLOCK * kw, float);
+        int nl, r;
+        fg_lanes(L->H, &nl, &r);
+        TAKE(s->lsc, nt * (LAT_BLOCK + 3) * nl, float); TAKE(s->lqt, nt * (kw + 16) * nl, float);
+        TAKE(s->blkf, nt * LAT_BLOCK * kw, float);
         if (n >= LATENT_GEMM_MIN) {
             TAKE(s->pq, nt * ATT_ROWS * kw, float); TAKE(s->ps, nt * ATT_ROWS * T, float);
             TAKE(s->po, nt * ATT_ROWS * Rkv, float); TAKE(s->kvf, T * kw, float);
@@ -172,7 +177,7 @@ static void make_qlat_rows(const job *j, int i0, int m, int h, int tid) {
         memset(ql + (size_t)i * H * kw, 0, sizeof(float) * Rkv);
         memcpy(ql + (size_t)i * H * kw + Rkv, q + (size_t)i * H * Dq + Dn, sizeof(float) * Dr);
     }
-    fg_vaxpy_block(ql, (long)H * kw, m, q, (long)H * Dq, wh, Rkv, Dn, Rkv);
+    fg_vaxpy_block(ql, (long)H * kw, m, q, (long)H * Dq, 1, wh, Rkv, Dn, Rkv);
 }
 
 static void make_qlat(const job *j, int i, int h, int tid) { make_qlat_rows(j, i, 1, h, tid); }
@@ -210,23 +215,30 @@ typedef struct { const job *j; int i, t, nspans, span, slot0; } dec_job; // span
 
 static void dec_qlat(void *ctx, int h, int tid) { const dec_job *d = ctx; make_qlat(d->j, d->i, h, tid); }
 
+// Part `part` of `parts` of the cached rows [b0, min(b0 + LAT_BLOCK, u1)), fetched towards L2.
+static void prefetch_rows(const fg_kv_pages *kv, const int *tab, int b0, int u1, int part, int parts) {
+    if (b0 >= u1) return;
+    size_t es = kv->bf16 ? 2 : 4, bytes = (size_t)FG_MIN(LAT_BLOCK, u1 - b0) * kv->kw * es;
+    size_t step = (bytes / parts + 63) & ~(size_t)63, end = FG_MIN(bytes, (part + 1) * step);
+    const char *p = (const char *)kv->arena + kv_key(kv, tab, b0) * es;
+    for (size_t o = part * step; o < end; o += 64) __builtin_prefetch(p + o, 0, 2);
+}
+
 static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of span sp for every head
     const dec_job *d = ctx;
     const job *j = d->j;
     const fg_attn_call *a = j->a;
     const fg_kv_pages *kv = j->kv;
-    int H = a->H, Rkv = a->Rkv, kw = Rkv + a->Dr;
+    int H = a->H, Rkv = a->Rkv, kw = Rkv + a->Dr, nl, r;
+    fg_lanes(H, &nl, &r);
     int u0 = sp * d->span, u1 = FG_MIN(d->t + 1, u0 + d->span);
     const int *tab = a->tab[d->i];
-    const float *qlat = j->S.qlat + (size_t)d->i * H * kw;
-    float scale = a->scale, *sc = j->S.lsc + (size_t)tid * H * LAT_BLOCK;
+    float *qt = j->S.lqt + (size_t)tid * (kw + 16) * nl, *sc = j->S.lsc + (size_t)tid * (LAT_BLOCK + 3) * nl;
+    float *m = sc + (size_t)LAT_BLOCK * nl, *l = m + nl, *rescale = l + nl;
     float *part = j->S.lpart + (size_t)(d->slot0 + sp) * H * (Rkv + 2); // head h: o (Rkv), then m, l
-    for (int h = 0; h < H; h++) {
-        float *ph = part + (size_t)h * (Rkv + 2);
-        for (int k = 0; k < Rkv; k++) ph[k] = 0;
-        ph[Rkv] = -INFINITY;
-        ph[Rkv + 1] = 0;
-    }
+    fg_lane_q(qt, j->S.qlat + (size_t)d->i * H * kw, kw, H, kw);
+    for (int k = 0; k < nl; k++) { m[k] = -INFINITY; l[k] = 0; }
+    for (int h = 0; h < H; h++) memset(part + (size_t)h * (Rkv + 2), 0, sizeof(float) * Rkv);
     for (int b0 = u0; b0 < u1; b0 += LAT_BLOCK) {
         int nb = FG_MIN(LAT_BLOCK, u1 - b0);
         size_t base = kv_key(kv, tab, b0); // rows b0 .. b0+nb-1 are contiguous
@@ -236,25 +248,23 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
             kv_get(kv, f, base, nb * kw);
             blk = f;
         }
-        // Scores of every head for the block's rows, 8 rows at a time, each part fetching a quarter
-        // of the next block (elsewhere in the arena: the hardware prefetchers do not see it coming).
-        size_t es = kv->bf16 ? 2 : 4;
-        const char *nx = b0 + LAT_BLOCK < u1 ? (const char *)kv->arena + kv_key(kv, tab, b0 + LAT_BLOCK) * es : NULL;
-        size_t nbytes = nx ? (size_t)FG_MIN(LAT_BLOCK, u1 - b0 - LAT_BLOCK) * kw * es : 0, quarter = (nbytes / 4 + 63) & ~(size_t)63;
+        // Scores of every head for the block's rows, a quarter of the rows at a time, each quarter
+        // fetching a quarter of the block LAT_AHEAD blocks on (elsewhere in the arena: the hardware
+        // prefetchers do not see it coming); the span's first block fetches the ones before that.
+        if (b0 == u0)
+            for (int k = 1; k < LAT_AHEAD; k++) prefetch_rows(kv, tab, b0 + k * LAT_BLOCK, u1, 0, 1);
         for (int g = 0, part_i = 0; g < nb; g += LAT_BLOCK / 4, part_i++) {
-            for (size_t o = part_i * quarter; o < FG_MIN(nbytes, (part_i + 1) * quarter); o += 64) __builtin_prefetch(nx + o, 0, 3);
-            fg_vdot_block(sc + g, LAT_BLOCK, qlat, kw, H, blk + (size_t)g * kw, kw, FG_MIN(LAT_BLOCK / 4, nb - g), kw);
+            prefetch_rows(kv, tab, b0 + LAT_AHEAD * LAT_BLOCK, u1, part_i, 4);
+            fg_lane_scores(sc + (size_t)g * nl, qt, H, blk + (size_t)g * kw, kw, FG_MIN(LAT_BLOCK / 4, nb - g), kw);
         }
-        for (int h = 0; h < H; h++) { // online softmax: rescale the running sums to the new max
-            float *ph = part + (size_t)h * (Rkv + 2), *sh = sc + h * LAT_BLOCK;
-            float mx = fg_scale_max(sh, nb, scale, ph[Rkv]);
-            float r = expf(ph[Rkv] - mx); // exp(-inf) = 0 on the first block
-            if (r != 1.0f) fg_vscale(ph, Rkv, r);
-            float sum = fg_exp_sum(sh, nb, mx);
-            ph[Rkv] = mx;
-            ph[Rkv + 1] = ph[Rkv + 1] * r + sum;
-        }
-        fg_vaxpy_block(part, Rkv + 2, H, sc, LAT_BLOCK, blk, kw, nb, Rkv); // o_lat_h += p_h(u) c_kv(u)
+        fg_lane_softmax(sc, nl, nb, a->scale, m, l, rescale); // online: the running sums rescaled to the new max
+        for (int h = 0; h < H; h++)
+            if (rescale[h * r] != 1.0f) fg_vscale(part + (size_t)h * (Rkv + 2), Rkv, rescale[h * r]);
+        fg_vaxpy_block(part, Rkv + 2, H, sc, r, nl, blk, kw, nb, Rkv); // o_lat_h += p_h(u) c_kv(u)
+    }
+    for (int h = 0; h < H; h++) {
+        part[(size_t)h * (Rkv + 2) + Rkv] = m[h * r];
+        part[(size_t)h * (Rkv + 2) + Rkv + 1] = l[h * r];
     }
 }
 

@@ -69,7 +69,10 @@ void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const
             const float *qa = q + (size_t)a0 * ldq, *xb = x + (size_t)b0 * ldx;
             for (int i = 0; i < n16; i += VW) {
                 __m512 qv[4], xv[4];
-                for (int k = 0; k < 4; k++) { qv[k] = _mm512_loadu_ps(qa + k * ldq + i); xv[k] = _mm512_loadu_ps(xb + k * ldx + i); }
+                for (int k = 0; k < 4; k++) {
+                    qv[k] = _mm512_loadu_ps(qa + k * ldq + i); xv[k] = _mm512_loadu_ps(xb + k * ldx + i);
+                    VREG(qv[k]); VREG(xv[k]);
+                }
                 for (int s = 0; s < 16; s++) acc[s] = _mm512_fmadd_ps(qv[s % 4], xv[s / 4], acc[s]);
             }
             __m512 sum = hsum16(acc); // lanes 4a .. 4a+3: q row a0 + a with x rows b0 .. b0+3
@@ -95,11 +98,11 @@ void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const
         for (int b = 0; b < nb; b++) out[(size_t)a0 * ldo + b] = fg_vdot(q + (size_t)a0 * ldq, x + (size_t)b * ldx, n);
 }
 
-void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long ldp, const float *x, long ldx, int nb, int n) {
+void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long pa, long pb, const float *x, long ldx, int nb, int n) {
     int a0 = 0;
     for (; a0 + 4 <= na; a0 += 4) { // 4 y rows x 64 columns in 16 accumulators: 4 loads for 16 FMAs per x row
         float *ya = y + (size_t)a0 * ldy;
-        const float *pa = p + (size_t)a0 * ldp;
+        const float *pr = p + (size_t)a0 * pa;
         int c = 0;
         for (; c + 4 * VW <= n; c += 4 * VW) {
             v16 acc[4][4];
@@ -108,9 +111,10 @@ void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long ldp, const 
             for (int b = 0; b < nb; b++) {
                 const float *xb = x + (size_t)b * ldx + c;
                 v16 xv[4] = {vload(xb), vload(xb + VW), vload(xb + 2 * VW), vload(xb + 3 * VW)};
+                for (int v = 0; v < 4; v++) VREG(xv[v]);
                 for (int a = 0; a < 4; a++) {
-                    v16 pb = vbcast(pa[a * ldp + b]);
-                    for (int v = 0; v < 4; v++) acc[a][v] = vfma(pb, xv[v], acc[a][v]);
+                    v16 pv = vbcast(pr[a * pa + b * pb]);
+                    for (int v = 0; v < 4; v++) acc[a][v] = vfma(pv, xv[v], acc[a][v]);
                 }
             }
             for (int a = 0; a < 4; a++)
@@ -121,19 +125,107 @@ void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long ldp, const 
             for (int a = 0; a < 4; a++) acc[a] = vload(ya + a * ldy + c);
             for (int b = 0; b < nb; b++) {
                 v16 xv = vload(x + (size_t)b * ldx + c);
-                for (int a = 0; a < 4; a++) acc[a] = vfma(vbcast(pa[a * ldp + b]), xv, acc[a]);
+                for (int a = 0; a < 4; a++) acc[a] = vfma(vbcast(pr[a * pa + b * pb]), xv, acc[a]);
             }
             for (int a = 0; a < 4; a++) vstore(ya + a * ldy + c, acc[a]);
         }
         for (; c < n; c++)
             for (int a = 0; a < 4; a++) {
                 float v = ya[a * ldy + c];
-                for (int b = 0; b < nb; b++) v += pa[a * ldp + b] * x[(size_t)b * ldx + c];
+                for (int b = 0; b < nb; b++) v += pr[a * pa + b * pb] * x[(size_t)b * ldx + c];
                 ya[a * ldy + c] = v;
             }
     }
     for (; a0 < na; a0++)
-        for (int b = 0; b < nb; b++) fg_vaxpy(y + (size_t)a0 * ldy, p[(size_t)a0 * ldp + b], x + (size_t)b * ldx, n);
+        for (int b = 0; b < nb; b++) fg_vaxpy(y + (size_t)a0 * ldy, p[(size_t)a0 * pa + (size_t)b * pb], x + (size_t)b * ldx, n);
+}
+
+// ---- lane space: all heads of one query against cached rows --------------------------------------
+
+void fg_lanes(int H, int *nl, int *r) {
+    *r = H < VW && VW % H == 0 ? VW / H : 1;
+    *nl = *r > 1 ? VW : (H + VW - 1) / VW * VW;
+}
+
+void fg_lane_q(float *qt, const float *q, long ldq, int H, int n) {
+    int nl, r;
+    fg_lanes(H, &nl, &r);
+    int ng = (n + r - 1) / r;
+    memset(qt, 0, sizeof(float) * (size_t)ng * nl);
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < n; d++) qt[(size_t)(d / r) * nl + h * r + d % r] = q[(size_t)h * ldq + d];
+}
+
+// Lanes of one group of r summed, the sum in each of them (a butterfly over the group).
+static inline v16 lane_group_sum(v16 v, int r) {
+#if defined(__AVX512F__)
+    __m512 x = (__m512)v;
+    if (r >= 2) x = _mm512_add_ps(x, _mm512_permute_ps(x, 0xB1));          // swap neighbours
+    if (r >= 4) x = _mm512_add_ps(x, _mm512_permute_ps(x, 0x4E));          // swap pairs
+    if (r >= 8) x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1));    // swap 128-bit chunks
+    if (r >= 16) x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0x4E));   // swap 256-bit halves
+    return (v16)x;
+#else
+    float t[VW], o[VW];
+    for (int i = 0; i < VW; i++) t[i] = v[i];
+    for (int i = 0; i < VW; i++) {
+        o[i] = 0;
+        for (int k = 0; k < r; k++) o[i] += t[i / r * r + k];
+    }
+    return vload(o);
+#endif
+}
+
+#define LANE_ROWS 8 // cached rows per register block: 8 accumulators, one broadcast load per FMA
+
+// Rows b0 .. b0+m-1 (m <= LANE_ROWS) of x against lane vector v of qt: per group of r dims, one
+// load of qt and m broadcasts. The tail of n (not a whole group) goes through a zero-padded copy,
+// so no row is read past its end.
+static inline __attribute__((always_inline)) void lane_block(float *s, int nl, const float *qt, int v, const float *x,
+                                                             long ldx, int m, int n, const int r) {
+    v16 acc[LANE_ROWS];
+    for (int u = 0; u < LANE_ROWS; u++) acc[u] = (v16){0};
+    int ng = n / r, d = 0;
+    const float *qv = qt + (size_t)v * VW;
+    if (m == LANE_ROWS) {
+        for (int g = 0; g < ng; g++, d += r) {
+            v16 q = vload(qv + (size_t)g * nl);
+            VREG(q);
+            for (int u = 0; u < LANE_ROWS; u++) acc[u] = vfma(vbcast_chunk(x + u * ldx + d, r), q, acc[u]);
+        }
+    } else {
+        for (int g = 0; g < ng; g++, d += r) {
+            v16 q = vload(qv + (size_t)g * nl);
+            for (int u = 0; u < m; u++) acc[u] = vfma(vbcast_chunk(x + u * ldx + d, r), q, acc[u]);
+        }
+    }
+    if (d < n) {
+        v16 q = vload(qv + (size_t)ng * nl);
+        for (int u = 0; u < m; u++) {
+            float t[VW] = {0};
+            memcpy(t, x + u * ldx + d, sizeof(float) * (size_t)(n - d));
+            acc[u] = vfma(vbcast_chunk(t, r), q, acc[u]);
+        }
+    }
+    for (int u = 0; u < m; u++) vstore(s + (size_t)u * nl + (size_t)v * VW, lane_group_sum(acc[u], r));
+}
+
+static void lane_scores_r(float *s, const float *qt, int nl, const float *x, long ldx, int nb, int n, const int r) {
+    for (int v = 0; v < nl / VW; v++)
+        for (int b0 = 0; b0 < nb; b0 += LANE_ROWS)
+            lane_block(s + (size_t)b0 * nl, nl, qt, v, x + (size_t)b0 * ldx, ldx, FG_MIN(LANE_ROWS, nb - b0), n, r);
+}
+
+void fg_lane_scores(float *s, const float *qt, int H, const float *x, long ldx, int nb, int n) {
+    int nl, r;
+    fg_lanes(H, &nl, &r);
+    switch (r) { // one specialised kernel per group size
+    case 1: lane_scores_r(s, qt, nl, x, ldx, nb, n, 1); break;
+    case 2: lane_scores_r(s, qt, nl, x, ldx, nb, n, 2); break;
+    case 4: lane_scores_r(s, qt, nl, x, ldx, nb, n, 4); break;
+    case 8: lane_scores_r(s, qt, nl, x, ldx, nb, n, 8); break;
+    default: lane_scores_r(s, qt, nl, x, ldx, nb, n, 16); break;
+    }
 }
 
 // ---- matmul ----------------------------------------------------------------------------------
@@ -405,6 +497,26 @@ float fg_exp_sum(float *p, int n, float m) {
         for (int i = 0; i < tail; i++) { p[n16 + i] = e[i]; sum += e[i]; }
     }
     return sum;
+}
+
+void fg_lane_softmax(float *s, int nl, int nb, float scale, float *m, float *l, float *rescale) {
+    for (int v = 0; v < nl; v += VW) {
+        v16 m0 = vload(m + v), mx = m0;
+        for (int u = 0; u < nb; u++) {
+            v16 x = vload(s + (size_t)u * nl + v) * scale;
+            vstore(s + (size_t)u * nl + v, x);
+            mx = vselect(x > mx, mx, x);
+        }
+        v16 r = vexp(m0 - mx), sum = {0}; // m0 = -inf (nothing yet): clamped, a tiny factor on zero sums
+        for (int u = 0; u < nb; u++) {
+            v16 e = vexp(vload(s + (size_t)u * nl + v) - mx);
+            vstore(s + (size_t)u * nl + v, e);
+            sum += e;
+        }
+        vstore(l + v, vload(l + v) * r + sum);
+        vstore(m + v, mx);
+        vstore(rescale + v, r);
+    }
 }
 
 // p[u] = exp(scale * p[u] - lse) for u < n: a softmax row rebuilt from its scores and the

@@ -27,10 +27,24 @@ void fg_vscale(float *y, int n, float a); // y *= a
 // small per-head products around it), each in register blocks of 4 x 4 rows or 4 rows x 64
 // columns, so an operand vector is loaded once for four products:
 //   fg_vdot_block:  out[a*ldo + b] = dot(q_a, x_b) over n, for a < na, b < nb;
-//   fg_vaxpy_block: y_a += sum_b p[a*ldp + b] x_b over n columns, for a < na, b < nb.
+//   fg_vaxpy_block: y_a += sum_b p[a*pa + b*pb] x_b over n columns, for a < na, b < nb.
 // Rows at strides ldq, ldx, ldy. Sums run in a different order than fg_vdot's.
 void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const float *x, long ldx, int nb, int n);
-void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long ldp, const float *x, long ldx, int nb, int n);
+void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long pa, long pb, const float *x, long ldx, int nb, int n);
+// Lane space: the scores of all H heads of one query against cached rows, with the heads across
+// the vector lanes, so a cached row's element is broadcast (a cheap load) instead of dot products
+// that end in horizontal sums. Lane l belongs to head l / r: for H dividing 16, r = 16 / H and the
+// r lanes of a head take r consecutive dims (nl = 16 lanes); otherwise r = 1 and nl = H rounded
+// up to 16 (the extra lanes are zero). fg_lanes gives nl and r.
+//   fg_lane_q:       qt (ceil(n/r), nl) from the heads' queries q_h (rows at stride ldq) of n dims;
+//   fg_lane_scores:  s (nb, nl): s[u*nl + l] = dot(q_{l/r}, x_u) over n, in every lane of the head;
+//   fg_lane_softmax: the online softmax of one block of scores per lane: s scaled, the running
+//                    max m (nl) raised to the block's, s = exp(s - m), l (nl) = l * rescale +
+//                    sum_u s; rescale (nl) = exp(old m - new m), to apply to the running outputs.
+void fg_lanes(int H, int *nl, int *r);
+void fg_lane_q(float *qt, const float *q, long ldq, int H, int n);
+void fg_lane_scores(float *s, const float *qt, int H, const float *x, long ldx, int nb, int n);
+void fg_lane_softmax(float *s, int nl, int nb, float scale, float *m, float *l, float *rescale);
 // p[u] *= scale for u < n; returns the largest of them and m.
 float fg_scale_max(float *p, int n, float scale, float m);
 // p[u] = exp(p[u] - m) for u < n (the softmax's vectorised exp); returns their sum.
