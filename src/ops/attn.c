@@ -211,7 +211,18 @@ static void latent_row(void *ctx, int r, int tid) {
 // heads while the row is in L1. Softmax runs online per span (running max and sum, rescaled per
 // block) and the spans' partials are merged per head (flash-decoding). Same math as latent_row;
 // only the summation order differs.
-typedef struct { const job *j; int i, t, nspans, span, slot0; } dec_job; // span sp's partials at lpart slot slot0 + sp
+// span sp's partials at lpart slot slot0 + sp; qt: the row's [q_lat | q_pe] in lane space (ops.h)
+typedef struct { const job *j; int i, t, nspans, span, slot0; const float *qt; } dec_job;
+
+// Row i's [q_lat | q_pe] of all heads laid out in lane space in the thread's area; returns it.
+static const float *lane_qlat(const job *j, int i, int tid) {
+    const fg_attn_call *a = j->a;
+    int kw = a->Rkv + a->Dr, nl, r;
+    fg_lanes(a->H, &nl, &r);
+    float *qt = j->S.lqt + (size_t)tid * (kw + 16) * nl;
+    fg_lane_q(qt, j->S.qlat + (size_t)i * a->H * kw, kw, a->H, kw);
+    return qt;
+}
 
 static void dec_qlat(void *ctx, int h, int tid) { const dec_job *d = ctx; make_qlat(d->j, d->i, h, tid); }
 
@@ -233,10 +244,10 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
     fg_lanes(H, &nl, &r);
     int u0 = sp * d->span, u1 = FG_MIN(d->t + 1, u0 + d->span);
     const int *tab = a->tab[d->i];
-    float *qt = j->S.lqt + (size_t)tid * (kw + 16) * nl, *sc = j->S.lsc + (size_t)tid * (LAT_BLOCK + 3) * nl;
+    const float *qt = d->qt;
+    float *sc = j->S.lsc + (size_t)tid * (LAT_BLOCK + 3) * nl;
     float *m = sc + (size_t)LAT_BLOCK * nl, *l = m + nl, *rescale = l + nl;
     float *part = j->S.lpart + (size_t)(d->slot0 + sp) * H * (Rkv + 2); // head h: o (Rkv), then m, l
-    fg_lane_q(qt, j->S.qlat + (size_t)d->i * H * kw, kw, H, kw);
     for (int k = 0; k < nl; k++) { m[k] = -INFINITY; l[k] = 0; }
     for (int h = 0; h < H; h++) memset(part + (size_t)h * (Rkv + 2), 0, sizeof(float) * Rkv);
     for (int b0 = u0; b0 < u1; b0 += LAT_BLOCK) {
@@ -296,8 +307,9 @@ static void latent_decode(const job *j, int i) {
     int nspans = FG_MIN(LAT_SPANS, (T + LAT_BLOCK - 1) / LAT_BLOCK);
     int span = ((T + nspans - 1) / nspans + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK;
     nspans = (T + span - 1) / span;
-    dec_job d = {j, i, T - 1, nspans, span, 0};
+    dec_job d = {j, i, T - 1, nspans, span, 0, NULL};
     fg_pool_for(H, dec_qlat, &d);
+    d.qt = lane_qlat(j, i, 0); // once for all spans
     fg_pool_for(nspans, dec_span, &d);
     fg_pool_for(H, dec_out, &d);
 }
@@ -327,7 +339,7 @@ static void rows_qlat(const rows_job *rj, int h, int tid) {
 static void rows_span(const rows_job *rj, int r, int tid) {
     const job *j = rj->j;
     int H = j->a->H, Rkv = j->a->Rkv, kw = Rkv + j->a->Dr, i = rj->rows[r], t = j->a->pos[i];
-    dec_job d = {j, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid};
+    dec_job d = {j, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid, lane_qlat(j, i, tid)};
     dec_span(&d, 0, tid);
     for (int h = 0; h < H; h++) {
         const float *ph = j->S.lpart + ((size_t)tid * H + h) * (Rkv + 2);
