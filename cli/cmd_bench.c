@@ -48,21 +48,26 @@ static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
     return fg_now() - t0;
 }
 
-// Aggregate decode tokens/s of `batch` sequences decoded together, each prefilled with its own
-// `context` random tokens (distinct caches: no shared blocks flatter the cache reads), then
-// `steps` steps of one row per sequence; best of 3 runs of the steps.
-static double time_batch(const fg_wstore *ws, int kind, int kv_type, int batch, int context, int steps, const int32_t *tok,
-                         int ntok) {
-    int V = fg_wstore_config(ws)->vocab_size, chunk = 512;
-    fg_ctx_params p = {.n_ctx = batch * (context + 3 * steps + FG_KV_BLOCK), .max_len = context + 3 * steps + 1,
-                       .max_seqs = batch, .max_batch = batch > chunk ? batch : chunk, .kind = kind, .kv_type = kv_type};
+// Aggregate decode tokens/s of B sequences decoded together, for every B of bat[]: each sequence
+// prefilled with its own `context` random tokens (distinct caches: no shared blocks flatter the
+// cache reads), then rounds of `steps` steps of one row per sequence, every batch size once per
+// round, best round per size. The sizes alternate within the run, so a machine whose speed drifts
+// (a shared host: the same binary has measured 125 to 220 tokens/s at B = 1 minutes apart) moves
+// every size alike and the ratios between them hold; after each round the sequences are cut back
+// to `context`, so every round decodes at the same context.
+#define BATCH_ROUNDS 5
+static int time_batches(const fg_wstore *ws, int kind, int kv_type, const int *bat, int nbat, int context, int steps,
+                        const int32_t *tok, int ntok, double *tps) {
+    int V = fg_wstore_config(ws)->vocab_size, chunk = 512, total = 0, maxb = 0, rc = -1;
+    for (int i = 0; i < nbat; i++) { total += bat[i]; maxb = bat[i] > maxb ? bat[i] : maxb; tps[i] = -1; }
+    fg_ctx_params p = {.n_ctx = total * (context + steps + FG_KV_BLOCK), .max_len = context + steps + 1,
+                       .max_seqs = total, .max_batch = maxb > chunk ? maxb : chunk, .kind = kind, .kv_type = kv_type};
     fg_ctx *c = fg_ctx_create(ws, &p);
     int32_t *t = malloc(sizeof(int32_t) * (size_t)p.max_batch), *sq = malloc(sizeof(int32_t) * (size_t)p.max_batch);
-    float *logits = malloc(sizeof(float) * (size_t)V * batch);
-    uint8_t *want = malloc((size_t)batch);
-    double best = -1;
+    float *logits = malloc(sizeof(float) * (size_t)V * maxb);
+    uint8_t *want = malloc((size_t)maxb);
     if (!c || !t || !sq || !logits || !want) goto out;
-    for (int b = 0; b < batch; b++) {
+    for (int b = 0; b < total; b++) {
         if (fg_ctx_seq_new(c) != b) goto out;
         for (int at = 0; at < context; at += chunk) { // each sequence its own slice of the token stream
             int n = context - at < chunk ? context - at : chunk;
@@ -70,22 +75,26 @@ static double time_batch(const fg_wstore *ws, int kind, int kv_type, int batch, 
             fg_batch bt = {.n = n, .token = t, .seq = sq};
             if (fg_ctx_decode(c, &bt, NULL)) goto out;
         }
-        want[b] = 1;
     }
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = fg_now();
-        for (int k = 0; k < steps; k++) {
-            for (int b = 0; b < batch; b++) { t[b] = tok[((size_t)b * 31 + k + rep * steps) % ntok]; sq[b] = b; }
-            fg_batch bt = {.n = batch, .token = t, .seq = sq, .logits = want};
-            if (fg_ctx_decode(c, &bt, logits)) goto out;
+    memset(want, 1, (size_t)maxb);
+    for (int rep = 0; rep < BATCH_ROUNDS; rep++)
+        for (int i = 0, seq0 = 0; i < nbat; seq0 += bat[i++]) {
+            double t0 = fg_now();
+            for (int k = 0; k < steps; k++) {
+                for (int b = 0; b < bat[i]; b++) { t[b] = tok[((size_t)b * 31 + k + rep * steps) % ntok]; sq[b] = seq0 + b; }
+                fg_batch bt = {.n = bat[i], .token = t, .seq = sq, .logits = want};
+                if (fg_ctx_decode(c, &bt, logits)) goto out;
+            }
+            double r = (double)bat[i] * steps / (fg_now() - t0);
+            tps[i] = r > tps[i] ? r : tps[i];
+            for (int b = 0; b < bat[i]; b++)
+                if (fg_ctx_seq_truncate(c, seq0 + b, context)) goto out;
         }
-        double dt = fg_now() - t0, tps = (double)batch * steps / dt;
-        best = tps > best ? tps : best;
-    }
+    rc = 0;
 out:
     fg_ctx_free(c);
     free(t); free(sq); free(logits); free(want);
-    return best;
+    return rc;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -125,7 +134,7 @@ int cmd_bench(int argc, char **argv) {
     int need = 0;
     for (int i = 0; i < npre; i++) need = pre[i] > need ? pre[i] : need;
     for (int i = 0; i < ndec; i++) need = dec[i] + decode_tokens > need ? dec[i] + decode_tokens : need;
-    if (nbat && batch_ctx + 3 * decode_tokens + 1 > need) need = batch_ctx + 3 * decode_tokens + 1;
+    if (nbat && batch_ctx + decode_tokens + 1 > need) need = batch_ctx + decode_tokens + 1;
     cli_weights cw = {0};
     fg_config c;
     double open_s = 0;
@@ -211,8 +220,7 @@ int cmd_bench(int argc, char **argv) {
         dec_bw[i] = (wbytes + kv_tok * avg_ctx) * dec_tps[i] / 1e9;
     }
     double bat_tps[BENCH_MAX];
-    for (int i = 0; i < nbat && !rc; i++)
-        if ((bat_tps[i] = time_batch(cw.ws, kind, kv_type, bat[i], batch_ctx, decode_tokens, tok, need)) < 0) rc = 1;
+    if (nbat && !rc && time_batches(cw.ws, kind, kv_type, bat, nbat, batch_ctx, decode_tokens, tok, need, bat_tps)) rc = 1;
     if (rc) {
         free(tok); fg_infer_free(s); cli_weights_close(&cw);
         return cli_fail("bench", fg_last_error(), NULL);
