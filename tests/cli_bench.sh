@@ -16,6 +16,12 @@ if command -v python3 >/dev/null 2>&1; then
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d["prefill"])==2 and len(d["decode"])==2 and all(x["tok_per_s"]>0 for x in d["decode"])' "$T/out" \
         || { echo "FAIL: bench JSON"; cat "$T/out"; fails=$((fails+1)); }
 fi
+# batched decode: every size measured (interleaved rounds), ratios to batch 1
+$BIN bench --config tiny --prefill 8 --decode 0 --decode-tokens 3 --batch 1,3,5 --batch-context 40 --json >"$T/bat" 2>&1
+if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import json,sys; b=json.load(open(sys.argv[1]))["batch"]; assert [x["batch"] for x in b]==[1,3,5] and all(x["tok_per_s"]>0 and x["context"]==40 for x in b) and b[0]["x_batch1"]==1' "$T/bat" \
+        || { echo "FAIL: bench --batch JSON"; cat "$T/bat"; fails=$((fails+1)); }
+fi
 $BIN bench --config tiny --prefill 8 --decode 0 --decode-tokens 2 --full-cache --json >"$T/full" 2>&1
 grep -q '"kv_bytes_per_token": 320,' "$T/full" || { echo "FAIL: full cache bytes: L*H*(Dn+Dr+Dv)*4 = 2*2*20*4"; cat "$T/full"; fails=$((fails+1)); }
 for w in bf16 q8_0; do
