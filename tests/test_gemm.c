@@ -212,6 +212,11 @@ static void run_cases(int do_f32, fg_rng *r) {
             check_qb(37, 70, 96, bt, prec, r);
             check_qb(300, 33, 512, bt, prec, r);
             check_qb(20, 45, 1056, bt, prec, r); // two blocks of K, the second 32 long
+            // 9..16 rows on packed fp32 weights: the 16-row kernel (N and K tails, two K blocks)
+            check_qb(9, 70, 96, bt, prec, r);
+            check_qb(12, 33, bt == FG_Q8_0 ? 288 : 257, bt, prec, r); // Q8_0 rows: whole blocks of 32
+            check_qb(16, 45, 1056, bt, prec, r);
+            check_qb(16, 16, bt == FG_Q8_0 ? 32 : 1, bt, prec, r);
         }
     // K beyond the 1024 block: a second block of 6 (padding within a tile step), 3 blocks ending odd
     check_one(0, 1, 40, 50, 1030, 0, 1, FG_BF16, r);
