@@ -51,15 +51,21 @@ static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
 // Aggregate decode tokens/s of B sequences decoded together, for every B of bat[]: each sequence
 // prefilled with its own `context` random tokens (distinct caches: no shared blocks flatter the
 // cache reads), then rounds of `steps` steps of one row per sequence, every batch size once per
-// round, best round per size. The sizes alternate within the run, so a machine whose speed drifts
-// (a shared host: the same binary has measured 125 to 220 tokens/s at B = 1 minutes apart) moves
-// every size alike and the ratios between them hold; after each round the sequences are cut back
-// to `context`, so every round decodes at the same context.
-#define BATCH_ROUNDS 5
+// round; after each round the sequences are cut back to `context`, so every round decodes at the
+// same context. tps[i]: the median over the rounds; ratio[i]: the median over the rounds of size
+// i's tokens/s over the first size's in the same round. On a shared host whose memory bandwidth
+// drifts within seconds (the same binary measured 125 to 220 tokens/s at B = 1 minutes apart,
+// the FMA peak unchanged), timing the sizes one after the other made one build's B = 64 ratio
+// swing from 6.9x to 10.1x; a ratio within a round compares sizes under the same conditions.
+#define BATCH_ROUNDS 7
+static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp_double); return v[n / 2]; }
+
 static int time_batches(const fg_wstore *ws, int kind, int kv_type, const int *bat, int nbat, int context, int steps,
-                        const int32_t *tok, int ntok, double *tps) {
+                        const int32_t *tok, int ntok, double *tps, double *ratio) {
+    double r_tps[BENCH_MAX][BATCH_ROUNDS], r_ratio[BENCH_MAX][BATCH_ROUNDS];
     int V = fg_wstore_config(ws)->vocab_size, chunk = 512, total = 0, maxb = 0, rc = -1;
-    for (int i = 0; i < nbat; i++) { total += bat[i]; maxb = bat[i] > maxb ? bat[i] : maxb; tps[i] = -1; }
+    for (int i = 0; i < nbat; i++) { total += bat[i]; maxb = bat[i] > maxb ? bat[i] : maxb; }
     fg_ctx_params p = {.n_ctx = total * (context + steps + FG_KV_BLOCK), .max_len = context + steps + 1,
                        .max_seqs = total, .max_batch = maxb > chunk ? maxb : chunk, .kind = kind, .kv_type = kv_type};
     fg_ctx *c = fg_ctx_create(ws, &p);
@@ -85,11 +91,12 @@ static int time_batches(const fg_wstore *ws, int kind, int kv_type, const int *b
                 fg_batch bt = {.n = bat[i], .token = t, .seq = sq, .logits = want};
                 if (fg_ctx_decode(c, &bt, logits)) goto out;
             }
-            double r = (double)bat[i] * steps / (fg_now() - t0);
-            tps[i] = r > tps[i] ? r : tps[i];
+            r_tps[i][rep] = (double)bat[i] * steps / (fg_now() - t0);
+            r_ratio[i][rep] = r_tps[i][rep] / r_tps[0][rep];
             for (int b = 0; b < bat[i]; b++)
                 if (fg_ctx_seq_truncate(c, seq0 + b, context)) goto out;
         }
+    for (int i = 0; i < nbat; i++) { tps[i] = median(r_tps[i], BATCH_ROUNDS); ratio[i] = median(r_ratio[i], BATCH_ROUNDS); }
     rc = 0;
 out:
     fg_ctx_free(c);
@@ -219,8 +226,8 @@ int cmd_bench(int argc, char **argv) {
         double avg_ctx = dec[i] + decode_tokens / 2.0;
         dec_bw[i] = (wbytes + kv_tok * avg_ctx) * dec_tps[i] / 1e9;
     }
-    double bat_tps[BENCH_MAX];
-    if (nbat && !rc && time_batches(cw.ws, kind, kv_type, bat, nbat, batch_ctx, decode_tokens, tok, need, bat_tps)) rc = 1;
+    double bat_tps[BENCH_MAX], bat_x[BENCH_MAX];
+    if (nbat && !rc && time_batches(cw.ws, kind, kv_type, bat, nbat, batch_ctx, decode_tokens, tok, need, bat_tps, bat_x)) rc = 1;
     if (rc) {
         free(tok); fg_infer_free(s); cli_weights_close(&cw);
         return cli_fail("bench", fg_last_error(), NULL);
@@ -247,7 +254,7 @@ int cmd_bench(int argc, char **argv) {
         printf("], \"batch\": [");
         for (int i = 0; i < nbat; i++)
             printf("%s{\"batch\": %d, \"context\": %d, \"tok_per_s\": %.2f, \"x_batch1\": %.3f}", i ? ", " : "", bat[i],
-                   batch_ctx, bat_tps[i], bat_tps[0] > 0 && bat[0] == 1 ? bat_tps[i] / bat_tps[0] : 0);
+                   batch_ctx, bat_tps[i], bat[0] == 1 ? bat_x[i] : 0);
         printf("]}\n");
     } else {
         printf("frugal bench: %s, %.1fM parameters (%.1fM active), %s weights, %d threads\n", name, total / 1e6,
@@ -269,7 +276,7 @@ int cmd_bench(int argc, char **argv) {
             printf("\n  %-24s %12s %12s\n", "batched decode", "tokens/s", "x batch 1");
             for (int i = 0; i < nbat; i++) {
                 printf("  batch %-4d context %-7d %12.1f", bat[i], batch_ctx, bat_tps[i]);
-                if (bat[0] == 1 && bat_tps[0] > 0) printf(" %11.2fx", bat_tps[i] / bat_tps[0]);
+                if (bat[0] == 1) printf(" %11.2fx", bat_x[i]);
                 printf("\n");
             }
         }
