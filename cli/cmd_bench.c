@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "frugal_scale.h"
 #include "cli/opts.h"
 
 #define BENCH_MAX 4 // lengths per list
@@ -58,8 +59,7 @@ static double time_prefill(fg_infer *s, const int32_t *tok, int n) {
 // the FMA peak unchanged), timing the sizes one after the other made one build's B = 64 ratio
 // swing from 6.9x to 10.1x; a ratio within a round compares sizes under the same conditions.
 #define BATCH_ROUNDS 7
-static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
-static double median(double *v, int n) { qsort(v, (size_t)n, sizeof *v, cmp_double); return v[n / 2]; }
+static double median(double *v, int n) { double m, m2; fg_scale_percentiles(v, n, 0, &m, &m2); return m; } // sorts v
 
 static int time_batches(const fg_wstore *ws, int kind, int kv_type, const int *bat, int nbat, int context, int steps,
                         const int32_t *tok, int ntok, double *tps, double *ratio) {

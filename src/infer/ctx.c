@@ -319,7 +319,8 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     // The cache, the scratch and what the store holds in memory must fit together: refused here
     // rather than paged out later (weights in a file mapping are not counted: the kernel can drop
     // and re-read those pages).
-    double kv_bytes = (double)c->num_hidden_layers * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4), mem = fg_phys_mem_bytes();
+    size_t arena = (size_t)c->num_hidden_layers * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4);
+    double kv_bytes = (double)arena, mem = fg_phys_mem_bytes();
     double need = kv_bytes + (double)bytes + (double)ws->owned_bytes;
     if (mem > 0 && need > 0.9 * mem) {
         fg_set_error("decoding session: the KV cache (%.1f GiB for %d positions), scratch (%.1f GiB) and the weights held in "
@@ -342,7 +343,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
         if (!ws->packs) { free(s); fg_set_error("out of memory"); return NULL; }
     }
     s->ex.bctx = ws->packs;
-    s->kv = kv_alloc((size_t)c->num_hidden_layers * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4));
+    s->kv = kv_alloc(arena);
     s->ref = calloc((size_t)s->nblocks, sizeof(int));
     s->freel = malloc(sizeof(int) * (size_t)s->nblocks);
     s->seqs = calloc((size_t)s->max_seqs, sizeof(kv_seq));

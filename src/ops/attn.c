@@ -34,7 +34,7 @@ typedef struct {
     float *olat;       // (threads, Rkv) weighted sum of cached latents
     float *lpart;      // (max(LAT_SPANS, threads), H, Rkv + 2) per-span softmax partials (o, max, sum)
     float *lsc;        // (threads, LAT_BLOCK + 3, nl) one block's scores in lane space (ops.h), then max, sum, rescale
-    float *lqt;        // (threads, kw + 16, nl) the row's [q_lat | q_pe] of all heads in lane space
+    float *lqt;        // (threads, fg_lane_q_floats(H, kw)) the row's [q_lat | q_pe] of all heads in lane space
     float *pq, *ps, *po; // GEMM prefill per thread: (ATT_ROWS, kw), (ATT_ROWS, max_T), (ATT_ROWS, Rkv); NULL: none
     float *kvf;        // GEMM prefill: (max_T, kw) one sequence's rows, fp32, contiguous
     float *kvx;        // expanded form: (threads, max_T, Dn+Dr+Dv) one head's [k_nope | k_pe | v]; NULL: none
@@ -56,7 +56,7 @@ static size_t carve_scratch(scratch *s, char *base, const fg_attn_limits *L) {
         TAKE(s->lpart, (size_t)FG_MAX(LAT_SPANS, L->threads) * L->H * (Rkv + 2), float);
         int nl, r;
         fg_lanes(L->H, &nl, &r);
-        TAKE(s->lsc, nt * (LAT_BLOCK + 3) * nl, float); TAKE(s->lqt, nt * (kw + 16) * nl, float);
+        TAKE(s->lsc, nt * (LAT_BLOCK + 3) * nl, float); TAKE(s->lqt, nt * fg_lane_q_floats(L->H, (int)kw), float);
         TAKE(s->blkf, nt * LAT_BLOCK * kw, float);
         if (n >= LATENT_GEMM_MIN) {
             TAKE(s->pq, nt * ATT_ROWS * kw, float); TAKE(s->ps, nt * ATT_ROWS * T, float);
@@ -217,9 +217,8 @@ typedef struct { const job *j; int i, t, nspans, span, slot0; const float *qt; }
 // Row i's [q_lat | q_pe] of all heads laid out in lane space in the thread's area; returns it.
 static const float *lane_qlat(const job *j, int i, int tid) {
     const fg_attn_call *a = j->a;
-    int kw = a->Rkv + a->Dr, nl, r;
-    fg_lanes(a->H, &nl, &r);
-    float *qt = j->S.lqt + (size_t)tid * (kw + 16) * nl;
+    int kw = a->Rkv + a->Dr;
+    float *qt = j->S.lqt + (size_t)tid * fg_lane_q_floats(a->H, kw);
     fg_lane_q(qt, j->S.qlat + (size_t)i * a->H * kw, kw, a->H, kw);
     return qt;
 }

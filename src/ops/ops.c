@@ -147,11 +147,16 @@ void fg_lanes(int H, int *nl, int *r) {
     *nl = *r > 1 ? VW : (H + VW - 1) / VW * VW;
 }
 
+size_t fg_lane_q_floats(int H, int n) {
+    int nl, r;
+    fg_lanes(H, &nl, &r);
+    return (size_t)(n + r - 1) / r * nl;
+}
+
 void fg_lane_q(float *qt, const float *q, long ldq, int H, int n) {
     int nl, r;
     fg_lanes(H, &nl, &r);
-    int ng = (n + r - 1) / r;
-    memset(qt, 0, sizeof(float) * (size_t)ng * nl);
+    memset(qt, 0, sizeof(float) * fg_lane_q_floats(H, n));
     for (int h = 0; h < H; h++)
         for (int d = 0; d < n; d++) qt[(size_t)(d / r) * nl + h * r + d % r] = q[(size_t)h * ldq + d];
 }
@@ -180,24 +185,18 @@ static inline v16 lane_group_sum(v16 v, int r) {
 
 // Rows b0 .. b0+m-1 (m <= LANE_ROWS) of x against lane vector v of qt: per group of r dims, one
 // load of qt and m broadcasts. The tail of n (not a whole group) goes through a zero-padded copy,
-// so no row is read past its end.
+// so no row is read past its end. Inlined with m = LANE_ROWS (a constant: the loop unrolls into
+// 8 accumulators) for whole blocks, with the remainder's m for the last.
 static inline __attribute__((always_inline)) void lane_block(float *s, int nl, const float *qt, int v, const float *x,
                                                              long ldx, int m, int n, const int r) {
     v16 acc[LANE_ROWS];
     for (int u = 0; u < LANE_ROWS; u++) acc[u] = (v16){0};
     int ng = n / r, d = 0;
     const float *qv = qt + (size_t)v * VW;
-    if (m == LANE_ROWS) {
-        for (int g = 0; g < ng; g++, d += r) {
-            v16 q = vload(qv + (size_t)g * nl);
-            VREG(q);
-            for (int u = 0; u < LANE_ROWS; u++) acc[u] = vfma(vbcast_chunk(x + u * ldx + d, r), q, acc[u]);
-        }
-    } else {
-        for (int g = 0; g < ng; g++, d += r) {
-            v16 q = vload(qv + (size_t)g * nl);
-            for (int u = 0; u < m; u++) acc[u] = vfma(vbcast_chunk(x + u * ldx + d, r), q, acc[u]);
-        }
+    for (int g = 0; g < ng; g++, d += r) {
+        v16 q = vload(qv + (size_t)g * nl);
+        VREG(q);
+        for (int u = 0; u < m; u++) acc[u] = vfma(vbcast_chunk(x + u * ldx + d, r), q, acc[u]);
     }
     if (d < n) {
         v16 q = vload(qv + (size_t)ng * nl);
@@ -211,9 +210,12 @@ static inline __attribute__((always_inline)) void lane_block(float *s, int nl, c
 }
 
 static void lane_scores_r(float *s, const float *qt, int nl, const float *x, long ldx, int nb, int n, const int r) {
-    for (int v = 0; v < nl / VW; v++)
-        for (int b0 = 0; b0 < nb; b0 += LANE_ROWS)
-            lane_block(s + (size_t)b0 * nl, nl, qt, v, x + (size_t)b0 * ldx, ldx, FG_MIN(LANE_ROWS, nb - b0), n, r);
+    for (int v = 0; v < nl / VW; v++) {
+        int b0 = 0;
+        for (; b0 + LANE_ROWS <= nb; b0 += LANE_ROWS)
+            lane_block(s + (size_t)b0 * nl, nl, qt, v, x + (size_t)b0 * ldx, ldx, LANE_ROWS, n, r);
+        if (b0 < nb) lane_block(s + (size_t)b0 * nl, nl, qt, v, x + (size_t)b0 * ldx, ldx, nb - b0, n, r);
+    }
 }
 
 void fg_lane_scores(float *s, const float *qt, int H, const float *x, long ldx, int nb, int n) {

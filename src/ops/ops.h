@@ -42,6 +42,7 @@ void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long pa, long pb
 //                    max m (nl) raised to the block's, s = exp(s - m), l (nl) = l * rescale +
 //                    sum_u s; rescale (nl) = exp(old m - new m), to apply to the running outputs.
 void fg_lanes(int H, int *nl, int *r);
+size_t fg_lane_q_floats(int H, int n); // floats fg_lane_q writes: ceil(n/r) * nl
 void fg_lane_q(float *qt, const float *q, long ldq, int H, int n);
 void fg_lane_scores(float *s, const float *qt, int H, const float *x, long ldx, int nb, int n);
 void fg_lane_softmax(float *s, int nl, int nb, float scale, float *m, float *l, float *rescale);
