@@ -132,7 +132,12 @@ typedef struct fg_config {
     // Shares rope_factor and rope_original_max_position_embeddings with YaRN; 0 means not llama3.
     int rope_llama3;
     float rope_low_freq_factor, rope_high_freq_factor;
+    // Multi-token prediction (DeepSeek-V3; docs/model.md "Multi-token prediction"): D sequential
+    // modules after the main model, module k stored as layer L+k-1 (its block plus enorm, hnorm,
+    // eh_proj and shared_head.norm); 0 = none.
+    int num_nextn_predict_layers;
 } fg_config;
+#define FG_MTP_MAX 4 // deepest MTP frugal builds (V3 uses 1)
 
 // Fills *c with a named preset: "tiny", "demo", "bench-moe". Returns -1 for an unknown name.
 int fg_config_preset(fg_config *c, const char *name);
@@ -147,6 +152,8 @@ int fg_config_validate(const fg_config *c);
 char *fg_config_to_json(const fg_config *c);
 // Parameter counts: total and active per token (experts counted K of E).
 void fg_config_param_counts(const fg_config *c, int64_t *total, int64_t *active);
+// Blocks the weights hold: the main model's L plus one per MTP depth.
+static inline int fg_config_n_blocks(const fg_config *c) { return c->num_hidden_layers + c->num_nextn_predict_layers; }
 static inline int fg_config_is_moe_layer(const fg_config *c, int l) {
     return c->n_routed_experts > 0 && l >= c->first_k_dense_replace &&
            (c->moe_layer_freq <= 1 || l % c->moe_layer_freq == 0);
@@ -158,8 +165,10 @@ typedef struct fg_model fg_model;
 // model's (an fg_model holds weights, gradients and the activations of its last batch).
 typedef struct {
     float balance_alpha;        // in: sequence-wise balance loss weight (0 = off)
-    double loss;                // out: what the step minimised (cross-entropy or a distillation loss, + balance)
+    float mtp_lambda;           // in: MTP loss weight lambda (models with MTP modules; 0 = the modules are not run)
+    double loss;                // out: what the step minimised (cross-entropy or a distillation loss, + balance + MTP)
     double ce_loss, bal_loss;   // out: mean cross-entropy over the counted targets (0 without), balance loss
+    double mtp_ce[FG_MTP_MAX];  // out: mean cross-entropy of MTP depth k+1 (loss adds lambda/D times their sum)
 } fg_step;
 // Allocates a model for c (validated first; weights zeroed). Free with fg_model_free.
 fg_model *fg_model_create(const fg_config *c);
@@ -323,6 +332,9 @@ typedef struct {
     float weight_decay, beta1, beta2, eps, clip;
     float balance_alpha;                   // sequence-wise balance loss (0 = off)
     float bias_gamma;                      // aux-loss-free bias update speed (0 = off)
+    // MTP loss weight (models with num_nextn_predict_layers > 0): lambda until the fraction
+    // mtp_late_frac of the steps, mtp_lambda_late after (V3: 0.3 for 10T tokens, then 0.1 for 4.8T)
+    float mtp_lambda, mtp_lambda_late, mtp_late_frac;
     uint64_t seed;
     int eval_every, eval_batches;          // validation loss / bits-per-byte every N steps
     int save_every;                        // checkpoint every N steps (and always at the end)

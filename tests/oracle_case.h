@@ -11,12 +11,12 @@
 #include "train/optim.h"
 
 typedef struct {
-    float lr, beta1, beta2, eps, weight_decay, clip, alpha, gamma;
+    float lr, beta1, beta2, eps, weight_decay, clip, alpha, gamma, mtp_lambda;
     int steps;
 } case_train;
 
 static void case_train_load(case_train *t, const char *dir) {
-    *t = (case_train){1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 0.0f, 0.0f, 0.0f, 10};
+    *t = (case_train){1e-3f, 0.9f, 0.95f, 1e-8f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 10};
     char path[1024];
     snprintf(path, sizeof path, "%s/train.json", dir);
     size_t len;
@@ -25,9 +25,10 @@ static void case_train_load(case_train *t, const char *dir) {
     fg_json *j = fg_json_parse(text, len, path);
     free(text);
     if (!j) return;
-    const char *names[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", "alpha", "gamma"};
-    float *dst[] = {&t->lr, &t->beta1, &t->beta2, &t->eps, &t->weight_decay, &t->clip, &t->alpha, &t->gamma};
-    for (int i = 0; i < 8; i++) {
+    const char *names[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "clip", "alpha", "gamma", "mtp_lambda"};
+    float *dst[] = {&t->lr, &t->beta1, &t->beta2, &t->eps, &t->weight_decay, &t->clip, &t->alpha, &t->gamma,
+                    &t->mtp_lambda};
+    for (int i = 0; i < 9; i++) {
         const fg_json *v = fg_json_get(j, names[i]);
         if (v && v->type == FG_JSON_NUMBER) *dst[i] = (float)v->num;
     }
@@ -60,7 +61,7 @@ static int check_case(const char *dir, int verbose) {
     if (fg_safetensors_open(&ex, path)) { fprintf(stderr, "%s\n", fg_last_error()); return 1; }
     case_train tr;
     case_train_load(&tr, dir);
-    fg_step ms = {tr.alpha, 0, 0, 0};
+    fg_step ms = {.balance_alpha = tr.alpha, .mtp_lambda = tr.mtp_lambda};
     const fg_st_tensor *it = fg_safetensors_find(&ex, "input_ids");
     int B = (int)it->shape[0], T = (int)it->shape[1], N = B * T, V = cfg.vocab_size;
     float *fin = read_all(&ex, "input_ids", NULL), *ftg = read_all(&ex, "targets", NULL);

@@ -204,7 +204,7 @@ static void check_backward_entry(void) {
     fg_rng r;
     fg_rng_seed(&r, 11);
     for (int i = 0; i < N; i++) { in[i] = (int32_t)(fg_rng_uniform(&r) * 250); tg[i] = i % 5 == 0 ? -1 : (int32_t)(fg_rng_uniform(&r) * 250); }
-    fg_step sa = {0.01f, 0, 0, 0}, sb = sa;
+    fg_step sa = {.balance_alpha = 0.01f}, sb = sa;
     CHECK(fg_model_forward(a, in, tg, B, T, &sa) == 0);
     CHECK(fg_model_backward(a, 0.5f) == 0);
     CHECK(fg_model_forward(b, in, NULL, B, T, &sb) == 0);

@@ -1,6 +1,8 @@
 // test_gradcheck.c: finite-difference gradient checks for every parameter type, on tiny configs
 // covering MLA (with and without q compression), GQA with biases, softmax/sigmoid scoring, the
-// three top-k methods, shared experts, tied embeddings, YaRN and the sequence balance loss.
+// three top-k methods, shared experts, tied embeddings, YaRN, the sequence balance loss and
+// multi-token prediction (D = 1 and 2: the MTP blocks, eh_proj, the two input norms, the depth's
+// head norm, and the shared embedding and head through every depth).
 //
 // For each trained tensor we compare the directional derivative along a random direction d:
 // (L(p + h d) - L(p - h d)) / 2h  against  <grad, d>. Aggregating over a whole tensor keeps the
@@ -14,18 +16,18 @@ static fg_step gc; // the balance weight in, the losses out
 
 static double loss_at(fg_model *m, const int32_t *in, const int32_t *tg, int B, int T) {
     if (fg_model_forward(m, in, tg, B, T, &gc)) { fprintf(stderr, "%s\n", fg_last_error()); exit(1); }
-    return gc.ce_loss + gc.bal_loss;
+    return gc.loss; // CE + balance + lambda/D * the MTP depths' CE
 }
 
 // Routing decisions of the last forward, concatenated over MoE layers (to detect a flip: top-k
 // selection is piecewise constant, so a finite difference across a flip is meaningless).
 static void routing_of(const fg_model *m, int *out, int N) {
     int K = m->cfg.num_experts_per_tok, o = 0;
-    for (int l = 0; l < m->cfg.num_hidden_layers; l++)
+    for (int l = 0; l < fg_config_n_blocks(&m->cfg); l++)
         if (fg_config_is_moe_layer(&m->cfg, l)) { memcpy(out + o, m->acts[l].idx, sizeof(int) * N * K); o += N * K; }
 }
 
-static void check_config(const char *label, fg_config *c, float alpha) {
+static void check_config_mtp(const char *label, fg_config *c, float alpha, float mtp_lambda) {
     fg_model *m = fg_model_create(c);
     CHECK_MSG(m != NULL, "%s: %s", label, fg_last_error());
     if (!m) return;
@@ -43,15 +45,18 @@ static void check_config(const char *label, fg_config *c, float alpha) {
         }
     }
     gc.balance_alpha = alpha;
+    gc.mtp_lambda = mtp_lambda;
     int B = 2, T = 9, N = B * T;
     int32_t in[18], tg[18];
     for (int i = 0; i < N; i++) { in[i] = (int32_t)fg_rng_below(&r, c->vocab_size); tg[i] = (int32_t)fg_rng_below(&r, c->vocab_size); }
     tg[3] = -1; // an ignored position
     loss_at(m, in, tg, B, T);
     if (alpha > 0) CHECK_MSG(gc.bal_loss > 1e-3, "%s: balance loss not active (%g)", label, gc.bal_loss);
+    for (int k = 0; k < c->num_nextn_predict_layers; k++)
+        CHECK_MSG(gc.mtp_ce[k] > 1, "%s: MTP depth %d loss not active (%g)", label, k + 1, gc.mtp_ce[k]);
     fg_model_zero_grad(m);
     CHECK(fg_model_backward(m, 1.0f) == 0);
-    size_t route_bytes = sizeof(int) * N * c->num_experts_per_tok * c->num_hidden_layers;
+    size_t route_bytes = sizeof(int) * N * c->num_experts_per_tok * fg_config_n_blocks(c);
     int *route0 = calloc(1, route_bytes), *route_p = calloc(1, route_bytes), *route_m = calloc(1, route_bytes);
     if (c->n_routed_experts) routing_of(m, route0, N);
     float *g = malloc(sizeof(float) * m->n_params);
@@ -99,6 +104,8 @@ static void check_config(const char *label, fg_config *c, float alpha) {
     fg_model_free(m);
 }
 
+static void check_config(const char *label, fg_config *c, float alpha) { check_config_mtp(label, c, alpha, 0); }
+
 int main(void) {
     fg_config c;
     fg_config_preset(&c, "tiny"); // MLA + q-LoRA, sigmoid, noaux_tc with 2 groups, shared expert
@@ -120,5 +127,11 @@ int main(void) {
     c.attn_type = FG_ATTN_GQA; c.num_attention_heads = 4; c.num_key_value_heads = 2; c.head_dim = 8;
     c.attention_bias = 1; c.rope_interleave = 0; c.n_routed_experts = 0; c.tie_word_embeddings = 1;
     check_config("gqa dense bias tied", &c, 0.0f);
+    c.num_nextn_predict_layers = 1;
+    check_config_mtp("gqa dense tied + MTP D=1", &c, 0.0f, 0.3f);
+
+    fg_config_preset(&c, "tiny"); // MLA + MoE with two MTP depths (MoE blocks), balance loss on
+    c.num_nextn_predict_layers = 2;
+    check_config_mtp("tiny + MTP D=2 + balance", &c, 0.05f, 0.3f);
     return TEST_DONE();
 }

@@ -26,8 +26,12 @@ int main(void) {
     if (system(cmd) != 0) { fprintf(stderr, "reference generation failed: %s\n", cmd); return 1; }
     // mla_mscale: YaRN with only rope_scaling.mscale given (Hugging Face scales cos/sin by
     // yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim = 0) = 1.369)
-    const char *cases[] = {"mla_moe_sigmoid", "mla_moe_softmax", "gqa_dense", "gqa_tied", "mla_mscale"};
-    for (int i = 0; i < 5; i++) {
+    // mla_moe_mtp2 / gqa_dense_mtp1: multi-token prediction, D = 2 over MLA + MoE (the MTP blocks
+    // MoE, with balance loss and bias updates) and D = 1 over a dense GQA model with a tied head
+    // (the embedding then has three uses); the loss includes lambda/D * sum of the depths' CE.
+    const char *cases[] = {"mla_moe_sigmoid", "mla_moe_softmax", "gqa_dense", "gqa_tied", "mla_mscale",
+                           "mla_moe_mtp2", "gqa_dense_mtp1"};
+    for (int i = 0; i < 7; i++) {
         char dir[512];
         snprintf(dir, sizeof dir, "%s/%s", out, cases[i]);
         check_case(dir, 1);

@@ -269,6 +269,7 @@ static const cfg_field CFG_FIELDS[] = {
     CF(tie_word_embeddings, "tie_word_embeddings", CF_INT), CF(rope_llama3, "rope_scaling (llama3)", CF_INT),
     CF(rope_low_freq_factor, "rope_scaling.low_freq_factor", CF_FLOAT),
     CF(rope_high_freq_factor, "rope_scaling.high_freq_factor", CF_FLOAT),
+    CF(num_nextn_predict_layers, "num_nextn_predict_layers", CF_INT),
 };
 #undef CF
 

@@ -87,7 +87,7 @@ static fg_wstore *store_alloc(const fg_config *c, const rope_table *rope, float 
     ws->cfg = *c;
     size_t total;
     if (!(ws->t = fg_tensor_table(c, &ws->n, &total))) { free(ws); return NULL; }
-    int L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    int L = fg_config_n_blocks(c), E = FG_MAX(1, c->n_routed_experts);
     ws->type = calloc(ws->n, sizeof *ws->type);
     ws->data = calloc(ws->n, sizeof *ws->data);
     ws->vec = calloc(ws->n, sizeof *ws->vec);

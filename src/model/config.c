@@ -106,8 +106,10 @@ int fg_config_validate_shape(const fg_config *c) {
     if (c->first_k_dense_replace < 0 || c->first_k_dense_replace > c->num_hidden_layers)
         BAD("config: first_k_dense_replace must be in [0, num_hidden_layers=%d] (got %d)", c->num_hidden_layers, c->first_k_dense_replace);
     if (c->moe_layer_freq < 1) BAD("config: moe_layer_freq must be >= 1 (got %d)", c->moe_layer_freq);
+    if (c->num_nextn_predict_layers < 0 || c->num_nextn_predict_layers > FG_MTP_MAX)
+        BAD("config: num_nextn_predict_layers must be in [0, %d] (got %d)", FG_MTP_MAX, c->num_nextn_predict_layers);
     int any_dense = 0;
-    for (int l = 0; l < c->num_hidden_layers; l++) any_dense |= !fg_config_is_moe_layer(c, l);
+    for (int l = 0; l < fg_config_n_blocks(c); l++) any_dense |= !fg_config_is_moe_layer(c, l);
     if (any_dense && c->intermediate_size < 1) BAD("config: intermediate_size must be > 0 (dense FFN layers exist), got %d", c->intermediate_size);
     if (c->n_routed_experts < 0 || c->n_routed_experts > 1024) BAD("config: n_routed_experts must be in [0, 1024] (got %d)", c->n_routed_experts);
     if (c->n_routed_experts > 0) {
@@ -232,12 +234,13 @@ static const field_spec FIELDS[] = {
     F_(num_experts_per_tok, K_INT), F_(n_group, K_INT), F_(topk_group, K_INT), F_(norm_topk_prob, K_BOOL),
     F_(routed_scaling_factor, K_FLOAT), F_(rms_norm_eps, K_FLOAT), F_(rope_theta, K_FLOAT),
     F_(max_position_embeddings, K_INT), F_(rope_interleave, K_BOOL), F_(tie_word_embeddings, K_BOOL),
+    F_(num_nextn_predict_layers, K_INT),
 };
 // Fields of real config.json files that do not change the math frugal computes.
 static const char *const IGNORED[] = {
     "architectures", "model_type", "torch_dtype", "transformers_version", "bos_token_id", "eos_token_id",
     "pad_token_id", "use_cache", "initializer_range", "auto_map", "attention_dropout", "pretraining_tp",
-    "num_nextn_predict_layers", "ep_size", "aux_loss_alpha", "seq_aux", "quantization_config",
+    "ep_size", "aux_loss_alpha", "seq_aux", "quantization_config",
     "use_sliding_window", "sliding_window", "max_window_layers", "rope_type", "mlp_bias", "_name_or_path",
     "hidden_act", "attention_type", "rope_scaling",
 };
@@ -386,12 +389,12 @@ char *fg_config_to_json(const fg_config *c) {
         "  \"scoring_func\": \"%s\",\n  \"topk_method\": \"%s\",\n  \"n_group\": %d,\n  \"topk_group\": %d,\n"
         "  \"norm_topk_prob\": %s,\n  \"routed_scaling_factor\": %.9g,\n  \"rms_norm_eps\": %.9g,\n  \"rope_theta\": %.9g,\n"
         "  \"max_position_embeddings\": %d,\n  \"rope_interleave\": %s,\n  \"tie_word_embeddings\": %s,\n"
-        "  \"hidden_act\": \"silu\",\n",
+        "  \"hidden_act\": \"silu\",\n  \"num_nextn_predict_layers\": %d,\n",
         qr, c->kv_lora_rank, c->qk_nope_head_dim, c->qk_rope_head_dim, c->v_head_dim, c->n_routed_experts,
         c->n_shared_experts, c->num_experts_per_tok, score[c->scoring_func], topk[c->topk_method], c->n_group,
         c->topk_group, c->norm_topk_prob ? "true" : "false", c->routed_scaling_factor, c->rms_norm_eps,
         c->rope_theta, c->max_position_embeddings, c->rope_interleave ? "true" : "false",
-        c->tie_word_embeddings ? "true" : "false");
+        c->tie_word_embeddings ? "true" : "false", c->num_nextn_predict_layers);
     if (c->rope_yarn)
         n += snprintf(buf + n, 4096 - n,
             "  \"rope_scaling\": {\"type\": \"yarn\", \"factor\": %.9g, \"original_max_position_embeddings\": %d, "

@@ -14,9 +14,15 @@ void fg_wview_bind(fg_wview *v, const fg_config *c, int n, const int *types, con
 #define REF() (i++, (fg_wref){types[i - 1], data[i - 1]})
 #define VEC() (vec[i++])
     v->embed = REF();
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    int L = c->num_hidden_layers;
+    for (int l = 0; l < fg_config_n_blocks(c); l++) {
+        if (l == L) { // the main model's tail comes before the MTP blocks (fg_tensor_table)
+            v->final_norm = VEC();
+            v->lm_head = c->tie_word_embeddings ? v->embed : REF();
+        }
         fg_wlayer *w = &v->layers[l];
         memset(w, 0, sizeof *w);
+        if (l >= L) { w->enorm = VEC(); w->hnorm = VEC(); w->eh_proj = REF(); }
         w->attn_norm = VEC();
         if (c->attn_type == FG_ATTN_MLA) {
             if (c->q_lora_rank > 0) { w->wq_a = REF(); w->q_norm = VEC(); w->wq_b = REF(); }
@@ -41,9 +47,12 @@ void fg_wview_bind(fg_wview *v, const fg_config *c, int n, const int *types, con
             for (int e = 0; e < E; e++) w->ew3[e] = REF();
             if (c->n_shared_experts > 0) { w->sw1 = REF(); w->sw2 = REF(); w->sw3 = REF(); }
         }
+        if (l >= L) w->head_norm = VEC();
     }
-    v->final_norm = VEC();
-    v->lm_head = c->tie_word_embeddings ? v->embed : REF();
+    if (fg_config_n_blocks(c) == L) {
+        v->final_norm = VEC();
+        v->lm_head = c->tie_word_embeddings ? v->embed : REF();
+    }
 #undef REF
 #undef VEC
     assert(i == n && "tensor table and binder disagree");

@@ -28,19 +28,23 @@ typedef struct {
     fg_wref wq, wq_a, wq_b, wkv_a, wkv_b, wk, wv, wo;
     fg_wref w1, w2, w3, gate, sw1, sw2, sw3;
     fg_wref *ew1, *ew2, *ew3;                             // (E) per routed expert, or NULL
+    // MTP blocks only (layer L+k-1 is depth k): x = eh_proj [enorm(emb); hnorm(h)], and the
+    // depth's own final norm before the shared head.
+    const float *enorm, *hnorm, *head_norm;               // (C) each
+    fg_wref eh_proj;                                      // (C, 2C)
 } fg_wlayer;
 
 // A whole model's view: what fg_wlayers_bind fills.
 typedef struct {
     fg_wref embed, lm_head;     // lm_head == embed when tied
     const float *final_norm;
-    fg_wlayer *layers;          // (L)
-    fg_wref *experts;           // (L * 3 * E) pool behind the layers' ew1/ew2/ew3
+    fg_wlayer *layers;          // (L + D): the main blocks, then the MTP blocks
+    fg_wref *experts;           // ((L + D) * 3 * E) pool behind the layers' ew1/ew2/ew3
 } fg_wview;
 
 // Points v at tensor i of c's table (fg_tensor_table order) for every i: matrices as
-// {types[i], data[i]}, vectors as vec[i] (fp32). v->layers (L) and v->experts (L*3*max(E,1)) must
-// be allocated. The one binder of the table's order (the trainer's gradients use it too).
+// {types[i], data[i]}, vectors as vec[i] (fp32). v->layers (fg_config_n_blocks) and v->experts
+// (n_blocks*3*max(E,1)) must be allocated. The one binder of the table's order (the trainer's gradients use it too).
 void fg_wview_bind(fg_wview *v, const fg_config *c, int n, const int *types, const void *const *data,
                    const float *const *vec);
 

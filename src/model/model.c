@@ -53,68 +53,81 @@ static void tb_add(table_builder *tb, int flags, int d0, int d1, const char *fmt
     tb->total += t->numel;
 }
 
-// The table order is the memory order; fg_weights_bind walks the same sequence.
-fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
-    table_builder tb = {0};
-    tb.layer = tb.expert = -1;
-    int C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
+// One block's tensors: a main layer, or (l >= L) MTP depth l-L+1 with its input projection and
+// final norm around the same block (Hugging Face's names for DeepSeek-V3's layer 61).
+static void add_block(table_builder *tb, const fg_config *c, int l) {
+    int C = c->hidden_size, H = c->num_attention_heads;
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
     int Dh = c->head_dim, Hkv = c->num_key_value_heads;
     int E = c->n_routed_experts, Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
     const int ND = FG_TENSOR_NO_DECAY;
-    tb_add(&tb, 0, V, C, "model.embed_tokens.weight");
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const char *p = "model.layers";
-        tb.layer = l;
-        tb_add(&tb, ND, C, 0, "%s.%d.input_layernorm.weight", p, l);
-        if (c->attn_type == FG_ATTN_MLA) {
-            if (c->q_lora_rank > 0) {
-                tb_add(&tb, 0, c->q_lora_rank, C, "%s.%d.self_attn.q_a_proj.weight", p, l);
-                tb_add(&tb, ND, c->q_lora_rank, 0, "%s.%d.self_attn.q_a_layernorm.weight", p, l);
-                tb_add(&tb, 0, H * (Dn + Dr), c->q_lora_rank, "%s.%d.self_attn.q_b_proj.weight", p, l);
-            } else {
-                tb_add(&tb, 0, H * (Dn + Dr), C, "%s.%d.self_attn.q_proj.weight", p, l);
-            }
-            tb_add(&tb, 0, c->kv_lora_rank + Dr, C, "%s.%d.self_attn.kv_a_proj_with_mqa.weight", p, l);
-            tb_add(&tb, ND, c->kv_lora_rank, 0, "%s.%d.self_attn.kv_a_layernorm.weight", p, l);
-            tb_add(&tb, 0, H * (Dn + Dv), c->kv_lora_rank, "%s.%d.self_attn.kv_b_proj.weight", p, l);
-            tb_add(&tb, 0, C, H * Dv, "%s.%d.self_attn.o_proj.weight", p, l);
+    const char *p = "model.layers";
+    tb->layer = l;
+    if (l >= c->num_hidden_layers) {
+        tb_add(tb, ND, C, 0, "%s.%d.enorm.weight", p, l);
+        tb_add(tb, ND, C, 0, "%s.%d.hnorm.weight", p, l);
+        tb_add(tb, 0, C, 2 * C, "%s.%d.eh_proj.weight", p, l);
+    }
+    tb_add(tb, ND, C, 0, "%s.%d.input_layernorm.weight", p, l);
+    if (c->attn_type == FG_ATTN_MLA) {
+        if (c->q_lora_rank > 0) {
+            tb_add(tb, 0, c->q_lora_rank, C, "%s.%d.self_attn.q_a_proj.weight", p, l);
+            tb_add(tb, ND, c->q_lora_rank, 0, "%s.%d.self_attn.q_a_layernorm.weight", p, l);
+            tb_add(tb, 0, H * (Dn + Dr), c->q_lora_rank, "%s.%d.self_attn.q_b_proj.weight", p, l);
         } else {
-            tb_add(&tb, 0, H * Dh, C, "%s.%d.self_attn.q_proj.weight", p, l);
-            if (c->attention_bias) tb_add(&tb, ND, H * Dh, 0, "%s.%d.self_attn.q_proj.bias", p, l);
-            tb_add(&tb, 0, Hkv * Dh, C, "%s.%d.self_attn.k_proj.weight", p, l);
-            if (c->attention_bias) tb_add(&tb, ND, Hkv * Dh, 0, "%s.%d.self_attn.k_proj.bias", p, l);
-            tb_add(&tb, 0, Hkv * Dh, C, "%s.%d.self_attn.v_proj.weight", p, l);
-            if (c->attention_bias) tb_add(&tb, ND, Hkv * Dh, 0, "%s.%d.self_attn.v_proj.bias", p, l);
-            tb_add(&tb, 0, C, H * Dh, "%s.%d.self_attn.o_proj.weight", p, l);
+            tb_add(tb, 0, H * (Dn + Dr), C, "%s.%d.self_attn.q_proj.weight", p, l);
         }
-        tb_add(&tb, ND, C, 0, "%s.%d.post_attention_layernorm.weight", p, l);
-        if (!fg_config_is_moe_layer(c, l)) {
-            tb_add(&tb, 0, c->intermediate_size, C, "%s.%d.mlp.gate_proj.weight", p, l);
-            tb_add(&tb, 0, C, c->intermediate_size, "%s.%d.mlp.down_proj.weight", p, l);
-            tb_add(&tb, 0, c->intermediate_size, C, "%s.%d.mlp.up_proj.weight", p, l);
-        } else {
-            tb_add(&tb, 0, E, C, "%s.%d.mlp.gate.weight", p, l);
-            if (c->topk_method == FG_TOPK_NOAUX_TC)
-                tb_add(&tb, FG_TENSOR_BUFFER | ND, E, 0, "%s.%d.mlp.gate.e_score_correction_bias", p, l);
-            // stacked: all gate_proj, then all down_proj, then all up_proj
-            for (tb.expert = 0; tb.expert < E; tb.expert++)
-                tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, tb.expert);
-            for (tb.expert = 0; tb.expert < E; tb.expert++)
-                tb_add(&tb, 0, C, Fe, "%s.%d.mlp.experts.%d.down_proj.weight", p, l, tb.expert);
-            for (tb.expert = 0; tb.expert < E; tb.expert++)
-                tb_add(&tb, 0, Fe, C, "%s.%d.mlp.experts.%d.up_proj.weight", p, l, tb.expert);
-            tb.expert = -1;
-            if (Fs > 0) {
-                tb_add(&tb, 0, Fs, C, "%s.%d.mlp.shared_experts.gate_proj.weight", p, l);
-                tb_add(&tb, 0, C, Fs, "%s.%d.mlp.shared_experts.down_proj.weight", p, l);
-                tb_add(&tb, 0, Fs, C, "%s.%d.mlp.shared_experts.up_proj.weight", p, l);
-            }
+        tb_add(tb, 0, c->kv_lora_rank + Dr, C, "%s.%d.self_attn.kv_a_proj_with_mqa.weight", p, l);
+        tb_add(tb, ND, c->kv_lora_rank, 0, "%s.%d.self_attn.kv_a_layernorm.weight", p, l);
+        tb_add(tb, 0, H * (Dn + Dv), c->kv_lora_rank, "%s.%d.self_attn.kv_b_proj.weight", p, l);
+        tb_add(tb, 0, C, H * Dv, "%s.%d.self_attn.o_proj.weight", p, l);
+    } else {
+        tb_add(tb, 0, H * Dh, C, "%s.%d.self_attn.q_proj.weight", p, l);
+        if (c->attention_bias) tb_add(tb, ND, H * Dh, 0, "%s.%d.self_attn.q_proj.bias", p, l);
+        tb_add(tb, 0, Hkv * Dh, C, "%s.%d.self_attn.k_proj.weight", p, l);
+        if (c->attention_bias) tb_add(tb, ND, Hkv * Dh, 0, "%s.%d.self_attn.k_proj.bias", p, l);
+        tb_add(tb, 0, Hkv * Dh, C, "%s.%d.self_attn.v_proj.weight", p, l);
+        if (c->attention_bias) tb_add(tb, ND, Hkv * Dh, 0, "%s.%d.self_attn.v_proj.bias", p, l);
+        tb_add(tb, 0, C, H * Dh, "%s.%d.self_attn.o_proj.weight", p, l);
+    }
+    tb_add(tb, ND, C, 0, "%s.%d.post_attention_layernorm.weight", p, l);
+    if (!fg_config_is_moe_layer(c, l)) {
+        tb_add(tb, 0, c->intermediate_size, C, "%s.%d.mlp.gate_proj.weight", p, l);
+        tb_add(tb, 0, C, c->intermediate_size, "%s.%d.mlp.down_proj.weight", p, l);
+        tb_add(tb, 0, c->intermediate_size, C, "%s.%d.mlp.up_proj.weight", p, l);
+    } else {
+        tb_add(tb, 0, E, C, "%s.%d.mlp.gate.weight", p, l);
+        if (c->topk_method == FG_TOPK_NOAUX_TC)
+            tb_add(tb, FG_TENSOR_BUFFER | ND, E, 0, "%s.%d.mlp.gate.e_score_correction_bias", p, l);
+        // stacked: all gate_proj, then all down_proj, then all up_proj
+        for (tb->expert = 0; tb->expert < E; tb->expert++)
+            tb_add(tb, 0, Fe, C, "%s.%d.mlp.experts.%d.gate_proj.weight", p, l, tb->expert);
+        for (tb->expert = 0; tb->expert < E; tb->expert++)
+            tb_add(tb, 0, C, Fe, "%s.%d.mlp.experts.%d.down_proj.weight", p, l, tb->expert);
+        for (tb->expert = 0; tb->expert < E; tb->expert++)
+            tb_add(tb, 0, Fe, C, "%s.%d.mlp.experts.%d.up_proj.weight", p, l, tb->expert);
+        tb->expert = -1;
+        if (Fs > 0) {
+            tb_add(tb, 0, Fs, C, "%s.%d.mlp.shared_experts.gate_proj.weight", p, l);
+            tb_add(tb, 0, C, Fs, "%s.%d.mlp.shared_experts.down_proj.weight", p, l);
+            tb_add(tb, 0, Fs, C, "%s.%d.mlp.shared_experts.up_proj.weight", p, l);
         }
     }
-    tb.layer = -1;
-    tb_add(&tb, ND, C, 0, "model.norm.weight");
+    if (l >= c->num_hidden_layers) tb_add(tb, ND, C, 0, "%s.%d.shared_head.norm.weight", p, l);
+    tb->layer = -1;
+}
+
+// The table order is the memory order; fg_weights_bind walks the same sequence: the main model
+// as Hugging Face lists it, then the MTP blocks (layers L .. L+D-1).
+fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
+    table_builder tb = {0};
+    tb.layer = tb.expert = -1;
+    int C = c->hidden_size, V = c->vocab_size;
+    tb_add(&tb, 0, V, C, "model.embed_tokens.weight");
+    for (int l = 0; l < c->num_hidden_layers; l++) add_block(&tb, c, l);
+    tb_add(&tb, FG_TENSOR_NO_DECAY, C, 0, "model.norm.weight");
     if (!c->tie_word_embeddings) tb_add(&tb, 0, V, C, "lm_head.weight");
+    for (int l = c->num_hidden_layers; l < fg_config_n_blocks(c); l++) add_block(&tb, c, l);
     if (tb.failed) { free(tb.t); fg_set_error("out of memory building the tensor table"); return NULL; }
     *n = tb.n;
     *total = tb.total;
@@ -124,7 +137,7 @@ fg_tensor *fg_tensor_table(const fg_config *c, int *n, size_t *total) {
 // The float views (backward's weights and gradients) of the allocation at base: the table's order
 // comes from the one binder (fg_wview_bind, layers.c), read back as float pointers.
 void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int n, float *base) {
-    int L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    int L = fg_config_n_blocks(c), E = FG_MAX(1, c->n_routed_experts);
     int *types = calloc(n, sizeof *types);
     const void **data = calloc(n, sizeof *data);
     fg_wview v = {.layers = calloc(L, sizeof(fg_wlayer)), .experts = calloc((size_t)L * 3 * E, sizeof(fg_wref))};
@@ -144,7 +157,8 @@ void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int 
             .wo = F(s->wo), .ffn_norm = (float *)s->ffn_norm, .w1 = F(s->w1), .w2 = F(s->w2), .w3 = F(s->w3),
             .gate = F(s->gate), .gate_bias = (float *)s->gate_bias, .ew1 = s->ew1 ? F(s->ew1[0]) : NULL,
             .ew2 = s->ew2 ? F(s->ew2[0]) : NULL, .ew3 = s->ew3 ? F(s->ew3[0]) : NULL, .sw1 = F(s->sw1),
-            .sw2 = F(s->sw2), .sw3 = F(s->sw3)};
+            .sw2 = F(s->sw2), .sw3 = F(s->sw3), .enorm = (float *)s->enorm, .hnorm = (float *)s->hnorm,
+            .eh_proj = F(s->eh_proj), .head_norm = (float *)s->head_norm};
     }
 #undef F
     free(types); free(data); free(v.layers); free(v.experts);
@@ -161,7 +175,7 @@ const fg_tensor *fg_model_find_tensor(const fg_model *m, const char *name) {
 // The typed view of the fp32 parameters the shared layers read (every tensor F32, in place).
 static int bind_view(fg_model *m) {
     const fg_config *c = &m->cfg;
-    int n = m->n_tensors, L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    int n = m->n_tensors, L = fg_config_n_blocks(c), E = FG_MAX(1, c->n_routed_experts);
     int *types = calloc(n, sizeof *types);
     const void **data = calloc(n, sizeof *data);
     m->view.layers = calloc(L, sizeof *m->view.layers);
@@ -192,9 +206,9 @@ fg_model *fg_model_create(const fg_config *c) {
     m->tensors = fg_tensor_table(c, &m->n_tensors, &m->n_params);
     if (!m->tensors) { fg_model_free(m); return NULL; }
     m->params = fg_calloc(m->n_params, sizeof(float), "model weights");
-    m->w.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
-    m->g.layers = calloc(c->num_hidden_layers, sizeof(fg_layer_w));
-    m->expert_load = calloc((size_t)c->num_hidden_layers * FG_MAX(1, c->n_routed_experts), sizeof(int));
+    m->w.layers = calloc(fg_config_n_blocks(c), sizeof(fg_layer_w));
+    m->g.layers = calloc(fg_config_n_blocks(c), sizeof(fg_layer_w));
+    m->expert_load = calloc((size_t)fg_config_n_blocks(c) * FG_MAX(1, c->n_routed_experts), sizeof(int));
     m->touched = calloc(m->n_tensors, 1);
     if (!m->touched || !m->params || !m->w.layers || !m->g.layers || !m->expert_load) { fg_model_free(m); return NULL; }
     fg_weights_bind(&m->w, c, m->tensors, m->n_tensors, m->params);
@@ -234,7 +248,9 @@ int fg_model_rope_init(rope_table *rope, float *softmax_scale, const fg_config *
 static void free_acts(fg_model *m) {
     free(m->acts_mem);
     free(m->acts);
-    m->acts_mem = NULL; m->acts = NULL;
+    free(m->mtp);
+    m->acts_mem = NULL; m->acts = NULL; m->mtp = NULL;
+    m->mtp_live = 0;
     m->B = m->T = 0;
 }
 
@@ -297,7 +313,7 @@ static size_t carve(fg_model *m, char *base, int B, int T) {
 #define TAKE(ptr, count, type) do { size_t bytes_ = ((size_t)(count) * sizeof(type) + 63) & ~(size_t)63; \
         (ptr) = base ? (type *)(base + off) : (ptr); off += bytes_; } while (0)
     size_t max_layer = 0;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    for (int l = 0; l < fg_config_n_blocks(c); l++) {
         fg_layer_acts *a = base ? &m->acts[l] : &(fg_layer_acts){0};
         size_t layer_start = off;
         int moe = fg_config_is_moe_layer(c, l);
@@ -328,9 +344,17 @@ static size_t carve(fg_model *m, char *base, int B, int T) {
     }
     TAKE(m->xfin, N * C, float); TAKE(m->xf, N * C, float); TAKE(m->xf_rstd, N, float); TAKE(m->logits, N * V, float);
     TAKE(m->inputs, N, int32_t); TAKE(m->targets, N, int32_t); TAKE(m->pos, N, int);
+    int D = c->num_nextn_predict_layers;
+    for (int k = 0; k < D; k++) { // sized for (B, T) rows; depth k+1 uses B*(T-k-1) of them
+        fg_mtp_acts *a = base ? &m->mtp[k] : &(fg_mtp_acts){0};
+        TAKE(a->tok, N, int32_t); TAKE(a->tgt, N, int32_t); TAKE(a->cat, 2 * N * C, float);
+        TAKE(a->e_rstd, N, float); TAKE(a->h_rstd, N, float); TAKE(a->xfin, N * C, float);
+        TAKE(a->xf, N * C, float); TAKE(a->xf_rstd, N, float); TAKE(a->logits, N * V, float);
+    }
+    if (D) TAKE(m->mtp_pos, N, int);
     // Backward scratch: gradients of one layer's activations (at most as many floats as the
-    // layer saved, twice for safety) plus a few (N, C) residual-sized buffers.
-    m->scratch_floats = 2 * max_layer / sizeof(float) + 8 * N * (size_t)C + (size_t)K * N + 64;
+    // layer saved, twice for safety) plus a few (N, C) residual-sized buffers (MTP: 8 more).
+    m->scratch_floats = 2 * max_layer / sizeof(float) + (D ? 16 : 8) * N * (size_t)C + (size_t)K * N + 64;
     float *scratch = NULL;
     TAKE(scratch, m->scratch_floats, float);
     if (base) m->scratch = scratch;
@@ -351,9 +375,10 @@ int fg_model_ensure_acts(fg_model *m, int B, int T) {
         return fg_set_error("activations for batch %d x %d need %.1f GiB but this machine has %.1f GiB "
                             "(hint: lower --batch or --seq)", B, T, bytes / 1073741824.0, mem / 1073741824.0);
     free_acts(m);
-    m->acts = calloc(m->cfg.num_hidden_layers, sizeof(fg_layer_acts));
+    m->acts = calloc(fg_config_n_blocks(&m->cfg), sizeof(fg_layer_acts));
+    m->mtp = calloc(FG_MAX(1, m->cfg.num_nextn_predict_layers), sizeof(fg_mtp_acts));
     m->acts_mem = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!m->acts || !m->acts_mem) {
+    if (!m->acts || !m->mtp || !m->acts_mem) {
         free_acts(m);
         return fg_set_error("out of memory: activations for batch %d x %d need %.1f MiB", B, T, bytes / 1048576.0);
     }
@@ -451,6 +476,78 @@ static void moe_forward(fg_model *m, int l, float *out, double *bal_loss) {
     }
 }
 
+// One block (attention + FFN, both pre-normed, residuals added) of the current (m->B, m->T)
+// rows: acts[l].x in, out (N, C) out.
+static void block_forward(fg_model *m, int l, float *out, double *bal) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_wlayer *vw = &m->view.layers[l];
+    fg_exec x = train_exec(m);
+    const fg_backend *be = m->be;
+    int N = m->B * m->T, C = c->hidden_size;
+    be->rmsnorm(a->xn1, a->rstd1, a->x, vw->attn_norm, N, C, c->rms_norm_eps);
+    if (c->attn_type == FG_ATTN_MLA) mla_forward(m, l); else gqa_forward(m, l);
+    be->rmsnorm(a->xn2, a->rstd2, a->x2, vw->ffn_norm, N, C, c->rms_norm_eps);
+    if (fg_config_is_moe_layer(c, l)) moe_forward(m, l, out, bal);
+    else fg_swiglu_ffn(&x, out, a->h1, a->h3, a->a, a->xn2, vw->w1, vw->w2, vw->w3, N, C, c->intermediate_size);
+    add_into(out, a->x2, (size_t)N * C);
+}
+
+// MTP depth k runs its block over (B, T-k) rows: m->T and the row positions are switched for it
+// (every layer function reads them from m) and switched back after.
+static int mtp_enter(fg_model *m, int k, int *saved_T, int **saved_pos) {
+    int Tk = m->T - k;
+    *saved_T = m->T;
+    *saved_pos = m->pos;
+    for (int n = 0; n < m->B * Tk; n++) m->mtp_pos[n] = n % Tk;
+    m->T = Tk;
+    m->pos = m->mtp_pos;
+    return m->B * Tk;
+}
+static void mtp_leave(fg_model *m, int T, int *pos) { m->T = T; m->pos = pos; }
+
+// The D MTP depths after the main model's forward (docs/model.md "Multi-token prediction"):
+// h^0 = the main model's normed final state m->xf; depth k: x = eh_proj [enorm(emb(t_{i+k})) |
+// hnorm(h^{k-1}_i)], one block, h^k = shared_head.norm(block out), logits = the shared head's.
+// Returns the depths run (those with T - k >= 1).
+static int mtp_forward(fg_model *m, const int32_t *targets, double *bal, fg_step *st) {
+    const fg_config *c = &m->cfg;
+    const fg_backend *be = m->be;
+    fg_exec x = train_exec(m);
+    int B = m->B, T = m->T, C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers, run = 0;
+    for (int k = 1; k <= c->num_nextn_predict_layers && T - k >= 1; k++, run++) {
+        fg_mtp_acts *a = &m->mtp[k - 1];
+        const fg_wlayer *w = &m->view.layers[L + k - 1];
+        int Tk = T - k, Tp = T - k + 1, Nk = B * Tk; // Tp: the previous depth's rows per sequence
+        const float *prev = k == 1 ? m->xf : m->mtp[k - 2].xf;
+        float *e = m->scratch, *en = e + (size_t)Nk * C, *hp = en + (size_t)Nk * C, *hn = hp + (size_t)Nk * C;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Tk; t++) {
+                int n = b * Tk + t, src = b * T + t + k;
+                a->tok[n] = m->inputs[src];
+                a->tgt[n] = targets[src];
+                memcpy(e + (size_t)n * C, m->w.embed + (size_t)a->tok[n] * C, sizeof(float) * C);
+                memcpy(hp + (size_t)n * C, prev + ((size_t)b * Tp + t) * C, sizeof(float) * C);
+            }
+        be->rmsnorm(en, a->e_rstd, e, w->enorm, Nk, C, c->rms_norm_eps);
+        be->rmsnorm(hn, a->h_rstd, hp, w->hnorm, Nk, C, c->rms_norm_eps);
+        for (int n = 0; n < Nk; n++) {
+            memcpy(a->cat + (size_t)n * 2 * C, en + (size_t)n * C, sizeof(float) * C);
+            memcpy(a->cat + (size_t)n * 2 * C + C, hn + (size_t)n * C, sizeof(float) * C);
+        }
+        int T0, *pos0;
+        mtp_enter(m, k, &T0, &pos0);
+        fg_exec_matmul(&x, m->acts[L + k - 1].x, a->cat, w->eh_proj, NULL, Nk, 2 * C, C);
+        block_forward(m, L + k - 1, a->xfin, bal);
+        mtp_leave(m, T0, pos0);
+        be->rmsnorm(a->xf, a->xf_rstd, a->xfin, w->head_norm, Nk, C, c->rms_norm_eps);
+        be->matmul(NULL, a->logits, a->xf, m->view.lm_head, NULL, Nk, C, V, FG_F32);
+        double ce = be->xent(a->logits, a->logits, a->tgt, Nk, V, &a->n_counted);
+        if (st) st->mtp_ce[k - 1] = a->n_counted ? ce : 0;
+    }
+    return run;
+}
+
 int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, fg_step *st) {
     const fg_config *c = &m->cfg;
     if (fg_model_ensure_acts(m, B, T)) return -1;
@@ -466,28 +563,26 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
     }
     double bal = 0;
     m->fwd_alpha = st ? st->balance_alpha : 0;
-    fg_exec x = train_exec(m);
-    const fg_backend *be = m->be;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        fg_layer_acts *a = &m->acts[l];
-        const fg_wlayer *vw = &m->view.layers[l];
-        float *next = l + 1 < c->num_hidden_layers ? m->acts[l + 1].x : m->xfin;
-        be->rmsnorm(a->xn1, a->rstd1, a->x, vw->attn_norm, N, C, c->rms_norm_eps);
-        if (c->attn_type == FG_ATTN_MLA) mla_forward(m, l); else gqa_forward(m, l);
-        be->rmsnorm(a->xn2, a->rstd2, a->x2, vw->ffn_norm, N, C, c->rms_norm_eps);
-        if (fg_config_is_moe_layer(c, l)) moe_forward(m, l, next, &bal);
-        else fg_swiglu_ffn(&x, next, a->h1, a->h3, a->a, a->xn2, vw->w1, vw->w2, vw->w3, N, C, c->intermediate_size);
-        add_into(next, a->x2, (size_t)N * C);
-    }
-    be->rmsnorm(m->xf, m->xf_rstd, m->xfin, m->view.final_norm, N, C, c->rms_norm_eps);
-    be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_F32); // the head stays fp32
+    m->mtp_live = 0;
+    if (st) memset(st->mtp_ce, 0, sizeof st->mtp_ce);
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        block_forward(m, l, l + 1 < c->num_hidden_layers ? m->acts[l + 1].x : m->xfin, &bal);
+    m->be->rmsnorm(m->xf, m->xf_rstd, m->xfin, m->view.final_norm, N, C, c->rms_norm_eps);
+    m->be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_F32); // the head stays fp32
     m->fwd_live = 1;
     if (st) { st->bal_loss = bal; st->ce_loss = 0; st->loss = bal; }
     if (!targets) { m->n_counted = 0; return 0; }
     for (int n = 0; n < N; n++)
         if (targets[n] >= V) return fg_set_error("target id %d at position %d is outside the vocabulary", targets[n], n);
     double ce = m->be->xent(m->logits, m->logits, targets, N, V, &m->n_counted);
-    if (st) { st->ce_loss = ce; st->loss = ce + bal; }
+    double mtp = 0;
+    if (st && st->mtp_lambda > 0 && c->num_nextn_predict_layers > 0) { // after the main CE: scratch is free
+        m->mtp_lambda = st->mtp_lambda;
+        m->mtp_live = mtp_forward(m, targets, &bal, st);
+        for (int k = 0; k < m->mtp_live; k++) mtp += st->mtp_ce[k];
+        mtp *= st->mtp_lambda / c->num_nextn_predict_layers;
+    }
+    if (st) { st->bal_loss = bal; st->ce_loss = ce; st->loss = ce + bal + mtp; }
     return 0;
 }
 
@@ -674,35 +769,101 @@ int fg_model_backward_dlogits(fg_model *m, const float *dlogits, float grad_scal
 
 // The shared body: m->logits holds d(loss)/d(logits) (N, V); grad_scale scales the model's own
 // extra terms (the balance loss).
+// Block l's backward over the current (m->B, m->T) rows: dres (N, C) holds d(block output) and
+// becomes d(block input). Scratch above mark is reused.
+static void block_backward(fg_model *m, int l, float *dres, float grad_scale, bump *sc, size_t mark) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    const fg_layer_w *w = &m->w.layers[l];
+    fg_layer_w *g = &m->g.layers[l];
+    int N = m->B * m->T, C = c->hidden_size;
+    sc->used = mark;
+    float *dxn2 = take(sc, (size_t)N * C);
+    if (fg_config_is_moe_layer(c, l)) moe_backward(m, l, dres, dxn2, grad_scale, sc);
+    else swiglu_ffn_backward(m, dxn2, g->w1, g->w2, g->w3, take(sc, 3 * (size_t)N * c->intermediate_size), dres,
+                             a->xn2, a->h1, a->h3, a->a, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
+    m->be->rmsnorm_backward(dres, g->ffn_norm, dxn2, a->x2, w->ffn_norm, a->rstd2, N, C);
+    sc->used = mark;
+    if (c->attn_type == FG_ATTN_MLA) mla_backward(m, l, dres, sc); else gqa_backward(m, l, dres, sc);
+}
+
+// The MTP depths' backward, deepest first: each depth's CE (weight lambda/D) through the shared
+// head, its final norm, its block, eh_proj and the two input norms; the embedding rows get their
+// gradient and d(h^{k-1}) flows to the depth before, d(h^0) into dxf (N, C), the main model's
+// d(normed final state).
+static void mtp_backward(fg_model *m, float grad_scale, bump *sc, float *dxf) {
+    const fg_backend *be = m->be;
+    const fg_config *c = &m->cfg;
+    int B = m->B, T = m->T, N = B * T, C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
+    float *dh = take(sc, (size_t)N * C), *dblk = take(sc, (size_t)N * C), *dcat = take(sc, 2 * (size_t)N * C);
+    float *dpart = take(sc, (size_t)N * C), *din = take(sc, (size_t)N * C), *rows = take(sc, (size_t)N * C);
+    size_t mark = sc->used;
+    for (int k = m->mtp_live; k >= 1; k--) { // dh: d(h^k) from depth k+1 (zero for the deepest)
+        fg_mtp_acts *a = &m->mtp[k - 1];
+        const fg_layer_w *w = &m->w.layers[L + k - 1];
+        fg_layer_w *g = &m->g.layers[L + k - 1];
+        int Tk = T - k, Tp = T - k + 1, Nk = B * Tk;
+        if (a->n_counted) {
+            be->xent_backward(a->logits, a->logits, a->tgt, Nk, V,
+                              grad_scale * m->mtp_lambda / c->num_nextn_predict_layers / a->n_counted);
+            be->matmul_backward(dh, m->g.lm_head, NULL, a->logits, a->xf, m->w.lm_head, Nk, C, V, FG_F32);
+        }
+        memset(dblk, 0, sizeof(float) * (size_t)Nk * C);
+        be->rmsnorm_backward(dblk, g->head_norm, dh, a->xfin, w->head_norm, a->xf_rstd, Nk, C);
+        int T0, *pos0;
+        mtp_enter(m, k, &T0, &pos0);
+        block_backward(m, L + k - 1, dblk, grad_scale, sc, mark);
+        memset(dcat, 0, sizeof(float) * 2 * (size_t)Nk * C);
+        be->matmul_backward(dcat, g->eh_proj, NULL, dblk, a->cat, w->eh_proj, Nk, 2 * C, C, m->prec);
+        mtp_leave(m, T0, pos0);
+        // the embedding half: d(emb rows) into the embedding's gradient
+        for (int n = 0; n < Nk; n++) {
+            memcpy(dpart + (size_t)n * C, dcat + (size_t)n * 2 * C, sizeof(float) * C);
+            memcpy(rows + (size_t)n * C, m->w.embed + (size_t)a->tok[n] * C, sizeof(float) * C);
+        }
+        memset(din, 0, sizeof(float) * (size_t)Nk * C);
+        be->rmsnorm_backward(din, g->enorm, dpart, rows, w->enorm, a->e_rstd, Nk, C);
+        for (int n = 0; n < Nk; n++) add_into(m->g.embed + (size_t)a->tok[n] * C, din + (size_t)n * C, C);
+        // the hidden half: d(h^{k-1}) on the previous depth's (B, Tp) rows (t < Tk; the rest get 0)
+        const float *prev = k == 1 ? m->xf : m->mtp[k - 2].xf;
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Tk; t++) {
+                memcpy(dpart + ((size_t)b * Tk + t) * C, dcat + ((size_t)b * Tk + t) * 2 * C + C, sizeof(float) * C);
+                memcpy(rows + ((size_t)b * Tk + t) * C, prev + ((size_t)b * Tp + t) * C, sizeof(float) * C);
+            }
+        memset(din, 0, sizeof(float) * (size_t)Nk * C);
+        be->rmsnorm_backward(din, g->hnorm, dpart, rows, w->hnorm, a->h_rstd, Nk, C);
+        float *dprev = k == 1 ? dxf : dh; // dh is free again: it becomes d(h^{k-1})
+        if (k > 1) memset(dh, 0, sizeof(float) * (size_t)B * Tp * C);
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < Tk; t++)
+                add_into(dprev + ((size_t)b * Tp + t) * C, din + ((size_t)b * Tk + t) * C, C);
+    }
+    sc->used = mark;
+}
+
+// The shared body: m->logits holds d(loss)/d(logits) (N, V); grad_scale scales the model's own
+// extra terms (the balance loss, the MTP losses).
 static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float *dres, size_t mark) {
     const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
-    int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size;
+    int N = m->B * m->T, C = c->hidden_size, V = c->vocab_size, L = c->num_hidden_layers;
     bump sc = *psc;
     float *dlogits = m->logits;
     float *dxf = take(&sc, (size_t)N * C);
+    if (m->mtp_live) mtp_backward(m, grad_scale, &sc, dxf);
     be->matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_F32);
     be->rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
     m->fwd_live = 0;
-    for (int l = c->num_hidden_layers - 1; l >= 0; l--) {
-        fg_layer_acts *a = &m->acts[l];
-        const fg_layer_w *w = &m->w.layers[l];
-        fg_layer_w *g = &m->g.layers[l];
-        sc.used = mark;
-        float *dxn2 = take(&sc, (size_t)N * C);
-        if (fg_config_is_moe_layer(c, l)) moe_backward(m, l, dres, dxn2, grad_scale, &sc);
-        else swiglu_ffn_backward(m, dxn2, g->w1, g->w2, g->w3, take(&sc, 3 * (size_t)N * c->intermediate_size), dres,
-                                 a->xn2, a->h1, a->h3, a->a, w->w1, w->w2, w->w3, N, C, c->intermediate_size);
-        be->rmsnorm_backward(dres, g->ffn_norm, dxn2, a->x2, w->ffn_norm, a->rstd2, N, C);
-        sc.used = mark;
-        if (c->attn_type == FG_ATTN_MLA) mla_backward(m, l, dres, &sc); else gqa_backward(m, l, dres, &sc);
-    }
+    for (int l = L - 1; l >= 0; l--) block_backward(m, l, dres, grad_scale, &sc, mark);
     for (int n = 0; n < N; n++) add_into(m->g.embed + (size_t)m->inputs[n] * C, dres + (size_t)n * C, C);
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];
+        if (t->layer >= L && !m->mtp_live) continue; // MTP blocks that did not run
         m->touched[i] |= t->expert < 0 || m->expert_load[(size_t)t->layer * c->n_routed_experts + t->expert] > 0;
     }
+    m->mtp_live = 0;
     return 0;
 }
 
@@ -710,7 +871,7 @@ void fg_model_update_routing_bias(fg_model *m, const int *loads, float gamma) {
     const fg_config *c = &m->cfg;
     if (gamma == 0 || c->topk_method != FG_TOPK_NOAUX_TC) return;
     int E = c->n_routed_experts;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    for (int l = 0; l < fg_config_n_blocks(c); l++) {
         float *bias = m->w.layers[l].gate_bias;
         if (!bias) continue;
         const int *load = (loads ? loads : m->expert_load) + (size_t)l * E;

@@ -31,13 +31,15 @@ typedef struct {
     float *gate_bias;                  // (E) selection-only bias (noaux_tc); a buffer, not trained
     float *ew1, *ew2, *ew3;            // (E, Fe, C), (E, C, Fe), (E, Fe, C)
     float *sw1, *sw2, *sw3;            // shared: (Fs, C), (C, Fs), (Fs, C)
+    float *enorm, *hnorm, *eh_proj;    // MTP blocks: (C), (C), (C, 2C)
+    float *head_norm;                  // MTP blocks: shared_head.norm (C)
 } fg_layer_w;
 
 typedef struct {
     float *embed;                      // (V, C)
     float *final_norm;                 // (C)
     float *lm_head;                    // (V, C); aliases embed when tied
-    fg_layer_w *layers;                // (L)
+    fg_layer_w *layers;                // (L + D): main blocks, then MTP blocks
 } fg_weights;
 
 enum { FG_TENSOR_NO_DECAY = 1, FG_TENSOR_BUFFER = 2 }; // BUFFER: state, never trained (routing bias)
@@ -74,6 +76,18 @@ typedef struct {
     float *xe, *eh1, *eh3, *ea, *ey;   // (N*K, C), (N*K, Fe) x3, (N*K, C)
 } fg_layer_acts;
 
+// MTP depth k (1..D) over the B sequences cut to Tk = T - k positions (N_k = B*Tk rows): row (b, t)
+// reads the main input token at t+k and predicts the target at t+k (docs/model.md). Its block's
+// activations are acts[L+k-1] (laid out for (B, Tk)).
+typedef struct {
+    int32_t *tok, *tgt;                // (N_k) token embedded, target (-1 ignored)
+    float *cat;                        // (N_k, 2C) [enorm(emb(tok)) | hnorm(h^{k-1})]
+    float *e_rstd, *h_rstd;            // (N_k)
+    float *xfin, *xf, *xf_rstd;        // (N_k, C) block output, (N_k, C) h^k = shared_head.norm(xfin), (N_k)
+    float *logits;                     // (N_k, V); probabilities after the forward
+    int n_counted;
+} fg_mtp_acts;
+
 struct fg_model {
     fg_config cfg;
     int n_tensors;
@@ -104,7 +118,11 @@ struct fg_model {
     void *acts_mem;
     float fwd_alpha;                   // the balance loss weight the live forward ran with (its backward's)
     int fwd_live;                      // a forward's activations await a backward (dlogits entry)
-    int *expert_load;                  // (L, E) selections per expert in the last forward (its routing)
+    int *expert_load;                  // (L+D, E) selections per expert in the last forward (its routing)
+    fg_mtp_acts *mtp;                  // (D) MTP activations
+    int *mtp_pos;                      // (N) positions of the depth being run (t of (B, Tk) rows)
+    int mtp_live;                      // depths the live forward ran (0: MTP off), for backward
+    float mtp_lambda;                  // the weight it ran with
 };
 
 // Config parsing and validation without the check that fp32 weights fit this machine's memory

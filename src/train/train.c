@@ -31,6 +31,7 @@ void fg_train_opts_default(fg_train_opts *o) {
     o->sched = FG_SCHED_COSINE;
     o->weight_decay = 0.1f; o->beta1 = 0.9f; o->beta2 = 0.95f; o->eps = 1e-8f; o->clip = 1.0f;
     o->balance_alpha = 0.0f; o->bias_gamma = 0.001f;
+    o->mtp_lambda = 0.3f; o->mtp_lambda_late = 0.1f; o->mtp_late_frac = 10.0f / 14.8f;
     o->seed = 1337;
     o->eval_every = 100; o->eval_batches = 8;
     o->save_every = 500;
@@ -62,11 +63,13 @@ char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft) {
     fprintf(f, "{\"batch\":%d,\"seq\":%d,\"accum\":%d,\"steps\":%lld,\"lr\":%.9g,\"min_lr\":%.9g,\"warmup\":%lld,"
                "\"schedule\":\"%s\",\"decay_frac\":%.9g,\"weight_decay\":%.9g,\"beta1\":%.9g,\"beta2\":%.9g,\"eps\":%.9g,"
                "\"clip\":%.9g,\"balance_alpha\":%.9g,\"bias_gamma\":%.9g,\"seed\":%llu,\"val_fraction\":%.17g,"
-               "\"eval_every\":%d,\"eval_batches\":%d,\"save_every\":%d,\"precision\":\"%s\",\"data\":[",
+               "\"eval_every\":%d,\"eval_batches\":%d,\"save_every\":%d,\"precision\":\"%s\",\"mtp_lambda\":%.9g,"
+               "\"mtp_lambda_late\":%.9g,\"mtp_late_frac\":%.9g,\"data\":[",
             o->batch, o->seq, o->accum, (long long)o->steps, o->lr, o->min_lr, (long long)o->warmup,
             sched[o->sched >= 0 && o->sched <= 2 ? o->sched : 0], o->decay_frac, o->weight_decay, o->beta1, o->beta2, o->eps,
             o->clip, o->balance_alpha, o->bias_gamma, (unsigned long long)o->seed, o->val_fraction, o->eval_every,
-            o->eval_batches, o->save_every, o->precision == FG_BF16 ? "bf16" : "fp32");
+            o->eval_batches, o->save_every, o->precision == FG_BF16 ? "bf16" : "fp32", o->mtp_lambda,
+            o->mtp_lambda_late, o->mtp_late_frac);
     for (int i = 0; i < o->n_data; i++) {
         char *abs = realpath(o->data[i], NULL);
         const char *p = abs ? abs : o->data[i];
@@ -106,6 +109,8 @@ int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json
     NUM("clip", clip, float); NUM("balance_alpha", balance_alpha, float); NUM("bias_gamma", bias_gamma, float);
     NUM("seed", seed, uint64_t); NUM("val_fraction", val_fraction, double); NUM("eval_every", eval_every, int);
     NUM("eval_batches", eval_batches, int); NUM("save_every", save_every, int);
+    NUM("mtp_lambda", mtp_lambda, float); NUM("mtp_lambda_late", mtp_lambda_late, float);
+    NUM("mtp_late_frac", mtp_late_frac, float);
 #undef NUM
     if ((v = fg_json_get(root, "schedule")) && v->type == FG_JSON_STRING)
         o->sched = !strcmp(v->str, "wsd") ? FG_SCHED_WSD : !strcmp(v->str, "constant") ? FG_SCHED_CONSTANT : FG_SCHED_COSINE;
@@ -340,7 +345,8 @@ static int log_truncate(const char *path, int64_t step) {
 
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o) {
     const fg_config *c = &m->cfg;
-    int B = o->batch, T = o->seq, N = B * T, L = c->num_hidden_layers, E = FG_MAX(1, c->n_routed_experts);
+    int B = o->batch, T = o->seq, N = B * T, L = fg_config_n_blocks(c), E = FG_MAX(1, c->n_routed_experts);
+    int D = c->num_nextn_predict_layers;
     if (B < 1 || T < 2) return fg_set_error("batch must be >= 1 and seq >= 2 (got %d, %d)", B, T);
     if (st->step >= o->steps)
         return fg_set_error("the run is already at step %lld of %lld: nothing to train (hint: raise --steps)",
@@ -398,13 +404,14 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         float lr = fg_lr_at(o->sched, st->step, o->steps, o->warmup, o->lr, o->min_lr, o->decay_frac);
         fg_model_zero_grad(m);
         memset(load, 0, sizeof(int) * (size_t)L * E);
-        double loss = 0, ce = 0, bal = 0;
+        double loss = 0, ce = 0, bal = 0, mtp[FG_MTP_MAX] = {0};
+        float lambda = st->step < o->mtp_late_frac * o->steps ? o->mtp_lambda : o->mtp_lambda_late;
         for (int a = 0; a < o->accum && !rc; a++) {
             if (o->batch_fn) rc = o->batch_fn(o->hook_ctx, st->tokens_seen / N, in, tg, B, T) ? -1 : 0;
             else if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
             else if (ds) fg_sampler_next(&sp, in, tg, B, T);
             else fg_task_batch(&st->rng, in, tg, B, T);
-            fg_step ms = {o->balance_alpha, 0, 0, 0};
+            fg_step ms = {.balance_alpha = o->balance_alpha, .mtp_lambda = lambda};
             if (rc) break;
             if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, 1.0f / o->accum, &ms);
             else {
@@ -412,6 +419,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
                 if (!rc) rc = fg_model_backward(m, 1.0f / o->accum);
             }
             loss += (float)ms.loss / o->accum; ce += ms.ce_loss / o->accum; bal += ms.bal_loss / o->accum;
+            for (int k = 0; k < D; k++) mtp[k] += ms.mtp_ce[k] / o->accum;
             for (int i = 0; i < L * E; i++) load[i] += m->expert_load[i];
             st->tokens_seen += N;
         }
@@ -426,8 +434,14 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         t_tokens += (double)N * o->accum;
         double tps = (double)N * o->accum / dt;
         fprintf(log, "{\"step\":%lld,\"loss\":%.6f,\"ce\":%.6f,\"bal\":%.6g,\"lr\":%.6g,\"grad_norm\":%.5g,"
-                     "\"tok_per_s\":%.1f,\"tokens\":%lld,\"expert_load\":[",
+                     "\"tok_per_s\":%.1f,\"tokens\":%lld,",
                 (long long)st->step, loss, ce, bal, lr, gnorm, tps, (long long)st->tokens_seen);
+        if (D) { // MTP: the loss of each depth, and the weight it had
+            fprintf(log, "\"mtp_lambda\":%.6g,\"mtp_ce\":[", lambda);
+            for (int k = 0; k < D; k++) fprintf(log, "%s%.6f", k ? "," : "", mtp[k]);
+            fprintf(log, "],");
+        }
+        fprintf(log, "\"expert_load\":[");
         int nl = c->n_routed_experts ? fg_load_stats_compute(c, load, ls) : 0;
         for (int i = 0; i < nl; i++)
             fprintf(log, "%s{\"layer\":%d,\"min\":%d,\"max\":%d,\"cv\":%.4f}", i ? "," : "", ls[i].layer, ls[i].min,

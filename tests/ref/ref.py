@@ -127,9 +127,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 ORACLE_TRAIN = {"lr": 1e-3, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.0,
                 "clip": 0.0, "alpha": 0.0, "gamma": 0.0, "steps": 10,
-                "ignore_some_targets": False}
+                "ignore_some_targets": False, "mtp_lambda": 0.0}
 TRAIN_KEYS = ["lr", "beta1", "beta2", "eps", "weight_decay", "clip", "alpha", "gamma", "steps",
-              "ignore_some_targets"]
+              "ignore_some_targets", "mtp_lambda"]
 
 # ------------------------------------------------------------------------------------------
 # safetensors (minimal reader / writer)
@@ -232,6 +232,7 @@ class Cfg:
         self.rope_scaling = g("rope_scaling")
         self.tie = bool(g("tie_word_embeddings", False))
         self.attn_bias = bool(g("attention_bias", False))
+        self.D = int(g("num_nextn_predict_layers") or 0)   # MTP depths (layers L .. L+D-1)
         ri = g("rope_interleave")
         self.rope_interleave = (self.attn == "mla") if ri is None else bool(ri)
         act = g("hidden_act", "silu")
@@ -305,57 +306,73 @@ def inv_freq(cfg):
 # ------------------------------------------------------------------------------------------
 # parameter layout
 # ------------------------------------------------------------------------------------------
+def block_specs(cfg, l):
+    """One block's (name, shape, kind); l >= L is MTP depth l-L+1 (DeepSeek-V3's layer 61 names)."""
+    C, out = cfg.C, []
+    p = f"model.layers.{l}."
+    if l >= cfg.L:
+        out.append((p + "enorm.weight", (C,), "norm"))
+        out.append((p + "hnorm.weight", (C,), "norm"))
+        out.append((p + "eh_proj.weight", (C, 2 * C), "mat"))
+    out.append((p + "input_layernorm.weight", (C,), "norm"))
+    a = p + "self_attn."
+    if cfg.attn == "mla":
+        qd = cfg.H * (cfg.Dn + cfg.Dr)
+        if cfg.q_lora:
+            out.append((a + "q_a_proj.weight", (cfg.q_lora, C), "mat"))
+            out.append((a + "q_a_layernorm.weight", (cfg.q_lora,), "norm"))
+            out.append((a + "q_b_proj.weight", (qd, cfg.q_lora), "mat"))
+        else:
+            out.append((a + "q_proj.weight", (qd, C), "mat"))
+        out.append((a + "kv_a_proj_with_mqa.weight", (cfg.kv_lora + cfg.Dr, C), "mat"))
+        out.append((a + "kv_a_layernorm.weight", (cfg.kv_lora,), "norm"))
+        out.append((a + "kv_b_proj.weight", (cfg.H * (cfg.Dn + cfg.Dv), cfg.kv_lora), "mat"))
+        out.append((a + "o_proj.weight", (C, cfg.H * cfg.Dv), "mat"))
+    else:
+        D = cfg.head_dim
+        for nm, rows in (("q_proj", cfg.H * D), ("k_proj", cfg.KVH * D), ("v_proj", cfg.KVH * D)):
+            out.append((a + nm + ".weight", (rows, C), "mat"))
+            if cfg.attn_bias:
+                out.append((a + nm + ".bias", (rows,), "abias"))
+        out.append((a + "o_proj.weight", (C, cfg.H * D), "mat"))
+    out.append((p + "post_attention_layernorm.weight", (C,), "norm"))
+    m = p + "mlp."
+    if cfg.is_moe(l):
+        out.append((m + "gate.weight", (cfg.E, C), "gate"))
+        if cfg.topk_method == "noaux_tc":
+            out.append((m + "gate.e_score_correction_bias", (cfg.E,), "rbias"))
+        for j in range(cfg.E):
+            e = m + f"experts.{j}."
+            out.append((e + "gate_proj.weight", (cfg.moe_inter, C), "mat"))
+            out.append((e + "up_proj.weight", (cfg.moe_inter, C), "mat"))
+            out.append((e + "down_proj.weight", (C, cfg.moe_inter), "mat"))
+        if cfg.n_shared:
+            w = cfg.n_shared * cfg.moe_inter
+            s = m + "shared_experts."
+            out.append((s + "gate_proj.weight", (w, C), "mat"))
+            out.append((s + "up_proj.weight", (w, C), "mat"))
+            out.append((s + "down_proj.weight", (C, w), "mat"))
+    else:
+        out.append((m + "gate_proj.weight", (cfg.inter, C), "mat"))
+        out.append((m + "up_proj.weight", (cfg.inter, C), "mat"))
+        out.append((m + "down_proj.weight", (C, cfg.inter), "mat"))
+    if l >= cfg.L:
+        out.append((p + "shared_head.norm.weight", (C,), "norm"))
+    return out
+
+
 def param_specs(cfg):
-    """[(name, shape, kind)] in canonical order. kind: embed mat norm gate rbias abias."""
+    """[(name, shape, kind)] in canonical order. kind: embed mat norm gate rbias abias.
+    The main model, then the MTP blocks (the embedding and head are shared, stored once)."""
     C, out = cfg.C, []
     out.append(("model.embed_tokens.weight", (cfg.V, C), "embed"))
     for l in range(cfg.L):
-        p = f"model.layers.{l}."
-        out.append((p + "input_layernorm.weight", (C,), "norm"))
-        a = p + "self_attn."
-        if cfg.attn == "mla":
-            qd = cfg.H * (cfg.Dn + cfg.Dr)
-            if cfg.q_lora:
-                out.append((a + "q_a_proj.weight", (cfg.q_lora, C), "mat"))
-                out.append((a + "q_a_layernorm.weight", (cfg.q_lora,), "norm"))
-                out.append((a + "q_b_proj.weight", (qd, cfg.q_lora), "mat"))
-            else:
-                out.append((a + "q_proj.weight", (qd, C), "mat"))
-            out.append((a + "kv_a_proj_with_mqa.weight", (cfg.kv_lora + cfg.Dr, C), "mat"))
-            out.append((a + "kv_a_layernorm.weight", (cfg.kv_lora,), "norm"))
-            out.append((a + "kv_b_proj.weight", (cfg.H * (cfg.Dn + cfg.Dv), cfg.kv_lora), "mat"))
-            out.append((a + "o_proj.weight", (C, cfg.H * cfg.Dv), "mat"))
-        else:
-            D = cfg.head_dim
-            for nm, rows in (("q_proj", cfg.H * D), ("k_proj", cfg.KVH * D), ("v_proj", cfg.KVH * D)):
-                out.append((a + nm + ".weight", (rows, C), "mat"))
-                if cfg.attn_bias:
-                    out.append((a + nm + ".bias", (rows,), "abias"))
-            out.append((a + "o_proj.weight", (C, cfg.H * D), "mat"))
-        out.append((p + "post_attention_layernorm.weight", (C,), "norm"))
-        m = p + "mlp."
-        if cfg.is_moe(l):
-            out.append((m + "gate.weight", (cfg.E, C), "gate"))
-            if cfg.topk_method == "noaux_tc":
-                out.append((m + "gate.e_score_correction_bias", (cfg.E,), "rbias"))
-            for j in range(cfg.E):
-                e = m + f"experts.{j}."
-                out.append((e + "gate_proj.weight", (cfg.moe_inter, C), "mat"))
-                out.append((e + "up_proj.weight", (cfg.moe_inter, C), "mat"))
-                out.append((e + "down_proj.weight", (C, cfg.moe_inter), "mat"))
-            if cfg.n_shared:
-                w = cfg.n_shared * cfg.moe_inter
-                s = m + "shared_experts."
-                out.append((s + "gate_proj.weight", (w, C), "mat"))
-                out.append((s + "up_proj.weight", (w, C), "mat"))
-                out.append((s + "down_proj.weight", (C, w), "mat"))
-        else:
-            out.append((m + "gate_proj.weight", (cfg.inter, C), "mat"))
-            out.append((m + "up_proj.weight", (cfg.inter, C), "mat"))
-            out.append((m + "down_proj.weight", (C, cfg.inter), "mat"))
+        out += block_specs(cfg, l)
     out.append(("model.norm.weight", (C,), "norm"))
     if not cfg.tie:
         out.append(("lm_head.weight", (cfg.V, C), "mat"))
+    for l in range(cfg.L, cfg.L + cfg.D):
+        out += block_specs(cfg, l)
     return out
 
 
@@ -515,36 +532,75 @@ def moe(cfg, P, m, x, bias, aux):
     return y.view(B, T, C)
 
 
-def forward(cfg, P, rbias, ids):
-    """P: {name: tensor}; rbias: {name: tensor}; ids (B,T) long. Returns logits, aux list."""
+def block(cfg, P, rbias, l, h, cos, sin, aux):
+    """Block l (pre-norm attention + FFN, residuals) over h (B,T,C); cos/sin cover T positions."""
+    p = f"model.layers.{l}."
+    xn = rmsnorm(h, P[p + "input_layernorm.weight"], cfg.eps)
+    if cfg.attn == "mla":
+        h = h + mla(cfg, P, p + "self_attn.", xn, cos, sin)
+    else:
+        h = h + gqa(cfg, P, p + "self_attn.", xn, cos, sin)
+    xn = rmsnorm(h, P[p + "post_attention_layernorm.weight"], cfg.eps)
+    if cfg.is_moe(l):
+        return h + moe(cfg, P, p + "mlp.", xn, rbias.get(p + "mlp.gate.e_score_correction_bias"), aux)
+    return h + swiglu(xn, P, p + "mlp.")
+
+
+def forward(cfg, P, rbias, ids, mtp=False):
+    """P: {name: tensor}; rbias: {name: tensor}; ids (B,T) long. Returns logits, aux list; with
+    mtp=True also the MTP logits [(B, T-k, V) for k = 1..D while T-k >= 1].
+
+    Multi-token prediction (DeepSeek-V3 section 2.2), depth k = 1..D over the sequences cut to
+    T-k positions (positions 0..T-k-1, the same RoPE positions as the main rows):
+      h^0 = the main model's normed final state (what its head reads)
+      x_i = eh_proj [enorm(emb(ids[i+k])) ; hnorm(h^{k-1}_i)]     (concatenation: embedding first)
+      h^k = shared_head.norm(block_{L+k-1}(x))                     (what depth k's head reads)
+      logits^k = head(h^k), the main model's head (and embedding) shared.
+    An MTP MoE block adds its balance loss and loads to aux like any other."""
     B, T = ids.shape
     dt = P["model.embed_tokens.weight"].dtype
     ang = np.outer(np.arange(T, dtype=np.float64), inv_freq(cfg))
     cos = torch.tensor(np.cos(ang), dtype=dt) * cfg.rope_mscale()
     sin = torch.tensor(np.sin(ang), dtype=dt) * cfg.rope_mscale()
-    h = P["model.embed_tokens.weight"][ids]
+    emb = P["model.embed_tokens.weight"]
+    h = emb[ids]
     aux = []
     for l in range(cfg.L):
-        p = f"model.layers.{l}."
-        xn = rmsnorm(h, P[p + "input_layernorm.weight"], cfg.eps)
-        if cfg.attn == "mla":
-            h = h + mla(cfg, P, p + "self_attn.", xn, cos, sin)
-        else:
-            h = h + gqa(cfg, P, p + "self_attn.", xn, cos, sin)
-        xn = rmsnorm(h, P[p + "post_attention_layernorm.weight"], cfg.eps)
-        if cfg.is_moe(l):
-            h = h + moe(cfg, P, p + "mlp.", xn, rbias.get(p + "mlp.gate.e_score_correction_bias"), aux)
-        else:
-            h = h + swiglu(xn, P, p + "mlp.")
+        h = block(cfg, P, rbias, l, h, cos, sin, aux)
     h = rmsnorm(h, P["model.norm.weight"], cfg.eps)
-    head = P["model.embed_tokens.weight"] if cfg.tie else P["lm_head.weight"]
-    return F.linear(h, head), aux
+    head = emb if cfg.tie else P["lm_head.weight"]
+    logits = F.linear(h, head)
+    if not mtp:
+        return logits, aux
+    out = []
+    for k in range(1, cfg.D + 1):
+        Tk = T - k
+        if Tk < 1:
+            break
+        p = f"model.layers.{cfg.L + k - 1}."
+        e = rmsnorm(emb[ids[:, k:]], P[p + "enorm.weight"], cfg.eps)
+        hh = rmsnorm(h[:, :Tk], P[p + "hnorm.weight"], cfg.eps)
+        x = F.linear(torch.cat([e, hh], -1), P[p + "eh_proj.weight"])
+        x = block(cfg, P, rbias, cfg.L + k - 1, x, cos[:Tk], sin[:Tk], aux)
+        h = rmsnorm(x, P[p + "shared_head.norm.weight"], cfg.eps)
+        out.append(F.linear(h, head))
+    return logits, aux, out
 
 
-def total_loss(cfg, P, rbias, ids, targets, alpha):
-    logits, aux = forward(cfg, P, rbias, ids)
+def total_loss(cfg, P, rbias, ids, targets, alpha, mtp_lambda=0.0):
+    """CE + alpha * sum of the MoE blocks' balance losses [+ mtp_lambda/D * sum_k CE_k, where
+    depth k at position i predicts targets[i+k] (ignored where -1)]."""
+    mtp = []
+    if cfg.D and mtp_lambda:
+        logits, aux, mtp = forward(cfg, P, rbias, ids, mtp=True)
+    else:
+        logits, aux = forward(cfg, P, rbias, ids)
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
     loss = ce
+    for k, lg in enumerate(mtp, 1):
+        tk = targets[:, k:].reshape(-1)
+        if (tk >= 0).any():
+            loss = loss + mtp_lambda / cfg.D * F.cross_entropy(lg.reshape(-1, lg.shape[-1]), tk, ignore_index=-1)
     if alpha and aux:
         loss = loss + alpha * sum(a["bal"] for a in aux)
     return loss, logits, aux
@@ -573,7 +629,7 @@ def run_case(cfg, params_np, rbias_np, ids_np, tg_np, hp, dtype=torch.float32):
     tstate = {n: 0 for n in names}          # per-tensor Adam step; 0 = not yet active
     res = {"losses": [], "min_margin": float("inf")}
     for step in range(1, int(hp["steps"]) + 1):
-        loss, logits, aux = total_loss(cfg, P, rb, ids, tg, alpha)
+        loss, logits, aux = total_loss(cfg, P, rb, ids, tg, alpha, hp["mtp_lambda"])
         g = grads_of(loss, P, names)
         for a in aux:
             res["min_margin"] = min(res["min_margin"], a["margin"])
@@ -611,13 +667,13 @@ def run_case(cfg, params_np, rbias_np, ids_np, tg_np, hp, dtype=torch.float32):
                     bn = a["name"] + "gate.e_score_correction_bias"
                     if bn not in rb:
                         continue
-                    mean = BT * cfg.K / cfg.E
                     ld = a["loads"].to(torch.float64)
+                    mean = float(ld.sum()) / cfg.E   # B*T*K/E; an MTP block routes B*(T-k) rows
                     upd = torch.where(ld > mean, -gamma, torch.where(ld < mean, gamma, 0.0))
                     rb[bn] += upd.to(dtype)
     res["losses"] = np.array(res["losses"])
     if int(hp["steps"]) == 0:
-        loss, logits, aux = total_loss(cfg, P, rb, ids, tg, alpha)
+        loss, logits, aux = total_loss(cfg, P, rb, ids, tg, alpha, hp["mtp_lambda"])
         g = grads_of(loss, P, names)
         res["logits"] = logits.detach().numpy().copy()
         res["loss"] = np.array([loss.item()])
@@ -791,6 +847,8 @@ STANDARD = [
     ("gqa_dense", "gqa_dense.json", "train_dense.json", 3),
     ("gqa_tied", "gqa_tied.json", "train_dense.json", 4),
     ("mla_mscale", "mla_mscale.json", "train_moe.json", 7),
+    ("mla_moe_mtp2", "mla_moe_mtp2.json", "train_mtp.json", 8),
+    ("gqa_dense_mtp1", "gqa_dense_mtp1.json", "train_mtp_dense.json", 9),
 ]
 
 
@@ -837,8 +895,8 @@ def selfcheck(d, n_random=1, h=1e-5, rtol=1e-5, atol=1e-9, verbose=False):
     rb = to_torch(rbias, torch.float64)
     ids = torch.tensor(ids_np, dtype=torch.long)
     tg = torch.tensor(tg_np, dtype=torch.long)
-    alpha = hp["alpha"]
-    loss, _, aux0 = total_loss(cfg, P, rb, ids, tg, alpha)
+    alpha, lam = hp["alpha"], hp["mtp_lambda"]
+    loss, _, aux0 = total_loss(cfg, P, rb, ids, tg, alpha, lam)
     G = dict(zip(names, grads_of(loss, P, names)))
 
     def same_routing(aux):
@@ -866,9 +924,9 @@ def selfcheck(d, n_random=1, h=1e-5, rtol=1e-5, atol=1e-9, verbose=False):
             orig = p[i].item()
             step = h * max(1.0, abs(orig))
             p[i] = orig + step
-            lp, _, auxp = total_loss(cfg, P, rb, ids, tg, alpha)
+            lp, _, auxp = total_loss(cfg, P, rb, ids, tg, alpha, lam)
             p[i] = orig - step
-            lm, _, auxm = total_loss(cfg, P, rb, ids, tg, alpha)
+            lm, _, auxm = total_loss(cfg, P, rb, ids, tg, alpha, lam)
             p[i] = orig
             if not (same_routing(auxp) and same_routing(auxm)):
                 nskip += 1    # the perturbation moved a routing decision: FD meaningless here
