@@ -450,8 +450,8 @@ fg_model *fg_model_open(const char *path, char **tok_data, size_t *tok_len, void
 // A Hugging Face directory: config.json (architectures DeepseekV2ForCausalLM, DeepseekV3ForCausalLM,
 // Qwen2ForCausalLM, LlamaForCausalLM), model.safetensors or shards named by
 // model.safetensors.index.json, tokenizer.json (optional). dtypes F32, F16, BF16 and F8_E4M3 with
-// block scales (weight_scale_inv), dequantised on load. MTP layers (index >= num_hidden_layers)
-// are skipped with a notice.
+// block scales (weight_scale_inv), dequantised on load. MTP layers (num_nextn_predict_layers,
+// index >= num_hidden_layers) are loaded when the files hold them whole, else skipped with a notice.
 fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
 // A GGUF file of architecture deepseek2, llama or qwen2; tensor types FG_GGUF_READ_TYPES.
 fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void (*notice)(const char *msg));
@@ -497,7 +497,7 @@ typedef struct fg_wstore fg_wstore;
 fg_wstore *fg_wstore_from_model(const fg_model *m, int weights);
 void fg_wstore_free(fg_wstore *ws);                // NULL is fine
 const fg_config *fg_wstore_config(const fg_wstore *ws);
-int fg_wstore_weights(const fg_wstore *ws);        // FG_WEIGHTS_* of its largest matrix
+int fg_wstore_weights(const fg_wstore *ws);        // FG_F32 / FG_BF16 / FG_Q8_0: the type of its largest matrix
 // The tokenizer a store carries (from a quantised file's 'TOKN' section, or set below): 0 with
 // *tok (caller frees) or *tok = NULL for byte-level ids; -1 with an error.
 int fg_wstore_tokenizer(const fg_wstore *ws, fg_tokenizer **tok);
@@ -559,6 +559,15 @@ fg_ctx *fg_infer_ctx(fg_infer *s);
 // position = Rkv + Dr for the MLA latent cache, H*(Dn+Dr) + H*Dv for MLA's expanded cache and
 // 2*Hkv*Dh for GQA.
 size_t fg_infer_cache_bytes(const fg_infer *s);
+// Self-speculative decoding's counts (fg_generate with speculative > 0), summed over the session's
+// calls: verification rounds, tokens they produced, and per draft depth k how often draft k was
+// verified (every draft before it accepted) and how often it was accepted.
+typedef struct {
+    long long rounds, tokens;
+    long long proposed[FG_MTP_MAX], accepted[FG_MTP_MAX];
+} fg_spec_stats;
+void fg_infer_spec_stats(const fg_infer *s, fg_spec_stats *st);
+int fg_infer_mtp_depths(const fg_infer *s); // the model's MTP depths (0: it drafts nothing)
 
 // ---- the batched inference context (src/infer/ctx.c, docs/architecture.md) -----------------
 // Many sequences share one context: one paged latent (or full) KV cache of blocks of
@@ -576,6 +585,7 @@ typedef struct {
     int max_batch;   // rows one fg_ctx_decode may carry
     int kind;        // FG_KV_AUTO / FG_KV_FULL / FG_KV_LATENT
     int kv_type;     // FG_F32 or FG_BF16
+    int mtp;         // 1: also cache the model's MTP depths (fg_ctx_mtp; speculative decoding)
 } fg_ctx_params;
 // NULL with an error (bad parameters, or cache + scratch + the store's owned bytes above 90% of
 // this machine's memory).
@@ -605,6 +615,19 @@ typedef struct {
 // bad token, sequence or position, more than max_batch rows, a sequence past max_len, or a cache
 // without the free blocks the batch needs.
 int fg_ctx_decode(fg_ctx *c, const fg_batch *b, float *logits);
+// As fg_ctx_decode, and hidden (n, C), when given, receives every row's normed final state (what
+// the head reads: h^0, the input of MTP depth 1).
+int fg_ctx_decode_h(fg_ctx *c, const fg_batch *b, float *logits, float *hidden);
+// Multi-token prediction (docs/model.md): runs MTP depth `depth` (1..D; the context created with
+// mtp = 1) over the batch: row i is position pos[i] (required) of sequence seq[i], with token[i]
+// the token at position pos[i] + depth and h_in (n, C) the previous depth's state at pos[i] (depth
+// 1: fg_ctx_decode_h's hidden). The rows of a sequence are consecutive positions starting at most
+// at the depth's cached length (fg_ctx_mtp_len; rewriting later positions is allowed) and below the
+// sequence's length. Writes the depth's cache rows, h_out (n, C) the depth's states (may be NULL)
+// and the logits of the marked rows (the prediction of the token at pos + depth + 1). -1 with an
+// error, changing nothing, on bad rows.
+int fg_ctx_mtp(fg_ctx *c, int depth, const fg_batch *b, const float *h_in, float *h_out, float *logits);
+int fg_ctx_mtp_len(const fg_ctx *c, int seq, int depth); // positions depth's cache holds, or -1
 
 typedef struct {
     float temperature;      // 0 = greedy; otherwise > 0 and finite
@@ -617,6 +640,12 @@ typedef struct {
     float min_p;            // then drop tokens below min_p * (probability of the best); 0 = off
     float repetition_penalty; // fg_generate: logits of ids already in the context are divided by
                             // it when positive, multiplied when negative (CTRL); 0 or 1 = off
+    int speculative;        // fg_generate: up to this many tokens drafted per step by the model's MTP
+                            // depths and verified in one batched forward (0 = off; docs/model.md).
+                            // Greedy output is identical; sampled output has exactly the model's
+                            // distribution. Used with greedy decoding, or temperature sampling
+                            // without top_k / top_p / min_p; never with a repetition penalty (those
+                            // run the plain loop).
 } fg_sample_opts;
 
 // Picks one token from logits (V). temperature 0 is greedy: argmax, lowest id on ties (top_k 1

@@ -6,8 +6,9 @@
 // model.safetensors.index.json, and tokenizer.json. Every tensor of frugal's table must be present
 // with the table's shape; F32/F16/BF16 are converted, FP8 E4M3 matrices are dequantised with their
 // block scales (`<name>_scale_inv`, one float per block of quantization_config.weight_block_size,
-// 128x128 in DeepSeek-V3). Tensors of MTP layers (index >= num_hidden_layers) are skipped with a
-// notice, other unused tensors are listed in one notice.
+// 128x128 in DeepSeek-V3). MTP layers (num_nextn_predict_layers, index >= num_hidden_layers) are
+// loaded when complete (their embed_tokens / shared_head.head copies of the shared embedding and
+// head are not kept twice), else skipped with a notice; other unused tensors are listed in one notice.
 // Out: config.json (fg_config_to_json plus "architectures"), model.safetensors in table order and
 // tokenizer.json, each written atomically.
 // Mapped: fg_wstore_open_hf builds a typed weight store whose BF16 and F32 tensors point straight
@@ -68,7 +69,6 @@ typedef struct {
     fg_config cfg;
     int arch;
     int block[2];   // FP8 weight_block_size (rows, cols); 0 = not quantised
-    int mtp_layers; // num_nextn_predict_layers
 } hf_config;
 
 // check_memory: refuse a config whose fp32 weights exceed this machine's memory (the fp32 loader);
@@ -129,8 +129,6 @@ static int read_config(const char *dir, hf_config *h, int check_memory, void (*n
             h->block[1] = (int)bs->child->next->num;
         }
     }
-    const fg_json *mtp = fg_json_get(root, "num_nextn_predict_layers");
-    if (mtp && mtp->type == FG_JSON_NUMBER && mtp->num >= 0 && mtp->num < 1024) h->mtp_layers = (int)mtp->num;
     if (fg_config_from_json_ex(&h->cfg, text, len, path, notice, check_memory)) goto done;
     if (h->arch == ARCH_QWEN2 && !h->cfg.attention_bias) {
         h->cfg.attention_bias = 1; // Qwen2 always has q/k/v biases; its config.json has no field for them
@@ -357,6 +355,33 @@ static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float 
     return 0;
 }
 
+// The MTP layers config.json announces (num_nextn_predict_layers) are loaded when the files hold
+// every tensor of them; checkpoints that dropped them (many conversions do) load the main model
+// alone, with a notice. Each MTP layer's embed_tokens and shared_head.head are copies of the
+// main model's embedding and head, which frugal shares instead of storing twice.
+static int check_mtp(hf_src *s, hf_config *h, void (*notice)(const char *)) {
+    int D = h->cfg.num_nextn_predict_layers, n, missing = 0;
+    if (!D) return 0;
+    size_t total;
+    fg_tensor *t = fg_tensor_table(&h->cfg, &n, &total);
+    if (!t) return -1;
+    const char *first = NULL;
+    for (int i = 0; i < n; i++) {
+        if (t[i].layer < h->cfg.num_hidden_layers) continue;
+        int err;
+        const fg_st_tensor *st = src_find(s, t[i].name, &err);
+        if (err) { free(t); return -1; }
+        if (!st) { missing++; if (!first) first = t[i].name; }
+    }
+    if (missing) {
+        say(notice, "%s: config.json has %d multi-token-prediction layer%s but the files lack %d of their tensors "
+            "(first: '%s'): loading the main model only", s->dir, D, D > 1 ? "s" : "", missing, first);
+        h->cfg.num_nextn_predict_layers = 0;
+    }
+    free(t);
+    return 0;
+}
+
 // Tensors no table entry took: MTP layers get a notice of their own, the rest one notice.
 static void report_unused(hf_src *s, const hf_config *h, void (*notice)(const char *)) {
     int mtp = 0, other = 0, mtp_lo = 1 << 30, mtp_hi = -1;
@@ -366,6 +391,9 @@ static void report_unused(hf_src *s, const hf_config *h, void (*notice)(const ch
             if (s->used[i][k]) continue;
             const char *name = s->st[i].t[k].name;
             int layer;
+            if (h->cfg.num_nextn_predict_layers && (strstr(name, ".embed_tokens.weight") || strstr(name, ".shared_head.head.weight")) &&
+                sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= h->cfg.num_hidden_layers)
+                continue; // an MTP layer's copy of the shared embedding or head
             if (sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= h->cfg.num_hidden_layers) {
                 mtp++;
                 mtp_lo = FG_MIN(mtp_lo, layer);
@@ -420,7 +448,7 @@ fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*n
     if (read_config(dir, &h, 1, notice)) return NULL;
     hf_src s;
     if (src_open(&s, dir)) return NULL;
-    if (check_param_count(&s, &h)) { src_close(&s); return NULL; }
+    if (check_mtp(&s, &h, notice) || check_param_count(&s, &h)) { src_close(&s); return NULL; }
     fg_model *m = fg_model_create(&h.cfg);
     if (!m) { fg_wrap_error("%s", dir); src_close(&s); return NULL; }
     for (int i = 0; i < m->n_tensors; i++) {
@@ -458,7 +486,7 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
     uint8_t *arena = NULL;
     unsigned char *pointed = NULL; // per shard: a tensor of the store points into it
     size_t total;
-    if (check_param_count(&s, &h) || !(t = fg_tensor_table(&h.cfg, &n, &total))) goto fail;
+    if (check_mtp(&s, &h, notice) || check_param_count(&s, &h) || !(t = fg_tensor_table(&h.cfg, &n, &total))) goto fail;
     types = calloc((size_t)n, sizeof *types);
     data = calloc((size_t)n, sizeof *data);
     sts = calloc((size_t)n, sizeof *sts);
@@ -617,8 +645,24 @@ int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_d
     free(p);
     free(out);
     if (rc) return -1;
-    fg_st_out *ts = calloc((size_t)m->n_tensors, sizeof *ts);
-    if (!ts) return fg_set_error("out of memory");
+    // DeepSeek-V3's layout stores each MTP layer's embedding and head as copies of the shared
+    // ones (model.layers.<L+k-1>.embed_tokens / shared_head.head): written for other readers.
+    int D = c->num_nextn_predict_layers, nt = m->n_tensors + 2 * D;
+    fg_st_out *ts = calloc((size_t)nt, sizeof *ts);
+    char (*names)[96] = calloc((size_t)FG_MAX(1, 2 * D), sizeof *names);
+    if (!ts || !names) { free(ts); free(names); return fg_set_error("out of memory"); }
+    for (int k = 0; k < 2 * D; k++) {
+        fg_st_out *o = &ts[m->n_tensors + k];
+        int head = k % 2;
+        snprintf(names[k], sizeof names[k], "model.layers.%d.%s", c->num_hidden_layers + k / 2,
+                 head ? "shared_head.head.weight" : "embed_tokens.weight");
+        o->name = names[k];
+        o->ndim = 2;
+        o->shape[0] = c->vocab_size;
+        o->shape[1] = c->hidden_size;
+        o->data = head && !c->tie_word_embeddings ? m->w.lm_head : m->w.embed;
+        o->dtype = type == FG_F32 ? FG_F32 : type == FG_BF16 ? FG_BF16 : FG_F16;
+    }
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];
         ts[i].name = t->name;
@@ -630,9 +674,10 @@ int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_d
         ts[i].dtype = (t->flags & FG_TENSOR_BUFFER) || type == FG_F32 ? FG_F32 : type == FG_BF16 ? FG_BF16 : FG_F16;
     }
     p = path_join(dir, "model.safetensors");
-    rc = p ? fg_safetensors_write_f32(p, ts, m->n_tensors) : -1;
+    rc = p ? fg_safetensors_write_f32(p, ts, nt) : -1;
     free(p);
     free(ts);
+    free(names);
     if (rc) return -1;
     if (tok_data && tok_len && !(tok_len >= 4 && !memcmp(tok_data, "GGUF", 4))) {
         p = path_join(dir, "tokenizer.json");

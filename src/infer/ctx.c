@@ -43,6 +43,7 @@ typedef struct {
     int len;        // positions cached
     int nblk;       // blocks in the table
     int *blk;       // (max_blk) block ids
+    int mlen[FG_MTP_MAX]; // positions MTP depth k+1's cache layer holds (<= len; a context with mtp)
 } kv_seq;
 
 struct fg_ctx {
@@ -52,6 +53,8 @@ struct fg_ctx {
     int mla_prefill;            // FG_MLA_*
     int kv_bf16;                // cache elements are bf16 (else fp32)
     int max_T;                  // positions one sequence may hold
+    int ncl;                    // cache layers: L, plus one per MTP depth when the context runs them
+    float *cat;                 // (n, 2C) an MTP depth's [enorm(emb) | hnorm(h)]
     int max_rows;               // rows per decode
     int kw, vw;                 // values per cached position and layer: keys, values
     size_t blk_elems;           // elements of one layer's part of a block
@@ -115,7 +118,7 @@ static void blocks_reserve(fg_ctx *s, kv_seq *q, int n) {
         if (s->ref[old] > 1) { // copy on write
             int b = blk_take(s);
             size_t esz = s->kv_bf16 ? 2 : 4;
-            for (int l = 0; l < s->ws->cfg.num_hidden_layers; l++)
+            for (int l = 0; l < s->ncl; l++)
                 memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
             blk_drop(s, old);
             q->blk[i] = b;
@@ -129,6 +132,7 @@ int fg_ctx_seq_new(fg_ctx *s) {
         if (!s->seqs[i].live) {
             s->seqs[i].live = 1;
             s->seqs[i].len = s->seqs[i].nblk = 0;
+            memset(s->seqs[i].mlen, 0, sizeof s->seqs[i].mlen);
             return i;
         }
     return fg_set_error("context: all %d sequences are in use (hint: fg_ctx_seq_remove one, or create the context "
@@ -152,6 +156,7 @@ int fg_ctx_seq_fork(fg_ctx *s, int seq) {
     src = &s->seqs[seq];
     d->len = src->len;
     d->nblk = src->nblk;
+    memcpy(d->mlen, src->mlen, sizeof d->mlen);
     for (int i = 0; i < src->nblk; i++) { d->blk[i] = src->blk[i]; s->ref[src->blk[i]]++; }
     return id;
 }
@@ -165,6 +170,7 @@ int fg_ctx_seq_truncate(fg_ctx *s, int seq, int len) {
     int keep = (len + BLK - 1) / BLK;
     while (q->nblk > keep) blk_drop(s, q->blk[--q->nblk]);
     q->len = len;
+    for (int k = 0; k < FG_MTP_MAX; k++) q->mlen[k] = FG_MIN(q->mlen[k], len);
     return 0;
 }
 
@@ -191,7 +197,7 @@ int fg_ctx_cache_kind(const fg_ctx *s) { return s->kind; }
 const fg_wstore *fg_ctx_store(const fg_ctx *s) { return s->ws; }
 int fg_ctx_max_len(const fg_ctx *s) { return s->max_T; }
 size_t fg_ctx_position_bytes(const fg_ctx *s) {
-    return (size_t)s->ws->cfg.num_hidden_layers * (s->kw + s->vw) * (s->kv_bf16 ? 2 : 4);
+    return (size_t)s->ncl * (s->kw + s->vw) * (s->kv_bf16 ? 2 : 4);
 }
 
 // ---- create / free ---------------------------------------------------------------------------
@@ -204,7 +210,7 @@ static size_t carve(fg_ctx *s, char *base) {
     int Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim, Dh = c->head_dim;
     int E = c->n_routed_experts, K = c->num_experts_per_tok, Fe = c->moe_intermediate_size;
     int Rq = c->q_lora_rank, Rkv = c->kv_lora_rank, F = 0, moe = 0;
-    for (int l = 0; l < c->num_hidden_layers; l++) {
+    for (int l = 0; l < s->ncl; l++) {
         int is_moe = fg_config_is_moe_layer(c, l);
         moe |= is_moe;
         F = FG_MAX(F, is_moe ? c->n_shared_experts * Fe : c->intermediate_size);
@@ -215,6 +221,7 @@ static size_t carve(fg_ctx *s, char *base) {
     TAKE(s->runs, 3 * n, int); TAKE(s->want, n, int); TAKE(s->tabs, n, const int *);
     TAKE(s->seq_mem, (size_t)s->max_seqs * s->max_blk, int);
     TAKE(s->x, n * C, float); TAKE(s->xn, n * C, float); TAKE(s->x2, n * C, float); TAKE(s->xn2, n * C, float);
+    if (s->ncl > c->num_hidden_layers) TAKE(s->cat, 2 * n * C, float);
     if (c->attn_type == FG_ATTN_MLA) {
         if (Rq > 0) { TAKE(s->qa, n * Rq, float); TAKE(s->qan, n * Rq, float); }
         TAKE(s->q, n * H * (Dn + Dr), float);
@@ -293,6 +300,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     // probabilities rounded to bf16 as they are packed), as flash attention does in bf16 on GPUs.
     s->att_prec = fg_wstore_weights(ws) == FG_F32 ? FG_F32 : FG_BF16;
     s->max_T = max_T;
+    s->ncl = c->num_hidden_layers + (p->mtp ? c->num_nextn_predict_layers : 0);
     s->max_rows = p->max_batch;
     s->max_seqs = p->max_seqs;
     s->max_blk = (max_T + BLK - 1) / BLK;
@@ -319,7 +327,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     // The cache, the scratch and what the store holds in memory must fit together: refused here
     // rather than paged out later (weights in a file mapping are not counted: the kernel can drop
     // and re-read those pages).
-    size_t arena = (size_t)c->num_hidden_layers * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4);
+    size_t arena = (size_t)s->ncl * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4);
     double kv_bytes = (double)arena, mem = fg_phys_mem_bytes();
     double need = kv_bytes + (double)bytes + (double)ws->owned_bytes;
     if (mem > 0 && need > 0.9 * mem) {
@@ -450,35 +458,58 @@ static void gqa_layer(fg_ctx *s, int l, int n) {
     add_into(s->x2, s->x, (size_t)n * C);
 }
 
-// Runs n rows (checked, blocks reserved, s->rseq/rpos set) through every layer; logits (nwant, V)
-// of the rows in s->want.
-static void forward_rows(fg_ctx *s, const int32_t *tokens, int n, int nwant, float *logits) {
-    const fg_wstore *ws = s->ws;
-    const fg_config *c = &ws->cfg;
+// Block l over the n rows in s->x (in place: attention and FFN, pre-normed, residuals added);
+// appends the rows' keys and values to layer l of the cache.
+static void block_rows(fg_ctx *s, int l, int n) {
+    const fg_config *c = &s->ws->cfg;
+    const fg_wlayer *w = &s->ws->v.layers[l];
     const fg_backend *be = s->ex.be;
     int C = c->hidden_size;
-    float eps = c->rms_norm_eps;
-    size_t erow = fg_qrow_bytes(ws->v.embed.type, C);
-    for (int i = 0; i < n; i++) // the embedding lookup dequantises one row per token
-        fg_dequantize_row(s->x + (size_t)i * C, (const uint8_t *)ws->v.embed.p + (size_t)tokens[i] * erow, C, ws->v.embed.type);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        const fg_wlayer *w = &ws->v.layers[l];
-        be->rmsnorm(s->xn, NULL, s->x, w->attn_norm, n, C, eps);
-        if (c->attn_type == FG_ATTN_MLA) mla_layer(s, l, n);
-        else gqa_layer(s, l, n);
-        be->rmsnorm(s->xn2, NULL, s->x2, w->ffn_norm, n, C, eps);
-        // the FFN writes the next layer's input over x (no longer needed), then adds the residual
-        if (fg_config_is_moe_layer(c, l)) fg_moe_forward(&s->ex, s->x, &s->moe, NULL, s->xn2, w, c, n);
-        else fg_swiglu_ffn(&s->ex, s->x, s->h1, s->h3, s->act, s->xn2, w->w1, w->w2, w->w3, n, C, c->intermediate_size);
-        add_into(s->x, s->x2, (size_t)n * C);
-    }
-    if (!nwant) return;
-    for (int k = 0; k < nwant; k++) memcpy(s->x2 + (size_t)k * C, s->x + (size_t)s->want[k] * C, sizeof(float) * C);
-    be->rmsnorm(s->xn, NULL, s->x2, ws->v.final_norm, nwant, C, eps);
-    fg_exec_matmul(&s->ex, logits, s->xn, ws->v.lm_head, NULL, nwant, C, c->vocab_size);
+    be->rmsnorm(s->xn, NULL, s->x, w->attn_norm, n, C, c->rms_norm_eps);
+    if (c->attn_type == FG_ATTN_MLA) mla_layer(s, l, n);
+    else gqa_layer(s, l, n);
+    be->rmsnorm(s->xn2, NULL, s->x2, w->ffn_norm, n, C, c->rms_norm_eps);
+    // the FFN writes the next layer's input over x (no longer needed), then adds the residual
+    if (fg_config_is_moe_layer(c, l)) fg_moe_forward(&s->ex, s->x, &s->moe, NULL, s->xn2, w, c, n);
+    else fg_swiglu_ffn(&s->ex, s->x, s->h1, s->h3, s->act, s->xn2, w->w1, w->w2, w->w3, n, C, c->intermediate_size);
+    add_into(s->x, s->x2, (size_t)n * C);
 }
 
-int fg_ctx_decode(fg_ctx *s, const fg_batch *b, float *logits) {
+// The head over the n rows of s->x: norm (the main model's or an MTP depth's), hidden (n, C) gets
+// every normed row when given, logits (nwant, V) those of the rows in s->want.
+static void head_rows(fg_ctx *s, const float *norm, int n, int nwant, float *logits, float *hidden) {
+    const fg_config *c = &s->ws->cfg;
+    int C = c->hidden_size;
+    if (hidden) {
+        s->ex.be->rmsnorm(hidden, NULL, s->x, norm, n, C, c->rms_norm_eps);
+        for (int k = 0; k < nwant; k++) memcpy(s->xn + (size_t)k * C, hidden + (size_t)s->want[k] * C, sizeof(float) * C);
+    } else if (nwant) {
+        for (int k = 0; k < nwant; k++) memcpy(s->x2 + (size_t)k * C, s->x + (size_t)s->want[k] * C, sizeof(float) * C);
+        s->ex.be->rmsnorm(s->xn, NULL, s->x2, norm, nwant, C, c->rms_norm_eps);
+    }
+    if (nwant) fg_exec_matmul(&s->ex, logits, s->xn, s->ws->v.lm_head, NULL, nwant, C, c->vocab_size);
+}
+
+// s->x = the embedding rows of tokens (dequantised one row per token).
+static void embed_rows(fg_ctx *s, const int32_t *tokens, int n) {
+    const fg_wstore *ws = s->ws;
+    int C = ws->cfg.hidden_size;
+    size_t erow = fg_qrow_bytes(ws->v.embed.type, C);
+    for (int i = 0; i < n; i++)
+        fg_dequantize_row(s->x + (size_t)i * C, (const uint8_t *)ws->v.embed.p + (size_t)tokens[i] * erow, C, ws->v.embed.type);
+}
+
+// Runs n rows (checked, blocks reserved, s->rseq/rpos set) through every layer; logits (nwant, V)
+// of the rows in s->want, and every row's normed final state when hidden is given.
+static void forward_rows(fg_ctx *s, const int32_t *tokens, int n, int nwant, float *logits, float *hidden) {
+    embed_rows(s, tokens, n);
+    for (int l = 0; l < s->ws->cfg.num_hidden_layers; l++) block_rows(s, l, n);
+    head_rows(s, s->ws->v.final_norm, n, nwant, logits, hidden);
+}
+
+int fg_ctx_decode(fg_ctx *s, const fg_batch *b, float *logits) { return fg_ctx_decode_h(s, b, logits, NULL); }
+
+int fg_ctx_decode_h(fg_ctx *s, const fg_batch *b, float *logits, float *hidden) {
     if (!s || !b || !b->token || !b->seq || b->n < 1)
         return fg_set_error("context decode: need a context and a batch of n >= 1 rows with tokens and sequence ids");
     int n = b->n, V = s->ws->cfg.vocab_size, nwant = 0;
@@ -511,7 +542,88 @@ int fg_ctx_decode(fg_ctx *s, const fg_batch *b, float *logits) {
                             "(remove or truncate sequences, or create the context with a larger n_ctx)", need, BLK, s->nfree);
     for (int q = 0; q < s->max_seqs; q++)
         if (s->cnt[q]) blocks_reserve(s, &s->seqs[q], s->cnt[q]);
-    forward_rows(s, b->token, n, nwant, logits);
+    forward_rows(s, b->token, n, nwant, logits, hidden);
     for (int q = 0; q < s->max_seqs; q++) s->seqs[q].len += s->cnt[q];
+    return 0;
+}
+
+// ---- multi-token prediction ------------------------------------------------------------------
+
+// Blocks holding positions [from, to) of q made its own before an MTP depth rewrites them (copy on
+// write of blocks a fork shares). Returns the copies it would make (dry: nothing changed).
+static int blocks_own(fg_ctx *s, kv_seq *q, int from, int to, int dry) {
+    int copies = 0;
+    for (int i = from / BLK; i < q->nblk && i * BLK < to; i++) {
+        int old = q->blk[i];
+        if (s->ref[old] <= 1) continue;
+        copies++;
+        if (dry) continue;
+        int b = blk_take(s);
+        size_t esz = s->kv_bf16 ? 2 : 4;
+        for (int l = 0; l < s->ncl; l++)
+            memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
+        blk_drop(s, old);
+        q->blk[i] = b;
+    }
+    return copies;
+}
+
+int fg_ctx_mtp_len(const fg_ctx *s, int seq, int depth) {
+    const kv_seq *q = seq_at(s, seq, "mtp length");
+    if (!q) return -1;
+    if (depth < 1 || depth > s->ncl - s->ws->cfg.num_hidden_layers)
+        return fg_set_error("context: MTP depth %d: this context runs depths 1..%d", depth, s->ncl - s->ws->cfg.num_hidden_layers);
+    return q->mlen[depth - 1];
+}
+
+int fg_ctx_mtp(fg_ctx *s, int depth, const fg_batch *b, const float *h_in, float *h_out, float *logits) {
+    if (!s || !b || !b->token || !b->seq || !b->pos || !h_in || b->n < 1)
+        return fg_set_error("context MTP: need a context and a batch of n >= 1 rows with tokens, sequence ids, positions and states");
+    const fg_config *c = &s->ws->cfg;
+    int L = c->num_hidden_layers, D = s->ncl - L, n = b->n, V = c->vocab_size, C = c->hidden_size, nwant = 0;
+    if (depth < 1 || depth > D)
+        return fg_set_error("context MTP: depth %d: this context runs depths 1..%d (hint: a model with "
+                            "num_nextn_predict_layers, and a context created with mtp = 1)", depth, D);
+    if (n > s->max_rows) return fg_set_error("context MTP: %d rows exceed the context's max_batch of %d", n, s->max_rows);
+    memset(s->cnt, 0, sizeof(int) * (size_t)s->max_seqs);
+    for (int i = 0; i < n; i++) {
+        if (b->token[i] < 0 || b->token[i] >= V)
+            return fg_set_error("token id %d at index %d is outside the vocabulary [0, %d)", b->token[i], i, V);
+        kv_seq *q = seq_at(s, b->seq[i], "MTP");
+        if (!q) return -1;
+        int first = s->cnt[b->seq[i]] ? s->rpos[i - 1] + 1 : b->pos[i]; // rows of a sequence are consecutive
+        if (s->cnt[b->seq[i]] && (b->seq[i - 1] != b->seq[i] || b->pos[i] != first))
+            return fg_set_error("context MTP: the rows of sequence %d must be consecutive positions in order", b->seq[i]);
+        if (b->pos[i] < 0 || (!s->cnt[b->seq[i]] && b->pos[i] > q->mlen[depth - 1]) || b->pos[i] >= q->len)
+            return fg_set_error("context MTP: row %d of sequence %d at position %d: depth %d continues its %d positions and "
+                                "needs the main model's state there (%d positions)", i, b->seq[i], b->pos[i], depth,
+                                q->mlen[depth - 1], q->len);
+        s->cnt[b->seq[i]]++;
+        s->rseq[i] = b->seq[i];
+        s->rpos[i] = b->pos[i];
+        s->tabs[i] = q->blk;
+        if (b->logits && b->logits[i]) s->want[nwant++] = i;
+    }
+    if (nwant && !logits) return fg_set_error("context MTP: rows ask for logits but no output buffer was given");
+    int need = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || b->seq[i] != b->seq[i - 1]) need += blocks_own(s, &s->seqs[b->seq[i]], b->pos[i], b->pos[i] + s->cnt[b->seq[i]], 1);
+    if (need > s->nfree)
+        return fg_set_error("context MTP: the KV cache is full: %d blocks to copy, %d free", need, s->nfree);
+    for (int i = 0; i < n; i++)
+        if (i == 0 || b->seq[i] != b->seq[i - 1]) blocks_own(s, &s->seqs[b->seq[i]], b->pos[i], b->pos[i] + s->cnt[b->seq[i]], 0);
+    // x = eh_proj [enorm(emb(token)) | hnorm(h)], then the depth's block and head
+    const fg_wlayer *w = &s->ws->v.layers[L + depth - 1];
+    embed_rows(s, b->token, n);
+    s->ex.be->rmsnorm(s->xn, NULL, s->x, w->enorm, n, C, c->rms_norm_eps);
+    s->ex.be->rmsnorm(s->xn2, NULL, h_in, w->hnorm, n, C, c->rms_norm_eps);
+    for (int i = 0; i < n; i++) {
+        memcpy(s->cat + (size_t)i * 2 * C, s->xn + (size_t)i * C, sizeof(float) * C);
+        memcpy(s->cat + (size_t)i * 2 * C + C, s->xn2 + (size_t)i * C, sizeof(float) * C);
+    }
+    fg_exec_matmul(&s->ex, s->x, s->cat, w->eh_proj, NULL, n, 2 * C, C);
+    block_rows(s, L + depth - 1, n);
+    head_rows(s, w->head_norm, n, nwant, logits, h_out);
+    for (int i = 0; i < n; i++) s->seqs[b->seq[i]].mlen[depth - 1] = b->pos[i] + 1;
     return 0;
 }

@@ -20,6 +20,13 @@ struct fg_infer {
     int32_t *seqs;              // (chunk) the batch's sequence ids (all seq)
     uint8_t *want;              // (chunk) logits of the last row only
     int chunk;
+    // multi-token prediction (a model with D MTP depths): the context caches them too
+    int mtp;                    // D (0: none)
+    int32_t *toks;              // (max_T) the tokens at the cached positions
+    float *H;                   // (D, max_T, C) h^k at each position (k = 0: the main model's normed state)
+    int mvalid[FG_MTP_MAX];     // depth k+1's cache rows [0, mvalid) were computed from accepted tokens
+    float *spec;                // ((2 * FG_MTP_MAX + 2), V) speculative decoding's logits and probabilities
+    fg_spec_stats stats;
 };
 
 fg_infer *fg_infer_create(const fg_model *m, int max_T) {
@@ -50,7 +57,7 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
         return NULL;
     }
     fg_ctx_params p = {.n_ctx = max_T, .max_len = max_T, .max_seqs = 1, .max_batch = FG_MIN(max_T, INFER_CHUNK),
-                       .kind = kind, .kv_type = kv_type};
+                       .kind = kind, .kv_type = kv_type, .mtp = c->num_nextn_predict_layers > 0};
     fg_infer *s = calloc(1, sizeof *s);
     if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
     s->max_T = max_T;
@@ -63,7 +70,14 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
     s->seqs = calloc((size_t)s->chunk, sizeof(int32_t));
     s->want = calloc((size_t)s->chunk, 1);
     s->seq = fg_ctx_seq_new(s->ctx);
-    if (!s->logits || !s->sample_scratch || !s->seqs || !s->want || s->seq < 0) {
+    int D = s->mtp = c->num_nextn_predict_layers, oom = 0;
+    if (D) {
+        s->toks = malloc(sizeof(int32_t) * (size_t)max_T);
+        s->H = malloc(sizeof(float) * (size_t)D * max_T * c->hidden_size);
+        s->spec = malloc(sizeof(float) * (2 * FG_MTP_MAX + 2) * (size_t)V);
+        oom = !s->toks || !s->H || !s->spec;
+    }
+    if (!s->logits || !s->sample_scratch || !s->seqs || !s->want || s->seq < 0 || oom) {
         fg_infer_free(s);
         fg_set_error("out of memory for a decoding session");
         return NULL;
@@ -76,10 +90,13 @@ void fg_infer_free(fg_infer *s) {
     fg_ctx_free(s->ctx);
     fg_wstore_free(s->own_ws);
     free(s->logits); free(s->sample_scratch); free(s->seqs); free(s->want);
+    free(s->toks); free(s->H); free(s->spec);
     free(s);
 }
 
-void fg_infer_reset(fg_infer *s) { fg_ctx_seq_truncate(s->ctx, s->seq, 0); }
+void fg_infer_reset(fg_infer *s) { fg_ctx_seq_truncate(s->ctx, s->seq, 0); memset(s->mvalid, 0, sizeof s->mvalid); }
+void fg_infer_spec_stats(const fg_infer *s, fg_spec_stats *st) { *st = s->stats; }
+int fg_infer_mtp_depths(const fg_infer *s) { return s->mtp; }
 int fg_infer_pos(const fg_infer *s) { return fg_ctx_seq_len(s->ctx, s->seq); }
 int fg_infer_cache_kind(const fg_infer *s) { return fg_ctx_cache_kind(s->ctx); }
 int fg_infer_set_mla_prefill(fg_infer *s, int form) { return fg_ctx_set_mla_prefill(s->ctx, form); }
@@ -131,7 +148,10 @@ const float *fg_infer_feed(fg_infer *s, const int32_t *tokens, int n) {
         int k = FG_MIN(s->chunk, n - done);
         for (int i = 0; i < k; i++) { s->seqs[i] = s->seq; s->want[i] = done + k == n && i == k - 1; }
         fg_batch b = {.n = k, .token = tokens + done, .seq = s->seqs, .logits = s->want};
-        if (fg_ctx_decode(s->ctx, &b, s->logits)) return NULL; // checked above: cannot fail
+        int at = pos + done; // MTP: the tokens and states of every position are kept for the drafts
+        float *h = s->mtp ? s->H + (size_t)at * ws->cfg.hidden_size : NULL;
+        if (s->mtp) memcpy(s->toks + at, tokens + done, sizeof(int32_t) * (size_t)k);
+        if (fg_ctx_decode_h(s->ctx, &b, s->logits, h)) return NULL; // checked above: cannot fail
         done += k;
     }
     return s->logits;
@@ -245,6 +265,151 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
     return (int32_t)h[0];
 }
 
+
+static int is_stop(const fg_sample_opts *o, int32_t t) {
+    for (int j = 0; j < o->n_stop; j++)
+        if (o->stop_ids[j] == t) return 1;
+    return 0;
+}
+
+// ---- self-speculative decoding (multi-token prediction) --------------------------------------
+
+// p (V) = softmax(logits / temperature), in double for the ratios of the acceptance test.
+static void probs_of(float *p, const float *logits, int V, float temperature) {
+    float mx = logits[argmax(logits, V)];
+    double sum = 0;
+    for (int i = 0; i < V; i++) { p[i] = expf((logits[i] - mx) / temperature); sum += p[i]; }
+    for (int i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
+}
+
+// A draw from the (unnormalised, non-negative) weights w (V); the last positive id on rounding.
+static int32_t draw(const float *w, int V, fg_rng *rng) {
+    double total = 0;
+    for (int i = 0; i < V; i++) total += w[i];
+    double r = fg_rng_uniform(rng) * total, cum = 0;
+    int32_t last = 0;
+    for (int i = 0; i < V; i++) {
+        if (w[i] <= 0) continue;
+        cum += w[i];
+        last = i;
+        if (r < cum) return i;
+    }
+    return last;
+}
+
+// Runs MTP depth k over positions [from, to) (tokens at +k: the cached ones, then the pending
+// token t and the drafts so far), in chunks of the context's rows; the last row's logits to lg.
+static int mtp_rows(fg_infer *s, int k, int from, int to, int32_t t, const int32_t *draft, float *lg) {
+    const fg_config *c = &fg_ctx_store(s->ctx)->cfg;
+    int C = c->hidden_size, len = to; // positions < len are cached; len holds t, len + j draft j
+    int32_t tok[INFER_CHUNK];
+    int pos[INFER_CHUNK];
+    for (int at = from; at < to;) {
+        int n = FG_MIN(FG_MIN(s->chunk, INFER_CHUNK), to - at);
+        for (int i = 0; i < n; i++) {
+            int j = at + i + k; // the token this row embeds
+            tok[i] = j < len ? s->toks[j] : j == len ? t : draft[j - len - 1];
+            pos[i] = at + i;
+            s->seqs[i] = s->seq;
+            s->want[i] = at + n == to && i == n - 1;
+        }
+        fg_batch b = {.n = n, .token = tok, .seq = s->seqs, .pos = pos, .logits = s->want};
+        float *hout = k < s->mtp ? s->H + ((size_t)k * s->max_T + at) * C : NULL;
+        if (fg_ctx_mtp(s->ctx, k, &b, s->H + ((size_t)(k - 1) * s->max_T + at) * C, hout, lg)) return -1;
+        at += n;
+    }
+    return 0;
+}
+
+// fg_generate with drafts (o->speculative > 0, a model with MTP; greedy or plain temperature):
+// each round the MTP depths draft tokens len+1 .. len+S after the pending token t (depth k from
+// depth k-1's state, chained), the main model verifies [t, d_1 .. d_S] in one batched forward, and
+// the longest accepted prefix is kept (the cache truncated after it). Greedy: d_j is accepted when
+// it is the main model's argmax, so the output equals plain greedy decoding. Sampling: d_j ~ q_j
+// (the depth's distribution), accepted with probability min(1, p_j(d) / q_j(d)); at the first
+// rejection the token is drawn from max(0, p_j - q_j) renormalised, after S acceptances from
+// p_{S+1}: the standard speculative sampling, whose output distribution is exactly p's.
+static int generate_spec(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
+                         int limit, int (*on_token)(int32_t id, void *ctx), void *ctx, fg_rng *rng) {
+    const fg_config *c = &fg_ctx_store(s->ctx)->cfg;
+    int V = c->vocab_size, C = c->hidden_size, greedy = o->temperature == 0 || o->top_k == 1;
+    int S = FG_MIN(FG_MIN(o->speculative, s->mtp), FG_MTP_MAX);
+    float *dl = s->spec, *vl = s->spec + (size_t)FG_MTP_MAX * V, *q = vl + (size_t)(FG_MTP_MAX + 1) * V;
+    float *p = q + (size_t)FG_MTP_MAX * V; // dl: draft logits (S, V); vl: verify logits (S+1, V); q: draft probs (S, V)
+    (void)p;
+    int base = fg_infer_pos(s);
+    const float *logits = fg_infer_feed(s, prompt, n_prompt);
+    if (!logits) return -1;
+    int n = 0, stop = 0;
+    // emits token id; 1 when generation ends with it
+#define EMIT(id) (out[n++] = (id), stop = (on_token ? on_token((id), ctx) != 0 : 0), \
+                  stop |= is_stop(o, (id)), stop || n == limit)
+    int32_t t = greedy ? argmax(logits, V) : fg_sample(logits, V, o, rng, s->sample_scratch);
+    if (t < 0) return -1;
+    int done = EMIT(t);
+    while (!done) {
+        int len = fg_infer_pos(s);
+        if (len >= s->max_T) break;
+        int Se = FG_MIN(S, s->max_T - 1 - len); // drafts the cache can still verify
+        int32_t d[FG_MTP_MAX], vt[FG_MTP_MAX + 1];
+        uint8_t want[FG_MTP_MAX + 1];
+        int32_t seqs[FG_MTP_MAX + 1];
+        for (int k = 1; k <= Se; k++) { // draft k: depth k at position len-1, chained
+            int from = FG_MIN(fg_ctx_mtp_len(s->ctx, s->seq, k), s->mvalid[k - 1]);
+            if (mtp_rows(s, k, from, len, t, d, dl + (size_t)(k - 1) * V)) return -1;
+            if (greedy) d[k - 1] = argmax(dl + (size_t)(k - 1) * V, V);
+            else {
+                probs_of(q + (size_t)(k - 1) * V, dl + (size_t)(k - 1) * V, V, o->temperature);
+                d[k - 1] = draw(q + (size_t)(k - 1) * V, V, rng);
+            }
+        }
+        // verify [t, d_1 .. d_Se] at positions len .. len+Se in one forward
+        vt[0] = t;
+        for (int j = 0; j <= Se; j++) { if (j) vt[j] = d[j - 1]; want[j] = 1; seqs[j] = s->seq; }
+        memcpy(s->toks + len, vt, sizeof(int32_t) * (size_t)(Se + 1));
+        fg_batch b = {.n = Se + 1, .token = vt, .seq = seqs, .logits = want};
+        if (fg_ctx_decode_h(s->ctx, &b, vl, s->H + (size_t)len * C)) return -1;
+        int a = 0;
+        int32_t next = -1;
+        for (; a < Se; a++) {
+            const float *row = vl + (size_t)a * V;
+            s->stats.proposed[a]++;
+            if (greedy) {
+                if (argmax(row, V) != d[a]) { next = argmax(row, V); break; }
+            } else {
+                float *pj = s->sample_scratch, *qj = q + (size_t)a * V;
+                probs_of(pj, row, V, o->temperature);
+                if (fg_rng_uniform(rng) * qj[d[a]] >= pj[d[a]]) { // rejected: the residual max(0, p - q)
+                    for (int i = 0; i < V; i++) pj[i] = fmaxf(pj[i] - qj[i], 0.0f);
+                    next = draw(pj, V, rng);
+                    break;
+                }
+            }
+            s->stats.accepted[a]++;
+        }
+        if (next < 0) { // every draft accepted: the next token from the last row
+            const float *row = vl + (size_t)Se * V;
+            next = greedy ? argmax(row, V) : fg_sample(row, V, o, rng, s->sample_scratch);
+            if (next < 0) return -1;
+        }
+        s->stats.rounds++;
+        s->stats.tokens += a + 1;
+        // keep t and the accepted drafts; depth k's rows stay valid up to position len + a - k
+        if (fg_ctx_seq_truncate(s->ctx, s->seq, len + a + 1)) return -1;
+        // depth k's row at position i embedded token i + k: valid while that token was accepted
+        for (int k = 1; k <= Se; k++) s->mvalid[k - 1] = FG_MAX(0, FG_MIN(len, len + a - k + 1));
+        for (int j = 0; j < a && !done; j++) done = EMIT(d[j]);
+        if (!done) done = EMIT(next);
+        t = next;
+    }
+#undef EMIT
+    // as the plain loop: the cache holds the prompt and out[0 .. n-2]
+    int keep = base + n_prompt + n - 1;
+    if (fg_infer_pos(s) > keep && fg_ctx_seq_truncate(s->ctx, s->seq, keep)) return -1;
+    for (int k = 1; k <= s->mtp; k++) s->mvalid[k - 1] = FG_MIN(s->mvalid[k - 1], FG_MAX(0, keep - k));
+    return n;
+}
+
 // ---- generation ------------------------------------------------------------------------------
 
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
@@ -265,6 +430,10 @@ int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sampl
             return fg_set_error("generate: prompt token %d at index %d is outside the vocabulary [0, %d)", prompt[i], i, V);
     // Repetition penalty: a copy of the logits with every id seen so far penalised.
     int penalize = o->repetition_penalty > 0 && o->repetition_penalty != 1;
+    int greedy = o->temperature == 0 || o->top_k == 1;
+    if (o->speculative > 0 && s->mtp && !penalize && limit > 0 &&
+        (greedy || (o->top_k == 0 && o->top_p >= 1 && o->min_p == 0)))
+        return generate_spec(s, prompt, n_prompt, o, out, limit, on_token, ctx, &rng);
     float *pen = penalize ? malloc(sizeof(float) * V) : NULL;
     unsigned char *seen = penalize ? calloc(V, 1) : NULL;
     if (penalize && (!pen || !seen)) { free(pen); free(seen); return fg_set_error("out of memory"); }
