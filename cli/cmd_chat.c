@@ -66,6 +66,7 @@ int cmd_chat(int argc, char **argv) {
         {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability", "[0,1]"},
         {"max-tokens", OPT_INT, &so.max_new_tokens, "maximum tokens per reply", "[1,inf)"},
         {"seed", OPT_U64, &so.seed, "sampling seed"},
+        {"speculative", OPT_INT, &so.speculative, "draft up to N tokens per step with the model's MTP depths (0 = off)", "[0,4]"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0 (converted at load); a quantised model runs as stored"},
         {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},

@@ -113,6 +113,7 @@ int cmd_generate(int argc, char **argv) {
         {"top-p", OPT_FLOAT, &so.top_p, "nucleus sampling threshold (1 = off)", "(0,1]"},
         {"min-p", OPT_FLOAT, &so.min_p, "drop tokens below min-p times the best one's probability (0 = off)", "[0,1]"},
         {"repeat-penalty", OPT_FLOAT, &so.repetition_penalty, "penalise ids already in the context (1 = off)", "(0,inf)"},
+        {"speculative", OPT_INT, &so.speculative, "draft up to N tokens per step with the model's MTP depths, verified in one batch (same output distribution; 0 = off)", "[0,4]"},
         {"stop", OPT_STR, &stop_str, "stop once the output ends with this text (<|eos|> always stops)"},
         {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
         {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
@@ -167,6 +168,9 @@ int cmd_generate(int argc, char **argv) {
     int32_t *out = malloc(sizeof(int32_t) * (so.max_new_tokens + 1));
     int rc = 0;
     if (!s || !out) rc = cli_fail("generate", fg_last_error(), NULL);
+    else if (so.speculative && !fg_infer_mtp_depths(s))
+        rc = cli_fail("generate", "--speculative needs a model with multi-token prediction (num_nextn_predict_layers > 0)",
+                      "train one with frugal train --mtp 1, or drop --speculative");
     else if (json) {
         json_ctx jc = {.sc = {.stop = stop_str, .stop_len = stop_str ? strlen(stop_str) : 0, .tok = tok}};
         int ng = fg_generate(s, ids, n, &so, out, so.max_new_tokens + 1, collect_token, &jc);
@@ -178,8 +182,18 @@ int cmd_generate(int argc, char **argv) {
             json_string(stdout, prompt, plen);
             printf(", \"text\": ");
             json_string(stdout, jc.text ? jc.text : "", jc.n);
-            printf(", \"prompt_tokens\": %d, \"tokens\": %d, \"stop\": \"%s\", \"seed\": %llu}\n", n, ng,
+            printf(", \"prompt_tokens\": %d, \"tokens\": %d, \"stop\": \"%s\", \"seed\": %llu", n, ng,
                    hit ? "stop" : eos ? "eos" : "max_tokens", (unsigned long long)so.seed);
+            fg_spec_stats st;
+            fg_infer_spec_stats(s, &st);
+            if (st.rounds) {
+                printf(", \"speculative\": {\"steps\": %lld, \"tokens_per_step\": %.4f, \"accepted\": [", st.rounds,
+                       (double)st.tokens / (double)st.rounds);
+                for (int k = 0; k < so.speculative && k < FG_MTP_MAX; k++)
+                    printf("%s%.4f", k ? ", " : "", st.proposed[k] ? (double)st.accepted[k] / (double)st.proposed[k] : 0.0);
+                printf("]}");
+            }
+            printf("}\n");
         }
         free(jc.text);
     } else {

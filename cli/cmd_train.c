@@ -130,7 +130,7 @@ int cmd_train(int argc, char **argv) {
     fg_train_opts o;
     fg_train_opts_default(&o);
     const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
-    int quiet = 0, no_progress = 0, threads = 0;
+    int quiet = 0, no_progress = 0, threads = 0, mtp = -1;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model: preset (tiny, demo, demo-student, bench-moe) or config.json path"},
@@ -154,6 +154,10 @@ int cmd_train(int argc, char **argv) {
         {"clip", OPT_FLOAT, &o.clip, "clip the global gradient norm to this (0 = off)", "[0,inf)"},
         {"balance-alpha", OPT_FLOAT, &o.balance_alpha, "sequence-wise balance loss weight (0 = off)", "[0,inf)"},
         {"bias-gamma", OPT_FLOAT, &o.bias_gamma, "aux-loss-free routing bias update speed (0 = off)", "[0,inf)"},
+        {"mtp", OPT_INT, &mtp, "multi-token prediction depths D added to the config (V3: 1; a new model only)", "[0,4]"},
+        {"mtp-lambda", OPT_FLOAT, &o.mtp_lambda, "MTP loss weight lambda (loss = CE + lambda/D sum of the depths' CE)", "[0,inf)"},
+        {"mtp-lambda-late", OPT_FLOAT, &o.mtp_lambda_late, "MTP loss weight after --mtp-late-frac of the steps (V3: 0.3 then 0.1)", "[0,inf)"},
+        {"mtp-late-frac", OPT_FLOAT, &o.mtp_late_frac, "fraction of the steps trained with --mtp-lambda", "[0,1]"},
         {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
         {"tokenizer", OPT_STR, &o.tokenizer, "encode the data files with this BPE tokenizer.json / GGUF (stored in the checkpoint)"},
         {"shards", OPT_STR, &o.shards, "train from a directory written by frugal data prepare"},
@@ -183,6 +187,8 @@ int cmd_train(int argc, char **argv) {
     else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;
     else return cli_fail("train", "--schedule must be cosine, wsd or constant", NULL);
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
+    if (mtp >= 0 && (resume || init))
+        return cli_fail("train", "--mtp shapes a new model; a checkpoint keeps its own MTP depths", "drop --mtp");
 
     fg_model *m = NULL;
     fg_adamw opt = {0};
@@ -231,6 +237,7 @@ int cmd_train(int argc, char **argv) {
         } else {
             fg_config c;
             if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, demo-student, bench-moe");
+            if (mtp >= 0) c.num_nextn_predict_layers = mtp;
             m = fg_model_create(&c);
             if (!m) return cli_fail("train", fg_last_error(), NULL);
             fg_model_init_weights(m, o.seed);
@@ -244,9 +251,12 @@ int cmd_train(int argc, char **argv) {
 #undef FAIL
     int64_t total, active;
     fg_config_param_counts(fg_model_config(m), &total, &active);
-    printf("model: %s attention, %lld parameters (%lld active per token), %d layers; data: %s\n",
+    int D = fg_model_config(m)->num_nextn_predict_layers;
+    char mtp_note[96] = "";
+    if (D) snprintf(mtp_note, sizeof mtp_note, " + %d MTP depth%s (lambda %g, then %g)", D, D > 1 ? "s" : "", o.mtp_lambda, o.mtp_lambda_late);
+    printf("model: %s attention, %lld parameters (%lld active per token), %d layers%s; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
-           fg_model_config(m)->num_hidden_layers, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
+           fg_model_config(m)->num_hidden_layers, mtp_note, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
     cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
     cli_trap_signals(0);

@@ -643,9 +643,8 @@ typedef struct {
     int speculative;        // fg_generate: up to this many tokens drafted per step by the model's MTP
                             // depths and verified in one batched forward (0 = off; docs/model.md).
                             // Greedy output is identical; sampled output has exactly the model's
-                            // distribution. Used with greedy decoding, or temperature sampling
-                            // without top_k / top_p / min_p; never with a repetition penalty (those
-                            // run the plain loop).
+                            // distribution (after temperature, top_k, top_p, min_p). Not with a
+                            // repetition penalty (that runs the plain loop).
 } fg_sample_opts;
 
 // Picks one token from logits (V). temperature 0 is greedy: argmax, lowest id on ties (top_k 1

@@ -5,7 +5,10 @@
 // MTP layer, a V3 with FP8 block-scaled matrices, Qwen2 with biases in F16, Llama with llama3 RoPE
 // scaling) and the logits of the PyTorch reference (ref.py's model code). Checked here:
 //  - each loads and its logits are within 1e-5 (relative L2) of the reference computed on the
-//    stored values (for FP8: on the dequantised weights), the MTP layer is skipped with a notice;
+//    stored values (for FP8: on the dequantised weights); V3's whole MTP layer is loaded, its
+//    depth-1 logits (the batched context's MTP over the latent cache) within 1e-5 of the
+//    reference's, and speculative greedy decoding equals plain; an MTP layer held only in part
+//    (the V2 case) is skipped with a notice;
 //  - FP8: logits against the unquantised fp32 weights within the documented budget;
 //  - HF -> frugal -> HF: every tensor bit-identical (F32 and BF16 cases, sharded source included);
 //  - GGUF export (f32) -> import: logits identical to the HF load (bit for bit), the tokenizer
@@ -15,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "formats/safetensors.h"
+#include "infer/generate.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -47,6 +51,37 @@ static float *run_logits(fg_model *m, const fg_safetensors *exp) {
     float *out = malloc(sizeof(float) * n);
     memcpy(out, m->logits, sizeof(float) * n);
     return out;
+}
+
+// MTP depth 1 of m, run by the batched inference context over the latent cache (each of the two
+// sequences: the main model's states, then the depth over positions 0..14 with tokens 1..15),
+// against the reference's mtp_logits.1 (2, 15, V): the relative error, or 1e9 on failure.
+static double mtp_err(const fg_model *m, const fg_safetensors *exp) {
+    int V = m->cfg.vocab_size, C = m->cfg.hidden_size, T = 16;
+    float f[32], *want = malloc(sizeof(float) * 30 * V), *got = malloc(sizeof(float) * 30 * V);
+    float *h = malloc(sizeof(float) * T * C);
+    int32_t in[32], seqs[16], pos[16];
+    uint8_t all[16];
+    double e = 1e9;
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
+    fg_ctx_params p = {.n_ctx = 64, .max_len = 32, .max_seqs = 2, .max_batch = 16, .kv_type = FG_F32, .mtp = 1};
+    fg_ctx *ctx = ws ? fg_ctx_create(ws, &p) : NULL;
+    if (!ctx || fg_safetensors_read_f32(exp, "input_ids", f, 32) || fg_safetensors_read_f32(exp, "mtp_logits.1", want, 30 * V))
+        goto done;
+    for (int i = 0; i < 32; i++) in[i] = (int32_t)f[i];
+    for (int b = 0; b < 2; b++) {
+        int seq = fg_ctx_seq_new(ctx);
+        for (int i = 0; i < T; i++) { seqs[i] = seq; pos[i] = i; all[i] = 1; }
+        fg_batch main = {.n = T, .token = in + b * T, .seq = seqs}, mtp = {.n = T - 1, .token = in + b * T + 1, .seq = seqs,
+                                                                          .pos = pos, .logits = all};
+        if (fg_ctx_decode_h(ctx, &main, NULL, h) || fg_ctx_mtp(ctx, 1, &mtp, h, NULL, got + (size_t)b * 15 * V)) goto done;
+    }
+    e = tst_rel_err(got, want, (size_t)30 * V);
+done:
+    fg_ctx_free(ctx);
+    fg_wstore_free(ws);
+    free(want); free(got); free(h);
+    return e;
 }
 
 static double logits_err(const float *got, const fg_safetensors *exp, const char *name, size_t n) {
@@ -165,9 +200,28 @@ int main(void) {
             printf(", vs unquantised fp32 weights %.2e", e0);
             CHECK_MSG(e0 < 0.5, "%s: FP8 logits relative error %.3e beyond the documented budget 0.5", cases[c].name, e0);
         }
-        if (strstr(cases[c].name, "dsv3_yarn")) {
-            CHECK_MSG(strstr(notices, "multi-token-prediction layer 3") != NULL, "no MTP notice: %s", notices);
+        if (strstr(cases[c].name, "dsv2")) { // an MTP layer held in part: the main model alone, with a notice
+            CHECK_MSG(strstr(notices, "multi-token-prediction layer but the files lack") != NULL, "no MTP notice: %s", notices);
+            CHECK(m->cfg.num_nextn_predict_layers == 0);
+        }
+        if (strstr(cases[c].name, "dsv3_yarn")) { // a whole MTP layer: loaded, its logits as the reference's, and it drafts
             CHECK(td != NULL);
+            CHECK_MSG(m->cfg.num_nextn_predict_layers == 1, "%s: MTP layer not loaded (%s)", cases[c].name, notices);
+            double em = mtp_err(m, &exp);
+            printf(", MTP depth 1 %.2e", em);
+            CHECK_MSG(em < 1e-5, "%s: MTP logits relative error %.3e", cases[c].name, em);
+            fg_infer *sa = fg_infer_create(m, 32), *sb = fg_infer_create(m, 32);
+            int32_t prompt[6] = {3, 17, 5, 99, 42, 7}, a[12], b[12];
+            fg_sample_opts o = {.temperature = 0, .top_p = 1, .max_new_tokens = 10};
+            int na = sa ? fg_generate(sa, prompt, 6, &o, a, 12, NULL, NULL) : -1;
+            o.speculative = 1;
+            int nb = sb ? fg_generate(sb, prompt, 6, &o, b, 12, NULL, NULL) : -2;
+            fg_spec_stats st;
+            if (sb) fg_infer_spec_stats(sb, &st);
+            CHECK_MSG(na == 10 && na == nb && !memcmp(a, b, sizeof a[0] * 10) && sb && st.rounds > 0,
+                      "%s: speculative greedy differs from plain (%d vs %d tokens)", cases[c].name, na, nb);
+            fg_infer_free(sa);
+            fg_infer_free(sb);
         }
         // HF -> frugal -> HF
         if (cases[c].rt) {
@@ -199,6 +253,10 @@ int main(void) {
             double eg = lg && hf ? tst_rel_err(lg, hf, n) : 1;
             printf(", gguf %s %.1e", types[t], eg);
             if (t == 0) CHECK_MSG(lg && hf && !memcmp(lg, hf, sizeof(float) * n), "%s: GGUF f32 logits differ (rel %.3e)", g, eg);
+            if (t == 0 && m->cfg.num_nextn_predict_layers) { // the MTP layer under llama.cpp's nextn names
+                CHECK_MSG(mg->cfg.num_nextn_predict_layers == m->cfg.num_nextn_predict_layers, "%s: MTP layer lost", g);
+                CHECK_MSG(mtp_err(mg, &exp) < 1e-5, "%s: MTP logits after the GGUF round trip", g);
+            }
             else if (t < 3) CHECK_MSG(eg < (t == 1 ? 2e-2 : cases[c].q8_budget), "%s: GGUF %s logits relative error %.3e", g, types[t], eg);
             else { // Q4_0 moves random tiny models' logits by 0.3-0.6: check the weights instead
                 double ew = tst_rel_err(mg->params, m->params, m->n_params);

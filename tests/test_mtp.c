@@ -7,9 +7,10 @@
 //   for D = 2 over MLA + MoE and D = 1 over dense GQA;
 // - greedy speculative decoding against plain greedy decoding: identical tokens on 100 prompts,
 //   also across calls that continue the same session;
-// - speculative sampling against plain sampling at temperature 1: a chi-square test of
-//   homogeneity on the joint distribution of the 2nd and 3rd generated tokens over a 6-token
-//   vocabulary (the drafts' rejections and residual draws decide those), 6000 samples each.
+// - speculative sampling against plain sampling at temperature 1 (full, and top_k 4 + top_p 0.9):
+//   a chi-square test of homogeneity on the joint distribution of the 2nd and 3rd generated tokens
+//   over a 6-token vocabulary (the drafts' rejections and residual draws decide those), 6000
+//   samples each (a residual drawn from p instead of max(0, p - q) fails it: chi-square 117 > 67).
 #include <math.h>
 #include <string.h>
 
@@ -128,7 +129,7 @@ static void check_greedy(const char *name, const fg_config *c, int drafts) {
 }
 
 // Temperature 1: the joint law of tokens 2 and 3 after a fixed prompt, speculative vs plain.
-static void check_sampling(const fg_config *c) {
+static void check_sampling(const fg_config *c, int top_k, float top_p) {
     fg_model *m = make_model(c, 23);
     int V = c->vocab_size, N = 6000;
     fg_infer *s = fg_infer_create(m, 32);
@@ -138,8 +139,8 @@ static void check_sampling(const fg_config *c) {
     for (int spec = 0; spec < 2; spec++)
         for (int i = 0; i < N; i++) {
             fg_infer_reset(s);
-            fg_sample_opts o = {.temperature = 1, .top_p = 1, .max_new_tokens = 3, .seed = 1000003u * (uint64_t)i + 77,
-                                .speculative = spec};
+            fg_sample_opts o = {.temperature = 1, .top_k = top_k, .top_p = top_p, .max_new_tokens = 3,
+                                .seed = 1000003u * (uint64_t)i + 77, .speculative = spec};
             int n = fg_generate(s, prompt, 3, &o, out, 8, NULL, NULL);
             CHECK(n == 3);
             cnt[spec][out[1] * V + out[2]]++;
@@ -159,8 +160,9 @@ static void check_sampling(const fg_config *c) {
     // Wilson-Hilferty: the chi-square quantile at p = 0.999
     double z = 3.090, crit = dof * pow(1 - 2.0 / (9 * dof) + z * sqrt(2.0 / (9 * dof)), 3);
     double acc = (double)st.accepted[0] / (double)(st.proposed[0] ? st.proposed[0] : 1);
-    printf("speculative sampling vs plain (T = 1, V = %d, %d samples each): chi-square %.1f on %d dof (0.999 quantile "
-           "%.1f); draft accepted %.0f%% of %lld\n", V, N, chi, dof, crit, 100 * acc, st.proposed[0]);
+    printf("speculative sampling vs plain (T = 1, top_k %d, top_p %.2f, V = %d, %d samples each): chi-square %.1f on %d "
+           "dof (0.999 quantile %.1f); draft accepted %.0f%% of %lld\n", top_k, top_p, V, N, chi, dof, crit, 100 * acc,
+           st.proposed[0]);
     CHECK_MSG(chi < crit, "speculative sampling changes the distribution: chi-square %.1f > %.1f", chi, crit);
     CHECK_MSG(acc > 0.05 && acc < 0.95, "the test needs both accepted and rejected drafts (accepted %.2f)", acc);
     free(cnt[0]); free(cnt[1]);
@@ -186,6 +188,7 @@ int main(void) {
     c.vocab_size = 6; c.num_nextn_predict_layers = 2;
     check_greedy("tiny V = 6, D = 2", &c, 2);
     c.num_nextn_predict_layers = 1; // and the sampling law
-    check_sampling(&c);
+    check_sampling(&c, 0, 1.0f);
+    check_sampling(&c, 4, 0.9f); // the truncated distributions: drafts outside p's support
     return TEST_DONE();
 }

@@ -58,6 +58,9 @@ static int gguf_name(const char *hf, char *out, size_t cap) {
         {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},
         {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"},
         {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
+        // MTP blocks (layers L .. L+D-1): llama.cpp's nextn names for DeepSeek-V3 / GLM-4.5
+        {"enorm.weight", "nextn.enorm.weight"}, {"hnorm.weight", "nextn.hnorm.weight"},
+        {"eh_proj.weight", "nextn.eh_proj.weight"}, {"shared_head.norm.weight", "nextn.shared_head_norm.weight"},
     };
     if (!strcmp(hf, "model.embed_tokens.weight")) { snprintf(out, cap, "token_embd.weight"); return 0; }
     if (!strcmp(hf, "model.norm.weight")) { snprintf(out, cap, "output_norm.weight"); return 0; }
@@ -188,10 +191,16 @@ static int gguf_config(const fg_gguf *g, fg_config *c, int *arch_id, int *mtp, v
     if (aint(&k, "nextn_predict_layers", mtp, 0)) return -1;
     if (*mtp >= L) return fg_set_error("%s: GGUF nextn_predict_layers %d >= block_count %d", g->where, *mtp, L);
     c->num_hidden_layers = L - *mtp;
-    if (*mtp && notice) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s: skipping %d multi-token-prediction block(s): frugal runs the main model only", g->where, *mtp);
-        notice(msg);
+    if (*mtp) { // loaded when the file holds them (llama.cpp's own probe) and frugal builds that depth
+        char probe[64];
+        snprintf(probe, sizeof probe, "blk.%d.nextn.eh_proj.weight", L - *mtp);
+        if (*mtp <= FG_MTP_MAX && fg_gguf_find_tensor(g, probe)) c->num_nextn_predict_layers = *mtp;
+        else if (notice) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s: skipping %d multi-token-prediction block(s) (%s): running the main model only",
+                     g->where, *mtp, *mtp > FG_MTP_MAX ? "deeper than frugal builds" : "their nextn tensors are absent");
+            notice(msg);
+        }
     }
     c->tie_word_embeddings = fg_gguf_find_tensor(g, "output.weight") == NULL;
     if (*arch_id == 0) { // deepseek2
@@ -663,6 +672,9 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     int permute = !mla && !strcmp(arch, "llama") && !c->rope_interleave;
     if (mla && c->moe_layer_freq > 1) return fg_set_error("GGUF export: deepseek2 cannot describe moe_layer_freq %d", c->moe_layer_freq);
     if (mla && c->rope_llama3) return fg_set_error("GGUF export: deepseek2 cannot describe llama3 RoPE scaling");
+    if (!mla && c->num_nextn_predict_layers)
+        return fg_set_error("GGUF export: llama.cpp reads multi-token-prediction (nextn) blocks for deepseek2 models only, and this "
+                            "%s model has %d; hint: export --hf, which keeps them", arch, c->num_nextn_predict_layers);
     if (c->rope_yarn && c->rope_mscale != c->rope_mscale_all_dim)
         return fg_set_error("GGUF export: rope_scaling.mscale %g differs from mscale_all_dim %g, which llama.cpp cannot describe "
                             "(its yarn_log_multiplier assumes they are equal); hint: export --hf instead", c->rope_mscale,
@@ -682,7 +694,8 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     kv_u32(&w, "general.alignment", 32);
     kv_u32(&w, "context_length", (uint32_t)c->max_position_embeddings);
     kv_u32(&w, "embedding_length", (uint32_t)c->hidden_size);
-    kv_u32(&w, "block_count", (uint32_t)c->num_hidden_layers);
+    kv_u32(&w, "block_count", (uint32_t)fg_config_n_blocks(c)); // llama.cpp counts the MTP (nextn) blocks in
+    if (c->num_nextn_predict_layers) kv_u32(&w, "nextn_predict_layers", (uint32_t)c->num_nextn_predict_layers);
     kv_u32(&w, "feed_forward_length", (uint32_t)c->intermediate_size);
     kv_u32(&w, "attention.head_count", (uint32_t)c->num_attention_heads);
     kv_f32(&w, "rope.freq_base", c->rope_theta);

@@ -25,7 +25,7 @@ struct fg_infer {
     int32_t *toks;              // (max_T) the tokens at the cached positions
     float *H;                   // (D, max_T, C) h^k at each position (k = 0: the main model's normed state)
     int mvalid[FG_MTP_MAX];     // depth k+1's cache rows [0, mvalid) were computed from accepted tokens
-    float *spec;                // ((2 * FG_MTP_MAX + 2), V) speculative decoding's logits and probabilities
+    float *spec;                // ((3 * FG_MTP_MAX + 2), V) speculative decoding's logits and distributions
     fg_spec_stats stats;
 };
 
@@ -74,7 +74,7 @@ fg_infer *fg_infer_create_store(const fg_wstore *ws, int max_T, int kind, int kv
     if (D) {
         s->toks = malloc(sizeof(int32_t) * (size_t)max_T);
         s->H = malloc(sizeof(float) * (size_t)D * max_T * c->hidden_size);
-        s->spec = malloc(sizeof(float) * (2 * FG_MTP_MAX + 2) * (size_t)V);
+        s->spec = malloc(sizeof(float) * (3 * FG_MTP_MAX + 2) * (size_t)V);
         oom = !s->toks || !s->H || !s->spec;
     }
     if (!s->logits || !s->sample_scratch || !s->seqs || !s->want || s->seq < 0 || oom) {
@@ -208,30 +208,9 @@ static void top_k_sorted(float *h, int nc, int k, const float *p) {
     }
 }
 
-int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *rng, float *scratch) {
-    if (check_opts(o, V)) return -1;
-    if (!logits) return fg_set_error("sampling: no logits");
-    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
-    if (!rng || !scratch) return fg_set_error("sampling: needs an rng and 2*V floats of scratch");
-    // p: unnormalised probabilities exp((logit - max) / temperature); every total below is summed
-    // in the same order as the draw's running sum, so a draw r = u * total (u < 1) always lands.
-    float *p = scratch, *h = scratch + V;
-    float mx = logits[argmax(logits, V)], inv_t = 1.0f / o->temperature;
-    double sum = 0;
-    for (int i = 0; i < V; i++) { p[i] = expf((logits[i] - mx) * inv_t); sum += p[i]; }
-    double u = fg_rng_uniform(rng);
-    if (o->top_k == 0 && o->top_p >= 1) { // the full distribution, in id order: no sort needed
-        float floor_p = o->min_p; // p of the best id is exactly 1 (exp(0))
-        double total = sum;
-        if (floor_p > 0) { total = 0; for (int i = 0; i < V; i++) if (p[i] >= floor_p) total += p[i]; }
-        double r = u * total, cum = 0;
-        for (int i = 0; i < V; i++) {
-            if (p[i] < floor_p) continue;
-            cum += p[i];
-            if (r < cum) return i;
-        }
-        return argmax(logits, V); // unreachable but for rounding
-    }
+// The candidates top_k / top_p / min_p keep, from p (V) = exp((logit - max) / T) summing to sum:
+// their ids in h[0 .. keep) best first (h holds V floats), their mass in *kept; returns keep.
+static int keep_set(const float *p, double sum, int V, const fg_sample_opts *o, float *h, double *kept_mass) {
     int nc = 0;
     if (o->top_k == 0 && V > 1) {
         // Nucleus only: ids with p < (1-top_p)/(V-1) of the total can't be in it (together they
@@ -260,6 +239,36 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
         kept = 0;
         for (int j = 0; j < keep; j++) kept += p[(int)h[j]];
     }
+    *kept_mass = kept;
+    return keep;
+}
+
+int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *rng, float *scratch) {
+    if (check_opts(o, V)) return -1;
+    if (!logits) return fg_set_error("sampling: no logits");
+    if (o->temperature == 0 || o->top_k == 1) return argmax(logits, V);
+    if (!rng || !scratch) return fg_set_error("sampling: needs an rng and 2*V floats of scratch");
+    // p: unnormalised probabilities exp((logit - max) / temperature); every total below is summed
+    // in the same order as the draw's running sum, so a draw r = u * total (u < 1) always lands.
+    float *p = scratch, *h = scratch + V;
+    float mx = logits[argmax(logits, V)], inv_t = 1.0f / o->temperature;
+    double sum = 0;
+    for (int i = 0; i < V; i++) { p[i] = expf((logits[i] - mx) * inv_t); sum += p[i]; }
+    double u = fg_rng_uniform(rng);
+    if (o->top_k == 0 && o->top_p >= 1) { // the full distribution, in id order: no sort needed
+        float floor_p = o->min_p; // p of the best id is exactly 1 (exp(0))
+        double total = sum;
+        if (floor_p > 0) { total = 0; for (int i = 0; i < V; i++) if (p[i] >= floor_p) total += p[i]; }
+        double r = u * total, cum = 0;
+        for (int i = 0; i < V; i++) {
+            if (p[i] < floor_p) continue;
+            cum += p[i];
+            if (r < cum) return i;
+        }
+        return argmax(logits, V); // unreachable but for rounding
+    }
+    double kept;
+    int keep = keep_set(p, sum, V, o, h, &kept);
     double r = u * kept, cum = 0;
     for (int j = 0; j < keep; j++) { cum += p[(int)h[j]]; if (r < cum) return (int32_t)h[j]; }
     return (int32_t)h[0];
@@ -274,12 +283,25 @@ static int is_stop(const fg_sample_opts *o, int32_t t) {
 
 // ---- self-speculative decoding (multi-token prediction) --------------------------------------
 
-// p (V) = softmax(logits / temperature), in double for the ratios of the acceptance test.
-static void probs_of(float *p, const float *logits, int V, float temperature) {
-    float mx = logits[argmax(logits, V)];
-    double sum = 0;
-    for (int i = 0; i < V; i++) { p[i] = expf((logits[i] - mx) / temperature); sum += p[i]; }
-    for (int i = 0; i < V; i++) p[i] = (float)(p[i] / sum);
+// dist (V) = the distribution fg_sample draws from for these logits and options (temperature,
+// then top_k / top_p / min_p), normalised; scratch: 2V floats.
+static void dist_of(float *dist, const float *logits, int V, const fg_sample_opts *o, float *scratch) {
+    float mx = logits[argmax(logits, V)], inv_t = 1.0f / o->temperature;
+    double sum = 0, kept = 0;
+    for (int i = 0; i < V; i++) { dist[i] = expf((logits[i] - mx) * inv_t); sum += dist[i]; }
+    if (o->top_k == 0 && o->top_p >= 1) { // as fg_sample: ids below min_p of the best (1) dropped
+        for (int i = 0; i < V; i++) {
+            if (dist[i] < o->min_p) dist[i] = 0;
+            kept += dist[i];
+        }
+    } else {
+        float *h = scratch, *only = scratch + V;
+        int keep = keep_set(dist, sum, V, o, h, &kept);
+        memset(only, 0, sizeof(float) * (size_t)V);
+        for (int j = 0; j < keep; j++) only[(int)h[j]] = dist[(int)h[j]];
+        memcpy(dist, only, sizeof(float) * (size_t)V);
+    }
+    for (int i = 0; i < V; i++) dist[i] = (float)(dist[i] / kept);
 }
 
 // A draw from the (unnormalised, non-negative) weights w (V); the last positive id on rounding.
@@ -321,12 +343,13 @@ static int mtp_rows(fg_infer *s, int k, int from, int to, int32_t t, const int32
     return 0;
 }
 
-// fg_generate with drafts (o->speculative > 0, a model with MTP; greedy or plain temperature):
+// fg_generate with drafts (o->speculative > 0, a model with MTP, no repetition penalty):
 // each round the MTP depths draft tokens len+1 .. len+S after the pending token t (depth k from
 // depth k-1's state, chained), the main model verifies [t, d_1 .. d_S] in one batched forward, and
 // the longest accepted prefix is kept (the cache truncated after it). Greedy: d_j is accepted when
 // it is the main model's argmax, so the output equals plain greedy decoding. Sampling: d_j ~ q_j
-// (the depth's distribution), accepted with probability min(1, p_j(d) / q_j(d)); at the first
+// (the depth's distribution after the same temperature / top_k / top_p / min_p as the main
+// model's p_j), accepted with probability min(1, p_j(d) / q_j(d)); at the first
 // rejection the token is drawn from max(0, p_j - q_j) renormalised, after S acceptances from
 // p_{S+1}: the standard speculative sampling, whose output distribution is exactly p's.
 static int generate_spec(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
@@ -336,7 +359,6 @@ static int generate_spec(fg_infer *s, const int32_t *prompt, int n_prompt, const
     int S = FG_MIN(FG_MIN(o->speculative, s->mtp), FG_MTP_MAX);
     float *dl = s->spec, *vl = s->spec + (size_t)FG_MTP_MAX * V, *q = vl + (size_t)(FG_MTP_MAX + 1) * V;
     float *p = q + (size_t)FG_MTP_MAX * V; // dl: draft logits (S, V); vl: verify logits (S+1, V); q: draft probs (S, V)
-    (void)p;
     int base = fg_infer_pos(s);
     const float *logits = fg_infer_feed(s, prompt, n_prompt);
     if (!logits) return -1;
@@ -359,7 +381,7 @@ static int generate_spec(fg_infer *s, const int32_t *prompt, int n_prompt, const
             if (mtp_rows(s, k, from, len, t, d, dl + (size_t)(k - 1) * V)) return -1;
             if (greedy) d[k - 1] = argmax(dl + (size_t)(k - 1) * V, V);
             else {
-                probs_of(q + (size_t)(k - 1) * V, dl + (size_t)(k - 1) * V, V, o->temperature);
+                dist_of(q + (size_t)(k - 1) * V, dl + (size_t)(k - 1) * V, V, o, s->sample_scratch);
                 d[k - 1] = draw(q + (size_t)(k - 1) * V, V, rng);
             }
         }
@@ -377,8 +399,8 @@ static int generate_spec(fg_infer *s, const int32_t *prompt, int n_prompt, const
             if (greedy) {
                 if (argmax(row, V) != d[a]) { next = argmax(row, V); break; }
             } else {
-                float *pj = s->sample_scratch, *qj = q + (size_t)a * V;
-                probs_of(pj, row, V, o->temperature);
+                float *pj = p, *qj = q + (size_t)a * V;
+                dist_of(pj, row, V, o, s->sample_scratch);
                 if (fg_rng_uniform(rng) * qj[d[a]] >= pj[d[a]]) { // rejected: the residual max(0, p - q)
                     for (int i = 0; i < V; i++) pj[i] = fmaxf(pj[i] - qj[i], 0.0f);
                     next = draw(pj, V, rng);
@@ -430,9 +452,7 @@ int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sampl
             return fg_set_error("generate: prompt token %d at index %d is outside the vocabulary [0, %d)", prompt[i], i, V);
     // Repetition penalty: a copy of the logits with every id seen so far penalised.
     int penalize = o->repetition_penalty > 0 && o->repetition_penalty != 1;
-    int greedy = o->temperature == 0 || o->top_k == 1;
-    if (o->speculative > 0 && s->mtp && !penalize && limit > 0 &&
-        (greedy || (o->top_k == 0 && o->top_p >= 1 && o->min_p == 0)))
+    if (o->speculative > 0 && s->mtp && !penalize && limit > 0)
         return generate_spec(s, prompt, n_prompt, o, out, limit, on_token, ctx, &rng);
     float *pen = penalize ? malloc(sizeof(float) * V) : NULL;
     unsigned char *seen = penalize ? calloc(V, 1) : NULL;

@@ -5,14 +5,17 @@ Tiny random checkpoints in the Hugging Face layout, one per architecture frugal 
 reference logits of ref.py's model code (written from the papers; see ref.py's docstring).
 
   hf_cases.py OUTDIR        writes OUTDIR/<case>/ (config.json, safetensors, index, tokenizer.json)
-                            and OUTDIR/<case>.expected.safetensors (input_ids, logits[, logits_fp32])
+                            and OUTDIR/<case>.expected.safetensors (input_ids, logits[, logits_fp32,
+                            mtp_logits.<k>])
 
 Cases (vocab 320, 2 x 16 tokens):
   dsv2_softmax   DeepseekV2ForCausalLM: MLA without q compression, softmax greedy top-3, 2 shared
-                 experts, F32, sharded in two files with model.safetensors.index.json
+                 experts, F32, sharded in two files with model.safetensors.index.json; config.json
+                 announces an MTP layer of which the files hold 3 tensors (frugal must skip it)
   dsv3_yarn_bf16 DeepseekV3ForCausalLM: q compression, sigmoid noaux_tc with 4 groups keep 2,
-                 YaRN (factor 4, original 16, max 64), BF16 (routing bias F32), an MTP layer
-                 (num_nextn_predict_layers 1, tensors of layer L) that frugal must skip, tokenizer.json
+                 YaRN (factor 4, original 16, max 64), BF16 (routing bias F32), a whole MTP layer
+                 (num_nextn_predict_layers 1: layer L with V3's embed_tokens / shared_head.head
+                 copies) and its reference logits mtp_logits.1 (2 x 15), tokenizer.json
   dsv3_fp8       as V3 with hidden 160: matrices F8_E4M3 with 128x128 block scales
                  (weight_scale_inv, partial edge blocks); logits from the dequantised weights, and
                  logits_fp32 from the weights before quantisation (the FP8 budget)
@@ -147,13 +150,13 @@ BASE = dict(vocab_size=320, hidden_size=64, num_hidden_layers=3, rms_norm_eps=1e
             max_position_embeddings=64, hidden_act="silu", tie_word_embeddings=False)
 
 CASES = {
-    "dsv2_softmax": dict(arch="DeepseekV2ForCausalLM", model_type="deepseek_v2", dtype="F32", shards=2, cfg=dict(
+    "dsv2_softmax": dict(arch="DeepseekV2ForCausalLM", model_type="deepseek_v2", dtype="F32", shards=2, mtp_partial=True, cfg=dict(
         BASE, intermediate_size=128, moe_intermediate_size=32, first_k_dense_replace=1, moe_layer_freq=1,
         num_attention_heads=4, num_key_value_heads=4, q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16,
         qk_rope_head_dim=8, v_head_dim=16, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3,
         scoring_func="softmax", topk_method="greedy", n_group=1, topk_group=1, norm_topk_prob=False,
-        routed_scaling_factor=1.0, rope_scaling=None)),
-    "dsv3_yarn_bf16": dict(arch="DeepseekV3ForCausalLM", model_type="deepseek_v3", dtype="BF16", mtp=True,
+        routed_scaling_factor=1.0, rope_scaling=None, num_nextn_predict_layers=1)),
+    "dsv3_yarn_bf16": dict(arch="DeepseekV3ForCausalLM", model_type="deepseek_v3", dtype="BF16",
                            tokenizer="v3_small.json", cfg=dict(
         BASE, intermediate_size=128, moe_intermediate_size=32, first_k_dense_replace=1, moe_layer_freq=1,
         num_attention_heads=4, num_key_value_heads=4, q_lora_rank=48, kv_lora_rank=32, qk_nope_head_dim=16,
@@ -194,6 +197,8 @@ def ref_cfg(case):
                       orig=rs["original_max_position_embeddings"])
         d["rope_scaling"] = None
     d.pop("quantization_config", None)
+    if case.get("mtp_partial"):  # config.json announces an MTP layer the files hold only in part
+        d.pop("num_nextn_predict_layers", None)
     cfg = ref.Cfg(d)
     cfg.llama3 = llama3
     return cfg
@@ -234,12 +239,17 @@ def make(name, case, outdir, seed):
                 b = to_bf16(a)
                 entries.append((n, "BF16", a.shape, b.tobytes()))
                 used[n] = from_bf16(b).reshape(a.shape)
-    if case.get("mtp"):  # a V3 multi-token-prediction layer: index L, frugal skips it
+    if cfg.D:  # V3's layout: each MTP layer also stores copies of the embedding and the head
+        for l in range(cfg.L, cfg.L + cfg.D):
+            for suffix, src in (("embed_tokens.weight", "model.embed_tokens.weight"),
+                                ("shared_head.head.weight", "model.embed_tokens.weight" if cfg.tie else "lm_head.weight")):
+                e = next(x for x in entries if x[0] == src)
+                entries.append((f"model.layers.{l}.{suffix}", e[1], e[2], e[3]))
+    if case.get("mtp_partial"):  # an MTP layer the files hold in part (a conversion that dropped most of it)
         L, C = cfg.L, cfg.C
-        for suffix, shape in (("enorm.weight", (C,)), ("hnorm.weight", (C,)), ("eh_proj.weight", (C, 2 * C)),
-                              ("input_layernorm.weight", (C,)), ("shared_head.norm.weight", (C,))):
-            entries.append((f"model.layers.{L}.{suffix}", "BF16", shape,
-                            to_bf16(rng.normal(0, 0.1, size=shape).astype(np.float32)).tobytes()))
+        for suffix, shape in (("enorm.weight", (C,)), ("hnorm.weight", (C,)), ("eh_proj.weight", (C, 2 * C))):
+            entries.append((f"model.layers.{L}.{suffix}", "F32", shape,
+                            rng.normal(0, 0.1, size=shape).astype("<f4").tobytes()))
     shards = case.get("shards", 1)
     if shards == 1:
         st_write(os.path.join(d, "model.safetensors"), entries)
@@ -270,9 +280,11 @@ def make(name, case, outdir, seed):
             json.dump(tj, f, ensure_ascii=False)
     P, rb = ref.split_weights(cfg, used)
     with torch.no_grad():
-        logits, _ = ref.forward(cfg, ref.to_torch(P, torch.float32), ref.to_torch(rb, torch.float32),
-                                torch.tensor(ids, dtype=torch.long))
-    exp = {"input_ids": ids.astype(np.float32), "logits": logits.numpy().astype(np.float32)}
+        res = ref.forward(cfg, ref.to_torch(P, torch.float32), ref.to_torch(rb, torch.float32),
+                          torch.tensor(ids, dtype=torch.long), mtp=bool(cfg.D))
+    exp = {"input_ids": ids.astype(np.float32), "logits": res[0].numpy().astype(np.float32)}
+    for k, lg in enumerate(res[2] if cfg.D else [], 1):  # depth k's logits at positions 0 .. T-k-1
+        exp[f"mtp_logits.{k}"] = lg.numpy().astype(np.float32)
     if orig is not None:
         P0, rb0 = ref.split_weights(cfg, orig)
         with torch.no_grad():
