@@ -104,10 +104,93 @@ out:
     return rc;
 }
 
+// Self-speculative decoding (--speculative N): greedy generation on the same prompts by two
+// sessions, plain and with up to N MTP drafts per step, alternated (which goes first flips every
+// round), best round of each; the outputs must be identical. A byte-level model gets the built-in
+// task's held-out problems (a model trained by frugal demo / train on the task), any other model
+// prompts of random tokens. Prints tokens/s of both, the speed-up, the tokens per verification
+// step and each draft depth's acceptance (draft k verified only when drafts 1..k-1 were accepted).
+static int bench_spec(const fg_wstore *ws, int bytelevel, int drafts, int problems, int kv_type, int json) {
+    const fg_config *c = fg_wstore_config(ws);
+    if (!c->num_nextn_predict_layers)
+        return cli_fail("bench", "--speculative needs a model with multi-token prediction (num_nextn_predict_layers > 0)",
+                        "train one with frugal train --mtp 1");
+    int task = bytelevel && c->vocab_size >= FG_BYTE_VOCAB, max_T = CLI_MIN(c->max_position_embeddings, 128);
+    int new_tokens = task ? FG_TASK_LONGEST : 64, rounds = 3, rc = 0;
+    fg_infer *s[2] = {fg_infer_create_store(ws, max_T, FG_KV_AUTO, kv_type), fg_infer_create_store(ws, max_T, FG_KV_AUTO, kv_type)};
+    int32_t *prompts = malloc(sizeof(int32_t) * (size_t)problems * FG_TASK_MAX_TOKENS), *plen = malloc(sizeof(int32_t) * (size_t)problems);
+    int32_t *outs[2] = {malloc(sizeof(int32_t) * (size_t)problems * 128), malloc(sizeof(int32_t) * (size_t)problems * 128)};
+    int *nout[2] = {calloc((size_t)problems, sizeof(int)), calloc((size_t)problems, sizeof(int))};
+    if (!s[0] || !s[1] || !prompts || !plen || !outs[0] || !outs[1] || !nout[0] || !nout[1]) { rc = cli_fail("bench", fg_last_error(), NULL); goto done; }
+    fg_rng r;
+    fg_rng_seed(&r, 2024);
+    for (int i = 0; i < problems; i++) {
+        int32_t *pr = prompts + (size_t)i * FG_TASK_MAX_TOKENS;
+        if (task) {
+            fg_task_problem p;
+            fg_task_sample(&r, 1, &p);
+            fg_task_render(&p, pr, &plen[i]);
+        } else {
+            plen[i] = 16;
+            for (int k = 0; k < 16; k++) pr[k] = (int32_t)fg_rng_below(&r, (uint64_t)c->vocab_size);
+        }
+    }
+    int32_t stop = FG_TOK_EOS;
+    double best[2] = {0, 0};
+    long long tokens[2] = {0, 0};
+    for (int round = 0; round < rounds && !rc; round++)
+        for (int o = 0; o < 2 && !rc; o++) {
+            int mode = (round + o) % 2; // 0 plain, 1 speculative
+            fg_sample_opts so = {.temperature = 0, .top_p = 1, .stop_ids = &stop, .n_stop = task, .speculative = mode ? drafts : 0};
+            long long n = 0;
+            double t0 = fg_now();
+            for (int i = 0; i < problems && !rc; i++) {
+                fg_infer_reset(s[mode]);
+                so.max_new_tokens = CLI_MIN(new_tokens, max_T - plen[i] - 1);
+                int ng = fg_generate(s[mode], prompts + (size_t)i * FG_TASK_MAX_TOKENS, plen[i], &so, outs[mode] + (size_t)i * 128, 128, NULL, NULL);
+                if (ng < 0) rc = cli_fail("bench", fg_last_error(), NULL);
+                else { nout[mode][i] = ng; n += ng; }
+            }
+            double tps = n / (fg_now() - t0);
+            if (tps > best[mode]) best[mode] = tps;
+            tokens[mode] = n;
+        }
+    if (rc) goto done;
+    int same = 1;
+    for (int i = 0; i < problems; i++)
+        same &= nout[0][i] == nout[1][i] && !memcmp(outs[0] + (size_t)i * 128, outs[1] + (size_t)i * 128, sizeof(int32_t) * (size_t)nout[0][i]);
+    fg_spec_stats st;
+    fg_infer_spec_stats(s[1], &st);
+    double per_step = st.rounds ? (double)st.tokens / (double)st.rounds : 0;
+    int depths = CLI_MIN(drafts, c->num_nextn_predict_layers);
+    if (json) {
+        printf("{\"speculative\": %d, \"mtp_depths\": %d, \"prompts\": \"%s\", \"problems\": %d, \"tokens\": %lld, "
+               "\"plain_tok_s\": %.1f, \"speculative_tok_s\": %.1f, \"speedup\": %.3f, \"tokens_per_step\": %.4f, "
+               "\"identical\": %s, \"acceptance\": [", drafts, c->num_nextn_predict_layers, task ? "task" : "random", problems,
+               tokens[0], best[0], best[1], best[1] / best[0], per_step, same ? "true" : "false");
+        for (int k = 0; k < depths; k++)
+            printf("%s%.4f", k ? ", " : "", st.proposed[k] ? (double)st.accepted[k] / (double)st.proposed[k] : 0.0);
+        printf("]}\n");
+    } else {
+        printf("self-speculative decoding, greedy, %d %s prompts (%lld tokens), best of %d alternated rounds:\n", problems,
+               task ? "task" : "random", tokens[0], rounds);
+        printf("  plain        %8.1f tokens/s\n  speculative  %8.1f tokens/s  (%.2fx), %.3f tokens per step, output %s\n",
+               best[0], best[1], best[1] / best[0], per_step, same ? "identical" : "DIFFERENT");
+        for (int k = 0; k < depths; k++)
+            printf("  draft %d: accepted %.1f%% of %lld verified\n", k + 1,
+                   st.proposed[k] ? 100.0 * (double)st.accepted[k] / (double)st.proposed[k] : 0.0, st.proposed[k]);
+    }
+    if (!same) rc = cli_fail("bench", "speculative greedy output differs from plain greedy decoding", NULL);
+done:
+    fg_infer_free(s[0]); fg_infer_free(s[1]);
+    free(prompts); free(plen); free(outs[0]); free(outs[1]); free(nout[0]); free(nout[1]);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096", *weights_s = NULL, *kv_s = "f32";
     const char *batch_s = NULL;
-    int json = 0, threads = 0, decode_tokens = 32, kind_full = 0, batch_ctx = 512;
+    int json = 0, threads = 0, decode_tokens = 32, kind_full = 0, batch_ctx = 512, spec = 0, spec_n = 100;
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model with random weights: preset or config.json"},
         {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint or quantised model (.fgq) instead of --config"},
@@ -117,6 +200,8 @@ int cmd_bench(int argc, char **argv) {
         {"batch", OPT_STR, &batch_s, "batched decode: aggregate tokens/s of B sequences decoded together (comma-separated, e.g. 1,4,16,64)"},
         {"batch-context", OPT_INT, &batch_ctx, "context of each sequence in the batched decode (default 512)", "[1,1048576]"},
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
+        {"speculative", OPT_INT, &spec, "self-speculative decoding with up to N MTP drafts per step against plain decoding (greedy; a model with MTP)", "[0,4]"},
+        {"spec-prompts", OPT_INT, &spec_n, "--speculative: prompts generated per round (held-out task problems for a byte-level model)", "[1,100000]"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
         {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},
         {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
@@ -150,7 +235,7 @@ int cmd_bench(int argc, char **argv) {
         if (cli_open_weights("bench", ckpt, weights_s, &cw)) return 1;
         open_s = fg_now() - t0;
         c = *fg_wstore_config(cw.ws);
-        if (need > c.max_position_embeddings) {
+        if (need > c.max_position_embeddings && !spec) { // --speculative sizes its own sessions
             int lim = c.max_position_embeddings;
             char msg[300], hint[160];
             cli_weights_close(&cw);
@@ -169,8 +254,13 @@ int cmd_bench(int argc, char **argv) {
                 }
         }
     } else {
-        if (cli_random_weights("bench", config, weights, need, &cw)) return 1;
+        if (cli_random_weights("bench", config, weights, spec ? 128 : need, &cw)) return 1;
         c = *fg_wstore_config(cw.ws);
+    }
+    if (spec) {
+        int rs = bench_spec(cw.ws, cw.tok == NULL, spec, spec_n, kv_type, json);
+        cli_weights_close(&cw);
+        return rs;
     }
     int stored = fg_wstore_weights(cw.ws);
     weights_s = fg_dtype_name(stored);

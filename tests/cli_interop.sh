@@ -24,11 +24,15 @@ $PY tests/ref/hf_cases.py "$T/c" >/dev/null || { echo "FAIL: hf_cases.py"; exit 
 # ---- convert, and direct loading wherever a checkpoint is accepted
 V3="$T/c/dsv3_yarn_bf16"
 $BIN convert "$V3" -o "$T/v3.fgck" >"$T/out" 2>"$T/err" || { fail "convert"; cat "$T/err"; }
-grep -q "multi-token-prediction layer 3" "$T/err" || fail "convert: no MTP notice: $(cat "$T/err")"
+! grep -q "multi-token-prediction" "$T/err" || fail "convert: V3's whole MTP layer was skipped: $(cat "$T/err")"
+$BIN convert "$T/c/dsv2_softmax" -o "$T/v2.fgck" >"$T/out2" 2>"$T/err2" || { fail "convert V2"; cat "$T/err2"; }
+grep -q "multi-token-prediction layer but the files lack [0-9]* of their tensors" "$T/err2" || fail "convert: no notice for a partial MTP layer: $(cat "$T/err2")"
 grep -q "tokenizer: BPE" "$T/out" || fail "convert: $(cat "$T/out")"
 g1=$($BIN generate --ckpt "$V3" --prompt "Hello 12" --max-tokens 8 --temperature 0 2>/dev/null)
 g2=$($BIN generate --ckpt "$T/v3.fgck" --prompt "Hello 12" --max-tokens 8 --temperature 0 2>/dev/null)
 [ -n "$g1" ] && [ "$g1" = "$g2" ] || fail "generate from the directory and from the converted checkpoint differ: '$g1' vs '$g2'"
+g3=$($BIN generate --ckpt "$T/v3.fgck" --prompt "Hello 12" --max-tokens 8 --temperature 0 --speculative 1 2>/dev/null)
+[ "$g3" = "$g2" ] || fail "generate --speculative with V3's MTP layer differs from plain: '$g3' vs '$g2'"
 $BIN bench --ckpt "$T/c/llama3" --prefill 16 --decode 0 --decode-tokens 4 >/dev/null 2>"$T/err" || { fail "bench on a HF directory"; cat "$T/err"; }
 # A BF16 directory runs from its mapping, weights as stored; --weights f32 converts (the fp32 path).
 $BIN bench --ckpt "$V3" --prefill 4 --decode 0 --decode-tokens 2 >"$T/out" 2>"$T/err" || { fail "bench on a BF16 HF directory"; cat "$T/err"; }

@@ -258,12 +258,7 @@ int fg_cost_config(fg_config *c, int *mtp_layers, const char *spec, void (*warn)
         char *text = fg_read_file(spec, &len);
         if (!text) return -1;
         int rc = fg_config_from_json_ex(c, text, len, spec, warn, 0);
-        if (!rc) { // the MTP depth: the config parser ignores it (frugal does not train MTP yet)
-            fg_json *root = fg_json_parse(text, len, spec);
-            const fg_json *n = root ? fg_json_get(root, "num_nextn_predict_layers") : NULL;
-            if (n && n->type == FG_JSON_NUMBER && n->num >= 0 && n->num <= 16) *mtp_layers = (int)n->num;
-            fg_json_free(root);
-        }
+        if (!rc) *mtp_layers = c->num_nextn_predict_layers; // priced apart from the main model
         free(text);
         return rc;
     }

@@ -186,7 +186,9 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     fg_peaks pk;
     if (fg_peaks_get(&pk, 0)) memset(&pk, 0, sizeof pk); // no peak: MFU 0, the rest still useful
     fg_cost_model cm;
-    fg_cost_opts co = {0, o->seq, 1, o->seq, FG_F32, 1};
+    // MTP depths are trained (and counted) when their loss has a weight at some point of the run
+    int mtp = o->mtp_lambda > 0 || o->mtp_lambda_late > 0 ? c->num_nextn_predict_layers : 0;
+    fg_cost_opts co = {mtp, o->seq, 1, o->seq, FG_F32, 1};
     if (fg_cost_model_compute(&cm, c, &co)) return -1;
     fg_ledger_info li;
     memset(&li, 0, sizeof li);
@@ -197,7 +199,7 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     li.steps = (double)st->step;
     li.seq = o->seq;
     li.segments = FG_MAX(0, lg->base_segments) + 1;
-    li.flops_per_token = cm.train_per_token;
+    li.flops_per_token = cm.train_per_token + 3 * cm.fwd[FG_COMP_MTP]; // the MTP modules' share apart from the components
     li.train_flops = li.tokens * cm.train_per_token;
     li.eval_flops = (double)n_val * o->eval_batches * o->batch * o->seq * cm.fwd_per_token;
     li.teacher_flops = o->teacher_flops_base + o->teacher_flops_per_token * (double)st->tokens_seen;
