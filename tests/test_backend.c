@@ -400,7 +400,7 @@ static void test_adamw(void) {
 // Block sizes around the 4 x 4 register blocks (and the 64-column pass), widths with vector
 // tails, row strides wider than the row.
 static void test_vector_rows(void) {
-    static const int na_s[] = {1, 3, 4, 5, 8, 13}, nb_s[] = {1, 3, 4, 7, 16, 17, 37}, n_s[] = {7, 16, 128, 160, 171};
+    static const int na_s[] = {1, 2, 3, 4, 5, 6, 7, 8, 13}, nb_s[] = {1, 3, 4, 7, 16, 17, 37}, n_s[] = {7, 16, 128, 160, 171};
     char what[128];
     for (size_t ia = 0; ia < sizeof na_s / sizeof na_s[0]; ia++)
         for (size_t ib = 0; ib < sizeof nb_s / sizeof nb_s[0]; ib++)

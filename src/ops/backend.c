@@ -392,7 +392,9 @@ static void cpu_prepare(void *ctx, fg_wref w, int IN, int OUT, int rows) {
 
 // ---- the fast backend ------------------------------------------------------------------------
 
-// One row (decode) is a matrix-vector product in the stored type; more rows run on the GEMM,
+// One row (decode) is a matrix-vector product in the stored type; a few rows of a small fp32
+// matrix (a speculative step's verification on a small model) read each weight row once for all
+// of them (fg_qmatmul_few, on the pool like the matrix-vector product); more rows run on the GEMM,
 // from packed panels when the context packs this weight (f32 weights only for fp32 products:
 // panels hold one precision).
 static void cpu_matmul(void *ctx, float *out, const float *inp, fg_wref w, const float *bias, int N, int IN, int OUT,
@@ -400,6 +402,8 @@ static void cpu_matmul(void *ctx, float *out, const float *inp, fg_wref w, const
     int f32 = w.type == FG_F32;
     fg_gemm_packed *p;
     if (N == 1 && (ctx || !f32)) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
+    else if (ctx && f32 && N < FG_PACK_MIN_ROWS && (size_t)IN * OUT * 4 <= FG_FEW_MAX_BYTES)
+        fg_qmatmul_few(out, inp, w.p, w.type, bias, N, IN, OUT);
     else if (ctx && N >= (f32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS) && (!f32 || prec == FG_F32) && (p = packs_get(ctx, w, IN, OUT, 1)))
         fg_gemm_qb_packed(N, inp, IN, p, out, OUT, bias);
     else if (f32) matmul_forward_prec(out, inp, w.p, bias, N, IN, OUT, prec);

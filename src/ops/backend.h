@@ -142,6 +142,10 @@ typedef struct fg_packs fg_packs;
 // few rows per expert gain the streamed panels); bf16 / Q8_0 panels would round the activations
 // of a 2..7-row product to bf16, which the unpacked path does not.
 #define FG_PACK_MIN_ROWS_F32 2
+// ...except small fp32 matrices (at most this many bytes: cache-resident), whose 2..7-row products
+// read the rows in place (fg_qmatmul_few): packing and an OpenMP region cost more than the product.
+// Measured: the demo model's 2-row decode step 372 -> 252 us; bench-moe's batches unchanged.
+#define FG_FEW_MAX_BYTES (256u << 10)
 fg_packs *fg_packs_create(size_t budget);
 void fg_packs_free(fg_packs *p);                 // NULL is fine
 size_t fg_packs_bytes(const fg_packs *p);

@@ -93,6 +93,32 @@ void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const
         for (int a = a0; a < a0 + 4; a++)
             for (int b = b0; b < nb; b++) out[(size_t)a * ldo + b] = fg_vdot(q + (size_t)a * ldq, x + (size_t)b * ldx, n);
     }
+    if (a0 < na && nb >= 4) { // 1..3 q rows left (a 2-row decode step): m x 4 tiles, each x row loaded once
+        int m = na - a0, b0 = 0;
+        for (; b0 + 4 <= nb; b0 += 4) {
+            __m512 acc[12];
+            for (int s = 0; s < 12; s++) acc[s] = _mm512_setzero_ps();
+            const float *qa = q + (size_t)a0 * ldq, *xb = x + (size_t)b0 * ldx;
+            for (int i = 0; i < n16; i += VW) {
+                __m512 xv[4];
+                for (int k = 0; k < 4; k++) { xv[k] = _mm512_loadu_ps(xb + k * ldx + i); VREG(xv[k]); }
+                for (int a = 0; a < m; a++) {
+                    __m512 qv = _mm512_loadu_ps(qa + a * ldq + i);
+                    VREG(qv);
+                    for (int k = 0; k < 4; k++) acc[4 * a + k] = _mm512_fmadd_ps(qv, xv[k], acc[4 * a + k]);
+                }
+            }
+            for (int a = 0; a < m; a++)
+                for (int k = 0; k < 4; k++) {
+                    float t = _mm512_reduce_add_ps(acc[4 * a + k]);
+                    for (int i = n16; i < n; i++) t += qa[a * ldq + i] * xb[k * ldx + i];
+                    out[(size_t)(a0 + a) * ldo + b0 + k] = t;
+                }
+        }
+        for (int a = a0; a < na; a++)
+            for (int b = b0; b < nb; b++) out[(size_t)a * ldo + b] = fg_vdot(q + (size_t)a * ldq, x + (size_t)b * ldx, n);
+        a0 = na;
+    }
 #endif
     for (; a0 < na; a0++)
         for (int b = 0; b < nb; b++) out[(size_t)a0 * ldo + b] = fg_vdot(q + (size_t)a0 * ldq, x + (size_t)b * ldx, n);

@@ -215,9 +215,9 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
 }
 
 // A few rows (2..7: a small decode batch, or the rows a batch routes to one expert): FEW_ROWS
-// weight rows at a time are expanded to fp32 in a small buffer (L1) and dotted with every input
-// row in 4 x 4 register blocks (fg_vdot_block), so the weights are read once for all of them (not
-// once per row), in chunks claimed as fg_qmatvec's.
+// weight rows at a time are expanded to fp32 in a small buffer (L1; fp32 rows are read in place)
+// and dotted with every input row in 4 x 4 register blocks (fg_vdot_block), so the weights are
+// read once for all of them (not once per row), in chunks claimed as fg_qmatvec's.
 #define FEW_ROWS 16
 typedef struct {
     float *out; const float *inp; const uint8_t *w; int type; const float *bias; int N, IN, OUT, chunk;
@@ -231,7 +231,9 @@ static void mm_few_chunk(void *ctx, int k, int tid) {
     float small[FEW_ROWS * 1024], *rows = (size_t)step * IN <= sizeof small / sizeof(float) ? small : malloc(sizeof(float) * (size_t)step * IN);
     for (int g = r0; g < r1; g += step) {
         int m = FG_MIN(step, r1 - g);
-        if (!rows) { // no memory for the expanded rows: one fused dot per (row, weight row)
+        if (j->type == FG_F32) { // fp32 rows are dotted in place
+            fg_vdot_block(j->out + g, j->OUT, j->inp, IN, j->N, (const float *)(j->w + (size_t)g * rb), IN, m, IN);
+        } else if (!rows) { // no memory for the expanded rows: one fused dot per (row, weight row)
             for (int r = g; r < g + m; r++)
                 for (int n = 0; n < j->N; n++) j->out[(size_t)n * j->OUT + r] = qdot(j->inp + (size_t)n * IN, j->w + (size_t)r * rb, IN, j->type);
         } else {
