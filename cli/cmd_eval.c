@@ -219,6 +219,11 @@ int cmd_config(int argc, char **argv) {
     printf("%s", json);
     printf("parameters: %lld total, %lld active per token (%.1fM / %.1fM)\n", (long long)total, (long long)active,
            total / 1e6, active / 1e6);
+    if (c.num_nextn_predict_layers) { // the MTP blocks apart, as DeepSeek counts them (V3: 671B + 14B)
+        int64_t mtp = fg_config_mtp_params(&c);
+        printf("multi-token prediction: %d depth%s, %lld parameters besides the shared embedding and head (%.2fM)\n",
+               c.num_nextn_predict_layers, c.num_nextn_predict_layers > 1 ? "s" : "", (long long)mtp, mtp / 1e6);
+    }
     free(json);
     return 0;
 }

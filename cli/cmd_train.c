@@ -253,7 +253,8 @@ int cmd_train(int argc, char **argv) {
     fg_config_param_counts(fg_model_config(m), &total, &active);
     int D = fg_model_config(m)->num_nextn_predict_layers;
     char mtp_note[96] = "";
-    if (D) snprintf(mtp_note, sizeof mtp_note, " + %d MTP depth%s (lambda %g, then %g)", D, D > 1 ? "s" : "", o.mtp_lambda, o.mtp_lambda_late);
+    if (D) snprintf(mtp_note, sizeof mtp_note, " + %d MTP depth%s (%.2fM parameters; lambda %g, then %g)", D, D > 1 ? "s" : "",
+                    fg_config_mtp_params(fg_model_config(m)) / 1e6, o.mtp_lambda, o.mtp_lambda_late);
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers%s; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
            fg_model_config(m)->num_hidden_layers, mtp_note, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");

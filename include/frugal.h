@@ -152,6 +152,9 @@ int fg_config_validate(const fg_config *c);
 char *fg_config_to_json(const fg_config *c);
 // Parameter counts: total and active per token (experts counted K of E).
 void fg_config_param_counts(const fg_config *c, int64_t *total, int64_t *active);
+// Parameters of the MTP blocks (num_nextn_predict_layers) besides the shared embedding and head;
+// not in fg_config_param_counts, as DeepSeek counts them apart (V3: 671B + 14B with its copies).
+int64_t fg_config_mtp_params(const fg_config *c);
 // Blocks the weights hold: the main model's L plus one per MTP depth.
 static inline int fg_config_n_blocks(const fg_config *c) { return c->num_hidden_layers + c->num_nextn_predict_layers; }
 static inline int fg_config_is_moe_layer(const fg_config *c, int l) {

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "frugal_tools.h"
 #include "infer/generate.h"
 #include "model_fixture.h"
 #include "test.h"
@@ -170,10 +171,39 @@ static void check_sampling(const fg_config *c, int top_k, float top_p) {
     fg_model_free(m);
 }
 
+// fg_config_mtp_params (a formula) against the tensor table's MTP blocks; the main count unchanged.
+static void check_param_count(const fg_config *c) {
+    fg_config main = *c;
+    main.num_nextn_predict_layers = 0;
+    int n;
+    size_t total;
+    fg_tensor *t = fg_tensor_table(c, &n, &total);
+    int64_t in_table = 0, mt, ma, t0, a0;
+    for (int i = 0; i < n; i++)
+        if (t[i].layer >= c->num_hidden_layers && !(t[i].flags & FG_TENSOR_BUFFER)) in_table += (int64_t)t[i].numel;
+    free(t);
+    fg_config_param_counts(c, &mt, &ma);
+    fg_config_param_counts(&main, &t0, &a0);
+    CHECK_MSG(fg_config_mtp_params(c) == in_table && in_table > 0, "MTP parameters %lld, the table's %lld",
+              (long long)fg_config_mtp_params(c), (long long)in_table);
+    CHECK(mt == t0 && ma == a0);
+    // and the cost model's own count of V3's MTP module (its unique parameters: 11.61B)
+    fg_config v3;
+    int mtp = 0;
+    CHECK(fg_cost_config(&v3, &mtp, "deepseek-v3", NULL) == 0 && mtp == 1);
+    v3.num_nextn_predict_layers = mtp;
+    fg_cost_model r;
+    fg_cost_opts o = {mtp, 4096, 1, 4096, FG_BF16, 1};
+    CHECK(fg_cost_model_compute(&r, &v3, &o) == 0);
+    CHECK_MSG((double)fg_config_mtp_params(&v3) == r.mtp_unique, "V3 MTP parameters %lld, the cost model's %.0f",
+              (long long)fg_config_mtp_params(&v3), r.mtp_unique);
+}
+
 int main(void) {
     fg_config c;
     fg_config_preset(&c, "tiny"); // MLA + q-LoRA, MoE with sigmoid noaux_tc; two MoE MTP depths
     c.num_nextn_predict_layers = 2;
+    check_param_count(&c);
     check_mtp_logits("tiny MLA+MoE, D = 2", &c);
     check_greedy("tiny MLA+MoE, D = 2", &c, 2);
     check_greedy("tiny MLA+MoE, D = 2 (1 draft)", &c, 1);

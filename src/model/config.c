@@ -163,8 +163,9 @@ int fg_config_validate_shape(const fg_config *c) {
     return 0;
 }
 
-void fg_config_param_counts(const fg_config *c, int64_t *total, int64_t *active) {
-    int64_t C = c->hidden_size, H = c->num_attention_heads, V = c->vocab_size;
+// Block l's parameters (the router and norms included), all of them and those a token uses.
+static void block_params(const fg_config *c, int l, int64_t *total, int64_t *active) {
+    int64_t C = c->hidden_size, H = c->num_attention_heads;
     int64_t Dn = c->qk_nope_head_dim, Dr = c->qk_rope_head_dim, Dv = c->v_head_dim;
     int64_t Dh = c->head_dim, Hkv = c->num_key_value_heads, Rq = c->q_lora_rank, Rkv = c->kv_lora_rank;
     int64_t E = c->n_routed_experts, K = c->num_experts_per_tok, Fe = c->moe_intermediate_size;
@@ -176,20 +177,37 @@ void fg_config_param_counts(const fg_config *c, int64_t *total, int64_t *active)
     } else {
         attn = H * Dh * C + 2 * Hkv * Dh * C + C * H * Dh + (c->attention_bias ? H * Dh + 2 * Hkv * Dh : 0);
     }
+    int64_t base = attn + 2 * C;
+    if (fg_config_is_moe_layer(c, l)) {
+        int64_t shared = 3 * Fs * C, gate = E * C;
+        *total = base + gate + shared + E * 3 * Fe * C;
+        *active = base + gate + shared + K * 3 * Fe * C;
+    } else {
+        *total = *active = base + 3 * F * C;
+    }
+}
+
+void fg_config_param_counts(const fg_config *c, int64_t *total, int64_t *active) {
+    int64_t C = c->hidden_size, V = c->vocab_size;
     int64_t t = V * C + C + (c->tie_word_embeddings ? 0 : V * C), a = t;
     for (int l = 0; l < c->num_hidden_layers; l++) {
-        int64_t base = attn + 2 * C;
-        if (fg_config_is_moe_layer(c, l)) {
-            int64_t shared = 3 * Fs * C, gate = E * C;
-            t += base + gate + shared + E * 3 * Fe * C;
-            a += base + gate + shared + K * 3 * Fe * C;
-        } else {
-            t += base + 3 * F * C;
-            a += base + 3 * F * C;
-        }
+        int64_t bt, ba;
+        block_params(c, l, &bt, &ba);
+        t += bt;
+        a += ba;
     }
     *total = t;
     *active = a;
+}
+
+int64_t fg_config_mtp_params(const fg_config *c) {
+    int64_t C = c->hidden_size, n = 0;
+    for (int l = c->num_hidden_layers; l < fg_config_n_blocks(c); l++) {
+        int64_t bt, ba;
+        block_params(c, l, &bt, &ba);
+        n += bt + 2 * C + 2 * C * C + C; // enorm, hnorm, eh_proj, shared_head.norm
+    }
+    return n;
 }
 
 // ---- JSON ------------------------------------------------------------------------------------
