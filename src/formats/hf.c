@@ -390,11 +390,10 @@ static void report_unused(hf_src *s, const hf_config *h, void (*notice)(const ch
         for (int k = 0; k < s->st[i].n; k++) {
             if (s->used[i][k]) continue;
             const char *name = s->st[i].t[k].name;
-            int layer;
-            if (h->cfg.num_nextn_predict_layers && (strstr(name, ".embed_tokens.weight") || strstr(name, ".shared_head.head.weight")) &&
-                sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= h->cfg.num_hidden_layers)
+            int layer, past = sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= h->cfg.num_hidden_layers;
+            if (past && h->cfg.num_nextn_predict_layers && (strstr(name, ".embed_tokens.weight") || strstr(name, ".shared_head.head.weight")))
                 continue; // an MTP layer's copy of the shared embedding or head
-            if (sscanf(name, "model.layers.%d.", &layer) == 1 && layer >= h->cfg.num_hidden_layers) {
+            if (past) {
                 mtp++;
                 mtp_lo = FG_MIN(mtp_lo, layer);
                 mtp_hi = FG_MAX(mtp_hi, layer);

@@ -103,6 +103,21 @@ static void kv_put(fg_ctx *s, size_t at, const float *src, int n) {
 static int blk_take(fg_ctx *s) { int b = s->freel[--s->nfree]; s->ref[b] = 1; return b; }
 static void blk_drop(fg_ctx *s, int b) { if (--s->ref[b] == 0) s->freel[s->nfree++] = b; }
 
+// Copy on write: q's block i becomes its own copy (every cache layer) when a fork shares it.
+// Returns 1 when it copied (or, dry, would copy: nothing changed).
+static int blk_own(fg_ctx *s, kv_seq *q, int i, int dry) {
+    int old = q->blk[i];
+    if (s->ref[old] <= 1) return 0;
+    if (dry) return 1;
+    int b = blk_take(s);
+    size_t esz = s->kv_bf16 ? 2 : 4;
+    for (int l = 0; l < s->ncl; l++)
+        memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
+    blk_drop(s, old);
+    q->blk[i] = b;
+    return 1;
+}
+
 // Blocks sequence q needs to append n positions: new ones past its table, plus a copy of its last
 // block when it shares it and the append writes into it.
 static int blocks_needed(const fg_ctx *s, const kv_seq *q, int n) {
@@ -113,17 +128,7 @@ static int blocks_needed(const fg_ctx *s, const kv_seq *q, int n) {
 
 // Makes q's blocks for positions [len, len + n) its own (reserved by the caller's count).
 static void blocks_reserve(fg_ctx *s, kv_seq *q, int n) {
-    if (q->len % BLK) {
-        int i = q->len / BLK, old = q->blk[i];
-        if (s->ref[old] > 1) { // copy on write
-            int b = blk_take(s);
-            size_t esz = s->kv_bf16 ? 2 : 4;
-            for (int l = 0; l < s->ncl; l++)
-                memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
-            blk_drop(s, old);
-            q->blk[i] = b;
-        }
-    }
+    if (q->len % BLK) blk_own(s, q, q->len / BLK, 0);
     while (q->nblk * BLK < q->len + n) q->blk[q->nblk++] = blk_take(s);
 }
 
@@ -553,18 +558,7 @@ int fg_ctx_decode_h(fg_ctx *s, const fg_batch *b, float *logits, float *hidden) 
 // write of blocks a fork shares). Returns the copies it would make (dry: nothing changed).
 static int blocks_own(fg_ctx *s, kv_seq *q, int from, int to, int dry) {
     int copies = 0;
-    for (int i = from / BLK; i < q->nblk && i * BLK < to; i++) {
-        int old = q->blk[i];
-        if (s->ref[old] <= 1) continue;
-        copies++;
-        if (dry) continue;
-        int b = blk_take(s);
-        size_t esz = s->kv_bf16 ? 2 : 4;
-        for (int l = 0; l < s->ncl; l++)
-            memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
-        blk_drop(s, old);
-        q->blk[i] = b;
-    }
+    for (int i = from / BLK; i < q->nblk && i * BLK < to; i++) copies += blk_own(s, q, i, dry);
     return copies;
 }
 
@@ -591,8 +585,7 @@ int fg_ctx_mtp(fg_ctx *s, int depth, const fg_batch *b, const float *h_in, float
             return fg_set_error("token id %d at index %d is outside the vocabulary [0, %d)", b->token[i], i, V);
         kv_seq *q = seq_at(s, b->seq[i], "MTP");
         if (!q) return -1;
-        int first = s->cnt[b->seq[i]] ? s->rpos[i - 1] + 1 : b->pos[i]; // rows of a sequence are consecutive
-        if (s->cnt[b->seq[i]] && (b->seq[i - 1] != b->seq[i] || b->pos[i] != first))
+        if (s->cnt[b->seq[i]] && (b->seq[i - 1] != b->seq[i] || b->pos[i] != b->pos[i - 1] + 1)) // consecutive rows
             return fg_set_error("context MTP: the rows of sequence %d must be consecutive positions in order", b->seq[i]);
         if (b->pos[i] < 0 || (!s->cnt[b->seq[i]] && b->pos[i] > q->mlen[depth - 1]) || b->pos[i] >= q->len)
             return fg_set_error("context MTP: row %d of sequence %d at position %d: depth %d continues its %d positions and "

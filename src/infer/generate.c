@@ -472,7 +472,7 @@ int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sampl
         out[n++] = t;
         if (penalize) seen[t] = 1;
         int stop = on_token ? on_token(t, ctx) != 0 : 0;
-        for (int j = 0; j < o->n_stop; j++) stop |= o->stop_ids[j] == t;
+        stop |= is_stop(o, t);
         if (stop || n == limit || fg_infer_pos(s) == s->max_T) break;
         logits = fg_infer_feed(s, &t, 1);
         if (!logits) rc = -1;
