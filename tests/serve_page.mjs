@@ -7,7 +7,7 @@
 // MutationObserver this script adds as window.__updates), end with body[data-state] "idle", and
 // leave an assistant message with text and a stats line; the second request must carry the first
 // turn (user, assistant, user). Saves a screenshot, prints one line, exits 1 with a reason on any
-// failure or after 60 s. The page's settings: max tokens SERVE_MAX_TOKENS (default 32), API key
+// failure or after 60 s. The page's settings: seed 7, max tokens SERVE_MAX_TOKENS (default 32), API key
 // SERVE_API_KEY (for a server started with one).
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
@@ -46,9 +46,13 @@ await page.setViewport({ width: 900, height: 700 });
 const pageErrors = [], bodies = [];
 page.on("pageerror", (e) => pageErrors.push(e.message));
 // The page's settings, as a user would have left them: few tokens, so a slow CPU model fits the
-// time limit; the API key when the server wants one.
+// time limit; the API key when the server wants one; a seed, so that what the server streams
+// is the same every run (unseeded, a random-weights model's first token is a stop token about once
+// in a hundred turns, and the page rightly shows an empty answer; greedy, it soon repeats a token
+// whose bytes are held back as incomplete UTF-8, so few text updates).
 await page.evaluateOnNewDocument((k, n) => {
   localStorage.setItem("frugal.maxTokens", n);
+  localStorage.setItem("frugal.seed", "7");
   if (k) localStorage.setItem("frugal.apiKey", k);
 }, process.env.SERVE_API_KEY || "", process.env.SERVE_MAX_TOKENS || "32");
 page.on("request", (r) => {
@@ -108,6 +112,7 @@ if (bodies.length !== 2) await fail(`${bodies.length} chat requests, want 2`);
 const [b1, b2] = bodies.map((b) => JSON.parse(b));
 if (b1.stream !== true || !b1.stream_options?.include_usage) await fail("the request lacks stream: true and stream_options.include_usage");
 if (String(b1.max_tokens) !== (process.env.SERVE_MAX_TOKENS || "32")) await fail(`the request's max_tokens is ${b1.max_tokens}, not the setting`);
+if (b1.seed !== 7) await fail(`the request's seed is ${b1.seed}, not the setting 7`);
 const roles = b2.messages.filter((m) => m.role !== "system").map((m) => m.role).join(",");
 if (roles !== "user,assistant,user") await fail(`the second request's messages are ${roles}, want user,assistant,user`);
 await page.screenshot({ path: shot });
