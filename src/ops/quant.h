@@ -24,6 +24,27 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
 // out (N, OUT) = inp (N, IN) @ w^T for a few rows (any type, N small): each weight row is read once
 // (expanded to fp32 once when stored otherwise) and dotted with every input row, on the decode pool.
 void fg_qmatmul_few(float *out, const float *inp, const uint8_t *w, int type, const float *bias, int N, int IN, int OUT);
+// ---- int8 products (kquant.c) ----------------------------------------------------------------
+// Decode products of Q8_0 and K-quant rows with the vector quantised to int8, as llama.cpp does:
+// fg_xq_bytes of scratch, fg_xq_view over it, fg_xq_quantize(x) once, then fg_xq_dot_rows for any
+// rows of any matrix of that type and width. Types: FG_Q8_0 (IN % 32 == 0), FG_Q4_K, FG_Q5_K,
+// FG_Q6_K (IN % 256 == 0).
+typedef struct {
+    int type, IN;
+    int8_t *q;        // (IN) the int8 values, in the order the type's kernel reads them (kquant.c)
+    int16_t *s4;      // (IN/4) sums of each 4 stored values
+    int16_t *s32;     // (IN/32) sums of each 32 values in natural order
+    float *d;         // (IN / fg_xq_block(type)) scales: value = d * q
+} fg_xq;
+int fg_xq_block(int type);            // values per activation scale: 32 (Q8_0), 256 (K types), 0: no int8 path
+size_t fg_xq_bytes(int type, int IN); // scratch bytes; 0 when type or IN has no int8 path
+void fg_xq_view(fg_xq *v, void *buf, int type, int IN);
+void fg_xq_quantize(fg_xq *v, const float *x);
+// out[r] = dot(row r of w, x) + bias[r] (bias may be NULL) for r in [r0, r1).
+void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *bias, int r0, int r1);
+// 1 (default): the AVX-512 VNNI kernels where the CPU has them; 0: the portable reference (tests).
+extern int fg_xq_fast;
+
 // bf16 rows (the bf16 KV cache): dot(a, b) over n values, y += a * x.
 float fg_bf16_dot(const float *a, const uint16_t *b, int n);
 void fg_bf16_axpy(float *y, float a, const uint16_t *x, int n);
