@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cost/cost.h"
+#include "ops/dtype.h"
 #include "ops/quant.h"
 #include "util.h"
 
@@ -14,7 +15,9 @@ int main(int argc, char **argv) {
     int mb = argc > 1 ? atoi(argv[1]) : 1024, IN = 4096;
     double peak = fg_peak_mem_measure(256);
     printf("streaming read bandwidth (fg_peak_mem_measure, this run): %.2f GB/s\n", peak);
-    for (int type = FG_F32; type <= FG_Q8_0; type++) {
+    static const int types[] = {FG_F32, FG_BF16, FG_Q8_0, FG_Q4_K, FG_Q6_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        int type = types[ti];
         size_t rb = fg_qrow_bytes(type, IN);
         int OUT = (int)((size_t)mb * 1048576 / rb);
         uint8_t *w = aligned_alloc(64, rb * OUT);
@@ -37,7 +40,7 @@ int main(int argc, char **argv) {
         }
         double gbs = (double)rb * OUT / best / 1e9;
         printf("%-5s %5.0f MB: %.2f ms, %.2f GB/s = %.1f%% of streaming bandwidth\n",
-               type == FG_F32 ? "f32" : type == FG_BF16 ? "bf16" : "q8_0", (double)rb * OUT / 1e6, best * 1e3,
+               fg_dtype_name(type), (double)rb * OUT / 1e6, best * 1e3,
                gbs, 100 * gbs / peak);
         free(w); free(x); free(out);
     }

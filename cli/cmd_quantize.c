@@ -12,6 +12,15 @@
 
 static void notice_cb(const char *msg) { fprintf(stderr, "frugal: %s\n", msg); }
 
+static int file_is_gguf(const char *path) {
+    char magic[4] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    return n == 4 && !memcmp(magic, "GGUF", 4);
+}
+
 int cli_open_weights(const char *cmd, const char *path, const char *weights_s, cli_weights *w) {
     memset(w, 0, sizeof *w);
     int weights = FG_F32;
@@ -27,6 +36,11 @@ int cli_open_weights(const char *cmd, const char *path, const char *weights_s, c
             return 0;
         }
         cli_weights_close(w);
+    }
+    if (!weights_s && file_is_gguf(path)) { // a GGUF file runs from its mapping, blocks as stored
+        if (!(w->ws = fg_wstore_open_gguf(path, NULL))) return cli_fail(cmd, fg_last_error(), NULL);
+        if (fg_wstore_tokenizer(w->ws, &w->tok)) { cli_weights_close(w); return cli_fail(cmd, fg_last_error(), NULL); }
+        return 0;
     }
     if (fg_file_is_qmodel(path)) {
         if (!(w->ws = fg_qmodel_open(path)))
@@ -83,25 +97,22 @@ int cmd_quantize(int argc, char **argv) {
     const char *cmd = "quantize", *out = NULL, *type_s = "q8_0";
     const cli_opt opts[] = {
         {"out", OPT_STR, &out, "the quantised model file to write (also -o)"},
-        {"type", OPT_STR, &type_s, "matrix format: bf16 or q8_0 (norms, biases and MLA's wkv_b stay f32)"},
+        {"type", OPT_STR, &type_s, "matrix format: bf16, q8_0, q4_0, q4_k or q6_k (norms, biases, the router and MLA's wkv_b stay f32; rows that are not whole blocks fall back to q8_0 or f32)"},
         {NULL, 0, NULL, NULL}};
     char **args = malloc(((size_t)argc + 1) * sizeof *args);
     if (!args) return cli_fail(cmd, "out of memory", NULL);
     for (int i = 0; i < argc; i++) args[i] = i > 0 && !strcmp(argv[i], "-o") ? "--out" : argv[i];
     const char *pos[2];
     int npos = 0;
-    int r = cli_parse(cmd, "CKPT -o OUT.fgq [--type bf16|q8_0]", opts, argc, args, pos, 2, &npos);
+    int r = cli_parse(cmd, "CKPT -o OUT.fgq [--type bf16|q8_0|q4_0|q4_k|q6_k]", opts, argc, args, pos, 2, &npos);
     free(args);
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail(cmd, "expected exactly one checkpoint", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq --type q8_0");
     if (!out) return cli_fail(cmd, "-o OUT is required", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq");
     if (cli_output_ok(cmd, out)) return 1;
     int type = fg_dtype_parse(type_s, FG_WEIGHT_TYPES, "weight type");
-    if (type != FG_BF16 && type != FG_Q8_0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "--type must be bf16 or q8_0 (got '%.200s')", type_s);
-        return cli_fail(cmd, msg, NULL);
-    }
+    if (type < 0) return cli_fail(cmd, fg_last_error(), NULL);
+    if (type == FG_F32) return cli_fail(cmd, "--type f32 is the checkpoint itself", "--type bf16, q8_0, q4_0, q4_k or q6_k");
     if (fg_file_is_qmodel(pos[0])) return cli_fail(cmd, "the input is already a quantised model", "quantize the checkpoint it came from");
     fg_model *m = cli_open_ckpt(cmd, pos[0], NULL);
     if (!m) return 1;

@@ -72,7 +72,13 @@ typedef enum {
     FG_Q4_1, FG_Q5_0, FG_Q5_1, FG_Q4_K, FG_Q5_K, FG_Q6_K, // GGUF blocks frugal reads (dequantised at load)
     FG_DTYPE_COUNT
 } fg_dtype;
-#define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0)
+// Weight types a checkpoint converts to (--weights, frugal quantize): matrices whose rows are not
+// whole blocks fall back to Q8_0 (rows of 32) or fp32 (fg_wstore_policy).
+#define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0 | 1u << FG_Q4_0 | 1u << FG_Q4_K | 1u << FG_Q6_K)
+// What a weight store holds and multiplies as stored (GGUF files run from their mapping): the
+// weight types and every other block type the GGUF reader decodes. Q8_0 and the K types multiply
+// with int8 activations (ops/quant.h); the others through decoded rows.
+#define FG_STORE_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q5_K)
 #define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_0 | 1u << FG_Q4_K | 1u << FG_Q6_K)
 #define FG_PRECISIONS (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_F8_E4M3)
 // What the GGUF reader decodes: the export types plus the legacy and K-quant blocks of the files
@@ -500,7 +506,7 @@ typedef struct fg_wstore fg_wstore;
 fg_wstore *fg_wstore_from_model(const fg_model *m, int weights);
 void fg_wstore_free(fg_wstore *ws);                // NULL is fine
 const fg_config *fg_wstore_config(const fg_wstore *ws);
-int fg_wstore_weights(const fg_wstore *ws);        // FG_F32 / FG_BF16 / FG_Q8_0: the type of its largest matrix
+int fg_wstore_weights(const fg_wstore *ws);        // the type of its largest matrix (FG_STORE_TYPES)
 // The tokenizer a store carries (from a quantised file's 'TOKN' section, or set below): 0 with
 // *tok (caller frees) or *tok = NULL for byte-level ids; -1 with an error.
 int fg_wstore_tokenizer(const fg_wstore *ws, fg_tokenizer **tok);
@@ -516,6 +522,13 @@ int fg_wstore_set_tokenizer(fg_wstore *ws, const void *data, size_t len); // cop
 // the file and the tensor or field.
 fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *msg));
 size_t fg_wstore_owned_bytes(const fg_wstore *ws);  // tensor bytes the store holds in its own memory
+// A GGUF file (as fg_gguf_load reads it) as a typed weight store whose tensors point into a
+// read-only mapping of the file, as stored: Q4_K, Q6_K, Q8_0, BF16, ... are multiplied natively,
+// never expanded (FG_STORE_TYPES). Copied instead: tensors of a type the store does not hold
+// (decoded to fp32), MLA's kv_b in llama.cpp's split form (rebuilt, fp32), and a GQA model's
+// q / k projections (rows put back in Hugging Face order). The tokenizer goes with the store.
+// notice: one line, bytes mapped and bytes in memory. NULL with an error naming the file.
+fg_wstore *fg_wstore_open_gguf(const char *path, void (*notice)(const char *msg));
 
 // Quantised model files (.fgq; docs/formats.md "Quantised models"): what `frugal quantize`
 // writes. Saved atomically (path.tmp, fsync, rename). Opening maps the file read-only and checks

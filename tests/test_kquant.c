@@ -31,7 +31,7 @@ static void random_row(uint8_t *row, int type, int IN, fg_rng *r) {
 
 int main(void) {
     static const int types[] = {FG_Q8_0, FG_Q4_K, FG_Q5_K, FG_Q6_K};
-    static const int widths[] = {256, 512, 768, 2048, 4864};
+    static const int widths[] = {96, 160, 256, 512, 768, 2048, 4864}; // odd Q8_0 block counts: the kernels' tails
     fg_rng r;
     fg_rng_seed(&r, 7);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)

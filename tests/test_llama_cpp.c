@@ -155,13 +155,42 @@ static int llama_run(const char *harness, const char *gguf, const char *ids_path
 // forward over n_in + N_GEN tokens: tf[s] is frugal's argmax where llama.cpp chose its s-th
 // token, the greedy comparison without the cascade of a single early difference), and frugal's own
 // greedy continuation (gen, from a decoding session).
-typedef struct { float *logits; int32_t gen[N_GEN], tf[N_GEN]; int V; } frugal_out;
+// mapped: the same file run from its mapping as stored (fg_wstore_open_gguf: blocks multiplied
+// natively, decode steps with int8 activations): logits of the prompt in one batch, then of
+// llama.cpp's continuation fed one token per step (mdec) next to the fp32 forward's (dec).
+typedef struct { float *logits, *mlogits, *mdec, *dec; int32_t gen[N_GEN], tf[N_GEN]; int V; } frugal_out;
+static void frugal_out_free(frugal_out *o) { free(o->logits); free(o->mlogits); free(o->mdec); free(o->dec); }
 
 static int argmax(const float *x, int n) {
     int b = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;
     return b;
+}
+
+static int mapped_run(const char *gguf, const int32_t *all, frugal_out *o) {
+    fg_wstore *ws = fg_wstore_open_gguf(gguf, NULL);
+    if (!ws) return -1;
+    fg_ctx_params p = {.n_ctx = n_in + N_GEN + FG_KV_BLOCK, .max_seqs = 1, .max_batch = n_in, .kind = FG_KV_AUTO, .kv_type = FG_F32};
+    fg_ctx *c = fg_ctx_create(ws, &p);
+    int rc = -1, seq = c ? fg_ctx_seq_new(c) : -1;
+    int32_t seqs[T_MAX] = {0};
+    uint8_t want[T_MAX];
+    memset(want, 1, sizeof want);
+    o->mlogits = malloc(sizeof(float) * n_in * (size_t)o->V);
+    o->mdec = malloc(sizeof(float) * N_GEN * (size_t)o->V);
+    if (seq < 0 || !o->mlogits || !o->mdec) goto out;
+    fg_batch b = {.n = n_in, .token = all, .seq = seqs, .logits = want};
+    if (fg_ctx_decode(c, &b, o->mlogits)) goto out;
+    for (int s = 0; s < N_GEN; s++) {
+        fg_batch one = {.n = 1, .token = all + n_in + s, .seq = seqs, .logits = want};
+        if (fg_ctx_decode(c, &one, o->mdec + (size_t)s * o->V)) goto out;
+    }
+    rc = 0;
+out:
+    fg_ctx_free(c);
+    fg_wstore_free(ws);
+    return rc;
 }
 
 static int frugal_run(const char *gguf, const int32_t *ids, const int32_t *llama_gen, frugal_out *o) {
@@ -176,6 +205,9 @@ static int frugal_run(const char *gguf, const int32_t *ids, const int32_t *llama
         o->logits = malloc(sizeof(float) * n_in * (size_t)o->V);
         memcpy(o->logits, m->logits, sizeof(float) * n_in * (size_t)o->V);
         for (int s = 0; s < N_GEN; s++) o->tf[s] = argmax(m->logits + (size_t)(n_in - 1 + s) * o->V, o->V);
+        o->dec = malloc(sizeof(float) * N_GEN * (size_t)o->V);
+        memcpy(o->dec, m->logits + (size_t)n_in * o->V, sizeof(float) * N_GEN * (size_t)o->V);
+        rc = mapped_run(gguf, all, o);
         fg_infer *s = fg_infer_create(m, n_in + N_GEN);
         fg_sample_opts so = {0};
         so.top_k = 0; so.top_p = 1; so.max_new_tokens = N_GEN;
@@ -241,7 +273,15 @@ static void compare_file(const char *model, const char *label, int ti, const cha
     double ef = f32 && f32->logits ? med_rel(fo->logits, f32->logits, n_in, V) : 0;
     double el = l32 && l32->logits ? med_rel(lo->logits, l32->logits, n_in, V) : 0;
     int tf = same(lo->gen, fo->tf), run = agree(lo->gen, fo->gen);
-    printf("%-36s %-7s %9.2e %9.2e %9.2e %9.2e %5d/%d %5d/%d\n", model, label, emax, emed, ef, el, tf, N_GEN, run, N_GEN);
+    // the mapped store: its prompt logits against llama.cpp's, its decode steps against the fp32 forward
+    double mmax = max_rel(lo->logits, fo->mlogits, n_in, V), mmed = med_rel(lo->logits, fo->mlogits, n_in, V);
+    double dmax = max_rel(fo->mdec, fo->dec, N_GEN, V), dmed = med_rel(fo->mdec, fo->dec, N_GEN, V);
+    printf("%-36s %-7s %9.2e %9.2e %9.2e %9.2e %5d/%d %5d/%d | mapped %9.2e %9.2e, decode %9.2e %9.2e\n", model, label, emax, emed,
+           ef, el, tf, N_GEN, run, N_GEN, mmax, mmed, dmax, dmed);
+    CHECK_MSG(mmed <= BUDGET_MED[ti] && mmax <= BUDGET_MAX[ti], "%s %s: mapped store vs llama.cpp: median %.3g, max %.3g, budgets %.3g, %.3g",
+              model, label, mmed, mmax, BUDGET_MED[ti], BUDGET_MAX[ti]);
+    CHECK_MSG(dmed <= BUDGET_MED[ti] && dmax <= BUDGET_MAX[ti], "%s %s: mapped decode vs fp32: median %.3g, max %.3g, budgets %.3g, %.3g",
+              model, label, dmed, dmax, BUDGET_MED[ti], BUDGET_MAX[ti]);
     CHECK_MSG(emed <= BUDGET_MED[ti], "%s %s: median llama.cpp vs frugal %.3g > budget %.3g", model, label, emed, BUDGET_MED[ti]);
     CHECK_MSG(emax <= BUDGET_MAX[ti], "%s %s: max llama.cpp vs frugal %.3g > budget %.3g", model, label, emax, BUDGET_MAX[ti]);
     CHECK_MSG(tf >= MIN_TF[ti], "%s %s: frugal picks llama.cpp's greedy token at %d of %d steps, want >= %d", model, label, tf, N_GEN,
@@ -282,7 +322,7 @@ static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
             snprintf(name, sizeof name, "HF %s (+tokenizer)", HF[k]);
             compare_file(name, "f32", 0, harness, path, ids_path, ids, &lo, &fo, NULL, NULL);
             free(lo.logits);
-            free(fo.logits);
+            frugal_out_free(&fo);
         }
         fg_model_free(m);
         free(td);
@@ -380,7 +420,7 @@ static void kquant_cases(const char *harness, const char *src) {
             snprintf(label, sizeof label, "fg-%s", FT[k]);
             compare_file(KCASES[ci].name, label, k ? 2 : 3, harness, path, ids_path, ids, &l, &fq, &l32, &f32);
             free(l.logits);
-            free(fq.logits);
+            frugal_out_free(&fq);
         }
         for (int k = 0; k < 3; k++) {
             snprintf(path, sizeof path, "%s/k%zu-%s.gguf", tmpdir, ci, KT[k]);
@@ -398,10 +438,10 @@ static void kquant_cases(const char *harness, const char *src) {
             frugal_out fq = {0};
             compare_file(KCASES[ci].name, KT[k], KB[k], harness, path, ids_path, ids, &l, &fq, &l32, &f32);
             free(l.logits);
-            free(fq.logits);
+            frugal_out_free(&fq);
         }
         free(l32.logits);
-        free(f32.logits);
+        frugal_out_free(&f32);
         fg_model_free(m);
     }
 }
@@ -450,9 +490,9 @@ int main(void) {
             frugal_out fq = {0};
             compare_file(CASES[ci].name, label, ti, harness, path, ids_path, ids, &l, &fq, &lo[0], &fo[0]);
             free(l.logits);
-            free(fq.logits);
+            frugal_out_free(&fq);
         }
-        for (int ti = 0; ti < N_TYPES; ti++) { free(lo[ti].logits); free(fo[ti].logits); }
+        for (int ti = 0; ti < N_TYPES; ti++) { free(lo[ti].logits); frugal_out_free(&fo[ti]); }
         fg_model_free(m);
     }
     kquant_cases(harness, src);

@@ -25,6 +25,7 @@
 #include "formats/interop.h"
 #include "formats/json.h"
 #include "formats/safetensors.h"
+#include "infer/wstore.h"
 #include "ops/quant.h"
 #include "model/model.h"
 #include "tokenizer/bpe.h"
@@ -123,18 +124,21 @@ static const fg_gguf_tensor *need_tensor(const fg_gguf *g, const char *name, int
 
 // Reorders the rows of a (H*D, cols) matrix between llama.cpp's per-head interleaved order and
 // Hugging Face's rotate-half order: HF row h*D + j*D/2 + i <-> GGUF row h*D + 2i + j.
-static void unpermute_rows(float *w, int H, int D, int cols, int to_hf, float *tmp) {
-    size_t rs = sizeof(float) * (size_t)cols;
+// Rows of rs bytes (any type: a row is permuted whole); tmp holds D rows.
+static void permute_rows(uint8_t *w, int H, int D, size_t rs, int to_hf, uint8_t *tmp) {
     for (int h = 0; h < H; h++) {
-        float *base = w + (size_t)h * D * cols;
+        uint8_t *base = w + (size_t)h * D * rs;
         memcpy(tmp, base, rs * D);
         for (int i = 0; i < D / 2; i++)
             for (int j = 0; j < 2; j++) {
                 int hf = j * (D / 2) + i, gg = 2 * i + j;
-                if (to_hf) memcpy(base + (size_t)hf * cols, tmp + (size_t)gg * cols, rs);
-                else memcpy(base + (size_t)gg * cols, tmp + (size_t)hf * cols, rs);
+                if (to_hf) memcpy(base + (size_t)hf * rs, tmp + (size_t)gg * rs, rs);
+                else memcpy(base + (size_t)gg * rs, tmp + (size_t)hf * rs, rs);
             }
     }
+}
+static void unpermute_rows(float *w, int H, int D, int cols, int to_hf, float *tmp) {
+    permute_rows((uint8_t *)w, H, D, sizeof(float) * (size_t)cols, to_hf, (uint8_t *)tmp);
 }
 
 typedef struct { const fg_gguf *g; char arch[32]; } kctx;
@@ -337,9 +341,32 @@ static int tokenizer_bytes(const fg_gguf *g, char **out, size_t *len) {
     return 0;
 }
 
+// MLA's kv_b_proj (H*(Dn+Dv), Rkv) in fp32 from llama.cpp's split form: attn_k_b ne {Dn, Rkv, H}
+// (per head the transposed k_nope rows) and attn_v_b ne {Rkv, Dv, H}.
+static int kv_b_from_split(const fg_gguf *g, const fg_config *c, int layer, float *dst) {
+    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    char kb[64], vb[64];
+    snprintf(kb, sizeof kb, "blk.%d.attn_k_b.weight", layer);
+    snprintf(vb, sizeof vb, "blk.%d.attn_v_b.weight", layer);
+    const fg_gguf_tensor *tk = need_tensor(g, kb, 3, (uint64_t)Dn, (uint64_t)Rkv, (uint64_t)H), *tv;
+    if (!tk || !(tv = need_tensor(g, vb, 3, (uint64_t)Rkv, (uint64_t)Dv, (uint64_t)H)))
+        return fg_wrap_error("%s: neither attn_kv_b nor attn_k_b + attn_v_b of layer %d", g->where, layer);
+    float *k = malloc(sizeof(float) * (size_t)H * Rkv * Dn), *v = malloc(sizeof(float) * (size_t)H * Dv * Rkv);
+    int rc = !k || !v ? fg_set_error("out of memory") : gguf_decode(g, tk, k, 0, (uint64_t)H * Rkv * Dn) ? -1 :
+             gguf_decode(g, tv, v, 0, (uint64_t)H * Dv * Rkv);
+    if (!rc)
+        for (int h = 0; h < H; h++) {
+            for (int d = 0; d < Dn; d++)
+                for (int r = 0; r < Rkv; r++) dst[((size_t)h * (Dn + Dv) + d) * Rkv + r] = k[((size_t)h * Rkv + r) * Dn + d];
+            memcpy(dst + ((size_t)h * (Dn + Dv) + Dn) * Rkv, v + (size_t)h * Dv * Rkv, sizeof(float) * (size_t)Dv * Rkv);
+        }
+    free(k); free(v);
+    return rc;
+}
+
 static int load_weights(const fg_gguf *g, fg_model *m, int arch) {
     const fg_config *c = &m->cfg;
-    int H = c->num_attention_heads, Dn = c->qk_nope_head_dim, Dv = c->v_head_dim, Rkv = c->kv_lora_rank;
+    int H = c->num_attention_heads;
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];
         float *dst = m->params + t->offset;
@@ -355,25 +382,7 @@ static int load_weights(const fg_gguf *g, fg_model *m, int arch) {
             continue;
         }
         if (strstr(name, "attn_kv_b") && !fg_gguf_find_tensor(g, name)) {
-            // split form: k_b ne {Dn, Rkv, H} (per head the transposed k_nope rows), v_b ne {Rkv, Dv, H}
-            char kb[64], vb[64];
-            snprintf(kb, sizeof kb, "blk.%d.attn_k_b.weight", t->layer);
-            snprintf(vb, sizeof vb, "blk.%d.attn_v_b.weight", t->layer);
-            const fg_gguf_tensor *tk = need_tensor(g, kb, 3, (uint64_t)Dn, (uint64_t)Rkv, (uint64_t)H), *tv;
-            if (!tk || !(tv = need_tensor(g, vb, 3, (uint64_t)Rkv, (uint64_t)Dv, (uint64_t)H))) {
-                return fg_wrap_error("%s: neither attn_kv_b nor attn_k_b + attn_v_b of layer %d", g->where, t->layer);
-            }
-            float *k = malloc(sizeof(float) * (size_t)H * Rkv * Dn), *v = malloc(sizeof(float) * (size_t)H * Dv * Rkv);
-            int rc = !k || !v ? fg_set_error("out of memory") : gguf_decode(g, tk, k, 0, (uint64_t)H * Rkv * Dn) ? -1 :
-                     gguf_decode(g, tv, v, 0, (uint64_t)H * Dv * Rkv);
-            if (!rc)
-                for (int h = 0; h < H; h++) {
-                    for (int d = 0; d < Dn; d++)
-                        for (int r = 0; r < Rkv; r++) dst[((size_t)h * (Dn + Dv) + d) * Rkv + r] = k[((size_t)h * Rkv + r) * Dn + d];
-                    memcpy(dst + ((size_t)h * (Dn + Dv) + Dn) * Rkv, v + (size_t)h * Dv * Rkv, sizeof(float) * (size_t)Dv * Rkv);
-                }
-            free(k); free(v);
-            if (rc) return -1;
+            if (kv_b_from_split(g, c, t->layer, dst)) return -1;
             continue;
         }
         gt = t->ndim == 1 ? need_tensor(g, name, 1, (uint64_t)t->shape[0], 1, 1)
@@ -436,6 +445,124 @@ fg_model *fg_gguf_model_from(fg_gguf *g, char **tok_data, size_t *tok_len, void 
     return m;
 fail:
     fg_model_free(m);
+    return NULL;
+}
+
+// ---- a GGUF file as a weight store ------------------------------------------------------------
+
+// Where table tensor t is in the file: its GGUF tensor and, for a routed expert, the byte offset
+// of its slice of the 3-D tensor; *split = 1 for MLA's kv_b in llama.cpp's split form (no tensor).
+static const fg_gguf_tensor *store_source(const fg_gguf *g, const fg_config *c, const fg_tensor *t, size_t *off, int *split) {
+    char name[128];
+    int kind = gguf_name(t->name, name, sizeof name);
+    *off = 0;
+    *split = 0;
+    if (kind < 0) { fg_set_error("%s: no GGUF name for tensor '%s'", g->where, t->name); return NULL; }
+    if (kind == 1) {
+        const fg_gguf_tensor *gt = need_tensor(g, name, 3, (uint64_t)t->shape[1], (uint64_t)t->shape[0], (uint64_t)c->n_routed_experts);
+        if (gt) *off = (size_t)t->expert * (size_t)t->shape[0] * fg_qrow_bytes(fg_dtype_from_ggml(gt->type), t->shape[1]);
+        return gt;
+    }
+    if (strstr(name, "attn_kv_b") && !fg_gguf_find_tensor(g, name)) { *split = 1; return NULL; }
+    return t->ndim == 1 ? need_tensor(g, name, 1, (uint64_t)t->shape[0], 1, 1)
+                        : need_tensor(g, name, 2, (uint64_t)t->shape[1], (uint64_t)t->shape[0], 1);
+}
+
+// llama.cpp's per-head row order of a GQA model's q / k projections (its llama / qwen2 export
+// permutes them): these rows are copied and put back in Hugging Face order.
+static int store_permuted(const fg_config *c, int arch, const fg_tensor *t) {
+    return arch == 1 && !c->rope_interleave && (strstr(t->name, "q_proj.") || strstr(t->name, "k_proj."));
+}
+
+fg_wstore *fg_wstore_open_gguf(const char *path, void (*notice)(const char *)) {
+    fg_gguf *g = fg_gguf_open(path);
+    if (!g) return NULL;
+    fg_wstore *ws = NULL;
+    fg_tensor *t = NULL;
+    int *types = NULL, n = 0, arch, mtp;
+    const void **data = NULL;
+    uint8_t *arena = NULL;
+    char *tok = NULL;
+    size_t total, tok_len = 0;
+    fg_config c;
+    if (fg_gguf_read_tensors(g) || gguf_config(g, &c, &arch, &mtp, notice) || check_rope_freqs(g, &c) ||
+        !(t = fg_tensor_table(&c, &n, &total)))
+        goto fail;
+    types = calloc((size_t)n, sizeof *types);
+    data = calloc((size_t)n, sizeof *data);
+    if (!types || !data) { fg_set_error("out of memory"); goto fail; }
+    // Pass 1: each tensor in place when the store holds its type and it needs no reordering; else
+    // decoded to fp32 (a type the kernels do not take, kv_b in split form) or copied and permuted
+    // (GQA q / k), into one arena sized here.
+    size_t own = 0, mapped = 0;
+    for (int i = 0; i < n; i++) {
+        size_t off;
+        int split;
+        const fg_gguf_tensor *gt = store_source(g, &c, &t[i], &off, &split);
+        if (!gt && !split) goto fail;
+        int ty = gt ? fg_dtype_from_ggml(gt->type) : FG_F32;
+        if (gt && !fg_wstore_type_check(&t[i], ty) && !store_permuted(&c, arch, &t[i])) {
+            types[i] = ty;
+            data[i] = gt->data + off;
+            mapped += fg_wstore_tensor_bytes(&t[i], ty);
+            continue;
+        }
+        types[i] = gt && !fg_wstore_type_check(&t[i], ty) ? ty : FG_F32;
+        own += (fg_wstore_tensor_bytes(&t[i], types[i]) + 63) & ~(size_t)63;
+    }
+    if (own && !(arena = aligned_alloc(64, own))) { fg_set_error("%s: out of memory (%.1f MiB)", path, own / 1048576.0); goto fail; }
+    // Pass 2: fill the arena.
+    size_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (data[i]) continue;
+        size_t off, bytes = fg_wstore_tensor_bytes(&t[i], types[i]);
+        int split;
+        const fg_gguf_tensor *gt = store_source(g, &c, &t[i], &off, &split);
+        uint8_t *dst = arena + at;
+        if (split) {
+            if (kv_b_from_split(g, &c, t[i].layer, (float *)dst)) goto fail;
+        } else if (types[i] == fg_dtype_from_ggml(gt->type)) {
+            memcpy(dst, gt->data + off, bytes);
+        } else {
+            const fg_dtype_traits *d = fg_dtype_info(fg_dtype_from_ggml(gt->type));
+            uint64_t first = off / (uint64_t)d->block_bytes * (uint64_t)d->block;
+            if (gguf_decode(g, gt, (float *)dst, first, t[i].numel)) goto fail;
+        }
+        if (store_permuted(&c, arch, &t[i])) {
+            int heads = strstr(t[i].name, "q_proj.") ? c.num_attention_heads : c.num_key_value_heads;
+            size_t rs = t[i].ndim == 1 ? fg_qrow_bytes(types[i], 1) : fg_qrow_bytes(types[i], t[i].shape[1]);
+            uint8_t *tmp = malloc(rs * (size_t)c.head_dim);
+            if (!tmp) { fg_set_error("out of memory"); goto fail; }
+            permute_rows(dst, heads, c.head_dim, rs, 1, tmp);
+            free(tmp);
+        }
+        data[i] = dst;
+        at += (bytes + 63) & ~(size_t)63;
+    }
+    if (!(ws = fg_wstore_create(&c, t, n, types, data))) { fg_wrap_error("%s", path); goto fail; }
+    if (arena && fg_wstore_keep(ws, arena)) goto fail;
+    arena = NULL;
+    ws->owned_bytes += own;
+    if (fg_wstore_keep_mapping(ws, g->owned, g->owned_len)) goto fail;
+    g->owned = NULL; // the store unmaps it
+    const fg_gguf_kv *bl = fg_gguf_find(g, "frugal.byte_level_ids");
+    if (!(bl && bl->type == FG_GGUF_BOOL && bl->val[0])) {
+        if (tokenizer_bytes(g, &tok, &tok_len)) goto fail;
+        if (tok && fg_wstore_set_tokenizer(ws, tok, tok_len)) goto fail;
+    }
+    if (notice) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s: %.1f MiB of weights mapped as stored, %.1f MiB decoded or reordered into memory", path,
+                 mapped / 1048576.0, own / 1048576.0);
+        notice(msg);
+    }
+    free(tok); free(t); free(types); free(data);
+    fg_gguf_free(g);
+    return ws;
+fail:
+    fg_wstore_free(ws);
+    free(arena); free(tok); free(t); free(types); free(data);
+    fg_gguf_free(g);
     return NULL;
 }
 

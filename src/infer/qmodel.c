@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -126,11 +127,10 @@ static int q_table(fg_wstore *ws, const uint8_t *b, const q_sec *sec, const char
         uint32_t type = get_u32(p + pos);
         uint64_t off = get_u64(p + pos + 4), nbytes = get_u64(p + pos + 12);
         pos += 20;
-        if (type > FG_Q8_0) return fg_set_error("%s: tensor '%s' has unknown type %" PRIu32 " (file is corrupted)", where, t->name, type);
         int cols = t->ndim == 2 ? t->shape[1] : (int)t->numel;
-        if (type == FG_Q8_0 && (t->ndim != 2 || cols % FG_Q8_BLOCK))
-            return fg_set_error("%s: tensor '%s' is q8_0 but its rows of %d values are not whole blocks of %d", where, t->name, cols,
-                                FG_Q8_BLOCK);
+        const char *why = fg_wstore_type_check(t, type < 32 ? (int)type : -1);
+        if (why) return fg_set_error("%s: tensor '%s' of type %" PRIu32 " (%s) %s (file is corrupted)", where, t->name, type,
+                                     fg_dtype_name(type < 32 ? (int)type : -1), why);
         uint64_t want = fg_wstore_tensor_bytes(t, (int)type);
         if (nbytes != want) {
             if (type == FG_Q8_0)
@@ -170,10 +170,13 @@ static fg_wstore *q_parse(const uint8_t *b, uint64_t size, const char *where) {
     free(conf);
     if (rc) return NULL;
     // The table's byte sizes must fit the data before a model-sized table is even built: a bound
-    // on the parameter count from the data length (Q8_0 is the densest: 34 bytes per 32 values).
+    // on the parameter count from the data length and the densest type a store holds.
     int64_t total, active;
     fg_config_param_counts(&c, &total, &active);
-    if ((double)total * 34.0 / 32.0 > (double)sec[Q_QDAT].len * 1.0001 + 4096.0 * 64)
+    double dense = 4;
+    for (int ty = 0; ty < FG_DTYPE_COUNT; ty++)
+        if (FG_STORE_TYPES & 1u << ty) dense = fmin(dense, (double)fg_dtype_info(ty)->block_bytes / fg_dtype_info(ty)->block);
+    if ((double)total * dense > (double)sec[Q_QDAT].len * 1.0001 + 4096.0 * 64)
         return fg_set_error("%s: the config describes %" PRId64 " parameters, more than %" PRIu64 " bytes of tensor data can hold "
                             "(file is corrupted)", where, total, sec[Q_QDAT].len), NULL;
     fg_wstore *ws;

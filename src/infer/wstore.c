@@ -14,8 +14,17 @@ int fg_wstore_policy(const fg_tensor *t, int weights) {
     if (weights == FG_F32 || t->ndim != 2 || (t->flags & FG_TENSOR_BUFFER) || strstr(t->name, "kv_b_proj") ||
         strstr(t->name, "mlp.gate.weight")) // the router: a flipped expert choice costs more than its bytes save
         return FG_F32;
-    if (weights == FG_Q8_0 && t->shape[1] % FG_Q8_BLOCK) return FG_F32;
-    return weights;
+    int block = fg_dtype_info(weights)->block;
+    if (t->shape[1] % block == 0) return weights;
+    return t->shape[1] % FG_Q8_BLOCK == 0 ? FG_Q8_0 : FG_F32; // K types: rows of 32-value blocks only
+}
+
+const char *fg_wstore_type_check(const fg_tensor *t, int type) {
+    if (type < 0 || type >= 32 || !(FG_STORE_TYPES & 1u << type)) return "is not a type a weight store holds";
+    int block = fg_dtype_info(type)->block;
+    if (block > 1 && (t->ndim != 2 || t->shape[1] % block))
+        return block == 32 ? "needs a matrix whose rows are whole blocks of 32 values" : "needs a matrix whose rows are whole blocks of 256 values";
+    return NULL;
 }
 
 size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type) {
@@ -143,12 +152,12 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
             fg_wstore_free(ws);
             return NULL;
         }
-        if ((ty != FG_F32 && ty != FG_BF16 && ty != FG_Q8_0) ||
-            (ty == FG_Q8_0 && (b->ndim != 2 || b->shape[1] % FG_Q8_BLOCK)) || !data[i] ||
-            (b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_F32 ? 4 : ty == FG_BF16 ? 2 : 1))) {
-            fg_set_error("weight store: tensor '%s': type %d %s", b->name, ty,
-                         !data[i] ? "has no data" : ty == FG_Q8_0 ? "(q8_0 needs a matrix with columns a multiple of 32)"
-                                                                        : "is unknown or its data is misaligned");
+        const char *why = fg_wstore_type_check(b, ty);
+        if (!why && !data[i]) why = "has no data";
+        if (!why && b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_F32 ? 4 : ty == FG_BF16 || ty == FG_F16 ? 2 : 1))
+            why = "has misaligned data";
+        if (why) {
+            fg_set_error("weight store: tensor '%s' (%s) %s", b->name, fg_dtype_name(ty), why);
             fg_wstore_free(ws);
             return NULL;
         }
@@ -161,8 +170,8 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
 
 fg_wstore *fg_wstore_from_model(const fg_model *m, int weights) {
     if (!m) { fg_set_error("weight store: no model"); return NULL; }
-    if (weights != FG_F32 && weights != FG_BF16 && weights != FG_Q8_0) {
-        fg_set_error("weight store: unknown weight type %d", weights);
+    if (weights < 0 || weights >= 32 || !(FG_WEIGHT_TYPES & 1u << weights)) {
+        fg_set_error("weight store: %s is not a weight type to convert to", fg_dtype_name(weights));
         return NULL;
     }
     fg_wstore *ws = store_alloc(&m->cfg, &m->rope, m->softmax_scale);

@@ -93,6 +93,9 @@ size_t fg_wstore_owned_bytes(const fg_wstore *ws);
 // absorbed attention reads row by row) and the MoE router (mlp.gate, as llama.cpp keeps
 // ffn_gate_inp) stay fp32.
 int fg_wstore_policy(const fg_tensor *t, int weights);
+// NULL when tensor t may be stored as type (FG_STORE_TYPES; block types only for matrices whose
+// rows are whole blocks), else why not ("needs ...", "is not ...").
+const char *fg_wstore_type_check(const fg_tensor *t, int type);
 // Bytes of tensor t stored as type.
 size_t fg_wstore_tensor_bytes(const fg_tensor *t, int type);
 

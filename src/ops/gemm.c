@@ -240,8 +240,10 @@ static const float *b_column(float *col, const gemm_args *g, int j, int p0, int 
         for (int k = 0; k < kc; k++) { uint32_t x = (uint32_t)h[k] << 16; memcpy(col + k, &x, 4); }
         return col;
     }
-    // Q8_0: p0 and kc are multiples of the block (KC is, and K is for Q8_0 rows)
-    fg_dequantize_row(col, row + (long)(p0 / FG_Q8_BLOCK) * sizeof(fg_block_q8_0), kc, FG_Q8_0);
+    // block types: p0 and kc are multiples of the block (KC is a multiple of 256, the largest
+    // block, and K of the row's block)
+    const fg_dtype_traits *t = fg_dtype_info(g->btype);
+    fg_dequantize_row(col, row + (long)(p0 / t->block) * t->block_bytes, kc, g->btype);
     return col;
 }
 

@@ -87,8 +87,8 @@ void fg_xq_quantize(fg_xq *v, const float *x) {
 }
 
 // ---- the portable kernels (the reference) -------------------------------------------------------
-// Not vectorised by GCC: gcc 12 at -O2/-O3 with -march=native turns dot_q8_0_ref's int8 x int8
-// sum into vpdpbusd, which reads one operand as unsigned (wrong sums for negative weights;
+// Not vectorised by GCC: gcc 12 at -O2/-O3 with -march=native turns an int8 x int8 sum
+// (q8_block_dot) into vpdpbusd, which reads one operand as unsigned (wrong sums for negative weights;
 // measured: -1228.3 for a dot of 307). The reference must be plain integer arithmetic.
 #if defined(__GNUC__) && !defined(__clang__)
 #define KQ_REF __attribute__((optimize("no-tree-vectorize")))
@@ -96,15 +96,18 @@ void fg_xq_quantize(fg_xq *v, const float *x) {
 #define KQ_REF
 #endif
 
-// Q4_K / Q5_K's 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
-static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
-        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
+// The 12 packed bytes of a Q4_K / Q5_K super-block as 8 scales (bytes 0-7 of the result) and 8
+// mins (bytes 8-15), all 6-bit, by word operations: scales 0-3 and mins 0-3 are the low 6 bits of
+// bytes 0-3 and 4-7; scales 4-7 take their low 4 bits from bytes 8-11 and their top 2 from bits
+// 6-7 of bytes 0-3, mins 4-7 the high nibbles of bytes 8-11 and bits 6-7 of bytes 4-7.
+static inline void k_unpack_scales(const uint8_t *s, uint8_t out[16]) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    uint32_t w[4] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4, b & 0x3f3f3f3fu,
+                     ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4};
+    memcpy(out, w, 16);
 }
 
 static inline float half(const uint8_t *p) {
@@ -113,14 +116,16 @@ static inline float half(const uint8_t *p) {
     return fg_fp16_to_f32(h);
 }
 
-KQ_REF static float dot_q8_0_ref(const uint8_t *row, const fg_xq *x) {
+// The integer dot of one Q8_0 block's 32 values with 32 of x.
+KQ_REF static int q8_block_dot(const uint8_t *qs, const int8_t *xq) {
+    int is = 0;
+    for (int i = 0; i < 32; i++) is += (int8_t)qs[i] * xq[i];
+    return is;
+}
+
+static float dot_q8_0_ref(const uint8_t *row, const fg_xq *x) {
     float s = 0;
-    for (int b = 0; b < x->IN / 32; b++) {
-        const uint8_t *blk = row + (size_t)b * 34;
-        int is = 0;
-        for (int i = 0; i < 32; i++) is += (int8_t)blk[2 + i] * x->q[32 * b + i];
-        s += half(blk) * x->d[b] * (float)is;
-    }
+    for (int b = 0; b < x->IN / 32; b++) s += half(row + (size_t)b * 34) * x->d[b] * (float)q8_block_dot(row + (size_t)b * 34 + 2, x->q + 32 * b);
     return s;
 }
 
@@ -131,9 +136,10 @@ KQ_REF static float dot_q45_k_ref(const uint8_t *row, const fg_xq *x, int five) 
     for (int b = 0; b < x->IN / 256; b++) {
         const uint8_t *blk = row + (size_t)b * bb, *sc = blk + 4, *qh = blk + 16, *qs = blk + (five ? 48 : 16);
         int isum = 0, msum = 0;
+        uint8_t sm[16];
+        k_unpack_scales(sc, sm);
         for (int j = 0; j < 8; j++) {
-            int scj, mj, dj = 0;
-            k_scale_min(j, sc, &scj, &mj);
+            int scj = sm[j], mj = sm[8 + j], dj = 0;
             for (int l = 0; l < 32; l++) {
                 int c = j >> 1, q = (j & 1) ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
                 if (five) q |= ((qh[l] >> j) & 1) << 4;
@@ -204,31 +210,13 @@ KQ_TARGET static float dot_q8_0_vnni(const uint8_t *row, const fg_xq *x) {
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), sc, acc);
     }
     float s = _mm512_reduce_add_ps(acc);
-    for (; b < nb; b++) {
-        const uint8_t *blk = row + (size_t)b * 34;
-        int is = 0;
-        for (int i = 0; i < 32; i++) is += (int8_t)blk[2 + i] * x->q[32 * b + i];
-        s += half_hw(blk) * x->d[b] * (float)is;
-    }
+    for (; b < nb; b++) s += half_hw(row + (size_t)b * 34) * x->d[b] * (float)q8_block_dot(row + (size_t)b * 34 + 2, x->q + 32 * b);
     return s;
 }
 
 // 16-bit shift counts: lo in the low 256 bits, hi in the high.
 KQ_TARGET static inline __m512i cnt16(int lo, int hi) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16((short)lo)), _mm256_set1_epi16((short)hi), 1);
-}
-
-// The 8 sub-block scales of a Q4_K / Q5_K super-block as int32 lanes 0..7, mins as a scalar dot
-// with the activation's sums.
-KQ_TARGET static inline __m512i k_scales(const uint8_t *s, const int16_t *s32, int *msum) {
-    int sc[16] = {0}, ms = 0;
-    for (int j = 0; j < 8; j++) {
-        int mj;
-        k_scale_min(j, s, &sc[j], &mj);
-        ms += mj * s32[j];
-    }
-    *msum = ms;
-    return _mm512_loadu_si512((const void *)sc);
 }
 
 // Q4_K / Q5_K: per 128 values one 64-byte load of nibbles; low nibbles hold sub-blocks (0, 2) of
@@ -243,11 +231,14 @@ KQ_TARGET static float dot_q45_k_vnni(const uint8_t *row, const fg_xq *x, int fi
     // Q5_K's fifth bits: chunk c of 64 values takes bit 2c (low nibbles) and 2c + 1 (high) of qh[l];
     // the 16-bit shifts per 256-bit half give, in each byte, bit (2c) at bit 0
     __m512 acc = _mm512_setzero_ps();
-    float mins = 0;
+    __m128 mins = _mm_setzero_ps();
     for (int b = 0; b < x->IN / 256; b++) {
         const uint8_t *blk = row + (size_t)b * bb, *qs = blk + (five ? 48 : 16);
-        int msum;
-        __m512i sc = k_scales(blk + 4, x->s32 + 8 * b, &msum);
+        uint8_t sm[16];
+        k_unpack_scales(blk + 4, sm);
+        __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sm)); // lanes 0-7 scales
+        __m128i mv = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8))),
+                                    _mm_loadu_si128((const __m128i *)(x->s32 + 8 * b)));
         __m512i qh = five ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 16))) : _mm512_setzero_si512();
         __m512i isum = _mm512_setzero_si512();
         for (int p = 0; p < 2; p++) {
@@ -265,9 +256,10 @@ KQ_TARGET static float dot_q45_k_vnni(const uint8_t *row, const fg_xq *x, int fi
         }
         float dx = x->d[b];
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_hw(blk) * dx), acc);
-        mins += half_hw(blk + 2) * dx * (float)msum;
+        mins = _mm_fmadd_ps(_mm_cvtepi32_ps(mv), _mm_set1_ps(half_hw(blk + 2) * dx), mins);
     }
-    return _mm512_reduce_add_ps(acc) - mins;
+    __m128 m2 = _mm_add_ps(mins, _mm_movehl_ps(mins, mins));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
 }
 
 // Q6_K: per 128 values one 64-byte load of ql and 32 bytes of qh give the 6-bit values in natural

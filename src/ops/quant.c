@@ -28,8 +28,17 @@ static void fp16_table_init(void) {
     fp16_table_ready = 1;
 }
 
-// dot(x, dequant(row)) without materialising the row.
+// dot(x, dequant(row)): bf16 and Q8_0 without materialising the row; other block types (the
+// GGUF types without an int8 kernel) through a decoded copy.
 static float qdot(const float *x, const uint8_t *row, int cols, int type) {
+    if (type != FG_BF16 && type != FG_Q8_0) {
+        float small[4096], *r = cols <= 4096 ? small : malloc(sizeof(float) * (size_t)cols);
+        if (!r) return NAN; // no memory for a row wider than 4096: the product is marked, not wrong
+        fg_dequantize_row(r, row, cols, type);
+        float s = fg_vdot(x, r, cols);
+        if (r != small) free(r);
+        return s;
+    }
     if (type == FG_BF16) {
         typedef uint16_t u16x16 __attribute__((vector_size(32), aligned(2)));
         typedef uint32_t u32x16 __attribute__((vector_size(64)));
@@ -196,8 +205,34 @@ static int pool_chunk_rows(size_t rb, int OUT) {
     return chunk;
 }
 
+// The int8 form (kquant.c): x quantised once, rows summed in integers, chunks as below.
+typedef struct { float *out; const fg_xq *x; const uint8_t *w; const float *bias; int OUT, chunk; } xq_job;
+static void xq_chunk(void *ctx, int k, int tid) {
+    (void)tid;
+    const xq_job *j = ctx;
+    fg_xq_dot_rows(j->out, j->x, j->w, j->bias, k * j->chunk, FG_MIN(j->OUT, (k + 1) * j->chunk));
+}
+
+static int matvec_int8(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT) {
+    size_t need = fg_xq_bytes(type, IN), bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
+    if (!need) return 0;
+    _Alignas(64) uint8_t small[24576];
+    void *buf = need <= sizeof small ? small : aligned_alloc(64, (need + 63) & ~(size_t)63);
+    if (!buf) return 0; // the fp32 form below needs no scratch
+    fg_xq xq;
+    fg_xq_view(&xq, buf, type, IN);
+    fg_xq_quantize(&xq, x);
+    xq_job job = {out, &xq, w, bias, OUT, pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
+    int nchunks = (OUT + job.chunk - 1) / job.chunk;
+    if (bytes > (128u << 10)) fg_pool_for(nchunks, xq_chunk, &job);
+    else fg_xq_dot_rows(out, &xq, w, bias, 0, OUT);
+    if (buf != small) free(buf);
+    return 1;
+}
+
 void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const float *bias, int IN, int OUT) {
     fp16_table_init();
+    if (matvec_int8(out, x, w, type, bias, IN, OUT)) return;
     size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
     float xp_small[4096], *xperm = NULL;
     if (type == FG_BF16 && IN % 32 == 0) {
@@ -277,7 +312,11 @@ void fg_qmatmul_forward(float *out, const float *inp, const uint8_t *w, int type
         fg_gemm_qb(N, OUT, IN, inp, IN, w, (long)rb, type, out, OUT, bias, FG_BF16);
         return;
     }
-    if (type == FG_BF16) { fg_qmatmul_few(out, inp, w, type, bias, N, IN, OUT); return; }
+    if (fg_xq_block(type) && IN % fg_xq_block(type) == 0) { // int8 kernels: one product per row
+        for (int n = 0; n < N; n++) fg_qmatvec(out + (size_t)n * OUT, inp + (size_t)n * IN, w, type, bias, IN, OUT);
+        return;
+    }
+    if (type != FG_F32) { fg_qmatmul_few(out, inp, w, type, bias, N, IN, OUT); return; }
     // Q8_0 and the rest: qdot's fused AVX-512 forms beat expanding a row first (measured), so these
     // read the weights once per row
 #pragma omp parallel for collapse(2) schedule(static) if ((long)N * OUT * IN > 32768)
