@@ -27,6 +27,8 @@
 #include <immintrin.h>
 #endif
 
+int fg_xq_fast = 1;
+
 // ---- activations ------------------------------------------------------------------------------
 
 #define ALIGN64(n) (((size_t)(n) + 63) & ~(size_t)63)
@@ -65,7 +67,7 @@ static inline int xq_pos(int type, int v) {
     return (v & ~127) + at[(v >> 5) & 3] + (v & 31);
 }
 
-void fg_xq_quantize(fg_xq *v, const float *x) {
+static void xq_quantize_ref(fg_xq *v, const float *x) {
     int IN = v->IN, ab = fg_xq_block(v->type);
     for (int b = 0; b < IN / ab; b++) {
         const float *xb = x + (size_t)b * ab;
@@ -84,6 +86,42 @@ void fg_xq_quantize(fg_xq *v, const float *x) {
         v->s32[g] = (int16_t)s;
     }
     for (int g = 0; g < IN / 4; g++) v->s4[g] = (int16_t)(v->q[4 * g] + v->q[4 * g + 1] + v->q[4 * g + 2] + v->q[4 * g + 3]);
+}
+
+#ifdef KQ_X86
+#define KQ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
+static int have_vnni(void);
+
+// As xq_quantize_ref, 32 values at a time (the same values: vcvtps2dq rounds to nearest even as
+// lrintf does in the default rounding mode, and |x / d| <= 127 needs no clamp beyond saturation).
+KQ_TARGET static void xq_quantize_avx512(fg_xq *v, const float *x) {
+    int IN = v->IN, ab = fg_xq_block(v->type);
+    const __m256i ones = _mm256_set1_epi8(1);
+    for (int b = 0; b < IN / ab; b++) {
+        const float *xb = x + (size_t)b * ab;
+        __m512 mx = _mm512_setzero_ps();
+        for (int i = 0; i < ab; i += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(xb + i)));
+        float amax = _mm512_reduce_max_ps(mx), d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0;
+        v->d[b] = d;
+        __m512 vid = _mm512_set1_ps(id);
+        for (int c = 0; c < ab; c += 32) {
+            int at = xq_pos(v->type, b * ab + c); // a chunk of 32 stays together
+            __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + c), vid));
+            __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + c + 16), vid));
+            __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtsepi32_epi8(i0)), _mm512_cvtsepi32_epi8(i1), 1);
+            _mm256_storeu_si256((__m256i *)(v->q + at), q);
+            v->s32[(b * ab + c) / 32] = (int16_t)_mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            _mm_storeu_si128((__m128i *)(v->s4 + at / 4), _mm256_cvtepi32_epi16(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q)));
+        }
+    }
+}
+#endif
+
+void fg_xq_quantize(fg_xq *v, const float *x) {
+#ifdef KQ_X86
+    if (fg_xq_fast && have_vnni()) { xq_quantize_avx512(v, x); return; }
+#endif
+    xq_quantize_ref(v, x);
 }
 
 // ---- the portable kernels (the reference) -------------------------------------------------------
@@ -185,8 +223,6 @@ static float dot_ref(const uint8_t *row, const fg_xq *x) {
 
 // ---- AVX-512 VNNI ----------------------------------------------------------------------------
 #ifdef KQ_X86
-#define KQ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
-
 KQ_TARGET static inline float half_hw(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -296,15 +332,13 @@ KQ_TARGET static float dot_q6_k_vnni(const uint8_t *row, const fg_xq *x) {
     return _mm512_reduce_add_ps(acc);
 }
 
-static int have_vnni(void) {
+static int have_vnni(void) { // (declared above)
     static int v = -1;
     if (v < 0) v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
     return v;
 }
 #endif
-
-int fg_xq_fast = 1;
 
 void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *bias, int r0, int r1) {
     size_t rb = fg_qrow_bytes(x->type, x->IN);
