@@ -73,15 +73,22 @@ int cmd_export(int argc, char **argv) {
     cli_opt opts[] = {
         {"gguf", OPT_STR, &gguf, "write this GGUF file (deepseek2 for MLA models, qwen2/llama for GQA)"},
         {"hf", OPT_STR, &hf, "write this Hugging Face directory (config.json, model.safetensors, tokenizer.json)"},
-        {"type", OPT_STR, &type_s, "weight type: f32 | bf16 | q8_0 | q4_0 | q4_k | q6_k (GGUF only) | f16 (safetensors only); default f32"},
+        {"type", OPT_STR, &type_s, "weight type: f32 | bf16 | q8_0 | q4_0 | q4_k | q5_k | q6_k | q4_k_m | q5_k_m (GGUF only; "
+                                   "the _m mixtures choose per tensor as llama-quantize does) | f16 (safetensors only); default f32"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("export", "--gguf OUT.gguf | --hf DIR [--type f32|bf16|q8_0|q4_0|q4_k|q6_k|f16] MODEL", opts, argc, argv, pos, 2, &npos);
+    int r = cli_parse("export", "--gguf OUT.gguf | --hf DIR [--type f32|bf16|q8_0|q4_0|q4_k|q5_k|q6_k|q4_k_m|q5_k_m|f16] MODEL", opts,
+                      argc, argv, pos, 2, &npos);
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail("export", "one model is required", "frugal export --gguf out.gguf runs/demo/ckpt.fgck");
     if (!gguf == !hf) return cli_fail("export", "give exactly one of --gguf and --hf", NULL);
-    int type = fg_dtype_parse(type_s ? type_s : "f32", FG_EXPORT_TYPES, "export type");
-    if (type < 0) return cli_fail("export", fg_last_error(), NULL);
+    // An element type (FG_EXPORT_TYPES), or for GGUF one of llama-quantize's mixtures, which are a
+    // per-tensor choice rather than element types (fg_gguf_export decides it).
+    const char *ts = type_s ? type_s : "f32";
+    int mix = !strcmp(ts, "q4_k_m") ? FG_GGUF_Q4_K_M : !strcmp(ts, "q5_k_m") ? FG_GGUF_Q5_K_M : -1;
+    if (mix >= 0 && hf) return cli_fail("export", "q4_k_m and q5_k_m are GGUF mixtures", "--hf takes --type f32, bf16 or f16");
+    int type = mix >= 0 ? mix : fg_dtype_parse(ts, FG_EXPORT_TYPES, "export type");
+    if (type < 0) return cli_fail("export", fg_last_error(), gguf ? "GGUF also takes the mixtures q4_k_m and q5_k_m" : NULL);
     if (gguf && cli_output_ok("export", gguf)) return 1;
     struct stat sb;
     if (hf && !stat(hf, &sb) && !S_ISDIR(sb.st_mode)) {

@@ -97,14 +97,14 @@ int cmd_quantize(int argc, char **argv) {
     const char *cmd = "quantize", *out = NULL, *type_s = "q8_0";
     const cli_opt opts[] = {
         {"out", OPT_STR, &out, "the quantised model file to write (also -o)"},
-        {"type", OPT_STR, &type_s, "matrix format: bf16, q8_0, q4_0, q4_k or q6_k (norms, biases, the router and MLA's wkv_b stay f32; rows that are not whole blocks fall back to q8_0 or f32)"},
+        {"type", OPT_STR, &type_s, "matrix format: bf16, q8_0, q4_0, q4_k, q5_k or q6_k (norms, biases, the router and MLA's wkv_b stay f32; rows that are not whole blocks fall back to q8_0 or f32)"},
         {NULL, 0, NULL, NULL}};
     char **args = malloc(((size_t)argc + 1) * sizeof *args);
     if (!args) return cli_fail(cmd, "out of memory", NULL);
     for (int i = 0; i < argc; i++) args[i] = i > 0 && !strcmp(argv[i], "-o") ? "--out" : argv[i];
     const char *pos[2];
     int npos = 0;
-    int r = cli_parse(cmd, "CKPT -o OUT.fgq [--type bf16|q8_0|q4_0|q4_k|q6_k]", opts, argc, args, pos, 2, &npos);
+    int r = cli_parse(cmd, "CKPT -o OUT.fgq [--type bf16|q8_0|q4_0|q4_k|q5_k|q6_k]", opts, argc, args, pos, 2, &npos);
     free(args);
     if (r) return r < 0 ? 1 : 0;
     if (npos != 1) return cli_fail(cmd, "expected exactly one checkpoint", "frugal quantize runs/demo/ckpt.fgck -o demo-q8.fgq --type q8_0");
@@ -112,7 +112,7 @@ int cmd_quantize(int argc, char **argv) {
     if (cli_output_ok(cmd, out)) return 1;
     int type = fg_dtype_parse(type_s, FG_WEIGHT_TYPES, "weight type");
     if (type < 0) return cli_fail(cmd, fg_last_error(), NULL);
-    if (type == FG_F32) return cli_fail(cmd, "--type f32 is the checkpoint itself", "--type bf16, q8_0, q4_0, q4_k or q6_k");
+    if (type == FG_F32) return cli_fail(cmd, "--type f32 is the checkpoint itself", "--type bf16, q8_0, q4_0, q4_k, q5_k or q6_k");
     if (fg_file_is_qmodel(pos[0])) return cli_fail(cmd, "the input is already a quantised model", "quantize the checkpoint it came from");
     fg_model *m = cli_open_ckpt(cmd, pos[0], NULL);
     if (!m) return 1;

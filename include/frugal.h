@@ -61,30 +61,38 @@ int fg_train_interrupted(void);
 
 // ---- element types (src/ops/dtype.c) ----------------------------------------------------------
 // One enum names every element type frugal reads, stores, writes or multiplies in: weights in
-// memory (FG_WEIGHT_TYPES), export types (FG_EXPORT_TYPES: GGUF takes f32, bf16, q8_0, q4_0, q4_k, q6_k;
-// safetensors f32, bf16, f16), matrix-product precisions (FG_PRECISIONS: training's mixed
-// precision, the cost model's peaks), and the tensor types of GGUF and safetensors files, which
-// map onto it through one traits table (src/ops/dtype.h). The first five values are what
-// qmodel files and older APIs stored; they never change.
+// memory (FG_WEIGHT_TYPES), export types (FG_EXPORT_TYPES: GGUF takes f32, bf16, q8_0, q4_0, q4_k,
+// q5_k, q6_k, and the mixtures FG_GGUF_Q4_K_M / FG_GGUF_Q5_K_M below; safetensors f32, bf16, f16),
+// matrix-product precisions (FG_PRECISIONS: training's mixed precision, the cost model's peaks),
+// and the tensor types of GGUF and safetensors files, which map onto it through one traits table
+// (src/ops/dtype.h). The first five values are what qmodel files and older APIs stored; they never
+// change, and new types are appended before FG_DTYPE_COUNT.
 typedef enum {
     FG_F32 = 0, FG_BF16 = 1, FG_Q8_0 = 2, FG_F16 = 3, FG_Q4_0 = 4, FG_F8_E4M3 = 5, FG_F8_E5M2, FG_F64,
     FG_I8, FG_U8, FG_I16, FG_U16, FG_I32, FG_U32, FG_I64, FG_U64, FG_BOOL,
-    FG_Q4_1, FG_Q5_0, FG_Q5_1, FG_Q4_K, FG_Q5_K, FG_Q6_K, // GGUF blocks frugal reads (dequantised at load)
+    FG_Q4_1, FG_Q5_0, FG_Q5_1, FG_Q4_K, FG_Q5_K, FG_Q6_K, // GGUF blocks (weight stores hold them as stored)
+    FG_Q2_K, FG_Q3_K, FG_IQ4_NL,
     FG_DTYPE_COUNT
 } fg_dtype;
 // Weight types a checkpoint converts to (--weights, frugal quantize): matrices whose rows are not
 // whole blocks fall back to Q8_0 (rows of 32) or fp32 (fg_wstore_policy).
-#define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0 | 1u << FG_Q4_0 | 1u << FG_Q4_K | 1u << FG_Q6_K)
+#define FG_WEIGHT_TYPES (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_Q8_0 | 1u << FG_Q4_0 | 1u << FG_Q4_K | 1u << FG_Q5_K | 1u << FG_Q6_K)
+#define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16)
 // What a weight store holds and multiplies as stored (GGUF files run from their mapping): the
-// weight types and every other block type the GGUF reader decodes. Q8_0 and the K types multiply
-// with int8 activations (ops/quant.h); the others through decoded rows.
-#define FG_STORE_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q5_K)
-#define FG_EXPORT_TYPES (FG_WEIGHT_TYPES | 1u << FG_F16 | 1u << FG_Q4_0 | 1u << FG_Q4_K | 1u << FG_Q6_K)
+// weight types and every other block type the GGUF reader decodes. Q8_0 and the K types with
+// kernels multiply with int8 activations (ops/quant.h); the others through decoded rows.
+#define FG_STORE_TYPES (FG_EXPORT_TYPES | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q2_K | 1u << FG_Q3_K | \
+                        1u << FG_IQ4_NL)
 #define FG_PRECISIONS (1u << FG_F32 | 1u << FG_BF16 | 1u << FG_F8_E4M3)
 // What the GGUF reader decodes: the export types plus the legacy and K-quant blocks of the files
 // people download (Q4_K_M and Q5_K_M mix Q4_K / Q5_K with Q6_K, and Q5_0 / Q5_1 / Q4_1 / Q8_0
-// where rows do not hold 256-value super-blocks).
-#define FG_GGUF_READ_TYPES (FG_EXPORT_TYPES | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q5_K)
+// where rows do not hold 256-value super-blocks; Q2_K / Q3_K files fall back to IQ4_NL there).
+#define FG_GGUF_READ_TYPES (FG_EXPORT_TYPES | 1u << FG_Q4_1 | 1u << FG_Q5_0 | 1u << FG_Q5_1 | 1u << FG_Q2_K | \
+                            1u << FG_Q3_K | 1u << FG_IQ4_NL)
+// GGUF export mixtures, llama-quantize's Q4_K_M and Q5_K_M: not element types but a per-tensor
+// choice (docs/formats.md "GGUF models"), passed to fg_gguf_export in place of a type. Their values
+// lie above every fg_dtype; `frugal export --gguf --type q4_k_m|q5_k_m` names them.
+enum { FG_GGUF_Q4_K_M = 64, FG_GGUF_Q5_K_M = 65 };
 // name ("f32", "bf16", "q8_0", "f16", "q4_0", "f8_e4m3", ... or an alias: "fp32", "q8", "fp8")
 // -> the type when it is in the set `allowed` (a mask of 1u << type); else -1 with "unknown
 // <what> 'name' (use ...)" listing the set.
@@ -469,8 +477,10 @@ fg_model *fg_gguf_load(const char *path, char **tok_data, size_t *tok_len, void 
 // each file atomically. dir is created when missing.
 int fg_hf_export(const char *dir, const fg_model *m, int type, const char *tok_data, size_t tok_len);
 // Writes a GGUF v3 file atomically: MLA models as deepseek2, GQA models as qwen2 (rotate-half RoPE
-// with q/k/v biases) or llama; matrices in type (F32, BF16, Q8_0 or Q4_0; rows that blocks cannot hold stay
-// F32), vectors F32; the tokenizer's metadata from tok_data (required: llama.cpp needs a vocabulary).
+// with q/k/v biases) or llama; matrices in type (F32, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K, or per
+// tensor by the mixture FG_GGUF_Q4_K_M / FG_GGUF_Q5_K_M; K-quant rows that hold no 256-value
+// super-block fall back to Q8_0, other rows that blocks cannot hold stay F32; the router stays F32),
+// vectors F32; the tokenizer's metadata from tok_data (required: llama.cpp needs a vocabulary).
 int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len);
 
 // ---- generation with a KV cache (src/infer/generate.c) -------------------------------------

@@ -36,8 +36,8 @@ $BIN train --config tiny --steps 1 --batch 2 --seq 70 --eval-every 0 --no-progre
     $BIN quantize "$T/run/ckpt.fgck" -o "$T/m.fgq" --type bf16 >/dev/null 2>&1 &&
     $BIN bench --ckpt "$T/m.fgq" --prefill 8 --decode 0 --decode-tokens 2 --json >"$T/q" 2>&1
 grep -q '"weights": "bf16"' "$T/q" || { echo "FAIL: bench of a .fgq:"; cat "$T/q"; fails=$((fails+1)); }
-if $BIN bench --config tiny --weights q4 >/dev/null 2>"$T/err"; then echo "FAIL: --weights q4 accepted"; fails=$((fails+1)); fi
-grep -q "unknown weight type 'q4'" "$T/err" || { echo "FAIL: bad --weights message"; cat "$T/err"; fails=$((fails+1)); }
+if $BIN bench --config tiny --weights q3 >/dev/null 2>"$T/err"; then echo "FAIL: --weights q3 accepted"; fails=$((fails+1)); fi
+grep -q "unknown weight type 'q3'" "$T/err" || { echo "FAIL: bad --weights message"; cat "$T/err"; fails=$((fails+1)); }
 if $BIN bench --config tiny --prefill abc >/dev/null 2>"$T/err"; then echo "FAIL: bad --prefill accepted"; fails=$((fails+1)); fi
 [ "$(wc -l <"$T/err")" -eq 1 ] || { echo "FAIL: bad --prefill error is not one line"; fails=$((fails+1)); }
 [ $fails -eq 0 ] && echo "bench ok"

@@ -49,6 +49,13 @@ $BIN export --hf "$T/v3hf" --type bf16 "$T/v3.fgck" >/dev/null 2>"$T/err" || { f
 [ -f "$T/v3hf/config.json" ] && [ -f "$T/v3hf/tokenizer.json" ] && grep -q DeepseekV3ForCausalLM "$T/v3hf/config.json" || fail "export --hf: files"
 $BIN export --gguf "$T/q.gguf" --type q8_0 "$T/c/qwen2_f16" >/dev/null 2>"$T/err" || { fail "export q8_0 qwen2"; cat "$T/err"; }
 $BIN export --gguf "$T/l.gguf" --type bf16 "$T/c/llama3" >/dev/null 2>"$T/err" || { fail "export bf16 llama"; cat "$T/err"; }
+# the llama-quantize mixtures (GGUF only; tests/test_llama_cpp.c checks their blocks and logits)
+for ty in q5_k q4_k_m q5_k_m; do
+    $BIN export --gguf "$T/$ty.gguf" --type $ty "$V3" >/dev/null 2>"$T/err" || { fail "export $ty"; cat "$T/err"; }
+    $BIN bench --ckpt "$T/$ty.gguf" --prefill 4 --decode 0 --decode-tokens 2 >/dev/null 2>"$T/err" || { fail "bench on the $ty export"; cat "$T/err"; }
+done
+expect_fail "a GGUF mixture for safetensors" "q4_k_m and q5_k_m are GGUF mixtures" $BIN export --hf "$T/xhf" --type q4_k_m "$V3"
+expect_fail "an export type frugal does not write" "unknown export type 'q3_k'" $BIN export --gguf "$T/x.gguf" --type q3_k "$V3"
 
 # ---- the exported files, read by an independent GGUF parser
 if command -v node >/dev/null 2>&1 && [ -d .cache/npm/node_modules/@huggingface/gguf ]; then
@@ -169,8 +176,8 @@ patch_gguf "$B.utf8.gguf" 'i = at(b"general.name") + 4 + 8; b[i + 2] = 0xff'
 expect_fail "GGUF string not UTF-8" "not valid UTF-8" $BIN generate --ckpt "$B.utf8.gguf" --prompt x
 patch_gguf "$B.align.gguf" 'i = at(b"general.alignment") + 4; b[i:i + 4] = struct.pack("<I", 24)'
 expect_fail "GGUF alignment not a power of two" "general.alignment 24 is not a power of two" $BIN generate --ckpt "$B.align.gguf" --prompt x
-patch_gguf "$B.type.gguf" 'i = at(b"token_embd.weight") + 4 + 16; b[i:i + 4] = struct.pack("<I", 10)'
-expect_fail "GGUF tensor type frugal does not read" "has type Q2_K, which frugal does not read" $BIN generate --ckpt "$B.type.gguf" --prompt x
+patch_gguf "$B.type.gguf" 'i = at(b"token_embd.weight") + 4 + 16; b[i:i + 4] = struct.pack("<I", 23)'
+expect_fail "GGUF tensor type frugal does not read" "has type IQ4_XS, which frugal does not read" $BIN generate --ckpt "$B.type.gguf" --prompt x
 patch_gguf "$B.arch.gguf" 'i = at(b"general.architecture") + 4 + 8; b[i:i + 5] = b"mamba"'
 expect_fail "GGUF unknown architecture" "GGUF architecture 'mamba' is not supported (known: deepseek2, llama, qwen2)" $BIN generate --ckpt "$B.arch.gguf" --prompt x
 patch_gguf "$B.trunc.gguf" 'del b[len(b) // 2:]'

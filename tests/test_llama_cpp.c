@@ -23,9 +23,11 @@
 //    `llama-quantize --pure F32.gguf OUT.gguf Q8_0|Q4_0`) loads in frugal, with frugal's logits
 //    on that file within the same budgets of llama.cpp's.
 //  - the K-quant mixtures people download: two 256-wide models quantised by llama.cpp to Q4_K_M,
-//    Q5_K_M and Q6_K (its own mixture rules); every tensor's blocks decoded by frugal bit for bit
-//    equal to gguf-py's reference dequantiser (tests/gguf_dequant.py), and the logits as above;
-//    frugal's own Q4_K / Q6_K exports of them, run by llama.cpp the same way.
+//    Q5_K_M and Q6_K (its own mixture rules) and to pure Q2_K, Q3_K and IQ4_NL; every tensor's
+//    blocks decoded by frugal bit for bit equal to gguf-py's reference dequantiser
+//    (tests/gguf_dequant.py), and the logits as above; frugal's own Q4_K / Q5_K / Q6_K exports and
+//    its Q4_K_M / Q5_K_M mixtures of them, decoded by gguf-py the same way and run by llama.cpp
+//    (the mixtures' Q6_K tensors compared with the ones llama.cpp's own mixture picks).
 // Skipped (77) when npm, git, cmake or a C++ compiler is missing, or when FRUGAL_NO_LLAMA_CPP is
 // set. The first run builds llama.cpp (5-10 min on 2 cores); later runs reuse it.
 #include <string.h>
@@ -332,14 +334,18 @@ static void hf_cases(const char *harness, char *keys_cmd, size_t keys_cap) {
 
 // The quantised files people download: llama.cpp's own Q4_K_M, Q5_K_M and Q6_K mixtures of two
 // models whose rows hold whole 256-value super-blocks (and some that do not, which llama.cpp
-// writes as Q5_0 / Q5_1 / Q8_0 instead). For each file: every tensor frugal decodes is compared
-// bit for bit with llama.cpp's reference dequantiser (gguf-py's gguf.quants.dequantize, run by
-// tests/gguf_dequant.py), and the logits of both engines on the file as above (the q4_0 budget for
-// the 4- and 5-bit mixtures, the q8_0 budget for Q6_K). And frugal's own Q4_K and Q6_K exports of the
-// same models: decoded by gguf-py as frugal decodes them, and run by llama.cpp within those budgets.
+// writes as Q5_0 / Q5_1 / Q8_0 instead), and its pure Q2_K, Q3_K and IQ4_NL (`llama-quantize
+// --pure`; rows without whole super-blocks fall back to IQ4_NL). For each file: every tensor frugal
+// decodes is compared bit for bit with llama.cpp's reference dequantiser (gguf-py's
+// gguf.quants.dequantize, run by tests/gguf_dequant.py), and the logits of both engines on the file
+// as above (the q4_0 budget for the 2- to 5-bit files, the q8_0 budget for Q6_K). And frugal's own
+// Q4_K, Q5_K and Q6_K exports and Q4_K_M / Q5_K_M mixtures of the same models: decoded by gguf-py
+// as frugal decodes them, and run by llama.cpp within those budgets.
 static const model_case KCASES[] = {
     {"llama dense GQA, 256 wide", "demo-student", "{\"hidden_size\": 256, \"intermediate_size\": 512}"},
-    {"deepseek2 MLA+MoE, 256 wide", "demo", "{\"hidden_size\": 256, \"intermediate_size\": 512, \"moe_intermediate_size\": 256}"},
+    // kv_lora_rank 256: attn_v_b {Rkv, Dv, H} holds whole super-blocks, so the mixtures' value rule reaches it
+    {"deepseek2 MLA+MoE, 256 wide", "demo",
+     "{\"hidden_size\": 256, \"intermediate_size\": 512, \"moe_intermediate_size\": 256, \"kv_lora_rank\": 256}"},
 };
 
 // Bit-exact blocks: frugal's fp32 values of every tensor of path against gguf-py's. Returns the
@@ -388,9 +394,49 @@ static long blocks_exact(const char *src, const char *path, const char *label, i
     return compared;
 }
 
+// " q4_k:12 q6_k:4 ...": the tensors of each type in seen[type].
+static void type_counts(char *out, size_t cap, const int *seen) {
+    out[0] = 0;
+    for (int t = 0; t < FG_DTYPE_COUNT; t++)
+        if (seen[t]) snprintf(out + strlen(out), cap - strlen(out), " %s:%d", fg_dtype_name(t), seen[t]);
+}
+
+// frugal's mixture (fg_path) gives Q6_K to the tensors llama.cpp's (ll_path) does, except MLA's
+// attn_k_b / attn_v_b: llama.cpp's rule names only the unsplit attn_kv_b, and frugal treats the split
+// halves as attn_kv_b (gguf_model.c, mix_type).
+static void same_q6k(const char *ll_path, const char *fg_path, const char *model, const char *mix) {
+    fg_gguf *a = fg_gguf_open(ll_path), *b = fg_gguf_open(fg_path);
+    int ok = a && b && !fg_gguf_read_tensors(a) && !fg_gguf_read_tensors(b), n6 = 0, differ = 0;
+    CHECK_MSG(ok, "%s %s: %s", model, mix, fg_last_error());
+    for (uint64_t i = 0; ok && i < a->n_tensors; i++) {
+        const fg_gguf_tensor *t = &a->tensors[i];
+        char nm[128];
+        snprintf(nm, sizeof nm, "%.*s", (int)FG_MIN(t->name.len, 127), t->name.s);
+        const fg_gguf_tensor *u = fg_gguf_find_tensor(b, nm);
+        CHECK_MSG(u != NULL, "%s %s: frugal's file has no %s", model, mix, nm);
+        if (!u || strstr(nm, "attn_k_b") || strstr(nm, "attn_v_b")) continue;
+        int l6 = fg_dtype_from_ggml(t->type) == FG_Q6_K, f6 = fg_dtype_from_ggml(u->type) == FG_Q6_K;
+        n6 += l6;
+        differ += l6 != f6;
+        CHECK_MSG(l6 == f6, "%s %s: %s is %s in llama.cpp's mixture, %s in frugal's", model, mix, nm, fg_dtype_name(fg_dtype_from_ggml(t->type)),
+                  fg_dtype_name(fg_dtype_from_ggml(u->type)));
+    }
+    if (ok) printf("%-36s %-9s Q6_K tensors: llama.cpp's mixture %d, frugal's differs in %d\n", model, mix, n6, differ);
+    fg_gguf_free(a);
+    fg_gguf_free(b);
+}
+
 static void kquant_cases(const char *harness, const char *src) {
-    static const char *const KT[] = {"q4_k_m", "q5_k_m", "q6_k"};
-    static const int KB[] = {3, 3, 2}; // budget rows: q4_0's, q4_0's, q8_0's
+    enum { N_KT = 6, N_FT = 5 };
+    // llama.cpp's files: its mixtures, then pure types; each with its main type and budget row
+    // (q4_0's for 2- to 5-bit files, q8_0's for Q6_K)
+    static const char *const KT[N_KT] = {"q4_k_m", "q5_k_m", "q6_k", "q2_k", "q3_k", "iq4_nl"};
+    static const int KT_MAIN[N_KT] = {FG_Q4_K, FG_Q5_K, FG_Q6_K, FG_Q2_K, FG_Q3_K, FG_IQ4_NL};
+    static const int KB[N_KT] = {3, 3, 2, 3, 3, 3};
+    // frugal's exports (run first: same_q6k compares the mixtures with llama.cpp's)
+    static const char *const FT[N_FT] = {"q4_k", "q5_k", "q6_k", "q4_k_m", "q5_k_m"};
+    static const int FT_ID[N_FT] = {FG_Q4_K, FG_Q5_K, FG_Q6_K, FG_GGUF_Q4_K_M, FG_GGUF_Q5_K_M};
+    static const int FT_B[N_FT] = {3, 3, 2, 3, 3};
     char cmd[4096], last[1024], in[1100], path[1200], ids_path[1100];
     if (system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1")) { printf("note: python3 numpy missing: K-quant cases not run\n"); return; }
     for (size_t ci = 0; ci < sizeof KCASES / sizeof *KCASES; ci++) {
@@ -405,35 +451,40 @@ static void kquant_cases(const char *harness, const char *src) {
         llama_out l32 = {0};
         frugal_out f32 = {0};
         compare_file(KCASES[ci].name, "f32", 0, harness, in, ids_path, ids, &l32, &f32, NULL, NULL);
-        for (int k = 0; k < 2; k++) { // frugal's own K-quant writers, read by llama.cpp
-            static const char *const FT[] = {"q4_k", "q6_k"};
+        for (int k = 0; k < N_FT; k++) { // frugal's own K-quant writers and mixtures, read by llama.cpp
             snprintf(path, sizeof path, "%s/k%zu-fg-%s.gguf", tmpdir, ci, FT[k]);
-            if (fg_gguf_export(path, m, k ? FG_Q6_K : FG_Q4_K, NULL, 0)) { CHECK_MSG(0, "export %s: %s", FT[k], fg_last_error()); continue; }
+            if (fg_gguf_export(path, m, FT_ID[k], NULL, 0)) { CHECK_MSG(0, "export %s: %s", FT[k], fg_last_error()); continue; }
             int seen[FG_DTYPE_COUNT] = {0};
-            char label[160];
+            char label[160], types[160];
             snprintf(label, sizeof label, "%s frugal %s", KCASES[ci].name, FT[k]);
             long nv = blocks_exact(src, path, label, seen);
-            printf("%-36s fg-%-4s blocks bit-exact vs gguf-py: %ld values (%d %s tensors)\n", KCASES[ci].name, FT[k], nv,
-                   seen[k ? FG_Q6_K : FG_Q4_K], FT[k]);
+            type_counts(types, sizeof types, seen);
+            printf("%-36s fg-%-6s blocks bit-exact vs gguf-py: %ld values, tensors by type%s\n", KCASES[ci].name, FT[k], nv, types);
+            int main_t = FT_ID[k] == FG_GGUF_Q4_K_M ? FG_Q4_K : FT_ID[k] == FG_GGUF_Q5_K_M ? FG_Q5_K : FT_ID[k];
+            CHECK_MSG(seen[main_t] > 0, "%s: no tensor of the export's main type", label);
+            if (FT_ID[k] >= FG_DTYPE_COUNT) CHECK_MSG(seen[FG_Q6_K] > 0, "%s: the mixture gave no tensor more bits (Q6_K)", label);
             llama_out l = {0};
             frugal_out fq = {0};
             snprintf(label, sizeof label, "fg-%s", FT[k]);
-            compare_file(KCASES[ci].name, label, k ? 2 : 3, harness, path, ids_path, ids, &l, &fq, &l32, &f32);
+            compare_file(KCASES[ci].name, label, FT_B[k], harness, path, ids_path, ids, &l, &fq, &l32, &f32);
             free(l.logits);
             frugal_out_free(&fq);
         }
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < N_KT; k++) {
             snprintf(path, sizeof path, "%s/k%zu-%s.gguf", tmpdir, ci, KT[k]);
             snprintf(cmd, sizeof cmd, "'%s' quantize '%s' '%s' %s 2>&1", harness, in, path, KT[k]);
             if (run(cmd, last, sizeof last)) { CHECK_MSG(0, "llama_model_quantize %s: %s", KT[k], last); continue; }
             int seen[FG_DTYPE_COUNT] = {0};
-            char label[160], types[160] = "";
+            char label[160], types[160];
             snprintf(label, sizeof label, "%s %s", KCASES[ci].name, KT[k]);
             long nv = blocks_exact(src, path, label, seen);
-            for (int t = 0; t < FG_DTYPE_COUNT; t++)
-                if (seen[t]) snprintf(types + strlen(types), sizeof types - strlen(types), " %s:%d", fg_dtype_name(t), seen[t]);
-            printf("%-36s %-7s blocks bit-exact vs gguf-py: %ld values, tensors by type%s\n", KCASES[ci].name, KT[k], nv, types);
-            CHECK_MSG(seen[k == 0 ? FG_Q4_K : k == 1 ? FG_Q5_K : FG_Q6_K] > 0, "%s: no tensor of the mixture's main type", label);
+            type_counts(types, sizeof types, seen);
+            printf("%-36s %-9s blocks bit-exact vs gguf-py: %ld values, tensors by type%s\n", KCASES[ci].name, KT[k], nv, types);
+            CHECK_MSG(seen[KT_MAIN[k]] > 0, "%s: no tensor of the file's main type", label);
+            if (k < 2) { // the mixtures: frugal's gives more bits (Q6_K) to the tensors llama.cpp's does
+                snprintf(label, sizeof label, "%s/k%zu-fg-%s.gguf", tmpdir, ci, KT[k]);
+                same_q6k(path, label, KCASES[ci].name, KT[k]);
+            }
             llama_out l = {0};
             frugal_out fq = {0};
             compare_file(KCASES[ci].name, KT[k], KB[k], harness, path, ids_path, ids, &l, &fq, &l32, &f32);

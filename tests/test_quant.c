@@ -145,7 +145,7 @@ static void check_file(fg_model *m, const char *dir, const int32_t *seq, int n) 
     memcpy(b, img, n_img);
     b[type_at] = 7;
     fix_crc(b, qtab, qlen);
-    expect_bad("unknown type", b, n_img, "unknown type");
+    expect_bad("unknown type", b, n_img, "not a type a weight store holds");
     memcpy(b, img, n_img);
     b[qdat + 100] ^= 0x40;
     expect_bad("corrupted data", b, n_img, "checksum mismatch in section 'QDAT'");
@@ -196,6 +196,16 @@ static float bf16_round_trip(float f) { // nearest even, as the GEMM's packing r
     x = (x + 0x7fff + ((x >> 16) & 1)) & 0xffff0000u;
     memcpy(&f, &x, 4);
     return f;
+}
+
+// x as the int8 products see it (ops/quant.h): quantised per activation block, then back to fp32.
+static void int8_round_trip(float *dst, const float *x, int IN, int type) {
+    uint8_t *buf = aligned_alloc(64, (fg_xq_bytes(type, IN) + 63) & ~(size_t)63);
+    fg_xq v;
+    fg_xq_view(&v, buf, type, IN);
+    fg_xq_quantize(&v, x);
+    for (int i = 0; i < IN; i++) dst[i] = v.d[i / fg_xq_block(type)] * v.q[i]; // Q8_0: natural order
+    free(buf);
 }
 
 int main(void) {
@@ -249,13 +259,19 @@ int main(void) {
         for (int N = 1; N <= 20; N += 19) {
             fg_qmatmul_forward(o1, in, q, type, bias, N, IN, OUT);
             if (N >= 8) matmul_forward(o2, inr, wr, bias, N, IN, OUT);
-            else matmul_forward(o2, in, wd, bias, N, IN, OUT);
+            else if (type == FG_Q8_0) { // decode rows with x rounded to int8 (quant.h's int8 products)
+                float *xr = malloc(sizeof(float) * (size_t)N * IN);
+                for (int n = 0; n < N; n++) int8_round_trip(xr + (size_t)n * IN, in + (size_t)n * IN, IN, type);
+                matmul_forward(o2, xr, wd, bias, N, IN, OUT);
+                free(xr);
+            } else matmul_forward(o2, in, wd, bias, N, IN, OUT);
             CHECK_MSG(tst_rel_err(o1, o2, (size_t)N * OUT) < 1e-6, "type %d N %d: %g", type, N, tst_rel_err(o1, o2, (size_t)N * OUT));
         }
         free(w); free(wd); free(in); free(o1); free(o2); free(q); free(inr); free(wr);
     }
     // The decode kernel (fg_qmatvec, every type; widths that take the AVX-512 path and widths that
-    // do not; row counts that leave tails) against the fp32 product on the dequantised rows.
+    // do not; row counts that leave tails) against the fp32 product on the dequantised rows (for
+    // Q8_0, of x as its int8 product rounds it).
     for (int type = FG_F32; type <= FG_Q8_0; type++) {
         static const int ins[] = {32, 96, 48, 40, 1024}, outs[] = {1, 5, 64, 67, 301};
         for (int a = 0; a < 5; a++)
@@ -275,6 +291,7 @@ int main(void) {
                     fg_dequantize_row(wd + (size_t)o * IN, q + o * rb, IN, type);
                 }
                 fg_qmatvec(o1, x, q, type, a % 2 ? bias : NULL, IN, OUT);
+                if (type == FG_Q8_0) int8_round_trip(x, x, IN, type);
                 matmul_forward(o2, x, wd, a % 2 ? bias : NULL, 1, IN, OUT);
                 double e = tst_rel_err(o1, o2, OUT);
                 CHECK_MSG(e < 1e-6, "qmatvec type %d IN %d OUT %d: rel err %g", type, IN, OUT, e);
@@ -282,7 +299,8 @@ int main(void) {
             }
     }
     CHECK(fg_dtype_parse("q8_0", FG_WEIGHT_TYPES, "weight type") == FG_Q8_0 && fg_dtype_parse("bf16", FG_WEIGHT_TYPES, "weight type") == FG_BF16);
-    CHECK(fg_dtype_parse("q4", FG_WEIGHT_TYPES, "weight type") == -1 && strstr(fg_last_error(), "q4"));
+    CHECK(fg_dtype_parse("q3", FG_WEIGHT_TYPES, "weight type") == -1 && strstr(fg_last_error(), "q3"));
+    CHECK(fg_dtype_parse("q4", FG_WEIGHT_TYPES, "weight type") == FG_Q4_0 && fg_dtype_parse("q4_k", FG_WEIGHT_TYPES, "weight type") == FG_Q4_K);
 
     // Quality: held-out perplexity within 1% for a model trained on the task and one on text.
     char dir[] = "/tmp/fg_quant_XXXXXX";

@@ -2,6 +2,7 @@
 // arrays of strings are walked element by element so that their total size is known to fit.
 #include "formats/gguf.h"
 #include "formats/json.h"
+#include "ops/dtype.h"
 #include "util.h"
 
 #include <fcntl.h>
@@ -224,21 +225,19 @@ int fg_gguf_get_f32(const fg_gguf *g, const char *key, float *out) {
     return fg_set_error("%s: GGUF key '%s' must be a number (is %s)", g->where, key, type_names[kv->type]);
 }
 
-// ggml tensor types: name, elements per block, bytes per block (0: size not known here).
-static const struct { const char *name; uint32_t block, bytes; } GGML_TYPES[] = {
-    [0] = {"F32", 1, 4}, [1] = {"F16", 1, 2}, [2] = {"Q4_0", 32, 18}, [3] = {"Q4_1", 32, 20},
-    [6] = {"Q5_0", 32, 22}, [7] = {"Q5_1", 32, 24}, [8] = {"Q8_0", 32, 34}, [9] = {"Q8_1", 32, 36},
-    [10] = {"Q2_K", 0, 0}, [11] = {"Q3_K", 0, 0}, [12] = {"Q4_K", 256, 144}, [13] = {"Q5_K", 256, 176},
-    [14] = {"Q6_K", 256, 210}, [15] = {"Q8_K", 0, 0}, [16] = {"IQ2_XXS", 0, 0}, [17] = {"IQ2_XS", 0, 0},
-    [18] = {"IQ3_XXS", 0, 0}, [19] = {"IQ1_S", 0, 0}, [20] = {"IQ4_NL", 0, 0}, [21] = {"IQ3_S", 0, 0},
-    [22] = {"IQ2_S", 0, 0}, [23] = {"IQ4_XS", 0, 0}, [24] = {"I8", 1, 1}, [25] = {"I16", 1, 2},
-    [26] = {"I32", 1, 4}, [27] = {"I64", 1, 8}, [28] = {"F64", 1, 8}, [29] = {"IQ1_M", 0, 0},
-    [30] = {"BF16", 1, 2}, [34] = {"TQ1_0", 0, 0}, [35] = {"TQ2_0", 0, 0}, [39] = {"MXFP4", 0, 0},
+// ggml tensor type names, for messages; the block geometry of the types frugal has comes from the
+// one traits table (ops/dtype.h), so a type frugal decodes is always one whose data it locates.
+static const char *const GGML_TYPES[] = {
+    [0] = "F32", [1] = "F16", [2] = "Q4_0", [3] = "Q4_1", [6] = "Q5_0", [7] = "Q5_1", [8] = "Q8_0", [9] = "Q8_1",
+    [10] = "Q2_K", [11] = "Q3_K", [12] = "Q4_K", [13] = "Q5_K", [14] = "Q6_K", [15] = "Q8_K", [16] = "IQ2_XXS",
+    [17] = "IQ2_XS", [18] = "IQ3_XXS", [19] = "IQ1_S", [20] = "IQ4_NL", [21] = "IQ3_S", [22] = "IQ2_S", [23] = "IQ4_XS",
+    [24] = "I8", [25] = "I16", [26] = "I32", [27] = "I64", [28] = "F64", [29] = "IQ1_M", [30] = "BF16", [34] = "TQ1_0",
+    [35] = "TQ2_0", [39] = "MXFP4",
 };
 #define N_GGML_TYPES (sizeof GGML_TYPES / sizeof *GGML_TYPES)
 
 const char *fg_ggml_type_name(uint32_t type, char *buf) {
-    if (type < N_GGML_TYPES && GGML_TYPES[type].name) return GGML_TYPES[type].name;
+    if (type < N_GGML_TYPES && GGML_TYPES[type]) return GGML_TYPES[type];
     snprintf(buf, 16, "type %u", type);
     return buf;
 }
@@ -297,16 +296,17 @@ int fg_gguf_read_tensors(fg_gguf *g) {
     if (data_off > g->len) data_off = g->len;
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         fg_gguf_tensor *t = &ts[i];
-        if (t->type >= N_GGML_TYPES || !GGML_TYPES[t->type].bytes) continue; // refused by name at import
-        uint64_t numel = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3], blk = GGML_TYPES[t->type].block;
+        const fg_dtype_traits *dt = fg_dtype_info(fg_dtype_from_ggml(t->type));
+        if (!dt) continue; // refused by name at import
+        uint64_t numel = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3], blk = (uint64_t)dt->block;
         char nm[80];
         snprintf(nm, sizeof nm, "%.*s", (int)FG_MIN(t->name.len, 64), t->name.s);
         if (t->ne[0] % blk) {
             fg_set_error("%s: GGUF tensor '%s': %llu columns is not a multiple of the %s block (%llu)", g->where, nm,
-                         (unsigned long long)t->ne[0], GGML_TYPES[t->type].name, (unsigned long long)blk);
+                         (unsigned long long)t->ne[0], GGML_TYPES[t->type], (unsigned long long)blk);
             goto fail;
         }
-        t->nbytes = numel / blk * GGML_TYPES[t->type].bytes;
+        t->nbytes = numel / blk * (uint64_t)dt->block_bytes;
         if (t->offset > g->len - data_off || t->nbytes > g->len - data_off - t->offset) {
             fg_set_error("%s: GGUF tensor '%s': %llu bytes at data offset %llu run past the end of the file (%zu bytes)", g->where,
                          nm, (unsigned long long)t->nbytes, (unsigned long long)t->offset, g->len);

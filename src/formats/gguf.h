@@ -70,8 +70,9 @@ int fg_gguf_get_f32(const fg_gguf *g, const char *key, float *out); // f32 or f6
 
 // Reads the tensor infos that follow the metadata (the tokenizer loader never needs them):
 // names (valid UTF-8, distinct), 1..4 dims, element counts that do not overflow, general.alignment
-// (u32, a power of two, default 32), offsets that are multiples of it and, for the types frugal
-// knows the block sizes of (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q4_K Q5_K Q6_K ...), data inside the file. 0 or -1 with an error naming the tensor.
+// (u32, a power of two, default 32), offsets that are multiples of it and, for the types of frugal's
+// dtype table (ops/dtype.h: every type it decodes, and the integer ones), data inside the file
+// (t->data, t->nbytes; NULL / 0 for any other type). 0 or -1 with an error naming the tensor.
 int fg_gguf_read_tensors(fg_gguf *g);
 const fg_gguf_tensor *fg_gguf_find_tensor(const fg_gguf *g, const char *name);
 // "F32", "Q4_K", ... or "type N" for an id this reader does not know (buf of 16 bytes for that case).

@@ -16,8 +16,11 @@
 //  - Llama 3 RoPE scaling is the tensor rope_freqs.weight (per-frequency divisors): export writes it
 //    (plus frugal.rope.llama3.* keys with the exact parameters); import reads those keys, or fits the
 //    tensor against Llama 3.1's rule (low 1, high 4, original context 8192) and refuses a mismatch.
-// Tensor types read: FG_GGUF_READ_TYPES (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q4_K Q5_K Q6_K); any other is refused by name. Written: F32 for
-// vectors, F32/BF16/Q8_0 for matrices (Q8_0 only where the row length is a multiple of 32).
+// Tensor types read: FG_GGUF_READ_TYPES (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 Q2_K Q3_K Q4_K Q5_K
+// Q6_K IQ4_NL); any other is refused by name. Written: F32 for vectors and the router; matrices in
+// F32, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K, or per tensor by the Q4_K_M / Q5_K_M mixtures
+// (mix_type); rows that a K-quant's 256-value super-blocks cannot hold fall back to Q8_0, others
+// that blocks cannot hold stay F32.
 // The tokenizer: tokenizer.ggml.* keys. Import hands them back as a metadata-only GGUF (what
 // fg_tokenizer_load_mem and a frugal checkpoint's TOKN section take); export copies them from such
 // bytes, converts a tokenizer.json, or describes frugal's byte-level ids as a 256-token BPE.
@@ -86,7 +89,7 @@ static int gguf_readable(uint32_t ggml) {
     int t = fg_dtype_from_ggml(ggml);
     return t >= 0 && (FG_GGUF_READ_TYPES >> t & 1);
 }
-#define GGUF_TYPES_HINT "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; hint: llama-quantize IN.gguf OUT.gguf Q4_K_M writes only those)"
+#define GGUF_TYPES_HINT "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL; hint: llama-quantize IN.gguf OUT.gguf Q4_K_M writes only those)"
 
 // Decodes n elements of t starting at element `first` into dst (first and n are multiples of the
 // type's block: rows are whole blocks, checked by fg_gguf_read_tensors).
@@ -790,10 +793,49 @@ typedef struct {
     uint64_t offset, nbytes;
 } out_tensor;
 
+// The mixtures, llama-quantize's Q4_K_M / Q5_K_M rule (llama_tensor_get_type in llama.cpp's
+// llama-quant.cpp) in spirit: every matrix in the base type, Q4_K (Q5_K for Q5_K_M), except those
+// whose quantisation error costs the most per byte saved, which get Q6_K:
+//  - the output head (output.weight, or token_embd when the embeddings are tied and it is the head):
+//    its error lands directly on every logit;
+//  - the value projections, attn_v (GQA) and for MLA attn_k_b / attn_v_b (llama.cpp's attn_kv_b,
+//    which frugal writes split), in the layers more_bits picks: the values are averaged into every
+//    output without the softmax's selectivity to damp their error, and they are small;
+//  - ffn_down (dense, routed experts and shared experts) in the layers more_bits picks: it writes
+//    the residual stream directly, and its inputs (the SwiGLU products) have the heaviest outliers.
+// The router, norms and biases stay F32 (the caller's rule for every type), and rows that hold no
+// 256-value super-block fall back to Q8_0 there as well. Not copied: llama.cpp's special cases for
+// 8-expert models (Mixtral: attn_v / attn_k to Q8_0, attn_output to Q5_K), 70B GQA and Falcon.
+static int more_bits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+static int mix_type(int mix, const char *name, const fg_config *c) {
+    int base = mix == FG_GGUF_Q4_K_M ? FG_Q4_K : FG_Q5_K, l = -1;
+    if (!strcmp(name, "output.weight") || (c->tie_word_embeddings && !strcmp(name, "token_embd.weight"))) return FG_Q6_K;
+    if (sscanf(name, "blk.%d.", &l) != 1) return base;
+    int value = strstr(name, ".attn_v.") || strstr(name, ".attn_k_b.") || strstr(name, ".attn_v_b.") || strstr(name, ".attn_kv_b.");
+    int down = strstr(name, ".ffn_down") != NULL;
+    return (value || down) && more_bits(l, fg_config_n_blocks(c)) ? FG_Q6_K : base;
+}
+
+// llama.cpp's general.file_type (enum llama_ftype) of an export type or mixture.
+static uint32_t gguf_file_type(int type) {
+    switch (type) {
+    case FG_F32: return 0;      // ALL_F32
+    case FG_BF16: return 32;    // MOSTLY_BF16
+    case FG_Q8_0: return 7;     // MOSTLY_Q8_0
+    case FG_Q4_0: return 2;     // MOSTLY_Q4_0
+    case FG_Q4_K: return 14;    // MOSTLY_Q4_K_S (every matrix Q4_K)
+    case FG_Q5_K: return 16;    // MOSTLY_Q5_K_S
+    case FG_Q6_K: return 18;    // MOSTLY_Q6_K
+    case FG_GGUF_Q4_K_M: return 15;
+    default: return 17;         // FG_GGUF_Q5_K_M: MOSTLY_Q5_K_M
+    }
+}
+
 int fg_gguf_export(const char *path, const fg_model *m, int type, const char *tok_data, size_t tok_len) {
     const fg_config *c = &m->cfg;
-    if (type != FG_F32 && type != FG_BF16 && type != FG_Q8_0 && type != FG_Q4_0 && type != FG_Q4_K && type != FG_Q6_K)
-        return fg_set_error("GGUF export: type must be f32, bf16, q8_0, q4_0, q4_k or q6_k");
+    if (type != FG_F32 && type != FG_BF16 && type != FG_Q8_0 && type != FG_Q4_0 && type != FG_Q4_K && type != FG_Q5_K &&
+        type != FG_Q6_K && type != FG_GGUF_Q4_K_M && type != FG_GGUF_Q5_K_M)
+        return fg_set_error("GGUF export: type must be f32, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, q4_k_m or q5_k_m");
     int mla = c->attn_type == FG_ATTN_MLA;
     const char *arch = mla ? "deepseek2" : (c->attention_bias && !c->rope_interleave) ? "qwen2" : "llama";
     int permute = !mla && !strcmp(arch, "llama") && !c->rope_interleave;
@@ -815,9 +857,7 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
     // ---- metadata
     kv_str(&w, "general.architecture", arch);
     kv_str(&w, "general.name", "frugal");
-    // llama.cpp's LLAMA_FTYPE_ALL_F32, MOSTLY_BF16, _Q8_0, _Q4_0, _Q4_K_S, _Q6_K
-    kv_u32(&w, "general.file_type", type == FG_F32 ? 0 : type == FG_BF16 ? 32 : type == FG_Q8_0 ? 7 : type == FG_Q4_0 ? 2 :
-                                    type == FG_Q4_K ? 14 : 18);
+    kv_u32(&w, "general.file_type", gguf_file_type(type));
     kv_u32(&w, "general.alignment", 32);
     kv_u32(&w, "context_length", (uint32_t)c->max_position_embeddings);
     kv_u32(&w, "embedding_length", (uint32_t)c->hidden_size);
@@ -956,8 +996,10 @@ int fg_gguf_export(const char *path, const fg_model *m, int type, const char *to
         // a flipped expert choice costs far more than its bytes save. Rows the type's blocks cannot
         // hold fall back to Q8_0 (K-quants, as llama.cpp falls back) or stay F32.
         int mat = o->n_dims >= 2 && !strstr(o->name, "ffn_gate_inp.");
-        o->type = !mat ? FG_F32 : o->ne[0] % (uint64_t)fg_dtype_info(type)->block == 0 ? type
-                : (type == FG_Q4_K || type == FG_Q6_K) && o->ne[0] % 32 == 0 ? FG_Q8_0 : FG_F32;
+        int want = type == FG_GGUF_Q4_K_M || type == FG_GGUF_Q5_K_M ? mix_type(type, o->name, c) : type;
+        int kq = want == FG_Q4_K || want == FG_Q5_K || want == FG_Q6_K;
+        o->type = !mat ? FG_F32 : o->ne[0] % (uint64_t)fg_dtype_info(want)->block == 0 ? want
+                : kq && o->ne[0] % 32 == 0 ? FG_Q8_0 : FG_F32;
         o->nbytes = fg_qrow_bytes(o->type, (int)o->ne[0]) * o->ne[1] * o->ne[2];
         o->offset = off;
         off += (o->nbytes + 31) / 32 * 32;

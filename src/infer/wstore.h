@@ -2,7 +2,7 @@
 // quantised model file (.fgq) that maps straight into one.
 //
 // A store is a model's config plus, for each tensor of the config's table (fg_tensor_table order,
-// Hugging Face names), a type (FG_F32 / BF16 / Q8_0) and a pointer to its rows. Rows are
+// Hugging Face names), a type (FG_STORE_TYPES: F32, BF16, Q8_0, the K-quants, ...) and a pointer to its rows. Rows are
 // laid out as the fp32 model's (row r of a (rows, cols) matrix at r * fg_qrow_bytes(type, cols)).
 // The pointers may lead into an fp32 fg_model (not owned), into buffers converted from one
 // (owned), or into read-only mappings of a quantised model file or of the safetensors shards of a
@@ -11,8 +11,9 @@
 // converted into an owned fp32 buffer when the store is built. Nothing here makes an fp32 copy of
 // a matrix: sessions multiply the typed rows directly and dequantise one embedding row per token.
 //
-// Invariants after creation: every tensor pointer is non-NULL, typed F32 / BF16 / Q8_0, Q8_0 only
-// for 2-D tensors whose columns are a multiple of 32; F32 pointers are 4-byte aligned (BF16 2-byte);
+// Invariants after creation: every tensor pointer is non-NULL and typed as fg_wstore_type_check
+// allows (block types only for 2-D tensors whose columns are whole blocks); F32 pointers are
+// 4-byte aligned (BF16 / F16 2-byte);
 // a store is read-only and may be shared by any number of sessions and threads.
 //
 // Not here: the fp32 training model (src/model), the kernels (quant.h), the decoding loop
@@ -27,7 +28,7 @@
 //   'CONF' required  config.json text (fg_config_to_json), <= 1 MiB, validated like a config file.
 //   'TOKN' optional  the tokenizer.json / GGUF bytes of a BPE model (absent: byte-level ids).
 //   'QTAB' required  u32 count, then per tensor: u32 name_len, name bytes, u32 ndim, u64
-//                    shape[ndim], u32 type (0 f32, 1 bf16, 2 q8_0), u64 offset, u64 nbytes.
+//                    shape[ndim], u32 type (fg_dtype: 0 f32, 1 bf16, 2 q8_0, 4 q4_0, 20 q4_k, ...: any of FG_STORE_TYPES), u64 offset, u64 nbytes.
 //                    Count, names, ndim and shapes must equal the table built from CONF; nbytes
 //                    must equal rows * fg_qrow_bytes(type, cols) (a vector is one row); offset is
 //                    relative to the QDAT payload, a multiple of 64, tensors in table order
@@ -52,7 +53,7 @@ struct fg_wstore {
     fg_config cfg;
     int n;                      // tensors in the table
     fg_tensor *t;               // (n) the config's table (owned)
-    int *type;                  // (n) FG_F32 / FG_BF16 / FG_Q8_0
+    int *type;                  // (n) any of FG_STORE_TYPES (block types for matrices of whole blocks)
     const void **data;          // (n) first byte of each tensor
     const float **vec;          // (n) fp32 view of 1-D tensors (NULL for matrices)
     fg_wview v;                 // the typed view of every tensor (layers.h)

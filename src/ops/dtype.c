@@ -182,46 +182,66 @@ static void q45_k_to(float *y, const uint8_t *src, size_t n, int five) {
 }
 static void q4_k_to(float *dst, const uint8_t *src, size_t n) { q45_k_to(dst, src, n, 0); }
 
-// frugal's Q4_K writer (not llama.cpp's search, a direct fit): per 32 values the range [min(0, lo),
-// hi] in 15 steps; the eight steps and eight offsets as 6-bit multiples of the super-block's d and
-// dmin (the largest of each / 63, rounded to fp16 first so the codes are fitted to what a reader
-// sees); each value to the nearest of its 16 levels.
+// frugal's Q4_K / Q5_K writer (not llama.cpp's search, a direct fit): per 32 values the range
+// [min(0, lo), hi] in `top` steps (15: Q4_K, 31: Q5_K); the eight steps and eight offsets as 6-bit
+// multiples of the super-block's d and dmin (the largest of each / 63, rounded to fp16 first so the
+// codes are fitted to what a reader sees); each value to the nearest of its top + 1 levels.
+// Writes d, dmin and the 12 scale bytes of one super-block (src: 256 values); code[256]: 0..top.
+static void k_fit(uint8_t *dst, uint8_t *code, const float *src, int top) {
+    float step[8], off[8], smax = 0, omax = 0;
+    for (int j = 0; j < 8; j++) {
+        float lo = 0, hi = -INFINITY;
+        for (int l = 0; l < 32; l++) { lo = fminf(lo, src[32 * j + l]); hi = fmaxf(hi, src[32 * j + l]); }
+        step[j] = (hi - lo) / (float)top;
+        off[j] = -lo;
+        smax = fmaxf(smax, step[j]);
+        omax = fmaxf(omax, off[j]);
+    }
+    uint16_t hd = fg_f32_to_fp16(smax / 63.0f), hm = fg_f32_to_fp16(omax / 63.0f);
+    float d = fg_fp16_to_f32(hd), dmin = fg_fp16_to_f32(hm);
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; j++) {
+        sc[j] = d > 0 ? (int)fminf(63.0f, ceilf(step[j] / d - 1e-3f)) : 0; // round up: the range fits
+        mn[j] = dmin > 0 ? (int)fminf(63.0f, lrintf(off[j] / dmin)) : 0;
+    }
+    memcpy(dst, &hd, 2);
+    memcpy(dst + 2, &hm, 2);
+    uint8_t *s = dst + 4;
+    for (int j = 0; j < 4; j++) {
+        s[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
+        s[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6);
+        s[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
+    }
+    for (int j = 0; j < 8; j++) {
+        float d1 = d * (float)sc[j], m1 = dmin * (float)mn[j], id = d1 > 0 ? 1.0f / d1 : 0;
+        for (int l = 0; l < 32; l++) {
+            int v = (int)lrintf((src[32 * j + l] + m1) * id);
+            code[32 * j + l] = (uint8_t)(v < 0 ? 0 : v > top ? top : v);
+        }
+    }
+}
+// Packs the codes as q45_k_to reads them: per 64 values the low nibbles of 32 bytes, then the
+// high ones; Q5_K's fifth bits in qh (bit 2g of byte l: value 64g + l, bit 2g+1: 64g + 32 + l).
 static void q4_k_from(uint8_t *dst, const float *src, size_t n) {
+    uint8_t code[256];
     for (size_t b = 0; b < n / 256; b++, src += 256, dst += 144) {
-        float step[8], off[8], smax = 0, omax = 0;
-        for (int j = 0; j < 8; j++) {
-            float lo = 0, hi = -INFINITY;
-            for (int l = 0; l < 32; l++) { lo = fminf(lo, src[32 * j + l]); hi = fmaxf(hi, src[32 * j + l]); }
-            step[j] = (hi - lo) / 15.0f;
-            off[j] = -lo;
-            smax = fmaxf(smax, step[j]);
-            omax = fmaxf(omax, off[j]);
-        }
-        uint16_t hd = fg_f32_to_fp16(smax / 63.0f), hm = fg_f32_to_fp16(omax / 63.0f);
-        float d = fg_fp16_to_f32(hd), dmin = fg_fp16_to_f32(hm);
-        int sc[8], mn[8];
-        for (int j = 0; j < 8; j++) {
-            sc[j] = d > 0 ? (int)fminf(63.0f, ceilf(step[j] / d - 1e-3f)) : 0; // round up: the range fits
-            mn[j] = dmin > 0 ? (int)fminf(63.0f, lrintf(off[j] / dmin)) : 0;
-        }
-        memcpy(dst, &hd, 2);
-        memcpy(dst + 2, &hm, 2);
-        uint8_t *s = dst + 4, *q = dst + 16;
-        for (int j = 0; j < 4; j++) {
-            s[j] = (uint8_t)(sc[j] | (sc[j + 4] >> 4) << 6);
-            s[j + 4] = (uint8_t)(mn[j] | (mn[j + 4] >> 4) << 6);
-            s[j + 8] = (uint8_t)((sc[j + 4] & 15) | (mn[j + 4] & 15) << 4);
-        }
-        uint8_t code[256];
-        for (int j = 0; j < 8; j++) {
-            float d1 = d * (float)sc[j], m1 = dmin * (float)mn[j], id = d1 > 0 ? 1.0f / d1 : 0;
-            for (int l = 0; l < 32; l++) {
-                int v = (int)lrintf((src[32 * j + l] + m1) * id);
-                code[32 * j + l] = (uint8_t)(v < 0 ? 0 : v > 15 ? 15 : v);
-            }
-        }
+        k_fit(dst, code, src, 15);
         for (int g = 0; g < 4; g++)
-            for (int l = 0; l < 32; l++) q[32 * g + l] = (uint8_t)(code[64 * g + l] | code[64 * g + 32 + l] << 4);
+            for (int l = 0; l < 32; l++) dst[16 + 32 * g + l] = (uint8_t)(code[64 * g + l] | code[64 * g + 32 + l] << 4);
+    }
+}
+static void q5_k_from(uint8_t *dst, const float *src, size_t n) {
+    uint8_t code[256];
+    for (size_t b = 0; b < n / 256; b++, src += 256, dst += 176) {
+        k_fit(dst, code, src, 31);
+        uint8_t *qh = dst + 16, *q = dst + 48;
+        memset(qh, 0, 32);
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) {
+                int lo = code[64 * g + l], hi = code[64 * g + 32 + l];
+                q[32 * g + l] = (uint8_t)((lo & 15) | (hi & 15) << 4);
+                qh[l] |= (uint8_t)((lo >> 4) << (2 * g) | (hi >> 4) << (2 * g + 1));
+            }
     }
 }
 static void q5_k_to(float *dst, const uint8_t *src, size_t n) { q45_k_to(dst, src, n, 1); }
@@ -281,6 +301,50 @@ static void q6_k_to(float *y, const uint8_t *src, size_t n) {
     }
 }
 
+// Q2_K (84 bytes): sixteen scale bytes (low nibble: the step of 16 values, high: their offset),
+// 64 bytes of 2-bit codes, fp16 d and dmin: x = d*step * q - dmin*offset. Q3_K (110 bytes): 32
+// bytes of third bits, 64 of 2-bit codes, sixteen 6-bit scales in 12 bytes, fp16 d:
+// x = d*(scale - 32) * (q - 4 + 4*third bit). Both order 16-value sub-blocks i = 0..15 alike: half
+// h = i/8 of the codes (32 bytes), bits 2s..2s+1 with s = (i%8)/2, bytes 16*(i%2) .. +15; Q3_K's third
+// bit of byte l of those is bit 4h + s of hmask[l].
+static void q2_k_to(float *y, const uint8_t *src, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 84) {
+        float d = fg_fp16_to_f32(u16_at(src + 80)), dmin = fg_fp16_to_f32(u16_at(src + 82));
+        for (int i = 0; i < 16; i++) {
+            const uint8_t *q = src + 16 + 32 * (i / 8) + 16 * (i % 2);
+            int sh = 2 * ((i % 8) / 2);
+            float dl = d * (float)(src[i] & 15), ml = dmin * (float)(src[i] >> 4);
+            for (int l = 0; l < 16; l++) *y++ = dl * (float)(q[l] >> sh & 3) - ml;
+        }
+    }
+}
+// Q3_K's scale i: low 4 bits in the nibbles of bytes 0..7 (i < 8 low, else high nibble of i - 8),
+// high 2 bits at bit 2*(i/4) of byte 8 + i%4.
+static int q3_k_scale(const uint8_t *s, int i) {
+    int lo = i < 8 ? s[i] & 15 : s[i - 8] >> 4;
+    return (lo | (s[8 + i % 4] >> (2 * (i / 4)) & 3) << 4) - 32;
+}
+static void q3_k_to(float *y, const uint8_t *src, size_t n) {
+    for (size_t b = 0; b < n / 256; b++, src += 110) {
+        float d = fg_fp16_to_f32(u16_at(src + 108));
+        for (int i = 0; i < 16; i++) {
+            int h = i / 8, s = (i % 8) / 2, o = 16 * (i % 2);
+            const uint8_t *q = src + 32 + 32 * h + o, *hm = src + o;
+            float dl = d * (float)q3_k_scale(src + 96, i);
+            for (int l = 0; l < 16; l++) *y++ = dl * (float)((q[l] >> (2 * s) & 3) - (hm[l] >> (4 * h + s) & 1 ? 0 : 4));
+        }
+    }
+}
+// IQ4_NL (18 bytes per 32 values): fp16 d, then 16 bytes of 4-bit indices into a fixed non-linear
+// table (low nibbles: values 0..15, high: 16..31): x = d * table[index].
+static void iq4_nl_to(float *y, const uint8_t *src, size_t n) {
+    static const int8_t KV[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+    for (size_t b = 0; b < n / 32; b++, src += 18, y += 32) {
+        float d = fg_fp16_to_f32(u16_at(src));
+        for (int j = 0; j < 16; j++) { y[j] = d * (float)KV[src[2 + j] & 15]; y[j + 16] = d * (float)KV[src[2 + j] >> 4]; }
+    }
+}
+
 // ---- the table -------------------------------------------------------------------------------
 
 static const fg_dtype_traits TYPES[FG_DTYPE_COUNT] = {
@@ -306,8 +370,11 @@ static const fg_dtype_traits TYPES[FG_DTYPE_COUNT] = {
     [FG_Q5_0]    = {"q5_0",    NULL,   NULL,       6,  32, 22,    q5_0_to,   NULL},
     [FG_Q5_1]    = {"q5_1",    NULL,   NULL,       7,  32, 24,    q5_1_to,   NULL},
     [FG_Q4_K]    = {"q4_k",    NULL,   NULL,       12, 256, 144,  q4_k_to,   q4_k_from},
-    [FG_Q5_K]    = {"q5_k",    NULL,   NULL,       13, 256, 176,  q5_k_to,   NULL},
+    [FG_Q5_K]    = {"q5_k",    NULL,   NULL,       13, 256, 176,  q5_k_to,   q5_k_from},
     [FG_Q6_K]    = {"q6_k",    NULL,   NULL,       14, 256, 210,  q6_k_to,   q6_k_from},
+    [FG_Q2_K]    = {"q2_k",    NULL,   NULL,       10, 256, 84,   q2_k_to,   NULL},
+    [FG_Q3_K]    = {"q3_k",    NULL,   NULL,       11, 256, 110,  q3_k_to,   NULL},
+    [FG_IQ4_NL]  = {"iq4_nl",  NULL,   NULL,       20, 32,  18,   iq4_nl_to, NULL},
 };
 
 const fg_dtype_traits *fg_dtype_info(int t) { return t >= 0 && t < FG_DTYPE_COUNT ? &TYPES[t] : NULL; }
