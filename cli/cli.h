@@ -62,7 +62,7 @@ void cli_weights_close(cli_weights *w);
 // context stretched to min_ctx positions when the config's is shorter (RoPE tables only; the
 // weights and per-token work are the same model). Prints and returns -1 on error.
 int cli_random_weights(const char *cmd, const char *config, int weights, int min_ctx, cli_weights *w);
-int cli_kv_type(const char *cmd, const char *s); // "f32" | "bf16" -> FG_F32 / FG_BF16, or prints and returns -1
+int cli_kv_type(const char *cmd, const char *s); // "f32" | "bf16" | "q8_0" -> FG_F32 / FG_BF16 / FG_Q8_0, or prints and returns -1
 // The demo's distillation stage (cmd_distill.c): teacher in teacher_dir, student in teacher_dir/student.
 int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t steps, int64_t cache_seqs);
 

@@ -204,7 +204,7 @@ int cmd_bench(int argc, char **argv) {
         {"spec-prompts", OPT_INT, &spec_n, "--speculative: prompts generated per round (held-out task problems for a byte-level model)", "[1,100000]"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
         {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},
-        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
+        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32, bf16 or q8_0 (32-value blocks with an fp16 scale, 1.06 bytes per value)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
@@ -326,7 +326,7 @@ int cmd_bench(int argc, char **argv) {
     long hwm, anon, file;
     rss_kb(&hwm, &anon, &file);
     double expanded = c.attn_type == FG_ATTN_MLA
-        ? (kv_type == FG_BF16 ? 2.0 : 4.0) * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
+        ? (kv_type == FG_Q8_0 ? 34.0 / 32 : kv_type == FG_BF16 ? 2.0 : 4.0) * c.num_hidden_layers * c.num_attention_heads * (c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim) : kv_tok;
     if (json) {
         printf("{\"model\": \"%s\", \"params_total\": %lld, \"params_active\": %lld, \"threads\": %d, "
                "\"weights\": \"%s\", \"kv_cache\": \"%s\", \"kv_type\": \"%s\", \"kv_bytes_per_token\": %.0f, \"kv_bytes_per_token_expanded\": %.0f, "

@@ -118,7 +118,7 @@ int cmd_generate(int argc, char **argv) {
         {"seed", OPT_U64, &so.seed, "sampling seed (same seed, same text)"},
         {"no-bos", OPT_FLAG, &no_bos, "do not start with <|bos|>"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0 (converted at load); a quantised model runs as stored"},
-        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
+        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32, bf16 or q8_0 (32-value blocks with an fp16 scale, 1.06 bytes per value)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };

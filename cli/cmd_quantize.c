@@ -84,10 +84,10 @@ void cli_weights_close(cli_weights *w) {
 
 int cli_kv_type(const char *cmd, const char *s) {
     int t = fg_dtype_parse(s, FG_WEIGHT_TYPES, "weight type");
-    if (t != FG_F32 && t != FG_BF16) {
+    if (t != FG_F32 && t != FG_BF16 && t != FG_Q8_0) {
         char msg[300];
         snprintf(msg, sizeof msg, "unknown KV cache type '%.200s'", s);
-        cli_fail(cmd, msg, "--kv-type f32 or bf16");
+        cli_fail(cmd, msg, "--kv-type f32, bf16 or q8_0");
         return -1;
     }
     return t;

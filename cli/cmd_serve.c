@@ -39,7 +39,7 @@ int cmd_serve(int argc, char **argv) {
         {"timeout", OPT_INT, &timeout_s, "seconds an idle connection is kept", "[1,86400]"},
         {"drain", OPT_DOUBLE, &drain_s, "on SIGTERM: seconds running requests may finish in", "[0,inf)"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0 (converted at load)"},
-        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32 or bf16"},
+        {"kv-type", OPT_STR, &kv_s, "KV cache values: f32, bf16 or q8_0 (32-value blocks with an fp16 scale, 1.06 bytes per value)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };

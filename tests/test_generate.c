@@ -48,32 +48,51 @@ static size_t expected_cache_bytes(const fg_config *c, int max_T, int kind) {
     return (size_t)c->num_hidden_layers * max_T * per * sizeof(float);
 }
 
-// A bf16 KV cache (keys, values or latents rounded to bf16 as they are stored; the attention
-// arithmetic stays fp32): half the bytes, and the logits of every position within KV_BF16_TOL
-// (relative L2 error against the training forward; docs/model.md). Fed token by token and in one
-// chunk (the batched prefill path) to cover both.
+// A bf16 or Q8_0 KV cache (keys, values or latents rounded as they are stored; the attention
+// arithmetic stays fp32): half the bytes (bf16) or 34/128 of them (Q8_0: 32 int8 values and an fp16
+// scale per block), and the logits of every position within the type's budget (relative L2 error
+// against the training forward; docs/model.md). Fed token by token and in one chunk (the batched
+// prefill path) to cover both. A model whose cached rows are not whole 32-value blocks is refused
+// a Q8_0 cache with a hint.
 #define KV_BF16_TOL 1e-2 // measured: at most 2.3e-3 on these configs
-static void check_kv_bf16(const char *name, fg_model *m, const int32_t *tok, const float *ref, int T, int kind) {
+#define KV_Q8_TOL 3e-2   // on the median over positions; measured 4.2e-3 / 4.6e-3
+static int cmp_double(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return (x > y) - (x < y); }
+static void check_kv_typed(const char *name, fg_model *m, const int32_t *tok, const float *ref, int T, int kind, int type) {
     int V = m->cfg.vocab_size;
     fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
-    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, FG_BF16) : NULL;
-    CHECK_MSG(s != NULL, "%s: bf16 cache: %s", name, fg_last_error());
+    fg_infer *s = ws ? fg_infer_create_store(ws, T, kind, type) : NULL;
+    if (!s && type == FG_Q8_0 && strstr(fg_last_error(), "whole 32-value blocks") && strstr(fg_last_error(), "bf16")) {
+        printf("%s: q8_0 KV cache refused as it should be: %s\n", name, fg_last_error());
+        fg_wstore_free(ws);
+        return;
+    }
+    CHECK_MSG(s != NULL, "%s: %s cache: %s", name, fg_dtype_name(type), fg_last_error());
     if (!s) { fg_wstore_free(ws); return; }
-    CHECK(fg_infer_cache_bytes(s) == expected_cache_bytes(&m->cfg, T, kind) / 2);
-    double worst = 0;
+    size_t full = expected_cache_bytes(&m->cfg, T, kind);
+    CHECK(fg_infer_cache_bytes(s) == (type == FG_BF16 ? full / 2 : full / 4 / 32 * 34));
+    double worst = 0, tol = type == FG_BF16 ? KV_BF16_TOL : KV_Q8_TOL, *errs = calloc((size_t)T, sizeof *errs);
     for (int t = 0; t < T; t++) {
         const float *lg = fg_infer_feed(s, &tok[t], 1);
         if (!lg) { CHECK_MSG(0, "%s: %s", name, fg_last_error()); break; }
         double e = tst_rel_err(lg, ref + (size_t)t * V, V);
         worst = e > worst ? e : worst;
+        errs[t] = e;
     }
     fg_infer_reset(s);
     const float *lg = fg_infer_feed(s, tok, T);
     double whole = lg ? tst_rel_err(lg, ref + (size_t)(T - 1) * V, V) : 1;
-    printf("%s: bf16 KV cache, token by token max rel err %.2e, one feed %.2e\n", name, worst, whole);
-    CHECK_MSG(worst < KV_BF16_TOL && whole < KV_BF16_TOL, "%s: bf16 KV cache: rel err %.3g / %.3g", name, worst, whole);
-    CHECK_MSG(worst > 1e-6, "%s: bf16 KV cache gives fp32 results (rel err %.3g): is it used?", name, worst);
-    CHECK(fg_infer_create_store(ws, T, kind, FG_Q8_0) == NULL && strstr(fg_last_error(), "KV cache"));
+    // Q8_0: a rounded latent can flip a routing choice at some position (a discrete change of the
+    // logits there, measured 0.19 once in 40 positions), so the bound is on the median, with the
+    // maximum under test_llama_cpp's q8_0 budget (0.3)
+    qsort(errs, (size_t)T, sizeof *errs, cmp_double);
+    double med = errs[T / 2];
+    free(errs);
+    printf("%s: %s KV cache, token by token max rel err %.2e (median %.2e), one feed %.2e\n", name, fg_dtype_name(type), worst,
+           med, whole);
+    if (type == FG_BF16) CHECK_MSG(worst < tol && whole < tol, "%s: bf16 KV cache: rel err %.3g / %.3g", name, worst, whole);
+    else CHECK_MSG(med < tol && worst < 0.3, "%s: q8_0 KV cache: median rel err %.3g, max %.3g", name, med, worst);
+    CHECK_MSG(worst > 1e-6, "%s: %s KV cache gives fp32 results (rel err %.3g): is it used?", name, fg_dtype_name(type), worst);
+    CHECK(fg_infer_create_store(ws, T, kind, FG_Q4_K) == NULL && strstr(fg_last_error(), "KV cache"));
     fg_infer_free(s);
     fg_wstore_free(ws);
 }
@@ -189,7 +208,8 @@ static void check_decode(const char *name, const fg_config *c, int T, int kind) 
     }
     fg_infer_set_mla_prefill(s, FG_MLA_AUTO);
     fg_infer_free(s);
-    check_kv_bf16(name, m, tok, ref, T, kind);
+    check_kv_typed(name, m, tok, ref, T, kind, FG_BF16);
+    check_kv_typed(name, m, tok, ref, T, kind, FG_Q8_0);
     check_typed_store(name, m, tok, T, kind);
     free(tok); free(ref);
     fg_model_free(m);
@@ -474,6 +494,11 @@ int main(void) {
     check_decode("MLA no q-LoRA, MoE softmax greedy latent", &mla2, 40, FG_KV_LATENT);
     check_decode("MLA no q-LoRA, MoE softmax greedy full", &mla2, 40, FG_KV_FULL);
     check_decode("GQA 2/1 heads, biases, rotate-half, dense", &gqa, 150, FG_KV_FULL);
+    // cached rows of whole 32-value blocks, so the q8_0 cache runs (latent 56 + 8, heads 24 + 8 and 32)
+    fg_config wide = tiny;
+    wide.kv_lora_rank = 56; wide.qk_rope_head_dim = 8; wide.qk_nope_head_dim = 24; wide.v_head_dim = 32;
+    check_decode("tiny, 32-value cache rows, latent", &wide, 40, FG_KV_LATENT);
+    check_decode("tiny, 32-value cache rows, full", &wide, 40, FG_KV_FULL);
     {   // the default kind, and the latent cache's size on bench-moe against the expanded one
         fg_config bm;
         fg_config_preset(&bm, "bench-moe");

@@ -51,7 +51,7 @@ struct fg_ctx {
     fg_exec ex;                 // the backend the layers run on, with the store's packed weights
     int kind;                   // FG_KV_FULL | FG_KV_LATENT
     int mla_prefill;            // FG_MLA_*
-    int kv_bf16;                // cache elements are bf16 (else fp32)
+    int kv_type;                // cache elements: FG_F32, FG_BF16 or FG_Q8_0 (fg_kv_bytes)
     int max_T;                  // positions one sequence may hold
     int ncl;                    // cache layers: L, plus one per MTP depth when the context runs them
     float *cat;                 // (n, 2C) an MTP depth's [enorm(emb) | hnorm(h)]
@@ -97,7 +97,7 @@ static inline size_t kv_val(const fg_ctx *s, const kv_seq *q, int l, int u) { //
     return kv_at(s, l, q->blk[u / BLK]) + (size_t)BLK * s->kw + (size_t)(u % BLK) * s->vw;
 }
 static void kv_put(fg_ctx *s, size_t at, const float *src, int n) {
-    fg_quantize_row((uint8_t *)s->kv + at * (s->kv_bf16 ? 2 : 4), src, n, s->kv_bf16 ? FG_BF16 : FG_F32);
+    fg_quantize_row((uint8_t *)s->kv + fg_kv_bytes(s->kv_type, at), src, n, s->kv_type);
 }
 
 static int blk_take(fg_ctx *s) { int b = s->freel[--s->nfree]; s->ref[b] = 1; return b; }
@@ -110,9 +110,9 @@ static int blk_own(fg_ctx *s, kv_seq *q, int i, int dry) {
     if (s->ref[old] <= 1) return 0;
     if (dry) return 1;
     int b = blk_take(s);
-    size_t esz = s->kv_bf16 ? 2 : 4;
     for (int l = 0; l < s->ncl; l++)
-        memcpy((char *)s->kv + kv_at(s, l, b) * esz, (char *)s->kv + kv_at(s, l, old) * esz, s->blk_elems * esz);
+        memcpy((char *)s->kv + fg_kv_bytes(s->kv_type, kv_at(s, l, b)), (char *)s->kv + fg_kv_bytes(s->kv_type, kv_at(s, l, old)),
+               fg_kv_bytes(s->kv_type, s->blk_elems));
     blk_drop(s, old);
     q->blk[i] = b;
     return 1;
@@ -202,7 +202,7 @@ int fg_ctx_cache_kind(const fg_ctx *s) { return s->kind; }
 const fg_wstore *fg_ctx_store(const fg_ctx *s) { return s->ws; }
 int fg_ctx_max_len(const fg_ctx *s) { return s->max_T; }
 size_t fg_ctx_position_bytes(const fg_ctx *s) {
-    return (size_t)s->ncl * (s->kw + s->vw) * (s->kv_bf16 ? 2 : 4);
+    return (size_t)s->ncl * fg_kv_bytes(s->kv_type, (size_t)s->kw + s->vw);
 }
 
 // ---- create / free ---------------------------------------------------------------------------
@@ -279,8 +279,8 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
         fg_set_error("decoding session: cache kind %d is not available for this model (the latent cache needs MLA)", kind);
         return NULL;
     }
-    if (p->kv_type != FG_F32 && p->kv_type != FG_BF16) {
-        fg_set_error("decoding session: the KV cache holds f32 or bf16 values (got type %d)", p->kv_type);
+    if (p->kv_type != FG_F32 && p->kv_type != FG_BF16 && p->kv_type != FG_Q8_0) {
+        fg_set_error("decoding session: the KV cache holds f32, bf16 or q8_0 values (got type %d)", p->kv_type);
         return NULL;
     }
     int max_T = p->max_len > 0 ? p->max_len : FG_MIN(p->n_ctx, c->max_position_embeddings);
@@ -299,7 +299,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     if (!s) { fg_set_error("out of memory for a decoding session"); return NULL; }
     s->ws = ws;
     s->kind = kind;
-    s->kv_bf16 = p->kv_type == FG_BF16;
+    s->kv_type = p->kv_type;
     // A context whose weights are bf16 or Q8_0 multiplies them on the bf16 GEMM (activations rounded
     // to bf16, fp32 accumulation); its prefill attention does the same (q, k, v and the softmax
     // probabilities rounded to bf16 as they are packed), as flash attention does in bf16 on GPUs.
@@ -310,7 +310,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     s->max_seqs = p->max_seqs;
     s->max_blk = (max_T + BLK - 1) / BLK;
     s->nthreads = FG_MAX(fg_max_threads(), fg_pool_threads()); // scratch rows for either kind of worker
-    int H = c->num_attention_heads;
+    int H = c->num_attention_heads, mla = c->attn_type == FG_ATTN_MLA;
     if (kind == FG_KV_LATENT) {
         s->kw = c->kv_lora_rank + c->qk_rope_head_dim;
         s->vw = 0;
@@ -322,8 +322,16 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     }
     s->blk_elems = (size_t)BLK * (s->kw + s->vw);
     s->nblocks = (p->n_ctx + BLK - 1) / BLK;
+    // A Q8_0 cache stores rows of whole 32-value blocks, and the full cache's per-head slices too.
+    int head_k = kind == FG_KV_LATENT ? s->kw : mla ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim;
+    int head_v = kind == FG_KV_LATENT ? 0 : mla ? c->v_head_dim : c->head_dim;
+    if (s->kv_type == FG_Q8_0 && (head_k % 32 || head_v % 32)) {
+        fg_set_error("decoding session: a q8_0 KV cache needs cached rows of whole 32-value blocks, this model's are %d and %d "
+                     "values (hint: --kv-type bf16)", head_k, head_v);
+        free(s);
+        return NULL;
+    }
     s->ex = (fg_exec){&fg_backend_cpu, NULL, FG_F32, EXPERT_PAR_ROWS}; // the packs are made below
-    int mla = c->attn_type == FG_ATTN_MLA;
     s->alim = (fg_attn_limits){s->max_rows, s->max_T, s->nthreads, kind == FG_KV_LATENT, H,
                                mla ? c->qk_nope_head_dim : 0, mla ? c->qk_rope_head_dim : 0, mla ? c->v_head_dim : 0,
                                mla ? c->kv_lora_rank : 0, mla ? c->qk_nope_head_dim + c->qk_rope_head_dim : c->head_dim,
@@ -332,7 +340,7 @@ fg_ctx *fg_ctx_create(const fg_wstore *ws, const fg_ctx_params *p) {
     // The cache, the scratch and what the store holds in memory must fit together: refused here
     // rather than paged out later (weights in a file mapping are not counted: the kernel can drop
     // and re-read those pages).
-    size_t arena = (size_t)s->ncl * s->nblocks * s->blk_elems * (s->kv_bf16 ? 2 : 4);
+    size_t arena = (size_t)s->ncl * s->nblocks * fg_kv_bytes(s->kv_type, s->blk_elems);
     double kv_bytes = (double)arena, mem = fg_phys_mem_bytes();
     double need = kv_bytes + (double)bytes + (double)ws->owned_bytes;
     if (mem > 0 && need > 0.9 * mem) {
@@ -391,7 +399,7 @@ static void add_into(float *dst, const float *src, size_t n) {
 // Layer l of the cache as the backend's attention reads it, and a call for the batch's n rows.
 static fg_kv_pages kv_pages(const fg_ctx *s, int l) {
     size_t off = kv_at(s, l, 0);
-    return (fg_kv_pages){s->kv, s->kv_bf16, BLK, s->kw, s->vw, s->blk_elems, off, off + (size_t)BLK * s->kw};
+    return (fg_kv_pages){s->kv, s->kv_type, BLK, s->kw, s->vw, s->blk_elems, off, off + (size_t)BLK * s->kw};
 }
 static fg_attn_call attn_call(fg_ctx *s, int l, int n) {
     const fg_config *c = &s->ws->cfg;

@@ -41,7 +41,7 @@ typedef struct {
     float *wkvb;       // non-fp32 wkv_b: (threads, Dn+Dv, Rkv) one head dequantised
     const void **wkvb_src; // (threads) which head each thread's wkvb holds (its source rows), NULL: none
     float *probs;      // (threads, max_T) one attention row per thread
-    float *blkf;       // bf16 cache: (threads, LAT_BLOCK, kw) one block of rows widened to fp32
+    float *blkf;       // bf16 / Q8_0 cache: (threads, LAT_BLOCK, kw) one block of rows widened to fp32
 } scratch;
 
 static size_t carve_scratch(scratch *s, char *base, const fg_attn_limits *L) {
@@ -100,16 +100,34 @@ static inline size_t kv_key(const fg_kv_pages *kv, const int *tab, int u) {
 static inline size_t kv_val(const fg_kv_pages *kv, const int *tab, int u) {
     return (size_t)tab[u / kv->block] * kv->blk_elems + kv->val_off + (size_t)(u % kv->block) * kv->vw;
 }
+static inline const uint8_t *kv_at(const fg_kv_pages *kv, size_t at) { return (const uint8_t *)kv->arena + fg_kv_bytes(kv->type, at); }
+static void kv_get(const fg_kv_pages *kv, float *dst, size_t at, int n) {
+    if (kv->type == FG_F32) memcpy(dst, (const float *)kv->arena + at, sizeof(float) * n);
+    else fg_dequantize_row(dst, kv_at(kv, at), n, kv->type);
+}
+// Q8_0 rows are widened 256 values at a time: reads start on a block (rows and a full cache's
+// heads are whole blocks) and a read of part of a row (the latent without k_pe) widens up to the
+// end of its last block, still inside the row.
 static inline float kv_dot(const fg_kv_pages *kv, const float *a, size_t at, int n) {
-    return kv->bf16 ? fg_bf16_dot(a, (const uint16_t *)kv->arena + at, n) : fg_vdot(a, (const float *)kv->arena + at, n);
+    if (kv->type == FG_F32) return fg_vdot(a, (const float *)kv->arena + at, n);
+    if (kv->type == FG_BF16) return fg_bf16_dot(a, (const uint16_t *)kv->arena + at, n);
+    float tmp[256], s = 0;
+    for (int i = 0; i < n; i += 256) {
+        int k = FG_MIN(256, n - i);
+        kv_get(kv, tmp, at + (size_t)i, (k + 31) & ~31);
+        s += fg_vdot(a + i, tmp, k);
+    }
+    return s;
 }
 static inline void kv_axpy(const fg_kv_pages *kv, float *y, float a, size_t at, int n) {
-    if (kv->bf16) fg_bf16_axpy(y, a, (const uint16_t *)kv->arena + at, n);
-    else fg_vaxpy(y, a, (const float *)kv->arena + at, n);
-}
-static void kv_get(const fg_kv_pages *kv, float *dst, size_t at, int n) {
-    if (!kv->bf16) memcpy(dst, (const float *)kv->arena + at, sizeof(float) * n);
-    else fg_dequantize_row(dst, (const uint8_t *)((const uint16_t *)kv->arena + at), n, FG_BF16);
+    if (kv->type == FG_F32) { fg_vaxpy(y, a, (const float *)kv->arena + at, n); return; }
+    if (kv->type == FG_BF16) { fg_bf16_axpy(y, a, (const uint16_t *)kv->arena + at, n); return; }
+    float tmp[256];
+    for (int i = 0; i < n; i += 256) {
+        int k = FG_MIN(256, n - i);
+        kv_get(kv, tmp, at + (size_t)i, (k + 31) & ~31);
+        fg_vaxpy(y + i, a, tmp, k);
+    }
 }
 
 // Rows (query, head) of an attention: one token's heads on the decode helpers (pool.h), more on
@@ -228,9 +246,9 @@ static void dec_qlat(void *ctx, int h, int tid) { const dec_job *d = ctx; make_q
 // Part `part` of `parts` of the cached rows [b0, min(b0 + LAT_BLOCK, u1)), fetched towards L2.
 static void prefetch_rows(const fg_kv_pages *kv, const int *tab, int b0, int u1, int part, int parts) {
     if (b0 >= u1) return;
-    size_t es = kv->bf16 ? 2 : 4, bytes = (size_t)FG_MIN(LAT_BLOCK, u1 - b0) * kv->kw * es;
+    size_t bytes = fg_kv_bytes(kv->type, (size_t)FG_MIN(LAT_BLOCK, u1 - b0) * kv->kw);
     size_t step = (bytes / parts + 63) & ~(size_t)63, end = FG_MIN(bytes, (part + 1) * step);
-    const char *p = (const char *)kv->arena + kv_key(kv, tab, b0) * es;
+    const char *p = (const char *)kv_at(kv, kv_key(kv, tab, b0));
     for (size_t o = part * step; o < end; o += 64) __builtin_prefetch(p + o, 0, 2);
 }
 
@@ -253,7 +271,7 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
         int nb = FG_MIN(LAT_BLOCK, u1 - b0);
         size_t base = kv_key(kv, tab, b0); // rows b0 .. b0+nb-1 are contiguous
         const float *blk = (const float *)kv->arena + base;
-        if (kv->bf16) { // widened once per block, for all heads
+        if (kv->type != FG_F32) { // widened once per block, for all heads
             float *f = j->S.blkf + (size_t)tid * LAT_BLOCK * kw;
             kv_get(kv, f, base, nb * kw);
             blk = f;

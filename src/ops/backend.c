@@ -238,7 +238,11 @@ static size_t ref_attn_scratch(const fg_attn_limits *L) {
 }
 
 static float ref_kv(const fg_kv_pages *kv, size_t at) {
-    return kv->bf16 ? fg_bf16_to_f32(((const uint16_t *)kv->arena)[at]) : ((const float *)kv->arena)[at];
+    if (kv->type == FG_F32) return ((const float *)kv->arena)[at];
+    if (kv->type == FG_BF16) return fg_bf16_to_f32(((const uint16_t *)kv->arena)[at]);
+    float blk[32]; // Q8_0: the element's block
+    fg_dequantize_row(blk, (const uint8_t *)kv->arena + fg_kv_bytes(FG_Q8_0, at / 32 * 32), 32, FG_Q8_0);
+    return blk[at % 32];
 }
 static size_t ref_row(const fg_kv_pages *kv, const int *tab, int u, size_t off, int w) {
     return (size_t)tab[u / kv->block] * kv->blk_elems + off + (size_t)(u % kv->block) * (size_t)w;

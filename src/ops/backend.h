@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frugal.h"
 #include "ops/ops.h"
 
 // A matrix of OUT rows of IN values stored as a weight type (FG_F32, FG_BF16, FG_Q8_0); row r at
@@ -37,15 +38,18 @@ typedef struct {
 // A paged KV cache as the attention entries read it (the batched context's layout, infer/ctx.c):
 // fixed blocks of `block` positions in one arena; position u of a sequence whose block table is
 // tab has its key row at element tab[u / block] * blk_elems + key_off + (u % block) * kw and its
-// value row at ... + val_off + (u % block) * vw (one layer's offsets). Elements f32 or bf16.
+// value row at ... + val_off + (u % block) * vw (one layer's offsets). Elements f32, bf16 or Q8_0
+// (blocks of 32 values, 34 bytes: element e of a Q8_0 arena is in block e / 32, rows are whole blocks).
 // Latent (MLA) rows are [c_kv (Rkv) | roped k_pe (Dr)], kw = Rkv + Dr, no values; full rows are
 // the Hkv heads' keys (kw = Hkv*Dk) and values (vw = Hkv*Dv).
 typedef struct {
     const void *arena;
-    int bf16;
+    int type;                       // FG_F32, FG_BF16 or FG_Q8_0
     int block, kw, vw;
     size_t blk_elems, key_off, val_off;
 } fg_kv_pages;
+// Bytes before element e of an arena of type t (e a multiple of 32 for Q8_0).
+static inline size_t fg_kv_bytes(int t, size_t e) { return t == FG_Q8_0 ? e / 32 * 34 : e * (t == FG_BF16 ? 2 : 4); }
 
 // What the attention entries may be asked for at most, fixed when a context is created: the
 // caller carves attn_scratch(limits) bytes once and passes them to every call (a decode never
