@@ -119,7 +119,7 @@ cat >"$Q/dense.json" <<'EOF'
   "tie_word_embeddings": false, "hidden_act": "silu", "rope_scaling": null
 }
 EOF
-HELD="docs/serve.md docs/task.md"
+HELD="docs/serve.md docs/task.md" # held out: never in the training files
 TRAIN=
 for f in docs/*.md; do case $f in docs/quant.md | docs/serve.md | docs/task.md) ;; *) TRAIN="$TRAIN $f" ;; esac; done
 cat $HELD >"$Q/heldout.txt"
@@ -196,7 +196,7 @@ tmp=$OUT.tmp
     echo "file, so it runs those at its F32 speed; computing on them in place is issue 16's next step."
     echo
     n1=$(echo $THREADS | cut -d' ' -f1)
-    echo "Sanity check of both engines at $n1 thread(s): the bytes a decode step reads (the active weights"
+    echo "Sanity check of both engines, at THREADS=$n1: the bytes a decode step reads (the active weights"
     echo "as stored: frugal's count of active weights, times llama.cpp's bits per weight of the file for"
     echo "llama.cpp) times tokens/s, against this machine's streaming read bandwidth as frugal measures it"
     echo "($(num machine_mem_gbs "$(fjson f32 $n1)") GB/s); a figure above it means weights served from the caches, one far above it a"
@@ -223,7 +223,7 @@ tmp=$OUT.tmp
     echo
     echo "Two small models trained from scratch for $STEPS steps (16 x 128 byte-level tokens each) on this"
     echo "repository's documentation ($(echo $TRAIN | wc -w) files, $(cat $TRAIN | wc -c | tr -d ' ') bytes), and measured on held-out"
-    echo "documentation they never saw ($HELD: $(bytes "$Q/heldout.txt") bytes, $(awk 'NR == 1 { print $8 }' "$Q/moe.txt") predicted tokens in windows of 128)."
+    echo "documentation they never saw ($(echo $HELD | sed 's/ / and /'): $(bytes "$Q/heldout.txt") bytes, $(awk 'NR == 1 { print $8 }' "$Q/moe.txt") predicted tokens in windows of 128)."
     echo "Every matrix row is a multiple of 256 long where the shapes allow, so the K-quants apply (rows"
     echo "without whole 256-value super-blocks fall back to other types, in both writers: the bits per"
     echo "weight, llama.cpp's figure over all tensors, say what each file holds). frugal writes its files"
