@@ -58,6 +58,9 @@ for t in f32 bf16 q8_0; do
     "$BIN" export --gguf "$S/$t.gguf" --type $t "$S/ckpt/ckpt.fgck" >/dev/null
 done
 rm -rf "$S/ckpt" # 0.7 GB with its optimizer state
+# The machine's peaks (fp32 / bf16 GFLOP/s, read bandwidth) measured afresh for the sanity table,
+# not taken from frugal's cache, which may come from a busier moment.
+for n in $THREADS; do "$BIN" cost peaks --remeasure --threads "$n" >/dev/null || die "frugal cost peaks failed"; done
 for t in q6_k q4_k_m; do "$H" quantize "$S/f32.gguf" "$S/$t.gguf" $t || die "llama.cpp could not quantize $S/f32.gguf to $t"; done
 
 # frugal computes BF16 and Q8_0 files in their type (--weights); it expands the K-quants to fp32
@@ -196,14 +199,15 @@ tmp=$OUT.tmp
     echo "file, so it runs those at its F32 speed; computing on them in place is issue 16's next step."
     echo
     n1=$(echo $THREADS | cut -d' ' -f1)
-    echo "Sanity check of both engines, at THREADS=$n1: the bytes a decode step reads (the active weights"
+    if [ "$n1" = 1 ]; then on="1 thread"; else on="$n1 threads"; fi
+    echo "Sanity check of both engines: the bytes a decode step reads (the active weights"
     echo "as stored: frugal's count of active weights, times llama.cpp's bits per weight of the file for"
-    echo "llama.cpp) times tokens/s, against this machine's streaming read bandwidth as frugal measures it"
-    echo "($(num machine_mem_gbs "$(fjson f32 $n1)") GB/s); a figure above it means weights served from the caches, one far above it a"
-    echo "broken timer. Prefill: the cost model's FLOPs per token (docs/cost.md) times tokens/s, against the"
-    echo "fp32 FMA peak frugal measures ($(num matmul_peak_gflops "$(fjson f32 $n1)") GFLOP/s) and its bf16 peak ($(num matmul_peak_gflops "$(fjson bf16 $n1)"))."
+    echo "llama.cpp) times tokens/s, against this machine's streaming read bandwidth on $on, measured by"
+    echo "\`frugal cost peaks --remeasure\` in this run ($(num machine_mem_gbs "$(fjson f32 $n1)") GB/s): decode is bound by it, so a figure far above"
+    echo "it would mean a broken timer. Prefill: the cost model's FLOPs per token (docs/cost.md) times"
+    echo "tokens/s, against the fp32 FMA peak measured with it ($(num matmul_peak_gflops "$(fjson f32 $n1)") GFLOP/s) and the bf16 one ($(num matmul_peak_gflops "$(fjson bf16 $n1)"))."
     echo
-    echo "| file | bits/weight | decode GB/s frugal | decode GB/s llama.cpp | prefill GFLOP/s frugal | prefill GFLOP/s llama.cpp |"
+    echo "| file ($on) | bits/weight | decode GB/s frugal | decode GB/s llama.cpp | prefill GFLOP/s frugal | prefill GFLOP/s llama.cpp |"
     echo "|---|---:|---:|---:|---:|---:|"
     f32j=$(fjson f32 $n1)
     act=$(awk -v b="$(num weight_bytes_per_decode_token "$f32j")" 'BEGIN { print b / 4 }') # active weights read per token
