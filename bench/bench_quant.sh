@@ -203,9 +203,9 @@ tmp=$OUT.tmp
     echo "Sanity check of both engines: the bytes a decode step reads (the active weights"
     echo "as stored: frugal's count of active weights, times llama.cpp's bits per weight of the file for"
     echo "llama.cpp) times tokens/s, against this machine's streaming read bandwidth on $on, measured by"
-    echo "\`frugal cost peaks --remeasure\` in this run ($(num machine_mem_gbs "$(fjson f32 $n1)") GB/s): decode is bound by it, so a figure far above"
-    echo "it would mean a broken timer. Prefill: the cost model's FLOPs per token (docs/cost.md) times"
-    echo "tokens/s, against the fp32 FMA peak measured with it ($(num matmul_peak_gflops "$(fjson f32 $n1)") GFLOP/s) and the bf16 one ($(num matmul_peak_gflops "$(fjson bf16 $n1)"))."
+    echo "\`frugal cost peaks --remeasure\` in this run ($(num machine_mem_gbs "$(fjson f32 $n1)") GB/s): decode comes near it (above it by what the CPU caches keep between"
+    echo "tokens), and a figure far above it would mean a broken timer. Prefill: the cost model's FLOPs per"
+    echo "token (docs/cost.md) times tokens/s, against the fp32 FMA peak measured with it ($(num matmul_peak_gflops "$(fjson f32 $n1)") GFLOP/s) and the bf16 one ($(num matmul_peak_gflops "$(fjson bf16 $n1)"))."
     echo
     echo "| file ($on) | bits/weight | decode GB/s frugal | decode GB/s llama.cpp | prefill GFLOP/s frugal | prefill GFLOP/s llama.cpp |"
     echo "|---|---:|---:|---:|---:|---:|"
