@@ -50,7 +50,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/page_html.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill bench-serve fuzz clean info
+.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -123,6 +123,13 @@ bench-tokenizer: $(BUILD)/bench/bench_tokenizer
 # machine's docs (bench/distill_text.sh; about 10 minutes on 2 cores; not part of `make test`).
 bench-distill: $(BIN)
 	sh bench/distill_text.sh
+
+# GGUF weight types, frugal against llama.cpp on the same files: prefill/decode tokens/s on
+# bench-moe's shape and held-out perplexity / top-1 agreement of two small trained models; writes
+# docs/quant.md (bench/bench_quant.sh; about 15 minutes on 2 cores, plus llama.cpp's build the first
+# time; not part of `make test`).
+bench-quant: $(BIN)
+	sh bench/bench_quant.sh
 
 # `frugal serve` under load (bench/bench_serve.c): bench-moe's random weights, streaming clients
 # 1, 4, 16 and 64 for 10 s each (64 tokens), then 4 x --max-queue clients of non-streamed overload

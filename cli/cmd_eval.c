@@ -1,4 +1,5 @@
-// cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems), `frugal demo`
+// cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems, or with --text
+// the perplexity of a model on a text file and its agreement with a reference model), `frugal demo`
 // (train + eval + examples on the built-in task) and `frugal config` (show a config and its size).
 #include <math.h>
 #include <stdio.h>
@@ -57,30 +58,206 @@ int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *a
     return 0;
 }
 
+// The text of path, malloc'd (caller frees), its length in *len; prints the error and returns
+// NULL on failure.
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char msg[1200];
+    if (!f) {
+        snprintf(msg, sizeof msg, "cannot open --text '%s'", path);
+        cli_fail("eval", msg, "give a text file to measure perplexity on");
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
+        n += got;
+        if (n == cap) { char *nb = realloc(buf, cap *= 2); if (!nb) { free(buf); buf = NULL; } else buf = nb; }
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        free(buf);
+        snprintf(msg, sizeof msg, "cannot read --text '%s'%s", path, buf ? "" : ": out of memory");
+        cli_fail("eval", msg, NULL);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+// One model's pass over the windows: a context of one sequence and the logits of every row.
+typedef struct {
+    fg_ctx *c;
+    float *logits; // (ctx, V)
+} text_pass;
+
+static int text_pass_init(text_pass *p, const fg_wstore *ws, int ctx) {
+    fg_ctx_params cp = {.n_ctx = ctx, .max_len = ctx, .max_seqs = 1, .max_batch = ctx, .kind = FG_KV_AUTO, .kv_type = FG_F32};
+    p->c = fg_ctx_create(ws, &cp);
+    p->logits = malloc(sizeof(float) * (size_t)ctx * (size_t)fg_wstore_config(ws)->vocab_size);
+    return p->c && p->logits && fg_ctx_seq_new(p->c) == 0 ? 0 : -1;
+}
+
+static void text_pass_free(text_pass *p) { fg_ctx_free(p->c); free(p->logits); }
+
+// The logits of every position of tok[0..n) (n <= ctx), from an empty cache.
+static int text_pass_run(text_pass *p, const int32_t *tok, int n, int32_t *seq, uint8_t *want) {
+    if (fg_ctx_seq_truncate(p->c, 0, 0)) return -1;
+    fg_batch b = {.n = n, .token = tok, .seq = seq, .logits = want};
+    return fg_ctx_decode(p->c, &b, p->logits);
+}
+
+// Log-sum-exp of x[0..V), the normaliser of its log-softmax.
+static double log_sum_exp(const float *x, int V) {
+    float m = x[0];
+    for (int i = 1; i < V; i++) m = x[i] > m ? x[i] : m;
+    double s = 0;
+    for (int i = 0; i < V; i++) s += exp((double)x[i] - m);
+    return m + log(s);
+}
+
+static int arg_max(const float *x, int V) { // lowest id on ties, as greedy sampling
+    int b = 0;
+    for (int i = 1; i < V; i++) if (x[i] > x[b]) b = i;
+    return b;
+}
+
+// `frugal eval --text FILE`: perplexity of the model on FILE, read as one document: [BOS] + its
+// tokens (the model's tokenizer, or byte-level ids; special strings not parsed), cut into
+// consecutive windows of ctx tokens; in each window every position after the first is predicted
+// from the window's earlier tokens, so every token but the windows' first is scored once and no
+// window reaches past the model's context. With --top1-against REF both models see the same
+// windows, and at every scored position their next-token distributions are compared: the share
+// of positions whose argmax (lowest id on ties) agree, and the mean KL(REF || model) in nats.
+// REF must have the same vocabulary (its size is checked, the tokenizer is the model's).
+static int eval_text(const char *ckpt, const cli_weights *cw, const char *text_path, const char *ref_path, int ctx, int json) {
+    const fg_config *c = fg_wstore_config(cw->ws);
+    int V = c->vocab_size;
+    if (!ctx) ctx = CLI_MIN(c->max_position_embeddings, 512);
+    if (ctx < 2 || ctx > c->max_position_embeddings) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "--ctx %d is outside [2, %d] (the model's context)", ctx, c->max_position_embeddings);
+        return cli_fail("eval", msg, "--ctx 0 takes min(context, 512)");
+    }
+    size_t len;
+    char *text = read_text(text_path, &len);
+    if (!text) return 1;
+    int32_t bos = cw->tok ? fg_tokenizer_token_id(cw->tok, FG_DS_BOS) : FG_TOK_BOS;
+    size_t need = cw->tok ? fg_tokenizer_encode(cw->tok, text, len, 0, NULL, 0) : len;
+    int32_t *tok = need == SIZE_MAX ? NULL : malloc(sizeof(int32_t) * (need + 1));
+    if (!tok) { free(text); return cli_fail("eval", "out of memory encoding --text", NULL); }
+    size_t nt = 0;
+    if (bos >= 0) tok[nt++] = bos;
+    nt += cw->tok ? fg_tokenizer_encode(cw->tok, text, len, 0, tok + nt, need) : fg_bytetok_encode(text, len, 0, tok + nt, need);
+    free(text);
+    if (nt < 2) { free(tok); return cli_fail("eval", "--text holds no token to predict", "give a longer text"); }
+
+    cli_weights ref = {0};
+    text_pass pm = {0}, pr = {0};
+    int32_t *seq = calloc((size_t)ctx, sizeof(int32_t));
+    uint8_t *want = malloc((size_t)ctx);
+    int rc = 1;
+    if (ref_path) {
+        if (cli_open_weights("eval", ref_path, NULL, &ref)) goto done;
+        if (fg_wstore_config(ref.ws)->vocab_size != V) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "--top1-against model has a vocabulary of %d, the model %d", fg_wstore_config(ref.ws)->vocab_size, V);
+            cli_fail("eval", msg, "compare files exported from the same model");
+            goto done;
+        }
+    }
+    if (!seq || !want || text_pass_init(&pm, cw->ws, ctx) || (ref_path && text_pass_init(&pr, ref.ws, ctx))) {
+        cli_fail("eval", fg_last_error(), NULL);
+        goto done;
+    }
+    memset(want, 1, (size_t)ctx);
+    double nll = 0, nll_ref = 0, kl = 0, t0 = fg_now();
+    long long scored = 0, agree = 0, windows = 0;
+    for (size_t at = 0; at + 1 < nt; at += (size_t)ctx, windows++) {
+        int n = (int)CLI_MIN(nt - at, (size_t)ctx);
+        if (text_pass_run(&pm, tok + at, n, seq, want) || (ref_path && text_pass_run(&pr, tok + at, n, seq, want))) {
+            cli_fail("eval", fg_last_error(), NULL);
+            goto done;
+        }
+        for (int i = 0; i + 1 < n; i++) { // row i predicts token i + 1
+            const float *x = pm.logits + (size_t)i * V;
+            int32_t next = tok[at + i + 1];
+            double lse = log_sum_exp(x, V);
+            nll += lse - x[next];
+            if (ref_path) {
+                const float *y = pr.logits + (size_t)i * V;
+                double lse_r = log_sum_exp(y, V), k = 0;
+                nll_ref += lse_r - y[next];
+                for (int v = 0; v < V; v++) {
+                    double lq = y[v] - lse_r;
+                    k += exp(lq) * (lq - (x[v] - lse));
+                }
+                kl += k;
+                agree += arg_max(x, V) == arg_max(y, V);
+            }
+            scored++;
+        }
+    }
+    double ppl = exp(nll / scored), dt = fg_now() - t0;
+    if (json) {
+        printf("{\"model\": \"%s\", \"text\": \"%s\", \"ctx\": %d, \"windows\": %lld, \"tokens\": %lld, \"nll\": %.6f, \"perplexity\": %.6f",
+               ckpt, text_path, ctx, windows, scored, nll / scored, ppl);
+        if (ref_path)
+            printf(", \"ref\": \"%s\", \"ref_perplexity\": %.6f, \"top1_agreement\": %.6f, \"kl\": %.8f", ref_path,
+                   exp(nll_ref / scored), (double)agree / scored, kl / scored);
+        printf(", \"seconds\": %.3f}\n", dt);
+    } else {
+        printf("perplexity %.4f (%.4f nats/token) over %lld tokens of %s (%lld windows of up to %d, %.1f s)\n", ppl,
+               nll / scored, scored, text_path, windows, ctx, dt);
+        if (ref_path)
+            printf("against %s (perplexity %.4f): top-1 agreement %.2f%%, mean KL(ref || model) %.5f nats\n", ref_path,
+                   exp(nll_ref / scored), 100.0 * agree / scored, kl / scored);
+    }
+    rc = 0;
+done:
+    text_pass_free(&pm);
+    text_pass_free(&pr);
+    cli_weights_close(&ref);
+    free(tok); free(seq); free(want);
+    return rc;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *weights_s = NULL;
-    int n = 500, show = 5, threads = 0;
+    const char *ckpt = NULL, *weights_s = NULL, *text = NULL, *ref = NULL;
+    int n = 500, show = 5, threads = 0, ctx = 0, json = 0;
     uint64_t seed = 2024;
     cli_opt opts[] = {
-        {"ckpt", OPT_STR, &ckpt, "checkpoint or quantised model (.fgq) to evaluate (required)"},
+        {"ckpt", OPT_STR, &ckpt, "checkpoint, quantised model (.fgq), Hugging Face directory or GGUF file to evaluate (required)"},
         {"n", OPT_INT, &n, "held-out problems to solve", "[1,inf)"},
         {"show", OPT_INT, &show, "print this many solutions", "[0,inf)"},
         {"seed", OPT_U64, &seed, "which held-out problems"},
+        {"text", OPT_STR, &text, "instead of the task: perplexity on this text file (one document, windows of --ctx tokens)"},
+        {"ctx", OPT_INT, &ctx, "--text: tokens per window (0 = min(the model's context, 512))", "[0,inf)"},
+        {"top1-against", OPT_STR, &ref, "--text: also compare each next-token prediction with this model's (same vocabulary): "
+                                        "top-1 agreement and mean KL(ref || model)"},
+        {"json", OPT_FLAG, &json, "--text: print one JSON line"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0; a quantised model runs as stored"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("eval", "--ckpt PATH [options]", opts, argc, argv, NULL, 0, NULL);
+    int r = cli_parse("eval", "--ckpt PATH [--text FILE [--top1-against REF]] [options]", opts, argc, argv, NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("eval", "--ckpt is required", "frugal eval --ckpt runs/demo/ckpt.fgck");
     if (n < 1) return cli_fail("eval", "--n must be >= 1", NULL);
+    if (!text && (ref || ctx || json)) return cli_fail("eval", "--top1-against, --ctx and --json go with --text", "add --text FILE");
     cli_weights cw;
     if (cli_open_weights("eval", ckpt, weights_s, &cw)) return 1;
+    if (text) {
+        int rt = eval_text(ckpt, &cw, text, ref, ctx, json);
+        cli_weights_close(&cw);
+        return rt;
+    }
     if (cw.tok) { // the task's prompts and answers are byte-level ids
         cli_weights_close(&cw);
         return cli_fail("eval", "this checkpoint uses a BPE tokenizer; the held-out arithmetic task is byte-level",
-                        "evaluate a checkpoint trained on the built-in task; for text runs read val_loss / val_bpb in log.jsonl");
+                        "evaluate a checkpoint trained on the built-in task; for text, frugal eval --ckpt PATH --text FILE");
     }
     double acc;
     double t0 = fg_now();

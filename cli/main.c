@@ -16,7 +16,7 @@ static const fg_command COMMANDS[] = {
     {"demo", "train + evaluate an MLA + MoE model on the built-in task, then distil it (make demo)", cmd_demo},
     {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
     {"distill", "distil a teacher into a student: logits (online or cached top-k) or verified samples", cmd_distill},
-    {"eval", "exact-match accuracy of a checkpoint on held-out arithmetic problems", cmd_eval},
+    {"eval", "held-out exact match on the task, or --text FILE: perplexity (and --top1-against REF)", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"serve", "an OpenAI-compatible HTTP server with continuous batching and prefix reuse (docs/serve.md)", cmd_serve},
     {"chat", "interactive chat with a checkpoint (streams tokens, keeps the KV cache across turns)", cmd_chat},

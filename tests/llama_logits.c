@@ -15,9 +15,10 @@
 //       the vectors stay F32 by llama.cpp's rules.
 //   llama_logits bench MODEL.gguf THREADS N_PROMPT N_GEN
 //       speed as llama-bench measures it, llama.cpp's default context settings (F16 cache, its own
-//       choice of flash attention and weight repacking): a prompt of N_PROMPT tokens in one batch,
-//       then N_GEN single-token decode steps; prints one line
-//       "prefill_tok_s=X decode_tok_s=Y" (decode timed from the first decode step to the last).
+//       choice of flash attention and weight repacking): a prompt of N_PROMPT tokens in one batch
+//       (after one untimed warm-up run of it and an emptied cache, as llama-bench's warm-up), then
+//       N_GEN single-token decode steps at positions N_PROMPT .. N_PROMPT+N_GEN-1, the first a
+//       warm-up, the other N_GEN-1 timed; prints one line "prefill_tok_s=X decode_tok_s=Y".
 // Exit 0 on success; 1 with one line on stderr otherwise. llama.cpp's log goes to stderr only
 // when LLAMA_LOGITS_VERBOSE is set.
 #define _POSIX_C_SOURCE 200809L // clock_gettime under -std=c11
@@ -155,6 +156,10 @@ static int do_bench(const char *model_path, int threads, int n_prompt, int n_gen
     }
     b.n_tokens = n_prompt;
     int rc = 1;
+    // A warm-up run of the whole prompt, then an empty cache, as llama-bench does (and frugal bench):
+    // the first llama_decode of a shape also allocates and plans its graph.
+    if (llama_decode(ctx, b)) { fprintf(stderr, "llama_logits: llama_decode failed on %s\n", model_path); goto out; }
+    llama_memory_clear(llama_get_memory(ctx), 0);
     double t0 = now_s();
     if (llama_decode(ctx, b)) { fprintf(stderr, "llama_logits: llama_decode failed on %s\n", model_path); goto out; }
     double t_prefill = now_s() - t0, t1 = 0;
