@@ -16,7 +16,8 @@
 #    perplexity on the held-out text and, against the f32 file, the top-1 agreement and mean KL of
 #    the next-token predictions. Bits per weight are llama.cpp's own (its loader's "file size" line).
 # Environment: DIR (build/bench-quant), OUT (docs/quant.md), BIN (./frugal), REPS (3),
-# THREADS ("1 2"), STEPS (300, training steps of each quality model), TRAIN_THREADS (0: all cores;
+# THREADS ("1 2"), STEPS (300, training steps of each quality model), DEMO_STEPS (1200) and DEMO_N
+# (500): the demo model's training steps and held-out problems, TRAIN_THREADS (0: all cores;
 # 1 on a machine other jobs share, where OpenMP's waiting threads spin against them).
 set -e
 BIN=${BIN:-./frugal}
@@ -25,6 +26,8 @@ OUT=${OUT:-docs/quant.md}
 REPS=${REPS:-3}
 THREADS=${THREADS:-"1 2"}
 STEPS=${STEPS:-300}
+DEMO_STEPS=${DEMO_STEPS:-1200}
+DEMO_N=${DEMO_N:-500}
 TRAIN_THREADS=${TRAIN_THREADS:-0}
 S=$DIR/speed
 Q=$DIR/quality
@@ -126,7 +129,9 @@ for f in docs/*.md; do case $f in docs/quant.md | docs/serve.md | docs/task.md) 
 cat $HELD >"$Q/heldout.txt"
 # Each file: NAME WRITER TYPE (frugal export --type, or the harness's quantize type of the f32 file).
 FILES="f32:frugal:f32 bf16:frugal:bf16 q8_0:frugal:q8_0 q8_0-llama:llama.cpp:q8_0 q6_k:frugal:q6_k q6_k-llama:llama.cpp:q6_k
-q4_k:frugal:q4_k q4_k-llama:llama.cpp:q4_k q4_k_m-llama:llama.cpp:q4_k_m q4_0:frugal:q4_0 q4_0-llama:llama.cpp:q4_0"
+q5_k:frugal:q5_k q5_k-llama:llama.cpp:q5_k q5_k_m:frugal:q5_k_m q5_k_m-llama:llama.cpp:q5_k_m
+q4_k:frugal:q4_k q4_k-llama:llama.cpp:q4_k q4_k_m:frugal:q4_k_m q4_k_m-llama:llama.cpp:q4_k_m q4_0:frugal:q4_0 q4_0-llama:llama.cpp:q4_0
+iq4_nl-llama:llama.cpp:iq4_nl q3_k-llama:llama.cpp:q3_k q2_k-llama:llama.cpp:q2_k"
 for m in moe dense; do
     say "quality: training $m, $STEPS steps"
     rm -rf "${Q:?}/$m"
@@ -145,6 +150,24 @@ for m in moe dense; do
             die "frugal eval failed on $g"
         echo "$t $who $b $(bytes "$g") $(num perplexity "$j") $(num top1_agreement "$j") $(num kl "$j") $(num tokens "$j")" >>"$Q/$m.txt"
     done
+done
+
+# ---- the demo model's task accuracy in every type -----------------------------------------------
+# The built-in task's model (frugal demo, fewer steps, no distillation), exported and quantised into
+# each type, and its exact-match accuracy on DEMO_N held-out problems run from each file.
+say "demo: training ($DEMO_STEPS steps)"
+rm -rf "${DIR:?}/demo"
+"$BIN" demo --steps "$DEMO_STEPS" --distill-steps 0 --n 50 --threads "$TRAIN_THREADS" --out "$DIR/demo" >"$DIR/demo-train.log" 2>&1 ||
+    die "frugal demo failed (see $DIR/demo-train.log)"
+: >"$DIR/demo.txt"
+for f in $FILES; do
+    name=${f%%:*}; rest=${f#*:}; who=${rest%%:*}; t=${rest#*:}
+    g=$DIR/demo-$name.gguf
+    if [ $who = frugal ]; then "$BIN" export --gguf "$g" --type $t "$DIR/demo/ckpt.fgck" >/dev/null
+    else "$H" quantize "$DIR/demo-f32.gguf" "$g" $t || die "llama.cpp could not quantize $DIR/demo-f32.gguf to $t"; fi
+    a=$("$BIN" eval --ckpt "$g" --n "$DEMO_N" --show 0 --threads 1 | sed -n 's/^held-out exact match: \([0-9.]*\)%.*/\1/p')
+    [ -n "$a" ] || die "frugal eval failed on $g"
+    echo "$t $who $(bpw "$g") $(bytes "$g") $a" >>"$DIR/demo.txt"
 done
 
 # ---- docs/quant.md -----------------------------------------------------------------------------
@@ -243,6 +266,19 @@ tmp=$OUT.tmp
     echo "### Dense GQA ($(params "$Q/dense.json") parameters, qwen2 layout; trained in $(sed -n 's/.*"wall_s": \([0-9]*\).*/\1/p' "$Q/dense/ledger.json") s)"
     echo
     quality_table dense
+    echo
+    echo "### The demo model on its task"
+    echo
+    echo "\`frugal demo --steps $DEMO_STEPS --distill-steps 0\` (the built-in arithmetic task's MLA + MoE model,"
+    echo "hidden size 128), exported and quantised into each type, then \`frugal eval --ckpt FILE --n $DEMO_N\`"
+    echo "(exact-match accuracy on held-out problems, greedy). Its rows are 128 and 384 values long, so the"
+    echo "K-quant files hold other blocks (Q8_0, Q5_0, Q4_0, ...) where whole 256-value super-blocks do not fit (the bits"
+    echo "per weight say how much): what a user of these writers gets on this model."
+    echo
+    echo "| type | written by | bits/weight | size (MB) | held-out accuracy | of f32's |"
+    echo "|---|---|---:|---:|---:|---:|"
+    awk 'NR == 1 { ref = $5 }
+         { printf "| %s | %s | %.2f | %.3f | %.1f%% | %.1f%% |\n", toupper($1), $2, $3, $4 / 1e6, $5, ref > 0 ? 100 * $5 / ref : 0 }' "$DIR/demo.txt"
 } >"$tmp"
 mv "$tmp" "$OUT"
 say "wrote $OUT"

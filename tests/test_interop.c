@@ -19,6 +19,7 @@
 
 #include "formats/safetensors.h"
 #include "infer/generate.h"
+#include "infer/wstore.h"
 #include "model/model.h"
 #include "test.h"
 
@@ -56,6 +57,34 @@ static float *run_logits(fg_model *m, const fg_safetensors *exp) {
 // MTP depth 1 of m, run by the batched inference context over the latent cache (each of the two
 // sequences: the main model's states, then the depth over positions 0..14 with tokens 1..15),
 // against the reference's mtp_logits.1 (2, 15, V): the relative error, or 1e9 on failure.
+// The FP8 directory opened as a mapped store (fg_wstore_open_hf): its linear matrices stay FP8 with
+// their block scales (ops/fp8.c), and a session over it decodes token by token (matrix-vector
+// products on the bytes as stored) to the logits of the fp32 model loaded from the same files
+// (fp32 dequantised weights): same weights, so only fp32 summation order differs. Returns the worst
+// relative error over 16 positions, or 1 on failure; *fp8 counts the FP8 matrices.
+static double fp8_mapped_err(const char *dir, fg_model *m, int *fp8) {
+    fg_wstore *ws = fg_wstore_open_hf(dir, NULL);
+    *fp8 = 0;
+    if (!ws) { fprintf(stderr, "%s: %s\n", dir, fg_last_error()); return 1; }
+    for (int i = 0; i < ws->n; i++) *fp8 += ws->type[i] == FG_F8_E4M3;
+    int V = m->cfg.vocab_size, T = 16;
+    int32_t tok[16];
+    for (int i = 0; i < T; i++) tok[i] = (i * 7 + 3) % V;
+    double worst = 1;
+    fg_infer *s = fg_infer_create_store(ws, T, FG_KV_AUTO, FG_F32);
+    if (s && fg_model_forward(m, tok, NULL, 1, T, NULL) == 0) {
+        worst = 0;
+        for (int t = 0; t < T; t++) {
+            const float *lg = fg_infer_feed(s, &tok[t], 1);
+            double e = lg ? tst_rel_err(lg, m->logits + (size_t)t * V, V) : 1;
+            worst = e > worst ? e : worst;
+        }
+    }
+    fg_infer_free(s);
+    fg_wstore_free(ws);
+    return worst;
+}
+
 static double mtp_err(const fg_model *m, const fg_safetensors *exp) {
     int V = m->cfg.vocab_size, C = m->cfg.hidden_size, T = 16;
     float f[32], *want = malloc(sizeof(float) * 30 * V), *got = malloc(sizeof(float) * 30 * V);
@@ -199,6 +228,11 @@ int main(void) {
             double e0 = logits_err(hf, &exp, "logits_fp32", n);
             printf(", vs unquantised fp32 weights %.2e", e0);
             CHECK_MSG(e0 < 0.5, "%s: FP8 logits relative error %.3e beyond the documented budget 0.5", cases[c].name, e0);
+            int nf;
+            double em = fp8_mapped_err(path, m, &nf);
+            printf(", mapped FP8 (%d matrices) decode vs fp32 load %.2e", nf, em);
+            CHECK_MSG(nf > 0, "%s: no matrix stayed FP8 in the mapped store", cases[c].name);
+            CHECK_MSG(em < 1e-5, "%s: mapped FP8 decode vs the fp32 load: relative error %.3e", cases[c].name, em);
         }
         if (strstr(cases[c].name, "dsv2")) { // an MTP layer held in part: the main model alone, with a notice
             CHECK_MSG(strstr(notices, "multi-token-prediction layer but the files lack") != NULL, "no MTP notice: %s", notices);

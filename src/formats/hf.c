@@ -11,12 +11,12 @@
 // head are not kept twice), else skipped with a notice; other unused tensors are listed in one notice.
 // Out: config.json (fg_config_to_json plus "architectures"), model.safetensors in table order and
 // tokenizer.json, each written atomically.
-// Mapped: fg_wstore_open_hf builds a typed weight store whose BF16 and F32 tensors point straight
-// into the read-only shard mappings (no copy; pages are read from disk as the session touches
-// them), so a model larger than RAM starts in seconds; only F16/F64/FP8 tensors (to fp32) and
+// Mapped: fg_wstore_open_hf builds a typed weight store whose BF16 and F32 tensors, and FP8
+// matrices in 128x128 blocks (with their scales, ops/fp8.c), point straight into the read-only
+// shard mappings (no copy; pages are read from disk as the session touches them), so a model larger
+// than RAM starts in seconds; only F16/F64 tensors, FP8's kv_b_proj and router (to fp32) and
 // misaligned matrices (copied) take memory, refused up front when they would not fit.
-// What it does not do: keep FP8 blocks as 8-bit weights (they become fp32), read
-// tokenizer_config.json (frugal's chat layouts are built in).
+// What it does not do: read tokenizer_config.json (frugal's chat layouts are built in).
 #include "formats/checkpoint.h"
 #include "formats/interop.h"
 #include "formats/json.h"
@@ -319,9 +319,30 @@ static int check_dtype(const hf_src *s, const hf_config *h, const fg_tensor *t, 
     }
 }
 
+// The block scales of FP8 matrix t (`<name>_scale_inv`, one float per block of the config's
+// weight_block_size, row-major) as a malloc'd array, or NULL with an error naming file.
+static float *fp8_scales(hf_src *s, const hf_config *h, const fg_tensor *t, const char *file) {
+    int err;
+    char sname[128];
+    snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
+    const fg_st_tensor *sc = src_find(s, sname, &err);
+    if (err) return NULL;
+    if (!sc) { fg_set_error("%s: F8_E4M3 tensor '%s' has no block scales '%s'", file, t->name, sname); return NULL; }
+    int R = t->shape[0], C = t->shape[1], br = h->block[0], bc = h->block[1];
+    int64_t nbr = (R + br - 1) / br, nbc = (C + bc - 1) / bc;
+    if (sc->ndim != 2 || sc->shape[0] != nbr || sc->shape[1] != nbc) {
+        fg_set_error("%s: tensor '%s' must have shape [%lld,%lld] (one scale per %dx%d block of '%s')", src_file_of(s, sc), sname,
+                     (long long)nbr, (long long)nbc, br, bc, t->name);
+        return NULL;
+    }
+    float *scale = malloc(sizeof(float) * (size_t)(nbr * nbc));
+    if (!scale) { fg_set_error("out of memory"); return NULL; }
+    if (fg_safetensors_read_f32(src_st_of(s, sc), sname, scale, nbr * nbc)) { free(scale); return NULL; }
+    return scale;
+}
+
 // Reads table tensor t into dst (t->numel floats), checking shape and dtype.
 static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float *dst) {
-    int err;
     const fg_st_tensor *st = find_tensor(s, t);
     if (!st || check_dtype(s, h, t, st)) return -1;
     const char *file = src_file_of(s, st);
@@ -330,19 +351,10 @@ static int load_tensor(hf_src *s, const hf_config *h, const fg_tensor *t, float 
         return fg_safetensors_read_f32(src_st_of(s, st), t->name, dst, (int64_t)t->numel);
     default: break; // F8_E4M3 (check_dtype refused the rest)
     }
-    char sname[128];
-    snprintf(sname, sizeof sname, "%s_scale_inv", t->name);
-    const fg_st_tensor *sc = src_find(s, sname, &err);
-    if (err) return -1;
-    if (!sc) return fg_set_error("%s: F8_E4M3 tensor '%s' has no block scales '%s'", file, t->name, sname);
+    float *scale = fp8_scales(s, h, t, file);
+    if (!scale) return -1;
     int R = t->shape[0], C = t->shape[1], br = h->block[0], bc = h->block[1];
-    int64_t nbr = (R + br - 1) / br, nbc = (C + bc - 1) / bc;
-    if (sc->ndim != 2 || sc->shape[0] != nbr || sc->shape[1] != nbc)
-        return fg_set_error("%s: tensor '%s' must have shape [%lld,%lld] (one scale per %dx%d block of '%s')", src_file_of(s, sc), sname,
-                            (long long)nbr, (long long)nbc, br, bc, t->name);
-    float *scale = malloc(sizeof(float) * (size_t)(nbr * nbc));
-    if (!scale) return fg_set_error("out of memory");
-    if (fg_safetensors_read_f32(src_st_of(s, sc), sname, scale, nbr * nbc)) { free(scale); return -1; }
+    int64_t nbc = (C + bc - 1) / bc;
     float lut[256];
     uint8_t all[256];
     for (int b = 0; b < 256; b++) all[b] = (uint8_t)b;
@@ -465,7 +477,13 @@ fg_model *fg_hf_load(const char *dir, char **tok_data, size_t *tok_len, void (*n
 // The store type tensor st can be read as in place: BF16 (2-byte aligned) stays BF16, F32 (4-byte
 // aligned, or any vector: the store copies misaligned vectors itself) stays F32; -1 when it must
 // be converted or copied into memory.
-static int mapped_type(const fg_st_tensor *st, int ndim) {
+static int mapped_type(const fg_st_tensor *st, const hf_config *h, const fg_tensor *t) {
+    int ndim = t->ndim;
+    // FP8 in DeepSeek-V3's 128 x 128 blocks: the linear layers' matrices stay FP8 (ops/fp8.c);
+    // MLA's kv_b (read per head by attention) and the router become fp32 as before
+    if (st->dtype == FG_F8_E4M3 && ndim == 2 && h->block[0] == FG_FP8_BLOCK && h->block[1] == FG_FP8_BLOCK &&
+        !strstr(t->name, "kv_b_proj") && !strstr(t->name, "mlp.gate.weight"))
+        return FG_F8_E4M3;
     if (st->dtype == FG_BF16 && (uintptr_t)st->data % 2 == 0) return FG_BF16;
     if (st->dtype == FG_F32 && (ndim == 1 || (uintptr_t)st->data % 4 == 0)) return FG_F32;
     return -1;
@@ -482,6 +500,7 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
     int *types = NULL, n = 0;
     const void **data = NULL;
     const fg_st_tensor **sts = NULL;
+    const float **scales = NULL;   // FP8 matrices' block scales (owned by the store once it exists)
     uint8_t *arena = NULL;
     unsigned char *pointed = NULL; // per shard: a tensor of the store points into it
     size_t total;
@@ -489,8 +508,9 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
     types = calloc((size_t)n, sizeof *types);
     data = calloc((size_t)n, sizeof *data);
     sts = calloc((size_t)n, sizeof *sts);
+    scales = calloc((size_t)n, sizeof *scales);
     pointed = calloc((size_t)s.n, 1);
-    if (!types || !data || !sts || !pointed) { fg_set_error("out of memory"); goto fail; }
+    if (!types || !data || !sts || !scales || !pointed) { fg_set_error("out of memory"); goto fail; }
     // Pass 1: every tensor found with its shape and a readable dtype; what cannot be read in place
     // (F16, F64, FP8 -> fp32; misaligned BF16 / F32 matrices -> copied) is sized before anything
     // model-sized is allocated.
@@ -498,7 +518,8 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
     int n_own = 0;
     for (int i = 0; i < n; i++) {
         if (!(sts[i] = find_tensor(&s, &t[i])) || check_dtype(&s, &h, &t[i], sts[i])) goto fail;
-        int ty = mapped_type(sts[i], t[i].ndim);
+        int ty = mapped_type(sts[i], &h, &t[i]);
+        if (ty == FG_F8_E4M3 && !(scales[i] = fp8_scales(&s, &h, &t[i], src_file_of(&s, sts[i])))) goto fail;
         if (ty >= 0) {
             types[i] = ty;
             data[i] = sts[i]->data;
@@ -532,7 +553,11 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
         data[i] = dst;
         off += (fg_wstore_tensor_bytes(&t[i], types[i]) + 63) & ~(size_t)63;
     }
-    if (!(ws = fg_wstore_create(&h.cfg, t, n, types, data))) { fg_wrap_error("%s", dir); goto fail; }
+    if (!(ws = fg_wstore_create_scaled(&h.cfg, t, n, types, data, scales))) { fg_wrap_error("%s", dir); goto fail; }
+    for (int i = 0; i < n; i++) { // the scales go with the store
+        if (scales[i] && fg_wstore_keep(ws, (void *)scales[i])) goto fail;
+        scales[i] = NULL;
+    }
     if (arena && fg_wstore_keep(ws, arena)) goto fail;
     arena = NULL;
     ws->owned_bytes += own;
@@ -548,12 +573,13 @@ fg_wstore *fg_wstore_open_hf(const char *dir, void (*notice)(const char *)) {
         mapped / 1073741824.0, n_maps, n_maps == 1 ? "" : "s", ws->owned_bytes / 1048576.0);
     if (read_tokenizer(dir, &ws->tok, &ws->tok_len, notice)) goto fail;
     src_close(&s);
-    free(t); free(types); free(data); free(sts); free(pointed);
+    free(t); free(types); free(data); free(sts); free(scales); free(pointed);
     return ws;
 fail:
     fg_wstore_free(ws);
     src_close(&s);
-    free(arena); free(t); free(types); free(data); free(sts); free(pointed);
+    for (int i = 0; scales && i < n; i++) free((void *)scales[i]);
+    free(arena); free(t); free(types); free(data); free(sts); free(scales); free(pointed);
     return NULL;
 }
 

@@ -295,6 +295,10 @@ static int fsync_dir_of(const char *path) {
 
 int fg_qmodel_save(const char *path, const fg_wstore *ws) {
     if (!path || !ws) return fg_set_error("quantised model save: no path or store");
+    for (int i = 0; i < ws->n; i++)
+        if (ws->type[i] == FG_F8_E4M3)
+            return fg_set_error("quantised model save: tensor '%s' is FP8 with block scales, which .fgq files do not hold "
+                                "(hint: run the Hugging Face directory itself, or convert it and quantize the checkpoint)", ws->t[i].name);
     char *conf = fg_config_to_json(&ws->cfg);
     if (!conf) return fg_set_error("out of memory");
     size_t conf_len = strlen(conf);

@@ -20,6 +20,7 @@ int fg_wstore_policy(const fg_tensor *t, int weights) {
 }
 
 const char *fg_wstore_type_check(const fg_tensor *t, int type) {
+    if (type == FG_F8_E4M3) return t->ndim == 2 ? NULL : "needs a matrix (FP8 with block scales)";
     if (type < 0 || type >= 32 || !(FG_STORE_TYPES & 1u << type)) return "is not a type a weight store holds";
     int block = fg_dtype_info(type)->block;
     if (block > 1 && (t->ndim != 2 || t->shape[1] % block))
@@ -64,7 +65,7 @@ void fg_wstore_free(fg_wstore *ws) {
     for (int i = 0; i < ws->n_maps; i++) munmap(ws->maps[i], ws->map_lens[i]);
     free(ws->maps); free(ws->map_lens);
     rope_table_free(&ws->own_rope);
-    free(ws->t); free(ws->type); free(ws->data); free(ws->vec);
+    free(ws->t); free(ws->type); free(ws->data); free(ws->vec); free(ws->scale);
     free(ws->v.layers); free(ws->v.experts); free(ws->tok);
     fg_packs_free(ws->packs);
     free(ws);
@@ -82,7 +83,8 @@ int fg_wstore_weights(const fg_wstore *ws) { // the type of the largest matrices
 
 // The layer view, bound in fg_tensor_table's order by the model's own binder (layers.c).
 static void bind(fg_wstore *ws) {
-    fg_wview_bind(&ws->v, &ws->cfg, ws->n, ws->type, (const void *const *)ws->data, (const float *const *)ws->vec);
+    fg_wview_bind(&ws->v, &ws->cfg, ws->n, ws->type, (const void *const *)ws->data, (const float *const *)ws->vec,
+                  (const float *const *)ws->scale);
 }
 
 // Everything but the tensor pointers: config, table, arrays, layer view storage. rope: the model's
@@ -100,9 +102,10 @@ static fg_wstore *store_alloc(const fg_config *c, const rope_table *rope, float 
     ws->type = calloc(ws->n, sizeof *ws->type);
     ws->data = calloc(ws->n, sizeof *ws->data);
     ws->vec = calloc(ws->n, sizeof *ws->vec);
+    ws->scale = calloc(ws->n, sizeof *ws->scale);
     ws->v.layers = calloc(L, sizeof *ws->v.layers);
     ws->v.experts = calloc((size_t)L * 3 * E, sizeof *ws->v.experts);
-    if (!ws->type || !ws->data || !ws->vec || !ws->v.layers || !ws->v.experts) {
+    if (!ws->type || !ws->data || !ws->vec || !ws->scale || !ws->v.layers || !ws->v.experts) {
         fg_wstore_free(ws);
         fg_set_error("out of memory");
         return NULL;
@@ -135,6 +138,11 @@ static int store_finish(fg_wstore *ws) {
 }
 
 fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data) {
+    return fg_wstore_create_scaled(c, t, n, types, data, NULL);
+}
+
+fg_wstore *fg_wstore_create_scaled(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data,
+                                   const float *const *scales) {
     if (!c || !t || !types || !data) { fg_set_error("weight store: missing argument"); return NULL; }
     fg_wstore *ws = store_alloc(c, NULL, 0);
     if (!ws) return NULL;
@@ -154,6 +162,7 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
         }
         const char *why = fg_wstore_type_check(b, ty);
         if (!why && !data[i]) why = "has no data";
+        if (!why && ty == FG_F8_E4M3 && !(scales && scales[i])) why = "has no block scales";
         if (!why && b->ndim == 2 && (uintptr_t)data[i] % (ty == FG_F32 ? 4 : ty == FG_BF16 || ty == FG_F16 ? 2 : 1))
             why = "has misaligned data";
         if (why) {
@@ -163,6 +172,7 @@ fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const
         }
         ws->type[i] = ty;
         ws->data[i] = data[i];
+        ws->scale[i] = ty == FG_F8_E4M3 ? scales[i] : NULL;
     }
     if (store_finish(ws)) { fg_wstore_free(ws); return NULL; }
     return ws;

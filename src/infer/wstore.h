@@ -56,6 +56,7 @@ struct fg_wstore {
     int *type;                  // (n) any of FG_STORE_TYPES (block types for matrices of whole blocks)
     const void **data;          // (n) first byte of each tensor
     const float **vec;          // (n) fp32 view of 1-D tensors (NULL for matrices)
+    const float **scale;        // (n) FG_F8_E4M3 matrices: their 128 x 128 block scales (fg_wref); else NULL
     fg_wview v;                 // the typed view of every tensor (layers.h)
     fg_packs *packs;            // matrices packed once for the GEMM, shared by every context (backend.h)
     const rope_table *rope;     // the model's, or own_rope
@@ -80,6 +81,11 @@ struct fg_wstore {
 // read-only: t = fg_tensor_table(c), types[i] = FG_BF16, data[i] = map + offset of
 // t[i].name, then fg_wstore_keep_mapping(ws, map, len).
 fg_wstore *fg_wstore_create(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data);
+// As fg_wstore_create, with scales[i] the 128 x 128 block scales of each FG_F8_E4M3 matrix (fg_wref;
+// NULL for the others), which must stay valid as data does. FP8 matrices are held and multiplied
+// as stored (src/ops/fp8.c).
+fg_wstore *fg_wstore_create_scaled(const fg_config *c, const fg_tensor *t, int n, const int *types, const void *const *data,
+                                   const float *const *scales);
 // The store frees buf (free()) when it is freed. -1 (buf not taken) when out of memory.
 int fg_wstore_keep(fg_wstore *ws, void *buf);
 // The store munmaps [map, map + len) when it is freed (any number of mappings: one per shard of a

@@ -9,9 +9,9 @@
 #include "util.h"
 
 void fg_wview_bind(fg_wview *v, const fg_config *c, int n, const int *types, const void *const *data,
-                   const float *const *vec) {
+                   const float *const *vec, const float *const *scales) {
     int i = 0, E = c->n_routed_experts;
-#define REF() (i++, (fg_wref){types[i - 1], data[i - 1]})
+#define REF() (i++, (fg_wref){types[i - 1], data[i - 1], scales ? scales[i - 1] : NULL})
 #define VEC() (vec[i++])
     v->embed = REF();
     int L = c->num_hidden_layers;

@@ -43,10 +43,11 @@ typedef struct {
 } fg_wview;
 
 // Points v at tensor i of c's table (fg_tensor_table order) for every i: matrices as
-// {types[i], data[i]}, vectors as vec[i] (fp32). v->layers (fg_config_n_blocks) and v->experts
-// (n_blocks*3*max(E,1)) must be allocated. The one binder of the table's order (the trainer's gradients use it too).
+// {types[i], data[i], scales[i]} (scales NULL: none), vectors as vec[i] (fp32). v->layers
+// (fg_config_n_blocks) and v->experts (n_blocks*3*max(E,1)) must be allocated. The one binder of
+// the table's order (the trainer's gradients use it too).
 void fg_wview_bind(fg_wview *v, const fg_config *c, int n, const int *types, const void *const *data,
-                   const float *const *vec);
+                   const float *const *vec, const float *const *scales);
 
 // How the layers run: the backend and its context (packed weights, or NULL), the precision of the
 // model's products (FG_F32 / FG_BF16: training's mixed precision; the head and the

@@ -143,7 +143,7 @@ void fg_weights_bind(fg_weights *w, const fg_config *c, const fg_tensor *t, int 
     fg_wview v = {.layers = calloc(L, sizeof(fg_wlayer)), .experts = calloc((size_t)L * 3 * E, sizeof(fg_wref))};
     if (!types || !data || !v.layers || !v.experts) abort(); // a few KiB at model creation
     for (int i = 0; i < n; i++) data[i] = base + t[i].offset;
-    fg_wview_bind(&v, c, n, types, data, (const float *const *)data);
+    fg_wview_bind(&v, c, n, types, data, (const float *const *)data, NULL);
 #define F(ref) ((float *)(ref).p)
     w->embed = F(v.embed);
     w->final_norm = (float *)v.final_norm;
@@ -183,7 +183,7 @@ static int bind_view(fg_model *m) {
     int ok = types && data && m->view.layers && m->view.experts;
     if (ok) {
         for (int i = 0; i < n; i++) data[i] = m->params + m->tensors[i].offset; // types: FG_F32 (0)
-        fg_wview_bind(&m->view, c, n, types, data, (const float *const *)data);
+        fg_wview_bind(&m->view, c, n, types, data, (const float *const *)data, NULL);
     }
     free(types);
     free(data);

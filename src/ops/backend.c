@@ -28,9 +28,10 @@ static void ref_matmul(void *ctx, float *out, const float *inp, fg_wref w, const
     (void)ctx; (void)prec;
     float *row = malloc(sizeof(float) * (size_t)IN);
     if (!row) abort(); // the reference is for tests; a failed small malloc ends them
-    size_t rb = fg_qrow_bytes(w.type, IN);
+    size_t rb = w.type == FG_F8_E4M3 ? (size_t)IN : fg_qrow_bytes(w.type, IN);
     for (int o = 0; o < OUT; o++) {
-        fg_dequantize_row(row, (const uint8_t *)w.p + (size_t)o * rb, IN, w.type);
+        if (w.type == FG_F8_E4M3) fg_fp8_row(row, w.p, w.scale, IN, o);
+        else fg_dequantize_row(row, (const uint8_t *)w.p + (size_t)o * rb, IN, w.type);
         for (int n = 0; n < N; n++) {
             const float *a = inp + (size_t)n * IN;
             double s = bias ? bias[o] : 0.0;
@@ -391,6 +392,7 @@ done:
 }
 
 static void cpu_prepare(void *ctx, fg_wref w, int IN, int OUT, int rows) {
+    if (w.type == FG_F8_E4M3) return; // multiplied in tiles, never packed whole
     if (ctx && rows >= (w.type == FG_F32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS)) packs_get(ctx, w, IN, OUT, 1);
 }
 
@@ -405,7 +407,8 @@ static void cpu_matmul(void *ctx, float *out, const float *inp, fg_wref w, const
                        int prec) {
     int f32 = w.type == FG_F32;
     fg_gemm_packed *p;
-    if (N == 1 && (ctx || !f32)) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
+    if (w.type == FG_F8_E4M3) fg_fp8_matmul(out, inp, w.p, w.scale, bias, N, IN, OUT);
+    else if (N == 1 && (ctx || !f32)) fg_qmatvec(out, inp, w.p, w.type, bias, IN, OUT);
     else if (ctx && f32 && N < FG_PACK_MIN_ROWS && (size_t)IN * OUT * 4 <= FG_FEW_MAX_BYTES)
         fg_qmatmul_few(out, inp, w.p, w.type, bias, N, IN, OUT);
     else if (ctx && N >= (f32 ? FG_PACK_MIN_ROWS_F32 : FG_PACK_MIN_ROWS) && (!f32 || prec == FG_F32) && (p = packs_get(ctx, w, IN, OUT, 1)))

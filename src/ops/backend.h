@@ -20,9 +20,12 @@
 #include "frugal.h"
 #include "ops/ops.h"
 
-// A matrix of OUT rows of IN values stored as a weight type (FG_F32, FG_BF16, FG_Q8_0); row r at
-// p + r * fg_qrow_bytes(type, IN).
-typedef struct { int type; const void *p; } fg_wref;
+// A matrix of OUT rows of IN values stored as a weight type (FG_STORE_TYPES); row r at
+// p + r * fg_qrow_bytes(type, IN). FG_F8_E4M3 (DeepSeek-V3's FP8): one byte per value and scale,
+// one float per 128 x 128 block, row-major over the (ceil(OUT/128), ceil(IN/128)) blocks:
+// value (r, c) = e4m3(p[r * IN + c]) * scale[(r / 128) * ceil(IN / 128) + c / 128].
+typedef struct { int type; const void *p; const float *scale; } fg_wref;
+#define FG_FP8_BLOCK 128
 
 // AdamW's constants for one tensor update (bias corrections folded in by the caller).
 typedef struct {

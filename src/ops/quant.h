@@ -45,6 +45,15 @@ void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *b
 // 1 (default): the AVX-512 VNNI kernels where the CPU has them; 0: the portable reference (tests).
 extern int fg_xq_fast;
 
+// ---- FP8 E4M3 with 128 x 128 block scales (fp8.c) ----------------------------------------------
+// out (N, OUT) = inp (N, IN) @ dequant(w, scale)^T + bias (fg_wref's FP8 layout, backend.h): one row
+// is a matrix-vector product reading the bytes in place (e4m3 widened in registers: AVX-512 F16C,
+// or a table), more rows a GEMM over tiles of 128 weight rows dequantised at a time (never the
+// whole matrix), bf16 products with fp32 sums as the other typed weights' prefill.
+void fg_fp8_matmul(float *out, const float *inp, const uint8_t *w, const float *scale, const float *bias, int N, int IN, int OUT);
+// Row r of such a matrix as fp32 (IN values).
+void fg_fp8_row(float *dst, const uint8_t *w, const float *scale, int IN, int r);
+
 // bf16 rows (the bf16 KV cache): dot(a, b) over n values, y += a * x.
 float fg_bf16_dot(const float *a, const uint16_t *b, int n);
 void fg_bf16_axpy(float *y, float a, const uint16_t *x, int n);
