@@ -66,7 +66,8 @@ long=$(printf 'x%.0s' $(seq 1 300))
 expect_fail "prompt longer than the context" "longer than the model's context" $BIN generate --ckpt "$ck" --prompt "$long"
 expect_fail "generate without a checkpoint" "--ckpt is required" $BIN generate --prompt hi
 expect_fail "empty prompt" "the prompt is empty" $BIN generate --ckpt "$ck" --prompt '' --no-bos
-expect_fail "unknown KV cache type" "unknown KV cache type 'q8_0'" $BIN generate --ckpt "$ck" --kv-type q8_0
+expect_fail "unknown KV cache type" "unknown KV cache type 'q4_k'" $BIN generate --ckpt "$ck" --kv-type q4_k
+expect_fail "q8_0 cache on rows that are not whole blocks" "whole 32-value blocks" $BIN generate --ckpt "$ck" --kv-type q8_0
 # a checkpoint of another architecture: a safetensors/JSON file is not a frugal model
 expect_fail "not a frugal model" "bad magic" $BIN generate --ckpt "$T/unk.json" --prompt hi
 

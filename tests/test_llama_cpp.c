@@ -427,12 +427,12 @@ static void same_q6k(const char *ll_path, const char *fg_path, const char *model
 }
 
 static void kquant_cases(const char *harness, const char *src) {
-    enum { N_KT = 6, N_FT = 5 };
+    enum { N_KT = 9, N_FT = 5 };
     // llama.cpp's files: its mixtures, then pure types; each with its main type and budget row
     // (q4_0's for 2- to 5-bit files, q8_0's for Q6_K)
-    static const char *const KT[N_KT] = {"q4_k_m", "q5_k_m", "q6_k", "q2_k", "q3_k", "iq4_nl"};
-    static const int KT_MAIN[N_KT] = {FG_Q4_K, FG_Q5_K, FG_Q6_K, FG_Q2_K, FG_Q3_K, FG_IQ4_NL};
-    static const int KB[N_KT] = {3, 3, 2, 3, 3, 3};
+    static const char *const KT[N_KT] = {"q4_k_m", "q5_k_m", "q6_k", "q2_k", "q3_k", "iq4_nl", "q4_1", "q5_0", "q5_1"};
+    static const int KT_MAIN[N_KT] = {FG_Q4_K, FG_Q5_K, FG_Q6_K, FG_Q2_K, FG_Q3_K, FG_IQ4_NL, FG_Q4_1, FG_Q5_0, FG_Q5_1};
+    static const int KB[N_KT] = {3, 3, 2, 3, 3, 3, 3, 3, 3};
     // frugal's exports (run first: same_q6k compares the mixtures with llama.cpp's)
     static const char *const FT[N_FT] = {"q4_k", "q5_k", "q6_k", "q4_k_m", "q5_k_m"};
     static const int FT_ID[N_FT] = {FG_Q4_K, FG_Q5_K, FG_Q6_K, FG_GGUF_Q4_K_M, FG_GGUF_Q5_K_M};
