@@ -278,7 +278,7 @@ tmp=$OUT.tmp
     echo "| type | written by | bits/weight | size (MB) | held-out accuracy | of f32's |"
     echo "|---|---|---:|---:|---:|---:|"
     awk 'NR == 1 { ref = $5 }
-         { printf "| %s | %s | %.2f | %.3f | %.1f%% | %.1f%% |\n", toupper($1), $2, $3, $4 / 1e6, $5, ref > 0 ? 100 * $5 / ref : 0 }' "$DIR/demo.txt"
+         { printf "| %s | %s | %.2f | %.3f | %.1f%% | %.1f%% |\n", toupper($1), $2, $3, $4 / 1e6, $5, (ref > 0 ? 100 * $5 / ref : 0) }' "$DIR/demo.txt"
 } >"$tmp"
 mv "$tmp" "$OUT"
 say "wrote $OUT"
