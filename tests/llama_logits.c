@@ -42,6 +42,17 @@ static int argmax(const float *x, int n) {
     return b;
 }
 
+// One greedy decode step: feeds *next at pos, then *next = the argmax of its logits. 1 on failure.
+static int greedy_step(struct llama_context *ctx, struct llama_batch *b, int pos, int V, int32_t *next) {
+    b->n_tokens = 1;
+    b->token[0] = *next;
+    b->pos[0] = pos;
+    b->logits[0] = 1;
+    if (llama_decode(ctx, *b)) { fprintf(stderr, "llama_logits: llama_decode failed at position %d\n", pos); return 1; }
+    *next = argmax(llama_get_logits_ith(ctx, 0), V);
+    return 0;
+}
+
 static int do_logits(const char *model_path, const char *ids_path, int n_gen, const char *out_path) {
     int32_t ids[4096];
     int T = 0;
@@ -89,12 +100,7 @@ static int do_logits(const char *model_path, const char *ids_path, int n_gen, co
     for (int s = 0; s < n_gen; s++) {
         fwrite(&next, 4, 1, o);
         if (s + 1 == n_gen) break;
-        b.n_tokens = 1;
-        b.token[0] = next;
-        b.pos[0] = T + s;
-        b.logits[0] = 1;
-        if (llama_decode(ctx, b)) { fprintf(stderr, "llama_logits: llama_decode failed at step %d\n", s); goto out; }
-        next = argmax(llama_get_logits_ith(ctx, 0), V);
+        if (greedy_step(ctx, &b, T + s, V, &next)) goto out;
     }
     rc = 0;
 out:
@@ -166,12 +172,7 @@ static int do_bench(const char *model_path, int threads, int n_prompt, int n_gen
     int32_t next = argmax(llama_get_logits_ith(ctx, -1), V);
     for (int s = 0; s < n_gen; s++) {
         if (s == 1) t1 = now_s(); // the first step warms up; n_gen - 1 timed
-        b.n_tokens = 1;
-        b.token[0] = next;
-        b.pos[0] = n_prompt + s;
-        b.logits[0] = 1;
-        if (llama_decode(ctx, b)) { fprintf(stderr, "llama_logits: llama_decode failed at step %d\n", s); goto out; }
-        next = argmax(llama_get_logits_ith(ctx, 0), V);
+        if (greedy_step(ctx, &b, n_prompt + s, V, &next)) goto out;
     }
     printf("prefill_tok_s=%.2f decode_tok_s=%.2f\n", n_prompt / t_prefill, (n_gen - 1) / (now_s() - t1));
     rc = 0;

@@ -484,6 +484,8 @@ fg_wstore *fg_wstore_open_gguf(const char *path, void (*notice)(const char *)) {
     fg_tensor *t = NULL;
     int *types = NULL, n = 0, arch, mtp;
     const void **data = NULL;
+    const fg_gguf_tensor **src = NULL; // per table tensor: its GGUF tensor (NULL: kv_b in split form)
+    size_t *src_off = NULL;            // and the byte offset of its slice (routed experts)
     uint8_t *arena = NULL;
     char *tok = NULL;
     size_t total, tok_len = 0;
@@ -493,20 +495,21 @@ fg_wstore *fg_wstore_open_gguf(const char *path, void (*notice)(const char *)) {
         goto fail;
     types = calloc((size_t)n, sizeof *types);
     data = calloc((size_t)n, sizeof *data);
-    if (!types || !data) { fg_set_error("out of memory"); goto fail; }
+    src = calloc((size_t)n, sizeof *src);
+    src_off = calloc((size_t)n, sizeof *src_off);
+    if (!types || !data || !src || !src_off) { fg_set_error("out of memory"); goto fail; }
     // Pass 1: each tensor in place when the store holds its type and it needs no reordering; else
     // decoded to fp32 (a type the kernels do not take, kv_b in split form) or copied and permuted
     // (GQA q / k), into one arena sized here.
     size_t own = 0, mapped = 0;
     for (int i = 0; i < n; i++) {
-        size_t off;
         int split;
-        const fg_gguf_tensor *gt = store_source(g, &c, &t[i], &off, &split);
+        const fg_gguf_tensor *gt = src[i] = store_source(g, &c, &t[i], &src_off[i], &split);
         if (!gt && !split) goto fail;
         int ty = gt ? fg_dtype_from_ggml(gt->type) : FG_F32;
         if (gt && !fg_wstore_type_check(&t[i], ty) && !store_permuted(&c, arch, &t[i])) {
             types[i] = ty;
-            data[i] = gt->data + off;
+            data[i] = gt->data + src_off[i];
             mapped += fg_wstore_tensor_bytes(&t[i], ty);
             continue;
         }
@@ -518,11 +521,10 @@ fg_wstore *fg_wstore_open_gguf(const char *path, void (*notice)(const char *)) {
     size_t at = 0;
     for (int i = 0; i < n; i++) {
         if (data[i]) continue;
-        size_t off, bytes = fg_wstore_tensor_bytes(&t[i], types[i]);
-        int split;
-        const fg_gguf_tensor *gt = store_source(g, &c, &t[i], &off, &split);
+        size_t off = src_off[i], bytes = fg_wstore_tensor_bytes(&t[i], types[i]);
+        const fg_gguf_tensor *gt = src[i];
         uint8_t *dst = arena + at;
-        if (split) {
+        if (!gt) { // kv_b in split form
             if (kv_b_from_split(g, &c, t[i].layer, (float *)dst)) goto fail;
         } else if (types[i] == fg_dtype_from_ggml(gt->type)) {
             memcpy(dst, gt->data + off, bytes);
@@ -559,12 +561,12 @@ fg_wstore *fg_wstore_open_gguf(const char *path, void (*notice)(const char *)) {
                  mapped / 1048576.0, own / 1048576.0);
         notice(msg);
     }
-    free(tok); free(t); free(types); free(data);
+    free(tok); free(t); free(types); free(data); free(src); free(src_off);
     fg_gguf_free(g);
     return ws;
 fail:
     fg_wstore_free(ws);
-    free(arena); free(tok); free(t); free(types); free(data);
+    free(arena); free(tok); free(t); free(types); free(data); free(src); free(src_off);
     fg_gguf_free(g);
     return NULL;
 }

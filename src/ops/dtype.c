@@ -161,19 +161,15 @@ static void q5_1_to(float *dst, const uint8_t *src, size_t n) { q5_to(dst, src, 
 // scales and eight 6-bit mins (one per 32 values), then (Q5_K) 32 bytes of fifth bits, then 128
 // bytes of nibbles: x = d*scale_j * q - dmin*min_j. Q6_K: 128 bytes of low nibbles, 64 of high
 // bit pairs, sixteen int8 scales (one per 16 values), fp16 d: x = d * scale * (q - 32).
-static void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
-    if (j < 4) { *sc = s[j] & 63; *mn = s[j + 4] & 63; }
-    else { *sc = (s[j + 4] & 15) | (s[j - 4] >> 6) << 4; *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4; }
-}
 static void q45_k_to(float *y, const uint8_t *src, size_t n, int five) {
     size_t bb = five ? 176 : 144;
     for (size_t b = 0; b < n / 256; b++, src += bb) {
         float d = fg_fp16_to_f32(u16_at(src)), dmin = fg_fp16_to_f32(u16_at(src + 2));
-        const uint8_t *sc = src + 4, *qh = src + 16, *q = src + (five ? 48 : 16);
+        const uint8_t *qh = src + 16, *q = src + (five ? 48 : 16);
+        uint8_t sm[16];
+        fg_k_unpack_scales(src + 4, sm);
         for (int g = 0; g < 4; g++, q += 32) { // 64 values: the low nibbles of 32 bytes, then the high ones
-            int s0, m0, s1, m1;
-            k_scale_min(2 * g, sc, &s0, &m0);
-            k_scale_min(2 * g + 1, sc, &s1, &m1);
+            int s0 = sm[2 * g], m0 = sm[8 + 2 * g], s1 = sm[2 * g + 1], m1 = sm[8 + 2 * g + 1];
             float d0 = d * (float)s0, c0 = dmin * (float)m0, d1 = d * (float)s1, c1 = dmin * (float)m1;
             for (int l = 0; l < 32; l++) *y++ = d0 * (float)((q[l] & 15) + (five && (qh[l] >> (2 * g) & 1) ? 16 : 0)) - c0;
             for (int l = 0; l < 32; l++) *y++ = d1 * (float)((q[l] >> 4) + (five && (qh[l] >> (2 * g + 1) & 1) ? 16 : 0)) - c1;

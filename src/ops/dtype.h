@@ -41,6 +41,20 @@ static inline float fg_bf16_to_f32(uint16_t h) {
     return f;
 }
 
+// Q4_K / Q5_K: the 12 packed scale bytes of a super-block as 8 scales (out[0..7]) and 8 mins
+// (out[8..15]), all 6-bit. Scales 0-3 and mins 0-3 are the low 6 bits of bytes 0-3 and 4-7; scales
+// 4-7 take their low 4 bits from bytes 8-11 and their top 2 from bits 6-7 of bytes 0-3, mins 4-7 the
+// high nibbles of bytes 8-11 and bits 6-7 of bytes 4-7 (done on 32-bit words).
+static inline void fg_k_unpack_scales(const uint8_t *s, uint8_t out[16]) {
+    uint32_t a, b, c;
+    memcpy(&a, s, 4);
+    memcpy(&b, s + 4, 4);
+    memcpy(&c, s + 8, 4);
+    uint32_t w[4] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4, b & 0x3f3f3f3fu,
+                     ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4};
+    memcpy(out, w, 16);
+}
+
 // Q8_0 (ggml's layout): 32 int8 values sharing one fp16 scale, 34 bytes per block.
 #define FG_Q8_BLOCK 32
 typedef struct {

@@ -100,8 +100,8 @@ static void mv_chunk(void *ctx, int k, int tid) {
 
 void fg_fp8_matmul(float *out, const float *inp, const uint8_t *w, const float *scale, const float *bias, int N, int IN, int OUT) {
     lut_init();
-    if (N == 1) { // rows in chunks of about 64 KiB on the decode pool, as fg_qmatvec
-        int chunk = (int)FG_MAX(4, FG_MIN(OUT, (65536 / FG_MAX(IN, 1)) & ~3));
+    if (N == 1) { // rows in chunks on the decode pool, as fg_qmatvec
+        int chunk = fg_pool_chunk_rows((size_t)IN, OUT);
         mv_job j = {out, inp, w, scale, bias, IN, OUT, chunk};
         int nchunks = (OUT + chunk - 1) / chunk;
         if ((size_t)IN * OUT > (128u << 10)) fg_pool_for(nchunks, mv_chunk, &j);

@@ -134,20 +134,6 @@ void fg_xq_quantize(fg_xq *v, const float *x) {
 #define KQ_REF
 #endif
 
-// The 12 packed bytes of a Q4_K / Q5_K super-block as 8 scales (bytes 0-7 of the result) and 8
-// mins (bytes 8-15), all 6-bit, by word operations: scales 0-3 and mins 0-3 are the low 6 bits of
-// bytes 0-3 and 4-7; scales 4-7 take their low 4 bits from bytes 8-11 and their top 2 from bits
-// 6-7 of bytes 0-3, mins 4-7 the high nibbles of bytes 8-11 and bits 6-7 of bytes 4-7.
-static inline void k_unpack_scales(const uint8_t *s, uint8_t out[16]) {
-    uint32_t a, b, c;
-    memcpy(&a, s, 4);
-    memcpy(&b, s + 4, 4);
-    memcpy(&c, s + 8, 4);
-    uint32_t w[4] = {a & 0x3f3f3f3fu, (c & 0x0f0f0f0fu) | ((a >> 6) & 0x03030303u) << 4, b & 0x3f3f3f3fu,
-                     ((c >> 4) & 0x0f0f0f0fu) | ((b >> 6) & 0x03030303u) << 4};
-    memcpy(out, w, 16);
-}
-
 static inline float half(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -175,7 +161,7 @@ KQ_REF static float dot_q45_k_ref(const uint8_t *row, const fg_xq *x, int five) 
         const uint8_t *blk = row + (size_t)b * bb, *sc = blk + 4, *qh = blk + 16, *qs = blk + (five ? 48 : 16);
         int isum = 0, msum = 0;
         uint8_t sm[16];
-        k_unpack_scales(sc, sm);
+        fg_k_unpack_scales(sc, sm);
         for (int j = 0; j < 8; j++) {
             int scj = sm[j], mj = sm[8 + j], dj = 0;
             for (int l = 0; l < 32; l++) {
@@ -271,7 +257,7 @@ KQ_TARGET static float dot_q45_k_vnni(const uint8_t *row, const fg_xq *x, int fi
     for (int b = 0; b < x->IN / 256; b++) {
         const uint8_t *blk = row + (size_t)b * bb, *qs = blk + (five ? 48 : 16);
         uint8_t sm[16];
-        k_unpack_scales(blk + 4, sm);
+        fg_k_unpack_scales(blk + 4, sm);
         __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)sm)); // lanes 0-7 scales
         __m128i mv = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8))),
                                     _mm_loadu_si128((const __m128i *)(x->s32 + 8 * b)));

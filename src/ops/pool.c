@@ -10,7 +10,10 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "util.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -128,4 +131,11 @@ void fg_pool_for(int n, void (*fn)(void *ctx, int i, int tid), void *ctx) {
         else sched_yield();
     }
     pthread_mutex_unlock(&P.busy);
+}
+
+int fg_pool_chunk_rows(size_t rb, int OUT) {
+    size_t bytes = rb * (size_t)OUT, chunk_bytes = FG_MIN((size_t)256 << 10, FG_MAX((size_t)16 << 10, bytes / 16));
+    int chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, (chunk_bytes / rb) & ~(size_t)3));
+    if ((OUT + chunk - 1) / chunk > FG_POOL_MAX_CHUNKS) chunk = (OUT + FG_POOL_MAX_CHUNKS - 1) / FG_POOL_MAX_CHUNKS;
+    return chunk;
 }

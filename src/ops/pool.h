@@ -18,6 +18,8 @@
 #ifndef FG_POOL_H
 #define FG_POOL_H
 
+#include <stddef.h>
+
 #define FG_POOL_MAX_CHUNKS 65535
 
 // The calling OpenMP thread's number and the team size a parallel region gets (0 and 1 in a build
@@ -34,5 +36,9 @@ static inline int fg_max_threads(void) { return 1; }
 void fg_pool_for(int n, void (*fn)(void *ctx, int i, int tid), void *ctx);
 // Threads a job may run on (caller included); starts the helpers.
 int fg_pool_threads(void);
+// Rows per chunk of a pooled product over OUT weight rows of rb bytes: chunks of 16-256 KiB (at
+// least 16 of them: sequential streams the prefetchers like), a multiple of 4 rows, at most
+// FG_POOL_MAX_CHUNKS chunks.
+int fg_pool_chunk_rows(size_t rb, int OUT);
 
 #endif

@@ -196,15 +196,6 @@ static void mv_chunk(void *ctx, int k, int tid) {
     matvec_rows(j->out, j->x, j->xperm, j->w, j->type, j->bias, j->IN, r0, r1);
 }
 
-// Rows per chunk of a pooled product over OUT rows of rb bytes: chunks of 16-256 KiB (at least 16
-// of them), a multiple of 4 rows, at most FG_POOL_MAX_CHUNKS chunks.
-static int pool_chunk_rows(size_t rb, int OUT) {
-    size_t bytes = rb * (size_t)OUT, chunk_bytes = FG_MIN((size_t)256 << 10, FG_MAX((size_t)16 << 10, bytes / 16));
-    int chunk = (int)FG_MIN((size_t)OUT, FG_MAX((size_t)4, (chunk_bytes / rb) & ~(size_t)3));
-    if ((OUT + chunk - 1) / chunk > FG_POOL_MAX_CHUNKS) chunk = (OUT + FG_POOL_MAX_CHUNKS - 1) / FG_POOL_MAX_CHUNKS;
-    return chunk;
-}
-
 // The int8 form (kquant.c): x quantised once, rows summed in integers, chunks as below.
 typedef struct { float *out; const fg_xq *x; const uint8_t *w; const float *bias; int OUT, chunk; } xq_job;
 static void xq_chunk(void *ctx, int k, int tid) {
@@ -222,7 +213,7 @@ static int matvec_int8(float *out, const float *x, const uint8_t *w, int type, c
     fg_xq xq;
     fg_xq_view(&xq, buf, type, IN);
     fg_xq_quantize(&xq, x);
-    xq_job job = {out, &xq, w, bias, OUT, pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
+    xq_job job = {out, &xq, w, bias, OUT, fg_pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
     int nchunks = (OUT + job.chunk - 1) / job.chunk;
     if (bytes > (128u << 10)) fg_pool_for(nchunks, xq_chunk, &job);
     else fg_xq_dot_rows(out, &xq, w, bias, 0, OUT);
@@ -242,7 +233,7 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
     // Rows in chunks of 16-256 KiB (at least 16 chunks; a multiple of 4 rows) claimed one at a time by the caller
     // and the decode helpers (pool.h): each chunk is one sequential stream, and a helper the OS
     // has not scheduled never holds the caller back.
-    mv_job job = {out, x, xperm, w, type, bias, IN, OUT, pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
+    mv_job job = {out, x, xperm, w, type, bias, IN, OUT, fg_pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
     int nchunks = (OUT + job.chunk - 1) / job.chunk;
     if (bytes > (128u << 10)) fg_pool_for(nchunks, mv_chunk, &job);
     else matvec_rows(out, x, xperm, w, type, bias, IN, 0, OUT);
@@ -296,7 +287,7 @@ static void mm_few_chunk(void *ctx, int k, int tid) {
 void fg_qmatmul_few(float *out, const float *inp, const uint8_t *w, int type, const float *bias, int N, int IN, int OUT) {
     fp16_table_init();
     size_t rb = fg_qrow_bytes(type, IN), bytes = rb * (size_t)OUT;
-    mm_few_job job = {out, inp, w, type, bias, N, IN, OUT, pool_chunk_rows(rb, OUT)};
+    mm_few_job job = {out, inp, w, type, bias, N, IN, OUT, fg_pool_chunk_rows(rb, OUT)};
     int nchunks = (OUT + job.chunk - 1) / job.chunk;
     if (bytes > (128u << 10)) fg_pool_for(nchunks, mm_few_chunk, &job);
     else for (int k = 0; k < nchunks; k++) mm_few_chunk(&job, k, 0);
