@@ -21,9 +21,15 @@ static const float SHIFTS[5] = {-0.6f, -0.1f, 0.0f, 0.12f, 0.5f};
 
 // ---- 1. the PyTorch reference ------------------------------------------------------------
 
+// Finds an interpreter with torch without importing it (an import costs seconds).
 static const char *find_python(void) {
-    if (system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0) return "/usr/bin/python3";
-    if (system("python3 -c 'import torch' >/dev/null 2>&1") == 0) return "python3";
+    const char *probe = " -c 'import importlib.util as u, sys; sys.exit(u.find_spec(\"torch\") is None)' >/dev/null 2>&1";
+    static const char *cands[] = {"/usr/bin/python3", "python3"};
+    char cmd[256];
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "%s%s", cands[i], probe);
+        if (system(cmd) == 0) return cands[i];
+    }
     return NULL;
 }
 
@@ -36,37 +42,83 @@ typedef struct {
     int std_norm, on_policy; // on_policy: logp_old = logp (every ratio 1, no clipping)
 } grpo_case;
 
-typedef struct { double loss, pg, kl, clip_frac; } ref_out;
+// One case's batch, the C results, and its reference files.
+typedef struct {
+    float *logits, *dl, *logp, *ent, *lold, *lref, *dlogp, *rew, *adv;
+    int32_t *tok;
+    uint8_t *mask, *keep;
+    double loss;
+    fg_grpo_stats st;
+    char in[32], out[40];
+} case_run;
 
-// Runs grpo_ref.py on one batch; fills r, adv (S), ent (S*T), g (S*T*V). 0 on success.
-static int torch_ref(const char *py, const grpo_case *c, const float *logits, const int32_t *tok, const float *lold,
-                     const float *lref, const uint8_t *mask, const float *rew, int S, int T, int V, ref_out *r, double *adv,
-                     double *ent, double *g) {
-    char in[] = "/tmp/fg_grpo_inXXXXXX", out[64], cmd[512];
-    int fd = mkstemp(in);
+enum { RT = 9, RV = 17 }; // positions per sequence, vocabulary of the reference cases
+
+// Draws case c's batch, runs the C path on it and writes the reference's input file (grpo_ref.py).
+static int case_prepare(case_run *k, const grpo_case *c, fg_rng *rng) {
+    const int T = RT, V = RV, S = c->ngroups * c->G, N = S * T;
+    k->logits = malloc(sizeof(float) * N * V); k->dl = malloc(sizeof(float) * N * V);
+    k->logp = malloc(sizeof(float) * N); k->ent = malloc(sizeof(float) * N); k->lold = malloc(sizeof(float) * N);
+    k->lref = malloc(sizeof(float) * N); k->dlogp = malloc(sizeof(float) * N); k->rew = malloc(sizeof(float) * S);
+    k->adv = malloc(sizeof(float) * S); k->tok = malloc(sizeof(int32_t) * N);
+    k->mask = calloc(N, 1); k->keep = malloc(c->ngroups);
+    for (int i = 0; i < N * V; i++) k->logits[i] = unif(rng, -3, 3);
+    // masks: a prompt of 1-3 positions, then a completion of variable length (sequence 1: none;
+    // sequence 2: to the end), then padding; tokens -1 on part of the positions off the mask
+    for (int s = 0; s < S; s++) {
+        int p = 1 + s % 3, len = s == 1 ? 0 : s == 2 ? T - p : 1 + (s * 5 + 3) % (T - p);
+        for (int t = 0; t < T; t++) {
+            int i = s * T + t;
+            k->mask[i] = t >= p && t < p + len;
+            k->tok[i] = !k->mask[i] && (t & 1) ? -1 : (int32_t)(fg_rng_uniform(rng) * V) % V;
+        }
+    }
+    // rewards: binary, fractional, and (with >= 2 groups of G > 1) one all-equal group
+    for (int s = 0; s < S; s++) {
+        int grp = s / c->G;
+        k->rew[s] = grp == 1 && c->G > 1 ? 1.0f : grp == 2 ? unif(rng, -1, 2) : (float)(fg_rng_uniform(rng) < 0.5f);
+    }
+    if (c->G > 1) { k->rew[0] = 1; k->rew[3] = 0; } // group 0 is never flat
+    int flat = fg_grpo_advantages(k->adv, k->keep, k->rew, c->ngroups, c->G, c->std_norm);
+    CHECK(flat == (c->G == 1 ? c->ngroups : 1));
+    fg_logp_rows(k->logp, k->ent, k->logits, k->tok, N, V);
+    for (int i = 0; i < N; i++) {
+        k->lold[i] = c->on_policy ? k->logp[i] : k->logp[i] + SHIFTS[(int)(fg_rng_uniform(rng) * 5) % 5];
+        k->lref[i] = k->logp[i] + unif(rng, -0.5f, 0.5f);
+    }
+    k->loss = fg_grpo_loss(k->dlogp, k->logp, k->lold, c->o.beta != 0 ? k->lref : NULL, k->mask, k->adv, S, T, &c->o, &k->st);
+    fg_logp_backward(k->dl, k->logits, k->tok, k->dlogp, N, V);
+    // in place gives the same bits
+    float *dl2 = malloc(sizeof(float) * N * V);
+    memcpy(dl2, k->logits, sizeof(float) * N * V);
+    fg_logp_backward(dl2, dl2, k->tok, k->dlogp, N, V);
+    CHECK_MSG(!memcmp(k->dl, dl2, sizeof(float) * N * V), "%s: in-place fg_logp_backward differs", c->name);
+    free(dl2);
+    CHECK(k->st.loss == k->loss && k->st.tokens > 0 && fabs(k->st.pg_loss + c->o.beta * k->st.kl - k->loss) < 1e-12);
+    for (int i = 0; i < N; i++) CHECK(k->mask[i] || k->dlogp[i] == 0);
+    // which cases clip: the on-policy and wide-clip cases never, the others on some tokens
+    if (c->on_policy || c->o.clip_hi >= 1) CHECK_MSG(k->st.clip_frac == 0, "%s: clip_frac %g", c->name, k->st.clip_frac);
+    else if (c->G > 1) CHECK_MSG(k->st.clip_frac > 0, "%s: nothing clipped", c->name);
+    // the reference's input (little-endian float64, layout in grpo_ref.py)
+    strcpy(k->in, "/tmp/fg_grpo_inXXXXXX");
+    int fd = mkstemp(k->in);
     if (fd < 0) return -1;
+    snprintf(k->out, sizeof k->out, "%s.out", k->in);
     FILE *f = fdopen(fd, "wb");
-    int N = S * T;
     put(f, S); put(f, T); put(f, V); put(f, c->G);
-    for (int i = 0; i < N * V; i++) put(f, logits[i]);
-    for (int i = 0; i < N; i++) put(f, tok[i]);
-    for (int i = 0; i < N; i++) put(f, lold[i]);
-    for (int i = 0; i < N; i++) put(f, lref[i]);
-    for (int i = 0; i < N; i++) put(f, mask[i]);
-    for (int i = 0; i < S; i++) put(f, rew[i]);
-    fclose(f);
-    snprintf(out, sizeof out, "%s.out", in);
-    snprintf(cmd, sizeof cmd, "%s tests/ref/grpo_ref.py %s %s %.9g %.9g %.9g %d %d %d %d", py, in, out, c->o.clip_lo,
-             c->o.clip_hi, c->o.beta, c->o.token_level, c->o.no_len_norm, c->o.max_len, c->std_norm);
-    int rc = system(cmd);
-    unlink(in);
-    if (rc) { unlink(out); return -1; }
-    f = fopen(out, "rb");
-    rc = !f || fread(r, 8, 4, f) != 4 || fread(adv, 8, S, f) != (size_t)S || fread(ent, 8, N, f) != (size_t)N ||
-         fread(g, 8, (size_t)N * V, f) != (size_t)N * V;
-    if (f) fclose(f);
-    unlink(out);
-    return rc ? -1 : 0;
+    for (int i = 0; i < N * V; i++) put(f, k->logits[i]);
+    for (int i = 0; i < N; i++) put(f, k->tok[i]);
+    for (int i = 0; i < N; i++) put(f, k->lold[i]);
+    for (int i = 0; i < N; i++) put(f, k->lref[i]);
+    for (int i = 0; i < N; i++) put(f, k->mask[i]);
+    for (int i = 0; i < S; i++) put(f, k->rew[i]);
+    return fclose(f) ? -1 : 0;
+}
+
+static void case_free(case_run *k) {
+    free(k->logits); free(k->dl); free(k->logp); free(k->ent); free(k->lold); free(k->lref); free(k->dlogp);
+    free(k->rew); free(k->adv); free(k->tok); free(k->mask); free(k->keep);
+    if (k->in[0]) { unlink(k->in); unlink(k->out); }
 }
 
 static double rel_err_d(const float *a, const double *b, size_t n) {
@@ -79,94 +131,75 @@ static double rel_err_d(const float *a, const double *b, size_t n) {
 // advantages of a group sum to zero), so a pure relative error would measure rounding noise.
 static double scalar_err(double a, double b) { return fabs(a - b) / fmax(fabs(b), 0.1); }
 
+// Reads the reference's answer for case c and compares; folds the errors into worst (6).
+static void case_compare(const case_run *k, const grpo_case *c, double *worst) {
+    const int T = RT, V = RV, S = c->ngroups * c->G, N = S * T;
+    double r[4], *radv = malloc(sizeof(double) * S), *rent = malloc(sizeof(double) * N), *g = malloc(sizeof(double) * N * V);
+    FILE *f = fopen(k->out, "rb");
+    int bad = !f || fread(r, 8, 4, f) != 4 || fread(radv, 8, S, f) != (size_t)S || fread(rent, 8, N, f) != (size_t)N ||
+              fread(g, 8, (size_t)N * V, f) != (size_t)N * V;
+    if (f) fclose(f);
+    if (bad) {
+        CHECK_MSG(0, "%s: no answer from grpo_ref.py", c->name);
+    } else {
+        // r: loss, pg_loss, kl, clip_frac
+        double e[6] = {scalar_err(k->loss, r[0]), rel_err_d(k->dl, g, (size_t)N * V), rel_err_d(k->adv, radv, S),
+                       rel_err_d(k->ent, rent, N), fmax(scalar_err(k->st.pg_loss, r[1]), scalar_err(k->st.kl, r[2])),
+                       fabs(k->st.clip_frac - r[3])};
+        printf("  %-26s loss %9.6f (torch %9.6f) clip_frac %.3f | err loss %.1e dlogits %.1e adv %.1e entropy %.1e "
+               "pg/kl %.1e\n", c->name, k->loss, r[0], k->st.clip_frac, e[0], e[1], e[2], e[3], e[4]);
+        CHECK_MSG(e[0] < 1e-5, "%s: loss %.9g vs torch %.9g", c->name, k->loss, r[0]);
+        CHECK_MSG(e[1] < 1e-5, "%s: dlogits vs torch rel err %.3g", c->name, e[1]);
+        CHECK_MSG(e[2] < 1e-5, "%s: advantages vs torch rel err %.3g", c->name, e[2]);
+        CHECK_MSG(e[3] < 1e-5, "%s: entropy vs torch rel err %.3g", c->name, e[3]);
+        CHECK_MSG(e[4] < 1e-5, "%s: pg %.9g / kl %.9g vs torch %.9g / %.9g", c->name, k->st.pg_loss, k->st.kl, r[1], r[2]);
+        CHECK_MSG(e[5] < 1e-12, "%s: clip_frac %g vs torch %g", c->name, k->st.clip_frac, r[3]);
+        for (int i = 0; i < 6; i++) worst[i] = fmax(worst[i], e[i]);
+    }
+    free(radv); free(rent); free(g);
+}
+
 static void check_torch(const char *py) {
-    enum { T = 9, V = 17 };
     const grpo_case cases[] = {
-        // name                     ng  G   clip_lo clip_hi beta  tok nolen maxlen  std on_policy
+        // name                     ng  G  {clip_lo clip_hi beta tok nolen maxlen} std on_policy
         {"grpo clip",                2, 4, {0.2f, 0.28f, 0.0f, 0, 0, 0}, 1, 0},
         {"grpo clip beta",           2, 4, {0.2f, 0.2f, 0.04f, 0, 0, 0}, 1, 0},
         {"grpo on-policy beta",      2, 4, {0.2f, 0.2f, 0.1f, 0, 0, 0}, 1, 1},
         {"grpo wide clip (inactive)", 2, 4, {0.5f, 1.0f, 0.0f, 0, 0, 0}, 1, 0},
         {"dapo token-level",         3, 4, {0.2f, 0.28f, 0.0f, 1, 0, 0}, 1, 0},
         {"dapo token-level beta",    2, 4, {0.2f, 0.28f, 0.05f, 1, 0, 0}, 0, 0},
-        {"dr grpo",                  2, 4, {0.2f, 0.2f, 0.0f, 0, 1, T}, 0, 0},
+        {"dr grpo",                  2, 4, {0.2f, 0.2f, 0.0f, 0, 1, RT}, 0, 0},
         {"dr grpo beta max_len 12",  2, 4, {0.2f, 0.28f, 0.1f, 0, 1, 12}, 0, 0},
         {"dr grpo over token_level", 2, 4, {0.2f, 0.28f, 0.1f, 1, 1, 11}, 1, 0},
         {"G=1 beta",                 6, 1, {0.2f, 0.28f, 0.1f, 0, 0, 0}, 1, 0},
         {"G=1 token-level beta",     5, 1, {0.2f, 0.2f, 0.2f, 1, 0, 0}, 0, 0},
     };
-    int ncase = (int)(sizeof cases / sizeof cases[0]);
+    enum { NC = sizeof cases / sizeof cases[0] };
+    case_run runs[NC];
+    memset(runs, 0, sizeof runs);
     fg_rng rng;
     fg_rng_seed(&rng, 2024);
-    double worst[6] = {0}; // loss, grad, adv, entropy, stats, clip_frac
-    for (int ci = 0; ci < ncase; ci++) {
-        const grpo_case *c = &cases[ci];
-        int S = c->ngroups * c->G, N = S * T;
-        float *logits = malloc(sizeof(float) * N * V), *dl = malloc(sizeof(float) * N * V), *dl2 = malloc(sizeof(float) * N * V);
-        float *logp = malloc(sizeof(float) * N), *ent = malloc(sizeof(float) * N), *lold = malloc(sizeof(float) * N);
-        float *lref = malloc(sizeof(float) * N), *dlogp = malloc(sizeof(float) * N), *rew = malloc(sizeof(float) * S);
-        float *adv = malloc(sizeof(float) * S);
-        int32_t *tok = malloc(sizeof(int32_t) * N);
-        uint8_t *mask = calloc(N, 1), *keep = malloc(c->ngroups);
-        double *radv = malloc(sizeof(double) * S), *rent = malloc(sizeof(double) * N), *g = malloc(sizeof(double) * N * V);
-        for (int i = 0; i < N * V; i++) logits[i] = unif(&rng, -3, 3);
-        // masks: a prompt of 1-3 positions, then a completion of variable length (sequence 1: none;
-        // sequence 2: to the end), then padding; tokens -1 on part of the positions off the mask
-        for (int s = 0; s < S; s++) {
-            int p = 1 + s % 3, len = s == 1 ? 0 : s == 2 ? T - p : 1 + (s * 5 + 3) % (T - p);
-            for (int t = 0; t < T; t++) {
-                int i = s * T + t;
-                mask[i] = t >= p && t < p + len;
-                tok[i] = !mask[i] && (t & 1) ? -1 : (int32_t)(fg_rng_uniform(&rng) * V) % V;
-            }
-        }
-        // rewards: binary, fractional, and (with >= 2 groups of G > 1) one all-equal group
-        for (int s = 0; s < S; s++) {
-            int grp = s / c->G;
-            rew[s] = grp == 1 && c->G > 1 ? 1.0f : grp == 2 ? unif(&rng, -1, 2) : (float)(fg_rng_uniform(&rng) < 0.5f);
-        }
-        if (c->G > 1) { rew[0] = 1; rew[3] = 0; } // group 0 is never flat
-        int flat = fg_grpo_advantages(adv, keep, rew, c->ngroups, c->G, c->std_norm);
-        fg_logp_rows(logp, ent, logits, tok, N, V);
-        for (int i = 0; i < N; i++) {
-            lold[i] = c->on_policy ? logp[i] : logp[i] + SHIFTS[(int)(fg_rng_uniform(&rng) * 5) % 5];
-            lref[i] = logp[i] + unif(&rng, -0.5f, 0.5f);
-        }
-        fg_grpo_stats st;
-        double loss = fg_grpo_loss(dlogp, logp, lold, c->o.beta != 0 ? lref : NULL, mask, adv, S, T, &c->o, &st);
-        fg_logp_backward(dl, logits, tok, dlogp, N, V);
-        // in place gives the same bits
-        memcpy(dl2, logits, sizeof(float) * N * V);
-        fg_logp_backward(dl2, dl2, tok, dlogp, N, V);
-        CHECK_MSG(!memcmp(dl, dl2, sizeof(float) * N * V), "%s: in-place fg_logp_backward differs", c->name);
-        CHECK(st.loss == loss && st.tokens > 0 && fabs(st.pg_loss + c->o.beta * st.kl - loss) < 1e-12);
-        CHECK(flat == (c->G == 1 ? c->ngroups : 1));
-        for (int i = 0; i < N; i++) CHECK(mask[i] || dlogp[i] == 0);
-        ref_out r;
-        if (torch_ref(py, c, logits, tok, lold, lref, mask, rew, S, T, V, &r, radv, rent, g)) {
-            CHECK_MSG(0, "%s: grpo_ref.py failed", c->name);
-        } else {
-            double e[6] = {scalar_err(loss, r.loss), rel_err_d(dl, g, (size_t)N * V), rel_err_d(adv, radv, S),
-                           rel_err_d(ent, rent, N), fmax(scalar_err(st.pg_loss, r.pg), scalar_err(st.kl, r.kl)),
-                           fabs(st.clip_frac - r.clip_frac)};
-            printf("  %-26s loss %9.6f (torch %9.6f) clip_frac %.3f | err loss %.1e dlogits %.1e adv %.1e entropy %.1e "
-                   "pg/kl %.1e\n", c->name, loss, r.loss, st.clip_frac, e[0], e[1], e[2], e[3], e[4]);
-            CHECK_MSG(e[0] < 1e-5, "%s: loss %.9g vs torch %.9g", c->name, loss, r.loss);
-            CHECK_MSG(e[1] < 1e-5, "%s: dlogits vs torch rel err %.3g", c->name, e[1]);
-            CHECK_MSG(e[2] < 1e-5, "%s: advantages vs torch rel err %.3g", c->name, e[2]);
-            CHECK_MSG(e[3] < 1e-5, "%s: entropy vs torch rel err %.3g", c->name, e[3]);
-            CHECK_MSG(e[4] < 1e-5, "%s: pg %.9g / kl %.9g vs torch %.9g / %.9g", c->name, st.pg_loss, st.kl, r.pg, r.kl);
-            CHECK_MSG(e[5] < 1e-12, "%s: clip_frac %g vs torch %g", c->name, st.clip_frac, r.clip_frac);
-            for (int k = 0; k < 6; k++) worst[k] = fmax(worst[k], e[k]);
-        }
-        // which cases clip: the on-policy and wide-clip cases never, the others on some tokens
-        if (c->on_policy || c->o.clip_hi >= 1) CHECK_MSG(st.clip_frac == 0, "%s: clip_frac %g", c->name, st.clip_frac);
-        else if (c->G > 1) CHECK_MSG(st.clip_frac > 0, "%s: nothing clipped", c->name);
-        free(logits); free(dl); free(dl2); free(logp); free(ent); free(lold); free(lref); free(dlogp); free(rew);
-        free(adv); free(tok); free(mask); free(keep); free(radv); free(rent); free(g);
+    // every case's input, then one run of the reference (torch is imported once), then compare
+    char list[] = "/tmp/fg_grpo_listXXXXXX", cmd[512];
+    int fd = mkstemp(list), ok = fd >= 0;
+    FILE *lf = ok ? fdopen(fd, "w") : NULL;
+    for (int i = 0; i < NC && ok; i++) {
+        const grpo_case *c = &cases[i];
+        ok = case_prepare(&runs[i], c, &rng) == 0;
+        fprintf(lf, "%s %s %.9g %.9g %.9g %d %d %d %d\n", runs[i].in, runs[i].out, c->o.clip_lo, c->o.clip_hi,
+                c->o.beta, c->o.token_level, c->o.no_len_norm, c->o.max_len, c->std_norm);
     }
+    if (lf) ok &= fclose(lf) == 0;
+    snprintf(cmd, sizeof cmd, "%s tests/ref/grpo_ref.py --batch %s", py, list);
+    CHECK_MSG(ok && system(cmd) == 0, "grpo_ref.py failed (%s)", cmd);
+    double worst[6] = {0}; // loss, dlogits, adv, entropy, pg/kl, clip_frac
+    for (int i = 0; i < NC; i++) {
+        if (ok) case_compare(&runs[i], &cases[i], worst);
+        case_free(&runs[i]);
+    }
+    if (fd >= 0) unlink(list);
     printf("torch reference, %d cases: max err loss %.1e, dlogits %.1e, advantages %.1e, entropy %.1e, pg/kl %.1e, "
-           "clip_frac %.1e\n", ncase, worst[0], worst[1], worst[2], worst[3], worst[4], worst[5]);
+           "clip_frac %.1e\n", NC, worst[0], worst[1], worst[2], worst[3], worst[4], worst[5]);
 }
 
 // ---- 2. finite differences ---------------------------------------------------------------

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 # Run with Debian's interpreter (torch):
 #   /usr/bin/python3 tests/ref/grpo_ref.py IN OUT CLIP_LO CLIP_HI BETA TOKEN_LEVEL NO_LEN_NORM MAX_LEN STD_NORM
+#   /usr/bin/python3 tests/ref/grpo_ref.py --batch FILE    (one line of the nine arguments per case:
+#                                                           torch is imported once)
 """
 PyTorch reference for frugal's GRPO objective (src/train/grpo.c), written from the papers with
 autograd for the gradient, in float64.
@@ -41,10 +43,10 @@ def advantages(r, G, std_norm):
     return torch.where(flat, torch.zeros_like(a), a).reshape(-1)
 
 
-def main():
-    inp, outp = sys.argv[1], sys.argv[2]
-    clip_lo, clip_hi, beta = (float(x) for x in sys.argv[3:6])
-    token_level, no_len_norm, max_len, std_norm = (int(x) for x in sys.argv[6:10])
+def run(args):
+    inp, outp = args[0], args[1]
+    clip_lo, clip_hi, beta = (float(x) for x in args[2:5])
+    token_level, no_len_norm, max_len, std_norm = (int(x) for x in args[5:9])
     raw = open(inp, "rb").read()
     vals = torch.tensor(struct.unpack("<%dd" % (len(raw) // 8), raw), dtype=torch.float64)
     S, T, V, G = (int(x) for x in vals[:4])
@@ -93,6 +95,15 @@ def main():
         f.write(struct.pack("<%dd" % S, *adv.tolist()))
         f.write(struct.pack("<%dd" % (S * T), *entropy.detach().reshape(-1).tolist()))
         f.write(struct.pack("<%dd" % (S * T * V), *logits.grad.reshape(-1).tolist()))
+
+
+def main():
+    if sys.argv[1] == "--batch":
+        for line in open(sys.argv[2]):
+            if line.strip():
+                run(line.split())
+    else:
+        run(sys.argv[1:])
 
 
 if __name__ == "__main__":
