@@ -32,6 +32,7 @@ int cmd_convert(int argc, char **argv);     // cli/cmd_convert.c: `frugal conver
 int cmd_export(int argc, char **argv);      // cli/cmd_convert.c: `frugal export`
 int cmd_scale(int argc, char **argv);       // cli/cmd_scale.c: `frugal scale`
 int cmd_plot(int argc, char **argv);        // cli/cmd_plot.c: `frugal plot`
+int cmd_rl(int argc, char **argv);          // cli/cmd_rl.c: `frugal rl`
 
 // Shared helpers (cmd_train.c, cmd_eval.c, main.c).
 struct fg_model;

@@ -187,10 +187,63 @@ done:
     return rc;
 }
 
+// Group sampling (--group G): P prompts of 16 random tokens, G completions of max_new tokens each
+// (temperature 1, no stop id, so both sides produce the same tokens), sampled by fg_rl_rollout
+// (each prompt prefilled once and forked, one batched step for all samples) and by fg_generate
+// one sample at a time; alternated, best of 3 rounds each. GRPO's rollouts are the first kind.
+static int bench_group(const fg_wstore *ws, int G, int P, int max_new, int json) {
+    const fg_config *c = fg_wstore_config(ws);
+    int pl = 16, S = P * G, rounds = 3, rc = 0;
+    if (pl + max_new > c->max_position_embeddings) max_new = c->max_position_embeddings - pl;
+    if (max_new < 1) return cli_fail("bench", "--group: the model's context is too short for 16 prompt tokens", NULL);
+    int32_t *pr = malloc(sizeof(int32_t) * (size_t)P * pl), *out = malloc(sizeof(int32_t) * (size_t)S * max_new);
+    int *plen = malloc(sizeof(int) * (size_t)P), *olen = malloc(sizeof(int) * (size_t)S);
+    fg_infer *s = fg_infer_create_store(ws, pl + max_new, FG_KV_AUTO, FG_F32);
+    if (!pr || !out || !plen || !olen || !s) { rc = cli_fail("bench", s ? "out of memory" : fg_last_error(), NULL); goto done; }
+    fg_rng r;
+    fg_rng_seed(&r, 11);
+    for (int i = 0; i < P * pl; i++) pr[i] = (int32_t)fg_rng_below(&r, (uint64_t)c->vocab_size);
+    for (int p = 0; p < P; p++) plen[p] = pl;
+    double best[2] = {0, 0};
+    for (int round = 0; round < rounds && !rc; round++)
+        for (int o = 0; o < 2 && !rc; o++) {
+            int mode = (round + o) % 2; // 0: one at a time, 1: grouped
+            long long n = 0;
+            double t0 = fg_now();
+            if (mode) {
+                if (fg_rl_rollout(ws, pr, plen, P, G, max_new, 1.0f, NULL, 0, 1234 + (uint64_t)round, out, olen)) { rc = cli_fail("bench", fg_last_error(), NULL); break; }
+                for (int i = 0; i < S; i++) n += olen[i];
+            } else {
+                for (int i = 0; i < S && !rc; i++) {
+                    fg_sample_opts so = {.temperature = 1.0f, .top_p = 1, .seed = 99 + (uint64_t)i, .max_new_tokens = max_new};
+                    fg_infer_reset(s);
+                    int ng = fg_generate(s, pr + (size_t)(i / G) * pl, pl, &so, out, max_new, NULL, NULL);
+                    if (ng < 0) rc = cli_fail("bench", fg_last_error(), NULL);
+                    else n += ng;
+                }
+            }
+            double tps = n / (fg_now() - t0);
+            if (tps > best[mode]) best[mode] = tps;
+        }
+    if (rc) goto done;
+    if (json)
+        printf("{\"group\": %d, \"prompts\": %d, \"max_new\": %d, \"single_tok_s\": %.1f, \"group_tok_s\": %.1f, \"speedup\": %.3f}\n",
+               G, P, max_new, best[0], best[1], best[1] / best[0]);
+    else
+        printf("group sampling, %d prompts x G %d, %d new tokens each (temperature 1), best of %d alternated rounds:\n"
+               "  one sample at a time  %8.1f tokens/s\n  grouped (forks)       %8.1f tokens/s  (%.2fx)\n",
+               P, G, max_new, rounds, best[0], best[1], best[1] / best[0]);
+done:
+    fg_infer_free(s);
+    free(pr); free(out); free(plen); free(olen);
+    return rc;
+}
+
 int cmd_bench(int argc, char **argv) {
     const char *config = "bench-moe", *ckpt = NULL, *prefill_s = "128,512,2048", *decode_s = "0,1024,4096", *weights_s = NULL, *kv_s = "f32";
     const char *batch_s = NULL;
     int json = 0, threads = 0, decode_tokens = 32, kind_full = 0, batch_ctx = 512, spec = 0, spec_n = 100;
+    int group = 0, group_prompts = 8, group_new = 64;
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model with random weights: preset or config.json"},
         {"ckpt", OPT_STR, &ckpt, "benchmark a checkpoint or quantised model (.fgq) instead of --config"},
@@ -202,6 +255,9 @@ int cmd_bench(int argc, char **argv) {
         {"full-cache", OPT_FLAG, &kind_full, "MLA: use the expanded per-head cache instead of the latent one"},
         {"speculative", OPT_INT, &spec, "self-speculative decoding with up to N MTP drafts per step against plain decoding (greedy; a model with MTP)", "[0,4]"},
         {"spec-prompts", OPT_INT, &spec_n, "--speculative: prompts generated per round (held-out task problems for a byte-level model)", "[1,100000]"},
+        {"group", OPT_INT, &group, "group sampling (GRPO rollouts): G samples per prompt, forked and batched, against one at a time", "[0,1024]"},
+        {"group-prompts", OPT_INT, &group_prompts, "--group: prompts per round", "[1,4096]"},
+        {"group-new", OPT_INT, &group_new, "--group: tokens generated per sample", "[1,inf)"},
         {"json", OPT_FLAG, &json, "print JSON instead of a table"},
         {"weights", OPT_STR, &weights_s, "weight format: f32 (default), bf16 or q8_0 (converted at load; a quantised model runs as stored)"},
         {"kv-type", OPT_STR, &kv_s, "KV cache values: f32, bf16 or q8_0 (32-value blocks with an fp16 scale, 1.06 bytes per value)"},
@@ -235,7 +291,7 @@ int cmd_bench(int argc, char **argv) {
         if (cli_open_weights("bench", ckpt, weights_s, &cw)) return 1;
         open_s = fg_now() - t0;
         c = *fg_wstore_config(cw.ws);
-        if (need > c.max_position_embeddings && !spec) { // --speculative sizes its own sessions
+        if (need > c.max_position_embeddings && !spec && !group) { // --speculative and --group size their own
             int lim = c.max_position_embeddings;
             char msg[300], hint[160];
             cli_weights_close(&cw);
@@ -254,8 +310,13 @@ int cmd_bench(int argc, char **argv) {
                 }
         }
     } else {
-        if (cli_random_weights("bench", config, weights, spec ? 128 : need, &cw)) return 1;
+        if (cli_random_weights("bench", config, weights, spec ? 128 : group ? 16 + group_new : need, &cw)) return 1;
         c = *fg_wstore_config(cw.ws);
+    }
+    if (group) {
+        int rs = bench_group(cw.ws, group, group_prompts, group_new, json);
+        cli_weights_close(&cw);
+        return rs;
     }
     if (spec) {
         int rs = bench_spec(cw.ws, cw.tok == NULL, spec, spec_n, kv_type, json);

@@ -278,11 +278,12 @@ static int cost_ledger(int argc, char **argv) {
     if (json) {
         printf("[\n");
         for (int i = 0; i < nd; i++) {
-            double w = li[i].train_flops + li[i].eval_flops + li[i].teacher_flops, h = w / (peak * mfu) / 3600;
+            double w = li[i].train_flops + li[i].eval_flops + li[i].teacher_flops + li[i].rollout_flops + li[i].reference_flops;
+            double h = w / (peak * mfu) / 3600;
             printf("  {\"run\": \"%s\", \"tokens\": %.17g, \"steps\": %.17g, \"train_flops\": %.17g, \"eval_flops\": %.17g, "
-                   "\"teacher_flops\": %.17g, \"cache_bytes\": %.17g, \"wall_s\": %.6g, \"cpu_s\": %.6g, \"mfu\": %.6g, \"best_val_loss\": %.6g, "
+                   "\"teacher_flops\": %.17g, \"rollout_flops\": %.17g, \"reference_flops\": %.17g, \"cache_bytes\": %.17g, \"wall_s\": %.6g, \"cpu_s\": %.6g, \"mfu\": %.6g, \"best_val_loss\": %.6g, "
                    "\"projected_hours\": %.6g, \"projected_dollars\": %.6g", dirs[i], li[i].tokens, li[i].steps, li[i].train_flops,
-                   li[i].eval_flops, li[i].teacher_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s,
+                   li[i].eval_flops, li[i].teacher_flops, li[i].rollout_flops, li[i].reference_flops, li[i].cache_bytes, li[i].wall_s, li[i].cpu_s,
                    isnan(li[i].mfu) ? -1 : li[i].mfu, isnan(li[i].best_val_loss) ? -1 : li[i].best_val_loss, h, h * acc->price_hr);
             if (target >= 0) {
                 if (reached[i]) printf(", \"reach\": {\"target_loss\": %g, \"tokens\": %.17g, \"step\": %.17g, \"flops\": %.17g}",
@@ -305,6 +306,8 @@ static int cost_ledger(int argc, char **argv) {
     ROW("eval FLOPs", "%s", SI(li[i].eval_flops));
     ROW("teacher FLOPs", "%s", SI(li[i].teacher_flops));
     ROW("teacher cache bytes", "%s", SI(li[i].cache_bytes));
+    ROW("rollout FLOPs (rl)", "%s", SI(li[i].rollout_flops));
+    ROW("reference FLOPs (rl)", "%s", SI(li[i].reference_flops));
     ROW("wall time", "%.1f s", li[i].wall_s);
     ROW("CPU time", "%.1f s", li[i].cpu_s);
     ROW("fp32 peak (measured)", "%.1f GFLOP/s", li[i].fp32_gflops);
@@ -313,8 +316,10 @@ static int cost_ledger(int argc, char **argv) {
     ROW("task accuracy", isnan(li[i].task_accuracy) ? "-" : "%.1f%%", 100 * li[i].task_accuracy);
     char lab[64];
     snprintf(lab, sizeof lab, "%s-hours at MFU %.2f", acc->name, mfu);
-    ROW(lab, "%s", SI((li[i].train_flops + li[i].eval_flops + li[i].teacher_flops) / (peak * mfu) / 3600));
-    ROW("  dollars", "$%s", SI((li[i].train_flops + li[i].eval_flops + li[i].teacher_flops) / (peak * mfu) / 3600 * acc->price_hr));
+#define ALL_FLOPS(x) ((x).train_flops + (x).eval_flops + (x).teacher_flops + (x).rollout_flops + (x).reference_flops)
+    ROW(lab, "%s", SI(ALL_FLOPS(li[i]) / (peak * mfu) / 3600));
+    ROW("  dollars", "$%s", SI(ALL_FLOPS(li[i]) / (peak * mfu) / 3600 * acc->price_hr));
+#undef ALL_FLOPS
     if (target >= 0) {
         snprintf(lab, sizeof lab, "to reach val loss %g: tokens", target);
         ROW(lab, "%s", reached[i] ? SIB(rt[i]) : "not reached");

@@ -16,6 +16,7 @@ static const fg_command COMMANDS[] = {
     {"demo", "train + evaluate an MLA + MoE model on the built-in task, then distil it (make demo)", cmd_demo},
     {"train", "pretrain or fine-tune a model from text/JSONL files or the built-in task", cmd_train},
     {"distill", "distil a teacher into a student: logits (online or cached top-k) or verified samples", cmd_distill},
+    {"rl", "reinforcement learning with verifiable rewards: GRPO on the Countdown task (the R1-Zero step)", cmd_rl},
     {"eval", "held-out exact match on the task, or --text FILE: perplexity (and --top1-against REF)", cmd_eval},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k, top-p, seed)", cmd_generate},
     {"serve", "an OpenAI-compatible HTTP server with continuous batching and prefix reuse (docs/serve.md)", cmd_serve},

@@ -371,6 +371,8 @@ typedef struct {
     double teacher_flops_per_token;        // ledger: teacher forward FLOPs per trained token (online)
     double teacher_flops_base;             // ledger: teacher FLOPs spent before this run (the cache)
     double cache_bytes;                    // ledger: size of the teacher cache read (0 = none)
+    double rollout_flops, reference_flops; // ledger: reinforcement learning's sampling and reference
+                                           //   forward FLOPs so far (fg_rl_train keeps them)
 } fg_train_opts;
 
 void fg_train_opts_default(fg_train_opts *o);
@@ -694,6 +696,49 @@ int32_t fg_sample(const float *logits, int V, const fg_sample_opts *o, fg_rng *r
 // Returns the number generated, or -1 with an error (bad options, overflow, bad prompt id).
 int fg_generate(fg_infer *s, const int32_t *prompt, int n_prompt, const fg_sample_opts *o, int32_t *out,
                 int cap, int (*on_token)(int32_t id, void *ctx), void *ctx);
+
+// ---- reinforcement learning: GRPO with verifiable rewards (src/train/rl.c, docs/rl.md) ----------
+// The R1-Zero step: completions sampled in groups from the policy, scored by a verifier, and the
+// policy moved towards the better ones of each group (GRPO: group-normalised advantages, the
+// clipped ratio to the sampling policy, k3 KL to a frozen reference), with DAPO's and Dr. GRPO's
+// variants as options.
+enum { FG_RL_TASK_COUNTDOWN = 0, FG_RL_TASK_ARITH = 1 };
+typedef struct {
+    const char *ref;          // the frozen reference policy's checkpoint (the starting policy); beta > 0 needs it
+    int task;                 // FG_RL_TASK_*: the prompts and the built-in verifier
+    int level;                // Countdown difficulty, 1..FG_CD_LEVELS
+    int prompts, group;       // P prompts per rollout, G completions of each: the batch is P*G sequences
+    int mu;                   // policy updates per rollout (each a step of the trainer)
+    int max_new;              // completion tokens at most
+    float temperature;        // sampling temperature (> 0); log-probabilities are taken at it
+    float format_reward;      // added to the correctness reward (0 or 1) for a well-formed completion
+    float clip_lo, clip_hi;   // ratio clipped to [1 - clip_lo, 1 + clip_hi] (DAPO: clip_hi > clip_lo)
+    float beta;               // KL(policy || reference) coefficient (k3 estimator); 0: no reference
+    int token_level;          // 1: the loss averaged over all completion tokens of the batch (DAPO)
+    int std_norm;             // 1: advantages divided by the group's reward spread (0: Dr. GRPO)
+    int no_len_norm;          // 1: a completion's sum divided by max_new, not its length (Dr. GRPO)
+    int drop_zero_var;        // 1: groups whose rewards are all equal are left out of the loss (DAPO)
+    const char *verifier;     // shell command instead of the built-in check: prompt + completion text on
+    double verifier_timeout;  //   stdin, exit 0 correct, 1 wrong (as fg_distill_generate's); seconds
+    int eval_every, eval_n;   // held-out accuracy (greedy, eval_n problems) every eval_every updates
+} fg_rl_opts;
+void fg_rl_opts_default(fg_rl_opts *r); // Countdown level 1, P 8, G 8, mu 1, max_new 64, T 1, beta 0.04, clip 0.2
+int fg_rl_opts_check(const fg_rl_opts *r);
+// GRPO training of policy m (loaded; opt and st fresh or resumed) on fg_train: o's schedule,
+// clipping, output folder, checkpoints and ledger; o->batch and o->seq are set from r (P*G
+// sequences of prompt + max_new tokens), accumulation is 1. Writes OUT/rl.jsonl (per update:
+// rollout reward mean and spread, accuracy, format rate, completion length, loss, KL, entropy,
+// clip fraction, rollout and update tokens/s, held-out accuracy when measured) and OUT/rl.svg.
+int fg_rl_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o, const fg_rl_opts *r);
+// Group sampling: G completions of each of P prompts (prompts: (P, maxp) rows, plen[p] <= maxp ids
+// used, maxp = the longest plen) in one batched context: the prompts prefilled together, each
+// forked G - 1 times (the forks share its cache blocks), then one decode step per token for all
+// live samples. Sample s = p*G + g gets out[s*max_new ...] and out_len[s] tokens (a stop id
+// included). temperature 0 is greedy. Deterministic for seed. 0, or -1 with an error.
+int fg_rl_rollout(const fg_wstore *ws, const int32_t *prompts, const int *plen, int P, int G, int max_new,
+                  float temperature, const int32_t *stop, int nstop, uint64_t seed, int32_t *out, int *out_len);
+// Held-out accuracy of greedy completions on n problems of a task (and the well-formed share).
+int fg_rl_eval(const fg_wstore *ws, int task, int level, int n, uint64_t seed, double *accuracy, double *format);
 
 // ---- distillation (src/distill/, docs/distill.md) ------------------------------------------
 // Logit distillation (online teacher or an offline top-k cache) and sequence-level distillation

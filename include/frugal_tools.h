@@ -298,6 +298,7 @@ typedef struct {
     double params_total, params_active;
     int seq, segments;
     double cache_bytes;                             // distill: teacher cache size (0 = none)
+    double rollout_flops, reference_flops;          // rl: sampling (+ the sampling policy's log-probs) and reference forwards
 } fg_ledger_info;
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
 // Records a held-out task accuracy in run_dir/ledger.json (which must exist), rewriting it atomically.

@@ -167,6 +167,16 @@ int fg_output_check(const char *path) {
                         "(hint: choose a file path)", path, file_kind(sb.st_mode));
 }
 
+int fg_mkdir_p(const char *dir) {
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
+    if (mkdir(tmp, 0755) && errno != EEXIST)
+        return fg_set_error("cannot create output directory '%s': %s", dir, strerror(errno));
+    return 0;
+}
+
 int fg_dir_lock(const char *dir) {
     char path[1100];
     snprintf(path, sizeof path, "%s/.lock", dir);

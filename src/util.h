@@ -32,6 +32,8 @@ void *fg_calloc(size_t n, size_t size, const char *what);
 
 // Physical memory of this machine in bytes (0 if unknown): the budget for up-front size checks.
 double fg_phys_mem_bytes(void);
+// Creates dir and its missing parents (mode 0755); 0, or -1 with an error naming it.
+int fg_mkdir_p(const char *dir);
 
 #define FG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FG_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -57,6 +57,7 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
         li->params_total = jnum(md, "params_total", 0); li->params_active = jnum(md, "params_active", 0);
         li->train_flops = jnum(fl, "train", 0); li->eval_flops = jnum(fl, "eval", 0);
         li->teacher_flops = jnum(fl, "teacher", 0); li->flops_per_token = jnum(fl, "train_per_token", 0);
+        li->rollout_flops = jnum(fl, "rollout", 0); li->reference_flops = jnum(fl, "reference", 0);
         li->wall_s = jnum(t, "wall_s", 0); li->cpu_s = jnum(t, "cpu_s", 0);
         li->mfu = jnum(t, "mfu", 0);
         if (li->mfu > 1) li->mfu = NAN; // written against a peak measured under load
@@ -147,8 +148,9 @@ int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, con
                "\"cache_bytes\": %.17g},\n", li->tokens, li->steps, li->seq, li->segments, partial ? "true" : "false",
             li->cache_bytes);
     fprintf(f, "  \"model\": {\"params_total\": %.17g, \"params_active\": %.17g},\n", cm.total, cm.total_active);
-    fprintf(f, "  \"flops\": {\"train\": %.17g, \"eval\": %.17g, \"teacher\": %.17g, \"train_per_token\": %.17g,\n"
-               "            \"train_by_component\": {", li->train_flops, li->eval_flops, li->teacher_flops, li->flops_per_token);
+    fprintf(f, "  \"flops\": {\"train\": %.17g, \"eval\": %.17g, \"teacher\": %.17g, \"rollout\": %.17g, \"reference\": %.17g, "
+               "\"train_per_token\": %.17g,\n            \"train_by_component\": {", li->train_flops, li->eval_flops,
+            li->teacher_flops, li->rollout_flops, li->reference_flops, li->flops_per_token);
     int first = 1;
     for (int i = 0; i < FG_COMP_N; i++) {
         if (i == FG_COMP_MTP || cm.fwd[i] == 0) continue;
@@ -204,6 +206,8 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     li.eval_flops = (double)n_val * o->eval_batches * o->batch * o->seq * cm.fwd_per_token;
     li.teacher_flops = o->teacher_flops_base + o->teacher_flops_per_token * (double)st->tokens_seen;
     li.cache_bytes = o->cache_bytes;
+    li.rollout_flops = o->rollout_flops;
+    li.reference_flops = o->reference_flops;
     li.task_accuracy = NAN;
     li.wall_s = lg->base_wall + (fg_now() - lg->t0);
     li.cpu_s = lg->base_cpu + (fg_cpu_seconds() - lg->cpu0);

@@ -76,4 +76,10 @@ uint64_t fg_distill_teacher_hash(const fg_model *m);
 // loaded data (caller frees with fg_dataset_free).
 int fg_distill_data_hash(const fg_train_opts *o, const char *tok_bytes, size_t tok_len, uint64_t *hash, void *ds_out);
 
+// Runs the shell command cmd (/bin/sh -c, its own process group) with text on its stdin. Returns 0
+// when it exits 0 (accept), 1 when it exits 1 (reject); -1 with an error for any other status, a
+// signal, or a run longer than timeout seconds (the group is then killed). Shared by sequence-level
+// distillation and reinforcement learning.
+int fg_run_verifier(const char *cmd, const char *text, size_t len, double timeout);
+
 #endif

@@ -25,8 +25,8 @@
 #include "model/model.h"
 #include "util.h"
 
-// Runs cmd with text on stdin. Returns 0 accept, 1 reject, -1 error (message set).
-static int run_verifier(const char *cmd, const char *text, size_t len, double timeout) {
+// (distill.h)
+int fg_run_verifier(const char *cmd, const char *text, size_t len, double timeout) {
     int in[2];
     if (pipe(in)) return fg_set_error("verifier: pipe: %s", strerror(errno));
     pid_t pid = fork();
@@ -213,7 +213,7 @@ int fg_distill_generate(const fg_distill_gen_opts *o, fg_distill_gen_stats *st) 
             size_t cl = ids_text(tok, gen, nt, &text, &tcap);
             int ok;
             if (o->verifier) {
-                ok = run_verifier(o->verifier, text, cl, o->verifier_timeout);
+                ok = fg_run_verifier(o->verifier, text, cl, o->verifier_timeout);
                 if (ok < 0) { fg_wrap_error("prompt %d sample %d", i + 1, k + 1); goto done; }
                 ok = ok == 0;
             } else {

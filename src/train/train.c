@@ -295,15 +295,6 @@ static int setup_data(const fg_config *c, fg_train_state *st, const fg_train_opt
     return 0;
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') { *p = 0; mkdir(tmp, 0755); *p = '/'; }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return fg_set_error("cannot create output directory '%s': %s", dir, strerror(errno));
-    return 0;
-}
 
 static void progress_bar(int64_t step, int64_t total, float loss, float lr, double tps, double eta) {
     int width = 30, fill = (int)(width * (double)step / (double)total);
@@ -372,7 +363,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     memset(&ds_mem, 0, sizeof ds_mem);
     memset(&sh_mem, 0, sizeof sh_mem);
 #define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); } while (0)
-    if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || mkdir_p(o->out_dir)) { FREE_DATA(); return -1; }
+    if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || fg_mkdir_p(o->out_dir)) { FREE_DATA(); return -1; }
     int lock = fg_dir_lock(o->out_dir);
     if (lock < 0) { FREE_DATA(); return -1; }
 #undef FREE_DATA
