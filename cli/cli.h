@@ -39,7 +39,12 @@ struct fg_model;
 int cli_load_config(fg_config *c, const char *spec);           // preset name or config.json path
 // A frugal checkpoint, Hugging Face directory or GGUF file; *tok (may be NULL) its tokenizer or NULL.
 struct fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok); // prints the error itself
-int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy);
+// Greedy-decodes n held-out problems of a built-in task (FG_TRAIN_ARITH, or FG_TRAIN_COUNTDOWN at
+// level 1..FG_CD_LEVELS), drawn with seed; prints the first `show` answers. *accuracy: the share
+// solved; *format_rate (may be NULL): countdown, the share of well-formed completions
+// (fg_countdown_check's format_ok); NAN for arith. Returns 0 or -1 with an error (prints nothing else).
+int cli_task_eval(const fg_wstore *ws, int task, int level, int n, uint64_t seed, int show, double *accuracy,
+                  double *format_rate);
 void cli_set_threads(int threads);                             // 0 = leave OpenMP's default
 int cli_max_threads(void);                                     // 4 x this machine's cores (opts.c)
 // SIGINT/SIGTERM during training (main.c): on = 1 installs handlers that ask the training loop

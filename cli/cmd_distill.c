@@ -254,7 +254,7 @@ int cli_demo_distill(const char *teacher_dir, double teacher_acc, int n, int64_t
     cli_trap_signals(0);
     double acc = 0;
     fg_wstore *ws = rc ? NULL : fg_wstore_from_model(m, FG_F32);
-    if (!rc && ws) rc = cli_task_eval(ws, n, 2024, 0, &acc);
+    if (!rc && ws) rc = cli_task_eval(ws, FG_TRAIN_ARITH, 0, n, 2024, 0, &acc, NULL);
     else rc = -1;
     fg_wstore_free(ws);
     if (rc) rc = cli_fail("demo", fg_last_error(), NULL);

@@ -1,5 +1,6 @@
-// cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems, or with --text
-// the perplexity of a model on a text file and its agreement with a reference model), `frugal demo`
+// cmd_eval.c: `frugal eval` (exact-match accuracy on held-out arithmetic problems; with --task
+// countdown, accuracy and format rate on held-out Countdown problems per level; with --text, the
+// perplexity of a model on a text file and its agreement with a reference model), `frugal demo`
 // (train + eval + examples on the built-in task) and `frugal config` (show a config and its size).
 #include <math.h>
 #include <stdio.h>
@@ -22,39 +23,61 @@ static void ids_to_text(const int32_t *ids, int n, char *buf, size_t cap) {
     buf[k] = 0;
 }
 
-// Greedy-decodes n held-out problems (drawn with seed) and returns the exact-match accuracy.
-// Prints the first `show` solutions.
-int cli_task_eval(const fg_wstore *ws, int n, uint64_t seed, int show, double *accuracy) {
-    int max_T = CLI_MIN(fg_wstore_config(ws)->max_position_embeddings, FG_TASK_MAX_TOKENS);
+// One held-out problem of either built-in task: what cli_task_eval draws, prompts with and grades.
+typedef struct { fg_task_problem a; fg_countdown c; } task_item;
+
+// Draws a problem from the task's held-out split and writes its prompt ids; returns their count.
+static int item_draw(int task, int level, fg_rng *r, task_item *it, int32_t *ids) {
+    int pl;
+    if (task == FG_TRAIN_COUNTDOWN) {
+        fg_countdown_sample(r, level, 1, &it->c);
+        return fg_countdown_prompt(&it->c, ids);
+    }
+    fg_task_sample(r, 1, &it->a);
+    fg_task_render(&it->a, ids, &pl);
+    return pl;
+}
+
+int cli_task_eval(const fg_wstore *ws, int task, int level, int n, uint64_t seed, int show, double *accuracy,
+                  double *format_rate) {
+    int cd = task == FG_TRAIN_COUNTDOWN, cap_ids = cd ? FG_CD_MAX_TOKENS : FG_TASK_MAX_TOKENS;
+    int max_T = CLI_MIN(fg_wstore_config(ws)->max_position_embeddings, cap_ids);
     fg_infer *s = fg_infer_create_store(ws, max_T, FG_KV_AUTO, FG_F32);
     if (!s) return -1;
     fg_rng r;
     fg_rng_seed(&r, seed);
     int32_t stop = FG_TOK_EOS;
     fg_sample_opts so = {.temperature = 0, .top_p = 1, .max_new_tokens = FG_TASK_LONGEST, .stop_ids = &stop, .n_stop = 1};
-    int correct = 0;
+    int correct = 0, formatted = 0;
     for (int i = 0; i < n; i++) {
-        fg_task_problem p;
-        fg_task_sample(&r, 1, &p);
-        int32_t ids[FG_TASK_MAX_TOKENS], gen[FG_TASK_MAX_TOKENS];
-        int pl;
-        fg_task_render(&p, ids, &pl);
+        task_item it;
+        int32_t ids[FG_CD_MAX_TOKENS], gen[FG_CD_MAX_TOKENS];
+        int pl = item_draw(task, level, &r, &it, ids);
         fg_infer_reset(s);
-        int cap = CLI_MIN(FG_TASK_LONGEST, max_T - pl);
-        so.max_new_tokens = cap;
-        int ng = fg_generate(s, ids, pl, &so, gen, FG_TASK_MAX_TOKENS, NULL, NULL);
+        // arith: its longest example; countdown: whatever room the context leaves (a model that
+        // never writes EOS is cut there)
+        so.max_new_tokens = cd ? max_T - pl : CLI_MIN(FG_TASK_LONGEST, max_T - pl);
+        int ng = !cd || so.max_new_tokens > 0 ? fg_generate(s, ids, pl, &so, gen, cap_ids, NULL, NULL) : 0;
         if (ng < 0) { fg_infer_free(s); return -1; }
-        int ok = fg_task_check(&p, gen, ng);
+        int fmt = 0, ok = cd ? fg_countdown_check(&it.c, gen, ng, &fmt) : fg_task_check(&it.a, gen, ng);
         correct += ok;
+        formatted += fmt;
         if (i < show) {
-            char text[512];
+            char text[1024];
             ids_to_text(gen, ng, text, sizeof text);
-            printf("  %04d%c%04d= %s   [%s, true answer %ld]\n", p.a, p.op, p.b, text, ok ? "correct" : "WRONG",
-                   fg_task_answer(&p));
+            if (!cd) {
+                printf("  %04d%c%04d= %s   [%s, true answer %ld]\n", it.a.a, it.a.op, it.a.b, text, ok ? "correct" : "WRONG",
+                       fg_task_answer(&it.a));
+                continue;
+            }
+            char prompt[64];
+            ids_to_text(ids + 1, pl - 1, prompt, sizeof prompt);
+            printf("  %s %s   [%s]\n", prompt, text, ok ? "correct" : fmt ? "WRONG" : "WRONG, malformed");
         }
     }
     fg_infer_free(s);
     *accuracy = n ? (double)correct / n : 0;
+    if (format_rate) *format_rate = !cd ? NAN : n ? (double)formatted / n : 0;
     return 0;
 }
 
@@ -223,30 +246,67 @@ done:
     return rc;
 }
 
+// `frugal eval --task countdown`: held-out accuracy and well-formed rate of greedy answers, per
+// level (level 0: each level in turn, n problems each); one JSON line with json.
+static int eval_countdown(const char *ckpt, const fg_wstore *ws, int level, int n, uint64_t seed, int show, int json) {
+    int lo = level ? level : 1, hi = level ? level : FG_CD_LEVELS;
+    double acc[FG_CD_LEVELS + 1], fmt[FG_CD_LEVELS + 1], secs[FG_CD_LEVELS + 1];
+    for (int l = lo; l <= hi; l++) {
+        double t0 = fg_now();
+        if (!json && show) printf("level %d:\n", l);
+        if (cli_task_eval(ws, FG_TRAIN_COUNTDOWN, l, n, seed, json ? 0 : show, &acc[l], &fmt[l]))
+            return cli_fail("eval", fg_last_error(), NULL);
+        secs[l] = fg_now() - t0;
+        if (!json)
+            printf("countdown level %d held-out accuracy: %.1f%%, format %.1f%% (%d problems, %.1f s)\n", l, 100 * acc[l],
+                   100 * fmt[l], n, secs[l]);
+    }
+    if (json) {
+        printf("{\"model\": \"%s\", \"task\": \"countdown\", \"n\": %d, \"seed\": %llu, \"levels\": [", ckpt, n,
+               (unsigned long long)seed);
+        for (int l = lo; l <= hi; l++)
+            printf("%s{\"level\": %d, \"accuracy\": %.4f, \"format_rate\": %.4f, \"seconds\": %.3f}", l > lo ? ", " : "", l,
+                   acc[l], fmt[l], secs[l]);
+        printf("]}\n");
+    }
+    return 0;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *weights_s = NULL, *text = NULL, *ref = NULL;
-    int n = 500, show = 5, threads = 0, ctx = 0, json = 0;
+    const char *ckpt = NULL, *weights_s = NULL, *text = NULL, *ref = NULL, *task = "arith";
+    int n = 500, show = 5, threads = 0, ctx = 0, json = 0, level = 0;
     uint64_t seed = 2024;
     cli_opt opts[] = {
         {"ckpt", OPT_STR, &ckpt, "checkpoint, quantised model (.fgq), Hugging Face directory or GGUF file to evaluate (required)"},
-        {"n", OPT_INT, &n, "held-out problems to solve", "[1,inf)"},
+        {"task", OPT_STR, &task, "arith (4-digit + and -) or countdown (reach a target with + - * /)"},
+        {"level", OPT_INT, &level, "--task countdown: level 1-3, 0 = each level in turn", "[0,3]"},
+        {"n", OPT_INT, &n, "held-out problems to solve (countdown: per level)", "[1,inf)"},
         {"show", OPT_INT, &show, "print this many solutions", "[0,inf)"},
         {"seed", OPT_U64, &seed, "which held-out problems"},
         {"text", OPT_STR, &text, "instead of the task: perplexity on this text file (one document, windows of --ctx tokens)"},
         {"ctx", OPT_INT, &ctx, "--text: tokens per window (0 = min(the model's context, 512))", "[0,inf)"},
         {"top1-against", OPT_STR, &ref, "--text: also compare each next-token prediction with this model's (same vocabulary): "
                                         "top-1 agreement and mean KL(ref || model)"},
-        {"json", OPT_FLAG, &json, "--text: print one JSON line"},
+        {"json", OPT_FLAG, &json, "--text or --task countdown: print one JSON line"},
         {"weights", OPT_STR, &weights_s, "weight format for a checkpoint: f32 (default), bf16 or q8_0; a quantised model runs as stored"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
         {NULL, 0, NULL, NULL},
     };
-    int r = cli_parse("eval", "--ckpt PATH [--text FILE [--top1-against REF]] [options]", opts, argc, argv, NULL, 0, NULL);
+    int r = cli_parse("eval", "--ckpt PATH [--task arith|countdown | --text FILE [--top1-against REF]] [options]", opts, argc, argv,
+                      NULL, 0, NULL);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     if (!ckpt) return cli_fail("eval", "--ckpt is required", "frugal eval --ckpt runs/demo/ckpt.fgck");
     if (n < 1) return cli_fail("eval", "--n must be >= 1", NULL);
-    if (!text && (ref || ctx || json)) return cli_fail("eval", "--top1-against, --ctx and --json go with --text", "add --text FILE");
+    int cd = !strcmp(task, "countdown");
+    if (!cd && strcmp(task, "arith")) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--task %.200s is not a built-in task", task);
+        return cli_fail("eval", msg, "--task arith (the default) or --task countdown");
+    }
+    if (!cd && cli_given(argc, argv, "level")) return cli_fail("eval", "--level goes with --task countdown", "add --task countdown");
+    if (text && cli_given(argc, argv, "task")) return cli_fail("eval", "--text and --task exclude each other", "drop one of them");
+    if (!text && (ref || ctx || (json && !cd))) return cli_fail("eval", "--top1-against, --ctx and --json go with --text", "add --text FILE");
     cli_weights cw;
     if (cli_open_weights("eval", ckpt, weights_s, &cw)) return 1;
     if (text) {
@@ -256,12 +316,18 @@ int cmd_eval(int argc, char **argv) {
     }
     if (cw.tok) { // the task's prompts and answers are byte-level ids
         cli_weights_close(&cw);
-        return cli_fail("eval", "this checkpoint uses a BPE tokenizer; the held-out arithmetic task is byte-level",
+        return cli_fail("eval", cd ? "this checkpoint uses a BPE tokenizer; the held-out Countdown task is byte-level"
+                                   : "this checkpoint uses a BPE tokenizer; the held-out arithmetic task is byte-level",
                         "evaluate a checkpoint trained on the built-in task; for text, frugal eval --ckpt PATH --text FILE");
+    }
+    if (cd) { // Countdown accuracy stays out of the ledger, whose task_accuracy is the arithmetic task's
+        int rt = eval_countdown(ckpt, cw.ws, level, n, seed, show, json);
+        cli_weights_close(&cw);
+        return rt ? 1 : 0;
     }
     double acc;
     double t0 = fg_now();
-    int rc = cli_task_eval(cw.ws, n, seed, show, &acc);
+    int rc = cli_task_eval(cw.ws, FG_TRAIN_ARITH, 0, n, seed, show, &acc, NULL);
     if (rc) cli_fail("eval", fg_last_error(), NULL);
     else {
         printf("held-out exact match: %.1f%% (%d problems, %.1f s)\n", 100 * acc, n, fg_now() - t0);
@@ -356,7 +422,7 @@ int cmd_demo(int argc, char **argv) {
     double acc;
     double t1 = fg_now();
     fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
-    rc = ws ? cli_task_eval(ws, n, 2024, 6, &acc) : -1;
+    rc = ws ? cli_task_eval(ws, FG_TRAIN_ARITH, 0, n, 2024, 6, &acc, NULL) : -1;
     fg_wstore_free(ws);
     if (rc) cli_fail("demo", fg_last_error(), NULL);
     else {

@@ -1,4 +1,5 @@
-// cmd_train.c: `frugal train`: pretrain or fine-tune from text/JSONL files or the built-in task.
+// cmd_train.c: `frugal train`: pretrain or fine-tune from text/JSONL files or a built-in task
+// (--task arith, the default, or countdown).
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,15 @@ fg_model *cli_open_ckpt(const char *cmd, const char *path, fg_tokenizer **tok) {
 }
 
 static const char *sched_name(int s) { return s == FG_SCHED_WSD ? "wsd" : s == FG_SCHED_CONSTANT ? "constant" : "cosine"; }
+static const char *task_name(int t) { return t == FG_TRAIN_COUNTDOWN ? "countdown" : "arith"; }
+
+// What a run without data files trains on, for the one-line summaries.
+static const char *task_text(const fg_train_opts *o, char *buf, size_t cap) {
+    if (o->task != FG_TRAIN_COUNTDOWN) return "built-in arithmetic task";
+    if (o->task_level) snprintf(buf, cap, "built-in Countdown task, level %d", o->task_level);
+    else snprintf(buf, cap, "built-in Countdown task, levels 1-%d mixed", FG_CD_LEVELS);
+    return buf;
+}
 
 // Prints a formatted one-line error; returns -1.
 __attribute__((format(printf, 1, 2))) static int merge_fail(const char *fmt, ...) {
@@ -75,6 +85,7 @@ static int same_path(const char *a, const char *b) {
 // recorded strings. Returns 0, or prints the error and returns -1.
 static int resume_merge(fg_train_opts *o, const char **sched, const char **sft, const cli_opt *opts, int argc, char **argv,
                         const fg_train_state *st, const char *resume, void **arena) {
+    int task_given = cli_given(argc, argv, "task");
     fg_train_opts saved = *o;
     const char *saved_sft = NULL;
     int full = st->train_json ? fg_train_opts_from_json(&saved, &saved_sft, st->train_json, arena) : 0;
@@ -100,6 +111,11 @@ static int resume_merge(fg_train_opts *o, const char **sched, const char **sft, 
             return merge_fail("--schedule %s differs from the run's %s (hint: drop --schedule)", sched_name(o->sched), sched_name(saved.sched));
         o->sched = saved.sched;
         *sched = sched_name(saved.sched);
+    }
+    if (saved.task != o->task) {
+        if (task_given)
+            return merge_fail("--task %s differs from the run's %s (hint: drop --task)", task_name(o->task), task_name(saved.task));
+        o->task = saved.task;
     }
     if (saved.precision != o->precision) {
         if (cli_given(argc, argv, "precision"))
@@ -130,6 +146,7 @@ int cmd_train(int argc, char **argv) {
     fg_train_opts o;
     fg_train_opts_default(&o);
     const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
+    const char *task = "arith";
     int quiet = 0, no_progress = 0, threads = 0, mtp = -1;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
@@ -140,7 +157,8 @@ int cmd_train(int argc, char **argv) {
         {"steps", OPT_I64, &o.steps, "total optimizer steps of the schedule", "[1,inf)"},
         {"stop-after", OPT_I64, &o.stop_after, "stop this run after N steps (0 = at the end)", "[0,inf)"},
         {"batch", OPT_INT, &o.batch, "sequences per micro-batch", "[1,inf)"},
-        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for the task, else min(128, context))", "[0,inf)"},
+        {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for arith, the level's longest example for countdown, "
+                                 "else min(128, context))", "[0,inf)"},
         {"accum", OPT_INT, &o.accum, "micro-batches accumulated per step", "[1,inf)"},
         {"lr", OPT_FLOAT, &o.lr, "peak learning rate", "(0,inf)"},
         {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate", "[0,inf)"},
@@ -161,6 +179,8 @@ int cmd_train(int argc, char **argv) {
         {"seed", OPT_U64, &o.seed, "seed for initialisation and data order"},
         {"tokenizer", OPT_STR, &o.tokenizer, "encode the data files with this BPE tokenizer.json / GGUF (stored in the checkpoint)"},
         {"shards", OPT_STR, &o.shards, "train from a directory written by frugal data prepare"},
+        {"task", OPT_STR, &task, "without data files: arith (4-digit + and -) or countdown (reach a target with + - * /)"},
+        {"level", OPT_INT, &o.task_level, "--task countdown: difficulty 1-3 (3, 4, 5 numbers), 0 = all levels mixed", "[0,3]"},
         {"sft", OPT_STR, &sft, "fine-tune on completion tokens only of a prompt/completion JSONL (frugal distill generate)"},
         {"val-fraction", OPT_DOUBLE, &o.val_fraction, "fraction of file data held out for validation", "[0,0.5]"},
         {"eval-every", OPT_INT, &o.eval_every, "validation loss and bits-per-byte every N steps", "[0,inf)"},
@@ -174,7 +194,7 @@ int cmd_train(int argc, char **argv) {
     };
     const char *files[256];
     int nf = 0;
-    int r = cli_parse("train", "[options] [DATA_FILES...]  (no files: the built-in arithmetic task)", opts, argc,
+    int r = cli_parse("train", "[options] [DATA_FILES...]  (no files: the built-in task of --task)", opts, argc,
                       argv, files, 256, &nf);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
@@ -187,6 +207,13 @@ int cmd_train(int argc, char **argv) {
     else if (!strcmp(sched, "constant")) o.sched = FG_SCHED_CONSTANT;
     else return cli_fail("train", "--schedule must be cosine, wsd or constant", NULL);
     if (resume && init) return cli_fail("train", "--resume and --init exclude each other", "resume continues a run; init starts a new one from weights");
+    if (!strcmp(task, "countdown")) o.task = FG_TRAIN_COUNTDOWN;
+    else if (strcmp(task, "arith")) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "--task %.200s is not a built-in task", task);
+        return cli_fail("train", msg, "--task arith (the default) or --task countdown");
+    }
+
     if (mtp >= 0 && (resume || init))
         return cli_fail("train", "--mtp shapes a new model; a checkpoint keeps its own MTP depths", "drop --mtp");
 
@@ -227,9 +254,14 @@ int cmd_train(int argc, char **argv) {
         FAIL("--steps, --accum, --batch must be >= 1, --seq >= 2, --warmup >= 0", NULL);
     if (o.shards && nf) FAIL("--shards and data files exclude each other", "prepare all files into the shards");
     if (o.shards && o.tokenizer) FAIL("--shards carries its own tokenizer", "drop --tokenizer");
+    if (o.task != FG_TRAIN_COUNTDOWN && cli_given(argc, argv, "level")) FAIL("--level goes with --task countdown", "add --task countdown, or drop --level");
+    if (o.task == FG_TRAIN_COUNTDOWN && (nf || o.shards || sft || o.tokenizer))
+        FAIL("--task countdown trains on its own generated problems, not on data files, --shards, --sft or --tokenizer",
+             "drop them, or drop --task countdown");
+    char task_buf[96];
     if (resume) {
         printf("resuming %s at step %lld of %lld; data: %s%s; out: %s\n", resume, (long long)st.step, (long long)o.steps,
-               o.shards ? o.shards : nf ? o.data[0] : sft ? sft : "built-in arithmetic task", nf > 1 ? " (+ more)" : "", o.out_dir);
+               o.shards ? o.shards : nf ? o.data[0] : sft ? sft : task_text(&o, task_buf, sizeof task_buf), nf > 1 ? " (+ more)" : "", o.out_dir);
     } else {
         if (init) {
             m = fg_ckpt_load(init, NULL, NULL);
@@ -245,7 +277,8 @@ int cmd_train(int argc, char **argv) {
         if (fg_adamw_init_for(&opt, m)) { fg_model_free(m); return cli_fail("train", fg_last_error(), NULL); }
         fg_train_state_init(&st, o.seed);
     }
-    if (auto_seq) o.seq = nf || o.shards ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings) : FG_TASK_LONGEST;
+    if (auto_seq) o.seq = nf || o.shards ? CLI_MIN(128, fg_model_config(m)->max_position_embeddings)
+                        : o.task == FG_TRAIN_COUNTDOWN ? fg_countdown_max_len(o.task_level) : FG_TASK_LONGEST;
     free(st.train_json);
     if (!(st.train_json = fg_train_opts_to_json(&o, sft))) FAIL(fg_last_error(), NULL);
 #undef FAIL
@@ -257,7 +290,7 @@ int cmd_train(int argc, char **argv) {
                     fg_config_mtp_params(fg_model_config(m)) / 1e6, o.mtp_lambda, o.mtp_lambda_late);
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers%s; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
-           fg_model_config(m)->num_hidden_layers, mtp_note, o.shards ? "shards" : nf ? "files" : "built-in arithmetic task");
+           fg_model_config(m)->num_hidden_layers, mtp_note, o.shards ? "shards" : nf ? "files" : task_text(&o, task_buf, sizeof task_buf));
     cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
     cli_trap_signals(0);

@@ -335,7 +335,7 @@ void fg_train_state_free(fg_train_state *st); // frees train_json and tokenizer_
 
 // Training options (CLI flags map 1:1; defaults from fg_train_opts_default).
 typedef struct {
-    const char *const *data; int n_data;   // text/JSONL files; none = the built-in task
+    const char *const *data; int n_data;   // text/JSONL files; none = the built-in task named by task
     const char *tokenizer;                 // with data files: encode them with this BPE tokenizer (NULL: bytes,
                                            //   or the checkpoint's tokenizer on resume); embedded in checkpoints
     const char *shards;                    // a directory from fg_data_prepare: stream its shards instead
@@ -359,6 +359,8 @@ typedef struct {
     int progress;                          // progress bar on stderr
     int quiet;                             // no per-eval lines on stdout
     int precision;                         // FG_F32 or FG_BF16 (mixed precision, see below)
+    int task;                              // without data: FG_TRAIN_ARITH (default) or FG_TRAIN_COUNTDOWN
+    int task_level;                        // countdown: level 1..FG_CD_LEVELS, 0 = every level mixed
     // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
     // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
     // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward
@@ -375,10 +377,15 @@ typedef struct {
                                            //   forward FLOPs so far (fg_rl_train keeps them)
 } fg_train_opts;
 
+// The built-in tasks (include/frugal_tools.h): 4-digit arithmetic, or Countdown (validation on
+// its held-out split, sequences of fg_countdown_max_len(task_level) tokens).
+enum { FG_TRAIN_ARITH = 0, FG_TRAIN_COUNTDOWN = 1 };
+
 void fg_train_opts_default(fg_train_opts *o);
 // The run's record a checkpoint keeps (fg_train_state.train_json): every option above that
 // shapes the run, the data files, --shards and sft (the SFT file, or NULL) as absolute paths, and
-// the output folder. Returns a malloc'd JSON object (caller frees), NULL on out of memory.
+// the output folder; "task" and "task_level" only for a Countdown run (an arithmetic run's record
+// is as before). Returns a malloc'd JSON object (caller frees), NULL on out of memory.
 char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft);
 // Reads such a record into *o (fields it lacks keep their values). Strings (o->data, o->shards,
 // *sft) point into *arena, which the caller frees with free() after the run. Returns 1

@@ -174,6 +174,62 @@ int fg_task_check(const fg_task_problem *p, const int32_t *gen, int n);
 // The integer result, a + b or a - b.
 long fg_task_answer(const fg_task_problem *p);
 
+// ---- the built-in Countdown task (src/data/countdown.c, docs/task.md "Countdown") ----------
+// Numbers and a target; the answer is one expression with + - * / and parentheses that uses each
+// number exactly once and equals the target (exact integer arithmetic). Any correct expression
+// is accepted, so the task grades like a verifier-based RL task. Byte-level ids, as the
+// arithmetic task:
+//   <|bos|>25 7 3 2:52=<think>25-7=18 18*3=54 54-2=52</think>(25-7)*3-2<|eos|>
+// Levels: 1 = 3 numbers in [1, 20], target in [1, 199]; 2 = 4 numbers in [1, 20], target in
+// [1, 499]; 3 = four numbers in [1, 20] and one of 25/50/75/100, target in [100, 999].
+#define FG_CD_MAX_NUMS 6
+#define FG_CD_MAX_TOKENS 128   // capacity callers give the render functions; every valid problem fits
+#define FG_CD_LEVELS 3         // difficulty levels 1..FG_CD_LEVELS (3, 4, 5 numbers)
+
+// A problem: nums[0..n) in prompt order. Valid for rendering: 2 <= n <= FG_CD_MAX_NUMS, each
+// number in [1, 100], target in [1, 999]. level is the level it was drawn from (information only).
+typedef struct { int n, nums[FG_CD_MAX_NUMS], target, level; } fg_countdown;
+
+// Draws a solvable problem of a level (1..FG_CD_LEVELS; 0 = a level drawn uniformly) from one
+// split (heldout 0: training, 1: held-out): numbers drawn in the level's ranges, combined by a
+// random expression tree whose intermediate results are integers in [1, 999]; its value is the
+// target, redrawn while it is outside the level's range, equals the sum of the numbers (all '+'
+// would solve it), or falls in the other split. Numbers are in random order. Deterministic in r.
+void fg_countdown_sample(fg_rng *r, int level, int heldout, fg_countdown *p);
+// 1 if the problem belongs to the held-out split (~10% of problems: a fixed hash of the sorted
+// numbers and the target, so every permutation of a held-out problem is held out), else 0.
+int fg_countdown_is_heldout(const fg_countdown *p);
+// Prompt ids (BOS, "25 7 3 2:52=") into out (capacity FG_CD_MAX_TOKENS); returns the count, or
+// -1 with an error if the problem is invalid.
+int fg_countdown_prompt(const fg_countdown *p, int32_t *out);
+// Full SFT example into out (capacity FG_CD_MAX_TOKENS): prompt, <think>, the canonical
+// solution's steps ("x op y=z", x >= y, separated by spaces), </think>, that solution as one
+// expression with the fewest parentheses, EOS. The canonical solution is the first one of a
+// fixed search over the sorted numbers whose intermediate results are integers in [1, 999], so
+// it depends only on the multiset of numbers and the target. Returns the count and sets
+// *prompt_len (may be NULL); -1 with an error if the problem is invalid or has no such solution.
+int fg_countdown_render(const fg_countdown *p, int32_t *out, int *prompt_len);
+// Rewards of a completion gen[0..n) (ids generated after the prompt). Returns 1 when the text
+// after the first </think> up to the first EOS after it (or the end) is an expression using each
+// number exactly once that evaluates to the target (fg_countdown_check_expr), else 0 (also with
+// no </think>, or a special id in that span). *format_ok (may be NULL) = 1 when the completion is
+// <think>, text without special ids, </think>, a syntactically valid expression, <|eos|>
+// (anything after that EOS is ignored), regardless of correctness; else 0.
+int fg_countdown_check(const fg_countdown *p, const int32_t *gen, int n, int *format_ok);
+// Text verifier: expr[0..len) (no special tokens) -> 1 correct, 0 wrong (also for an invalid
+// problem). Grammar: numbers (decimal, no sign, no leading zero, <= 9 digits), + - * /,
+// parentheses (nested <= 64 deep), spaces between tokens; no unary minus or plus. Correct: the
+// number literals are exactly p's numbers as a multiset, every division is exact with a nonzero
+// divisor, nothing overflows int64, and the value is p->target (negative intermediates are fine).
+int fg_countdown_check_expr(const fg_countdown *p, const char *expr, size_t len);
+// Training batches like fg_task_batch_split: B fresh problems of a level (0: each row its own
+// level, drawn uniformly) from one split. inputs, targets: (B, T), T >= fg_countdown_max_len(level)
+// (a longer example is cut at T inputs); inputs padded with FG_TOK_PAD; targets[t] = the id at
+// t+1, -1 on the prompt and from the EOS position on.
+void fg_countdown_batch(fg_rng *r, int level, int heldout, int32_t *inputs, int32_t *targets, int B, int T);
+// Upper bound on the tokens of any example of a level (0: of every level): 50, 70, 92.
+int fg_countdown_max_len(int level);
+
 // ---- cost (src/cost/, docs/cost.md) ---------------------------------------------------------
 // What a model and a run cost: parameters, FLOPs, memory, hardware time, money and energy,
 // analytic (fg_cost_model_compute) and measured (the ledger every training run writes).

@@ -1,4 +1,4 @@
-// train.c: the training loop: batches (built-in task or file data), forward/backward with
+// train.c: the training loop: batches (a built-in task or file data), forward/backward with
 // gradient accumulation, clipping, AdamW on a schedule, aux-loss-free bias updates, a JSON line
 // per step, validation at intervals, atomic checkpoints.
 //
@@ -17,6 +17,7 @@
 #include "data/bytetok.h"
 #include "data/data.h"
 #include "data/shard.h"
+#include "data/countdown.h"
 #include "data/task.h"
 #include "cost/cost.h"
 #include "formats/checkpoint.h"
@@ -80,6 +81,7 @@ char *fg_train_opts_to_json(const fg_train_opts *o, const char *sft) {
     fputc(']', f);
     json_path(f, "shards", o->shards);
     json_path(f, "sft", sft);
+    if (o->task == FG_TRAIN_COUNTDOWN) fprintf(f, ",\"task\":\"countdown\",\"task_level\":%d", o->task_level);
     fputc('}', f);
     int bad = ferror(f);
     if (fclose(f) || bad) { free(buf); fg_set_error("out of memory"); return NULL; }
@@ -110,8 +112,10 @@ int fg_train_opts_from_json(fg_train_opts *o, const char **sft, const char *json
     NUM("seed", seed, uint64_t); NUM("val_fraction", val_fraction, double); NUM("eval_every", eval_every, int);
     NUM("eval_batches", eval_batches, int); NUM("save_every", save_every, int);
     NUM("mtp_lambda", mtp_lambda, float); NUM("mtp_lambda_late", mtp_lambda_late, float);
-    NUM("mtp_late_frac", mtp_late_frac, float);
+    NUM("mtp_late_frac", mtp_late_frac, float); NUM("task_level", task_level, int);
 #undef NUM
+    if ((v = fg_json_get(root, "task")) && v->type == FG_JSON_STRING)
+        o->task = !strcmp(v->str, "countdown") ? FG_TRAIN_COUNTDOWN : FG_TRAIN_ARITH;
     if ((v = fg_json_get(root, "schedule")) && v->type == FG_JSON_STRING)
         o->sched = !strcmp(v->str, "wsd") ? FG_SCHED_WSD : !strcmp(v->str, "constant") ? FG_SCHED_CONSTANT : FG_SCHED_COSINE;
     if ((v = fg_json_get(root, "precision")) && v->type == FG_JSON_STRING)
@@ -186,7 +190,8 @@ static void val_batch(const fg_train_opts *o, const data_src *src, int i, int32_
     } else if (!ds) {
         fg_rng r;
         fg_rng_seed(&r, 0x5eed0000u + (uint64_t)i);
-        fg_task_batch_split(&r, 1, in, tg, o->batch, o->seq);
+        if (o->task == FG_TRAIN_COUNTDOWN) fg_countdown_batch(&r, o->task_level, 1, in, tg, o->batch, o->seq);
+        else fg_task_batch_split(&r, 1, in, tg, o->batch, o->seq);
     } else {
         const fg_token_stream *s = ds->val.n_tokens > (size_t)o->seq ? &ds->val : &ds->train;
         fg_stream_window(s, (size_t)i, in, tg, o->batch, o->seq);
@@ -346,8 +351,16 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         return fg_set_error("seq %d exceeds the model's max_position_embeddings %d (hint: --seq %d)", T,
                             c->max_position_embeddings, c->max_position_embeddings);
     int task = !o->n_data && !o->shards && !o->batch_fn; // a batch hook brings its own rows
-    if (task && T < FG_TASK_LONGEST - 1)
+    int countdown = o->task == FG_TRAIN_COUNTDOWN;
+    if (countdown && (o->task_level < 0 || o->task_level > FG_CD_LEVELS))
+        return fg_set_error("countdown level %d is out of range (hint: --level 1 to %d, or 0 for every level)", o->task_level, FG_CD_LEVELS);
+    if (countdown && !task)
+        return fg_set_error("the countdown task trains on its own problems (hint: drop the data files or --shards, or the task)");
+    if (task && !countdown && T < FG_TASK_LONGEST - 1)
         return fg_set_error("the built-in task needs --seq >= %d (got %d)", FG_TASK_LONGEST - 1, T);
+    if (task && countdown && T < fg_countdown_max_len(o->task_level) - 1)
+        return fg_set_error("the countdown task (level %d) needs --seq >= %d (got %d) (hint: leave --seq out for the "
+                            "level's longest example)", o->task_level, fg_countdown_max_len(o->task_level) - 1, T);
     if (!o->tokenizer && !st->tokenizer_data && c->vocab_size < FG_BYTE_VOCAB)
         return fg_set_error("the byte tokenizer needs vocab_size >= %d (got %d)", FG_BYTE_VOCAB, c->vocab_size);
     // Everything training holds at once: weights, gradients, two AdamW moments, activations.
@@ -401,6 +414,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             if (o->batch_fn) rc = o->batch_fn(o->hook_ctx, st->tokens_seen / N, in, tg, B, T) ? -1 : 0;
             else if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
             else if (ds) fg_sampler_next(&sp, in, tg, B, T);
+            else if (countdown) fg_countdown_batch(&st->rng, o->task_level, 0, in, tg, B, T);
             else fg_task_batch(&st->rng, in, tg, B, T);
             fg_step ms = {.balance_alpha = o->balance_alpha, .mtp_lambda = lambda};
             if (rc) break;
