@@ -21,7 +21,7 @@ int cmd_rl(int argc, char **argv) {
         {"resume", OPT_STR, &resume, "continue a run from its checkpoint (with the run's recorded GRPO options)"},
         {"out", OPT_STR, &o.out_dir, "output directory: ckpt.fgck, log.jsonl, rl.jsonl, rl.svg, ledger.json"},
         {"task", OPT_STR, &task, "countdown (reach a target with + - * /) or arith (the 4-digit arithmetic task)"},
-        {"level", OPT_INT, &r.level, "Countdown difficulty level", "[1,3]"},
+        {"level", OPT_INT, &r.level, "Countdown difficulty level (0: each problem a level drawn at random)", "[0,3]"},
         {"steps", OPT_I64, &o.steps, "policy updates in all (a rollout every --mu updates)", "[1,inf)"},
         {"stop-after", OPT_I64, &o.stop_after, "stop this run after N updates (0 = at the end)", "[0,inf)"},
         {"prompts", OPT_INT, &r.prompts, "prompts per rollout", "[1,4096]"},
@@ -90,7 +90,7 @@ int cmd_rl(int argc, char **argv) {
         fg_train_state_init(&st, o.seed);
     }
     printf("GRPO: %s%s, %d prompts x G %d per rollout, mu %d, max_new %d, T %g, beta %g, clip [%g, %g]%s%s%s; out: %s\n",
-           task, r.task == FG_RL_TASK_COUNTDOWN ? (r.level == 1 ? " level 1" : r.level == 2 ? " level 2" : " level 3") : "",
+           task, r.task == FG_RL_TASK_COUNTDOWN ? (r.level == 0 ? " (every level)" : r.level == 1 ? " level 1" : r.level == 2 ? " level 2" : " level 3") : "",
            r.prompts, r.group, r.mu, r.max_new, r.temperature, r.beta, 1 - r.clip_lo, 1 + r.clip_hi,
            r.token_level ? ", token-level" : "", no_std ? ", no std" : "", r.drop_zero_var ? ", dropping zero-variance groups" : "",
            o.out_dir);

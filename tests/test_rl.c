@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "formats/checkpoint.h"
+#include "frugal_tools.h"
 #include "model_fixture.h"
 #include "test.h"
 #include "util.h"

@@ -191,8 +191,8 @@ static int ids_append(char **buf, size_t *cap, size_t *k, const int32_t *ids, in
 }
 
 int fg_rl_eval(const fg_wstore *ws, int task, int level, int n, uint64_t seed, double *accuracy, double *format) {
-    int maxp = FG_CD_MAX_TOKENS, max_new = task == FG_RL_TASK_COUNTDOWN ? FG_CD_MAX_TOKENS : FG_TASK_LONGEST;
-    max_new = FG_MIN(max_new, fg_wstore_config(ws)->max_position_embeddings - maxp);
+    int maxp = FG_CD_MAX_TOKENS, ctx = fg_wstore_config(ws)->max_position_embeddings;
+    int longest_example = task == FG_RL_TASK_COUNTDOWN ? fg_countdown_max_len(level) : FG_TASK_LONGEST;
     problem *pb = malloc(sizeof(problem) * (size_t)n);
     int32_t *pr = malloc(sizeof(int32_t) * (size_t)n * maxp), *out = NULL;
     int *pl = malloc(sizeof(int) * (size_t)n), *ol = malloc(sizeof(int) * (size_t)n), rc = -1, longest = 1;
@@ -206,10 +206,11 @@ int fg_rl_eval(const fg_wstore *ws, int task, int level, int n, uint64_t seed, d
         longest = FG_MAX(longest, pl[i]);
         memcpy(pr + (size_t)i * maxp, ids, sizeof(int32_t) * (size_t)pl[i]);
     }
-    for (int i = 0; i < n; i++) // rows of longest ids (fg_rl_rollout's layout)
+    for (int i = 0; i < n; i++) // rows of `longest` ids (fg_rl_rollout's layout)
         memmove(pr + (size_t)i * longest, pr + (size_t)i * maxp, sizeof(int32_t) * (size_t)pl[i]);
-    max_new = FG_MIN(max_new, fg_wstore_config(ws)->max_position_embeddings - longest);
-    if (max_new < 1) { fg_set_error("the model's context is too short for the task's prompts"); goto done; }
+    // room for the longest example's completion and a little more; within the model's context
+    int max_new = FG_MIN(longest_example - 1 + 8, ctx - longest);
+    if (max_new < 1) { fg_set_error("the model's context (%d) is too short for the task's prompts", ctx); goto done; }
     out = malloc(sizeof(int32_t) * (size_t)n * max_new);
     if (!out) { fg_set_error("out of memory"); goto done; }
     int32_t eos = FG_TOK_EOS;
@@ -303,7 +304,7 @@ static int rollout_phase(rl_ctx *d, int64_t index) {
     fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
     int32_t eos = FG_TOK_EOS;
     double t0 = fg_now();
-    int rc = ws ? fg_rl_rollout(ws, pr, d->plen, P, G, mx, d->r.temperature, &eos, 1, fg_rng_next(&r), d->gen, d->glen) : -1;
+    int rc = ws ? fg_rl_rollout(ws, pr, d->plen, P, G, mx, d->r.temperature, &eos, 1, fg_rng_u64(&r), d->gen, d->glen) : -1;
     d->roll_s = fg_now() - t0;
     fg_wstore_free(ws);
     free(pr);
@@ -532,7 +533,7 @@ static int opts_load(const char *dir, fg_rl_opts *r, char **arena) {
     fg_json *j = fg_json_parse(text, len, path);
     free(text);
     if (!j) return -1;
-#define NUM(key, field, type) do { const fg_json *v_ = fg_json_get(j, key); if (v_ && v_->type == FG_JSON_NUMBER) r->field = (type)v_->num; } while (0)
+#define NUM(key, field, ty) do { const fg_json *v_ = fg_json_get(j, key); if (v_ && v_->type == FG_JSON_NUMBER) r->field = (ty)v_->num; } while (0)
     NUM("task", task, int); NUM("level", level, int); NUM("prompts", prompts, int); NUM("group", group, int);
     NUM("mu", mu, int); NUM("max_new", max_new, int); NUM("temperature", temperature, float);
     NUM("format_reward", format_reward, float); NUM("clip_lo", clip_lo, float); NUM("clip_hi", clip_hi, float);
@@ -553,8 +554,8 @@ static int opts_load(const char *dir, fg_rl_opts *r, char **arena) {
 
 int fg_rl_opts_check(const fg_rl_opts *r) {
     if (r->task != FG_RL_TASK_COUNTDOWN && r->task != FG_RL_TASK_ARITH) return fg_set_error("rl: unknown task %d", r->task);
-    if (r->task == FG_RL_TASK_COUNTDOWN && (r->level < 1 || r->level > FG_CD_LEVELS))
-        return fg_set_error("--level must be in [1, %d] (got %d)", FG_CD_LEVELS, r->level);
+    if (r->task == FG_RL_TASK_COUNTDOWN && (r->level < 0 || r->level > FG_CD_LEVELS))
+        return fg_set_error("--level must be in [0, %d] (0: every level) (got %d)", FG_CD_LEVELS, r->level);
     if (r->prompts < 1 || r->group < 1 || r->mu < 1 || r->max_new < 1)
         return fg_set_error("--prompts, --group, --mu and --max-new must be >= 1");
     if (!(r->temperature > 0) || !isfinite(r->temperature))
