@@ -50,7 +50,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/page_html.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo bench bench-gemm bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
+.PHONY: all test demo demo-rl bench bench-gemm bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -95,6 +95,11 @@ test: $(BIN) $(TESTS) $(BUILD)/bench/bench_serve
 
 demo: $(BIN)
 	./$(BIN) demo
+
+# The R1 pipeline on Countdown: SFT base -> GRPO -> verified samples -> distilled student, with the
+# accuracy and cost of every stage in one table (tools/demo_rl.sh, docs/rl.md; ~25 minutes on 2 cores).
+demo-rl: $(BIN)
+	BIN=./$(BIN) sh tools/demo_rl.sh
 
 # Throughput benchmark with a same-run PyTorch peer and the measured machine peak (bench/).
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libfrugal.a

@@ -178,9 +178,12 @@ static int distill_generate(int argc, char **argv) {
     fg_distill_gen_opts g = {.n_prompts = 256, .n_samples = 4, .temperature = 0.7f, .max_new_tokens = FG_TASK_LONGEST,
                              .seed = 1337, .verifier_timeout = 10};
     int threads = 0;
+    const char *task = "arith";
     cli_opt opts[] = {
         {"teacher", OPT_STR, &g.teacher, "teacher checkpoint (required)"},
         {"out", OPT_STR, &g.out, "(or -o) SFT JSONL output (required; statistics in OUT.stats.json)"},
+        {"task", OPT_STR, &task, "without --prompts: arith (the arithmetic task) or countdown problems, checked by the task"},
+        {"level", OPT_INT, &g.task_level, "--task countdown: difficulty level (0: mixed)", "[0,3]"},
         {"prompts", OPT_STR, &g.prompts, "JSONL of {\"prompt\": ...} (none: problems of the built-in task)"},
         {"n-prompts", OPT_INT, &g.n_prompts, "task problems drawn from the training split", "[1,inf)"},
         {"n", OPT_INT, &g.n_samples, "completions sampled per prompt", "[1,inf)"},
@@ -196,6 +199,9 @@ static int distill_generate(int argc, char **argv) {
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
     if (!g.teacher || !g.out) return cli_fail("distill generate", "--teacher and -o are required", NULL);
+    if (!strcmp(task, "countdown")) g.task = FG_TRAIN_COUNTDOWN;
+    else if (strcmp(task, "arith")) return cli_fail("distill generate", "--task must be arith or countdown", NULL);
+    if (g.task == FG_TRAIN_COUNTDOWN && !cli_given(argc, argv, "max-new-tokens")) g.max_new_tokens = fg_countdown_max_len(g.task_level);
     fg_distill_gen_stats s;
     if (fg_distill_generate(&g, &s)) return cli_fail("distill generate", fg_last_error(), NULL);
     printf("generate: %lld prompts, %lld samples: %lld accepted (%.1f%%), %lld rejected; %lld prompts with >= 1 accepted; "

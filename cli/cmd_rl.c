@@ -99,7 +99,8 @@ int cmd_rl(int argc, char **argv) {
     cli_trap_signals(0);
     char hint[1200];
     snprintf(hint, sizeof hint, "continue with frugal rl --resume %s/ckpt.fgck", o.out_dir);
-    if (rc) cli_fail("rl", fg_last_error(), fg_train_interrupted() ? hint : NULL);
+    if (rc) cli_fail("rl", fg_last_error(), fg_train_interrupted() ? hint
+                     : r.verifier ? "the verifier reads the prompt and completion on stdin and exits 0 (correct) or 1 (wrong)" : NULL);
     else printf("checkpoint: %s/ckpt.fgck\nlog: %s/rl.jsonl\nplot: %s/rl.svg\n", o.out_dir, o.out_dir, o.out_dir);
     fg_train_state_free(&st);
     fg_adamw_free(&opt);

@@ -837,6 +837,8 @@ typedef struct {
                                 //   or accept everything for prompt files)
     double verifier_timeout;    // seconds; a verifier still running then is killed and the run stops
     const char *out;            // SFT JSONL {"prompt": ..., "completion": ...}, written atomically
+    int task, task_level;       // without prompts: FG_TRAIN_ARITH (default) or FG_TRAIN_COUNTDOWN problems
+                                //   (of this level, 0: mixed), checked by that task's verifier
 } fg_distill_gen_opts;
 typedef struct {
     int64_t prompts, samples, accepted, rejected, prompts_with_one;

@@ -102,7 +102,8 @@ static void write_ids(FILE *f, const int32_t *ids, int n) {
     fputc(']', f);
 }
 
-typedef struct { int32_t *ids; int n; fg_task_problem p; int task; } prompt_t;
+// task: 0 a prompt file's line, 1 an arithmetic problem, 2 a Countdown problem
+typedef struct { int32_t *ids; int n; fg_task_problem p; fg_countdown cd; int task; } prompt_t;
 
 // Prompts: the task's training problems, or JSONL {"prompt": ...} encoded as BOS + text.
 static int load_prompts(const fg_distill_gen_opts *o, const fg_tokenizer *tok, prompt_t **out, int *n_out) {
@@ -115,13 +116,19 @@ static int load_prompts(const fg_distill_gen_opts *o, const fg_tokenizer *tok, p
         fg_rng r;
         fg_rng_seed(&r, o->seed ^ 0x70726f6dull);
         for (int i = 0; i < o->n_prompts; i++) {
-            int32_t ids[FG_TASK_MAX_TOKENS];
-            fg_task_sample(&r, 0, &p[i].p);
-            fg_task_render(&p[i].p, ids, &p[i].n);
+            int32_t ids[FG_CD_MAX_TOKENS];
+            if (o->task == FG_TRAIN_COUNTDOWN) {
+                fg_countdown_sample(&r, o->task_level, 0, &p[i].cd);
+                p[i].n = fg_countdown_prompt(&p[i].cd, ids);
+                p[i].task = 2;
+            } else {
+                fg_task_sample(&r, 0, &p[i].p);
+                fg_task_render(&p[i].p, ids, &p[i].n);
+                p[i].task = 1;
+            }
             p[i].ids = malloc(sizeof(int32_t) * p[i].n);
             if (!p[i].ids) { *out = p; *n_out = i; return fg_set_error("out of memory"); }
             memcpy(p[i].ids, ids, sizeof(int32_t) * p[i].n);
-            p[i].task = 1;
         }
         *out = p; *n_out = o->n_prompts;
         return 0;
@@ -217,7 +224,7 @@ int fg_distill_generate(const fg_distill_gen_opts *o, fg_distill_gen_stats *st) 
                 if (ok < 0) { fg_wrap_error("prompt %d sample %d", i + 1, k + 1); goto done; }
                 ok = ok == 0;
             } else {
-                ok = pr[i].task ? fg_task_check(&pr[i].p, gen, ng) : 1;
+                ok = pr[i].task == 1 ? fg_task_check(&pr[i].p, gen, ng) : pr[i].task == 2 ? fg_countdown_check(&pr[i].cd, gen, ng, NULL) : 1;
             }
             if (!ok) { st->rejected++; continue; }
             st->accepted++;

@@ -344,11 +344,16 @@ static int rollout_phase(rl_ctx *d, int64_t index) {
             mk[t] = (uint8_t)(comp && use);
         }
     }
-    // the sampling policy's and the reference's log-probabilities, from the training forward
-    if (fg_model_forward(m, d->in, NULL, S, T, NULL)) return -1;
-    logp_of(d, m, d->logp_old, NULL);
+    // The sampling policy's and the reference's log-probabilities, from the training forward. With
+    // mu = 1 the update's own forward (the same weights, the same arithmetic) gives logp_old: rl_step
+    // copies it, one forward fewer.
     double fwd = d->act_flops * (double)S * T;
-    d->o->rollout_flops += d->act_flops * (gen_tokens + prompt_tokens) + fwd;
+    d->o->rollout_flops += d->act_flops * (gen_tokens + prompt_tokens);
+    if (d->r.mu > 1) {
+        if (fg_model_forward(m, d->in, NULL, S, T, NULL)) return -1;
+        logp_of(d, m, d->logp_old, NULL);
+        d->o->rollout_flops += fwd;
+    }
     if (d->ref) {
         if (fg_model_forward(d->ref, d->in, NULL, S, T, NULL)) return fg_wrap_error("reference forward");
         logp_of(d, d->ref, d->logp_ref, NULL);
@@ -392,6 +397,7 @@ static int rl_step(void *ctx, fg_model *m, const int32_t *in, const int32_t *tg,
     double t0 = fg_now();
     if (fg_model_forward(m, in, NULL, B, T, st)) return -1;
     logp_of(d, m, d->logp, d->ent);
+    if (d->r.mu == 1) memcpy(d->logp_old, d->logp, sizeof(float) * (size_t)N);
     fg_grpo_stats gs;
     double loss = fg_grpo_loss(d->dlogp, d->logp, d->logp_old, d->ref ? d->logp_ref : NULL, d->mask, d->adv, B, T, &d->go, &gs);
     for (int i = 0; i < N; i++) d->safe[i] = tg[i] >= 0 ? tg[i] : 0;
