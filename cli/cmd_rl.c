@@ -36,7 +36,7 @@ int cmd_rl(int argc, char **argv) {
         {"token-level", OPT_FLAG, &r.token_level, "loss averaged over all completion tokens of the batch (DAPO)"},
         {"no-std", OPT_FLAG, &no_std, "advantages not divided by the group's spread (Dr. GRPO)"},
         {"no-len-norm", OPT_FLAG, &r.no_len_norm, "a completion's loss divided by --max-new, not its length (Dr. GRPO)"},
-        {"drop-zero-var", OPT_FLAG, &r.drop_zero_var, "leave out groups whose rewards are all equal (DAPO dynamic sampling)"},
+        {"drop-zero-var", OPT_FLAG, &r.drop_zero_var, "DAPO dynamic sampling: groups whose rewards are all equal are replaced by newly sampled ones (up to 8 rounds of prompts per rollout)"},
         {"verifier", OPT_STR, &r.verifier, "shell command: prompt + completion text on stdin, exit 0 correct, 1 wrong"},
         {"verifier-timeout", OPT_DOUBLE, &r.verifier_timeout, "seconds before a hanging verifier is killed (the run stops)", "(0,inf)"},
         {"lr", OPT_FLOAT, &o.lr, "learning rate", "(0,inf)"},

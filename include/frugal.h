@@ -724,7 +724,7 @@ typedef struct {
     int token_level;          // 1: the loss averaged over all completion tokens of the batch (DAPO)
     int std_norm;             // 1: advantages divided by the group's reward spread (0: Dr. GRPO)
     int no_len_norm;          // 1: a completion's sum divided by max_new, not its length (Dr. GRPO)
-    int drop_zero_var;        // 1: groups whose rewards are all equal are left out of the loss (DAPO)
+    int drop_zero_var;        // 1: zero-variance groups replaced by more sampled ones, up to 8 rounds (DAPO dynamic sampling)
     const char *verifier;     // shell command instead of the built-in check: prompt + completion text on
     double verifier_timeout;  //   stdin, exit 0 correct, 1 wrong (as fg_distill_generate's); seconds
     int eval_every, eval_n;   // held-out accuracy (greedy, eval_n problems) every eval_every updates

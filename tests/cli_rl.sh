@@ -4,7 +4,8 @@
 # rl.svg and a ledger with rollout and reference FLOPs (also shown by `frugal cost ledger`); a
 # resume continues the update count with the run's recorded options; an external --verifier is
 # used instead of the built-in check (one that accepts everything gives accuracy 1, one that exits
-# 3 stops the run with an error); `frugal bench --group` prints both sampling speeds; bad input
+# 3 stops the run with an error); with --drop-zero-var, rewards that never differ make every
+# rollout sample its 8 rounds; `frugal bench --group` prints both sampling speeds; bad input
 # gets one-line errors with a hint.
 BIN=${BIN:-./frugal}
 T=$(mktemp -d)
@@ -44,6 +45,13 @@ $BIN rl --init "$T/base/ckpt.fgck" $RL --steps 1 --beta 0 --verifier "cat >/dev/
 grep -q '"accuracy":1.000000' "$T/v/rl.jsonl" || fail "--verifier accepting all: $(cat "$T/v/rl.jsonl")"
 expect_fail "broken verifier" "exit status 3" $BIN rl --init "$T/base/ckpt.fgck" $RL --steps 1 --beta 0 \
     --verifier "cat >/dev/null; exit 3" --out "$T/v3"
+# dynamic sampling (--drop-zero-var): rewards that never differ (every answer accepted, no format
+# reward) leave no group with a signal, so each rollout samples FG_RL_MAX_ROUNDS (8) rounds of 2
+# prompts, drops all 16 groups and the update's loss is 0
+$BIN rl --init "$T/base/ckpt.fgck" $RL --steps 1 --beta 0 --format-reward 0 --drop-zero-var \
+    --verifier "cat >/dev/null; exit 0" --out "$T/dz" >"$T/dz1" 2>&1 || fail "rl --drop-zero-var: $(cat "$T/dz1")"
+grep -q '"dropped_groups":16,"rounds":8,"loss":0.000000' "$T/dz/rl.jsonl" || fail "--drop-zero-var: $(cat "$T/dz/rl.jsonl")"
+grep -q '"rounds":1,' "$T/rl/rl.jsonl" && ! grep -q '"rounds":[02-9]' "$T/rl/rl.jsonl" || fail "one round without --drop-zero-var: $(cat "$T/rl/rl.jsonl")"
 # group sampling bench
 $BIN bench --ckpt "$T/base/ckpt.fgck" --group 4 --group-prompts 2 --group-new 8 --json --threads 1 >"$T/bench" 2>&1 \
     || fail "bench --group: $(cat "$T/bench")"

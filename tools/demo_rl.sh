@@ -9,14 +9,14 @@
 #   4. student:  the demo-student preset (dense GQA, ~20% of the teacher's active parameters)
 #                fine-tuned on those samples (frugal train --sft).
 # Every stage is evaluated on the same held-out problems (greedy, N_EVAL of them).
-# Environment: DIR (build/demo-rl), BASE_STEPS (600), RL_STEPS (400), GEN_PROMPTS (2000),
+# Environment: DIR (build/demo-rl), BASE_STEPS (600), RL_STEPS (200), GEN_PROMPTS (2000),
 # STUDENT_STEPS (1500), N_EVAL (1000), THREADS (0 = all cores), BIN (./frugal).
-# About 25 minutes on 2 cores with the defaults.
+# About 10 minutes on 2 cores with the defaults (docs/rl.md has a measured table).
 set -e
 BIN=${BIN:-./frugal}
 DIR=${DIR:-build/demo-rl}
 BASE_STEPS=${BASE_STEPS:-600}
-RL_STEPS=${RL_STEPS:-400}
+RL_STEPS=${RL_STEPS:-200}
 GEN_PROMPTS=${GEN_PROMPTS:-2000}
 STUDENT_STEPS=${STUDENT_STEPS:-1500}
 N_EVAL=${N_EVAL:-1000}

@@ -33,6 +33,8 @@
 #include "util.h"
 #include "frugal_scale.h"
 
+#define FG_RL_MAX_ROUNDS 8 // --drop-zero-var: sampling rounds per rollout at most (DAPO's dynamic sampling)
+
 #ifndef FG_CD_MAX_PROMPT
 #define FG_CD_MAX_PROMPT 32 // Countdown prompts: BOS, up to 6 numbers, the target and separators
 #endif
@@ -253,7 +255,11 @@ typedef struct {
     double act_flops;        // forward FLOPs per token (2 x active parameters)
     // the rollout's statistics, logged with every update it feeds
     double reward_mean, reward_std, acc, fmt, len_mean, roll_tok_s, roll_s;
-    int dropped;
+    int dropped, rounds;        // zero-variance groups sampled, sampling rounds
+    // one sampling round (the batch above is filled from these)
+    problem *tpb; int32_t *tprompts; int *tplen; int32_t *tgen; int *tglen; float *trewards, *tadv; uint8_t *tkeep;
+    double r_sum, r_sum2, gen_tokens, prompt_tokens;
+    long n_good, n_fmt, n_samples;
     double eval_acc, eval_fmt;  // held-out accuracy measured before this update (NAN: not this one)
     int64_t updates;            // updates done (the trainer's step)
     FILE *log;
@@ -272,62 +278,99 @@ static void logp_of(rl_ctx *d, fg_model *m, float *logp, float *ent) {
     fg_logp_rows(logp, ent, m->logits, d->safe, N, V);
 }
 
-static int verify(rl_ctx *d, int s, const int32_t *gen, int n, int *fmt) {
-    const problem *p = &d->pb[s / d->r.group];
+static int verify(rl_ctx *d, const problem *pb, const int32_t *prompts, const int *plen, int s, const int32_t *gen, int n,
+                  int *fmt) {
+    const problem *p = &pb[s / d->r.group];
     int ok = problem_check(p, gen, n, fmt);
     if (!d->r.verifier) return ok;
     size_t k = 0;
     int nt = n && gen[n - 1] == FG_TOK_EOS ? n - 1 : n;
-    if (ids_append(&d->text, &d->text_cap, &k, d->prompts + (size_t)(s / d->r.group) * FG_CD_MAX_TOKENS + 1,
-                   d->plen[s / d->r.group] - 1) ||
+    if (ids_append(&d->text, &d->text_cap, &k, prompts + (size_t)(s / d->r.group) * FG_CD_MAX_TOKENS + 1,
+                   plen[s / d->r.group] - 1) ||
         ids_append(&d->text, &d->text_cap, &k, gen, nt))
         return -1;
     int v = fg_run_verifier(d->r.verifier, d->text ? d->text : "", k, d->r.verifier_timeout);
     return v < 0 ? -1 : v == 0;
 }
 
-static int rollout_phase(rl_ctx *d, int64_t index) {
+// One round of sampling: P problems, G completions of each, rewards and group advantages into the
+// round buffers (d->t*); the statistics are added to d's sums.
+static int sample_round(rl_ctx *d, fg_rng *r) {
     fg_model *m = d->policy;
     int P = d->r.prompts, G = d->r.group, S = d->S, T = d->T, mx = d->r.max_new;
-    fg_rng r;
-    fg_rng_seed(&r, d->o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(index + 1)));
     int longest = 1;
     for (int p = 0; p < P; p++) {
-        problem_sample(&d->pb[p], &r, d->r.task, d->r.level, 0);
-        d->plen[p] = problem_prompt(&d->pb[p], d->prompts + (size_t)p * FG_CD_MAX_TOKENS);
-        longest = FG_MAX(longest, d->plen[p]);
-        if (d->plen[p] > T - mx) return fg_set_error("rl: a prompt of %d tokens is longer than the %d planned", d->plen[p], T - mx);
+        problem_sample(&d->tpb[p], r, d->r.task, d->r.level, 0);
+        d->tplen[p] = problem_prompt(&d->tpb[p], d->tprompts + (size_t)p * FG_CD_MAX_TOKENS);
+        longest = FG_MAX(longest, d->tplen[p]);
+        if (d->tplen[p] > T - mx) return fg_set_error("rl: a prompt of %d tokens is longer than the %d planned", d->tplen[p], T - mx);
     }
     int32_t *pr = malloc(sizeof(int32_t) * (size_t)P * longest);
     if (!pr) return fg_set_error("out of memory");
-    for (int p = 0; p < P; p++) memcpy(pr + (size_t)p * longest, d->prompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * (size_t)d->plen[p]);
+    for (int p = 0; p < P; p++) memcpy(pr + (size_t)p * longest, d->tprompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * (size_t)d->tplen[p]);
     fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
     int32_t eos = FG_TOK_EOS;
     double t0 = fg_now();
-    int rc = ws ? fg_rl_rollout(ws, pr, d->plen, P, G, mx, d->r.temperature, &eos, 1, fg_rng_u64(&r), d->gen, d->glen) : -1;
-    d->roll_s = fg_now() - t0;
+    int rc = ws ? fg_rl_rollout(ws, pr, d->tplen, P, G, mx, d->r.temperature, &eos, 1, fg_rng_u64(r), d->tgen, d->tglen) : -1;
+    d->roll_s += fg_now() - t0;
     fg_wstore_free(ws);
     free(pr);
     if (rc) return fg_wrap_error("rollout");
-    // rewards
-    double sum = 0, sum2 = 0, gen_tokens = 0, prompt_tokens = 0;
-    int good = 0, fmt = 0;
     for (int s = 0; s < S; s++) {
-        int f = 0, ok = verify(d, s, d->gen + (size_t)s * mx, d->glen[s], &f);
+        int f = 0, ok = verify(d, d->tpb, d->tprompts, d->tplen, s, d->tgen + (size_t)s * mx, d->tglen[s], &f);
         if (ok < 0) return fg_wrap_error("verifier");
-        d->rewards[s] = (float)ok + d->r.format_reward * (float)f;
-        good += ok; fmt += f;
-        sum += d->rewards[s]; sum2 += (double)d->rewards[s] * d->rewards[s];
-        gen_tokens += d->glen[s];
+        d->trewards[s] = (float)ok + d->r.format_reward * (float)f;
+        d->n_good += ok; d->n_fmt += f; d->n_samples++;
+        d->r_sum += d->trewards[s]; d->r_sum2 += (double)d->trewards[s] * d->trewards[s];
+        d->gen_tokens += d->tglen[s];
     }
-    for (int p = 0; p < P; p++) prompt_tokens += d->plen[p];
-    d->reward_mean = sum / S;
-    d->reward_std = sqrt(FG_MAX(0.0, sum2 / S - d->reward_mean * d->reward_mean));
-    d->acc = (double)good / S;
-    d->fmt = (double)fmt / S;
-    d->len_mean = gen_tokens / S;
-    d->roll_tok_s = gen_tokens / FG_MAX(d->roll_s, 1e-9);
-    d->dropped = fg_grpo_advantages(d->adv, d->keep, d->rewards, P, G, d->r.std_norm);
+    for (int p = 0; p < P; p++) d->prompt_tokens += d->tplen[p];
+    d->dropped += fg_grpo_advantages(d->tadv, d->tkeep, d->trewards, P, G, d->r.std_norm);
+    d->rounds++;
+    return 0;
+}
+
+// Group p of the round into slot k of the batch.
+static void take_group(rl_ctx *d, int p, int k) {
+    int G = d->r.group, mx = d->r.max_new;
+    d->pb[k] = d->tpb[p];
+    memcpy(d->prompts + (size_t)k * FG_CD_MAX_TOKENS, d->tprompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * FG_CD_MAX_TOKENS);
+    d->plen[k] = d->tplen[p];
+    memcpy(d->gen + (size_t)k * G * mx, d->tgen + (size_t)p * G * mx, sizeof(int32_t) * (size_t)G * mx);
+    memcpy(d->glen + (size_t)k * G, d->tglen + (size_t)p * G, sizeof(int) * G);
+    memcpy(d->rewards + (size_t)k * G, d->trewards + (size_t)p * G, sizeof(float) * G);
+    memcpy(d->adv + (size_t)k * G, d->tadv + (size_t)p * G, sizeof(float) * G);
+    d->keep[k] = d->tkeep[p];
+}
+
+// The rollout feeding updates index .. index + mu - 1. Without --drop-zero-var: one round, every
+// group in the batch. With it, DAPO's dynamic sampling: rounds of P more problems until the batch
+// holds P groups whose rewards differ (at most FG_RL_MAX_ROUNDS rounds; slots still empty then
+// take zero-variance groups of the last round, masked out), so every update spends its compute on
+// groups that carry a signal. The statistics cover every completion sampled.
+static int rollout_phase(rl_ctx *d, int64_t index) {
+    int P = d->r.prompts, S = d->S, T = d->T, G = d->r.group, mx = d->r.max_new;
+    fg_model *m = d->policy;
+    fg_rng r;
+    fg_rng_seed(&r, d->o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(index + 1)));
+    d->roll_s = d->r_sum = d->r_sum2 = d->gen_tokens = d->prompt_tokens = 0;
+    d->n_good = d->n_fmt = d->n_samples = d->dropped = d->rounds = 0;
+    int filled = 0;
+    for (;;) {
+        if (sample_round(d, &r)) return -1;
+        int last = !d->r.drop_zero_var || d->rounds == FG_RL_MAX_ROUNDS;
+        for (int p = 0; p < P && filled < P; p++)
+            if (!d->r.drop_zero_var || d->tkeep[p]) take_group(d, p, filled++);
+        if (filled == P || last) break;
+    }
+    for (int p = 0; filled < P; p++) take_group(d, p, filled++); // only zero-variance groups are left
+    d->reward_mean = d->r_sum / d->n_samples;
+    d->reward_std = sqrt(FG_MAX(0.0, d->r_sum2 / d->n_samples - d->reward_mean * d->reward_mean));
+    d->acc = (double)d->n_good / d->n_samples;
+    d->fmt = (double)d->n_fmt / d->n_samples;
+    d->len_mean = d->gen_tokens / d->n_samples;
+    d->roll_tok_s = d->gen_tokens / FG_MAX(d->roll_s, 1e-9);
+    double gen_tokens = d->gen_tokens, prompt_tokens = d->prompt_tokens;
     // the sequences: prompt + completion, inputs shifted by one against targets
     for (int s = 0; s < S; s++) {
         int p = s / G, pl = d->plen[p], n = pl + d->glen[s];
@@ -417,7 +460,7 @@ static int rl_step(void *ctx, fg_model *m, const int32_t *in, const int32_t *tg,
     fprintf(d->log, "{\"update\":%lld,\"rollout\":%lld", (long long)d->updates + 1, (long long)(d->rollout_at / d->r.mu));
     json_num(d->log, "reward_mean", d->reward_mean); json_num(d->log, "reward_std", d->reward_std);
     json_num(d->log, "accuracy", d->acc); json_num(d->log, "format", d->fmt); json_num(d->log, "len_mean", d->len_mean);
-    fprintf(d->log, ",\"dropped_groups\":%d", d->dropped);
+    fprintf(d->log, ",\"dropped_groups\":%d,\"rounds\":%d", d->dropped, d->rounds);
     json_num(d->log, "loss", loss); json_num(d->log, "pg_loss", gs.pg_loss); json_num(d->log, "kl", gs.kl);
     json_num(d->log, "entropy", cnt ? ent / cnt : NAN); json_num(d->log, "clip_frac", gs.clip_frac);
     json_num(d->log, "ratio_mean", gs.ratio_mean); json_num(d->log, "rollout_tok_s", d->roll_tok_s);
@@ -620,8 +663,15 @@ int fg_rl_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_o
     d.rewards = malloc(sizeof(float) * S); d.adv = malloc(sizeof(float) * S); d.keep = malloc(P);
     d.logp_old = malloc(sizeof(float) * ST); d.logp_ref = malloc(sizeof(float) * ST); d.logp = malloc(sizeof(float) * ST);
     d.dlogp = malloc(sizeof(float) * ST); d.ent = malloc(sizeof(float) * ST);
+    d.tpb = malloc(sizeof(problem) * P);
+    d.tprompts = malloc(sizeof(int32_t) * (size_t)P * FG_CD_MAX_TOKENS);
+    d.tplen = malloc(sizeof(int) * P);
+    d.tgen = malloc(sizeof(int32_t) * (size_t)S * mx);
+    d.tglen = malloc(sizeof(int) * S);
+    d.trewards = malloc(sizeof(float) * S); d.tadv = malloc(sizeof(float) * S); d.tkeep = malloc(P);
     if (!d.pb || !d.prompts || !d.plen || !d.gen || !d.glen || !d.in || !d.tg || !d.safe || !d.mask || !d.rewards || !d.adv ||
-        !d.keep || !d.logp_old || !d.logp_ref || !d.logp || !d.dlogp || !d.ent) {
+        !d.keep || !d.logp_old || !d.logp_ref || !d.logp || !d.dlogp || !d.ent || !d.tpb || !d.tprompts || !d.tplen ||
+        !d.tgen || !d.tglen || !d.trewards || !d.tadv || !d.tkeep) {
         fg_set_error("rl: out of memory for %d sequences of %d tokens", S, d.T);
         goto done;
     }
@@ -663,6 +713,7 @@ done:
     fg_model_free(d.ref);
     free(d.pb); free(d.prompts); free(d.plen); free(d.gen); free(d.glen); free(d.in); free(d.tg); free(d.safe); free(d.mask);
     free(d.rewards); free(d.adv); free(d.keep); free(d.logp_old); free(d.logp_ref); free(d.logp); free(d.dlogp); free(d.ent);
+    free(d.tpb); free(d.tprompts); free(d.tplen); free(d.tgen); free(d.tglen); free(d.trewards); free(d.tadv); free(d.tkeep);
     free(d.text); free(arena);
     return rc;
 }
