@@ -11,7 +11,7 @@
 # Every stage is evaluated on the same held-out problems (greedy, N_EVAL of them).
 # Environment: DIR (build/demo-rl), BASE_STEPS (600), RL_STEPS (200), GEN_PROMPTS (2000),
 # STUDENT_STEPS (1500), N_EVAL (1000), THREADS (0 = all cores), BIN (./frugal).
-# About 10 minutes on 2 cores with the defaults (docs/rl.md has a measured table).
+# About 7 minutes on 2 cores with the defaults (docs/rl.md has the measured table).
 set -e
 BIN=${BIN:-./frugal}
 DIR=${DIR:-build/demo-rl}
