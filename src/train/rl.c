@@ -63,9 +63,10 @@ void fg_rl_opts_default(fg_rl_opts *r) {
 int fg_rl_rollout(const fg_wstore *ws, const int32_t *prompts, const int *plen, int P, int G, int max_new,
                   float temperature, const int32_t *stop, int nstop, uint64_t seed, int32_t *out, int *out_len) {
     const fg_config *c = fg_wstore_config(ws);
-    int V = c->vocab_size, S = P * G, maxp = 0, tot_p = 0;
-    if (P < 1 || G < 1 || max_new < 1 || !(temperature >= 0))
-        return fg_set_error("rollout: need P >= 1 prompts, G >= 1 samples, max_new >= 1 and a temperature >= 0");
+    int V = c->vocab_size, S, maxp = 0, tot_p = 0;
+    if (P < 1 || G < 1 || max_new < 1 || !(temperature >= 0) || (long)P * G > (1L << 22))
+        return fg_set_error("rollout: need P >= 1 prompts, G >= 1 samples (P * G <= 4194304), max_new >= 1 and a temperature >= 0");
+    S = P * G;
     for (int p = 0; p < P; p++) {
         if (plen[p] < 1) return fg_set_error("rollout: prompt %d is empty", p);
         maxp = FG_MAX(maxp, plen[p]);
@@ -116,7 +117,7 @@ int fg_rl_rollout(const fg_wstore *ws, const int32_t *prompts, const int *plen, 
         for (int k = 0; k < nstop; k++) stopped |= t == stop[k];
         if (!stopped && max_new > 1) live[nlive++] = s;
     }
-    memset(want, 1, (size_t)S);
+    for (int s = 0; s < S; s++) want[s] = 1; // (a loop: gcc -O1 -fsanitize=undefined cannot bound S for memset)
     while (nlive > 0) {
         for (int i = 0; i < nlive; i++) {
             int s = live[i];
