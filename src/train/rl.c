@@ -234,6 +234,54 @@ done:
 
 // ---- the training hooks --------------------------------------------------------------------------
 
+// P problems with G sampled completions each, their rewards and group advantages: a rollout's
+// batch, and one sampling round that fills it.
+typedef struct {
+    problem *pb;             // (P)
+    int32_t *prompts;        // (P, FG_CD_MAX_TOKENS)
+    int *plen;               // (P)
+    int32_t *gen;            // (S, max_new)
+    int *glen;               // (S)
+    float *rewards, *adv;    // (S)
+    uint8_t *keep;           // (P) 0: the group's rewards are all equal
+} groups;
+
+static int groups_alloc(groups *g, int P, int G, int mx) {
+    size_t S = (size_t)P * G;
+    g->pb = malloc(sizeof(problem) * P);
+    g->prompts = malloc(sizeof(int32_t) * (size_t)P * FG_CD_MAX_TOKENS);
+    g->plen = malloc(sizeof(int) * P);
+    g->gen = malloc(sizeof(int32_t) * S * mx);
+    g->glen = malloc(sizeof(int) * S);
+    g->rewards = malloc(sizeof(float) * S);
+    g->adv = malloc(sizeof(float) * S);
+    g->keep = malloc(P);
+    return g->pb && g->prompts && g->plen && g->gen && g->glen && g->rewards && g->adv && g->keep ? 0 : -1;
+}
+
+static void groups_free(groups *g) {
+    free(g->pb); free(g->prompts); free(g->plen); free(g->gen); free(g->glen); free(g->rewards); free(g->adv); free(g->keep);
+}
+
+// Group p of src into slot k of dst.
+static void group_copy(groups *dst, int k, const groups *src, int p, int G, int mx) {
+    dst->pb[k] = src->pb[p];
+    memcpy(dst->prompts + (size_t)k * FG_CD_MAX_TOKENS, src->prompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * FG_CD_MAX_TOKENS);
+    dst->plen[k] = src->plen[p];
+    memcpy(dst->gen + (size_t)k * G * mx, src->gen + (size_t)p * G * mx, sizeof(int32_t) * (size_t)G * mx);
+    memcpy(dst->glen + (size_t)k * G, src->glen + (size_t)p * G, sizeof(int) * G);
+    memcpy(dst->rewards + (size_t)k * G, src->rewards + (size_t)p * G, sizeof(float) * G);
+    memcpy(dst->adv + (size_t)k * G, src->adv + (size_t)p * G, sizeof(float) * G);
+    dst->keep[k] = src->keep[p];
+}
+
+// A rollout's statistics over every completion sampled (all rounds).
+typedef struct {
+    double reward_sum, reward_sum2, gen_tokens, prompt_tokens, seconds;
+    long good, fmt, samples;
+    int dropped, rounds; // zero-variance groups sampled, sampling rounds
+} roll_sums;
+
 typedef struct {
     fg_rl_opts r;
     fg_grpo_opts go;
@@ -241,26 +289,16 @@ typedef struct {
     fg_model *policy, *ref;  // ref: NULL when beta == 0
     int S, T;                // sequences per rollout (P*G), positions per sequence
     int64_t rollout_at;      // update index of the rollout in the buffers (-1: none)
-    problem *pb;             // (P)
-    int32_t *prompts;        // (P, FG_CD_MAX_TOKENS)
-    int *plen;               // (P)
-    int32_t *gen;            // (S, max_new)
-    int *glen;               // (S)
+    groups batch, round;     // the groups the updates train on; the sampling round filling them
     int32_t *in, *tg;        // (S, T) the sequences: inputs and next-token targets (-1 off the completion)
     uint8_t *mask;           // (S, T) completion tokens that count (0 for dropped groups)
-    float *rewards, *adv;    // (S)
-    uint8_t *keep;           // (P)
     float *logp_old, *logp_ref, *logp, *dlogp, *ent; // (S, T)
     int32_t *safe;           // (S, T) targets with -1 replaced by 0 (masked out of the loss)
     char *text; size_t text_cap;
     double act_flops;        // forward FLOPs per token (2 x active parameters)
     // the rollout's statistics, logged with every update it feeds
     double reward_mean, reward_std, acc, fmt, len_mean, roll_tok_s, roll_s;
-    int dropped, rounds;        // zero-variance groups sampled, sampling rounds
-    // one sampling round (the batch above is filled from these)
-    problem *tpb; int32_t *tprompts; int *tplen; int32_t *tgen; int *tglen; float *trewards, *tadv; uint8_t *tkeep;
-    double r_sum, r_sum2, gen_tokens, prompt_tokens;
-    long n_good, n_fmt, n_samples;
+    int dropped, rounds;
     double eval_acc, eval_fmt;  // held-out accuracy measured before this update (NAN: not this one)
     int64_t updates;            // updates done (the trainer's step)
     FILE *log;
@@ -279,106 +317,99 @@ static void logp_of(rl_ctx *d, fg_model *m, float *logp, float *ent) {
     fg_logp_rows(logp, ent, m->logits, d->safe, N, V);
 }
 
-static int verify(rl_ctx *d, const problem *pb, const int32_t *prompts, const int *plen, int s, const int32_t *gen, int n,
-                  int *fmt) {
-    const problem *p = &pb[s / d->r.group];
+static int verify(rl_ctx *d, const groups *g, int s, const int32_t *gen, int n, int *fmt) {
+    const problem *p = &g->pb[s / d->r.group];
     int ok = problem_check(p, gen, n, fmt);
     if (!d->r.verifier) return ok;
     size_t k = 0;
     int nt = n && gen[n - 1] == FG_TOK_EOS ? n - 1 : n;
-    if (ids_append(&d->text, &d->text_cap, &k, prompts + (size_t)(s / d->r.group) * FG_CD_MAX_TOKENS + 1,
-                   plen[s / d->r.group] - 1) ||
+    if (ids_append(&d->text, &d->text_cap, &k, g->prompts + (size_t)(s / d->r.group) * FG_CD_MAX_TOKENS + 1,
+                   g->plen[s / d->r.group] - 1) ||
         ids_append(&d->text, &d->text_cap, &k, gen, nt))
         return -1;
     int v = fg_run_verifier(d->r.verifier, d->text ? d->text : "", k, d->r.verifier_timeout);
     return v < 0 ? -1 : v == 0;
 }
 
-// One round of sampling: P problems, G completions of each, rewards and group advantages into the
-// round buffers (d->t*); the statistics are added to d's sums.
-static int sample_round(rl_ctx *d, fg_rng *r) {
-    fg_model *m = d->policy;
+// One round of sampling from the policy's weights ws: P problems, G completions of each, their
+// rewards and group advantages into d->round; the statistics added to *st.
+static int sample_round(rl_ctx *d, const fg_wstore *ws, fg_rng *r, roll_sums *st) {
+    groups *g = &d->round;
     int P = d->r.prompts, G = d->r.group, S = d->S, T = d->T, mx = d->r.max_new;
     int longest = 1;
     for (int p = 0; p < P; p++) {
-        problem_sample(&d->tpb[p], r, d->r.task, d->r.level, 0);
-        d->tplen[p] = problem_prompt(&d->tpb[p], d->tprompts + (size_t)p * FG_CD_MAX_TOKENS);
-        longest = FG_MAX(longest, d->tplen[p]);
-        if (d->tplen[p] > T - mx) return fg_set_error("rl: a prompt of %d tokens is longer than the %d planned", d->tplen[p], T - mx);
+        problem_sample(&g->pb[p], r, d->r.task, d->r.level, 0);
+        g->plen[p] = problem_prompt(&g->pb[p], g->prompts + (size_t)p * FG_CD_MAX_TOKENS);
+        longest = FG_MAX(longest, g->plen[p]);
+        if (g->plen[p] > T - mx) return fg_set_error("rl: a prompt of %d tokens is longer than the %d planned", g->plen[p], T - mx);
     }
     int32_t *pr = malloc(sizeof(int32_t) * (size_t)P * longest);
     if (!pr) return fg_set_error("out of memory");
-    for (int p = 0; p < P; p++) memcpy(pr + (size_t)p * longest, d->tprompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * (size_t)d->tplen[p]);
-    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
+    for (int p = 0; p < P; p++) memcpy(pr + (size_t)p * longest, g->prompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * (size_t)g->plen[p]);
     int32_t eos = FG_TOK_EOS;
     double t0 = fg_now();
-    int rc = ws ? fg_rl_rollout(ws, pr, d->tplen, P, G, mx, d->r.temperature, &eos, 1, fg_rng_u64(r), d->tgen, d->tglen) : -1;
-    d->roll_s += fg_now() - t0;
-    fg_wstore_free(ws);
+    int rc = fg_rl_rollout(ws, pr, g->plen, P, G, mx, d->r.temperature, &eos, 1, fg_rng_u64(r), g->gen, g->glen);
+    st->seconds += fg_now() - t0;
     free(pr);
     if (rc) return fg_wrap_error("rollout");
     for (int s = 0; s < S; s++) {
-        int f = 0, ok = verify(d, d->tpb, d->tprompts, d->tplen, s, d->tgen + (size_t)s * mx, d->tglen[s], &f);
+        int f = 0, ok = verify(d, g, s, g->gen + (size_t)s * mx, g->glen[s], &f);
         if (ok < 0) return fg_wrap_error("verifier");
-        d->trewards[s] = (float)ok + d->r.format_reward * (float)f;
-        d->n_good += ok; d->n_fmt += f; d->n_samples++;
-        d->r_sum += d->trewards[s]; d->r_sum2 += (double)d->trewards[s] * d->trewards[s];
-        d->gen_tokens += d->tglen[s];
+        g->rewards[s] = (float)ok + d->r.format_reward * (float)f;
+        st->good += ok; st->fmt += f; st->samples++;
+        st->reward_sum += g->rewards[s]; st->reward_sum2 += (double)g->rewards[s] * g->rewards[s];
+        st->gen_tokens += g->glen[s];
     }
-    for (int p = 0; p < P; p++) d->prompt_tokens += d->tplen[p];
-    d->dropped += fg_grpo_advantages(d->tadv, d->tkeep, d->trewards, P, G, d->r.std_norm);
-    d->rounds++;
+    for (int p = 0; p < P; p++) st->prompt_tokens += g->plen[p];
+    st->dropped += fg_grpo_advantages(g->adv, g->keep, g->rewards, P, G, d->r.std_norm);
+    st->rounds++;
     return 0;
 }
 
-// Group p of the round into slot k of the batch.
-static void take_group(rl_ctx *d, int p, int k) {
-    int G = d->r.group, mx = d->r.max_new;
-    d->pb[k] = d->tpb[p];
-    memcpy(d->prompts + (size_t)k * FG_CD_MAX_TOKENS, d->tprompts + (size_t)p * FG_CD_MAX_TOKENS, sizeof(int32_t) * FG_CD_MAX_TOKENS);
-    d->plen[k] = d->tplen[p];
-    memcpy(d->gen + (size_t)k * G * mx, d->tgen + (size_t)p * G * mx, sizeof(int32_t) * (size_t)G * mx);
-    memcpy(d->glen + (size_t)k * G, d->tglen + (size_t)p * G, sizeof(int) * G);
-    memcpy(d->rewards + (size_t)k * G, d->trewards + (size_t)p * G, sizeof(float) * G);
-    memcpy(d->adv + (size_t)k * G, d->tadv + (size_t)p * G, sizeof(float) * G);
-    d->keep[k] = d->tkeep[p];
-}
-
-// The rollout feeding updates index .. index + mu - 1. Without --drop-zero-var: one round, every
-// group in the batch. With it, DAPO's dynamic sampling: rounds of P more problems until the batch
-// holds P groups whose rewards differ (at most FG_RL_MAX_ROUNDS rounds; slots still empty then
-// take zero-variance groups of the last round, masked out), so every update spends its compute on
-// groups that carry a signal. The statistics cover every completion sampled.
+// The rollout feeding updates index .. index + mu - 1 into d->batch. Without --drop-zero-var: one
+// round, every group in the batch. With it, DAPO's dynamic sampling: rounds of P more problems
+// until the batch holds P groups whose rewards differ (at most FG_RL_MAX_ROUNDS rounds; slots
+// still empty then take zero-variance groups of the last round, masked out), so every update
+// spends its compute on groups that carry a signal. The statistics cover every completion sampled.
 static int rollout_phase(rl_ctx *d, int64_t index) {
     int P = d->r.prompts, S = d->S, T = d->T, G = d->r.group, mx = d->r.max_new;
     fg_model *m = d->policy;
     fg_rng r;
     fg_rng_seed(&r, d->o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(index + 1)));
-    d->roll_s = d->r_sum = d->r_sum2 = d->gen_tokens = d->prompt_tokens = 0;
-    d->n_good = d->n_fmt = d->n_samples = d->dropped = d->rounds = 0;
-    int filled = 0;
-    for (;;) {
-        if (sample_round(d, &r)) return -1;
-        int last = !d->r.drop_zero_var || d->rounds == FG_RL_MAX_ROUNDS;
-        for (int p = 0; p < P && filled < P; p++)
-            if (!d->r.drop_zero_var || d->tkeep[p]) take_group(d, p, filled++);
-        if (filled == P || last) break;
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32); // a view of the policy's weights, for every round
+    if (!ws) return -1;
+    roll_sums st = {0};
+    int filled = 0, rc = 0;
+    if (!d->r.drop_zero_var) { // one round is the batch
+        rc = sample_round(d, ws, &r, &st);
+        groups t = d->batch; d->batch = d->round; d->round = t;
+        filled = P;
     }
-    for (int p = 0; filled < P; p++) take_group(d, p, filled++); // only zero-variance groups are left
-    d->reward_mean = d->r_sum / d->n_samples;
-    d->reward_std = sqrt(FG_MAX(0.0, d->r_sum2 / d->n_samples - d->reward_mean * d->reward_mean));
-    d->acc = (double)d->n_good / d->n_samples;
-    d->fmt = (double)d->n_fmt / d->n_samples;
-    d->len_mean = d->gen_tokens / d->n_samples;
-    d->roll_tok_s = d->gen_tokens / FG_MAX(d->roll_s, 1e-9);
-    double gen_tokens = d->gen_tokens, prompt_tokens = d->prompt_tokens;
+    while (!rc && filled < P && st.rounds < FG_RL_MAX_ROUNDS) {
+        rc = sample_round(d, ws, &r, &st);
+        for (int p = 0; !rc && p < P && filled < P; p++)
+            if (d->round.keep[p]) group_copy(&d->batch, filled++, &d->round, p, G, mx);
+    }
+    fg_wstore_free(ws);
+    if (rc) return -1;
+    for (int p = 0; filled < P; p++) group_copy(&d->batch, filled++, &d->round, p, G, mx); // zero-variance groups
+    d->reward_mean = st.reward_sum / st.samples;
+    d->reward_std = sqrt(FG_MAX(0.0, st.reward_sum2 / st.samples - d->reward_mean * d->reward_mean));
+    d->acc = (double)st.good / st.samples;
+    d->fmt = (double)st.fmt / st.samples;
+    d->len_mean = st.gen_tokens / st.samples;
+    d->roll_tok_s = st.gen_tokens / FG_MAX(st.seconds, 1e-9);
+    d->dropped = st.dropped;
+    d->rounds = st.rounds;
+    double gen_tokens = st.gen_tokens, prompt_tokens = st.prompt_tokens;
+    const groups *b = &d->batch;
     // the sequences: prompt + completion, inputs shifted by one against targets
     for (int s = 0; s < S; s++) {
-        int p = s / G, pl = d->plen[p], n = pl + d->glen[s];
-        const int32_t *pp = d->prompts + (size_t)p * FG_CD_MAX_TOKENS, *g = d->gen + (size_t)s * mx;
+        int p = s / G, pl = b->plen[p], n = pl + b->glen[s];
+        const int32_t *pp = b->prompts + (size_t)p * FG_CD_MAX_TOKENS, *g = b->gen + (size_t)s * mx;
         int32_t *in = d->in + (size_t)s * T, *tg = d->tg + (size_t)s * T;
         uint8_t *mk = d->mask + (size_t)s * T;
-        int use = !d->r.drop_zero_var || d->keep[p];
+        int use = !d->r.drop_zero_var || b->keep[p];
         for (int t = 0; t < T; t++) {
             int32_t cur = t < pl ? pp[t] : t < n ? g[t - pl] : FG_TOK_PAD;
             int32_t next = t + 1 < pl ? pp[t + 1] : t + 1 < n ? g[t + 1 - pl] : -1;
@@ -443,7 +474,7 @@ static int rl_step(void *ctx, fg_model *m, const int32_t *in, const int32_t *tg,
     logp_of(d, m, d->logp, d->ent);
     if (d->r.mu == 1) memcpy(d->logp_old, d->logp, sizeof(float) * (size_t)N);
     fg_grpo_stats gs;
-    double loss = fg_grpo_loss(d->dlogp, d->logp, d->logp_old, d->ref ? d->logp_ref : NULL, d->mask, d->adv, B, T, &d->go, &gs);
+    double loss = fg_grpo_loss(d->dlogp, d->logp, d->logp_old, d->ref ? d->logp_ref : NULL, d->mask, d->batch.adv, B, T, &d->go, &gs);
     for (int i = 0; i < N; i++) d->safe[i] = tg[i] >= 0 ? tg[i] : 0;
     fg_logp_backward(m->logits, m->logits, d->safe, d->dlogp, N, V); // in place
     if (d->r.temperature != 1.0f) { // the logits were divided by the temperature: d/d(raw) = d/d(scaled) / T
@@ -654,25 +685,12 @@ int fg_rl_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_o
     d.act_flops = 2.0 * (double)ta;
     int rc = -1;
     size_t ST = (size_t)S * d.T;
-    d.pb = malloc(sizeof(problem) * P);
-    d.prompts = malloc(sizeof(int32_t) * (size_t)P * FG_CD_MAX_TOKENS);
-    d.plen = malloc(sizeof(int) * P);
-    d.gen = malloc(sizeof(int32_t) * (size_t)S * mx);
-    d.glen = malloc(sizeof(int) * S);
     d.in = malloc(sizeof(int32_t) * ST); d.tg = malloc(sizeof(int32_t) * ST); d.safe = malloc(sizeof(int32_t) * ST);
     d.mask = malloc(ST);
-    d.rewards = malloc(sizeof(float) * S); d.adv = malloc(sizeof(float) * S); d.keep = malloc(P);
     d.logp_old = malloc(sizeof(float) * ST); d.logp_ref = malloc(sizeof(float) * ST); d.logp = malloc(sizeof(float) * ST);
     d.dlogp = malloc(sizeof(float) * ST); d.ent = malloc(sizeof(float) * ST);
-    d.tpb = malloc(sizeof(problem) * P);
-    d.tprompts = malloc(sizeof(int32_t) * (size_t)P * FG_CD_MAX_TOKENS);
-    d.tplen = malloc(sizeof(int) * P);
-    d.tgen = malloc(sizeof(int32_t) * (size_t)S * mx);
-    d.tglen = malloc(sizeof(int) * S);
-    d.trewards = malloc(sizeof(float) * S); d.tadv = malloc(sizeof(float) * S); d.tkeep = malloc(P);
-    if (!d.pb || !d.prompts || !d.plen || !d.gen || !d.glen || !d.in || !d.tg || !d.safe || !d.mask || !d.rewards || !d.adv ||
-        !d.keep || !d.logp_old || !d.logp_ref || !d.logp || !d.dlogp || !d.ent || !d.tpb || !d.tprompts || !d.tplen ||
-        !d.tgen || !d.tglen || !d.trewards || !d.tadv || !d.tkeep) {
+    int grc = groups_alloc(&d.batch, P, G, mx) | groups_alloc(&d.round, P, G, mx);
+    if (grc || !d.in || !d.tg || !d.safe || !d.mask || !d.logp_old || !d.logp_ref || !d.logp || !d.dlogp || !d.ent) {
         fg_set_error("rl: out of memory for %d sequences of %d tokens", S, d.T);
         goto done;
     }
@@ -712,9 +730,9 @@ int fg_rl_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_o
 done:
     if (d.log) fclose(d.log);
     fg_model_free(d.ref);
-    free(d.pb); free(d.prompts); free(d.plen); free(d.gen); free(d.glen); free(d.in); free(d.tg); free(d.safe); free(d.mask);
-    free(d.rewards); free(d.adv); free(d.keep); free(d.logp_old); free(d.logp_ref); free(d.logp); free(d.dlogp); free(d.ent);
-    free(d.tpb); free(d.tprompts); free(d.tplen); free(d.tgen); free(d.tglen); free(d.trewards); free(d.tadv); free(d.tkeep);
+    groups_free(&d.batch); groups_free(&d.round);
+    free(d.in); free(d.tg); free(d.safe); free(d.mask);
+    free(d.logp_old); free(d.logp_ref); free(d.logp); free(d.dlogp); free(d.ent);
     free(d.text); free(arena);
     return rc;
 }
