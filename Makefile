@@ -1,5 +1,5 @@
 # frugal: one Makefile. `make` builds ./frugal and build/libfrugal.a; `make test` runs the suite.
-# Options: DEBUG=1, SANITIZE=address|undefined, ARCH= (default -march=native), WERROR=1.
+# Options: DEBUG=1, SANITIZE=address|undefined, ARCH= (default -march=native), WERROR=1, MPI=1.
 CC      ?= cc
 ARCH    ?= -march=native
 OPT     ?= -O3
@@ -20,6 +20,18 @@ ifeq ($(WERROR),1)
 endif
 BUILD ?= build
 CFLAGS += $(OPT)
+
+# MPI=1: the same frugal over MPI (Debian: openmpi-bin, libopenmpi-dev), for `mpirun -np N ./frugal
+# train ...` (docs/distributed.md). Without it, a single-process layer with the same interface.
+ifeq ($(MPI),1)
+  MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+  MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+  ifeq ($(MPI_LIBS),)
+    $(error MPI=1 needs Open MPI's mpicc (Debian: apt install openmpi-bin libopenmpi-dev))
+  endif
+  CFLAGS += -DFG_HAVE_MPI $(MPI_CFLAGS)
+  LDLIBS += $(MPI_LIBS)
+endif
 
 # OpenMP: used when the compiler has it; everything also runs single-threaded without it.
 HAVE_OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo 1)
@@ -54,7 +66,7 @@ BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 all: info $(BIN) $(TESTS)
 
 info:
-	@echo "frugal: CC=$(CC) OpenMP=$(if $(HAVE_OMP),yes,no) libmicrohttpd=$(if $(HAVE_MHD),yes,no) ARCH=$(ARCH) build=$(BUILD)"
+	@echo "frugal: CC=$(CC) OpenMP=$(if $(HAVE_OMP),yes,no) libmicrohttpd=$(if $(HAVE_MHD),yes,no) MPI=$(if $(filter 1,$(MPI)),yes,no) ARCH=$(ARCH) build=$(BUILD)"
 
 $(BUILD)/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)

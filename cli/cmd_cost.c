@@ -48,8 +48,8 @@ int cmd_cost(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "ledger")) return cost_ledger(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "peaks")) return cost_peaks(argc - 1, argv + 1);
     const char *tokens_s = "auto", *gpu = "h800", *price_s = "auto", *mfu_s = "auto", *devices_s = "auto";
-    const char *precision_s = "bf16", *accel_file = NULL;
-    int context = 4096, batch = 1, seq = 4096, json = 0;
+    const char *precision_s = "bf16", *accel_file = NULL, *link_s = NULL;
+    int context = 4096, batch = 1, seq = 4096, json = 0, ep = 1, zero = 0;
     cli_opt opts[] = {
         {"tokens", OPT_STR, &tokens_s, "training token budget, SI suffixes (14.8T); auto: the published budget, else 20 per parameter"},
         {"gpu", OPT_STR, &gpu, "accelerator: h800, h100-sxm, h200, a100, b200, mi300x, ascend-910b (or from --accelerators)"},
@@ -61,6 +61,10 @@ int cmd_cost(int argc, char **argv) {
         {"precision", OPT_STR, &precision_s, "bf16, fp8 or fp32: the peak used and the training memory layout"},
         {"devices", OPT_STR, &devices_s, "devices the run is spread over; auto: the published cluster, else 1"},
         {"accelerators", OPT_STR, &accel_file, "JSON file that adds or overrides accelerators (docs/cost.md)"},
+        {"link", OPT_STR, &link_s, "price the communication of a step over --devices ranks on this interconnect: "
+                                   "ib-400g, ib-200g, roce-100g, eth-10g, nvlink-h800, nvlink4"},
+        {"ep", OPT_INT, &ep, "with --link: expert-parallel group size (routed experts split over ep ranks)", "[1,inf)"},
+        {"zero", OPT_FLAG, &zero, "with --link: ZeRO-1 (AdamW state sharded, parameters all-gathered after the step)"},
         {"json", OPT_FLAG, &json, "machine-readable output"},
         {NULL, 0, NULL, NULL},
     };
@@ -121,6 +125,24 @@ int cmd_cost(int argc, char **argv) {
     double flops = tokens * cm.train_per_token, peak = fg_accel_peak(acc, prec);
     double hours = flops / (peak * mfu) / 3600, dollars = hours * price, kwh = hours * acc->watts / 1000;
     double days = hours / devices / 24;
+    // Communication of one optimizer step over the ranks (fg_cost_comm; frugal train logs the
+    // same counts as comm_bytes): elements are fp32 at fp32 precision, else 2 bytes.
+    const fg_link *link = NULL;
+    fg_comm_plan plan;
+    fg_comm_cost comm = {{0}};
+    double step_s = 0, steps = 0;
+    if (link_s) {
+        if (!(link = fg_link_find(link_s))) return cli_fail("cost", fg_last_error(), "frugal help cost lists the links");
+        if ((int)devices % ep) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "--ep %d does not divide the %.0f devices", ep, devices);
+            return cli_fail("cost", msg, "--devices a multiple of --ep");
+        }
+        fg_comm_plan_for(&plan, &c, (int)devices, ep, zero, (double)batch * seq, prec == FG_F32 ? 4 : 2);
+        fg_cost_comm(&comm, &plan, link);
+        steps = tokens / ((double)batch * seq * devices);
+        step_s = hours * 3600 / devices / steps; // compute seconds per step at the MFU
+    } else if (ep != 1 || zero) return cli_fail("cost", "--ep and --zero describe the layout of --link's communication", "add --link ib-400g");
     char ad[160];
     attn_desc(&c, ad, sizeof ad);
 
@@ -144,6 +166,13 @@ int cmd_cost(int argc, char **argv) {
                "\"mfu\": %.6g, \"mfu_from\": \"%s\", \"flops\": %.17g, \"hours\": %.17g, \"devices\": %.0f, \"days\": %.6g, "
                "\"price_hr\": %.6g, \"dollars\": %.17g, \"kwh\": %.17g}", tokens, tokens_from, acc->name, peak, mfu, mfu_from,
                flops, hours, devices, days, price, dollars, kwh);
+        if (link)
+            printf(",\n  \"communication\": {\"link\": \"%s\", \"link_gbs\": %.6g, \"ranks\": %.0f, \"ep\": %d, \"zero\": %s, "
+                   "\"elem_bytes\": %g, \"tokens_per_rank\": %.17g, \"bytes_per_step\": {\"allreduce\": %.17g, \"allgather\": %.17g, "
+                   "\"alltoall\": %.17g}, \"collectives_per_step\": %d, \"seconds_per_step\": %.6g, \"compute_seconds_per_step\": %.6g, "
+                   "\"hours_not_overlapped\": %.17g}", link->name, link->gbs, devices, ep, zero ? "true" : "false", plan.elem_bytes,
+                   plan.tokens_per_rank, comm.bytes[0], comm.bytes[1], comm.bytes[2], comm.collectives, comm.seconds, step_s,
+                   hours + comm.seconds * steps * devices / 3600);
         if (pub) {
             double tot = pub->hours + pub->extra_hours[0] + pub->extra_hours[1];
             printf(",\n  \"published\": {\"accelerator\": \"%s\", \"tokens\": %.17g, \"pretrain_hours\": %.17g, "
@@ -214,6 +243,17 @@ int cmd_cost(int argc, char **argv) {
     else printf("  MFU %.4f (%s)\n", mfu, mfu_from);
     printf("  %s-hours %s   days on %.0f devices %.1f   cost $%s   energy %sWh (accelerator power only)\n", acc->name,
            SI(hours), devices, days, SI(dollars), SI(kwh * 1000));
+    if (link) {
+        printf("\ncommunication per optimizer step on %s (%.0f GB/s per rank, %.0f us; %s): %.0f ranks, ep %d, ZeRO-1 %s,\n"
+               "  %d x %d tokens per rank, %g-byte elements\n", link->name, link->gbs, link->latency_us, link->source, devices, ep,
+               zero ? "on" : "off", batch, seq, plan.elem_bytes);
+        printf("  per rank: all-reduce %sB  all-gather %sB  all-to-all %sB  (%d collectives)\n", SI(comm.bytes[0]),
+               SI(comm.bytes[1]), SI(comm.bytes[2]), comm.collectives);
+        printf("  on the link %.4g s per step; compute %.4g s per step at MFU %.2f: communication is %.0f%% of it\n",
+               comm.seconds, step_s, mfu, 100 * comm.seconds / step_s);
+        printf("  %.4g steps: %s-hours %s if it overlaps the compute, %s if it does not ($%s)\n", steps, acc->name, SI(hours),
+               SI(hours + comm.seconds * steps * devices / 3600), SI((hours + comm.seconds * steps * devices / 3600) * price));
+    }
     if (pub) {
         double tot = pub->hours + pub->extra_hours[0] + pub->extra_hours[1];
         double pp = pub->price_hr > 0 ? pub->price_hr : price;

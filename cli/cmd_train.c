@@ -64,7 +64,7 @@ __attribute__((format(printf, 1, 2))) static int merge_fail(const char *fmt, ...
 // Options a resumed run may change: how long it runs and how often it reports and saves. Every
 // other option shapes the math and must agree with the run's record.
 static int changeable(const char *name) {
-    static const char *ok[] = {"steps", "stop-after", "eval-every", "eval-batches", "save-every", "out", NULL};
+    static const char *ok[] = {"steps", "stop-after", "eval-every", "eval-batches", "save-every", "out", "zero", "ep", NULL};
     for (int i = 0; ok[i]; i++)
         if (!strcmp(ok[i], name)) return 1;
     return 0;
@@ -147,7 +147,7 @@ int cmd_train(int argc, char **argv) {
     fg_train_opts_default(&o);
     const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
     const char *task = "arith";
-    int quiet = 0, no_progress = 0, threads = 0, mtp = -1;
+    int quiet = 0, no_progress = 0, threads = 0, mtp = -1, ep = 1;
     o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model: preset (tiny, demo, demo-student, bench-moe) or config.json path"},
@@ -159,7 +159,8 @@ int cmd_train(int argc, char **argv) {
         {"batch", OPT_INT, &o.batch, "sequences per micro-batch", "[1,inf)"},
         {"seq", OPT_INT, &o.seq, "tokens per sequence (0: 70 for arith, the level's longest example for countdown, "
                                  "else min(128, context))", "[0,inf)"},
-        {"accum", OPT_INT, &o.accum, "micro-batches accumulated per step", "[1,inf)"},
+        {"accum", OPT_INT, &o.accum, "micro-batches per optimizer step, split over the ranks under mpirun "
+                                     "(default: 1, or one per rank)", "[1,inf)"},
         {"lr", OPT_FLOAT, &o.lr, "peak learning rate", "(0,inf)"},
         {"min-lr", OPT_FLOAT, &o.min_lr, "final learning rate", "[0,inf)"},
         {"warmup", OPT_I64, &o.warmup, "linear warmup steps", "[0,inf)"},
@@ -187,7 +188,9 @@ int cmd_train(int argc, char **argv) {
         {"eval-batches", OPT_INT, &o.eval_batches, "batches per validation", "[1,inf)"},
         {"save-every", OPT_INT, &o.save_every, "checkpoint every N steps (always at the end)", "[0,inf)"},
         {"precision", OPT_STR, &precision, "matmul precision: fp32, or bf16 (mixed: bf16 products, fp32 weights/optimizer)"},
-        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores)"},
+        {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores; under mpirun: per rank)"},
+        {"zero", OPT_FLAG, &o.zero, "under mpirun: ZeRO-1, each rank keeps 1/N of the AdamW state (docs/distributed.md)"},
+        {"ep", OPT_INT, &ep, "under mpirun: expert-parallel ranks (1: every rank holds every expert)", "[1,inf)"},
         {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
         {"no-progress", OPT_FLAG, &no_progress, "no progress bar"},
         {NULL, 0, NULL, NULL},
@@ -198,6 +201,9 @@ int cmd_train(int argc, char **argv) {
                       argv, files, 256, &nf);
     if (r) return r < 0 ? 1 : 0;
     cli_set_threads(threads);
+    // Over N ranks a step is N micro-batches unless --accum says otherwise: the same run as
+    // `--accum N` on one process (a resume keeps the run's own count).
+    if (!cli_given(argc, argv, "accum") && !resume) o.accum = fg_dist_size();
     o.data = files; o.n_data = nf; o.quiet = quiet; o.progress = !no_progress;
     o.precision = fg_dtype_parse(precision, FG_PRECISIONS, "precision");
     if (o.precision != FG_F32 && o.precision != FG_BF16)
@@ -281,6 +287,7 @@ int cmd_train(int argc, char **argv) {
                         : o.task == FG_TRAIN_COUNTDOWN ? fg_countdown_max_len(o.task_level) : FG_TASK_LONGEST;
     free(st.train_json);
     if (!(st.train_json = fg_train_opts_to_json(&o, sft))) FAIL(fg_last_error(), NULL);
+    if (ep != 1) FAIL("--ep: expert parallelism is not built yet; every rank holds every expert", "drop --ep (data parallel over all ranks)");
 #undef FAIL
     int64_t total, active;
     fg_config_param_counts(fg_model_config(m), &total, &active);
@@ -291,6 +298,11 @@ int cmd_train(int argc, char **argv) {
     printf("model: %s attention, %lld parameters (%lld active per token), %d layers%s; data: %s\n",
            fg_model_config(m)->attn_type == FG_ATTN_MLA ? "MLA" : "GQA", (long long)total, (long long)active,
            fg_model_config(m)->num_hidden_layers, mtp_note, o.shards ? "shards" : nf ? "files" : task_text(&o, task_buf, sizeof task_buf));
+    int ranks = fg_dist_size();
+    if (ranks > 1 || cli_given(argc, argv, "zero"))
+        printf("distributed: %d rank%s (%s), layout dp=%d ep=%d, ZeRO-1 %s, %d micro-batch%s of %d x %d per step\n", ranks,
+               ranks > 1 ? "s" : "", fg_dist_backend(), ranks, ep, o.zero && ranks > 1 ? "on (AdamW state sharded)" : "off",
+               o.accum, o.accum > 1 ? "es" : "", o.batch, o.seq);
     cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
     cli_trap_signals(0);

@@ -140,9 +140,25 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) return finish_stdout(cmd_version(1, argv));
     for (int i = 0; i < n; i++)
         if (!strcmp(cmds[i].name, argv[1])) {
+            // Under mpirun every rank runs this same command line; only training splits its work
+            // over them, and rank 0 alone prints the run's record.
+            if (fg_dist_init(&argc, &argv)) { fprintf(stderr, "frugal: %s\n", fg_last_error()); return 1; }
+            int size = fg_dist_size();
+            if (size > 1 && strcmp(argv[1], "train")) {
+                if (fg_dist_rank() == 0)
+                    fprintf(stderr, "frugal %s: runs on one process, not across %d ranks (hint: run it without mpirun; "
+                                    "frugal train is the command that runs over MPI)\n", argv[1], size);
+                fg_dist_finalize();
+                return 2;
+            }
+            if (fg_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
             int rc = cmds[i].run(argc - 1, argv + 1);
             if (rc && fg_train_interrupted()) rc = 128 + fg_train_interrupted();
-            return finish_stdout(rc);
+            rc = finish_stdout(rc);
+            // A rank that fails alone must not leave the others waiting in a collective.
+            if (rc && size > 1) fg_dist_abort(rc);
+            fg_dist_finalize();
+            return rc;
         }
     fprintf(stderr, "frugal: unknown command '%s' (hint: frugal help lists the commands)\n", argv[1]);
     return 2;

@@ -42,6 +42,20 @@ enum { FG_LOG_PROGRESS = 0, FG_LOG_PROGRESS_END = 1, FG_LOG_INFO = 2 };
 typedef void (*fg_log_fn)(void *ud, int level, const char *text);
 void fg_set_log(fg_log_fn fn, void *ud);
 
+// ---- distributed runs (src/dist/comm.c, docs/distributed.md) -----------------------------------
+// Built with `make MPI=1`, fg_dist_init starts MPI (call it first, with main's arguments; every
+// rank of `mpirun -np N` runs the same command) and `frugal train` splits its work over the ranks.
+// Built without, it is one process; a launcher that started several is an error (the hint says
+// how to rebuild). fg_dist_finalize ends MPI (call it once, before exit, on every path).
+int fg_dist_init(int *argc, char ***argv);
+void fg_dist_finalize(void);
+int fg_dist_rank(void);
+int fg_dist_size(void);
+const char *fg_dist_backend(void); // "mpi" or "single process"
+// Ends every rank of the job now (MPI_Abort); on one process, exit(code). For the CLI only: a rank
+// that fails alone must not leave the others waiting in a collective.
+void fg_dist_abort(int code);
+
 // ---- runs that survive their users (src/util.c) ------------------------------------------------
 // Output targets: 0 when path may be (re)written by a save that renames a temporary file over it
 // (it does not exist, or it is a regular file); -1 with an error naming the path and what it is
@@ -292,17 +306,21 @@ typedef struct {
 } fg_adamw_opts;
 
 typedef struct {
-    float *m, *v;   // (n_params) moments, owned
-    size_t n;
+    float *m, *v;   // (n) moments of parameters [lo, lo + n), owned: all of them (lo = 0, n = n_params)
+    size_t n;       //   unless sharded by ZeRO-1 (fg_adamw_shard), when each rank keeps its own piece
     int64_t *t;     // (n_tensors) steps taken per tensor: an untouched expert keeps its count
     int n_tensors;
+    size_t lo;
 } fg_adamw;
 
 int fg_adamw_init(fg_adamw *o, size_t n_params, int n_tensors);
 int fg_adamw_init_for(fg_adamw *o, const fg_model *m); // sized for m's tensors
 void fg_adamw_free(fg_adamw *o);
+// ZeRO-1: keeps only the moments of parameters [lo, hi) (a piece of a full state); 0 or -1.
+int fg_adamw_shard(fg_adamw *o, size_t lo, size_t hi);
 // One AdamW step with learning rate lr over every trained tensor of m (torch.optim.AdamW math).
 // Tensors that never received a gradient (m->touched) are skipped entirely, as torch does.
+// A sharded state updates only its parameters [lo, lo + n) (the step counts all advance).
 void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *opts);
 // Global L2 norm of all trained gradients; if clip > 0 and norm > clip, scales them by clip/norm.
 // Returns the norm before clipping.
@@ -340,7 +358,8 @@ typedef struct {
                                            //   or the checkpoint's tokenizer on resume); embedded in checkpoints
     const char *shards;                    // a directory from fg_data_prepare: stream its shards instead
     double val_fraction;                   // of file data held out for validation
-    int batch, seq, accum;                 // micro-batch B x T, accumulated accum times per step
+    int batch, seq, accum;                 // micro-batch B x T, accumulated accum times per step (in all:
+                                           //   over several ranks each runs accum / ranks of them)
     int64_t steps;                         // total optimizer steps of the schedule
     int64_t stop_after;                    // stop this run after this many steps (0 = run to the end)
     float lr, min_lr, decay_frac;          // peak, floor, WSD decay fraction
@@ -361,6 +380,7 @@ typedef struct {
     int precision;                         // FG_F32 or FG_BF16 (mixed precision, see below)
     int task;                              // without data: FG_TRAIN_ARITH (default) or FG_TRAIN_COUNTDOWN
     int task_level;                        // countdown: level 1..FG_CD_LEVELS, 0 = every level mixed
+    int zero;                              // over several ranks: ZeRO-1, the AdamW state sharded (dp.h)
     // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
     // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
     // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward

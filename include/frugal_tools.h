@@ -316,6 +316,40 @@ typedef struct {
 // Fills r for c. Returns -1 with an error for bad options (context, batch, seq, devices < 1).
 int fg_cost_model_compute(fg_cost_model *r, const fg_config *c, const fg_cost_opts *o);
 
+// ---- communication of a distributed step (src/cost/comm_cost.c, docs/distributed.md) ---------
+// Bytes each rank sends per optimizer step, by kind, with src/dist/comm.h's convention (ring
+// all-reduce 2(p-1)/p * S, all-gather (p-1)/p * S, all-to-all the bytes addressed to other ranks),
+// and the time they take on a link. The same counts frugal train measures and logs (comm_bytes).
+typedef struct {
+    char name[32];
+    double gbs;          // bandwidth per rank, one direction, GB/s
+    double latency_us;   // per message hop
+    const char *source;
+} fg_link;
+int fg_link_count(void);
+const fg_link *fg_link_get(int i);
+const fg_link *fg_link_find(const char *name); // NULL with an error listing the names
+
+typedef struct {
+    int ranks, ep, zero;     // ranks (all data-parallel), expert-parallel group size, ZeRO-1 on
+    double params;           // floats in the gradient all-reduce: every stored parameter
+    double expert_params;    // of which routed experts (with ep > 1: reduced over ranks / ep only)
+    double tokens_per_rank;  // tokens one rank runs per step (its micro-batches x B x T)
+    int moe_layers, K, C;    // the MoE layers' all-to-all: tokens x K choices of C values
+    double elem_bytes;       // bytes per element communicated (frugal's CPU trainer: 4)
+} fg_comm_plan;
+
+typedef struct {
+    double bytes[4];         // per rank per step: all-reduce, all-gather, all-to-all, broadcast
+    double seconds;          // on the link: bytes / bandwidth + hops x latency
+    int collectives;         // calls per step (buckets of 16 MiB for the all-reduce)
+} fg_comm_cost;
+
+// The plan of training c over ranks (fills params, expert_params, moe_layers, K, C from c).
+void fg_comm_plan_for(fg_comm_plan *p, const fg_config *c, int ranks, int ep, int zero, double tokens_per_rank,
+                      double elem_bytes);
+void fg_cost_comm(fg_comm_cost *out, const fg_comm_plan *p, const fg_link *link);
+
 // This machine's measured peaks (src/cost/peaks.c), cached per CPU model and thread count in
 // $FRUGAL_CACHE_DIR/peaks.json (default ~/.cache/frugal/peaks.json).
 typedef struct {

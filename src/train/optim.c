@@ -24,17 +24,32 @@ void fg_adamw_free(fg_adamw *o) {
     o->t = NULL;
 }
 
+int fg_adamw_shard(fg_adamw *o, size_t lo, size_t hi) {
+    if (lo < o->lo || hi > o->lo + o->n || lo > hi)
+        return fg_set_error("optimizer shard [%zu, %zu) lies outside the state's [%zu, %zu)", lo, hi, o->lo, o->lo + o->n);
+    size_t n = hi - lo;
+    float *m = malloc(sizeof(float) * (n ? n : 1)), *v = malloc(sizeof(float) * (n ? n : 1));
+    if (!m || !v) { free(m); free(v); return fg_set_error("out of memory (optimizer shard of %zu floats)", n); }
+    memcpy(m, o->m + (lo - o->lo), sizeof(float) * n);
+    memcpy(v, o->v + (lo - o->lo), sizeof(float) * n);
+    free(o->m); free(o->v);
+    o->m = m; o->v = v; o->lo = lo; o->n = n;
+    return 0;
+}
+
 void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *p) {
+    size_t lo = o->lo, hi = o->lo + o->n;
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];
         if ((t->flags & FG_TENSOR_BUFFER) || !m->touched[i]) continue;
         int64_t k = ++o->t[i];
+        size_t a = FG_MAX(t->offset, lo), b = FG_MIN(t->offset + t->numel, hi); // the part this state holds
+        if (a >= b) continue;
         float bc1 = 1.0f - powf(p->beta1, (float)k), bc2 = 1.0f - powf(p->beta2, (float)k);
         float step = lr / bc1, bc2_sqrt = sqrtf(bc2);
         float decay = (t->flags & FG_TENSOR_NO_DECAY) ? 1.0f : 1.0f - lr * p->weight_decay;
-        float *w = m->params + t->offset, *g = m->grads + t->offset;
         fg_adamw_k kk = {p->beta1, p->beta2, p->eps, step, bc2_sqrt, decay};
-        m->be->adamw(w, o->m + t->offset, o->v + t->offset, g, t->numel, &kk);
+        m->be->adamw(m->params + a, o->m + (a - lo), o->v + (a - lo), m->grads + a, b - a, &kk);
     }
 }
 

@@ -20,6 +20,8 @@
 #include "data/countdown.h"
 #include "data/task.h"
 #include "cost/cost.h"
+#include "dist/comm.h"
+#include "dist/dp.h"
 #include "formats/checkpoint.h"
 #include "formats/json.h"
 
@@ -339,6 +341,15 @@ static int log_truncate(const char *path, int64_t step) {
     return 0;
 }
 
+// Over several ranks: whether any rank's rc is an error. The ranks that did not fail get an error
+// that points at the one that did (its own message is printed by its CLI). Returns 1 if any failed.
+static int agree_failed(int *rc, const char *what) {
+    int bad = *rc != 0;
+    if (fg_comm_allreduce_i32(&bad, 1)) { *rc = -1; return 1; }
+    if (bad && !*rc) *rc = fg_set_error("rank 0 could not %s (its error is printed above)", what);
+    return bad > 0;
+}
+
 int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts *o) {
     const fg_config *c = &m->cfg;
     int B = o->batch, T = o->seq, N = B * T, L = fg_config_n_blocks(c), E = FG_MAX(1, c->n_routed_experts);
@@ -376,20 +387,22 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     memset(&ds_mem, 0, sizeof ds_mem);
     memset(&sh_mem, 0, sizeof sh_mem);
 #define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); } while (0)
-    if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || fg_mkdir_p(o->out_dir)) { FREE_DATA(); return -1; }
-    int lock = fg_dir_lock(o->out_dir);
-    if (lock < 0) { FREE_DATA(); return -1; }
+    // Over several ranks (dist/dp.h), rank 0 alone owns the run folder: it logs, evaluates and saves.
+    int rank = fg_comm_rank(), dp = fg_comm_size(), lead = rank == 0;
+    if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || (lead && fg_mkdir_p(o->out_dir))) { FREE_DATA(); return -1; }
+    int lock = lead ? fg_dir_lock(o->out_dir) : -1;
+    if (lead && lock < 0) { FREE_DATA(); return -1; }
 #undef FREE_DATA
 #define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); \
-                         fg_dir_unlock(lock); } while (0)
+                         if (lock >= 0) fg_dir_unlock(lock); } while (0)
     const fg_dataset *ds = src.ds;
     fg_ledger ledger; // OUT/ledger.json: what this run cost (src/cost/ledger.c)
-    fg_ledger_begin(&ledger, o->out_dir, st->step > 0);
+    if (lead) fg_ledger_begin(&ledger, o->out_dir, st->step > 0);
     char path_ckpt[1100], path_log[1100];
     snprintf(path_ckpt, sizeof path_ckpt, "%s/ckpt.fgck", o->out_dir);
     snprintf(path_log, sizeof path_log, "%s/log.jsonl", o->out_dir);
-    if (fg_output_check(path_ckpt) || (st->step > 0 && log_truncate(path_log, st->step))) { FREE_DATA(); return -1; }
-    FILE *log = fopen(path_log, st->step > 0 ? "a" : "w");
+    if (lead && (fg_output_check(path_ckpt) || (st->step > 0 && log_truncate(path_log, st->step)))) { FREE_DATA(); return -1; }
+    FILE *log = lead ? fopen(path_log, st->step > 0 ? "a" : "w") : fopen("/dev/null", "w"); // other ranks: no log
     if (!log) { FREE_DATA(); return fg_set_error("cannot write log '%s': %s", path_log, strerror(errno)); }
     int32_t *in = malloc(sizeof(int32_t) * N), *tg = malloc(sizeof(int32_t) * N);
     int *load = calloc((size_t)L * E, sizeof(int));
@@ -398,46 +411,75 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     if (ds) { fg_sampler_init(&sp, &ds->train, 0); sp.rng = st->data_rng; sp.batches_drawn = st->batches_drawn; }
     int rc = (in && tg && load && ls) ? 0 : fg_set_error("out of memory");
     fg_adamw_opts ao = {o->beta1, o->beta2, o->eps, o->weight_decay};
-    int tty = o->progress; // the log callback decides whether a terminal shows it
+    int tty = o->progress && lead; // the log callback decides whether a terminal shows it
+    // ZeRO-1: this rank keeps the AdamW moments of its piece of the parameters only.
+    size_t shard_lo = 0, shard_hi = m->n_params;
+    int zero = o->zero && dp > 1;
+    if (zero) fg_comm_split(m->n_params, dp, rank, &shard_lo, &shard_hi);
+    if (zero && fg_adamw_shard(opt, shard_lo, shard_hi)) rc = -1;
+    uint64_t comm0[FG_COMM_KINDS];
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
     double t_start = fg_now(), t_tokens = 0;
     int old_prec = fg_model_set_precision(m, o->precision);
     int64_t first = st->step;
+    if (!rc && o->accum % dp)
+        rc = fg_set_error("the run takes %d micro-batch%s per step, which %d ranks cannot split evenly (hint: mpirun -np N "
+                          "with N dividing %d, or start a run with --accum a multiple of %d)", o->accum, o->accum > 1 ? "es" : "",
+                          dp, o->accum, dp);
     while (!rc && st->step < end) {
         double t0 = fg_now();
         float lr = fg_lr_at(o->sched, st->step, o->steps, o->warmup, o->lr, o->min_lr, o->decay_frac);
         fg_model_zero_grad(m);
         memset(load, 0, sizeof(int) * (size_t)L * E);
+        memcpy(comm0, fg_comm_bytes, sizeof comm0);
         double loss = 0, ce = 0, bal = 0, mtp[FG_MTP_MAX] = {0};
         float lambda = st->step < o->mtp_late_frac * o->steps ? o->mtp_lambda : o->mtp_lambda_late;
-        for (int a = 0; a < o->accum && !rc; a++) {
-            if (o->batch_fn) rc = o->batch_fn(o->hook_ctx, st->tokens_seen / N, in, tg, B, T) ? -1 : 0;
+        // The step's accum micro-batches in the seeded order; micro-batch j runs on rank j % dp (every
+        // rank draws all of them, so the order, the RNG streams and the math do not depend on dp).
+        int n_mb = o->accum;
+        float scale = 1.0f / (float)n_mb;
+        for (int j = 0; j < n_mb && !rc; j++) {
+            int mine = j % dp == rank;
+            if (o->batch_fn) rc = mine && o->batch_fn(o->hook_ctx, st->tokens_seen / N, in, tg, B, T) ? -1 : 0;
             else if (src.sh) { fg_shard_stream_next(src.sh, st->stream, &st->data_rng, src.pad, in, tg, B, T); st->batches_drawn++; }
             else if (ds) fg_sampler_next(&sp, in, tg, B, T);
             else if (countdown) fg_countdown_batch(&st->rng, o->task_level, 0, in, tg, B, T);
             else fg_task_batch(&st->rng, in, tg, B, T);
             fg_step ms = {.balance_alpha = o->balance_alpha, .mtp_lambda = lambda};
             if (rc) break;
-            if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, 1.0f / o->accum, &ms);
+            st->tokens_seen += N;
+            if (!mine) continue;
+            if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, scale, &ms);
             else {
                 rc = fg_model_forward(m, in, tg, B, T, &ms);
-                if (!rc) rc = fg_model_backward(m, 1.0f / o->accum);
+                if (!rc) rc = fg_model_backward(m, scale);
             }
-            loss += (float)ms.loss / o->accum; ce += ms.ce_loss / o->accum; bal += ms.bal_loss / o->accum;
-            for (int k = 0; k < D; k++) mtp[k] += ms.mtp_ce[k] / o->accum;
+            loss += (float)ms.loss * scale; ce += ms.ce_loss * scale; bal += ms.bal_loss * scale;
+            for (int k = 0; k < D; k++) mtp[k] += ms.mtp_ce[k] * scale;
             for (int i = 0; i < L * E; i++) load[i] += m->expert_load[i];
-            st->tokens_seen += N;
+        }
+        int sig = fg_train_interrupted();
+        if (dp > 1) { // one small all-reduce: failures, signals and the step's losses
+            double red[5 + FG_MTP_MAX] = {rc != 0, sig, loss, ce, bal};
+            for (int k = 0; k < D; k++) red[5 + k] = mtp[k];
+            if (fg_comm_allreduce_f64(red, 5 + (size_t)D)) { rc = -1; break; }
+            if (red[0] > 0 && !rc) rc = fg_set_error("another rank failed at step %lld (its error is printed above)", (long long)st->step + 1);
+            sig = red[1] > 0 ? (sig ? sig : SIGTERM) : 0;
+            loss = red[2]; ce = red[3]; bal = red[4];
+            for (int k = 0; k < D; k++) mtp[k] = red[5 + k];
         }
         if (rc) break;
         if (!isfinite(loss)) { rc = fg_set_error("loss became %f at step %lld (hint: lower --lr)", loss, (long long)st->step); break; }
+        if (dp > 1 && (fg_comm_allreduce_i32(load, (size_t)L * E) || fg_dp_reduce_grads(m))) { rc = -1; break; }
         float gnorm = fg_grad_clip(m, o->clip);
         fg_adamw_step(opt, m, lr, &ao);
+        if (zero && fg_dp_allgather_params(m)) { rc = -1; break; }
         fg_model_update_routing_bias(m, load, o->bias_gamma);
         st->step++;
         if (ds) { st->data_rng = sp.rng; st->batches_drawn = sp.batches_drawn; }
         double dt = fg_now() - t0;
-        t_tokens += (double)N * o->accum;
-        double tps = (double)N * o->accum / dt;
+        t_tokens += (double)N * n_mb;
+        double tps = (double)N * n_mb / dt;
         fprintf(log, "{\"step\":%lld,\"loss\":%.6f,\"ce\":%.6f,\"bal\":%.6g,\"lr\":%.6g,\"grad_norm\":%.5g,"
                      "\"tok_per_s\":%.1f,\"tokens\":%lld,",
                 (long long)st->step, loss, ce, bal, lr, gnorm, tps, (long long)st->tokens_seen);
@@ -445,6 +487,12 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             fprintf(log, "\"mtp_lambda\":%.6g,\"mtp_ce\":[", lambda);
             for (int k = 0; k < D; k++) fprintf(log, "%s%.6f", k ? "," : "", mtp[k]);
             fprintf(log, "],");
+        }
+        if (dp > 1) { // bytes rank 0 sent this step, by kind (comm.h's convention; fg_cost_comm's analytic twin)
+            fprintf(log, "\"comm_bytes\":{");
+            for (int k = 0; k < FG_COMM_KINDS; k++)
+                fprintf(log, "%s\"%s\":%llu", k ? "," : "", fg_comm_kind_name[k], (unsigned long long)(fg_comm_bytes[k] - comm0[k]));
+            fprintf(log, "},");
         }
         fprintf(log, "\"expert_load\":[");
         int nl = c->n_routed_experts ? fg_load_stats_compute(c, load, ls) : 0;
@@ -456,12 +504,12 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         if (tty) progress_bar(st->step, o->steps, (float)loss, lr, t_tokens / elapsed,
                               elapsed / (double)(st->step - first) * (double)(end - st->step));
         int last = st->step == end;
-        if ((o->eval_every > 0 && st->step % o->eval_every == 0) || last) {
+        int evaluate = (o->eval_every > 0 && st->step % o->eval_every == 0) || last;
+        if (lead && evaluate) {
             double vl, bpb;
             rc = eval_src(m, o, &src, &vl, &bpb);
-            if (rc) break;
-            fprintf(log, "{\"step\":%lld,\"val_loss\":%.6f,\"val_bpb\":%.5f}\n", (long long)st->step, vl, bpb);
-            if (!o->quiet) {
+            if (!rc) fprintf(log, "{\"step\":%lld,\"val_loss\":%.6f,\"val_bpb\":%.5f}\n", (long long)st->step, vl, bpb);
+            if (!rc && !o->quiet) {
                 char cv[128] = "";
                 for (int i = 0, at = 0; i < nl && i < 4 && at < (int)sizeof cv; i++)
                     at += snprintf(cv + at, sizeof cv - (size_t)at, "  L%d cv %.2f", ls[i].layer, ls[i].cv);
@@ -469,10 +517,18 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
                        loss, vl, bpb, lr, t_tokens / elapsed / 1000, cv);
             }
         }
-        if (fflush(log) || ferror(log)) { rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno)); break; }
-        int sig = fg_train_interrupted();
-        if ((o->save_every > 0 && st->step % o->save_every == 0) || last || sig)
-            rc = fg_ckpt_save(path_ckpt, m, opt, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
+        if (!rc && (fflush(log) || ferror(log))) rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno));
+        if (dp == 1) sig = fg_train_interrupted(); // (over ranks: the one agreed on with the step's losses)
+        int save = (o->save_every > 0 && st->step % o->save_every == 0) || last || sig;
+        if (dp > 1 && (evaluate || save) && agree_failed(&rc, "evaluate or write the log")) break;
+        if (rc) break;
+        if (save) {
+            fg_adamw full, *state = opt; // a checkpoint holds the whole optimizer state, whatever the layout
+            if (zero) { rc = fg_dp_gather_adamw(m, opt, &full); state = &full; }
+            if (!rc && lead) rc = fg_ckpt_save(path_ckpt, m, state, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
+            if (zero) fg_adamw_free(&full);
+            if (dp > 1 && agree_failed(&rc, "write the checkpoint")) break;
+        }
         if (sig && !rc && !last) {
             rc = fg_set_error("interrupted by %s at step %lld of %lld: checkpoint saved to %s",
                               sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal",

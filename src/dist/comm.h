@@ -1,0 +1,60 @@
+// comm.h: the communicator layer under distributed training (docs/distributed.md).
+//
+// One interface, two implementations in comm.c: MPI (built with `make MPI=1`, FG_HAVE_MPI) and a
+// single process (every collective is the identity on one rank). The trainer calls these and never
+// MPI itself, so the same code runs on one process and on N ranks.
+//
+// Every collective counts the bytes this rank sends, by kind, with the convention used by NCCL's
+// "bus bandwidth" and by the cost model (cost.c, fg_cost_comm): for p ranks and a payload of S
+// bytes, an all-reduce sends 2(p-1)/p * S (ring: reduce-scatter then all-gather), an all-gather of a
+// total of S bytes sends (p-1)/p * S, an all-to-all sends exactly the bytes addressed to other
+// ranks, a broadcast from the root sends S from the root. The counts are what the algorithm must
+// move, not a trace of the wire (MPI may pick another algorithm for small messages).
+//
+// Errors: a failed collective returns -1 with the error set. A dead peer is caught by the MPI
+// runtime: mpirun ends every rank of the job when one exits abnormally.
+#ifndef FG_COMM_H
+#define FG_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { FG_COMM_ALLREDUCE, FG_COMM_ALLGATHER, FG_COMM_ALLTOALL, FG_COMM_BCAST, FG_COMM_KINDS };
+extern const char *const fg_comm_kind_name[FG_COMM_KINDS]; // "allreduce", "allgather", ...
+
+// Bytes this rank has sent per kind since the start (or the last fg_comm_bytes_reset).
+extern uint64_t fg_comm_bytes[FG_COMM_KINDS];
+void fg_comm_bytes_reset(void);
+
+int fg_comm_rank(void);
+int fg_comm_size(void);
+int fg_comm_is_mpi(void);       // built with MPI (even when run as one rank)
+
+// Sums (or maxes) n values over every rank, in place; all ranks get the result.
+int fg_comm_allreduce_f32(float *buf, size_t n);
+int fg_comm_allreduce_f64(double *buf, size_t n);
+int fg_comm_allreduce_i32(int *buf, size_t n);
+int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n);
+// Rank r contributes buf[displ[r] .. displ[r] + count[r]) (floats); afterwards every rank holds
+// all of buf. count/displ have one entry per rank.
+int fg_comm_allgatherv_f32(float *buf, const size_t *count, const size_t *displ);
+// Rank 0 receives every rank's piece into all[displ[r] ..] (its own piece must already be there);
+// rank r > 0 sends mine (count[r] floats; all is not read there). For checkpoints.
+int fg_comm_gatherv_f32(float *all, const float *mine, const size_t *count, const size_t *displ);
+// Personalised exchange: send_count[r] bytes from send + send_displ[r] go to rank r; recv_count[r]
+// bytes from rank r land at recv + recv_displ[r]. Counts are exchanged first by the caller
+// (fg_comm_alltoall_i32).
+int fg_comm_alltoallv(const void *send, const size_t *send_count, const size_t *send_displ, void *recv,
+                      const size_t *recv_count, const size_t *recv_displ);
+// Each rank sends n ints to every rank: send[r*n ..] to rank r; recv[r*n ..] from rank r.
+int fg_comm_alltoall_i32(const int *send, int *recv, int n);
+int fg_comm_bcast(void *buf, size_t bytes, int root);
+int fg_comm_barrier(void);
+
+// The piece [lo, hi) of n items that rank r of p owns when n is split into p contiguous pieces.
+static inline void fg_comm_split(size_t n, int p, int r, size_t *lo, size_t *hi) {
+    *lo = n / (size_t)p * (size_t)r + ((size_t)r < n % (size_t)p ? (size_t)r : n % (size_t)p);
+    *hi = *lo + n / (size_t)p + ((size_t)r < n % (size_t)p);
+}
+
+#endif

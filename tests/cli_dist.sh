@@ -1,0 +1,113 @@
+#!/bin/sh
+# cli_dist.sh: training over MPI (issue 20, docs/distributed.md). Builds `make MPI=1` into
+# build/mpi once (about a minute on 2 cores) and runs `mpirun -np 2` on this machine:
+#   - DP=2 equals one process with --accum 2 (loss trajectory within 1e-5 relative, 50 steps);
+#   - ZeRO-1 equals plain DP, checkpoint bit for bit;
+#   - a DP=2 checkpoint resumes on 1 process and on 2 ranks with ZeRO-1 with the same next losses;
+#   - the measured bytes per step equal frugal cost's analytic count (all-gather exactly, the
+#     all-reduce within 1%: the trainer also reduces its losses, loads and touched flags);
+#   - a rank killed mid-run ends the job within 30 s, no rank left behind; the last checkpoint
+#     resumes; errors: a build without MPI under a launcher, an uneven split, other commands.
+# Skips (exit 77) without Open MPI (Debian: openmpi-bin libopenmpi-dev; .ci/run installs them).
+BIN=${BIN:-./frugal}
+case $BIN in /*) ;; *) BIN=$(pwd)/$BIN;; esac
+command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1 || {
+    echo "SKIP: Open MPI is not installed (apt install openmpi-bin libopenmpi-dev)"; exit 77; }
+ROOT=$(pwd)
+make -s MPI=1 BUILD=build/mpi build/mpi/frugal >/dev/null || { echo "FAIL: make MPI=1 BUILD=build/mpi"; exit 1; }
+MBIN=$ROOT/build/mpi/frugal
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+FRUGAL_CACHE_DIR=${FRUGAL_CACHE_DIR:-$T/cache}; export FRUGAL_CACHE_DIR
+OMP_NUM_THREADS=1; export OMP_NUM_THREADS
+# CI runs as root: Open MPI's documented switches for that, in tests only.
+OMPI_ALLOW_RUN_AS_ROOT=1; OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
+MPIRUN="mpirun -np 2 --oversubscribe"
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails+1)); }
+cd "$T" || exit 1
+A="train --config tiny --steps 50 --batch 4 --threads 1 --no-progress --eval-every 25 --save-every 25"
+
+# compare LOG_A LOG_B TOL [FROM]: the loss of every step >= FROM agrees within TOL relative.
+compare() {
+    /usr/bin/python3 - "$@" <<'EOF'
+import json, sys
+def steps(p):
+    return {d["step"]: d for d in map(json.loads, open(p)) if "loss" in d}
+a, b, tol = steps(sys.argv[1]), steps(sys.argv[2]), float(sys.argv[3])
+first = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+keys = [s for s in a if s >= first]
+if not keys or any(s not in b for s in keys): sys.exit("step sets differ: %d vs %d" % (len(a), len(b)))
+worst = max(abs(a[s]["loss"] - b[s]["loss"]) / abs(a[s]["loss"]) for s in keys)
+print("  %d steps, largest relative loss difference %.3g" % (len(keys), worst))
+sys.exit(0 if worst <= tol else "losses differ by %.3g > %g" % (worst, tol))
+EOF
+}
+
+"$BIN" $A --accum 2 --out one >one.txt 2>&1 || { fail "one process, --accum 2"; cat one.txt; }
+$MPIRUN "$MBIN" $A --out dp >dp.txt 2>&1 || { fail "mpirun -np 2"; cat dp.txt; }
+grep -q "distributed: 2 ranks (mpi), layout dp=2 ep=1, ZeRO-1 off, 2 micro-batches" dp.txt || { fail "layout line missing"; cat dp.txt; }
+[ "$(grep -c '^step' dp.txt)" -eq 2 ] || { fail "rank 0 alone should print the validation lines"; cat dp.txt; }
+echo "DP=2 vs one process with 2-step accumulation:"
+compare one/log.jsonl dp/log.jsonl 1e-5 || fail "DP=2 != --accum 2"
+$MPIRUN "$MBIN" $A --out zero --zero >zero.txt 2>&1 || { fail "mpirun --zero"; cat zero.txt; }
+cmp -s dp/ckpt.fgck zero/ckpt.fgck && echo "ZeRO-1 vs DP: checkpoints bit-identical" || fail "ZeRO-1 checkpoint differs from plain DP's"
+compare dp/log.jsonl zero/log.jsonl 0 || fail "ZeRO-1 != DP"
+
+# Layout-independent checkpoints: DP=2 (ZeRO-1) stops at step 25; resumed on 1 process and on 2.
+$MPIRUN "$MBIN" $A --out half --zero --stop-after 25 >half.txt 2>&1 || { fail "stop-after 25"; cat half.txt; }
+cp -r half half1
+"$BIN" train --resume half1/ckpt.fgck --threads 1 --no-progress >r1.txt 2>&1 || { fail "resume on 1 process"; cat r1.txt; }
+echo "DP=2 checkpoint resumed on 1 process:"
+compare dp/log.jsonl half1/log.jsonl 1e-5 26 || fail "resume on 1 process"
+$MPIRUN "$MBIN" train --resume half/ckpt.fgck --threads 1 --no-progress >r2.txt 2>&1 || { fail "resume on 2 ranks"; cat r2.txt; }
+cmp -s half/ckpt.fgck dp/ckpt.fgck && echo "DP=2 checkpoint resumed on 2 ranks: bit-identical to the uninterrupted run" ||
+    fail "resume on 2 ranks differs from the uninterrupted run"
+
+# Bytes per step: measured (rank 0's comm_bytes) against the cost model.
+"$BIN" cost tiny --devices 2 --link ib-400g --precision fp32 --batch 4 --seq 70 --zero --json >cost.json || fail "frugal cost --link"
+/usr/bin/python3 - <<'EOF' || fail "measured bytes differ from the analytic count"
+import json, sys
+cost = json.load(open("cost.json"))["communication"]["bytes_per_step"]
+logs = [json.loads(l) for l in open("zero/log.jsonl") if '"comm_bytes"' in l]
+ok = True
+for kind, tol in (("allreduce", 0.01), ("allgather", 0), ("alltoall", 0)):
+    got = {d["comm_bytes"][kind] for d in logs}
+    if len(got) != 1: print("  %s varies between steps: %s" % (kind, sorted(got))); ok = False; continue
+    m, a = got.pop(), cost[kind]
+    rel = abs(m - a) / a if a else abs(m)
+    print("  %-9s measured %d, analytic %.0f, relative difference %.2g" % (kind, m, a, rel))
+    ok &= rel <= tol
+sys.exit(0 if ok else 1)
+EOF
+
+# Faults: kill -9 one rank mid-run; mpirun must end the job within 30 s.
+$MPIRUN "$MBIN" train --config tiny --steps 1000000 --batch 4 --threads 1 --no-progress --eval-every 0 --save-every 100 \
+    --out kill >kill.txt 2>&1 &
+MP=$!
+i=0
+while [ ! -f kill/ckpt.fgck ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+victim=$(pgrep -f "build/mpi/frugal train --config tiny --steps 1000000" | tail -n 1)
+if [ -z "$victim" ]; then fail "no rank to kill"; else
+    kill -9 "$victim"
+    i=0
+    while kill -0 $MP 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+    if kill -0 $MP 2>/dev/null; then fail "the job still runs 30 s after a rank was killed"; kill -9 $MP; fi
+    wait $MP 2>/dev/null
+    echo "a rank killed: the job ended after $((i / 10)).$((i % 10)) s"
+    pgrep -f "build/mpi/frugal train --config tiny --steps 1000000" >/dev/null && fail "a rank outlived the job"
+    grep -q "exited on signal 9" kill.txt || { fail "mpirun did not say which rank died"; cat kill.txt; }
+    "$BIN" train --resume kill/ckpt.fgck --stop-after 2 --threads 1 --no-progress >kr.txt 2>&1 ||
+        { fail "the last checkpoint does not resume"; cat kr.txt; }
+fi
+
+# Errors: one line, non-zero exit.
+OMPI_COMM_WORLD_SIZE=2 "$BIN" train --config tiny --steps 1 --out nompi >nompi.txt 2>&1 && fail "a build without MPI ran as 1 of 2 ranks"
+grep -q "built without MPI.*make MPI=1" nompi.txt || { fail "no hint for a build without MPI"; cat nompi.txt; }
+$MPIRUN "$MBIN" $A --accum 3 --out odd >odd.txt 2>&1 && fail "--accum 3 over 2 ranks ran"
+grep -q "3 micro-batches per step, which 2 ranks cannot split" odd.txt || { fail "no message for an uneven split"; cat odd.txt; }
+$MPIRUN "$MBIN" cost tiny >cost2.txt 2>&1 && fail "frugal cost ran across ranks"
+grep -q "runs on one process, not across 2 ranks" cost2.txt || { fail "no message for a command that does not run over MPI"; cat cost2.txt; }
+
+[ $fails -eq 0 ] || { echo "$fails failure(s)"; exit 1; }
+echo "distributed: all checks passed"
