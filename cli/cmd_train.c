@@ -147,8 +147,8 @@ int cmd_train(int argc, char **argv) {
     fg_train_opts_default(&o);
     const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
     const char *task = "arith";
-    int quiet = 0, no_progress = 0, threads = 0, mtp = -1, ep = 1;
-    o.seq = 0; o.batch = 32; // seq 0: chosen below from the data source
+    int quiet = 0, no_progress = 0, threads = 0, mtp = -1;
+    o.seq = 0; o.batch = 32; o.ep = 1; // seq 0: chosen below from the data source
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model: preset (tiny, demo, demo-student, bench-moe) or config.json path"},
         {"out", OPT_STR, &o.out_dir, "output directory for ckpt.fgck and log.jsonl"},
@@ -190,7 +190,8 @@ int cmd_train(int argc, char **argv) {
         {"precision", OPT_STR, &precision, "matmul precision: fp32, or bf16 (mixed: bf16 products, fp32 weights/optimizer)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores; under mpirun: per rank)"},
         {"zero", OPT_FLAG, &o.zero, "under mpirun: ZeRO-1, each rank keeps 1/N of the AdamW state (docs/distributed.md)"},
-        {"ep", OPT_INT, &ep, "under mpirun: expert-parallel ranks (1: every rank holds every expert)", "[1,inf)"},
+        {"ep", OPT_INT, &o.ep, "under mpirun: routed experts split over groups of this many ranks (1: every rank holds "
+                                 "every expert)", "[1,inf)"},
         {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
         {"no-progress", OPT_FLAG, &no_progress, "no progress bar"},
         {NULL, 0, NULL, NULL},
@@ -287,7 +288,6 @@ int cmd_train(int argc, char **argv) {
                         : o.task == FG_TRAIN_COUNTDOWN ? fg_countdown_max_len(o.task_level) : FG_TASK_LONGEST;
     free(st.train_json);
     if (!(st.train_json = fg_train_opts_to_json(&o, sft))) FAIL(fg_last_error(), NULL);
-    if (ep != 1) FAIL("--ep: expert parallelism is not built yet; every rank holds every expert", "drop --ep (data parallel over all ranks)");
 #undef FAIL
     int64_t total, active;
     fg_config_param_counts(fg_model_config(m), &total, &active);
@@ -301,7 +301,7 @@ int cmd_train(int argc, char **argv) {
     int ranks = fg_dist_size();
     if (ranks > 1 || cli_given(argc, argv, "zero"))
         printf("distributed: %d rank%s (%s), layout dp=%d ep=%d, ZeRO-1 %s, %d micro-batch%s of %d x %d per step\n", ranks,
-               ranks > 1 ? "s" : "", fg_dist_backend(), ranks, ep, o.zero && ranks > 1 ? "on (AdamW state sharded)" : "off",
+               ranks > 1 ? "s" : "", fg_dist_backend(), ranks, o.ep, o.zero && ranks > 1 ? "on (AdamW state sharded)" : "off",
                o.accum, o.accum > 1 ? "es" : "", o.batch, o.seq);
     cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);

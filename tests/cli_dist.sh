@@ -4,8 +4,11 @@
 #   - DP=2 equals one process with --accum 2 (loss trajectory within 1e-5 relative, 50 steps);
 #   - ZeRO-1 equals plain DP, checkpoint bit for bit;
 #   - a DP=2 checkpoint resumes on 1 process and on 2 ranks with ZeRO-1 with the same next losses;
+#   - EP=2 (routed experts split over the ranks) equals EP=1, also with MTP and accumulation; a
+#     DP=2 checkpoint resumes on EP=2, an EP=2 one on 1 process;
 #   - the measured bytes per step equal frugal cost's analytic count (all-gather exactly, the
-#     all-reduce within 1%: the trainer also reduces its losses, loads and touched flags);
+#     all-reduce within 1%: the trainer also reduces its losses, loads and touched flags), and the
+#     all-to-all equals the count of the rows exchanged exactly;
 #   - a rank killed mid-run ends the job within 30 s, no rank left behind; the last checkpoint
 #     resumes; errors: a build without MPI under a launcher, an uneven split, other commands.
 # Skips (exit 77) without Open MPI (Debian: openmpi-bin libopenmpi-dev; .ci/run installs them).
@@ -64,6 +67,27 @@ $MPIRUN "$MBIN" train --resume half/ckpt.fgck --threads 1 --no-progress >r2.txt 
 cmp -s half/ckpt.fgck dp/ckpt.fgck && echo "DP=2 checkpoint resumed on 2 ranks: bit-identical to the uninterrupted run" ||
     fail "resume on 2 ranks differs from the uninterrupted run"
 
+# Expert parallelism: the routed experts split over the 2 ranks (tokens exchanged all-to-all).
+$MPIRUN "$MBIN" $A --out ep --ep 2 >ep.txt 2>&1 || { fail "mpirun --ep 2"; cat ep.txt; }
+grep -q "layout dp=2 ep=2" ep.txt || { fail "EP layout line missing"; cat ep.txt; }
+echo "EP=2 vs EP=1:"
+compare dp/log.jsonl ep/log.jsonl 1e-5 || fail "EP=2 != EP=1"
+$MPIRUN "$MBIN" $A --out halfep --stop-after 25 >he.txt 2>&1 || { fail "DP=2 stop-after 25"; cat he.txt; }
+$MPIRUN "$MBIN" train --resume halfep/ckpt.fgck --ep 2 --threads 1 --no-progress >rep.txt 2>&1 || { fail "resume on EP=2"; cat rep.txt; }
+echo "DP=2 checkpoint resumed on EP=2:"
+compare dp/log.jsonl halfep/log.jsonl 1e-5 26 || fail "resume on EP=2"
+cp -r ep ep1
+"$BIN" train --resume ep1/ckpt.fgck --steps 60 --threads 1 --no-progress >rep1.txt 2>&1 || { fail "EP=2 checkpoint on 1 process"; cat rep1.txt; }
+$MPIRUN "$MBIN" train --resume ep/ckpt.fgck --steps 60 --threads 1 --no-progress >rep2.txt 2>&1 || { fail "EP=2 continued"; cat rep2.txt; }
+echo "EP=2 checkpoint continued on 1 process and on EP=2:"
+compare ep/log.jsonl ep1/log.jsonl 1e-5 51 || fail "EP=2 checkpoint on 1 process"
+# With MTP (its block is a MoE block too) and 2 micro-batches per rank: EP=2 equals one process.
+M="train --config tiny --mtp 1 --steps 20 --batch 4 --threads 1 --no-progress --eval-every 20 --accum 4"
+"$BIN" $M --out mtp1 >mtp1.txt 2>&1 || { fail "MTP, one process"; cat mtp1.txt; }
+$MPIRUN "$MBIN" $M --out mtp2 --ep 2 >mtp2.txt 2>&1 || { fail "MTP, EP=2"; cat mtp2.txt; }
+echo "MTP + MoE, --accum 4: EP=2 vs one process:"
+compare mtp1/log.jsonl mtp2/log.jsonl 1e-5 || fail "MTP EP=2 != one process"
+
 # Bytes per step: measured (rank 0's comm_bytes) against the cost model.
 "$BIN" cost tiny --devices 2 --link ib-400g --precision fp32 --batch 4 --seq 70 --zero --json >cost.json || fail "frugal cost --link"
 /usr/bin/python3 - <<'EOF' || fail "measured bytes differ from the analytic count"
@@ -78,6 +102,23 @@ for kind, tol in (("allreduce", 0.01), ("allgather", 0), ("alltoall", 0)):
     rel = abs(m - a) / a if a else abs(m)
     print("  %-9s measured %d, analytic %.0f, relative difference %.2g" % (kind, m, a, rel))
     ok &= rel <= tol
+sys.exit(0 if ok else 1)
+EOF
+
+# All-to-all: exactly 2 crossings (forward and backward) x 2 directions of C fp32 values per row
+# this rank exchanged (ep_rows: sent + received), plus the counts (E/ep ints per MoE block per
+# micro-batch to the other rank). tiny: C 32, E 8; MTP adds a MoE block.
+/usr/bin/python3 - <<'EOF' || fail "all-to-all bytes differ from the count of rows exchanged"
+import json, sys
+ok = True
+for d, blocks_x_mb in (("ep", 1), ("mtp2", 2 * 2)):
+    for l in open(d + "/log.jsonl"):
+        s = json.loads(l)
+        if "ep_rows" not in s: continue
+        want = 2 * 4 * 32 * s["ep_rows"] + blocks_x_mb * 4 * 4
+        if s["comm_bytes"]["alltoall"] != want:
+            print("  %s step %d: all-to-all %d bytes, rows say %d" % (d, s["step"], s["comm_bytes"]["alltoall"], want)); ok = False
+print("  all-to-all bytes = 8 C ep_rows + counts on every step" if ok else "")
 sys.exit(0 if ok else 1)
 EOF
 
@@ -106,6 +147,10 @@ OMPI_COMM_WORLD_SIZE=2 "$BIN" train --config tiny --steps 1 --out nompi >nompi.t
 grep -q "built without MPI.*make MPI=1" nompi.txt || { fail "no hint for a build without MPI"; cat nompi.txt; }
 $MPIRUN "$MBIN" $A --accum 3 --out odd >odd.txt 2>&1 && fail "--accum 3 over 2 ranks ran"
 grep -q "3 micro-batches per step, which 2 ranks cannot split" odd.txt || { fail "no message for an uneven split"; cat odd.txt; }
+$MPIRUN "$MBIN" $A --ep 2 --zero --out epz >epz.txt 2>&1 && fail "--ep 2 --zero ran"
+grep -q "ZeRO-1 with expert parallelism is not built yet" epz.txt || { fail "no message for --ep with --zero"; cat epz.txt; }
+$MPIRUN "$MBIN" $A --ep 3 --out ep3 >ep3.txt 2>&1 && fail "--ep 3 over 2 ranks ran"
+grep -q "ep 3 does not divide the 2 ranks" ep3.txt || { fail "no message for --ep 3 over 2 ranks"; cat ep3.txt; }
 $MPIRUN "$MBIN" cost tiny >cost2.txt 2>&1 && fail "frugal cost ran across ranks"
 grep -q "runs on one process, not across 2 ranks" cost2.txt || { fail "no message for a command that does not run over MPI"; cat cost2.txt; }
 

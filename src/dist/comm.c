@@ -51,6 +51,7 @@ int fg_dist_init(int *argc, char ***argv) {
 }
 
 void fg_dist_finalize(void) {
+    if (g_init) fg_comm_set_ep(1);
     if (g_init) MPI_Finalize();
     g_init = 0;
 }
@@ -65,24 +66,52 @@ void fg_dist_abort(int code) {
 // MPI counts are ints: big buffers go in pieces of at most 2^30 elements.
 #define CHUNK ((size_t)1 << 30)
 
-static int allreduce(void *buf, size_t n, size_t size, MPI_Datatype t, MPI_Op op) {
-    if (g_size > 1) fg_comm_bytes[FG_COMM_ALLREDUCE] += 2 * (uint64_t)(g_size - 1) * n * size / (uint64_t)g_size;
+// Expert parallelism's groups: ep consecutive ranks (rank / ep) exchange tokens; the ranks holding
+// the same experts in different groups (rank % ep) reduce those experts' gradients.
+static MPI_Comm g_ep_comm = MPI_COMM_NULL, g_rep_comm = MPI_COMM_NULL;
+static int g_ep = 1;
+
+static MPI_Comm ep_comm(void) { return g_ep > 1 ? g_ep_comm : MPI_COMM_WORLD; }
+
+int fg_comm_set_ep(int ep) {
+    if (ep < 1 || g_size % ep) return fg_set_error("--ep %d does not divide the %d ranks (hint: -np a multiple of --ep)", ep, g_size);
+    if (g_ep_comm != MPI_COMM_NULL) { MPI_Comm_free(&g_ep_comm); MPI_Comm_free(&g_rep_comm); }
+    g_ep = 1;
+    if (ep == 1) return 0;
+    if (MPI_Comm_split(MPI_COMM_WORLD, g_rank / ep, g_rank, &g_ep_comm) != MPI_SUCCESS ||
+        MPI_Comm_split(MPI_COMM_WORLD, g_rank % ep, g_rank, &g_rep_comm) != MPI_SUCCESS)
+        return fg_set_error("MPI_Comm_split failed for --ep %d", ep);
+    MPI_Comm_set_errhandler(g_ep_comm, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(g_rep_comm, MPI_ERRORS_RETURN);
+    g_ep = ep;
+    return 0;
+}
+
+static int allreduce(MPI_Comm comm, int p, void *buf, size_t n, size_t size, MPI_Datatype t, MPI_Op op) {
+    if (p > 1) fg_comm_bytes[FG_COMM_ALLREDUCE] += 2 * (uint64_t)(p - 1) * n * size / (uint64_t)p;
+    if (p == 1) return 0;
     for (size_t at = 0; at < n; at += CHUNK) {
         int cnt = (int)FG_MIN(CHUNK, n - at);
-        int err = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * size, cnt, t, op, MPI_COMM_WORLD);
+        int err = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * size, cnt, t, op, comm);
         if (err != MPI_SUCCESS) return mpi_fail(err, "all-reduce");
     }
     return 0;
 }
 
-int fg_comm_allreduce_f32(float *buf, size_t n) { return allreduce(buf, n, 4, MPI_FLOAT, MPI_SUM); }
-int fg_comm_allreduce_f64(double *buf, size_t n) { return allreduce(buf, n, 8, MPI_DOUBLE, MPI_SUM); }
-int fg_comm_allreduce_i32(int *buf, size_t n) { return allreduce(buf, n, 4, MPI_INT, MPI_SUM); }
-int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n) { return allreduce(buf, n, 1, MPI_UNSIGNED_CHAR, MPI_MAX); }
+int fg_comm_allreduce_f32(float *buf, size_t n) { return allreduce(MPI_COMM_WORLD, g_size, buf, n, 4, MPI_FLOAT, MPI_SUM); }
+int fg_comm_allreduce_f64(double *buf, size_t n) { return allreduce(MPI_COMM_WORLD, g_size, buf, n, 8, MPI_DOUBLE, MPI_SUM); }
+int fg_comm_allreduce_i32(int *buf, size_t n) { return allreduce(MPI_COMM_WORLD, g_size, buf, n, 4, MPI_INT, MPI_SUM); }
+int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n) {
+    return allreduce(MPI_COMM_WORLD, g_size, buf, n, 1, MPI_UNSIGNED_CHAR, MPI_MAX);
+}
+int fg_comm_allreduce_f32_replicas(float *buf, size_t n) {
+    return allreduce(g_ep > 1 ? g_rep_comm : MPI_COMM_WORLD, g_size / g_ep, buf, n, 4, MPI_FLOAT, MPI_SUM);
+}
+int fg_comm_allreduce_f64_ep(double *buf, size_t n) { return allreduce(ep_comm(), g_ep, buf, n, 8, MPI_DOUBLE, MPI_SUM); }
 
 // Counts and displacements (in elements) as the ints MPI takes; -1 when one does not fit.
-static int to_ints(int *ic, int *id, const size_t *count, const size_t *displ) {
-    for (int r = 0; r < g_size; r++) {
+static int to_ints(int *ic, int *id, const size_t *count, const size_t *displ, int p) {
+    for (int r = 0; r < p; r++) {
         if (count[r] > INT_MAX || displ[r] > INT_MAX)
             return fg_set_error("a piece of %zu elements at %zu is too big for one MPI call (hint: more ranks)", count[r], displ[r]);
         ic[r] = (int)count[r]; id[r] = (int)displ[r];
@@ -94,7 +123,7 @@ static int gather(float *buf, const float *mine, const size_t *count, const size
     if (g_size == 1) return 0;
     int *ic = malloc(sizeof(int) * 2 * (size_t)g_size);
     if (!ic) return fg_set_error("out of memory");
-    int *id = ic + g_size, rc = to_ints(ic, id, count, displ), err = MPI_SUCCESS;
+    int *id = ic + g_size, rc = to_ints(ic, id, count, displ, g_size), err = MPI_SUCCESS;
     uint64_t total = 0;
     for (int r = 0; r < g_size; r++) total += count[r];
     if (!rc && all) {
@@ -117,14 +146,15 @@ int fg_comm_gatherv_f32(float *all, const float *mine, const size_t *count, cons
 
 int fg_comm_alltoallv(const void *send, const size_t *send_count, const size_t *send_displ, void *recv,
                       const size_t *recv_count, const size_t *recv_displ) {
-    int *ic = malloc(sizeof(int) * 4 * (size_t)g_size);
+    int p = g_ep > 1 ? g_ep : g_size, me = g_ep > 1 ? g_rank % g_ep : g_rank;
+    int *ic = malloc(sizeof(int) * 4 * (size_t)p);
     if (!ic) return fg_set_error("out of memory");
-    int *id = ic + g_size, *oc = ic + 2 * g_size, *od = ic + 3 * g_size;
-    int rc = to_ints(ic, id, send_count, send_displ) || to_ints(oc, od, recv_count, recv_displ) ? -1 : 0;
+    int *id = ic + p, *oc = ic + 2 * p, *od = ic + 3 * p;
+    int rc = to_ints(ic, id, send_count, send_displ, p) || to_ints(oc, od, recv_count, recv_displ, p) ? -1 : 0;
     if (!rc) {
-        for (int r = 0; r < g_size; r++)
-            if (r != g_rank) fg_comm_bytes[FG_COMM_ALLTOALL] += send_count[r];
-        int err = MPI_Alltoallv(send, ic, id, MPI_BYTE, recv, oc, od, MPI_BYTE, MPI_COMM_WORLD);
+        for (int r = 0; r < p; r++)
+            if (r != me) fg_comm_bytes[FG_COMM_ALLTOALL] += send_count[r];
+        int err = MPI_Alltoallv(send, ic, id, MPI_BYTE, recv, oc, od, MPI_BYTE, ep_comm());
         if (err != MPI_SUCCESS) rc = mpi_fail(err, "all-to-all");
     }
     free(ic);
@@ -132,8 +162,9 @@ int fg_comm_alltoallv(const void *send, const size_t *send_count, const size_t *
 }
 
 int fg_comm_alltoall_i32(const int *send, int *recv, int n) {
-    fg_comm_bytes[FG_COMM_ALLTOALL] += (uint64_t)(g_size - 1) * (uint64_t)n * 4;
-    int err = MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, MPI_COMM_WORLD);
+    int p = g_ep > 1 ? g_ep : g_size;
+    fg_comm_bytes[FG_COMM_ALLTOALL] += (uint64_t)(p - 1) * (uint64_t)n * 4;
+    int err = MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, ep_comm());
     return err == MPI_SUCCESS ? 0 : mpi_fail(err, "all-to-all (counts)");
 }
 
@@ -186,6 +217,9 @@ int fg_comm_allreduce_f32(float *buf, size_t n) { (void)buf; (void)n; return 0; 
 int fg_comm_allreduce_f64(double *buf, size_t n) { (void)buf; (void)n; return 0; }
 int fg_comm_allreduce_i32(int *buf, size_t n) { (void)buf; (void)n; return 0; }
 int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n) { (void)buf; (void)n; return 0; }
+int fg_comm_allreduce_f32_replicas(float *buf, size_t n) { (void)buf; (void)n; return 0; }
+int fg_comm_allreduce_f64_ep(double *buf, size_t n) { (void)buf; (void)n; return 0; }
+int fg_comm_set_ep(int ep) { return ep == 1 ? 0 : fg_set_error("--ep %d needs %d ranks at least: this is one process", ep, ep); }
 int fg_comm_allgatherv_f32(float *buf, const size_t *count, const size_t *displ) { (void)buf; (void)count; (void)displ; return 0; }
 int fg_comm_gatherv_f32(float *all, const float *mine, const size_t *count, const size_t *displ) {
     (void)all; (void)mine; (void)count; (void)displ;

@@ -35,15 +35,22 @@ int fg_comm_allreduce_f32(float *buf, size_t n);
 int fg_comm_allreduce_f64(double *buf, size_t n);
 int fg_comm_allreduce_i32(int *buf, size_t n);
 int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n);
+// Expert parallelism: groups of ep consecutive ranks (ep divides the size). The all-to-alls run
+// within a rank's group (their counts and displacements have ep entries, indexed by the rank in
+// the group, rank % ep); _replicas sums over the ranks with the same rank % ep (the copies of the
+// same experts); _ep sums within the group. ep = 1 (the default) restores the whole world.
+int fg_comm_set_ep(int ep);
+int fg_comm_allreduce_f32_replicas(float *buf, size_t n);
+int fg_comm_allreduce_f64_ep(double *buf, size_t n);
 // Rank r contributes buf[displ[r] .. displ[r] + count[r]) (floats); afterwards every rank holds
 // all of buf. count/displ have one entry per rank.
 int fg_comm_allgatherv_f32(float *buf, const size_t *count, const size_t *displ);
 // Rank 0 receives every rank's piece into all[displ[r] ..] (its own piece must already be there);
 // rank r > 0 sends mine (count[r] floats; all is not read there). For checkpoints.
 int fg_comm_gatherv_f32(float *all, const float *mine, const size_t *count, const size_t *displ);
-// Personalised exchange: send_count[r] bytes from send + send_displ[r] go to rank r; recv_count[r]
-// bytes from rank r land at recv + recv_displ[r]. Counts are exchanged first by the caller
-// (fg_comm_alltoall_i32).
+// Personalised exchange within the expert-parallel group (the world when ep = 1): send_count[r]
+// bytes from send + send_displ[r] go to group rank r; recv_count[r] bytes from it land at recv +
+// recv_displ[r]. Counts are exchanged first by the caller (fg_comm_alltoall_i32, same group).
 int fg_comm_alltoallv(const void *send, const size_t *send_count, const size_t *send_displ, void *recv,
                       const size_t *recv_count, const size_t *recv_displ);
 // Each rank sends n ints to every rank: send[r*n ..] to rank r; recv[r*n ..] from rank r.

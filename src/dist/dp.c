@@ -5,11 +5,40 @@
 #include <string.h>
 
 #include "dist/comm.h"
+#include "dist/ep.h"
+
+// Sums grads [lo, hi) over every rank (replicas = 0) or over the replicas of the held experts.
+static int reduce_range(fg_model *m, size_t lo, size_t hi, int replicas) {
+    for (size_t at = lo; at < hi; at += FG_DP_BUCKET) {
+        size_t n = FG_MIN(FG_DP_BUCKET, hi - at);
+        if (replicas ? fg_comm_allreduce_f32_replicas(m->grads + at, n) : fg_comm_allreduce_f32(m->grads + at, n)) return -1;
+    }
+    return 0;
+}
 
 int fg_dp_reduce_grads(fg_model *m) {
     if (fg_comm_size() == 1) return 0;
-    for (size_t at = 0; at < m->n_params; at += FG_DP_BUCKET)
-        if (fg_comm_allreduce_f32(m->grads + at, FG_MIN(FG_DP_BUCKET, m->n_params - at))) return -1;
+    if (!m->ep) {
+        if (reduce_range(m, 0, m->n_params, 0)) return -1;
+    } else {
+        // Runs of consecutive tensors of one kind: shared (over every rank), a held expert (over its
+        // replicas), an expert held elsewhere (nothing: its gradient lives on its holder).
+        const fg_ep *ep = m->ep;
+        int i = 0;
+        while (i < m->n_tensors) {
+            const fg_tensor *t = &m->tensors[i];
+            int kind = t->expert < 0 ? 0 : t->expert >= ep->e_lo && t->expert < ep->e_hi ? 1 : 2, j = i + 1;
+            size_t lo = t->offset, hi = t->offset + t->numel;
+            for (; j < m->n_tensors; j++) {
+                const fg_tensor *u = &m->tensors[j];
+                int k2 = u->expert < 0 ? 0 : u->expert >= ep->e_lo && u->expert < ep->e_hi ? 1 : 2;
+                if (k2 != kind || u->offset != hi) break;
+                hi = u->offset + u->numel;
+            }
+            if (kind < 2 && reduce_range(m, lo, hi, kind)) return -1;
+            i = j;
+        }
+    }
     return fg_comm_allreduce_max_u8(m->touched, (size_t)m->n_tensors);
 }
 

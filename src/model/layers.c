@@ -116,11 +116,10 @@ static void run_expert(const fg_exec *x, const fg_moe_bufs *b, const fg_wlayer *
                   b->xe + (size_t)o * C, w->ew1[e], w->ew2[e], w->ew3[e], ne, C, Fe);
 }
 
-void fg_moe_forward(const fg_exec *x, float *out, const fg_moe_bufs *b, int *load, const float *xn,
-                    const fg_wlayer *w, const fg_config *c, int N) {
+void fg_moe_dispatch(const fg_exec *x, const fg_moe_bufs *b, int *load, const float *xn, const fg_wlayer *w,
+                     const fg_config *c, int N) {
     const fg_backend *be = x->be;
     int C = c->hidden_size, E = c->n_routed_experts, K = c->num_experts_per_tok;
-    int Fe = c->moe_intermediate_size, Fs = c->n_shared_experts * Fe;
     be->matmul(x->bctx, b->scores, xn, w->gate, NULL, N, C, E, FG_F32); // the router stays fp32
 #pragma omp parallel for schedule(static) if (N >= 16)
     for (int n = 0; n < N; n++)
@@ -140,11 +139,26 @@ void fg_moe_forward(const fg_exec *x, float *out, const fg_moe_bufs *b, int *loa
             b->slot_of[n * K + k] = slot;
         }
     be->moe_gather(b->xe, xn, b->slot_tok, N * K, C);
+}
+
+void fg_moe_combine(const fg_exec *x, float *out, const fg_moe_bufs *b, const float *xn, const fg_wlayer *w,
+                    const fg_config *c, int N) {
+    int C = c->hidden_size, K = c->num_experts_per_tok, Fs = c->n_shared_experts * c->moe_intermediate_size;
+    if (Fs > 0) fg_swiglu_ffn(x, out, b->h1, b->h3, b->act, xn, w->sw1, w->sw2, w->sw3, N, C, Fs);
+    else memset(out, 0, sizeof(float) * (size_t)N * C);
+    x->be->moe_combine(out, b->ey, b->wts, b->slot_of, N, K, C);
+}
+
+void fg_moe_forward(const fg_exec *x, float *out, const fg_moe_bufs *b, int *load, const float *xn,
+                    const fg_wlayer *w, const fg_config *c, int N) {
+    const fg_backend *be = x->be;
+    int C = c->hidden_size, E = c->n_routed_experts, Fe = c->moe_intermediate_size;
+    fg_moe_dispatch(x, b, load, xn, w, c, N);
     // The chosen experts, busiest first. With many rows (a prefill) they run side by side, one per
     // thread with single-threaded products: an expert sees about N*K/E rows, too few to split one
     // product over the threads without paying more in barriers than it gains. Otherwise (decode,
     // training) one after the other, each product on all threads.
-    int nact = 0, *order = fill; // fill is free again
+    int nact = 0, *order = b->fill; // free again after the dispatch
     for (int e = 0; e < E; e++) {
         int ne = b->expert_off[e + 1] - b->expert_off[e];
         if (!ne) continue; // an expert no row picked is never read
@@ -167,7 +181,5 @@ void fg_moe_forward(const fg_exec *x, float *out, const fg_moe_bufs *b, int *loa
     } else {
         for (int j = 0; j < nact; j++) run_expert(x, b, w, order[j], C, Fe);
     }
-    if (Fs > 0) fg_swiglu_ffn(x, out, b->h1, b->h3, b->act, xn, w->sw1, w->sw2, w->sw3, N, C, Fs);
-    else memset(out, 0, sizeof(float) * (size_t)N * C);
-    be->moe_combine(out, b->ey, b->wts, b->slot_of, N, K, C);
+    fg_moe_combine(x, out, b, xn, w, c, N);
 }

@@ -106,5 +106,12 @@ typedef struct {
 } fg_moe_bufs;
 void fg_moe_forward(const fg_exec *x, float *out, const fg_moe_bufs *b, int *load, const float *xn,
                     const fg_wlayer *w, const fg_config *c, int N);
+// fg_moe_forward's first and last parts, for a caller that runs the routed experts elsewhere
+// (expert parallelism, dist/ep.c): dispatch = router, top-K, slots grouped by expert (expert_off,
+// slot_tok, slot_of; load) and xe gathered; combine = the shared experts and out from ey.
+void fg_moe_dispatch(const fg_exec *x, const fg_moe_bufs *b, int *load, const float *xn, const fg_wlayer *w,
+                     const fg_config *c, int N);
+void fg_moe_combine(const fg_exec *x, float *out, const fg_moe_bufs *b, const float *xn, const fg_wlayer *w,
+                    const fg_config *c, int N);
 
 #endif

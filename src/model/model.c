@@ -5,6 +5,7 @@
 // Backward walks the same list in reverse. Every activation needed by backward is saved in
 // fg_layer_acts; nothing is recomputed. fp32 throughout.
 #include "model/model.h"
+#include "dist/ep.h"
 #include "model/layers.h"
 #include "ops/gemm.h"
 #include "model/route.h"
@@ -445,6 +446,28 @@ static void swiglu_ffn_backward(const fg_model *m, float *dxn, float *dw1, float
     be->matmul_backward(dxn, dw3, NULL, dh3, xn, w3, N, C, F, m->prec);
 }
 
+// Expert parallelism (dist/ep.h): the routed experts of these rows run on the ranks holding them;
+// this rank runs its held experts over every row the group sends it. Saved for backward in
+// m->ep->layers[l]. A failed exchange marks m->ep_failed (the forward then fails).
+static void ep_moe_forward(fg_model *m, int l, const fg_exec *x, const fg_moe_bufs *b, float *out) {
+    const fg_config *c = &m->cfg;
+    fg_layer_acts *a = &m->acts[l];
+    fg_ep *ep = m->ep;
+    int N = m->B * m->T, C = c->hidden_size, Fe = c->moe_intermediate_size, E = c->n_routed_experts;
+    const fg_wlayer *w = &m->view.layers[l];
+    fg_moe_dispatch(x, b, m->expert_load + (size_t)l * E, a->xn2, w, c, N);
+    fg_ep_layer *L = &ep->layers[l];
+    if (m->ep_failed || fg_ep_route(ep, l, a->expert_off) || fg_ep_send(ep, l, a->xe, C, L->xr)) { m->ep_failed = 1; return; }
+    for (int j = 0; j < ep->e_hi - ep->e_lo; j++) {
+        int o = L->eoff[j], ne = L->eoff[j + 1] - o, e = ep->e_lo + j;
+        if (ne)
+            fg_swiglu_ffn(x, L->y + (size_t)o * C, L->h1 + (size_t)o * Fe, L->h3 + (size_t)o * Fe, L->a + (size_t)o * Fe,
+                          L->xr + (size_t)o * C, w->ew1[e], w->ew2[e], w->ew3[e], ne, C, Fe);
+    }
+    if (fg_ep_recv(ep, l, L->y, C, a->ey)) { m->ep_failed = 1; return; }
+    fg_moe_combine(x, out, b, a->xn2, w, c, N);
+}
+
 static void moe_forward(fg_model *m, int l, float *out, double *bal_loss) {
     const fg_config *c = &m->cfg;
     fg_layer_acts *a = &m->acts[l];
@@ -452,7 +475,8 @@ static void moe_forward(fg_model *m, int l, float *out, double *bal_loss) {
     int B = m->B, T = m->T, E = c->n_routed_experts, K = c->num_experts_per_tok;
     fg_moe_bufs bufs = {a->scores, a->wts, a->idx, a->slot_tok, a->slot_of, a->expert_off, (int *)m->scratch,
                         a->xe, a->eh1, a->eh3, a->ea, a->ey, a->h1, a->h3, a->a}; // scratch is free during forward
-    fg_moe_forward(&x, out, &bufs, m->expert_load + (size_t)l * E, a->xn2, &m->view.layers[l], c, B * T);
+    if (m->ep) ep_moe_forward(m, l, &x, &bufs, out);
+    else fg_moe_forward(&x, out, &bufs, m->expert_load + (size_t)l * E, a->xn2, &m->view.layers[l], c, B * T);
     // Sequence-wise balance loss: alpha * mean_b sum_i f_i P_i (docs/model.md).
     if (m->fwd_alpha > 0) {
         double total = 0;
@@ -564,11 +588,13 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
     double bal = 0;
     m->fwd_alpha = st ? st->balance_alpha : 0;
     m->mtp_live = 0;
+    m->ep_failed = 0;
     if (st) memset(st->mtp_ce, 0, sizeof st->mtp_ce);
     for (int l = 0; l < c->num_hidden_layers; l++)
         block_forward(m, l, l + 1 < c->num_hidden_layers ? m->acts[l + 1].x : m->xfin, &bal);
     m->be->rmsnorm(m->xf, m->xf_rstd, m->xfin, m->view.final_norm, N, C, c->rms_norm_eps);
     m->be->matmul(NULL, m->logits, m->xf, m->view.lm_head, NULL, N, C, V, FG_F32); // the head stays fp32
+    if (m->ep_failed) return -1; // the exchange's error is set
     m->fwd_live = 1;
     if (st) { st->bal_loss = bal; st->ce_loss = 0; st->loss = bal; }
     if (!targets) { m->n_counted = 0; return 0; }
@@ -583,7 +609,7 @@ int fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets,
         mtp *= st->mtp_lambda / c->num_nextn_predict_layers;
     }
     if (st) { st->bal_loss = bal; st->ce_loss = ce; st->loss = ce + bal + mtp; }
-    return 0;
+    return m->ep_failed ? -1 : 0;
 }
 
 // ---- backward --------------------------------------------------------------------------------
@@ -687,7 +713,23 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
             dwts[n * K + k] = dot;
         }
     float *dxe = take(sc, (size_t)N * K * C), *tmp = take(sc, 3 * (size_t)N * K * Fe);
-    for (int e = 0; e < E; e++) {
+    if (m->ep) { // the held experts' backward over the rows the group sent (ep_moe_forward)
+        fg_ep *ep = m->ep;
+        fg_ep_layer *L = &ep->layers[l];
+        if (m->ep_failed || fg_ep_send(ep, l, dey, C, L->dy)) { m->ep_failed = 1; return; }
+        memset(L->dx, 0, sizeof(float) * (size_t)L->R * C);
+        for (int j = 0; j < ep->e_hi - ep->e_lo; j++) {
+            int o = L->eoff[j], ne = L->eoff[j + 1] - o, e = ep->e_lo + j;
+            if (!ne) continue;
+            swiglu_ffn_backward(m, L->dx + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
+                                g->ew3 + (size_t)e * Fe * C, L->tmp, L->dy + (size_t)o * C, L->xr + (size_t)o * C,
+                                L->h1 + (size_t)o * Fe, L->h3 + (size_t)o * Fe, L->a + (size_t)o * Fe,
+                                w->ew1 + (size_t)e * Fe * C, w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C,
+                                ne, C, Fe);
+        }
+        if (fg_ep_recv(ep, l, L->dx, C, dxe)) { m->ep_failed = 1; return; }
+    }
+    for (int e = 0; e < E && !m->ep; e++) {
         int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
         if (!ne) continue;
         swiglu_ffn_backward(m, dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
@@ -864,7 +906,7 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
         m->touched[i] |= t->expert < 0 || m->expert_load[(size_t)t->layer * c->n_routed_experts + t->expert] > 0;
     }
     m->mtp_live = 0;
-    return 0;
+    return m->ep_failed ? -1 : 0;
 }
 
 void fg_model_update_routing_bias(fg_model *m, const int *loads, float gamma) {

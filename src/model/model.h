@@ -123,6 +123,8 @@ struct fg_model {
     int *mtp_pos;                      // (N) positions of the depth being run (t of (B, Tk) rows)
     int mtp_live;                      // depths the live forward ran (0: MTP off), for backward
     float mtp_lambda;                  // the weight it ran with
+    struct fg_ep *ep;                  // expert parallelism (dist/ep.h): routed experts on other ranks; NULL: all here
+    int ep_failed;                     // an expert-parallel exchange failed in the last forward or backward
 };
 
 // Config parsing and validation without the check that fp32 weights fit this machine's memory

@@ -1,6 +1,9 @@
 // optim.c: see optim.h.
 #include "train/optim.h"
 
+#include "dist/comm.h"
+#include "dist/ep.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,7 @@ void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *p) {
         const fg_tensor *t = &m->tensors[i];
         if ((t->flags & FG_TENSOR_BUFFER) || !m->touched[i]) continue;
         int64_t k = ++o->t[i];
+        if (t->expert >= 0 && m->ep && (t->expert < m->ep->e_lo || t->expert >= m->ep->e_hi)) continue; // held elsewhere
         size_t a = FG_MAX(t->offset, lo), b = FG_MIN(t->offset + t->numel, hi); // the part this state holds
         if (a >= b) continue;
         float bc1 = 1.0f - powf(p->beta1, (float)k), bc2 = 1.0f - powf(p->beta2, (float)k);
@@ -54,13 +58,17 @@ void fg_adamw_step(fg_adamw *o, fg_model *m, float lr, const fg_adamw_opts *p) {
 }
 
 float fg_grad_clip(fg_model *m, float clip) {
-    double ss = 0;
+    double ss = 0, held = 0; // held: the experts this rank holds under expert parallelism
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];
         if (t->flags & FG_TENSOR_BUFFER) continue;
         const float *g = m->grads + t->offset;
-        for (size_t j = 0; j < t->numel; j++) ss += (double)g[j] * g[j];
+        double *acc = m->ep && t->expert >= 0 ? &held : &ss;
+        for (size_t j = 0; j < t->numel; j++) *acc += (double)g[j] * g[j];
     }
+    // Each expert's gradient lives on its holder: the norm sums them over the group.
+    if (m->ep && fg_comm_allreduce_f64_ep(&held, 1)) held = NAN;
+    ss += held;
     float norm = (float)sqrt(ss);
     if (clip > 0 && norm > clip) {
         float s = clip / norm;

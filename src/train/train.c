@@ -22,6 +22,7 @@
 #include "cost/cost.h"
 #include "dist/comm.h"
 #include "dist/dp.h"
+#include "dist/ep.h"
 #include "formats/checkpoint.h"
 #include "formats/json.h"
 
@@ -417,7 +418,15 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     int zero = o->zero && dp > 1;
     if (zero) fg_comm_split(m->n_params, dp, rank, &shard_lo, &shard_hi);
     if (zero && fg_adamw_shard(opt, shard_lo, shard_hi)) rc = -1;
+    // Expert parallelism: groups of ep ranks; this one holds experts [e_lo, e_hi) (dist/ep.h).
+    int ep = o->ep > 1 ? o->ep : 1;
+    if (!rc && ep > 1) {
+        if (o->zero) rc = fg_set_error("ZeRO-1 with expert parallelism is not built yet (hint: drop --zero or --ep)");
+        else if (dp % ep) rc = fg_set_error("--ep %d does not divide the %d ranks (hint: mpirun -np a multiple of %d)", ep, dp, ep);
+        else if (fg_comm_set_ep(ep) || !(m->ep = fg_ep_create(c, ep, rank % ep))) rc = -1;
+    }
     uint64_t comm0[FG_COMM_KINDS];
+    double ep_rows0 = 0;
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
     double t_start = fg_now(), t_tokens = 0;
     int old_prec = fg_model_set_precision(m, o->precision);
@@ -432,6 +441,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         fg_model_zero_grad(m);
         memset(load, 0, sizeof(int) * (size_t)L * E);
         memcpy(comm0, fg_comm_bytes, sizeof comm0);
+        if (m->ep) ep_rows0 = m->ep->rows_out + m->ep->rows_in;
         double loss = 0, ce = 0, bal = 0, mtp[FG_MTP_MAX] = {0};
         float lambda = st->step < o->mtp_late_frac * o->steps ? o->mtp_lambda : o->mtp_lambda_late;
         // The step's accum micro-batches in the seeded order; micro-batch j runs on rank j % dp (every
@@ -494,6 +504,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
                 fprintf(log, "%s\"%s\":%llu", k ? "," : "", fg_comm_kind_name[k], (unsigned long long)(fg_comm_bytes[k] - comm0[k]));
             fprintf(log, "},");
         }
+        if (m->ep) // rows this rank sent to and received from other ranks (each crosses twice a step)
+            fprintf(log, "\"ep_rows\":%.0f,", m->ep->rows_out + m->ep->rows_in - ep_rows0);
         fprintf(log, "\"expert_load\":[");
         int nl = c->n_routed_experts ? fg_load_stats_compute(c, load, ls) : 0;
         for (int i = 0; i < nl; i++)
@@ -505,9 +517,14 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
                               elapsed / (double)(st->step - first) * (double)(end - st->step));
         int last = st->step == end;
         int evaluate = (o->eval_every > 0 && st->step % o->eval_every == 0) || last;
-        if (lead && evaluate) {
+        // Rank 0 evaluates alone: under expert parallelism with every expert brought to it first.
+        if (evaluate && m->ep && fg_ep_gather(m->ep, m, NULL)) rc = -1;
+        if (!rc && lead && evaluate) {
             double vl, bpb;
+            fg_ep *held = m->ep;
+            m->ep = NULL;
             rc = eval_src(m, o, &src, &vl, &bpb);
+            m->ep = held;
             if (!rc) fprintf(log, "{\"step\":%lld,\"val_loss\":%.6f,\"val_bpb\":%.5f}\n", (long long)st->step, vl, bpb);
             if (!rc && !o->quiet) {
                 char cv[128] = "";
@@ -525,6 +542,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         if (save) {
             fg_adamw full, *state = opt; // a checkpoint holds the whole optimizer state, whatever the layout
             if (zero) { rc = fg_dp_gather_adamw(m, opt, &full); state = &full; }
+            if (m->ep) rc = fg_ep_gather(m->ep, m, opt);
             if (!rc && lead) rc = fg_ckpt_save(path_ckpt, m, state, st) || fg_ledger_save(&ledger, c, st, o) ? -1 : 0;
             if (zero) fg_adamw_free(&full);
             if (dp > 1 && agree_failed(&rc, "write the checkpoint")) break;
@@ -537,6 +555,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         }
     }
     if (tty) fg_log(FG_LOG_PROGRESS_END, "%s", "");
+    if (m->ep) { fg_ep_free(m->ep); m->ep = NULL; fg_comm_set_ep(1); }
     fg_model_set_precision(m, old_prec);
     if (fclose(log) && !rc) rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno));
     free(in); free(tg); free(load); free(ls);
