@@ -147,7 +147,7 @@ int cmd_train(int argc, char **argv) {
     fg_train_opts_default(&o);
     const char *config = "demo", *resume = NULL, *init = NULL, *sched = "cosine", *precision = "fp32", *sft = NULL;
     const char *task = "arith";
-    int quiet = 0, no_progress = 0, threads = 0, mtp = -1;
+    int quiet = 0, no_progress = 0, threads = 0, mtp = -1, ep_limit = 0;
     o.seq = 0; o.batch = 32; o.ep = 1; // seq 0: chosen below from the data source
     cli_opt opts[] = {
         {"config", OPT_STR, &config, "model: preset (tiny, demo, demo-student, bench-moe) or config.json path"},
@@ -190,6 +190,8 @@ int cmd_train(int argc, char **argv) {
         {"precision", OPT_STR, &precision, "matmul precision: fp32, or bf16 (mixed: bf16 products, fp32 weights/optimizer)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores; under mpirun: per rank)"},
         {"zero", OPT_FLAG, &o.zero, "under mpirun: ZeRO-1, each rank keeps 1/N of the AdamW state (docs/distributed.md)"},
+        {"ep-limit", OPT_INT, &ep_limit, "with --ep, a new model: device-limited routing (DeepSeek-V2), each token's experts "
+                                         "on at most M of the group's ranks (sets n_group = ep, topk_group = M)", "[0,inf)"},
         {"ep", OPT_INT, &o.ep, "under mpirun: routed experts split over groups of this many ranks (1: every rank holds "
                                  "every expert)", "[1,inf)"},
         {"quiet", OPT_FLAG, &quiet, "no validation lines on stdout"},
@@ -221,6 +223,8 @@ int cmd_train(int argc, char **argv) {
         return cli_fail("train", msg, "--task arith (the default) or --task countdown");
     }
 
+    if (ep_limit && (resume || init))
+        return cli_fail("train", "--ep-limit shapes a new model's routing; a checkpoint keeps its own", "drop --ep-limit");
     if (mtp >= 0 && (resume || init))
         return cli_fail("train", "--mtp shapes a new model; a checkpoint keeps its own MTP depths", "drop --mtp");
 
@@ -277,6 +281,13 @@ int cmd_train(int argc, char **argv) {
             fg_config c;
             if (cli_load_config(&c, config)) return cli_fail("train", fg_last_error(), "check the config file or use a preset: tiny, demo, demo-student, bench-moe");
             if (mtp >= 0) c.num_nextn_predict_layers = mtp;
+            if (ep_limit) { // device-limited routing: the routing groups are the ranks of the group
+                if (o.ep < 2) return cli_fail("train", "--ep-limit needs --ep 2 or more", NULL);
+                if (ep_limit >= o.ep) return cli_fail("train", "--ep-limit must be below --ep (it bounds the ranks a token reaches)", NULL);
+                c.n_group = o.ep; c.topk_group = ep_limit;
+                if (c.topk_method == FG_TOPK_GREEDY) c.topk_method = FG_TOPK_GROUP_LIMITED_GREEDY;
+                if (fg_config_validate(&c)) return cli_fail("train", fg_last_error(), "a smaller --ep, or a larger --ep-limit");
+            }
             m = fg_model_create(&c);
             if (!m) return cli_fail("train", fg_last_error(), NULL);
             fg_model_init_weights(m, o.seed);
@@ -303,6 +314,10 @@ int cmd_train(int argc, char **argv) {
         printf("distributed: %d rank%s (%s), layout dp=%d ep=%d, ZeRO-1 %s, %d micro-batch%s of %d x %d per step\n", ranks,
                ranks > 1 ? "s" : "", fg_dist_backend(), ranks, o.ep, o.zero && ranks > 1 ? "on (AdamW state sharded)" : "off",
                o.accum, o.accum > 1 ? "es" : "", o.batch, o.seq);
+    const fg_config *mc = fg_model_config(m);
+    if (o.ep > 1 && ranks > 1 && mc->n_group > 1 && mc->n_group % o.ep == 0 && mc->topk_group < o.ep)
+        printf("device-limited routing: each token's experts on at most %d of the %d ranks of its group (n_group %d, topk_group %d)\n",
+               mc->topk_group, o.ep, mc->n_group, mc->topk_group);
     cli_trap_signals(1);
     int rc = sft ? fg_train_sft(m, &opt, &st, &o, sft) : fg_train(m, &opt, &st, &o);
     cli_trap_signals(0);

@@ -5,7 +5,8 @@
 #   - ZeRO-1 equals plain DP, checkpoint bit for bit;
 #   - a DP=2 checkpoint resumes on 1 process and on 2 ranks with ZeRO-1 with the same next losses;
 #   - EP=2 (routed experts split over the ranks) equals EP=1, also with MTP and accumulation; a
-#     DP=2 checkpoint resumes on EP=2, an EP=2 one on 1 process;
+#     DP=2 checkpoint resumes on EP=2, an EP=2 one on 1 process; --ep-limit bounds the ranks a
+#     token's experts are on (measured per token);
 #   - the measured bytes per step equal frugal cost's analytic count (all-gather exactly, the
 #     all-reduce within 1%: the trainer also reduces its losses, loads and touched flags), and the
 #     all-to-all equals the count of the rows exchanged exactly;
@@ -87,6 +88,15 @@ M="train --config tiny --mtp 1 --steps 20 --batch 4 --threads 1 --no-progress --
 $MPIRUN "$MBIN" $M --out mtp2 --ep 2 >mtp2.txt 2>&1 || { fail "MTP, EP=2"; cat mtp2.txt; }
 echo "MTP + MoE, --accum 4: EP=2 vs one process:"
 compare mtp1/log.jsonl mtp2/log.jsonl 1e-5 || fail "MTP EP=2 != one process"
+
+# Device-limited routing (DeepSeek-V2): demo's routing reaches both ranks; with --ep-limit 1 each
+# token's experts sit on one rank (ep_max_ranks: measured over every token of the step).
+D="train --config demo --steps 3 --batch 2 --threads 1 --no-progress --eval-every 0 --ep 2"
+$MPIRUN "$MBIN" $D --out free >free.txt 2>&1 || { fail "demo --ep 2"; cat free.txt; }
+$MPIRUN "$MBIN" $D --ep-limit 1 --out lim >lim.txt 2>&1 || { fail "demo --ep 2 --ep-limit 1"; cat lim.txt; }
+grep -q "each token's experts on at most 1 of the 2 ranks" lim.txt || { fail "no device-limited routing line"; cat lim.txt; }
+grep -q '"ep_max_ranks":2' free/log.jsonl || fail "demo's free routing never reached both ranks"
+grep '"ep_max_ranks"' lim/log.jsonl | grep -vq '"ep_max_ranks":1' && fail "--ep-limit 1: a token reached 2 ranks"
 
 # Bytes per step: measured (rank 0's comm_bytes) against the cost model.
 "$BIN" cost tiny --devices 2 --link ib-400g --precision fp32 --batch 4 --seq 70 --zero --json >cost.json || fail "frugal cost --link"

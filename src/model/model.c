@@ -457,6 +457,16 @@ static void ep_moe_forward(fg_model *m, int l, const fg_exec *x, const fg_moe_bu
     const fg_wlayer *w = &m->view.layers[l];
     fg_moe_dispatch(x, b, m->expert_load + (size_t)l * E, a->xn2, w, c, N);
     fg_ep_layer *L = &ep->layers[l];
+    int K = c->num_experts_per_tok, El = E / ep->size;
+    for (int n = 0; n < N; n++) { // how many ranks this token's experts are on (device-limited routing bounds it)
+        int seen = 0;
+        for (int k = 0; k < K; k++) {
+            int r = a->idx[n * K + k] / El, dup = 0;
+            for (int j = 0; j < k; j++) dup |= a->idx[n * K + j] / El == r;
+            seen += !dup;
+        }
+        ep->max_ranks = FG_MAX(ep->max_ranks, seen);
+    }
     if (m->ep_failed || fg_ep_route(ep, l, a->expert_off) || fg_ep_send(ep, l, a->xe, C, L->xr)) { m->ep_failed = 1; return; }
     for (int j = 0; j < ep->e_hi - ep->e_lo; j++) {
         int o = L->eoff[j], ne = L->eoff[j + 1] - o, e = ep->e_lo + j;
