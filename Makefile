@@ -62,7 +62,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/page_html.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo demo-rl bench bench-gemm bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
+.PHONY: all test demo demo-rl bench bench-dist bench-gemm bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -124,6 +124,10 @@ bench: $(BUILD)/bench/bench_train $(BUILD)/bench/bench_gemm $(BIN)
 	./$(BUILD)/bench/bench_train $(BENCH_ARGS)
 	@echo "inference (frugal bench, bench-moe, random weights):"
 	for w in f32 bf16 q8_0; do ./$(BIN) bench --weights $$w --prefill 128,512 --decode 0,1024 || exit 1; done
+
+# Data / expert parallelism over MPI: 2 ranks x 1 thread against 1 rank x 2 threads (bench/dist.sh).
+bench-dist:
+	sh bench/dist.sh
 
 bench-gemm: $(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_gemm $(BENCH_ARGS)

@@ -74,6 +74,7 @@ static void on_signal(int sig) {
     if (fg_train_interrupted()) _exit(128 + sig); // the second signal: stop now (the last checkpoint stays)
     fg_train_interrupt(sig);
     static const char msg[] = "\nfrugal: stopping after this step and saving a checkpoint (signal again to stop at once)\n";
+    if (fg_dist_rank() > 0) return; // every rank got it from mpirun: rank 0 speaks for them
     ssize_t w = write(2, msg, sizeof msg - 1);
     (void)w;
 }
@@ -156,7 +157,8 @@ int main(int argc, char **argv) {
             if (rc && fg_train_interrupted()) rc = 128 + fg_train_interrupted();
             rc = finish_stdout(rc);
             // A rank that fails alone must not leave the others waiting in a collective.
-            if (rc && size > 1) fg_dist_abort(rc);
+            // (An interruption is agreed on by every rank, which all stop after the same step.)
+            if (rc && size > 1 && !fg_train_interrupted()) fg_dist_abort(rc);
             fg_dist_finalize();
             return rc;
         }

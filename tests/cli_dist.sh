@@ -152,6 +152,22 @@ if [ -z "$victim" ]; then fail "no rank to kill"; else
         { fail "the last checkpoint does not resume"; cat kr.txt; }
 fi
 
+# SIGINT to mpirun (it passes SIGTERM to the ranks): every rank stops after the same step, one
+# checkpoint at that step, one message; the run continues from it.
+$MPIRUN "$MBIN" train --config tiny --steps 1000000 --batch 4 --threads 1 --no-progress --eval-every 0 --save-every 1000000 \
+    --out int >int.txt 2>&1 &
+MP=$!
+i=0
+while [ "$(cat int/log.jsonl 2>/dev/null | wc -l)" -lt 20 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+kill -INT $MP
+wait $MP && fail "an interrupted run exited 0"
+n=$(grep -c "interrupted by SIGTERM at step" int.txt)
+[ "$n" -eq 1 ] || { fail "expected one interruption message, got $n"; cat int.txt; }
+step=$(sed -n 's/.*interrupted by SIGTERM at step \([0-9]*\) .*/\1/p' int.txt)
+last=$(tail -n 1 int/log.jsonl | sed 's/{"step":\([0-9]*\),.*/\1/')
+[ -n "$step" ] && [ "$step" = "$last" ] || fail "checkpoint step '$step' and the log's last step '$last' differ"
+"$BIN" train --resume int/ckpt.fgck --stop-after 2 --threads 1 --no-progress >ir.txt 2>&1 || { fail "the interrupted run does not resume"; cat ir.txt; }
+
 # Errors: one line, non-zero exit.
 OMPI_COMM_WORLD_SIZE=2 "$BIN" train --config tiny --steps 1 --out nompi >nompi.txt 2>&1 && fail "a build without MPI ran as 1 of 2 ranks"
 grep -q "built without MPI.*make MPI=1" nompi.txt || { fail "no hint for a build without MPI"; cat nompi.txt; }

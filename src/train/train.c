@@ -480,10 +480,14 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         }
         if (rc) break;
         if (!isfinite(loss)) { rc = fg_set_error("loss became %f at step %lld (hint: lower --lr)", loss, (long long)st->step); break; }
+        double t_comm = fg_now();
         if (dp > 1 && (fg_comm_allreduce_i32(load, (size_t)L * E) || fg_dp_reduce_grads(m))) { rc = -1; break; }
+        t_comm = fg_now() - t_comm;
         float gnorm = fg_grad_clip(m, o->clip);
         fg_adamw_step(opt, m, lr, &ao);
+        double t_gather = fg_now();
         if (zero && fg_dp_allgather_params(m)) { rc = -1; break; }
+        t_comm += fg_now() - t_gather;
         fg_model_update_routing_bias(m, load, o->bias_gamma);
         st->step++;
         if (ds) { st->data_rng = sp.rng; st->batches_drawn = sp.batches_drawn; }
@@ -502,7 +506,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             fprintf(log, "\"comm_bytes\":{");
             for (int k = 0; k < FG_COMM_KINDS; k++)
                 fprintf(log, "%s\"%s\":%llu", k ? "," : "", fg_comm_kind_name[k], (unsigned long long)(fg_comm_bytes[k] - comm0[k]));
-            fprintf(log, "},");
+            fprintf(log, "},\"comm_s\":%.4f,", t_comm); // the gradient all-reduce and parameter all-gather (not the all-to-alls)
         }
         if (m->ep) // rows this rank sent to and received from other ranks (each crosses twice a step)
             fprintf(log, "\"ep_rows\":%.0f,\"ep_max_ranks\":%d,", m->ep->rows_out + m->ep->rows_in - ep_rows0, m->ep->max_ranks);
