@@ -3,7 +3,9 @@
 # are the same either way, so 2 ranks x 1 thread against 1 rank x 2 threads on bench-moe, the same
 # step (4 micro-batches of 2 x 512 tokens, 4096 tokens), measures what data parallelism costs:
 # the gradient all-reduce (~240 MB per step) and the split of the work. Alternates the two, best
-# median step time of ROUNDS rounds each; then the same for EP=2 and ZeRO-1.
+# median step time of ROUNDS rounds each; then the same with the all-reduce overlapped with the
+# backward (--overlap), with EP=2 and with ZeRO-1. comm_s: the seconds the step waited on
+# the all-reduce / all-gather after its backward.
 # Issue 20's bar: 2 x 1 at least 0.9x the tokens/s of 1 x 2.
 set -e
 ROUNDS=${ROUNDS:-2}; STEPS=${STEPS:-6}
@@ -22,19 +24,21 @@ print("%.1f %.3f" % (S.median(s["tok_per_s"] for s in x), S.median(c) if c else 
 }
 best() { sort -n -r | head -n 1; }
 for r in $(seq "$ROUNDS"); do
-    rm -rf "$T"/o*
-    ./frugal $A --threads 2 --out "$T/o1" >/dev/null && med "$T/o1/log.jsonl" >>"$T/one"
-    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --out "$T/o2" >/dev/null && med "$T/o2/log.jsonl" >>"$T/dp"
-    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --ep 2 --out "$T/o3" >/dev/null && med "$T/o3/log.jsonl" >>"$T/ep"
-    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --zero --out "$T/o4" >/dev/null && med "$T/o4/log.jsonl" >>"$T/zero"
+    rm -rf "$T"/run*
+    ./frugal $A --threads 2 --out "$T/run1" >/dev/null && med "$T/run1/log.jsonl" >>"$T/one"
+    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --out "$T/run2" >/dev/null && med "$T/run2/log.jsonl" >>"$T/dp"
+    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --overlap --out "$T/run5" >/dev/null && med "$T/run5/log.jsonl" >>"$T/noov"
+    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --ep 2 --out "$T/run3" >/dev/null && med "$T/run3/log.jsonl" >>"$T/ep"
+    mpirun -np 2 --bind-to core build/mpi/frugal $A --threads 1 --zero --out "$T/run4" >/dev/null && med "$T/run4/log.jsonl" >>"$T/zero"
 done
 one=$(cut -d' ' -f1 "$T/one" | best)
 echo "bench-moe, 4096 tokens per step (4 micro-batches of 2 x 512), best of $ROUNDS rounds, median step:"
-printf "  %-28s %8.1f tok/s\n" "1 rank x 2 threads" "$one"
-for k in dp ep zero; do
+printf "  %-40s %8.1f tok/s\n" "1 rank x 2 threads" "$one"
+for k in dp noov ep zero; do
     line=$(sort -n -r "$T/$k" | head -n 1)
     tps=${line% *}; cs=${line#* }
     name="2 ranks x 1 thread"; [ $k = ep ] && name="$name, EP=2"; [ $k = zero ] && name="$name, ZeRO-1"
-    printf "  %-28s %8.1f tok/s  %.3fx  (all-reduce/all-gather %.3f s per step)\n" "$name" "$tps" \
+    [ $k = noov ] && name="$name, --overlap"
+    printf "  %-40s %8.1f tok/s  %.3fx  (all-reduce/all-gather %.3f s per step)\n" "$name" "$tps" \
         "$(echo "$tps / $one" | bc -l)" "$cs"
 done

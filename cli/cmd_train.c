@@ -64,7 +64,7 @@ __attribute__((format(printf, 1, 2))) static int merge_fail(const char *fmt, ...
 // Options a resumed run may change: how long it runs and how often it reports and saves. Every
 // other option shapes the math and must agree with the run's record.
 static int changeable(const char *name) {
-    static const char *ok[] = {"steps", "stop-after", "eval-every", "eval-batches", "save-every", "out", "zero", "ep", NULL};
+    static const char *ok[] = {"steps", "stop-after", "eval-every", "eval-batches", "save-every", "out", "zero", "ep", "overlap", NULL};
     for (int i = 0; ok[i]; i++)
         if (!strcmp(ok[i], name)) return 1;
     return 0;
@@ -190,6 +190,8 @@ int cmd_train(int argc, char **argv) {
         {"precision", OPT_STR, &precision, "matmul precision: fp32, or bf16 (mixed: bf16 products, fp32 weights/optimizer)"},
         {"threads", OPT_INT, &threads, "OpenMP threads (0 = all cores; under mpirun: per rank)"},
         {"zero", OPT_FLAG, &o.zero, "under mpirun: ZeRO-1, each rank keeps 1/N of the AdamW state (docs/distributed.md)"},
+        {"overlap", OPT_FLAG, &o.overlap, "under mpirun: start the gradient all-reduce block by block during the backward "
+                                          "(nonblocking MPI; for networks that move data without the CPU)"},
         {"ep-limit", OPT_INT, &ep_limit, "with --ep, a new model: device-limited routing (DeepSeek-V2), each token's experts "
                                          "on at most M of the group's ranks (sets n_group = ep, topk_group = M)", "[0,inf)"},
         {"ep", OPT_INT, &o.ep, "under mpirun: routed experts split over groups of this many ranks (1: every rank holds "

@@ -382,6 +382,8 @@ typedef struct {
     int task_level;                        // countdown: level 1..FG_CD_LEVELS, 0 = every level mixed
     int zero;                              // over several ranks: ZeRO-1, the AdamW state sharded (dp.h)
     int ep;                                // over several ranks: expert-parallel group size (ep.h; 0, 1: off)
+    int overlap;                           // over several ranks: start the gradient reductions block by block
+                                           //   during the backward (nonblocking) instead of after it
     // Distillation hooks (fg_distill_train sets them; NULL: the data source and the model's own
     // cross-entropy). batch_fn supplies every training micro-batch (index = micro-batches drawn so
     // far, from tokens_seen, so a resume continues the sequence); step_fn runs forward + backward

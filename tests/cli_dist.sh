@@ -2,7 +2,8 @@
 # cli_dist.sh: training over MPI (issue 20, docs/distributed.md). Builds `make MPI=1` into
 # build/mpi once (about a minute on 2 cores) and runs `mpirun -np 2` on this machine:
 #   - DP=2 equals one process with --accum 2 (loss trajectory within 1e-5 relative, 50 steps);
-#   - ZeRO-1 equals plain DP, checkpoint bit for bit;
+#   - ZeRO-1 equals plain DP, and the all-reduce overlapped with the backward (--overlap) equals
+#     it after the backward, checkpoints bit for bit;
 #   - a DP=2 checkpoint resumes on 1 process and on 2 ranks with ZeRO-1 with the same next losses;
 #   - EP=2 (routed experts split over the ranks) equals EP=1, also with MTP and accumulation; a
 #     DP=2 checkpoint resumes on EP=2, an EP=2 one on 1 process; --ep-limit bounds the ranks a
@@ -54,6 +55,9 @@ grep -q "distributed: 2 ranks (mpi), layout dp=2 ep=1, ZeRO-1 off, 2 micro-batch
 [ "$(grep -c '^step' dp.txt)" -eq 2 ] || { fail "rank 0 alone should print the validation lines"; cat dp.txt; }
 echo "DP=2 vs one process with 2-step accumulation:"
 compare one/log.jsonl dp/log.jsonl 1e-5 || fail "DP=2 != --accum 2"
+$MPIRUN "$MBIN" $A --out ov --overlap >ov.txt 2>&1 || { fail "mpirun --overlap"; cat ov.txt; }
+cmp -s dp/ckpt.fgck ov/ckpt.fgck && echo "all-reduce overlapped with the backward vs after it: checkpoints bit-identical" ||
+    fail "--overlap checkpoint differs from the run that reduces after the backward"
 $MPIRUN "$MBIN" $A --out zero --zero >zero.txt 2>&1 || { fail "mpirun --zero"; cat zero.txt; }
 cmp -s dp/ckpt.fgck zero/ckpt.fgck && echo "ZeRO-1 vs DP: checkpoints bit-identical" || fail "ZeRO-1 checkpoint differs from plain DP's"
 compare dp/log.jsonl zero/log.jsonl 0 || fail "ZeRO-1 != DP"

@@ -32,6 +32,9 @@ int fg_dist_size(void) { return g_size; }
 
 int fg_comm_is_mpi(void) { return 1; }
 
+static MPI_Request *g_req; // the nonblocking all-reduces in flight
+static int g_nreq, g_capreq;
+
 static int mpi_fail(int err, const char *what) {
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -52,6 +55,8 @@ int fg_dist_init(int *argc, char ***argv) {
 
 void fg_dist_finalize(void) {
     if (g_init) fg_comm_set_ep(1);
+    free(g_req);
+    g_req = NULL; g_nreq = g_capreq = 0;
     if (g_init) MPI_Finalize();
     g_init = 0;
 }
@@ -108,6 +113,42 @@ int fg_comm_allreduce_f32_replicas(float *buf, size_t n) {
     return allreduce(g_ep > 1 ? g_rep_comm : MPI_COMM_WORLD, g_size / g_ep, buf, n, 4, MPI_FLOAT, MPI_SUM);
 }
 int fg_comm_allreduce_f64_ep(double *buf, size_t n) { return allreduce(ep_comm(), g_ep, buf, n, 8, MPI_DOUBLE, MPI_SUM); }
+
+
+int fg_comm_iallreduce_f32(float *buf, size_t n, int replicas) {
+    MPI_Comm comm = replicas && g_ep > 1 ? g_rep_comm : MPI_COMM_WORLD;
+    int p = replicas ? g_size / g_ep : g_size;
+    if (p == 1) return 0;
+    fg_comm_bytes[FG_COMM_ALLREDUCE] += 2 * (uint64_t)(p - 1) * n * 4 / (uint64_t)p;
+    for (size_t at = 0; at < n; at += CHUNK) {
+        if (g_nreq == g_capreq) {
+            int cap = g_capreq ? 2 * g_capreq : 64;
+            MPI_Request *r = realloc(g_req, sizeof *r * (size_t)cap);
+            if (!r) return fg_set_error("out of memory");
+            g_req = r; g_capreq = cap;
+        }
+        int err = MPI_Iallreduce(MPI_IN_PLACE, buf + at, (int)FG_MIN(CHUNK, n - at), MPI_FLOAT, MPI_SUM, comm, &g_req[g_nreq]);
+        if (err != MPI_SUCCESS) return mpi_fail(err, "all-reduce (nonblocking)");
+        g_nreq++;
+    }
+    return 0;
+}
+
+int fg_comm_progress(void) {
+    int done = 0;
+    if (!g_nreq) return 0;
+    int err = MPI_Testall(g_nreq, g_req, &done, MPI_STATUSES_IGNORE);
+    if (err != MPI_SUCCESS) return mpi_fail(err, "all-reduce (progress)");
+    if (done) g_nreq = 0;
+    return 0;
+}
+
+int fg_comm_wait_all(void) {
+    if (!g_nreq) return 0;
+    int err = MPI_Waitall(g_nreq, g_req, MPI_STATUSES_IGNORE);
+    g_nreq = 0;
+    return err == MPI_SUCCESS ? 0 : mpi_fail(err, "all-reduce (wait)");
+}
 
 // Counts and displacements (in elements) as the ints MPI takes; -1 when one does not fit.
 static int to_ints(int *ic, int *id, const size_t *count, const size_t *displ, int p) {
@@ -219,6 +260,9 @@ int fg_comm_allreduce_i32(int *buf, size_t n) { (void)buf; (void)n; return 0; }
 int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n) { (void)buf; (void)n; return 0; }
 int fg_comm_allreduce_f32_replicas(float *buf, size_t n) { (void)buf; (void)n; return 0; }
 int fg_comm_allreduce_f64_ep(double *buf, size_t n) { (void)buf; (void)n; return 0; }
+int fg_comm_iallreduce_f32(float *buf, size_t n, int replicas) { (void)buf; (void)n; (void)replicas; return 0; }
+int fg_comm_progress(void) { return 0; }
+int fg_comm_wait_all(void) { return 0; }
 int fg_comm_set_ep(int ep) { return ep == 1 ? 0 : fg_set_error("--ep %d needs %d ranks at least: this is one process", ep, ep); }
 int fg_comm_allgatherv_f32(float *buf, const size_t *count, const size_t *displ) { (void)buf; (void)count; (void)displ; return 0; }
 int fg_comm_gatherv_f32(float *all, const float *mine, const size_t *count, const size_t *displ) {

@@ -42,6 +42,13 @@ int fg_comm_allreduce_max_u8(unsigned char *buf, size_t n);
 int fg_comm_set_ep(int ep);
 int fg_comm_allreduce_f32_replicas(float *buf, size_t n);
 int fg_comm_allreduce_f64_ep(double *buf, size_t n);
+// Nonblocking all-reduce (sum, in place) over every rank (replicas = 0) or over the replicas
+// (replicas = 1); it completes in fg_comm_wait_all, and fg_comm_progress lets MPI advance the
+// outstanding ones (MPI moves data only inside MPI calls unless the network offloads it). Counted
+// like the blocking ones. Every rank must start the same reductions in the same order.
+int fg_comm_iallreduce_f32(float *buf, size_t n, int replicas);
+int fg_comm_progress(void);
+int fg_comm_wait_all(void);
 // Rank r contributes buf[displ[r] .. displ[r] + count[r]) (floats); afterwards every rank holds
 // all of buf. count/displ have one entry per rank.
 int fg_comm_allgatherv_f32(float *buf, const size_t *count, const size_t *displ);

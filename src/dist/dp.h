@@ -21,8 +21,23 @@
 // collective is paid back (docs/distributed.md).
 #define FG_DP_BUCKET ((size_t)1 << 22)
 
-// Sums m->grads over every rank (buckets of FG_DP_BUCKET floats) and ORs m->touched. 0 or -1.
-int fg_dp_reduce_grads(fg_model *m);
+// Overlap with the backward: for the step's last micro-batch on this rank, fg_dp_block_done is the
+// model's block_done hook (ctx: an fg_dp_overlap): as soon as a block's backward has finished, its
+// gradients start reducing (nonblocking, bucketed) while the blocks below run their backward; each
+// call also lets MPI progress the ones in flight. fg_dp_reduce_grads then starts what is left (the
+// embedding, the final norm, the head: written last, or twice when tied) and waits.
+typedef struct {
+    fg_model *m;
+    unsigned char *started;    // (n_blocks) reductions begun for the block
+    int failed;
+} fg_dp_overlap;
+int fg_dp_overlap_init(fg_dp_overlap *ov, fg_model *m);  // 0 or -1; all blocks not started
+void fg_dp_overlap_free(fg_dp_overlap *ov);
+void fg_dp_block_done(void *ov, int block);
+
+// Sums m->grads over every rank (buckets of FG_DP_BUCKET floats) and ORs m->touched: whatever ov
+// (NULL: none) has not started yet, then waits for all. Resets ov for the next step. 0 or -1.
+int fg_dp_reduce_grads(fg_model *m, fg_dp_overlap *ov);
 // ZeRO-1: every rank's piece of m->params (its optimizer shard's range) to every rank. 0 or -1.
 int fg_dp_allgather_params(fg_model *m);
 // ZeRO-1: fills full (allocated here on rank 0 with the whole state; elsewhere left empty) with the

@@ -904,11 +904,15 @@ static int backward_from_logits(fg_model *m, float grad_scale, bump *psc, float 
     float *dlogits = m->logits;
     float *dxf = take(&sc, (size_t)N * C);
     if (m->mtp_live) mtp_backward(m, grad_scale, &sc, dxf);
+    for (int l = L; m->block_done && m->mtp_live && l < fg_config_n_blocks(c); l++) m->block_done(m->block_ctx, l);
     be->matmul_backward(dxf, m->g.lm_head, NULL, dlogits, m->xf, m->w.lm_head, N, C, V, FG_F32);
     be->rmsnorm_backward(dres, m->g.final_norm, dxf, m->xfin, m->w.final_norm, m->xf_rstd, N, C);
     m->n_counted = 0; // probabilities are consumed
     m->fwd_live = 0;
-    for (int l = L - 1; l >= 0; l--) block_backward(m, l, dres, grad_scale, &sc, mark);
+    for (int l = L - 1; l >= 0; l--) {
+        block_backward(m, l, dres, grad_scale, &sc, mark);
+        if (m->block_done) m->block_done(m->block_ctx, l);
+    }
     for (int n = 0; n < N; n++) add_into(m->g.embed + (size_t)m->inputs[n] * C, dres + (size_t)n * C, C);
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor *t = &m->tensors[i];

@@ -125,6 +125,10 @@ struct fg_model {
     float mtp_lambda;                  // the weight it ran with
     struct fg_ep *ep;                  // expert parallelism (dist/ep.h): routed experts on other ranks; NULL: all here
     int ep_failed;                     // an expert-parallel exchange failed in the last forward or backward
+    // Called by the backward once block l's gradients are final for this backward (dist/dp.h uses
+    // it to start their reduction while the blocks below run); NULL: none.
+    void (*block_done)(void *ctx, int block);
+    void *block_ctx;
 };
 
 // Config parsing and validation without the check that fp32 weights fit this machine's memory

@@ -427,6 +427,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     }
     uint64_t comm0[FG_COMM_KINDS];
     double ep_rows0 = 0;
+    fg_dp_overlap ov = {0}; // the gradient all-reduce overlapped with the backward (dist/dp.h)
+    if (!rc && dp > 1 && o->overlap && fg_dp_overlap_init(&ov, m)) rc = -1;
     int64_t end = o->stop_after > 0 ? FG_MIN(o->steps, st->step + o->stop_after) : o->steps;
     double t_start = fg_now(), t_tokens = 0;
     int old_prec = fg_model_set_precision(m, o->precision);
@@ -459,6 +461,9 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             if (rc) break;
             st->tokens_seen += N;
             if (!mine) continue;
+            // The step's last micro-batch here: its backward starts the gradient reductions block by block.
+            m->block_done = ov.started && j + dp >= n_mb ? fg_dp_block_done : NULL;
+            m->block_ctx = &ov;
             if (o->step_fn) rc = o->step_fn(o->hook_ctx, m, in, tg, B, T, scale, &ms);
             else {
                 rc = fg_model_forward(m, in, tg, B, T, &ms);
@@ -481,7 +486,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         if (rc) break;
         if (!isfinite(loss)) { rc = fg_set_error("loss became %f at step %lld (hint: lower --lr)", loss, (long long)st->step); break; }
         double t_comm = fg_now();
-        if (dp > 1 && (fg_comm_allreduce_i32(load, (size_t)L * E) || fg_dp_reduce_grads(m))) { rc = -1; break; }
+        m->block_done = NULL;
+        if (dp > 1 && (fg_comm_allreduce_i32(load, (size_t)L * E) || fg_dp_reduce_grads(m, ov.started ? &ov : NULL))) { rc = -1; break; }
         t_comm = fg_now() - t_comm;
         float gnorm = fg_grad_clip(m, o->clip);
         fg_adamw_step(opt, m, lr, &ao);
@@ -560,6 +566,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     }
     if (tty) fg_log(FG_LOG_PROGRESS_END, "%s", "");
     if (m->ep) { fg_ep_free(m->ep); m->ep = NULL; fg_comm_set_ep(1); }
+    fg_dp_overlap_free(&ov);
+    m->block_done = NULL;
     fg_model_set_precision(m, old_prec);
     if (fclose(log) && !rc) rc = fg_set_error("cannot write the log '%s': %s", path_log, strerror(errno));
     free(in); free(tg); free(load); free(ls);
