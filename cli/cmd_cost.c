@@ -42,6 +42,13 @@ static const char *attn_desc(const fg_config *c, char *buf, size_t cap) {
 }
 
 static int cost_ledger(int argc, char **argv);
+
+// "2, ep 1, zero" for a distributed run's last layout; "-" for one process.
+static const char *layout_text(const fg_ledger_info *li, char *buf, size_t cap) {
+    if (li->ranks < 2) return "-";
+    snprintf(buf, cap, "%d, ep %d%s", li->ranks, li->ep, li->zero ? ", zero" : "");
+    return buf;
+}
 static int cost_peaks(int argc, char **argv);
 
 int cmd_cost(int argc, char **argv) {
@@ -348,6 +355,16 @@ static int cost_ledger(int argc, char **argv) {
     ROW("teacher cache bytes", "%s", SI(li[i].cache_bytes));
     ROW("rollout FLOPs (rl)", "%s", SI(li[i].rollout_flops));
     ROW("reference FLOPs (rl)", "%s", SI(li[i].reference_flops));
+    int any_comm = 0;
+    for (int i = 0; i < nd; i++) any_comm |= li[i].ranks > 1;
+    if (any_comm) { // distributed runs: rank 0's bytes per step, measured over the run, and analytic
+        ROW("ranks, ep, ZeRO-1", "%s", layout_text(&li[i], (char[48]){0}, 48));
+        static const char *kind[] = {"all-reduce / step (meas.)", "all-gather / step (meas.)", "all-to-all / step (meas.)"};
+        for (int k = 0; k < 3; k++) {
+            ROW(kind[k], "%sB", SI(li[i].steps > 0 ? li[i].comm_bytes[k] / li[i].steps : 0));
+            ROW("  analytic (frugal cost)", "%sB", SI(li[i].comm_analytic_step[k]));
+        }
+    }
     ROW("wall time", "%.1f s", li[i].wall_s);
     ROW("CPU time", "%.1f s", li[i].cpu_s);
     ROW("fp32 peak (measured)", "%.1f GFLOP/s", li[i].fp32_gflops);

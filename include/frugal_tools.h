@@ -389,6 +389,11 @@ typedef struct {
     int seq, segments;
     double cache_bytes;                             // distill: teacher cache size (0 = none)
     double rollout_flops, reference_flops;          // rl: sampling (+ the sampling policy's log-probs) and reference forwards
+    // Over MPI (docs/distributed.md): the last segment's layout, the bytes rank 0 sent over the run
+    // by kind (all-reduce, all-gather, all-to-all, broadcast; every segment), and the cost model's
+    // count per step for the layout (fg_cost_comm). ranks 0: one process, no section.
+    int ranks, ep, zero;
+    double comm_bytes[4], comm_analytic_step[4];
 } fg_ledger_info;
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
 // Records a held-out task accuracy in run_dir/ledger.json (which must exist), rewriting it atomically.

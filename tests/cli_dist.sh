@@ -133,6 +133,13 @@ for d, blocks_x_mb in (("ep", 1), ("mtp2", 2 * 2)):
         if s["comm_bytes"]["alltoall"] != want:
             print("  %s step %d: all-to-all %d bytes, rows say %d" % (d, s["step"], s["comm_bytes"]["alltoall"], want)); ok = False
 print("  all-to-all bytes = 8 C ep_rows + counts on every step" if ok else "")
+# The ledger: rank 0's bytes over the run (50 steps) and the cost model's count per step.
+led = json.load(open("zero/ledger.json"))["communication"]
+cost = json.load(open("cost.json"))["communication"]["bytes_per_step"]
+if led["ranks"] != 2 or led["zero"] != 1 or led["bytes"]["allgather"] != 50 * cost["allgather"]:
+    print("  ledger: %s" % led); ok = False
+if any(led["analytic_per_step"][k] != cost[k] for k in ("allreduce", "allgather", "alltoall")):
+    print("  ledger's analytic count %s differs from frugal cost's %s" % (led["analytic_per_step"], cost)); ok = False
 sys.exit(0 if ok else 1)
 EOF
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cost/cost.h"
+#include "dist/comm.h"
 #include "formats/json.h"
 #include "util.h"
 
@@ -64,6 +65,15 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
         li->fp32_gflops = jnum(t, "fp32_peak_gflops", 0);
         li->best_val_loss = jnum(q, "best_val_loss", NAN); li->best_val_step = jnum(q, "best_val_step", NAN);
         li->task_accuracy = jnum(q, "task_accuracy", NAN);
+        const fg_json *cm = fg_json_get(root, "communication"), *b = cm ? fg_json_get(cm, "bytes") : NULL;
+        const fg_json *an = cm ? fg_json_get(cm, "analytic_per_step") : NULL;
+        if (cm && b) {
+            li->ranks = (int)jnum(cm, "ranks", 0); li->ep = (int)jnum(cm, "ep", 1); li->zero = (int)jnum(cm, "zero", 0);
+            for (int k = 0; k < FG_COMM_KINDS; k++) {
+                li->comm_bytes[k] = jnum(b, fg_comm_kind_name[k], 0);
+                li->comm_analytic_step[k] = an ? jnum(an, fg_comm_kind_name[k], 0) : 0;
+            }
+        }
     }
     fg_json_free(root);
     return rc;
@@ -114,11 +124,13 @@ void fg_ledger_begin(fg_ledger *lg, const char *out_dir, int resumed) {
     fg_ledger_info li;
     if (resumed && !fg_ledger_read(out_dir, &li)) {
         lg->base_wall = li.wall_s; lg->base_cpu = li.cpu_s; lg->base_segments = li.segments;
+        memcpy(lg->comm_base, li.comm_bytes, sizeof lg->comm_base);
     } else if (resumed) {
         lg->base_segments = -1000; // marks the ledger partial: earlier time unknown
     }
     lg->t0 = fg_now();
     lg->cpu0 = fg_cpu_seconds();
+    memcpy(lg->comm0, fg_comm_bytes, sizeof lg->comm0);
 }
 
 int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, const fg_peaks *pk, int partial) {
@@ -170,6 +182,16 @@ int fg_ledger_write(const char *dir, fg_ledger_info *li, const fg_config *c, con
     else fprintf(f, "\"best_val_loss\": %.6f, \"best_val_step\": %.17g", li->best_val_loss, li->best_val_step);
     if (isnan(li->task_accuracy)) fprintf(f, ", \"task_accuracy\": null},\n");
     else fprintf(f, ", \"task_accuracy\": %.6f},\n", li->task_accuracy);
+    if (li->ranks > 1) {
+        fprintf(f, "  \"communication\": {\"ranks\": %d, \"ep\": %d, \"zero\": %d, \"convention\": \"bytes rank 0 sent: "
+                   "all-reduce 2(p-1)/p x payload, all-gather (p-1)/p x total, all-to-all the bytes to other ranks "
+                   "(docs/distributed.md)\", \"bytes\": {", li->ranks, li->ep, li->zero);
+        for (int k = 0; k < FG_COMM_KINDS; k++) fprintf(f, "%s\"%s\": %.17g", k ? ", " : "", fg_comm_kind_name[k], li->comm_bytes[k]);
+        fprintf(f, "}, \"analytic_per_step\": {");
+        for (int k = 0; k < FG_COMM_KINDS; k++)
+            fprintf(f, "%s\"%s\": %.17g", k ? ", " : "", fg_comm_kind_name[k], li->comm_analytic_step[k]);
+        fprintf(f, "}},\n");
+    }
     fprintf(f, "  \"projections\": {\"mfu\": %.2f, \"precision\": \"bf16\", \"accelerators\": [\n", FG_LEDGER_MFU);
     for (int i = 0; i < fg_accel_count(); i++) {
         const fg_accel *a = fg_accel_get(i);
@@ -211,6 +233,17 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     li.task_accuracy = NAN;
     li.wall_s = lg->base_wall + (fg_now() - lg->t0);
     li.cpu_s = lg->base_cpu + (fg_cpu_seconds() - lg->cpu0);
+    li.ranks = fg_comm_size();
+    if (li.ranks > 1) { // what rank 0 sent, and what the cost model says a step of this layout sends
+        li.ep = o->ep > 1 ? o->ep : 1; li.zero = o->zero;
+        for (int k = 0; k < FG_COMM_KINDS; k++) li.comm_bytes[k] = lg->comm_base[k] + (double)(fg_comm_bytes[k] - lg->comm0[k]);
+        fg_comm_plan plan;
+        fg_comm_cost cc;
+        fg_comm_plan_for(&plan, c, li.ranks, li.ep, li.zero, (double)o->accum / li.ranks * o->batch * o->seq, 4);
+        fg_link any = {"", 1, 0, ""};
+        fg_cost_comm(&cc, &plan, &any);
+        memcpy(li.comm_analytic_step, cc.bytes, sizeof cc.bytes);
+    }
     return fg_ledger_write(lg->dir, &li, c, &pk, lg->base_segments < 0);
 }
 
