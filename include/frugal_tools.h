@@ -396,6 +396,8 @@ typedef struct {
     double comm_bytes[4], comm_analytic_step[4];
 } fg_ledger_info;
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
+// The same from the bytes of a ledger.json (path names it in errors). 0, or -1 with the error.
+int fg_ledger_parse(fg_ledger_info *li, const char *text, size_t len, const char *path);
 // Records a held-out task accuracy in run_dir/ledger.json (which must exist), rewriting it atomically.
 int fg_ledger_record_accuracy(const char *run_dir, const fg_config *c, double accuracy);
 // First validation loss <= target in run_dir/log.jsonl: returns 1 and the tokens and step trained

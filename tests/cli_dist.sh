@@ -99,6 +99,28 @@ $MPIRUN "$MBIN" $M --out mtp2 --ep 2 >mtp2.txt 2>&1 || { fail "MTP, EP=2"; cat m
 echo "MTP + MoE, --accum 4: EP=2 vs one process:"
 compare mtp1/log.jsonl mtp2/log.jsonl 1e-5 || fail "MTP EP=2 != one process"
 
+# Other data sources: token shards (each rank streams every micro-batch, runs its own) and a
+# prompt/completion file (--sft), each against one process with --accum 2.
+cat "$ROOT"/docs/*.md | head -c 100000 >corpus.txt
+"$BIN" data prepare corpus.txt --out shards >/dev/null 2>&1 || fail "data prepare"
+S="train --shards shards --config tiny --steps 12 --batch 4 --seq 64 --threads 1 --no-progress --eval-every 6"
+"$BIN" $S --accum 2 --out sh1 >sh1.txt 2>&1 || { fail "shards, one process"; cat sh1.txt; }
+$MPIRUN "$MBIN" $S --ep 2 --out sh2 >sh2.txt 2>&1 || { fail "shards, EP=2"; cat sh2.txt; }
+echo "token shards: EP=2 vs one process:"
+compare sh1/log.jsonl sh2/log.jsonl 1e-5 || fail "shards: EP=2 != one process"
+/usr/bin/python3 -c '
+import json, random
+r = random.Random(1)
+with open("sft.jsonl", "w") as f:
+    for i in range(200):
+        a, b = r.randint(0, 99), r.randint(0, 99)
+        f.write(json.dumps({"prompt": "%d+%d=" % (a, b), "completion": str(a + b)}) + "\n")'
+Q="train --sft sft.jsonl --config tiny --steps 12 --batch 4 --threads 1 --no-progress --eval-every 6"
+"$BIN" $Q --accum 2 --out q1 >q1.txt 2>&1 || { fail "--sft, one process"; cat q1.txt; }
+$MPIRUN "$MBIN" $Q --out q2 >q2.txt 2>&1 || { fail "--sft, 2 ranks"; cat q2.txt; }
+echo "--sft: DP=2 vs one process:"
+compare q1/log.jsonl q2/log.jsonl 1e-5 || fail "--sft: DP=2 != one process"
+
 # Device-limited routing (DeepSeek-V2): demo's routing reaches both ranks; with --ep-limit 1 each
 # token's experts sit on one rank (ep_max_ranks: measured over every token of the step).
 D="train --config demo --steps 3 --batch 2 --threads 1 --no-progress --eval-every 0 --ep 2"

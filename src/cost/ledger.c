@@ -33,6 +33,13 @@ static double jnum(const fg_json *o, const char *k, double def) {
     return v && v->type == FG_JSON_NUMBER ? v->num : def;
 }
 
+// A count from the ledger: a number in [lo, hi], else def (a damaged or hostile file must not
+// overflow an int conversion).
+static int jint(const fg_json *o, const char *k, int def, int lo, int hi) {
+    double v = jnum(o, k, def);
+    return v >= lo && v <= hi ? (int)v : def;
+}
+
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
     memset(li, 0, sizeof *li);
     char path[1100];
@@ -40,8 +47,14 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
     size_t len;
     char *text = fg_read_file(path, &len);
     if (!text) return fg_wrap_error("no ledger in '%s' (it is written by frugal train at each checkpoint)", run_dir);
-    fg_json *root = fg_json_parse(text, len, path);
+    int rc = fg_ledger_parse(li, text, len, path);
     free(text);
+    return rc;
+}
+
+int fg_ledger_parse(fg_ledger_info *li, const char *text, size_t len, const char *path) {
+    memset(li, 0, sizeof *li);
+    fg_json *root = fg_json_parse(text, len, path);
     if (!root) return -1;
     const fg_json *mg = fg_json_get(root, "magic"), *run = fg_json_get(root, "run"), *fl = fg_json_get(root, "flops");
     const fg_json *t = fg_json_get(root, "time"), *q = fg_json_get(root, "quality"), *md = fg_json_get(root, "model");
@@ -53,8 +66,8 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
     else if (!run || !fl || !t || !q || !md)
         rc = fg_set_error("%s: a section is missing (run, model, flops, time, quality)", path);
     else {
-        li->tokens = jnum(run, "tokens", 0); li->steps = jnum(run, "steps", 0); li->seq = (int)jnum(run, "seq", 0);
-        li->segments = (int)jnum(run, "segments", 0); li->cache_bytes = jnum(run, "cache_bytes", 0);
+        li->tokens = jnum(run, "tokens", 0); li->steps = jnum(run, "steps", 0); li->seq = jint(run, "seq", 0, 0, 1 << 30);
+        li->segments = jint(run, "segments", 0, 0, 1 << 30); li->cache_bytes = jnum(run, "cache_bytes", 0);
         li->params_total = jnum(md, "params_total", 0); li->params_active = jnum(md, "params_active", 0);
         li->train_flops = jnum(fl, "train", 0); li->eval_flops = jnum(fl, "eval", 0);
         li->teacher_flops = jnum(fl, "teacher", 0); li->flops_per_token = jnum(fl, "train_per_token", 0);
@@ -68,7 +81,7 @@ int fg_ledger_read(const char *run_dir, fg_ledger_info *li) {
         const fg_json *cm = fg_json_get(root, "communication"), *b = cm ? fg_json_get(cm, "bytes") : NULL;
         const fg_json *an = cm ? fg_json_get(cm, "analytic_per_step") : NULL;
         if (cm && b) {
-            li->ranks = (int)jnum(cm, "ranks", 0); li->ep = (int)jnum(cm, "ep", 1); li->zero = (int)jnum(cm, "zero", 0);
+            li->ranks = jint(cm, "ranks", 0, 0, 1 << 24); li->ep = jint(cm, "ep", 1, 1, 1 << 24); li->zero = jint(cm, "zero", 0, 0, 1);
             for (int k = 0; k < FG_COMM_KINDS; k++) {
                 li->comm_bytes[k] = jnum(b, fg_comm_kind_name[k], 0);
                 li->comm_analytic_step[k] = an ? jnum(an, fg_comm_kind_name[k], 0) : 0;
