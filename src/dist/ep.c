@@ -55,7 +55,9 @@ int fg_ep_route(fg_ep *ep, int l, const int *expert_off) {
         if (!L->scnt || !L->rcnt || !L->eoff) return fg_set_error("out of memory");
     }
     for (int e = 0; e < E; e++) L->scnt[e] = expert_off[e + 1] - expert_off[e];
+    double t0 = fg_now();
     if (fg_comm_alltoall_i32(L->scnt, L->rcnt, El)) return -1;
+    ep->comm_s += fg_now() - t0;
     L->eoff[0] = 0;
     for (int j = 0; j < El; j++) {
         int n = 0;
@@ -118,7 +120,9 @@ int fg_ep_send(fg_ep *ep, int l, const float *rows, int width, float *out) {
     fg_ep_layer *L = &ep->layers[l];
     sizes z;
     if (stage(ep, (size_t)L->R * width) || sizes_make(ep, L, width, &z)) return -1;
+    double t0 = fg_now();
     int rc = fg_comm_alltoallv(rows, z.sc, z.sd, ep->stage, z.rc, z.rd);
+    ep->comm_s += fg_now() - t0;
     free(z.sc);
     if (!rc) permute(ep, L, out, ep->stage, width, 1);
     return rc;
@@ -129,7 +133,9 @@ int fg_ep_recv(fg_ep *ep, int l, const float *rows, int width, float *out) {
     sizes z;
     if (stage(ep, (size_t)L->R * width) || sizes_make(ep, L, width, &z)) return -1;
     permute(ep, L, ep->stage, rows, width, 0);
+    double t0 = fg_now();
     int rc = fg_comm_alltoallv(ep->stage, z.rc, z.rd, out, z.sc, z.sd); // the same exchange, reversed
+    ep->comm_s += fg_now() - t0;
     free(z.sc);
     return rc;
 }

@@ -38,6 +38,7 @@ typedef struct fg_ep {
     fg_ep_layer *layers;           // (L + D) blocks (MoE ones used)
     float *stage;                  // (stage_cap floats) exchange staging
     size_t stage_cap;
+    double comm_s;                 // seconds in the exchanges (waiting for the group included) so far
     int max_ranks;                 // the most ranks one token's experts were on (since reset by the caller)
     double rows_out, rows_in;      // slots sent to / received from other ranks by forwards so far
                                    //   (each goes and returns twice per step: forward and backward)

@@ -443,7 +443,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
         fg_model_zero_grad(m);
         memset(load, 0, sizeof(int) * (size_t)L * E);
         memcpy(comm0, fg_comm_bytes, sizeof comm0);
-        if (m->ep) { ep_rows0 = m->ep->rows_out + m->ep->rows_in; m->ep->max_ranks = 0; }
+        if (m->ep) { ep_rows0 = m->ep->rows_out + m->ep->rows_in; m->ep->max_ranks = 0; m->ep->comm_s = 0; }
         double loss = 0, ce = 0, bal = 0, mtp[FG_MTP_MAX] = {0};
         float lambda = st->step < o->mtp_late_frac * o->steps ? o->mtp_lambda : o->mtp_lambda_late;
         // The step's accum micro-batches in the seeded order; micro-batch j runs on rank j % dp (every
@@ -515,7 +515,8 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
             fprintf(log, "},\"comm_s\":%.4f,", t_comm); // the gradient all-reduce and parameter all-gather (not the all-to-alls)
         }
         if (m->ep) // rows this rank sent to and received from other ranks (each crosses twice a step)
-            fprintf(log, "\"ep_rows\":%.0f,\"ep_max_ranks\":%d,", m->ep->rows_out + m->ep->rows_in - ep_rows0, m->ep->max_ranks);
+            fprintf(log, "\"ep_rows\":%.0f,\"ep_max_ranks\":%d,\"ep_s\":%.4f,", m->ep->rows_out + m->ep->rows_in - ep_rows0,
+                    m->ep->max_ranks, m->ep->comm_s);
         fprintf(log, "\"expert_load\":[");
         int nl = c->n_routed_experts ? fg_load_stats_compute(c, load, ls) : 0;
         for (int i = 0; i < nl; i++)
