@@ -325,9 +325,9 @@ int cmd_train(int argc, char **argv) {
     cli_trap_signals(0);
     char hint[1200];
     snprintf(hint, sizeof hint, "continue with frugal train --resume %s/ckpt.fgck", o.out_dir);
-    if (rc && !(fg_train_interrupted() && fg_dist_rank() > 0)) // an interruption: rank 0 reports for every rank
+    if (!rc) printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
+    else if (!(fg_train_interrupted() && fg_dist_rank() > 0)) // an interruption: rank 0 reports for every rank
         cli_fail("train", fg_last_error(), fg_train_interrupted() ? hint : NULL);
-    else printf("checkpoint: %s/ckpt.fgck\nlog: %s/log.jsonl\n", o.out_dir, o.out_dir);
     free(arena);
     fg_train_state_free(&st);
     fg_adamw_free(&opt);

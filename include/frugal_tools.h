@@ -320,6 +320,9 @@ int fg_cost_model_compute(fg_cost_model *r, const fg_config *c, const fg_cost_op
 // Bytes each rank sends per optimizer step, by kind, with src/dist/comm.h's convention (ring
 // all-reduce 2(p-1)/p * S, all-gather (p-1)/p * S, all-to-all the bytes addressed to other ranks),
 // and the time they take on a link. The same counts frugal train measures and logs (comm_bytes).
+// The kinds of collective counted, in this order wherever bytes are given per kind.
+enum { FG_COMM_ALLREDUCE, FG_COMM_ALLGATHER, FG_COMM_ALLTOALL, FG_COMM_KINDS };
+
 typedef struct {
     char name[32];
     double gbs;          // bandwidth per rank, one direction, GB/s
@@ -340,7 +343,7 @@ typedef struct {
 } fg_comm_plan;
 
 typedef struct {
-    double bytes[4];         // per rank per step: all-reduce, all-gather, all-to-all, broadcast
+    double bytes[FG_COMM_KINDS]; // per rank per step, by kind
     double seconds;          // on the link: bytes / bandwidth + hops x latency
     int collectives;         // calls per step (buckets of 16 MiB for the all-reduce)
 } fg_comm_cost;
@@ -348,6 +351,7 @@ typedef struct {
 // The plan of training c over ranks (fills params, expert_params, moe_layers, K, C from c).
 void fg_comm_plan_for(fg_comm_plan *p, const fg_config *c, int ranks, int ep, int zero, double tokens_per_rank,
                       double elem_bytes);
+// link NULL: the bytes and collectives only (seconds 0).
 void fg_cost_comm(fg_comm_cost *out, const fg_comm_plan *p, const fg_link *link);
 
 // This machine's measured peaks (src/cost/peaks.c), cached per CPU model and thread count in
@@ -393,7 +397,7 @@ typedef struct {
     // by kind (all-reduce, all-gather, all-to-all, broadcast; every segment), and the cost model's
     // count per step for the layout (fg_cost_comm). ranks 0: one process, no section.
     int ranks, ep, zero;
-    double comm_bytes[4], comm_analytic_step[4];
+    double comm_bytes[FG_COMM_KINDS], comm_analytic_step[FG_COMM_KINDS];
 } fg_ledger_info;
 int fg_ledger_read(const char *run_dir, fg_ledger_info *li);
 // The same from the bytes of a ledger.json (path names it in errors). 0, or -1 with the error.

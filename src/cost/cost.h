@@ -20,8 +20,8 @@ typedef struct {
     double base_wall, base_cpu; // earlier segments (from an existing ledger when resuming)
     int base_segments;
     double t0, cpu0;            // this segment's start: fg_now() and process CPU seconds
-    double comm_base[4];        // bytes sent in earlier segments, by kind (distributed runs)
-    uint64_t comm0[4];          // this process's counters at this segment's start
+    double comm_base[FG_COMM_KINDS];   // bytes sent in earlier segments, by kind (distributed runs)
+    uint64_t comm0[FG_COMM_KINDS];     // this process's counters at this segment's start
 } fg_ledger;
 
 // Starts (or, resumed != 0, continues) the ledger of out_dir. Never fails: a missing or

@@ -246,15 +246,14 @@ int fg_ledger_save(fg_ledger *lg, const fg_config *c, const fg_train_state *st, 
     li.task_accuracy = NAN;
     li.wall_s = lg->base_wall + (fg_now() - lg->t0);
     li.cpu_s = lg->base_cpu + (fg_cpu_seconds() - lg->cpu0);
-    li.ranks = fg_comm_size();
+    li.ranks = fg_dist_size();
     if (li.ranks > 1) { // what rank 0 sent, and what the cost model says a step of this layout sends
         li.ep = o->ep > 1 ? o->ep : 1; li.zero = o->zero;
         for (int k = 0; k < FG_COMM_KINDS; k++) li.comm_bytes[k] = lg->comm_base[k] + (double)(fg_comm_bytes[k] - lg->comm0[k]);
         fg_comm_plan plan;
         fg_comm_cost cc;
         fg_comm_plan_for(&plan, c, li.ranks, li.ep, li.zero, (double)o->accum / li.ranks * o->batch * o->seq, 4);
-        fg_link any = {"", 1, 0, ""};
-        fg_cost_comm(&cc, &plan, &any);
+        fg_cost_comm(&cc, &plan, NULL);
         memcpy(li.comm_analytic_step, cc.bytes, sizeof cc.bytes);
     }
     return fg_ledger_write(lg->dir, &li, c, &pk, lg->base_segments < 0);

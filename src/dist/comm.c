@@ -16,21 +16,15 @@
 #include <mpi.h>
 #endif
 
-const char *const fg_comm_kind_name[FG_COMM_KINDS] = {"allreduce", "allgather", "alltoall", "bcast"};
+const char *const fg_comm_kind_name[FG_COMM_KINDS] = {"allreduce", "allgather", "alltoall"};
 uint64_t fg_comm_bytes[FG_COMM_KINDS];
-
-void fg_comm_bytes_reset(void) { memset(fg_comm_bytes, 0, sizeof fg_comm_bytes); }
 
 static int g_rank = 0, g_size = 1, g_init = 0;
 
-int fg_comm_rank(void) { return g_rank; }
-int fg_comm_size(void) { return g_size; }
 int fg_dist_rank(void) { return g_rank; }
 int fg_dist_size(void) { return g_size; }
 
 #ifdef FG_HAVE_MPI
-
-int fg_comm_is_mpi(void) { return 1; }
 
 static MPI_Request *g_req; // the nonblocking all-reduces in flight
 static int g_nreq, g_capreq;
@@ -209,24 +203,8 @@ int fg_comm_alltoall_i32(const int *send, int *recv, int n) {
     return err == MPI_SUCCESS ? 0 : mpi_fail(err, "all-to-all (counts)");
 }
 
-int fg_comm_bcast(void *buf, size_t bytes, int root) {
-    if (g_size == 1) return 0;
-    if (g_rank == root) fg_comm_bytes[FG_COMM_BCAST] += bytes;
-    for (size_t at = 0; at < bytes; at += CHUNK) {
-        int err = MPI_Bcast((char *)buf + at, (int)FG_MIN(CHUNK, bytes - at), MPI_BYTE, root, MPI_COMM_WORLD);
-        if (err != MPI_SUCCESS) return mpi_fail(err, "broadcast");
-    }
-    return 0;
-}
-
-int fg_comm_barrier(void) {
-    int err = MPI_Barrier(MPI_COMM_WORLD);
-    return err == MPI_SUCCESS ? 0 : mpi_fail(err, "barrier");
-}
 
 #else // one process: every collective is the identity
-
-int fg_comm_is_mpi(void) { return 0; }
 
 // Ranks a launcher says it started (0: none). mpirun/srun set these in every process they start,
 // whatever the program was built with: a build without MPI under `mpirun -np 4` would otherwise
@@ -282,7 +260,5 @@ int fg_comm_alltoall_i32(const int *send, int *recv, int n) {
     return 0;
 }
 
-int fg_comm_bcast(void *buf, size_t bytes, int root) { (void)buf; (void)bytes; (void)root; return 0; }
-int fg_comm_barrier(void) { return 0; }
 
 #endif

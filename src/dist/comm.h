@@ -8,8 +8,9 @@
 // "bus bandwidth" and by the cost model (cost.c, fg_cost_comm): for p ranks and a payload of S
 // bytes, an all-reduce sends 2(p-1)/p * S (ring: reduce-scatter then all-gather), an all-gather of a
 // total of S bytes sends (p-1)/p * S, an all-to-all sends exactly the bytes addressed to other
-// ranks, a broadcast from the root sends S from the root. The counts are what the algorithm must
-// move, not a trace of the wire (MPI may pick another algorithm for small messages).
+// ranks (a gather to rank 0 counts with the all-gathers: each rank sends its piece). The counts
+// are what the algorithm must move, not a trace of the wire (MPI may pick other algorithms for
+// small messages).
 //
 // Errors: a failed collective returns -1 with the error set. A dead peer is caught by the MPI
 // runtime: mpirun ends every rank of the job when one exits abnormally.
@@ -19,16 +20,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { FG_COMM_ALLREDUCE, FG_COMM_ALLGATHER, FG_COMM_ALLTOALL, FG_COMM_BCAST, FG_COMM_KINDS };
-extern const char *const fg_comm_kind_name[FG_COMM_KINDS]; // "allreduce", "allgather", ...
+#include "frugal_tools.h" // FG_COMM_ALLREDUCE .. FG_COMM_KINDS
 
-// Bytes this rank has sent per kind since the start (or the last fg_comm_bytes_reset).
+extern const char *const fg_comm_kind_name[FG_COMM_KINDS]; // "allreduce", "allgather", "alltoall"
+
+// Bytes this rank has sent per kind since the start.
 extern uint64_t fg_comm_bytes[FG_COMM_KINDS];
-void fg_comm_bytes_reset(void);
 
-int fg_comm_rank(void);
-int fg_comm_size(void);
-int fg_comm_is_mpi(void);       // built with MPI (even when run as one rank)
+// Rank and size: fg_dist_rank / fg_dist_size (include/frugal.h).
 
 // Sums (or maxes) n values over every rank, in place; all ranks get the result.
 int fg_comm_allreduce_f32(float *buf, size_t n);
@@ -62,8 +61,6 @@ int fg_comm_alltoallv(const void *send, const size_t *send_count, const size_t *
                       const size_t *recv_count, const size_t *recv_displ);
 // Each rank sends n ints to every rank: send[r*n ..] to rank r; recv[r*n ..] from rank r.
 int fg_comm_alltoall_i32(const int *send, int *recv, int n);
-int fg_comm_bcast(void *buf, size_t bytes, int root);
-int fg_comm_barrier(void);
 
 // The piece [lo, hi) of n items that rank r of p owns when n is split into p contiguous pieces.
 static inline void fg_comm_split(size_t n, int p, int r, size_t *lo, size_t *hi) {

@@ -59,13 +59,14 @@ void fg_dp_block_done(void *ctx, int block) {
 }
 
 int fg_dp_reduce_grads(fg_model *m, fg_dp_overlap *ov) {
-    if (fg_comm_size() == 1) return 0;
+    if (fg_dist_size() == 1) return 0;
     int rc = ov && ov->failed ? -1 : 0;
+    if (!ov) rc = start_tensors(m, 0, m->n_tensors, 0); // the whole array, runs merged across blocks
     // what no block hook started: tensors outside blocks, and blocks whose hook did not run
-    for (int i = 0; i < m->n_tensors && !rc;) {
+    for (int i = 0; ov && i < m->n_tensors && !rc;) {
         int l = m->tensors[i].layer, j = i + 1;
         while (j < m->n_tensors && m->tensors[j].layer == l) j++;
-        if (l < 0 || !ov || !ov->started[l]) rc = start_tensors(m, i, j, 0);
+        if (l < 0 || !ov->started[l]) rc = start_tensors(m, i, j, 0);
         i = j;
     }
     if (fg_comm_wait_all()) rc = -1;
@@ -76,7 +77,7 @@ int fg_dp_reduce_grads(fg_model *m, fg_dp_overlap *ov) {
 
 // Each rank's piece of n floats (fg_comm_split): counts and displacements for the gathers.
 static int pieces(size_t n, size_t **count, size_t **displ) {
-    int p = fg_comm_size();
+    int p = fg_dist_size();
     *count = malloc(sizeof(size_t) * 2 * (size_t)p);
     if (!*count) return fg_set_error("out of memory");
     *displ = *count + p;
@@ -89,7 +90,7 @@ static int pieces(size_t n, size_t **count, size_t **displ) {
 }
 
 int fg_dp_allgather_params(fg_model *m) {
-    if (fg_comm_size() == 1) return 0;
+    if (fg_dist_size() == 1) return 0;
     size_t *count, *displ = NULL;
     if (pieces(m->n_params, &count, &displ)) return -1;
     int rc = fg_comm_allgatherv_f32(m->params, count, displ);
@@ -101,7 +102,7 @@ int fg_dp_gather_adamw(const fg_model *m, const fg_adamw *shard, fg_adamw *full)
     memset(full, 0, sizeof *full);
     size_t *count, *displ = NULL;
     if (pieces(m->n_params, &count, &displ)) return -1;
-    int rank = fg_comm_rank(), rc = 0;
+    int rank = fg_dist_rank(), rc = 0;
     if (shard->lo != displ[rank] || shard->n != count[rank]) {
         rc = fg_set_error("rank %d holds optimizer shard [%zu, %zu), expected [%zu, %zu)", rank, shard->lo,
                           shard->lo + shard->n, displ[rank], displ[rank] + count[rank]);

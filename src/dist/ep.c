@@ -141,7 +141,7 @@ int fg_ep_recv(fg_ep *ep, int l, const float *rows, int width, float *out) {
 }
 
 int fg_ep_gather(fg_ep *ep, fg_model *m, fg_adamw *opt) {
-    int W = fg_comm_size(), El = ep->E / ep->size;
+    int W = fg_dist_size(), El = ep->E / ep->size;
     size_t *count = calloc((size_t)W * 2, sizeof(size_t));
     if (!count) return fg_set_error("out of memory");
     size_t *displ = count + W;

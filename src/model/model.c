@@ -700,6 +700,25 @@ static void gqa_backward(fg_model *m, int l, float *dres, bump *sc) {
     be->rmsnorm_backward(dres, g->attn_norm, dxn1, a->x, w->attn_norm, a->rstd1, N, C);
 }
 
+// The backward of routed experts e0 .. e0+n-1 of block l over rows grouped by expert (expert j's
+// rows are [off[j], off[j+1]) of dy, x and the saved h1, h3, act): dx (rows, C) accumulates, the
+// experts' weight gradients accumulate. tmp: 3 x (the most rows of one expert) x Fe floats.
+static void experts_backward(fg_model *m, int l, int e0, int n, const int *off, float *dx, float *tmp, const float *dy,
+                             const float *x, const float *h1, const float *h3, const float *act) {
+    const fg_config *c = &m->cfg;
+    const fg_layer_w *w = &m->w.layers[l];
+    fg_layer_w *g = &m->g.layers[l];
+    int C = c->hidden_size, Fe = c->moe_intermediate_size;
+    for (int j = 0; j < n; j++) {
+        int o = off[j], ne = off[j + 1] - o;
+        size_t e = (size_t)(e0 + j);
+        if (!ne) continue;
+        swiglu_ffn_backward(m, dx + (size_t)o * C, g->ew1 + e * Fe * C, g->ew2 + e * C * Fe, g->ew3 + e * Fe * C, tmp,
+                            dy + (size_t)o * C, x + (size_t)o * C, h1 + (size_t)o * Fe, h3 + (size_t)o * Fe,
+                            act + (size_t)o * Fe, w->ew1 + e * Fe * C, w->ew2 + e * C * Fe, w->ew3 + e * Fe * C, ne, C, Fe);
+    }
+}
+
 static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, float grad_scale, bump *sc) {
     const fg_backend *be = m->be;
     const fg_config *c = &m->cfg;
@@ -723,30 +742,15 @@ static void moe_backward(fg_model *m, int l, const float *dout, float *dxn2, flo
             dwts[n * K + k] = dot;
         }
     float *dxe = take(sc, (size_t)N * K * C), *tmp = take(sc, 3 * (size_t)N * K * Fe);
-    if (m->ep) { // the held experts' backward over the rows the group sent (ep_moe_forward)
+    if (!m->ep) {
+        experts_backward(m, l, 0, E, a->expert_off, dxe, tmp, dey, a->xe, a->eh1, a->eh3, a->ea);
+    } else { // the held experts' backward over the rows the group sent (ep_moe_forward)
         fg_ep *ep = m->ep;
         fg_ep_layer *L = &ep->layers[l];
         if (m->ep_failed || fg_ep_send(ep, l, dey, C, L->dy)) { m->ep_failed = 1; return; }
         memset(L->dx, 0, sizeof(float) * (size_t)L->R * C);
-        for (int j = 0; j < ep->e_hi - ep->e_lo; j++) {
-            int o = L->eoff[j], ne = L->eoff[j + 1] - o, e = ep->e_lo + j;
-            if (!ne) continue;
-            swiglu_ffn_backward(m, L->dx + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
-                                g->ew3 + (size_t)e * Fe * C, L->tmp, L->dy + (size_t)o * C, L->xr + (size_t)o * C,
-                                L->h1 + (size_t)o * Fe, L->h3 + (size_t)o * Fe, L->a + (size_t)o * Fe,
-                                w->ew1 + (size_t)e * Fe * C, w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C,
-                                ne, C, Fe);
-        }
+        experts_backward(m, l, ep->e_lo, ep->e_hi - ep->e_lo, L->eoff, L->dx, L->tmp, L->dy, L->xr, L->h1, L->h3, L->a);
         if (fg_ep_recv(ep, l, L->dx, C, dxe)) { m->ep_failed = 1; return; }
-    }
-    for (int e = 0; e < E && !m->ep; e++) {
-        int o = a->expert_off[e], ne = a->expert_off[e + 1] - o;
-        if (!ne) continue;
-        swiglu_ffn_backward(m, dxe + (size_t)o * C, g->ew1 + (size_t)e * Fe * C, g->ew2 + (size_t)e * C * Fe,
-                            g->ew3 + (size_t)e * Fe * C, tmp, dey + (size_t)o * C, a->xe + (size_t)o * C,
-                            a->eh1 + (size_t)o * Fe, a->eh3 + (size_t)o * Fe, a->ea + (size_t)o * Fe,
-                            w->ew1 + (size_t)e * Fe * C, w->ew2 + (size_t)e * C * Fe, w->ew3 + (size_t)e * Fe * C,
-                            ne, C, Fe);
     }
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)

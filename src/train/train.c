@@ -389,7 +389,7 @@ int fg_train(fg_model *m, fg_adamw *opt, fg_train_state *st, const fg_train_opts
     memset(&sh_mem, 0, sizeof sh_mem);
 #define FREE_DATA() do { fg_dataset_free(&ds_mem); fg_shardset_close(&sh_mem); fg_tokenizer_free(tok); free((void *)src.tok_bytes); } while (0)
     // Over several ranks (dist/dp.h), rank 0 alone owns the run folder: it logs, evaluates and saves.
-    int rank = fg_comm_rank(), dp = fg_comm_size(), lead = rank == 0;
+    int rank = fg_dist_rank(), dp = fg_dist_size(), lead = rank == 0;
     if (setup_data(c, st, o, &src, &tok, &ds_mem, &sh_mem) || (lead && fg_mkdir_p(o->out_dir))) { FREE_DATA(); return -1; }
     int lock = lead ? fg_dir_lock(o->out_dir) : -1;
     if (lead && lock < 0) { FREE_DATA(); return -1; }
