@@ -469,8 +469,9 @@ static void test_lanes(void) {
                 long ldq = n + 3, ldx = n + 5;
                 float *q = rnd((size_t)H * ldq, 1), *x = rnd((size_t)nb * ldx, 1), *qt = rnd((size_t)(n + 16) * nl, 1);
                 float *sc = rnd((size_t)nb * nl, 1), *ref = dup(sc, (size_t)nb * nl);
+                float *smax = rnd((size_t)nl, 1);
                 fg_lane_q(qt, q, ldq, H, n);
-                fg_lane_scores(sc, qt, H, x, ldx, nb, n);
+                fg_lane_scores(sc, smax, qt, H, x, ldx, nb, n, x, (int)((size_t)nb * ldx * sizeof(float) / 64)); // fetching changes nothing
                 for (int u = 0; u < nb; u++)
                     for (int l = 0; l < nl; l++)
                         ref[u * nl + l] = l / r < H ? (float)dotp(q + (l / r) * ldq, x + u * ldx, (size_t)n) : 0.0f;
@@ -478,13 +479,18 @@ static void test_lanes(void) {
                 expect(what, &fg_backend_cpu, sc, ref, (size_t)nb * nl, 2e-6);
                 for (int u = 0; u < nb; u++)
                     for (int l = H * r; l < nl; l++) CHECK_MSG(sc[u * nl + l] == 0, "%s: padding lane %d is %g", what, l, sc[u * nl + l]);
-                for (int fresh = 0; fresh < 2; fresh++) {
+                for (int l = 0; l < nl; l++) {
+                    float top = -INFINITY;
+                    for (int u = 0; u < nb; u++) top = fmaxf(top, sc[u * nl + l]);
+                    CHECK_MSG(smax[l] == top, "%s: lane %d's largest score %g, want %g", what, l, smax[l], top);
+                }
+                for (int fresh = 0; fresh < 4; fresh++) { // from nothing or a running state, block max given or not
                     float *m = rnd((size_t)nl, 1), *lsum = rnd((size_t)nl, 1), *rs = rnd((size_t)nl, 1), *s2 = dup(sc, (size_t)nb * nl);
                     float *m0 = dup(m, (size_t)nl), *l0 = dup(lsum, (size_t)nl), scale = 0.3f;
                     for (int l = 0; l < nl; l++) {
-                        if (fresh) { m[l] = m0[l] = -INFINITY; lsum[l] = l0[l] = 0; } else lsum[l] = l0[l] = fabsf(l0[l]);
+                        if (fresh & 1) { m[l] = m0[l] = -INFINITY; lsum[l] = l0[l] = 0; } else lsum[l] = l0[l] = fabsf(l0[l]);
                     }
-                    fg_lane_softmax(s2, nl, nb, scale, m, lsum, rs);
+                    fg_lane_softmax(s2, nl, nb, scale, fresh & 2 ? smax : NULL, m, lsum, rs);
                     for (int l = 0; l < nl; l++) {
                         double mx = m0[l], sum = 0;
                         for (int u = 0; u < nb; u++) mx = fmax(mx, (double)(sc[u * nl + l] * scale));
@@ -493,14 +499,14 @@ static void test_lanes(void) {
                             sum += e;
                             CHECK_MSG(fabs(s2[u * nl + l] - e) <= 2e-6 * e, "fg_lane_softmax %s lane %d row %d: %g, want %g", what, l, u, s2[u * nl + l], e);
                         }
-                        double rr = fresh ? 0 : exp(m0[l] - mx), lw = l0[l] * rr + sum;
+                        double rr = (fresh & 1) ? 0 : exp(m0[l] - mx), lw = l0[l] * rr + sum;
                         CHECK_MSG(m[l] == (float)mx, "fg_lane_softmax %s lane %d: max %g, want %g", what, l, m[l], mx);
-                        CHECK_MSG(fresh ? rs[l] <= 1e-30f : fabs(rs[l] - rr) <= 2e-6 * rr, "fg_lane_softmax %s lane %d: rescale %g, want %g", what, l, rs[l], rr);
+                        CHECK_MSG((fresh & 1) ? rs[l] <= 1e-30f : fabs(rs[l] - rr) <= 2e-6 * rr, "fg_lane_softmax %s lane %d: rescale %g, want %g", what, l, rs[l], rr);
                         CHECK_MSG(fabs(lsum[l] - lw) <= 1e-5 * lw, "fg_lane_softmax %s lane %d: sum %g, want %g", what, l, lsum[l], lw);
                     }
                     free(m); free(lsum); free(rs); free(s2); free(m0); free(l0);
                 }
-                free(q); free(x); free(qt); free(sc); free(ref);
+                free(q); free(x); free(qt); free(sc); free(ref); free(smax);
             }
 }
 

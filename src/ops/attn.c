@@ -23,7 +23,6 @@
 #define ATT_ROWS 64        // latent prefill on the GEMM: query rows per (head, row block) task
 #define EXPAND_MAX_BYTES ((size_t)256 << 20) // scratch for the expanded prefill form: at most 256 MiB
 #define LAT_BLOCK FG_ATTN_ROW_BLOCK // latent decode: positions scored together (a divisor of the cache block)
-#define LAT_AHEAD 3        // latent decode: blocks fetched ahead (measured on Zen 4: 1 left the loop waiting on DRAM)
 #define LAT_SPANS 16       // latent decode: at most this many position spans run in parallel
 #define LATENT_GEMM_MIN 16 // rows of one sequence from which its latent attention runs on the GEMM
 
@@ -33,7 +32,7 @@ typedef struct {
     float *qlat;       // (n, H, kw) [q_lat | q_pe] per row and head
     float *olat;       // (threads, Rkv) weighted sum of cached latents
     float *lpart;      // (max(LAT_SPANS, threads), H, Rkv + 2) per-span softmax partials (o, max, sum)
-    float *lsc;        // (threads, LAT_BLOCK + 3, nl) one block's scores in lane space (ops.h), then max, sum, rescale
+    float *lsc;        // (threads, LAT_BLOCK + 4, nl) one block's scores in lane space (ops.h), then max, sum, rescale, block max
     float *lqt;        // (threads, fg_lane_q_floats(H, kw)) the row's [q_lat | q_pe] of all heads in lane space
     float *pq, *ps, *po; // GEMM prefill per thread: (ATT_ROWS, kw), (ATT_ROWS, max_T), (ATT_ROWS, Rkv); NULL: none
     float *kvf;        // GEMM prefill: (max_T, kw) one sequence's rows, fp32, contiguous
@@ -56,7 +55,7 @@ static size_t carve_scratch(scratch *s, char *base, const fg_attn_limits *L) {
         TAKE(s->lpart, (size_t)FG_MAX(LAT_SPANS, L->threads) * L->H * (Rkv + 2), float);
         int nl, r;
         fg_lanes(L->H, &nl, &r);
-        TAKE(s->lsc, nt * (LAT_BLOCK + 3) * nl, float); TAKE(s->lqt, nt * fg_lane_q_floats(L->H, (int)kw), float);
+        TAKE(s->lsc, nt * (LAT_BLOCK + 4) * nl, float); TAKE(s->lqt, nt * fg_lane_q_floats(L->H, (int)kw), float);
         TAKE(s->blkf, nt * LAT_BLOCK * kw, float);
         if (n >= LATENT_GEMM_MIN) {
             TAKE(s->pq, nt * ATT_ROWS * kw, float); TAKE(s->ps, nt * ATT_ROWS * T, float);
@@ -243,15 +242,6 @@ static const float *lane_qlat(const job *j, int i, int tid) {
 
 static void dec_qlat(void *ctx, int h, int tid) { const dec_job *d = ctx; make_qlat(d->j, d->i, h, tid); }
 
-// Part `part` of `parts` of the cached rows [b0, min(b0 + LAT_BLOCK, u1)), fetched towards L2.
-static void prefetch_rows(const fg_kv_pages *kv, const int *tab, int b0, int u1, int part, int parts) {
-    if (b0 >= u1) return;
-    size_t bytes = fg_kv_bytes(kv->type, (size_t)FG_MIN(LAT_BLOCK, u1 - b0) * kv->kw);
-    size_t step = (bytes / parts + 63) & ~(size_t)63, end = FG_MIN(bytes, (part + 1) * step);
-    const char *p = (const char *)kv_at(kv, kv_key(kv, tab, b0));
-    for (size_t o = part * step; o < end; o += 64) __builtin_prefetch(p + o, 0, 2);
-}
-
 static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of span sp for every head
     const dec_job *d = ctx;
     const job *j = d->j;
@@ -262,8 +252,8 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
     int u0 = sp * d->span, u1 = FG_MIN(d->t + 1, u0 + d->span);
     const int *tab = a->tab[d->i];
     const float *qt = d->qt;
-    float *sc = j->S.lsc + (size_t)tid * (LAT_BLOCK + 3) * nl;
-    float *m = sc + (size_t)LAT_BLOCK * nl, *l = m + nl, *rescale = l + nl;
+    float *sc = j->S.lsc + (size_t)tid * (LAT_BLOCK + 4) * nl;
+    float *m = sc + (size_t)LAT_BLOCK * nl, *l = m + nl, *rescale = l + nl, *smax = rescale + nl;
     float *part = j->S.lpart + (size_t)(d->slot0 + sp) * H * (Rkv + 2); // head h: o (Rkv), then m, l
     for (int k = 0; k < nl; k++) { m[k] = -INFINITY; l[k] = 0; }
     for (int h = 0; h < H; h++) memset(part + (size_t)h * (Rkv + 2), 0, sizeof(float) * Rkv);
@@ -276,16 +266,16 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
             kv_get(kv, f, base, nb * kw);
             blk = f;
         }
-        // Scores of every head for the block's rows, a quarter of the rows at a time, each quarter
-        // fetching a quarter of the block LAT_AHEAD blocks on (elsewhere in the arena: the hardware
-        // prefetchers do not see it coming); the span's first block fetches the ones before that.
-        if (b0 == u0)
-            for (int k = 1; k < LAT_AHEAD; k++) prefetch_rows(kv, tab, b0 + k * LAT_BLOCK, u1, 0, 1);
-        for (int g = 0, part_i = 0; g < nb; g += LAT_BLOCK / 4, part_i++) {
-            prefetch_rows(kv, tab, b0 + LAT_AHEAD * LAT_BLOCK, u1, part_i, 4);
-            fg_lane_scores(sc + (size_t)g * nl, qt, H, blk + (size_t)g * kw, kw, FG_MIN(LAT_BLOCK / 4, nb - g), kw);
+        // Scores of every head for the block's rows, fetching the next block into L1 meanwhile
+        // (elsewhere in the arena: the hardware prefetchers do not see it coming).
+        const void *next = NULL;
+        int next_lines = 0;
+        if (b0 + LAT_BLOCK < u1) {
+            next = kv_at(kv, kv_key(kv, tab, b0 + LAT_BLOCK));
+            next_lines = (int)((fg_kv_bytes(kv->type, (size_t)FG_MIN(LAT_BLOCK, u1 - b0 - LAT_BLOCK) * kw) + 63) / 64);
         }
-        fg_lane_softmax(sc, nl, nb, a->scale, m, l, rescale); // online: the running sums rescaled to the new max
+        fg_lane_scores(sc, smax, qt, H, blk, kw, nb, kw, next, next_lines);
+        fg_lane_softmax(sc, nl, nb, a->scale, a->scale > 0 ? smax : NULL, m, l, rescale); // online: the running sums rescaled to the new max
         for (int h = 0; h < H; h++)
             if (rescale[h * r] != 1.0f) fg_vscale(part + (size_t)h * (Rkv + 2), Rkv, rescale[h * r]);
         fg_vaxpy_block(part, Rkv + 2, H, sc, r, nl, blk, kw, nb, Rkv); // o_lat_h += p_h(u) c_kv(u)

@@ -182,9 +182,14 @@ size_t fg_lane_q_floats(int H, int n) {
 void fg_lane_q(float *qt, const float *q, long ldq, int H, int n) {
     int nl, r;
     fg_lanes(H, &nl, &r);
-    memset(qt, 0, sizeof(float) * fg_lane_q_floats(H, n));
-    for (int h = 0; h < H; h++)
-        for (int d = 0; d < n; d++) qt[(size_t)(d / r) * nl + h * r + d % r] = q[(size_t)h * ldq + d];
+    int ng = (n + r - 1) / r;
+    if (n % r || nl != H * r) memset(qt, 0, sizeof(float) * fg_lane_q_floats(H, n)); // padding lanes or a short group
+    for (int g = 0; g < ng; g++) { // group g: dims [g*r, g*r + r) of every head, side by side (no divisions)
+        float *t = qt + (size_t)g * nl;
+        int k = FG_MIN(r, n - g * r);
+        for (int h = 0; h < H; h++)
+            for (int e = 0; e < k; e++) t[h * r + e] = q[(size_t)h * ldq + (size_t)g * r + e];
+    }
 }
 
 // Lanes of one group of r summed, the sum in each of them (a butterfly over the group).
@@ -212,14 +217,17 @@ static inline v16 lane_group_sum(v16 v, int r) {
 // Rows b0 .. b0+m-1 (m <= LANE_ROWS) of x against lane vector v of qt: per group of r dims, one
 // load of qt and m broadcasts. The tail of n (not a whole group) goes through a zero-padded copy,
 // so no row is read past its end. Inlined with m = LANE_ROWS (a constant: the loop unrolls into
-// 8 accumulators) for whole blocks, with the remainder's m for the last.
-static inline __attribute__((always_inline)) void lane_block(float *s, int nl, const float *qt, int v, const float *x,
-                                                             long ldx, int m, int n, const int r) {
+// 8 accumulators) for whole blocks, with the remainder's m for the last. Meanwhile, one line of
+// `ahead` per group (at most nahead) is fetched into L1; mx (lane vector v) is raised to the scores.
+static inline __attribute__((always_inline)) void lane_block(float *s, float *mx, int nl, const float *qt, int v,
+                                                             const float *x, long ldx, int m, int n, const int r,
+                                                             const char *ahead, int nahead) {
     v16 acc[LANE_ROWS];
     for (int u = 0; u < LANE_ROWS; u++) acc[u] = (v16){0};
     int ng = n / r, d = 0;
     const float *qv = qt + (size_t)v * VW;
     for (int g = 0; g < ng; g++, d += r) {
+        if (g < nahead) __builtin_prefetch(ahead + (size_t)g * 64, 0, 3);
         v16 q = vload(qv + (size_t)g * nl);
         VREG(q);
         for (int u = 0; u < m; u++) acc[u] = vfma(vbcast_chunk(x + u * ldx + d, r), q, acc[u]);
@@ -232,27 +240,49 @@ static inline __attribute__((always_inline)) void lane_block(float *s, int nl, c
             acc[u] = vfma(vbcast_chunk(t, r), q, acc[u]);
         }
     }
-    for (int u = 0; u < m; u++) vstore(s + (size_t)u * nl + (size_t)v * VW, lane_group_sum(acc[u], r));
+    v16 top = vload(mx + (size_t)v * VW);
+    for (int u = 0; u < m; u++) {
+        v16 sc = lane_group_sum(acc[u], r);
+        vstore(s + (size_t)u * nl + (size_t)v * VW, sc);
+        top = vmax(top, sc);
+    }
+    vstore(mx + (size_t)v * VW, top);
 }
 
-static void lane_scores_r(float *s, const float *qt, int nl, const float *x, long ldx, int nb, int n, const int r) {
+// `ahead` is spread over the blocks of the first lane vector (the rows' loop).
+static void lane_scores_r(float *s, float *mx, int nl, const float *qt, const float *x, long ldx, int nb, int n,
+                          const int r, const char *ahead, int nahead) {
+    int nblk = (nb + LANE_ROWS - 1) / LANE_ROWS, per = (nahead + nblk - 1) / nblk;
     for (int v = 0; v < nl / VW; v++) {
-        int b0 = 0;
-        for (; b0 + LANE_ROWS <= nb; b0 += LANE_ROWS)
-            lane_block(s + (size_t)b0 * nl, nl, qt, v, x + (size_t)b0 * ldx, ldx, LANE_ROWS, n, r);
-        if (b0 < nb) lane_block(s + (size_t)b0 * nl, nl, qt, v, x + (size_t)b0 * ldx, ldx, nb - b0, n, r);
+        int b0 = 0, k = 0;
+        for (; b0 + LANE_ROWS <= nb; b0 += LANE_ROWS, k++) {
+            int na = v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per));
+            lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, LANE_ROWS, n, r,
+                       ahead + (size_t)k * per * 64, na);
+        }
+        if (b0 < nb) {
+            int na = v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per));
+            lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, nb - b0, n, r,
+                       ahead + (size_t)k * per * 64, na);
+        }
     }
 }
 
-void fg_lane_scores(float *s, const float *qt, int H, const float *x, long ldx, int nb, int n) {
+void fg_lane_scores(float *s, float *smax, const float *qt, int H, const float *x, long ldx, int nb, int n,
+                    const void *ahead, int ahead_lines) {
     int nl, r;
     fg_lanes(H, &nl, &r);
+    float spare[nl];
+    if (!smax) smax = spare;
+    for (int l = 0; l < nl; l++) smax[l] = -INFINITY;
+    const char *a = ahead;
+    if (!a) ahead_lines = 0;
     switch (r) { // one specialised kernel per group size
-    case 1: lane_scores_r(s, qt, nl, x, ldx, nb, n, 1); break;
-    case 2: lane_scores_r(s, qt, nl, x, ldx, nb, n, 2); break;
-    case 4: lane_scores_r(s, qt, nl, x, ldx, nb, n, 4); break;
-    case 8: lane_scores_r(s, qt, nl, x, ldx, nb, n, 8); break;
-    default: lane_scores_r(s, qt, nl, x, ldx, nb, n, 16); break;
+    case 1: lane_scores_r(s, smax, nl, qt, x, ldx, nb, n, 1, a, ahead_lines); break;
+    case 2: lane_scores_r(s, smax, nl, qt, x, ldx, nb, n, 2, a, ahead_lines); break;
+    case 4: lane_scores_r(s, smax, nl, qt, x, ldx, nb, n, 4, a, ahead_lines); break;
+    case 8: lane_scores_r(s, smax, nl, qt, x, ldx, nb, n, 8, a, ahead_lines); break;
+    default: lane_scores_r(s, smax, nl, qt, x, ldx, nb, n, 16, a, ahead_lines); break;
     }
 }
 
@@ -527,17 +557,22 @@ float fg_exp_sum(float *p, int n, float m) {
     return sum;
 }
 
-void fg_lane_softmax(float *s, int nl, int nb, float scale, float *m, float *l, float *rescale) {
+void fg_lane_softmax(float *s, int nl, int nb, float scale, const float *smax, float *m, float *l, float *rescale) {
     for (int v = 0; v < nl; v += VW) {
-        v16 m0 = vload(m + v), mx = m0;
+        v16 m0 = vload(m + v), mx = m0, sum = {0};
+        if (smax) { // the block's largest raw scores: scaled (scale > 0), they are the largest scaled ones
+            v16 b = vload(smax + v) * scale;
+            mx = vselect(b > mx, mx, b);
+        } else {
+            for (int u = 0; u < nb; u++) {
+                v16 x = vload(s + (size_t)u * nl + v) * scale;
+                mx = vselect(x > mx, mx, x);
+            }
+        }
+        v16 r = vexp(m0 - mx); // m0 = -inf (nothing yet): clamped, a tiny factor on zero sums
         for (int u = 0; u < nb; u++) {
             v16 x = vload(s + (size_t)u * nl + v) * scale;
-            vstore(s + (size_t)u * nl + v, x);
-            mx = vselect(x > mx, mx, x);
-        }
-        v16 r = vexp(m0 - mx), sum = {0}; // m0 = -inf (nothing yet): clamped, a tiny factor on zero sums
-        for (int u = 0; u < nb; u++) {
-            v16 e = vexp(vload(s + (size_t)u * nl + v) - mx);
+            v16 e = vexp(x - mx);
             vstore(s + (size_t)u * nl + v, e);
             sum += e;
         }

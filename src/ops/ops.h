@@ -38,14 +38,19 @@ void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long pa, long pb
 // up to 16 (the extra lanes are zero). fg_lanes gives nl and r.
 //   fg_lane_q:       qt (ceil(n/r), nl) from the heads' queries q_h (rows at stride ldq) of n dims;
 //   fg_lane_scores:  s (nb, nl): s[u*nl + l] = dot(q_{l/r}, x_u) over n, in every lane of the head;
+//                    smax (nl, may be NULL): each lane's largest score. ahead (may be NULL):
+//                    ahead_lines cache lines from there are fetched into L1 meanwhile, spread
+//                    over the work (the next rows of a stream: a burst of prefetches stalls it);
 //   fg_lane_softmax: the online softmax of one block of scores per lane: s scaled, the running
 //                    max m (nl) raised to the block's, s = exp(s - m), l (nl) = l * rescale +
 //                    sum_u s; rescale (nl) = exp(old m - new m), to apply to the running outputs.
+//                    smax: fg_lane_scores' block maxima (saves a pass; scale > 0), or NULL.
 void fg_lanes(int H, int *nl, int *r);
 size_t fg_lane_q_floats(int H, int n); // floats fg_lane_q writes: ceil(n/r) * nl
 void fg_lane_q(float *qt, const float *q, long ldq, int H, int n);
-void fg_lane_scores(float *s, const float *qt, int H, const float *x, long ldx, int nb, int n);
-void fg_lane_softmax(float *s, int nl, int nb, float scale, float *m, float *l, float *rescale);
+void fg_lane_scores(float *s, float *smax, const float *qt, int H, const float *x, long ldx, int nb, int n,
+                    const void *ahead, int ahead_lines);
+void fg_lane_softmax(float *s, int nl, int nb, float scale, const float *smax, float *m, float *l, float *rescale);
 // p[u] *= scale for u < n; returns the largest of them and m.
 float fg_scale_max(float *p, int n, float scale, float m);
 // p[u] = exp(p[u] - m) for u < n (the softmax's vectorised exp); returns their sum.

@@ -36,6 +36,16 @@ static inline v16 vfma(v16 a, v16 b, v16 acc) {
     return acc + a * b;
 #endif
 }
+// Lane-wise max (a NaN in b is dropped, as maxps does).
+static inline v16 vmax(v16 a, v16 b) {
+#if defined(__AVX512F__)
+    return (v16)_mm512_max_ps((__m512)a, (__m512)b);
+#else
+    v16 r;
+    for (int i = 0; i < VW; i++) r[i] = a[i] > b[i] ? a[i] : b[i];
+    return r;
+#endif
+}
 // Keeps v in a register. Where several FMAs read one loaded vector, GCC folds the load into each
 // FMA as a memory operand; on Zen 4 a 512-bit load per FMA halves the FMA rate (measured: the 4 x
 // 4 dot block ran at 34% of the core's peak with the folded loads, the 4 x 64 axpy block at 52%;
