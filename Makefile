@@ -62,7 +62,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/page_html.o
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BIN      := $(if $(filter build,$(BUILD)),frugal,$(BUILD)/frugal)
 
-.PHONY: all test demo demo-rl bench bench-dist bench-gemm bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
+.PHONY: all test demo demo-rl bench bench-dist bench-gemm bench-attn bench-decode bench-tokenizer bench-distill bench-quant bench-serve fuzz clean info
 all: info $(BIN) $(TESTS)
 
 info:
@@ -131,6 +131,10 @@ bench-dist:
 
 bench-gemm: $(BUILD)/bench/bench_gemm
 	./$(BUILD)/bench/bench_gemm $(BENCH_ARGS)
+
+# The batched decode step's latent attention against the fp32 peak and streaming bandwidth (B=64, T=512).
+bench-attn: $(BUILD)/bench/bench_attn
+	./$(BUILD)/bench/bench_attn $(BENCH_ARGS)
 
 # Decode matrix-vector GB/s per weight type against the streaming bandwidth of the same run.
 bench-decode: $(BUILD)/bench/bench_decode

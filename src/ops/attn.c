@@ -229,7 +229,7 @@ static void latent_row(void *ctx, int r, int tid) {
 // block) and the spans' partials are merged per head (flash-decoding). Same math as latent_row;
 // only the summation order differs.
 // span sp's partials at lpart slot slot0 + sp; qt: the row's [q_lat | q_pe] in lane space (ops.h)
-typedef struct { const job *j; int i, t, nspans, span, slot0; const float *qt; } dec_job;
+typedef struct { const job *j; int i, t, nspans, span, slot0; const float *qt; const void *then; } dec_job;
 
 // Row i's [q_lat | q_pe] of all heads laid out in lane space in the thread's area; returns it.
 static const float *lane_qlat(const job *j, int i, int tid) {
@@ -273,6 +273,9 @@ static void dec_span(void *ctx, int sp, int tid) { // partial (o_h, m_h, l_h) of
         if (b0 + LAT_BLOCK < u1) {
             next = kv_at(kv, kv_key(kv, tab, b0 + LAT_BLOCK));
             next_lines = (int)((fg_kv_bytes(kv->type, (size_t)FG_MIN(LAT_BLOCK, u1 - b0 - LAT_BLOCK) * kw) + 63) / 64);
+        } else if (d->then) { // the span's last block: the first block of the thread's next span
+            next = d->then;
+            next_lines = (int)((fg_kv_bytes(kv->type, (size_t)LAT_BLOCK * kw) + 63) / 64);
         }
         fg_lane_scores(sc, smax, qt, H, blk, kw, nb, kw, next, next_lines);
         fg_lane_softmax(sc, nl, nb, a->scale, a->scale > 0 ? smax : NULL, m, l, rescale); // online: the running sums rescaled to the new max
@@ -314,7 +317,7 @@ static void latent_decode(const job *j, int i) {
     int nspans = FG_MIN(LAT_SPANS, (T + LAT_BLOCK - 1) / LAT_BLOCK);
     int span = ((T + nspans - 1) / nspans + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK;
     nspans = (T + span - 1) / span;
-    dec_job d = {j, i, T - 1, nspans, span, 0, NULL};
+    dec_job d = {j, i, T - 1, nspans, span, 0, NULL, NULL};
     fg_pool_for(H, dec_qlat, &d);
     d.qt = lane_qlat(j, i, 0); // once for all spans
     fg_pool_for(nspans, dec_span, &d);
@@ -327,7 +330,7 @@ static void latent_decode(const job *j, int i) {
 //      for all heads), then o_lat_h / l_h written over the row's q_lat (no longer needed);
 //   3. y_h = W_UV_h o_lat_h: per head, W_UV_h read once for all rows (fg_vdot_block).
 // Passes 1 and 3 work on runs of consecutive rows (the batch's rows are usually one run).
-typedef struct { const job *j; const int *rows; int nrows; } rows_job;
+typedef struct { const job *j; const int *rows; int nrows, nthr; } rows_job;
 
 // The length of the run of consecutive batch rows starting at rows[r].
 static int run_len(const rows_job *rj, int r) {
@@ -346,7 +349,11 @@ static void rows_qlat(const rows_job *rj, int h, int tid) {
 static void rows_span(const rows_job *rj, int r, int tid) {
     const job *j = rj->j;
     int H = j->a->H, Rkv = j->a->Rkv, kw = Rkv + j->a->Dr, i = rj->rows[r], t = j->a->pos[i];
-    dec_job d = {j, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid, lane_qlat(j, i, tid)};
+    // the row this thread likely takes next (rows go out in order, one per free thread): its first
+    // cached block is fetched during this row's last one (a wrong guess costs a few wasted fetches)
+    int nx = r + rj->nthr < rj->nrows ? rj->rows[r + rj->nthr] : -1;
+    const void *then = nx >= 0 && j->a->pos[nx] + 1 >= LAT_BLOCK ? kv_at(j->kv, kv_key(j->kv, j->a->tab[nx], 0)) : NULL;
+    dec_job d = {j, i, t, 1, (t + 1 + LAT_BLOCK - 1) / LAT_BLOCK * LAT_BLOCK, tid, lane_qlat(j, i, tid), then};
     dec_span(&d, 0, tid);
     for (int h = 0; h < H; h++) {
         const float *ph = j->S.lpart + ((size_t)tid * H + h) * (Rkv + 2);
@@ -368,9 +375,8 @@ static void rows_out(const rows_job *rj, int h, int tid) {
 }
 
 static void latent_rows(const job *j, const int *rows, int nrows, int par) {
-    rows_job rj = {j, rows, nrows};
     int H = j->a->H, nthr = FG_MIN(j->a->lim->threads, fg_max_threads());
-    (void)nthr; // read by the pragmas only
+    rows_job rj = {j, rows, nrows, par ? nthr : 1};
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (par)
     for (int h = 0; h < H; h++) rows_qlat(&rj, h, fg_thread_id());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthr) if (par)
