@@ -258,12 +258,12 @@ static void lane_scores_r(float *s, float *mx, int nl, const float *qt, const fl
         for (; b0 + LANE_ROWS <= nb; b0 += LANE_ROWS, k++) {
             int na = v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per));
             lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, LANE_ROWS, n, r,
-                       ahead + (size_t)k * per * 64, na);
+                       na ? ahead + (size_t)k * per * 64 : NULL, na);
         }
         if (b0 < nb) {
             int na = v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per));
             lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, nb - b0, n, r,
-                       ahead + (size_t)k * per * 64, na);
+                       na ? ahead + (size_t)k * per * 64 : NULL, na);
         }
     }
 }
