@@ -394,7 +394,7 @@ typedef struct {
     double cache_bytes;                             // distill: teacher cache size (0 = none)
     double rollout_flops, reference_flops;          // rl: sampling (+ the sampling policy's log-probs) and reference forwards
     // Over MPI (docs/distributed.md): the last segment's layout, the bytes rank 0 sent over the run
-    // by kind (all-reduce, all-gather, all-to-all, broadcast; every segment), and the cost model's
+    // by kind (FG_COMM_*: all-reduce, all-gather, all-to-all; every segment), and the cost model's
     // count per step for the layout (fg_cost_comm). ranks 0: one process, no section.
     int ranks, ep, zero;
     double comm_bytes[FG_COMM_KINDS], comm_analytic_step[FG_COMM_KINDS];

@@ -72,5 +72,7 @@ void fg_cost_comm(fg_comm_cost *o, const fg_comm_plan *p, const fg_link *link) {
     int ar = (int)ceil(dense * b / bucket) + (experts > 0 && rep > 1 ? (int)ceil(experts * b / bucket) : 0);
     o->collectives = ar + (p->zero ? 1 : 0) + (ep > 1 ? 4 * p->moe_layers : 0);
     double hops = ar * 2 * (P - 1) + (p->zero ? P - 1 : 0) + (ep > 1 ? 4.0 * p->moe_layers * (ep - 1) : 0);
-    if (link) o->seconds = (o->bytes[0] + o->bytes[1] + o->bytes[2]) / (link->gbs * 1e9) + hops * link->latency_us * 1e-6;
+    double bytes = 0;
+    for (int k = 0; k < FG_COMM_KINDS; k++) bytes += o->bytes[k];
+    if (link) o->seconds = bytes / (link->gbs * 1e9) + hops * link->latency_us * 1e-6;
 }

@@ -203,7 +203,6 @@ int fg_comm_alltoall_i32(const int *send, int *recv, int n) {
     return err == MPI_SUCCESS ? 0 : mpi_fail(err, "all-to-all (counts)");
 }
 
-
 #else // one process: every collective is the identity
 
 // Ranks a launcher says it started (0: none). mpirun/srun set these in every process they start,
@@ -259,6 +258,5 @@ int fg_comm_alltoall_i32(const int *send, int *recv, int n) {
     memmove(recv, send, sizeof(int) * (size_t)n);
     return 0;
 }
-
 
 #endif

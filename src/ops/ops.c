@@ -244,7 +244,7 @@ static inline __attribute__((always_inline)) void lane_block(float *s, float *mx
     for (int u = 0; u < m; u++) {
         v16 sc = lane_group_sum(acc[u], r);
         vstore(s + (size_t)u * nl + (size_t)v * VW, sc);
-        top = vmax(top, sc);
+        top = vmax(sc, top);
     }
     vstore(mx + (size_t)v * VW, top);
 }
@@ -255,16 +255,18 @@ static void lane_scores_r(float *s, float *mx, int nl, const float *qt, const fl
     int nblk = (nb + LANE_ROWS - 1) / LANE_ROWS, per = (nahead + nblk - 1) / nblk;
     for (int v = 0; v < nl / VW; v++) {
         int b0 = 0, k = 0;
+#define FETCH_SHARE (v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per))) // block k's lines of `ahead`
+#define FETCH_AT(na) ((na) ? ahead + (size_t)k * per * 64 : NULL)
         for (; b0 + LANE_ROWS <= nb; b0 += LANE_ROWS, k++) {
-            int na = v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per));
-            lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, LANE_ROWS, n, r,
-                       na ? ahead + (size_t)k * per * 64 : NULL, na);
+            int na = FETCH_SHARE;
+            lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, LANE_ROWS, n, r, FETCH_AT(na), na);
         }
         if (b0 < nb) {
-            int na = v ? 0 : FG_MAX(0, FG_MIN(per, nahead - k * per));
-            lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, nb - b0, n, r,
-                       na ? ahead + (size_t)k * per * 64 : NULL, na);
+            int na = FETCH_SHARE;
+            lane_block(s + (size_t)b0 * nl, mx, nl, qt, v, x + (size_t)b0 * ldx, ldx, nb - b0, n, r, FETCH_AT(na), na);
         }
+#undef FETCH_SHARE
+#undef FETCH_AT
     }
 }
 
@@ -272,8 +274,6 @@ void fg_lane_scores(float *s, float *smax, const float *qt, int H, const float *
                     const void *ahead, int ahead_lines) {
     int nl, r;
     fg_lanes(H, &nl, &r);
-    float spare[nl];
-    if (!smax) smax = spare;
     for (int l = 0; l < nl; l++) smax[l] = -INFINITY;
     const char *a = ahead;
     if (!a) ahead_lines = 0;
@@ -561,13 +561,9 @@ void fg_lane_softmax(float *s, int nl, int nb, float scale, const float *smax, f
     for (int v = 0; v < nl; v += VW) {
         v16 m0 = vload(m + v), mx = m0, sum = {0};
         if (smax) { // the block's largest raw scores: scaled (scale > 0), they are the largest scaled ones
-            v16 b = vload(smax + v) * scale;
-            mx = vselect(b > mx, mx, b);
+            mx = vmax(vload(smax + v) * scale, mx);
         } else {
-            for (int u = 0; u < nb; u++) {
-                v16 x = vload(s + (size_t)u * nl + v) * scale;
-                mx = vselect(x > mx, mx, x);
-            }
+            for (int u = 0; u < nb; u++) mx = vmax(vload(s + (size_t)u * nl + v) * scale, mx);
         }
         v16 r = vexp(m0 - mx); // m0 = -inf (nothing yet): clamped, a tiny factor on zero sums
         for (int u = 0; u < nb; u++) {

@@ -38,7 +38,7 @@ void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long pa, long pb
 // up to 16 (the extra lanes are zero). fg_lanes gives nl and r.
 //   fg_lane_q:       qt (ceil(n/r), nl) from the heads' queries q_h (rows at stride ldq) of n dims;
 //   fg_lane_scores:  s (nb, nl): s[u*nl + l] = dot(q_{l/r}, x_u) over n, in every lane of the head;
-//                    smax (nl, may be NULL): each lane's largest score. ahead (may be NULL):
+//                    smax (nl): each lane's largest score. ahead (may be NULL):
 //                    ahead_lines cache lines from there are fetched into L1 meanwhile, spread
 //                    over the work (the next rows of a stream: a burst of prefetches stalls it);
 //   fg_lane_softmax: the online softmax of one block of scores per lane: s scaled, the running

@@ -36,7 +36,7 @@ static inline v16 vfma(v16 a, v16 b, v16 acc) {
     return acc + a * b;
 #endif
 }
-// Lane-wise max (a NaN in b is dropped, as maxps does).
+// Lane-wise max; where either is NaN, b (maxps's rule): vmax(x, m) keeps m when x is NaN.
 static inline v16 vmax(v16 a, v16 b) {
 #if defined(__AVX512F__)
     return (v16)_mm512_max_ps((__m512)a, (__m512)b);
