@@ -8,11 +8,21 @@
 #ifndef FG_OPS_VEC_H
 #define FG_OPS_VEC_H
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
 #endif
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
+// AVX2 (no AVX-512): a v16 lives in two ymm registers; its halves, for the operations the vector
+// extensions do not fuse (FMA) or lower well (broadcast, max). __builtin_shufflevector keeps
+// them in registers (a union or memcpy would go through the stack).
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define FG_V16_AVX2 1
+typedef float v8f __attribute__((vector_size(32)));
+#define V16_LO(v) ((__m256)__builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7))
+#define V16_HI(v) ((__m256)__builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15))
+#define V16_JOIN(lo, hi) ((v16)__builtin_shufflevector((v8f)(lo), (v8f)(hi), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#endif
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define VW 16
 
@@ -23,6 +33,9 @@ static inline void vstore(float *p, v16 v) { *(v16u *)p = v; }
 static inline v16 vbcast(float x) {
 #if defined(__AVX512F__)
     return (v16)_mm512_set1_ps(x);
+#elif defined(FG_V16_AVX2)
+    __m256 h = _mm256_set1_ps(x);
+    return V16_JOIN(h, h);
 #else
     return (v16){0} + x;
 #endif
@@ -32,6 +45,8 @@ static inline v16 vbcast(float x) {
 static inline v16 vfma(v16 a, v16 b, v16 acc) {
 #if defined(__AVX512F__)
     return (v16)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)acc);
+#elif defined(FG_V16_AVX2)
+    return V16_JOIN(_mm256_fmadd_ps(V16_LO(a), V16_LO(b), V16_LO(acc)), _mm256_fmadd_ps(V16_HI(a), V16_HI(b), V16_HI(acc)));
 #else
     return acc + a * b;
 #endif
@@ -40,6 +55,8 @@ static inline v16 vfma(v16 a, v16 b, v16 acc) {
 static inline v16 vmax(v16 a, v16 b) {
 #if defined(__AVX512F__)
     return (v16)_mm512_max_ps((__m512)a, (__m512)b);
+#elif defined(FG_V16_AVX2)
+    return V16_JOIN(_mm256_max_ps(V16_LO(a), V16_LO(b)), _mm256_max_ps(V16_HI(a), V16_HI(b)));
 #else
     v16 r;
     for (int i = 0; i < VW; i++) r[i] = a[i] > b[i] ? a[i] : b[i];
@@ -79,6 +96,12 @@ static inline v16 vbcast_chunk(const float *p, int r) {
 static inline float vsum(v16 v) {
 #if defined(__AVX512F__)
     return _mm512_reduce_add_ps((__m512)v);
+#elif defined(FG_V16_AVX2)
+    __m256 h = _mm256_add_ps(V16_LO(v), V16_HI(v));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_movehdup_ps(q));
+    return _mm_cvtss_f32(q);
 #else
     float s[VW];
     for (int i = 0; i < VW; i++) s[i] = v[i];
