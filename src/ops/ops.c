@@ -119,6 +119,36 @@ void fg_vdot_block(float *out, long ldo, const float *q, long ldq, int na, const
             for (int b = b0; b < nb; b++) out[(size_t)a * ldo + b] = fg_vdot(q + (size_t)a * ldq, x + (size_t)b * ldx, n);
         a0 = na;
     }
+#elif defined(FG_V16_AVX2)
+    // AVX2: 2 q rows x 4 x rows in 8 accumulators (each x row loaded once for both q rows; 16 ymm
+    // registers hold no 4 x 4 block); a last odd q row as 1 x 4.
+    int n8 = n / 8 * 8;
+    for (; a0 < na && nb >= 4; a0 += 2) {
+        int two = a0 + 1 < na, b0 = 0;
+        const float *q0 = q + (size_t)a0 * ldq, *q1 = two ? q0 + ldq : q0;
+        for (; b0 + 4 <= nb; b0 += 4) {
+            __m256 acc[2][4];
+            for (int k = 0; k < 4; k++) acc[0][k] = acc[1][k] = _mm256_setzero_ps();
+            const float *xb = x + (size_t)b0 * ldx;
+            for (int i = 0; i < n8; i += 8) {
+                __m256 qa = _mm256_loadu_ps(q0 + i), qb = _mm256_loadu_ps(q1 + i);
+                for (int k = 0; k < 4; k++) {
+                    __m256 xv = _mm256_loadu_ps(xb + k * ldx + i);
+                    acc[0][k] = _mm256_fmadd_ps(qa, xv, acc[0][k]);
+                    acc[1][k] = _mm256_fmadd_ps(qb, xv, acc[1][k]);
+                }
+            }
+            for (int a = 0; a < 1 + two; a++)
+                for (int k = 0; k < 4; k++) {
+                    const float *qa = a ? q1 : q0;
+                    float t = hsum8(acc[a][k]);
+                    for (int i = n8; i < n; i++) t += qa[i] * xb[k * ldx + i];
+                    out[(size_t)(a0 + a) * ldo + b0 + k] = t;
+                }
+        }
+        for (int a = a0; a < FG_MIN(na, a0 + 2); a++)
+            for (int b = b0; b < nb; b++) out[(size_t)a * ldo + b] = fg_vdot(q + (size_t)a * ldq, x + (size_t)b * ldx, n);
+    }
 #endif
     for (; a0 < na; a0++)
         for (int b = 0; b < nb; b++) out[(size_t)a0 * ldo + b] = fg_vdot(q + (size_t)a0 * ldq, x + (size_t)b * ldx, n);
@@ -130,6 +160,29 @@ void fg_vaxpy_block(float *y, long ldy, int na, const float *p, long pa, long pb
         float *ya = y + (size_t)a0 * ldy;
         const float *pr = p + (size_t)a0 * pa;
         int c = 0;
+#if defined(FG_V16_AVX2)
+        // AVX2: 4 y rows x 16 columns in 8 ymm accumulators (a 4 x 64 block would need 32)
+        for (; c + 16 <= n; c += 16) {
+            __m256 acc[4][2];
+            for (int a = 0; a < 4; a++) {
+                acc[a][0] = _mm256_loadu_ps(ya + a * ldy + c);
+                acc[a][1] = _mm256_loadu_ps(ya + a * ldy + c + 8);
+            }
+            for (int b = 0; b < nb; b++) {
+                const float *xb = x + (size_t)b * ldx + c;
+                __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+                for (int a = 0; a < 4; a++) {
+                    __m256 pv = _mm256_broadcast_ss(pr + a * pa + b * pb);
+                    acc[a][0] = _mm256_fmadd_ps(pv, x0, acc[a][0]);
+                    acc[a][1] = _mm256_fmadd_ps(pv, x1, acc[a][1]);
+                }
+            }
+            for (int a = 0; a < 4; a++) {
+                _mm256_storeu_ps(ya + a * ldy + c, acc[a][0]);
+                _mm256_storeu_ps(ya + a * ldy + c + 8, acc[a][1]);
+            }
+        }
+#endif
         for (; c + 4 * VW <= n; c += 4 * VW) {
             v16 acc[4][4];
             for (int a = 0; a < 4; a++)
@@ -201,6 +254,13 @@ static inline v16 lane_group_sum(v16 v, int r) {
     if (r >= 8) x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0xB1));    // swap 128-bit chunks
     if (r >= 16) x = _mm512_add_ps(x, _mm512_shuffle_f32x4(x, x, 0x4E));   // swap 256-bit halves
     return (v16)x;
+#elif defined(FG_V16_AVX2)
+    __m256 lo = V16_LO(v), hi = V16_HI(v);
+    if (r >= 2) { lo = _mm256_add_ps(lo, _mm256_permute_ps(lo, 0xB1)); hi = _mm256_add_ps(hi, _mm256_permute_ps(hi, 0xB1)); }
+    if (r >= 4) { lo = _mm256_add_ps(lo, _mm256_permute_ps(lo, 0x4E)); hi = _mm256_add_ps(hi, _mm256_permute_ps(hi, 0x4E)); }
+    if (r >= 8) { lo = _mm256_add_ps(lo, _mm256_permute2f128_ps(lo, lo, 1)); hi = _mm256_add_ps(hi, _mm256_permute2f128_ps(hi, hi, 1)); }
+    if (r >= 16) { lo = _mm256_add_ps(lo, hi); hi = lo; }
+    return V16_JOIN(lo, hi);
 #else
     float t[VW], o[VW];
     for (int i = 0; i < VW; i++) t[i] = v[i];
@@ -212,7 +272,11 @@ static inline v16 lane_group_sum(v16 v, int r) {
 #endif
 }
 
+#if defined(FG_V16_AVX2)
+#define LANE_ROWS 4 // AVX2: a v16 is two of the 16 ymm registers, so 4 accumulators (8 ymm)
+#else
 #define LANE_ROWS 8 // cached rows per register block: 8 accumulators, one broadcast load per FMA
+#endif
 
 // Rows b0 .. b0+m-1 (m <= LANE_ROWS) of x against lane vector v of qt: per group of r dims, one
 // load of qt and m broadcasts. The tail of n (not a whole group) goes through a zero-padded copy,

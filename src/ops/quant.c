@@ -179,6 +179,35 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
             out[r] = _mm512_reduce_add_ps(a0); out[r + 1] = _mm512_reduce_add_ps(a1);
         }
     }
+#elif defined(FG_V16_AVX2)
+    // AVX2 (16 ymm registers): 4 rows x 2 accumulators each (8 chains), x loaded once for the 4;
+    // bf16 widened in place (8 at a time: zero-extend to 32 bits, shift into the high half).
+    if ((type == FG_F32 || type == FG_BF16) && IN % 16 == 0) {
+        int bf = type == FG_BF16;
+        for (; r + 4 <= r1; r += 4) {
+            const uint8_t *wr[4] = {w + (size_t)r * rb, w + (size_t)(r + 1) * rb, w + (size_t)(r + 2) * rb, w + (size_t)(r + 3) * rb};
+            __m256 acc[4][2];
+            for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm256_setzero_ps();
+            for (int i = 0; i < IN; i += 16) {
+                __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+                for (int k = 0; k < 4; k++) {
+                    __m256 w0, w1;
+                    if (bf) {
+                        __m256i h = _mm256_loadu_si256((const __m256i *)(wr[k] + 2 * (size_t)i));
+                        w0 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)), 16));
+                        w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)), 16));
+                    } else {
+                        w0 = _mm256_loadu_ps((const float *)wr[k] + i);
+                        w1 = _mm256_loadu_ps((const float *)wr[k] + i + 8);
+                    }
+                    acc[k][0] = _mm256_fmadd_ps(w0, x0, acc[k][0]);
+                    acc[k][1] = _mm256_fmadd_ps(w1, x1, acc[k][1]);
+                }
+            }
+            for (int k = 0; k < 4; k++) out[r + k] = hsum8(_mm256_add_ps(acc[k][0], acc[k][1]));
+        }
+    }
+    (void)xperm;
 #endif
     for (; r < r1; r++) // the reference (and the tails)
         out[r] = type == FG_F32 ? fg_vdot(x, (const float *)(w + (size_t)r * rb), IN) : qdot(x, w + (size_t)r * rb, IN, type);

@@ -22,6 +22,12 @@ typedef float v8f __attribute__((vector_size(32)));
 #define V16_LO(v) ((__m256)__builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7))
 #define V16_HI(v) ((__m256)__builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15))
 #define V16_JOIN(lo, hi) ((v16)__builtin_shufflevector((v8f)(lo), (v8f)(hi), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+// The sum of the 8 lanes, as a tree (vsum's order on its two halves).
+static inline float hsum8(__m256 h) {
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
 #endif
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define VW 16
@@ -84,6 +90,16 @@ static inline v16 vbcast_chunk(const float *p, int r) {
     case 8: return (v16)_mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)p)));
     default: return vload(p);
     }
+#elif defined(FG_V16_AVX2)
+    __m256 h;
+    switch (r) {
+    case 1: h = _mm256_broadcast_ss(p); break;
+    case 2: h = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)p)); break;
+    case 4: h = _mm256_broadcast_ps((const __m128 *)p); break;
+    case 8: h = _mm256_loadu_ps(p); break;
+    default: return vload(p);
+    }
+    return V16_JOIN(h, h);
 #else
     v16 v;
     for (int i = 0; i < VW; i++) v[i] = p[i % r];
@@ -97,11 +113,7 @@ static inline float vsum(v16 v) {
 #if defined(__AVX512F__)
     return _mm512_reduce_add_ps((__m512)v);
 #elif defined(FG_V16_AVX2)
-    __m256 h = _mm256_add_ps(V16_LO(v), V16_HI(v));
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    q = _mm_add_ss(q, _mm_movehdup_ps(q));
-    return _mm_cvtss_f32(q);
+    return hsum8(_mm256_add_ps(V16_LO(v), V16_HI(v)));
 #else
     float s[VW];
     for (int i = 0; i < VW; i++) s[i] = v[i];
