@@ -11,10 +11,10 @@
 // and high nibbles the values 32..63 and 96..127, so the permuted x lines up with both halves
 // without shuffling the weights. Q6_K and Q8_0 keep natural order.
 //
-// Two implementations of every kernel: the portable one (plain C over the same integers: the
-// reference) and an AVX-512 VNNI one (vpdpbusd: unsigned weights x signed activations, 64 products
-// per instruction), picked at run time. Integer sums are exact in both, so the two differ only in
-// the order of the final float sums.
+// Three implementations of every kernel: the portable one (plain C over the same integers: the
+// reference), an AVX-512 VNNI one (vpdpbusd: unsigned weights x signed activations, 64 products
+// per instruction) and an AVX2 one (vpmaddubsw + vpmaddwd), picked at run time. Integer sums are
+// exact in all three, so they differ only in the order of the final float sums.
 #include "ops/quant.h"
 
 #include <math.h>
@@ -326,6 +326,112 @@ static int have_vnni(void) { // (declared above)
 }
 #endif
 
+// ---- AVX2 (no AVX-512: Zen 1-3, Intel since Haswell) -----------------------------------------
+// vpmaddubsw (unsigned x signed bytes, adjacent pairs summed to int16) in place of vpdpbusd, and
+// vpmaddwd with the scales (or ones) to int32, llama.cpp's AVX2 scheme. No int16 sum saturates:
+// a pair is at most 2 * 128 * 127 = 32512 (Q8_0's |w|), 2 * 15 * 127 (Q4_K), 2 * 31 * 127 (Q5_K)
+// or 2 * 32 * 127 (Q6_K's q - 32).
+#ifdef KQ_X86
+#define KQ2_TARGET __attribute__((target("avx2,fma,f16c")))
+
+KQ2_TARGET static inline float hsum8_avx2(__m256 v) {
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+KQ2_TARGET static inline float half_f16c(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+// One Q8_0 block per step: |w| times x with w's sign moved onto it.
+KQ2_TARGET static float dot_q8_0_avx2(const uint8_t *row, const fg_xq *x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < x->IN / 32; b++) {
+        const uint8_t *blk = row + (size_t)b * 34;
+        __m256i w = _mm256_loadu_si256((const __m256i *)(blk + 2)), xv = _mm256_loadu_si256((const __m256i *)(x->q + 32 * b));
+        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_f16c(blk) * x->d[b]), acc);
+    }
+    return hsum8_avx2(acc);
+}
+
+// Q4_K / Q5_K: per 128 values two 32-byte loads of nibbles; in the load at byte 32h of the 128's
+// 64, low nibbles are sub-block 2h of the 128 (x at 32h, permuted), high nibbles 2h + 1 (x at 64 + 32h).
+KQ2_TARGET static float dot_q45_k_avx2(const uint8_t *row, const fg_xq *x, int five) {
+    int bb = five ? 176 : 144;
+    const __m256i m4 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 mins = _mm_setzero_ps();
+    for (int b = 0; b < x->IN / 256; b++) {
+        const uint8_t *blk = row + (size_t)b * bb, *qs = blk + (five ? 48 : 16);
+        uint8_t sm[16];
+        fg_k_unpack_scales(blk + 4, sm);
+        __m128i mv = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sm + 8))),
+                                    _mm_loadu_si128((const __m128i *)(x->s32 + 8 * b)));
+        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(blk + 16)) : _mm256_setzero_si256();
+        __m256i isum = _mm256_setzero_si256();
+        for (int p = 0; p < 2; p++)
+            for (int h = 0; h < 2; h++) {
+                int j = 4 * p + 2 * h; // sub-blocks j (low nibbles) and j + 1 (high)
+                __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 64 * p + 32 * h));
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if (five) {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j), one), 4));
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, j + 1), one), 4));
+                }
+                const int8_t *xq = x->q + 256 * b + 128 * p + 32 * h;
+                __m256i dlo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)xq));
+                __m256i dhi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 64)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(dlo, _mm256_set1_epi16(sm[j])));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(dhi, _mm256_set1_epi16(sm[j + 1])));
+            }
+        float dx = x->d[b];
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(half_f16c(blk) * dx), acc);
+        mins = _mm_fmadd_ps(_mm_cvtepi32_ps(mv), _mm_set1_ps(half_f16c(blk + 2) * dx), mins);
+    }
+    __m128 m2 = _mm_add_ps(mins, _mm_movehl_ps(mins, mins));
+    return hsum8_avx2(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+}
+
+// Q6_K: per 128 values (half h) ql's two 32-byte loads and qh's one give the four quarters k of
+// 32 in natural order (k = 0, 1: low nibbles of the loads; 2, 3: high; qh's bit pair k); (q - 32)
+// x summed in pairs, then times the scale of each 16 values (the two 128-bit lanes).
+KQ2_TARGET static float dot_q6_k_avx2(const uint8_t *row, const fg_xq *x) {
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < x->IN / 256; b++) {
+        const uint8_t *blk = row + (size_t)b * 210;
+        const int8_t *sc = (const int8_t *)(blk + 192);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i qa = _mm256_loadu_si256((const __m256i *)(blk + 64 * h)), qb = _mm256_loadu_si256((const __m256i *)(blk + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(blk + 128 + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                __m256i l = k & 1 ? qb : qa;
+                if (k >= 2) l = _mm256_srli_epi16(l, 4);
+                __m256i q = _mm256_or_si256(_mm256_and_si256(l, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), m3), 4));
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x->q + 256 * b + 128 * h + 32 * k));
+                __m256i d = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xv), _mm256_maddubs_epi16(c32, xv));
+                int i = 8 * h + 2 * k; // the scales of values 16i..16i+15 and the next 16
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(d, _mm256_set_m128i(_mm_set1_epi16(sc[i + 1]), _mm_set1_epi16(sc[i]))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(half_f16c(blk + 208) * x->d[b]), acc);
+    }
+    return hsum8_avx2(acc);
+}
+
+static int have_avx2(void) {
+    static int v = -1;
+    if (v < 0) v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return v;
+}
+#endif
+
 void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *bias, int r0, int r1) {
     size_t rb = fg_qrow_bytes(x->type, x->IN);
 #ifdef KQ_X86
@@ -334,6 +440,14 @@ void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *b
             const uint8_t *row = w + (size_t)r * rb;
             out[r] = x->type == FG_Q8_0 ? dot_q8_0_vnni(row, x) : x->type == FG_Q6_K ? dot_q6_k_vnni(row, x)
                                                                  : dot_q45_k_vnni(row, x, x->type == FG_Q5_K);
+        }
+        goto bias;
+    }
+    if (fg_xq_fast && have_avx2()) {
+        for (int r = r0; r < r1; r++) {
+            const uint8_t *row = w + (size_t)r * rb;
+            out[r] = x->type == FG_Q8_0 ? dot_q8_0_avx2(row, x) : x->type == FG_Q6_K ? dot_q6_k_avx2(row, x)
+                                                                 : dot_q45_k_avx2(row, x, x->type == FG_Q5_K);
         }
         goto bias;
     }
