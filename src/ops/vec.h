@@ -32,8 +32,15 @@ static inline float hsum8(__m256 h) {
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define VW 16
 
+#if defined(FG_V16_AVX2)
+// Two ymm loads / stores: gcc 12 lowers the 64-byte may_alias access on AVX2 into one ymm load and
+// 8 scalar inserts for the other half, and keeps accumulators in memory around it.
+static inline v16 vload(const float *p) { return V16_JOIN(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)); }
+static inline void vstore(float *p, v16 v) { _mm256_storeu_ps(p, V16_LO(v)); _mm256_storeu_ps(p + 8, V16_HI(v)); }
+#else
 static inline v16 vload(const float *p) { return *(const v16u *)p; }
 static inline void vstore(float *p, v16 v) { *(v16u *)p = v; }
+#endif
 // x in every lane: a broadcast (straight from memory when x is loaded), not `(v16){0} + x`,
 // which GCC lowers to a scalar add and a register broadcast, a shuffle competing with the FMAs.
 static inline v16 vbcast(float x) {
