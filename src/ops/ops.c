@@ -306,6 +306,51 @@ static inline v16 lane_group_sum(v16 v, int r) {
 // so no row is read past its end. Inlined with m = LANE_ROWS (a constant: the loop unrolls into
 // 8 accumulators) for whole blocks, with the remainder's m for the last. Meanwhile, one line of
 // `ahead` per group (at most nahead) is fetched into L1; mx (lane vector v) is raised to the scores.
+#if defined(FG_V16_AVX2)
+// r consecutive floats broadcast across a ymm (r in {1, 2, 4, 8}: one load), or 8 of 16 (r = 16)
+static inline __m256 bcast8(const float *p, int r, int half) {
+    switch (r) {
+    case 1: return _mm256_broadcast_ss(p);
+    case 2: return _mm256_castpd_ps(_mm256_broadcast_sd((const double *)p));
+    case 4: return _mm256_broadcast_ps((const __m128 *)p);
+    case 8: return _mm256_loadu_ps(p);
+    default: return _mm256_loadu_ps(p + 8 * half);
+    }
+}
+
+// The v16 kernel below on ymm halves (a loop-carried v16 stays in memory on AVX2: vec.h): the
+// same FMAs in the same order, lane for lane.
+static inline __attribute__((always_inline)) void lane_block(float *s, float *mx, int nl, const float *qt, int v,
+                                                             const float *x, long ldx, int m, int n, const int r,
+                                                             const char *ahead, int nahead) {
+    __m256 acc[LANE_ROWS][2];
+    for (int u = 0; u < LANE_ROWS; u++) acc[u][0] = acc[u][1] = _mm256_setzero_ps();
+    int ng = n / r, d = 0;
+    const float *qv = qt + (size_t)v * VW;
+    for (int g = 0; g < ng; g++, d += r) {
+        if (g < nahead) __builtin_prefetch(ahead + (size_t)g * 64, 0, 3);
+        __m256 q0 = _mm256_loadu_ps(qv + (size_t)g * nl), q1 = _mm256_loadu_ps(qv + (size_t)g * nl + 8);
+        for (int u = 0; u < m; u++) {
+            acc[u][0] = _mm256_fmadd_ps(bcast8(x + u * ldx + d, r, 0), q0, acc[u][0]);
+            acc[u][1] = _mm256_fmadd_ps(bcast8(x + u * ldx + d, r, 1), q1, acc[u][1]);
+        }
+    }
+    if (d < n) {
+        __m256 q0 = _mm256_loadu_ps(qv + (size_t)ng * nl), q1 = _mm256_loadu_ps(qv + (size_t)ng * nl + 8);
+        for (int u = 0; u < m; u++) {
+            float t[VW] = {0};
+            memcpy(t, x + u * ldx + d, sizeof(float) * (size_t)(n - d));
+            acc[u][0] = _mm256_fmadd_ps(bcast8(t, r, 0), q0, acc[u][0]);
+            acc[u][1] = _mm256_fmadd_ps(bcast8(t, r, 1), q1, acc[u][1]);
+        }
+    }
+    for (int u = 0; u < m; u++) {
+        v16 sc = lane_group_sum(V16_JOIN(acc[u][0], acc[u][1]), r);
+        vstore(s + (size_t)u * nl + (size_t)v * VW, sc);
+        vstore(mx + (size_t)v * VW, vmax(sc, vload(mx + (size_t)v * VW)));
+    }
+}
+#else
 static inline __attribute__((always_inline)) void lane_block(float *s, float *mx, int nl, const float *qt, int v,
                                                              const float *x, long ldx, int m, int n, const int r,
                                                              const char *ahead, int nahead) {
@@ -335,6 +380,8 @@ static inline __attribute__((always_inline)) void lane_block(float *s, float *mx
     }
     vstore(mx + (size_t)v * VW, top);
 }
+
+#endif
 
 // `ahead` is spread over the blocks of the first lane vector (the rows' loop).
 static void lane_scores_r(float *s, float *mx, int nl, const float *qt, const float *x, long ldx, int nb, int n,
