@@ -675,13 +675,13 @@ float fg_scale_max(float *p, int n, float scale, float m) {
 
 float fg_exp_sum(float *p, int n, float m) {
     int n16 = n & ~(VW - 1), tail = n - n16;
-    v16 vs = {0};
+    vacc vs = vacc_zero();
     for (int u = 0; u < n16; u += VW) {
         v16 e = vexp(vload(p + u) - m);
         vstore(p + u, e);
-        vs += e;
+        vs = vacc_add(vs, e);
     }
-    float sum = vsum(vs);
+    float sum = vsum(vacc_get(vs));
     if (tail) {
         float t[VW];
         for (int i = 0; i < VW; i++) t[i] = i < tail ? p[n16 + i] : m;
@@ -693,7 +693,8 @@ float fg_exp_sum(float *p, int n, float m) {
 
 void fg_lane_softmax(float *s, int nl, int nb, float scale, const float *smax, float *m, float *l, float *rescale) {
     for (int v = 0; v < nl; v += VW) {
-        v16 m0 = vload(m + v), mx = m0, sum = {0};
+        v16 m0 = vload(m + v), mx = m0;
+        vacc sum = vacc_zero();
         if (smax) { // the block's largest raw scores: scaled (scale > 0), they are the largest scaled ones
             mx = vmax(vload(smax + v) * scale, mx);
         } else {
@@ -704,9 +705,9 @@ void fg_lane_softmax(float *s, int nl, int nb, float scale, const float *smax, f
             v16 x = vload(s + (size_t)u * nl + v) * scale;
             v16 e = vexp(x - mx);
             vstore(s + (size_t)u * nl + v, e);
-            sum += e;
+            sum = vacc_add(sum, e);
         }
-        vstore(l + v, vload(l + v) * r + sum);
+        vstore(l + v, vload(l + v) * r + vacc_get(sum));
         vstore(m + v, mx);
         vstore(rescale + v, r);
     }

@@ -64,6 +64,20 @@ static inline v16 vfma(v16 a, v16 b, v16 acc) {
     return acc + a * b;
 #endif
 }
+// A running sum of v16s across a loop: on AVX2 two ymm values (a loop-carried v16 would stay in
+// memory there, with scalar inserts: see vload), elsewhere the v16 itself. Same adds, same order.
+#if defined(FG_V16_AVX2)
+typedef struct { __m256 lo, hi; } vacc;
+static inline vacc vacc_zero(void) { return (vacc){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+static inline vacc vacc_add(vacc a, v16 x) { return (vacc){_mm256_add_ps(a.lo, V16_LO(x)), _mm256_add_ps(a.hi, V16_HI(x))}; }
+static inline v16 vacc_get(vacc a) { return V16_JOIN(a.lo, a.hi); }
+#else
+typedef v16 vacc;
+static inline vacc vacc_zero(void) { return (v16){0}; }
+static inline vacc vacc_add(vacc a, v16 x) { return a + x; }
+static inline v16 vacc_get(vacc a) { return a; }
+#endif
+
 // Lane-wise max; where either is NaN, b (maxps's rule): vmax(x, m) keeps m when x is NaN.
 static inline v16 vmax(v16 a, v16 b) {
 #if defined(__AVX512F__)
