@@ -245,6 +245,11 @@ int main(void) {
     int old = fg_gemm_force_generic(1);
     run_cases(1, &r);
     fg_gemm_force_generic(old);
+    if (strcmp(fg_gemm_kernel_name(FG_F32), "avx512") == 0) { // an AVX-512 CPU runs the AVX2 kernels too
+        old = fg_gemm_force_avx2(1);
+        if (strcmp(fg_gemm_kernel_name(FG_F32), "avx2") == 0) run_cases(1, &r);
+        fg_gemm_force_avx2(old);
+    }
     old = fg_gemm_amx_emulate(1);
     run_cases(0, &r);
     fg_gemm_amx_emulate(-1);

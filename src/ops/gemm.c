@@ -62,9 +62,10 @@
 #define prefetch_panel(b, ahead) do { _mm_prefetch((const char *)(b) + (ahead), _MM_HINT_T0); \
         _mm_prefetch((const char *)(b) + (ahead) + 64, _MM_HINT_T0); } while (0)
 
-static int force_generic, amx_emulate;
+static int force_generic, force_avx2, amx_emulate;
 
 int fg_gemm_force_generic(int on) { int old = force_generic; force_generic = on; return old; }
+int fg_gemm_force_avx2(int on) { int old = force_avx2; force_avx2 = on; return old; }
 int fg_gemm_amx_emulate(int on) { int old = amx_emulate; amx_emulate = on; return old; }
 
 // The bf16 tile kernel to run: 0 none, 1 the AMX instructions, 2 their emulator.
@@ -78,7 +79,7 @@ static int cpu_avx512(void) {
 #ifdef FG_X86
     static int v = -1;
     if (v < 0) v = __builtin_cpu_supports("avx512f");
-    return v && !force_generic;
+    return v && !force_generic && !force_avx2;
 #else
     return 0;
 #endif
@@ -98,7 +99,7 @@ static int cpu_avx512bf16(void) {
 #ifdef FG_X86
     static int v = -1;
     if (v < 0) v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-    return v && !force_generic;
+    return v && !force_generic && !force_avx2;
 #else
     return 0;
 #endif

@@ -50,6 +50,9 @@ const char *fg_gemm_kernel_name(int prec);
 // Forces the portable kernels (tests compare them against the fast ones), AMX included. Returns the
 // old value.
 int fg_gemm_force_generic(int on);
+// Runs the AVX2 kernels where the CPU also has AVX-512 (tests: both vector widths on one machine).
+// Returns the old value.
+int fg_gemm_force_avx2(int on);
 // The bf16 AMX tile kernel: 1 runs it on amx.c's C emulator of the tile instructions on any CPU
 // (tests: the packing, tiling and tails of the AMX path everywhere); 0 (default) runs it on the
 // hardware where fg_amx_usable() says so; -1 turns it off (the AVX512-BF16 kernel even on an AMX

@@ -119,7 +119,7 @@ KQ_TARGET static void xq_quantize_avx512(fg_xq *v, const float *x) {
 
 void fg_xq_quantize(fg_xq *v, const float *x) {
 #ifdef KQ_X86
-    if (fg_xq_fast && have_vnni()) { xq_quantize_avx512(v, x); return; }
+    if (fg_xq_fast == 1 && have_vnni()) { xq_quantize_avx512(v, x); return; }
 #endif
     xq_quantize_ref(v, x);
 }
@@ -435,7 +435,7 @@ static int have_avx2(void) {
 void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *bias, int r0, int r1) {
     size_t rb = fg_qrow_bytes(x->type, x->IN);
 #ifdef KQ_X86
-    if (fg_xq_fast && have_vnni()) {
+    if (fg_xq_fast == 1 && have_vnni()) {
         for (int r = r0; r < r1; r++) {
             const uint8_t *row = w + (size_t)r * rb;
             out[r] = x->type == FG_Q8_0 ? dot_q8_0_vnni(row, x) : x->type == FG_Q6_K ? dot_q6_k_vnni(row, x)

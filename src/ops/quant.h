@@ -42,7 +42,8 @@ void fg_xq_view(fg_xq *v, void *buf, int type, int IN);
 void fg_xq_quantize(fg_xq *v, const float *x);
 // out[r] = dot(row r of w, x) + bias[r] (bias may be NULL) for r in [r0, r1).
 void fg_xq_dot_rows(float *out, const fg_xq *x, const uint8_t *w, const float *bias, int r0, int r1);
-// 1 (default): the AVX-512 VNNI kernels where the CPU has them; 0: the portable reference (tests).
+// 1 (default): the AVX-512 VNNI kernels where the CPU has them, else the AVX2 ones; 2: AVX2 even
+// where VNNI is there (tests: both on one machine); 0: the portable reference (tests).
 extern int fg_xq_fast;
 
 // ---- FP8 E4M3 with 128 x 128 block scales (fp8.c) ----------------------------------------------
