@@ -111,17 +111,7 @@ static inline v16 vbcast_chunk(const float *p, int r) {
     case 8: return (v16)_mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_loadu_pd((const double *)p)));
     default: return vload(p);
     }
-#elif defined(FG_V16_AVX2)
-    __m256 h;
-    switch (r) {
-    case 1: h = _mm256_broadcast_ss(p); break;
-    case 2: h = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)p)); break;
-    case 4: h = _mm256_broadcast_ps((const __m128 *)p); break;
-    case 8: h = _mm256_loadu_ps(p); break;
-    default: return vload(p);
-    }
-    return V16_JOIN(h, h);
-#else
+#else // (AVX2's lane kernel broadcasts into ymm halves itself: bcast8 in ops.c)
     v16 v;
     for (int i = 0; i < VW; i++) v[i] = p[i % r];
     return v;
