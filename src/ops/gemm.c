@@ -84,8 +84,8 @@ static int cpu_avx512(void) {
     return 0;
 #endif
 }
-// AVX2 + FMA (Zen 1-3, Intel since Haswell): 16 ymm registers, so the 8 x 32 tile is run as four
-// 4 x 16 passes over the same panels (kern_f32_avx2).
+// AVX2 + FMA (Zen 1-3, Intel since Haswell): 16 ymm registers, so the 8 x 32 tile is run in
+// passes over the same panels (kern_f32_avx2, kern_bf16_avx2).
 static int cpu_avx2(void) {
 #ifdef FG_X86
     static int v = -1;

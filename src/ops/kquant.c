@@ -16,6 +16,7 @@
 // per instruction) and an AVX2 one (vpmaddubsw + vpmaddwd), picked at run time. Integer sums are
 // exact in all three, so they differ only in the order of the final float sums.
 #include "ops/quant.h"
+#include "ops/vec.h"
 
 #include <math.h>
 #include <string.h>
@@ -280,8 +281,7 @@ KQ_TARGET static float dot_q45_k_vnni(const uint8_t *row, const fg_xq *x, int fi
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(half_hw(blk) * dx), acc);
         mins = _mm_fmadd_ps(_mm_cvtepi32_ps(mv), _mm_set1_ps(half_hw(blk + 2) * dx), mins);
     }
-    __m128 m2 = _mm_add_ps(mins, _mm_movehl_ps(mins, mins));
-    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+    return _mm512_reduce_add_ps(acc) - hsum4(mins);
 }
 
 // Q6_K: per 128 values one 64-byte load of ql and 32 bytes of qh give the 6-bit values in natural
@@ -334,12 +334,6 @@ static int have_vnni(void) { // (declared above)
 #ifdef KQ_X86
 #define KQ2_TARGET __attribute__((target("avx2,fma,f16c")))
 
-KQ2_TARGET static inline float hsum8_avx2(__m256 v) {
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-}
-
 KQ2_TARGET static inline float half_f16c(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -356,7 +350,7 @@ KQ2_TARGET static float dot_q8_0_avx2(const uint8_t *row, const fg_xq *x) {
         __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)), ones);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(half_f16c(blk) * x->d[b]), acc);
     }
-    return hsum8_avx2(acc);
+    return hsum8(acc);
 }
 
 // Q4_K / Q5_K: per 128 values two 32-byte loads of nibbles; in the load at byte 32h of the 128's
@@ -393,8 +387,7 @@ KQ2_TARGET static float dot_q45_k_avx2(const uint8_t *row, const fg_xq *x, int f
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(half_f16c(blk) * dx), acc);
         mins = _mm_fmadd_ps(_mm_cvtepi32_ps(mv), _mm_set1_ps(half_f16c(blk + 2) * dx), mins);
     }
-    __m128 m2 = _mm_add_ps(mins, _mm_movehl_ps(mins, mins));
-    return hsum8_avx2(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+    return hsum8(acc) - hsum4(mins);
 }
 
 // Q6_K: per 128 values (half h) ql's two 32-byte loads and qh's one give the four quarters k of
@@ -422,7 +415,7 @@ KQ2_TARGET static float dot_q6_k_avx2(const uint8_t *row, const fg_xq *x) {
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(half_f16c(blk + 208) * x->d[b]), acc);
     }
-    return hsum8_avx2(acc);
+    return hsum8(acc);
 }
 
 static int have_avx2(void) {

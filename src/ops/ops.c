@@ -35,7 +35,7 @@ float fg_vdot(const float *a, const float *b, int n) {
     float t = hsum8(_mm256_add_ps(_mm256_add_ps(c0, c2), _mm256_add_ps(c1, c3)));
     for (; j < n; j++) t += a[j] * b[j];
     return t;
-#endif
+#else
     v16 s0 = {0}, s1 = {0};
     int i = 0;
     for (; i + 2 * VW <= n; i += 2 * VW) { s0 = vfma(vload(a + i), vload(b + i), s0); s1 = vfma(vload(a + i + VW), vload(b + i + VW), s1); }
@@ -43,17 +43,19 @@ float fg_vdot(const float *a, const float *b, int n) {
     float s = vsum(s0 + s1);
     for (; i < n; i++) s += a[i] * b[i];
     return s;
+#endif
 }
 
 // y += a * x over n floats.
 void fg_vaxpy(float *y, float a, const float *x, int n) {
     int i = 0;
-#if defined(FG_V16_AVX2)
+#if defined(FG_V16_AVX2) // 8 at a time on ymm (see fg_vdot)
     __m256 a8 = _mm256_set1_ps(a);
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a8, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-#endif
+#else
     v16 av = vbcast(a);
     for (; i + VW <= n; i += VW) vstore(y + i, vfma(av, vload(x + i), vload(y + i)));
+#endif
     for (; i < n; i++) y[i] += a * x[i];
 }
 
@@ -344,11 +346,13 @@ static inline __attribute__((always_inline)) void lane_block(float *s, float *mx
             acc[u][1] = _mm256_fmadd_ps(bcast8(t, r, 1), q1, acc[u][1]);
         }
     }
+    v16 top = vload(mx + (size_t)v * VW);
     for (int u = 0; u < m; u++) {
         v16 sc = lane_group_sum(V16_JOIN(acc[u][0], acc[u][1]), r);
         vstore(s + (size_t)u * nl + (size_t)v * VW, sc);
-        vstore(mx + (size_t)v * VW, vmax(sc, vload(mx + (size_t)v * VW)));
+        top = vmax(sc, top);
     }
+    vstore(mx + (size_t)v * VW, top);
 }
 #else
 static inline __attribute__((always_inline)) void lane_block(float *s, float *mx, int nl, const float *qt, int v,

@@ -105,8 +105,10 @@ static inline __m512 q8_load16(const int8_t *p) {
 }
 #endif
 
-// x permuted for the bf16 kernel: within each group of 32, the values vpunpcklwd then vpunpckhwd
-// bring to the low halves of fp32 lanes: per 128-bit lane k, elements 8k..8k+3, then 8k+4..8k+7.
+#if defined(__AVX512F__)
+// x permuted for the AVX-512 bf16 kernel: within each group of 32, the values vpunpcklwd then
+// vpunpckhwd bring to the low halves of fp32 lanes: per 128-bit lane k, elements 8k..8k+3, then
+// 8k+4..8k+7. (The AVX2 kernel widens the rows in order and reads x as it is.)
 static void bf16_perm_x(float *xp, const float *x, int IN) {
     for (int g = 0; g < IN; g += 32)
         for (int k = 0; k < 4; k++)
@@ -115,6 +117,7 @@ static void bf16_perm_x(float *xp, const float *x, int IN) {
                 xp[g + 16 + 4 * k + j] = x[g + 8 * k + 4 + j];
             }
 }
+#endif
 
 #if defined(__F16C__)
 #define FP16_TO_F32(h) _cvtsh_ss(h) // no table competing with the weight stream for the cache
@@ -207,7 +210,6 @@ static void matvec_rows(float *out, const float *x, const float *xperm, const ui
             for (int k = 0; k < 4; k++) out[r + k] = hsum8(_mm256_add_ps(acc[k][0], acc[k][1]));
         }
     }
-    (void)xperm;
 #endif
     for (; r < r1; r++) // the reference (and the tails)
         out[r] = type == FG_F32 ? fg_vdot(x, (const float *)(w + (size_t)r * rb), IN) : qdot(x, w + (size_t)r * rb, IN, type);
@@ -255,10 +257,12 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
     if (matvec_int8(out, x, w, type, bias, IN, OUT)) return;
     size_t bytes = fg_qrow_bytes(type, IN) * (size_t)OUT;
     float xp_small[4096], *xperm = NULL;
+#if defined(__AVX512F__)
     if (type == FG_BF16 && IN % 32 == 0) {
         xperm = IN <= 4096 ? xp_small : malloc(sizeof(float) * (size_t)IN); // NULL: the generic path
         if (xperm) bf16_perm_x(xperm, x, IN);
     }
+#endif
     // Rows in chunks of 16-256 KiB (at least 16 chunks; a multiple of 4 rows) claimed one at a time by the caller
     // and the decode helpers (pool.h): each chunk is one sequential stream, and a helper the OS
     // has not scheduled never holds the caller back.

@@ -8,8 +8,17 @@
 #ifndef FG_OPS_VEC_H
 #define FG_OPS_VEC_H
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+// Lane sums as trees, for kernels of any x86 width (the runtime-dispatched ones included: hsum8
+// needs only AVX, so it inlines into any AVX2 / AVX-512 target). hsum4: (l0 + l2) + (l1 + l3).
+static inline float hsum4(__m128 q) {
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_shuffle_ps(q, q, 1)));
+}
+__attribute__((target("avx"))) static inline float hsum8(__m256 h) {
+    return hsum4(_mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
 #endif
 
 typedef float v16 __attribute__((vector_size(64), aligned(4)));
@@ -22,12 +31,6 @@ typedef float v8f __attribute__((vector_size(32)));
 #define V16_LO(v) ((__m256)__builtin_shufflevector((v), (v), 0, 1, 2, 3, 4, 5, 6, 7))
 #define V16_HI(v) ((__m256)__builtin_shufflevector((v), (v), 8, 9, 10, 11, 12, 13, 14, 15))
 #define V16_JOIN(lo, hi) ((v16)__builtin_shufflevector((v8f)(lo), (v8f)(hi), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
-// The sum of the 8 lanes, as a tree (vsum's order on its two halves).
-static inline float hsum8(__m256 h) {
-    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
-}
 #endif
 typedef float v16u __attribute__((vector_size(64), aligned(4), may_alias));
 #define VW 16
