@@ -32,6 +32,7 @@ int cmd_serve(int argc, char **argv) {
         {"max-queue", OPT_INT, &eo.max_queue, "requests waiting for a slot before new ones get 429", "[0,inf)"},
         {"max-tokens", OPT_INT, &eo.max_tokens, "max_tokens of a request that names none (0: what the context allows)", "[0,inf)"},
         {"step-rows", OPT_INT, &eo.step_rows, "rows one engine step carries: decode rows, then prompt chunks", "[1,65536]"},
+        {"speculative", OPT_INT, &eo.speculative, "draft up to N tokens per choice and step with the model's MTP depths, verified in the batch (same output; 0 = off)", "[0,4]"},
         {"api-key", OPT_STR, &api_key, "require Authorization: Bearer KEY on /v1/* (default: $FRUGAL_API_KEY, else none)"},
         {"name", OPT_STR, &name, "model id in responses and /v1/models (default: the file name)"},
         {"max-body", OPT_INT, &max_body_kib, "largest request body in KiB (larger: 413)", "[1,1048576]"},
@@ -59,8 +60,13 @@ int cmd_serve(int argc, char **argv) {
         if (cli_random_weights("serve", config, weights, eo.max_len, &cw)) return 1;
         if (!name) name = config;
     }
+    if (eo.speculative && !fg_wstore_config(cw.ws)->num_nextn_predict_layers) {
+        cli_weights_close(&cw);
+        return cli_fail("serve", "--speculative needs a model with multi-token prediction (num_nextn_predict_layers > 0)",
+                        "train one with frugal train --mtp 1, or drop --speculative");
+    }
     fg_engine *e = fg_engine_create(cw.ws, cw.tok, &eo);
-    if (!e) { cli_weights_close(&cw); return cli_fail("serve", fg_last_error(), "a smaller --parallel, --ctx or --cache needs less memory"); }
+    if (!e) { cli_weights_close(&cw); return cli_fail("serve", fg_last_error(), eo.speculative ? NULL : "a smaller --parallel, --ctx or --cache needs less memory"); }
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

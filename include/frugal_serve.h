@@ -95,6 +95,10 @@ size_t fg_jsonm_closing(const fg_jsonm *m, char *buf, size_t cap);
 // temperature, top_p, frequency/presence penalties on its generated tokens, a seeded rng
 // (seed + choice index), JSON mode by masking tokens whose bytes cannot continue a valid object
 // (and closing it when max_tokens runs out). Text inside <think> .. </think> is reasoning.
+// Self-speculative decoding (speculative > 0, a model with MTP depths): each step the depths draft
+// up to N greedy tokens per choice, the step's forward carries them after the choice's pending
+// token, and the choice samples row after row with its own sampler, keeping drafts while they equal
+// what it sampled: the text is the text without drafts, token for token and seed for seed.
 typedef struct {
     int parallel;       // choices decoded together (>= 1; default 16)
     int max_len;        // positions one sequence may reach (0: the model's max_position_embeddings,
@@ -105,6 +109,8 @@ typedef struct {
     int step_rows;      // rows one step may carry: decode rows first, then prompt chunks (default 256)
     int chat_style;     // FG_CHAT_*; -1: FRUGAL for the byte tokenizer, DEEPSEEK_V3 for BPE
     int max_tokens;     // default max_tokens of a request that names none (0: what the context allows)
+    int speculative;    // MTP drafts per choice and step (0: off; at most the model's num_nextn_predict_layers):
+                        // each choice's step verifies its drafts in the batch, same output as without
 } fg_engine_opts;
 #define FG_ENGINE_DEFAULT_CTX 4096
 void fg_engine_opts_default(fg_engine_opts *o);
@@ -163,6 +169,7 @@ typedef struct {
     double ttft_sum, itl_sum;
     uint64_t ttft_n, itl_n;
     int n_ctx, free_positions, kept_sequences;
+    uint64_t spec_proposed[FG_MTP_MAX], spec_accepted[FG_MTP_MAX]; // drafts of depth k+1 verified / accepted
 } fg_engine_stats;
 void fg_engine_stats_get(fg_engine *e, fg_engine_stats *s);
 

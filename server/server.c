@@ -336,6 +336,14 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, req *r) {
               st.free_positions);
     tb_printf(&b, "# HELP frugal_cache_kept_sequences Finished sequences kept for prefix reuse.\n# TYPE frugal_cache_kept_sequences gauge\nfrugal_cache_kept_sequences %d\n",
               st.kept_sequences);
+    if (st.spec_proposed[0]) {
+        tb_printf(&b, "# HELP frugal_speculative_drafts_total Drafts verified, by MTP depth.\n# TYPE frugal_speculative_drafts_total counter\n");
+        for (int k = 0; k < FG_MTP_MAX && st.spec_proposed[k]; k++)
+            tb_printf(&b, "frugal_speculative_drafts_total{depth=\"%d\"} %llu\n", k + 1, (unsigned long long)st.spec_proposed[k]);
+        tb_printf(&b, "# HELP frugal_speculative_accepted_total Drafts accepted, by MTP depth.\n# TYPE frugal_speculative_accepted_total counter\n");
+        for (int k = 0; k < FG_MTP_MAX && st.spec_proposed[k]; k++)
+            tb_printf(&b, "frugal_speculative_accepted_total{depth=\"%d\"} %llu\n", k + 1, (unsigned long long)st.spec_accepted[k]);
+    }
     hist(&b, "frugal_time_to_first_token_seconds", "Submit to first token.", &st, st.ttft, st.ttft_sum, st.ttft_n);
     hist(&b, "frugal_inter_token_seconds", "Between consecutive tokens of a choice.", &st, st.itl, st.itl_sum, st.itl_n);
     enum MHD_Result ret = send_buf(c, r, 200, "text/plain; version=0.0.4", b.p ? b.p : "", b.n, NULL);

@@ -2,11 +2,13 @@
 # cli_mtp.sh: multi-token prediction through the CLI: `train --mtp 2` logs each depth's loss and
 # keeps the depths in the checkpoint; `generate --speculative` prints the same greedy text as
 # plain decoding and reports its drafts; `bench --speculative` compares the two (identical output);
+# `serve --speculative` answers with generate's text and counts its drafts in /metrics;
 # quantize / export / convert carry the MTP layers; --speculative without MTP and --mtp on a
 # resumed run are refused with one line.
 BIN=${BIN:-./frugal}
 T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+SRV=
+trap '[ -n "$SRV" ] && kill $SRV 2>/dev/null; rm -rf "$T"' EXIT
 export FRUGAL_CACHE_DIR="$T/cache"
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails+1)); }
@@ -47,6 +49,30 @@ cmp -s "$T/s1" "$T/s2" || fail "speculative sampling is not reproducible for a s
 $BIN bench --ckpt "$C" --speculative 2 --spec-prompts 3 --json >"$T/bench" 2>&1 || fail "bench --speculative: $(cat "$T/bench")"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["identical"] and d["prompts"]=="task" and len(d["acceptance"])==2 and d["plain_tok_s"]>0 and d["speculative_tok_s"]>0, d' "$T/bench" \
     || fail "bench --speculative JSON: $(cat "$T/bench")"
+# serve --speculative: the completion is generate's text (the plain greedy oracle above), the
+# metrics count each depth's drafts (skipped without libmicrohttpd)
+if "$BIN" serve --config tiny --port 1 --host 999 2>&1 | grep -q "not a numeric IPv4"; then
+    "$BIN" serve --model "$C" --port 0 --speculative 2 >"$T/srv.out" 2>"$T/srv.err" &
+    SRV=$!
+    URL=
+    for k in $(seq 1 100); do
+        URL=$(sed -n 's/^frugal serve: listening on \(http:[^ ]*\)$/\1/p' "$T/srv.out")
+        [ -n "$URL" ] && break
+        sleep 0.1
+    done
+    python3 - "$URL" "$T/plain" <<'EOF2' || fail "serve --speculative: $(cat "$T/srv.err")"
+import json, sys, urllib.request
+url, plain = sys.argv[1], json.load(open(sys.argv[2]))
+req = urllib.request.Request(url + "/v1/completions", headers={"Content-Type": "application/json"},
+    data=json.dumps({"prompt": "0123+4567=", "max_tokens": 24, "temperature": 0}).encode())
+got = json.load(urllib.request.urlopen(req, timeout=60))["choices"][0]["text"]
+want = plain["text"][:-7] if plain["text"].endswith("<|eos|>") else plain["text"]
+assert got == want, (got, want)
+m = urllib.request.urlopen(url + "/metrics", timeout=60).read().decode()
+assert 'frugal_speculative_drafts_total{depth="1"}' in m and 'frugal_speculative_accepted_total{depth="2"}' in m, m
+EOF2
+    kill $SRV 2>/dev/null; wait $SRV 2>/dev/null
+fi
 # the MTP layers survive quantize, HF export and GGUF export (read back: drafts still identical)
 $BIN quantize "$C" -o "$T/m.fgq" --type bf16 >/dev/null 2>&1 || fail "quantize with MTP"
 $BIN export --hf "$T/hf" "$C" >/dev/null 2>&1 || fail "export --hf with MTP"
@@ -61,6 +87,8 @@ if $BIN train --config tiny --steps 2 --batch 2 --seq 70 --eval-every 0 --no-pro
     if $BIN generate --ckpt "$T/plainrun/ckpt.fgck" --prompt x --speculative 1 >/dev/null 2>"$T/err"; then fail "--speculative without MTP accepted"; fi
     grep -q "needs a model with multi-token prediction" "$T/err" || fail "--speculative without MTP: $(cat "$T/err")"
     [ "$(wc -l <"$T/err")" -eq 1 ] || fail "--speculative refusal is not one line: $(cat "$T/err")"
+    if "$BIN" serve --model "$T/plainrun/ckpt.fgck" --port 0 --speculative 1 >/dev/null 2>"$T/err"; then fail "serve --speculative without MTP accepted"; fi
+    grep -q "needs a model with multi-token prediction" "$T/err" && [ "$(wc -l <"$T/err")" -eq 1 ] || fail "serve --speculative without MTP: $(cat "$T/err")"
 fi
 if $BIN train --resume "$C" --mtp 1 --steps 40 >/dev/null 2>"$T/err"; then fail "--mtp with --resume accepted"; fi
 grep -q "\-\-mtp shapes a new model" "$T/err" || fail "--mtp with --resume: $(cat "$T/err")"

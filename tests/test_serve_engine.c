@@ -16,6 +16,7 @@
 #include "frugal_serve.h"
 #include "model_fixture.h"
 #include "test.h"
+#include "train/train.h"
 
 #define NP 16
 #define MAXNEW 24
@@ -108,6 +109,103 @@ static void check_batched(const fg_wstore *ws, int parallel, char prompts[NP][12
     fg_engine_free(e);
 }
 
+// Self-speculative decoding in the engine: a tiny model with two MTP depths, trained briefly on
+// the built-in task so that its drafts are sometimes right, gives the same text, finish reason and
+// token count with drafts (1 and 2 per step) as without, for greedy and seeded sampling with
+// penalties, JSON mode, n = 2 choices, a stop string and a prompt reused from the cache; the
+// drafts of each depth are both accepted and rejected along the way.
+static void check_speculative(void) {
+    fg_config c;
+    fg_config_preset(&c, "tiny");
+    c.num_nextn_predict_layers = 2;
+    fg_model *m = fg_model_create(&c);
+    fg_model_init_weights(m, 7);
+    fg_adamw opt;
+    fg_adamw_init(&opt, m->n_params, m->n_tensors);
+    fg_train_state ts;
+    memset(&ts, 0, sizeof ts);
+    fg_rng_seed(&ts.rng, 8);
+    fg_rng_seed(&ts.data_rng, 9);
+    strcpy(ts.tokenizer, "byte");
+    char dir[] = "/tmp/fg_serve_spec_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    fg_train_opts to;
+    fg_train_opts_default(&to);
+    to.batch = 8; to.seq = 70; to.steps = 150; to.warmup = 10; to.lr = 3e-3f; to.eval_every = 0; to.save_every = 0;
+    to.out_dir = dir; to.progress = 0; to.quiet = 1;
+    CHECK_MSG(fg_train(m, &opt, &ts, &to) == 0, "%s", fg_last_error());
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+    fg_wstore *ws = fg_wstore_from_model(m, FG_F32);
+    enum { NQ = 9 };
+    const char *prompts[NQ] = {"12+34=", "905-17=", "0123+4567=", "77*3=", "12+34=", "5+5=", "31-4=", "246+135=", "8*8="};
+    fg_api_request qs[NQ];
+    for (int i = 0; i < NQ; i++) {
+        qs[i] = completion(prompts[i], 40);
+        qs[i].has_seed = 1; qs[i].seed = (uint64_t)(100 + i);
+    }
+    qs[1].temperature = 1; // sampling
+    qs[2].temperature = 0.7f; qs[2].top_p = 0.9f; qs[2].frequency_penalty = 0.5f; qs[2].presence_penalty = 0.3f;
+    qs[3].temperature = 1; qs[3].json_mode = 1;
+    qs[5].n = 2; qs[5].temperature = 1;
+    qs[6].max_tokens = 7; // ends by length, mid-draft
+    // qs[4] repeats qs[0]: its prompt is found in the cache; qs[7] stops at 3 bytes from the middle
+    // of its greedy answer
+    ref r7;
+    reference(ws, prompts[7], 40, &r7);
+    char stop[4] = "";
+    if (r7.n >= 8) memcpy(stop, r7.text + r7.n / 2, 3);
+    qs[7].stop[0] = stop; qs[7].stop_len[0] = strlen(stop); qs[7].n_stop = stop[0] != 0;
+    result plain[NQ], spec[NQ];
+    fg_engine_stats st[3];
+    for (int S = 0; S <= 2; S++) {
+        fg_engine_opts o;
+        fg_engine_opts_default(&o);
+        o.parallel = 4;
+        o.speculative = S;
+        fg_engine *e = fg_engine_create(ws, NULL, &o);
+        CHECK_MSG(e != NULL, "speculative %d: %s", S, fg_last_error());
+        if (!e) break;
+        for (int i = 0; i < NQ; i++) {
+            int status;
+            fg_api_error err;
+            run_to_end(fg_engine_submit(e, &qs[i], &status, &err), S ? &spec[i] : &plain[i]);
+            if (!S) continue;
+            for (int k = 0; k < qs[i].n; k++)
+                CHECK_MSG(spec[i].n[k] == plain[i].n[k] && !memcmp(spec[i].text[k], plain[i].text[k], plain[i].n[k]) &&
+                          spec[i].finish[k] == plain[i].finish[k], "speculative %d, request %d choice %d: \"%.*s\" (finish %d) vs \"%.*s\" (finish %d)",
+                          S, i, k, (int)spec[i].n[k], spec[i].text[k], spec[i].finish[k], (int)plain[i].n[k], plain[i].text[k], plain[i].finish[k]);
+            CHECK_MSG(spec[i].usage.completion_tokens == plain[i].usage.completion_tokens && spec[i].usage.cache_hit_tokens == plain[i].usage.cache_hit_tokens,
+                      "speculative %d, request %d: %d tokens (%d cached) vs %d (%d)", S, i, spec[i].usage.completion_tokens,
+                      spec[i].usage.cache_hit_tokens, plain[i].usage.completion_tokens, plain[i].usage.cache_hit_tokens);
+        }
+        fg_engine_stats_get(e, &st[S]);
+        fg_engine_free(e);
+    }
+    CHECK_MSG(plain[7].finish[0] == FG_FINISH_STOP && plain[4].usage.cache_hit_tokens > 0, "the stop string and the reuse cases did not happen");
+    for (int S = 1; S <= 2; S++) {
+        printf("  speculative %d: every request as without drafts; depth 1 accepted %llu of %llu", S,
+               (unsigned long long)st[S].spec_accepted[0], (unsigned long long)st[S].spec_proposed[0]);
+        if (S == 2) printf(", depth 2 %llu of %llu", (unsigned long long)st[S].spec_accepted[1], (unsigned long long)st[S].spec_proposed[1]);
+        printf("; %llu steps for %llu tokens (without: %llu)\n", (unsigned long long)st[S].steps, (unsigned long long)st[S].completion_tokens,
+               (unsigned long long)st[0].steps);
+        for (int k = 0; k < S; k++)
+            CHECK_MSG(st[S].spec_accepted[k] > 0 && st[S].spec_accepted[k] < st[S].spec_proposed[k],
+                      "speculative %d depth %d: %llu of %llu accepted (the test needs both)", S, k + 1,
+                      (unsigned long long)st[S].spec_accepted[k], (unsigned long long)st[S].spec_proposed[k]);
+        CHECK(st[S].completion_tokens == st[0].completion_tokens && st[S].steps < st[0].steps);
+    }
+    // a model without MTP depths is refused
+    fg_engine_opts o;
+    fg_engine_opts_default(&o);
+    o.speculative = 3;
+    CHECK(fg_engine_create(ws, NULL, &o) == NULL && strstr(fg_last_error(), "speculative must be in [0, 2]"));
+    fg_wstore_free(ws);
+    fg_adamw_free(&opt);
+    fg_model_free(m);
+}
+
 int main(void) {
     fg_config c;
     fg_config_preset(&c, "tiny");
@@ -121,6 +219,8 @@ int main(void) {
         prompts[i][len] = 0;
         reference(ws, prompts[i], MAXNEW, &refs[i]);
     }
+    printf("self-speculative decoding (a tiny MTP model trained 150 steps on the task):\n");
+    check_speculative();
     printf("16 greedy completions in one engine vs each generated alone (fg_generate):\n");
     check_batched(ws, 16, prompts, refs);
     check_batched(ws, 4, prompts, refs);

@@ -45,6 +45,11 @@ typedef struct {
     int32_t *tok; int ntok, cap;
     uint64_t *bh;               // (cap / BLK) chained hash of each full block
     double used;                // last use (for eviction)
+    // self-speculative decoding: h[k] (hcap, C) the state MTP depth k+1 reads at each position
+    // (k = 0: the main model's normed final state); depth k+1's cache rows [0, mvalid[k]) were
+    // computed from tokens that are still the sequence's
+    float *h[FG_MTP_MAX]; int hcap;
+    int mvalid[FG_MTP_MAX];
 } slot;
 
 typedef struct {
@@ -60,6 +65,7 @@ typedef struct {
     int32_t forced[64]; int nforced, forced_at; // JSON mode: closing tokens to emit
     int32_t *counts;            // (V) generated counts, for the penalties (NULL: none)
     double t_last;
+    int32_t draft[FG_MTP_MAX]; int nd, len0; // this step's drafts after pending, at positions len0 + 1 ..
 } choice;
 
 enum { J_QUEUED, J_PREFILL, J_DECODE, J_DONE };
@@ -96,6 +102,10 @@ struct fg_engine {
     int32_t *b_tok, *b_seq; uint8_t *b_want;
     fg_job **r_job; int *r_ch;          // per wanted row: whose logits
     float *logits, *work_logits, *sscratch;
+    int rows, C, S;                     // rows a step may carry; hidden size; drafts per choice (0: off)
+    float *hid, *hin, *hout, *mlog;     // (rows, C) main states, MTP states in / out; (parallel, V) draft logits
+    int32_t *m_tok, *m_seq, *m_pos; uint8_t *m_want; // an MTP pass's rows
+    choice **m_who, **drafting;         // (parallel) whose draft each wanted row gives; the choices drafting
     fg_engine_stats st;                 // counters; free_positions is refreshed after each step
 };
 
@@ -215,6 +225,29 @@ static int slot_push(slot *s, const int32_t *t, int n) {
     return 0;
 }
 
+// Room for the states of positions [0, n) (self-speculative decoding). 0, or -1 out of memory.
+static int slot_hold(fg_engine *e, int q, int n) {
+    slot *s = &e->slots[q];
+    if (!e->S || n <= s->hcap) return 0;
+    for (int k = 0; k < e->S; k++) {
+        float *h = realloc(s->h[k], sizeof(float) * (size_t)n * (size_t)e->C);
+        if (!h) return -1;
+        s->h[k] = h;
+    }
+    s->hcap = n;
+    return 0;
+}
+
+// A slot taken afresh: live, owned, empty; its buffers kept.
+static slot *slot_take(fg_engine *e, int q) {
+    slot *s = &e->slots[q];
+    s->live = s->owner = 1;
+    s->ntok = 0;
+    s->used = 0;
+    memset(s->mvalid, 0, sizeof s->mvalid);
+    return s;
+}
+
 static void slot_drop(fg_engine *e, int q) {
     fg_ctx_seq_remove(e->ctx, q);
     e->slots[q].live = 0;
@@ -235,7 +268,7 @@ static int evict_one(fg_engine *e) {
 static int slot_new(fg_engine *e) {
     for (;;) {
         int q = fg_ctx_seq_new(e->ctx);
-        if (q >= 0) { e->slots[q] = (slot){.live = 1, .owner = 1, .tok = e->slots[q].tok, .cap = e->slots[q].cap, .bh = e->slots[q].bh}; return q; }
+        if (q >= 0) { slot_take(e, q); return q; }
         if (evict_one(e)) return -1;
     }
 }
@@ -252,9 +285,14 @@ static int slot_fork(fg_engine *e, int src, int len) {
         slot_drop(e, best);
     }
     fg_ctx_seq_truncate(e->ctx, q, len);
-    slot *d = &e->slots[q];
-    *d = (slot){.live = 1, .owner = 1, .tok = d->tok, .cap = d->cap, .bh = d->bh};
-    if (slot_push(d, e->slots[src].tok, len)) { slot_drop(e, q); return -1; }
+    slot *d = slot_take(e, q), *f = &e->slots[src];
+    if (slot_push(d, f->tok, len) || slot_hold(e, q, len)) { slot_drop(e, q); return -1; }
+    // depth k's rows stay valid below the first that embedded a token past the fork; the states
+    // the depths will read from there are the source's
+    for (int k = 1; k <= e->S; k++) {
+        int from = d->mvalid[k - 1] = FG_MIN(f->mvalid[k - 1], FG_MAX(0, len - k));
+        memcpy(d->h[k - 1] + (size_t)from * e->C, f->h[k - 1] + (size_t)from * e->C, sizeof(float) * (size_t)(len - from) * e->C);
+    }
     return q;
 }
 
@@ -294,14 +332,16 @@ static void job_free(fg_job *j) {
 static void job_unref(fg_job *j) { if (--j->refs == 0) job_free(j); }
 
 // Worst-case blocks a job still needs: every choice may write up to prompt + max_tokens positions.
+// With drafts a choice holds up to S positions more during a step, and its MTP depths may copy
+// the block before its fork point too.
 static int job_need(const fg_engine *e, const fg_job *j) {
-    int target = j->n_prompt + j->max_tokens, need = 0;
+    int target = j->n_prompt + j->max_tokens + e->S, need = 0, cow = e->S ? 2 : 1;
     for (int i = 0; i < j->n; i++) {
         int have = j->state == J_QUEUED || j->ch[i].seq < 0 ? 0 : fg_ctx_seq_len(e->ctx, j->ch[i].seq);
         if (j->state != J_QUEUED && j->ch[i].seq < 0) continue; // finished (or not yet forked: counted below)
-        need += (target - have + BLK - 1) / BLK + 1;
+        need += (target - have + BLK - 1) / BLK + cow;
     }
-    if (j->state == J_PREFILL) need += (j->n - 1) * ((j->max_tokens + BLK - 1) / BLK + 2); // forks to come
+    if (j->state == J_PREFILL) need += (j->n - 1) * ((j->max_tokens + e->S + BLK - 1) / BLK + 1 + cow); // forks to come
     return need;
 }
 
@@ -471,6 +511,7 @@ static void admit(fg_engine *e) {
         if (src >= 0 && !e->slots[src].live) src = prefix_find(e, j->prompt, j->n_prompt, &m);
         int q = src >= 0 && m > 0 ? slot_fork(e, src, m) : slot_new(e);
         if (q < 0) return;
+        if (slot_hold(e, q, j->n_prompt + j->max_tokens + e->S + 1)) { slot_drop(e, q); return; }
         if (src >= 0 && m > 0) e->slots[src].used = fg_now();
         else m = 0;
         e->queue = j->next; e->nqueue--;
@@ -485,19 +526,111 @@ static void admit(fg_engine *e) {
     }
 }
 
+// ---- self-speculative drafts -------------------------------------------------------------------------
+static int32_t argmax_of(const float *x, int V) {
+    int32_t best = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+// Runs MTP depth k over the n gathered rows; keeps their states for depth k+1 and each wanted
+// row's greedy draft.
+static int mtp_pass(fg_engine *e, int k, int n, int nw) {
+    fg_batch b = {.n = n, .token = e->m_tok, .seq = e->m_seq, .pos = e->m_pos, .logits = e->m_want};
+    int keep = k < e->S;
+    if (fg_ctx_mtp(e->ctx, k, &b, e->hin, keep ? e->hout : NULL, e->mlog)) return -1;
+    for (int r = 0; keep && r < n; r++)
+        memcpy(e->slots[e->m_seq[r]].h[k] + (size_t)e->m_pos[r] * e->C, e->hout + (size_t)r * e->C, sizeof(float) * (size_t)e->C);
+    for (int w = 0; w < nw; w++) e->m_who[w]->draft[k - 1] = argmax_of(e->mlog + (size_t)w * e->V, e->V);
+    return 0;
+}
+
+// Drafts of the nc choices cs (choice c drafts c->nd tokens after its pending one at position
+// len0): depth k at position len0 - 1 reads depth k-1's state there and the token k - 1 places
+// after pending (pending itself for k = 1), chained; every depth first catches up on the
+// positions whose rows are stale (after a prefill, a fork or rejected drafts). Greedy drafts:
+// the verification samples each row with the choice's own sampler and keeps a draft when it is
+// what was sampled, which is speculative sampling with a draft distribution that puts all its
+// mass on the draft (acceptance p(d)), so the output is exactly the model's.
+static int draft(fg_engine *e, choice **cs, int nc) {
+    int C = e->C;
+    for (int k = 1; k <= e->S; k++) {
+        int n = 0, nw = 0;
+        for (int x = 0; x < nc; x++) {
+            choice *c = cs[x];
+            if (c->nd < k) continue;
+            slot *sl = &e->slots[c->seq];
+            int len = c->len0, from = FG_MIN(fg_ctx_mtp_len(e->ctx, c->seq, k), sl->mvalid[k - 1]);
+            for (int pos = from; pos < len; pos++) {
+                if (n == e->rows) { // full: run what is gathered (this choice continues in the next pass)
+                    if (mtp_pass(e, k, n, nw)) return -1;
+                    n = nw = 0;
+                }
+                int t = pos + k; // the token this row embeds
+                e->m_tok[n] = t < len ? sl->tok[t] : t == len ? c->pending : c->draft[t - len - 1];
+                e->m_seq[n] = c->seq;
+                e->m_pos[n] = pos;
+                if ((e->m_want[n] = pos == len - 1)) e->m_who[nw++] = c;
+                memcpy(e->hin + (size_t)n * C, sl->h[k - 1] + (size_t)pos * C, sizeof(float) * (size_t)C);
+                n++;
+            }
+        }
+        if (n && mtp_pass(e, k, n, nw)) return -1;
+    }
+    return 0;
+}
+
+// After choice c's rows were verified with a of its drafts kept: the cache (and its slot, when
+// it is still held) keeps pending and those drafts; depth k's rows stay valid while the token
+// they embedded was kept.
+static void settle(fg_engine *e, int q, const choice *c, int a) {
+    slot *sl = &e->slots[q];
+    if (!sl->live) return;
+    int len = c->len0;
+    fg_ctx_seq_truncate(e->ctx, q, len + a + 1);
+    sl->ntok = len + a + 1;
+    for (int k = 1; k <= c->nd; k++) sl->mvalid[k - 1] = FG_MAX(0, FG_MIN(len, len + a - k + 1));
+}
+
 // Runs one step; returns the rows it carried.
 static int step(fg_engine *e) {
-    int rows = 0, nwant = 0;
+    int rows = 0, nwant = 0, nd = 0;
     double now = fg_now();
-    // decode rows first: one per running choice
+    // drafts first: the step verifies them after each choice's pending token
+    if (e->S) {
+        for (fg_job *j = e->run; j; j = j->next) {
+            if (j->state != J_DECODE) continue;
+            for (int i = 0; i < j->n; i++) {
+                choice *c = &j->ch[i];
+                if (c->finish || c->pending < 0) continue;
+                c->len0 = e->slots[c->seq].ntok;
+                c->nd = FG_MAX(0, FG_MIN(e->S, FG_MIN(e->max_len - 1 - c->len0, j->max_tokens - c->ntok - 1)));
+                if (c->nd) e->drafting[nd++] = c;
+            }
+        }
+        if (nd) { // the choices' drafting state is the engine thread's alone: no lock needed
+            pthread_mutex_unlock(&e->mu);
+            int rc = draft(e, e->drafting, nd);
+            pthread_mutex_lock(&e->mu);
+            if (rc) { // cannot happen (rows and blocks were reserved): go on without drafts
+                fg_log(0, "engine: drafting failed: %s", fg_last_error());
+                for (int x = 0; x < nd; x++) e->drafting[x]->nd = 0;
+            }
+        }
+    }
+    // decode rows: each running choice's pending token (and its drafts)
     for (fg_job *j = e->run; j; j = j->next) {
         if (j->state != J_DECODE) continue;
         for (int i = 0; i < j->n; i++) {
             choice *c = &j->ch[i];
             if (c->finish || c->pending < 0) continue;
-            e->b_tok[rows] = c->pending; e->b_seq[rows] = c->seq; e->b_want[rows] = 1;
-            e->r_job[nwant] = j; e->r_ch[nwant] = i; nwant++;
-            rows++;
+            if (!e->S) c->nd = 0;
+            for (int k = 0; k <= c->nd; k++) {
+                e->b_tok[rows] = k ? c->draft[k - 1] : c->pending; e->b_seq[rows] = c->seq; e->b_want[rows] = 1;
+                e->r_job[nwant] = j; e->r_ch[nwant] = i; nwant++;
+                rows++;
+            }
         }
     }
     // then prompt chunks under the row budget
@@ -517,7 +650,7 @@ static int step(fg_engine *e) {
     fg_batch b = {.n = rows, .token = e->b_tok, .seq = e->b_seq, .logits = e->b_want};
     e->st.last_batch = rows;
     pthread_mutex_unlock(&e->mu);
-    int rc = fg_ctx_decode(e->ctx, &b, e->logits);
+    int rc = fg_ctx_decode_h(e->ctx, &b, e->logits, e->S ? e->hid : NULL);
     pthread_mutex_lock(&e->mu);
     e->st.steps++; e->st.step_rows += (uint64_t)rows;
     e->st.free_positions = fg_ctx_free_positions(e->ctx); // read here: other threads must not touch the context
@@ -527,25 +660,40 @@ static int step(fg_engine *e) {
         for (fg_job *j = e->run; j; j = j->next)
             for (int i = 0; i < j->n; i++) choice_finish(e, j, i, FG_FINISH_CANCELLED);
     } else {
-        // the slots' token lists follow the cache
-        for (int r = 0; r < rows; r++) slot_push(&e->slots[e->b_seq[r]], &e->b_tok[r], 1);
+        // the slots' token lists (and the states the MTP depths read) follow the cache
+        for (int r = 0; r < rows; r++) {
+            slot *sl = &e->slots[e->b_seq[r]];
+            if (e->S && sl->ntok < sl->hcap) // always (held at admission)
+                memcpy(sl->h[0] + (size_t)sl->ntok * e->C, e->hid + (size_t)r * e->C, sizeof(float) * (size_t)e->C);
+            slot_push(sl, &e->b_tok[r], 1);
+        }
         for (fg_job *j = e->run; j; j = j->next)
             if (j->state == J_PREFILL) { j->fed += j->chunk; j->chunk = 0; }
         for (int w = 0; w < nwant; w++) {
             fg_job *j = e->r_job[w];
             const float *lg = e->logits + (size_t)w * e->V;
-            if (e->r_ch[w] >= 0) { // a decode row
-                int i = e->r_ch[w];
-                if (j->ch[i].finish) continue;
-                int32_t id = choice_sample(e, j, i, lg);
-                if (j->json) choice_json_feed(e, &j->ch[i], id);
-                choice_take(e, j, i, id, now);
+            if (e->r_ch[w] >= 0) { // a decode row, and its drafts' rows after it
+                int i = e->r_ch[w], q = j->ch[i].seq, a = 0;
+                choice *c = &j->ch[i];
+                for (int k = 0; k <= c->nd && !c->finish; k++) { // sample row k; go on while it is draft k+1
+                    int32_t id = choice_sample(e, j, i, e->logits + (size_t)(w + k) * e->V);
+                    if (j->json) choice_json_feed(e, c, id);
+                    choice_take(e, j, i, id, now);
+                    a = k;
+                    if (k == c->nd) break;
+                    e->st.spec_proposed[k]++;
+                    if (id != c->draft[k]) break;
+                    e->st.spec_accepted[k]++;
+                }
+                w += c->nd;
+                if (c->nd) settle(e, q, c, a);
                 continue;
             }
             // a prompt done: fork it for the other choices, sample every choice's first token
             j->state = J_DECODE;
             for (int i = 1; i < j->n; i++) {
                 int q = slot_fork(e, j->ch[0].seq, j->n_prompt);
+                if (q >= 0 && slot_hold(e, q, j->n_prompt + j->max_tokens + e->S + 1)) { slot_drop(e, q); q = -1; }
                 if (q < 0) { choice_finish(e, j, i, FG_FINISH_CANCELLED); continue; }
                 j->ch[i].seq = q;
             }
@@ -640,14 +788,23 @@ fg_engine *fg_engine_create(const fg_wstore *ws, const fg_tokenizer *tok, const 
     } else {
         e->bos = FG_TOK_BOS; e->eos = FG_TOK_EOS; e->think = FG_TOK_THINK; e->end_think = FG_TOK_END_THINK;
     }
+    int D = c->num_nextn_predict_layers;
+    if (o->speculative < 0 || o->speculative > FG_MIN(D, FG_MTP_MAX)) {
+        if (D) fg_set_error("engine: speculative must be in [0, %d], the model's MTP depths (got %d)", FG_MIN(D, FG_MTP_MAX), o->speculative);
+        else fg_set_error("engine: speculative decoding needs a model with multi-token prediction (num_nextn_predict_layers > 0)");
+        free(e);
+        return NULL;
+    }
+    e->S = o->speculative;
+    e->C = c->hidden_size;
     int kept = FG_MAX(8, o->parallel);
     e->max_seqs = o->parallel + kept + 1;
     int n_ctx = o->n_ctx ? o->n_ctx : (o->parallel + FG_MIN(kept, 8)) * e->max_len;
-    int rows = o->step_rows + o->parallel;
+    int rows = e->rows = o->step_rows + o->parallel * (e->S + 1);
     fg_ctx_params p = {.n_ctx = n_ctx, .max_len = e->max_len, .max_seqs = e->max_seqs, .max_batch = rows,
-                       .kind = FG_KV_AUTO, .kv_type = o->kv_type};
+                       .kind = FG_KV_AUTO, .kv_type = o->kv_type, .mtp = e->S > 0};
     e->ctx = fg_ctx_create(ws, &p);
-    int nw = 2 * o->parallel + 1; // wanted rows per step: decode rows + prompts finishing
+    int nw = o->parallel * (e->S + 2) + 1; // wanted rows per step: decode rows (and drafts) + prompts finishing
     e->slots = calloc((size_t)e->max_seqs, sizeof(slot));
     e->b_tok = malloc(sizeof(int32_t) * (size_t)rows); e->b_seq = malloc(sizeof(int32_t) * (size_t)rows);
     e->b_want = malloc((size_t)rows);
@@ -655,8 +812,18 @@ fg_engine *fg_engine_create(const fg_wstore *ws, const fg_tokenizer *tok, const 
     e->logits = malloc(sizeof(float) * (size_t)e->V * (size_t)FG_MIN(rows, nw));
     e->work_logits = malloc(sizeof(float) * (size_t)e->V);
     e->sscratch = malloc(sizeof(float) * 2 * (size_t)e->V);
+    int oom = 0;
+    if (e->S) {
+        size_t hb = sizeof(float) * (size_t)rows * (size_t)e->C;
+        e->hid = malloc(hb); e->hin = malloc(hb); e->hout = malloc(hb);
+        e->mlog = malloc(sizeof(float) * (size_t)o->parallel * (size_t)e->V);
+        e->m_tok = malloc(sizeof(int32_t) * (size_t)rows); e->m_seq = malloc(sizeof(int32_t) * (size_t)rows);
+        e->m_pos = malloc(sizeof(int32_t) * (size_t)rows); e->m_want = malloc((size_t)rows);
+        e->m_who = malloc(sizeof(choice *) * (size_t)o->parallel); e->drafting = malloc(sizeof(choice *) * (size_t)o->parallel);
+        oom = !e->hid || !e->hin || !e->hout || !e->mlog || !e->m_tok || !e->m_seq || !e->m_pos || !e->m_want || !e->m_who || !e->drafting;
+    }
     if (!e->ctx || !e->slots || !e->b_tok || !e->b_seq || !e->b_want || !e->r_job || !e->r_ch || !e->logits ||
-        !e->work_logits || !e->sscratch || build_pieces(e)) {
+        !e->work_logits || !e->sscratch || oom || build_pieces(e)) {
         if (e->ctx) fg_set_error("engine: out of memory");
         fg_engine_free(e);
         return NULL;
@@ -689,7 +856,12 @@ void fg_engine_free(fg_engine *e) {
         pthread_join(e->th, NULL);
         pthread_cond_destroy(&e->work); pthread_cond_destroy(&e->out); pthread_mutex_destroy(&e->mu);
     }
-    for (int q = 0; e->slots && q < e->max_seqs; q++) { free(e->slots[q].tok); free(e->slots[q].bh); }
+    for (int q = 0; e->slots && q < e->max_seqs; q++) {
+        free(e->slots[q].tok); free(e->slots[q].bh);
+        for (int k = 0; k < FG_MTP_MAX; k++) free(e->slots[q].h[k]);
+    }
+    free(e->hid); free(e->hin); free(e->hout); free(e->mlog);
+    free(e->m_tok); free(e->m_seq); free(e->m_pos); free(e->m_want); free(e->m_who); free(e->drafting);
     fg_ctx_free(e->ctx);
     free(e->slots); free(e->b_tok); free(e->b_seq); free(e->b_want); free(e->r_job); free(e->r_ch);
     free(e->logits); free(e->work_logits); free(e->sscratch); free(e->pieces); free(e->piece_off); free(e->nul_ids);
