@@ -195,12 +195,18 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-psabi -g -O1 -fno-omit-frame-pointer -Iinclude -Isrc -I. \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_LIB     := $(LIB_SRC)
 FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+# The library is compiled once for every target (instrumented for coverage and the sanitizers,
+# without libFuzzer's main), each target links it with its own entry point.
+FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 
-build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard include/*.h src/*.h src/*/*.h fuzz/*.h)
+build/fuzz/obj/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_LIB) -o $@ -lm -lpthread
+	$(FUZZ_CC) $(subst fuzzer,fuzzer-no-link,$(FUZZ_CFLAGS)) -c $< -o $@
+
+build/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJ) $(wildcard include/*.h src/*.h src/*/*.h fuzz/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(FUZZ_OBJ) -o $@ -lm -lpthread
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 	@for t in $(FUZZ_TARGETS); do \

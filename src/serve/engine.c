@@ -527,13 +527,6 @@ static void admit(fg_engine *e) {
 }
 
 // ---- self-speculative drafts -------------------------------------------------------------------------
-static int32_t argmax_of(const float *x, int V) {
-    int32_t best = 0;
-    for (int i = 1; i < V; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
 // Runs MTP depth k over the n gathered rows; keeps their states for depth k+1 and each wanted
 // row's greedy draft.
 static int mtp_pass(fg_engine *e, int k, int n, int nw) {
@@ -542,7 +535,8 @@ static int mtp_pass(fg_engine *e, int k, int n, int nw) {
     if (fg_ctx_mtp(e->ctx, k, &b, e->hin, keep ? e->hout : NULL, e->mlog)) return -1;
     for (int r = 0; keep && r < n; r++)
         memcpy(e->slots[e->m_seq[r]].h[k] + (size_t)e->m_pos[r] * e->C, e->hout + (size_t)r * e->C, sizeof(float) * (size_t)e->C);
-    for (int w = 0; w < nw; w++) e->m_who[w]->draft[k - 1] = argmax_of(e->mlog + (size_t)w * e->V, e->V);
+    fg_sample_opts greedy = {.temperature = 0, .top_p = 1};
+    for (int w = 0; w < nw; w++) e->m_who[w]->draft[k - 1] = fg_sample(e->mlog + (size_t)w * e->V, e->V, &greedy, NULL, NULL);
     return 0;
 }
 
