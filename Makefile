@@ -199,6 +199,7 @@ FUZZ_TARGETS := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 # The library is compiled once for every target (instrumented for coverage and the sanitizers,
 # without libFuzzer's main), each target links it with its own entry point.
 FUZZ_OBJ     := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+.SECONDARY: $(FUZZ_OBJ)
 
 build/fuzz/obj/%.o: %.c $(wildcard include/*.h src/*.h src/*/*.h)
 	@mkdir -p $(dir $@)
