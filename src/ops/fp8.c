@@ -104,7 +104,7 @@ void fg_fp8_matmul(float *out, const float *inp, const uint8_t *w, const float *
         int chunk = fg_pool_chunk_rows((size_t)IN, OUT);
         mv_job j = {out, inp, w, scale, bias, IN, OUT, chunk};
         int nchunks = (OUT + chunk - 1) / chunk;
-        if ((size_t)IN * OUT > (128u << 10)) fg_pool_for(nchunks, mv_chunk, &j);
+        if ((size_t)IN * OUT > FG_POOL_MIN_BYTES) fg_pool_for(nchunks, mv_chunk, &j);
         else for (int k = 0; k < nchunks; k++) mv_chunk(&j, k, 0);
         return;
     }

@@ -21,6 +21,14 @@
 #include <stddef.h>
 
 #define FG_POOL_MAX_CHUNKS 65535
+// A decode product over fewer weight bytes than this runs on the calling thread alone: waking a
+// helper and joining it costs more than it saves on a cache-resident matrix. Measured on a 2-core
+// Zen 3 (the demo model, whose matrices are 98-196 KiB; 128 KiB before): 2-thread greedy decoding
+// 4566-5040 -> 5360-6249 tokens/s (1 thread: 6443), speculative 2979-3547 -> 4467-5156; bench-moe
+// (matrices of 327 KiB and up, still pooled) unchanged within the machine's noise.
+#ifndef FG_POOL_MIN_BYTES
+#define FG_POOL_MIN_BYTES (256u << 10)
+#endif
 
 // The calling OpenMP thread's number and the team size a parallel region gets (0 and 1 in a build
 // without OpenMP): for indexing per-thread scratch.

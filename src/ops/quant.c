@@ -246,7 +246,7 @@ static int matvec_int8(float *out, const float *x, const uint8_t *w, int type, c
     fg_xq_quantize(&xq, x);
     xq_job job = {out, &xq, w, bias, OUT, fg_pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
     int nchunks = (OUT + job.chunk - 1) / job.chunk;
-    if (bytes > (128u << 10)) fg_pool_for(nchunks, xq_chunk, &job);
+    if (bytes > FG_POOL_MIN_BYTES) fg_pool_for(nchunks, xq_chunk, &job);
     else fg_xq_dot_rows(out, &xq, w, bias, 0, OUT);
     if (buf != small) free(buf);
     return 1;
@@ -268,7 +268,7 @@ void fg_qmatvec(float *out, const float *x, const uint8_t *w, int type, const fl
     // has not scheduled never holds the caller back.
     mv_job job = {out, x, xperm, w, type, bias, IN, OUT, fg_pool_chunk_rows(fg_qrow_bytes(type, IN), OUT)};
     int nchunks = (OUT + job.chunk - 1) / job.chunk;
-    if (bytes > (128u << 10)) fg_pool_for(nchunks, mv_chunk, &job);
+    if (bytes > FG_POOL_MIN_BYTES) fg_pool_for(nchunks, mv_chunk, &job);
     else matvec_rows(out, x, xperm, w, type, bias, IN, 0, OUT);
     if (xperm != xp_small) free(xperm);
 }
@@ -322,7 +322,7 @@ void fg_qmatmul_few(float *out, const float *inp, const uint8_t *w, int type, co
     size_t rb = fg_qrow_bytes(type, IN), bytes = rb * (size_t)OUT;
     mm_few_job job = {out, inp, w, type, bias, N, IN, OUT, fg_pool_chunk_rows(rb, OUT)};
     int nchunks = (OUT + job.chunk - 1) / job.chunk;
-    if (bytes > (128u << 10)) fg_pool_for(nchunks, mm_few_chunk, &job);
+    if (bytes > FG_POOL_MIN_BYTES) fg_pool_for(nchunks, mm_few_chunk, &job);
     else for (int k = 0; k < nchunks; k++) mm_few_chunk(&job, k, 0);
 }
 
