@@ -372,7 +372,8 @@ static int generate_spec(fg_infer *s, const int32_t *prompt, int n_prompt, const
     while (!done) {
         int len = fg_infer_pos(s);
         if (len >= s->max_T) break;
-        int Se = FG_MIN(S, s->max_T - 1 - len); // drafts the cache can still verify
+        // drafts the cache can still verify, and no more than the tokens still to emit after t need
+        int Se = FG_MIN(FG_MIN(S, s->max_T - 1 - len), limit - n - 1);
         int32_t d[FG_MTP_MAX], vt[FG_MTP_MAX + 1];
         uint8_t want[FG_MTP_MAX + 1];
         int32_t seqs[FG_MTP_MAX + 1];
