@@ -619,7 +619,6 @@ static int step(fg_engine *e) {
         for (int i = 0; i < j->n; i++) {
             choice *c = &j->ch[i];
             if (c->finish || c->pending < 0) continue;
-            if (!e->S) c->nd = 0;
             for (int k = 0; k <= c->nd; k++) {
                 e->b_tok[rows] = k ? c->draft[k - 1] : c->pending; e->b_seq[rows] = c->seq; e->b_want[rows] = 1;
                 e->r_job[nwant] = j; e->r_ch[nwant] = i; nwant++;
